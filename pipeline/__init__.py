@@ -1,0 +1,1 @@
+"""Morpheus at survey scale: Dask graphs, Zarr stores, the command line."""
