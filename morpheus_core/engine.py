@@ -1,0 +1,245 @@
+"""The unit-stride statistics engine: every window through the network, one pass.
+
+:func:`classify_image` evaluates every window of a ``(bands, H, W)`` image whose anchor
+lies in a given rectangle (stride configurable), in large batches, and accumulates per
+pixel and class over the counted inner region of each window: count, mean and ``M2``,
+and rank votes, all in one pass (the reference code needed two). Window cutting,
+standardisation and accumulation are whole-batch array operations; no Python work is
+done per window.
+
+Accumulation: within one call the engine sums the probabilities, their squares and the
+votes in float64 (a pixel is counted at most ``(N - 2B)**2 = 900`` times per call at
+unit stride, so ``M2 = S2 - S1**2 / n`` is exact to ~1e-13); partial results of
+different calls (tiles) then merge with Chan et al.'s parallel formula
+(:meth:`morpheus_core.stats.WindowStats.merge_`).
+
+A *window classifier* is any callable mapping standardised windows
+``(B, N, N, bands)`` float32 to class probabilities of their counted inner region
+``(B, N - 2B, N - 2B, C)``, with attributes ``window``, ``border`` and ``n_classes``;
+:class:`KerasWindowClassifier` wraps the Morpheus network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+from morpheus_core.stats import WindowStats, stats_from_sums
+from morpheus_core.windows import cut_windows, standardize_windows, valid_anchors, valid_pixels
+
+#: Default number of windows per network call.
+DEFAULT_BATCH = 512
+
+
+class WindowClassifier(Protocol):
+    """What the engine needs from a network."""
+
+    window: int
+    border: int
+    n_classes: int
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
+        ...
+
+
+class KerasWindowClassifier:
+    """Run a Morpheus Keras model on standardised windows, compiled once.
+
+    Parameters
+    ----------
+    model : keras.Model
+        A network from :func:`morpheus_core.model.build_model`, full-window or cropped.
+    border : int
+        Border excluded from counting; the full network's output is cropped by it.
+    """
+
+    def __init__(self, model: Any, *, border: int = 5) -> None:
+        import keras
+
+        self.model = model
+        self.window = int(model.input_shape[1])
+        self.border = int(border)
+        self.n_classes = int(model.output_shape[-1])
+        out = int(model.output_shape[1])
+        inner = self.window - 2 * self.border
+        if out == self.window:
+            self._crop = self.border
+        elif out == inner:
+            self._crop = 0
+        else:
+            raise ValueError(f"model output size {out} is neither {self.window} nor {inner}")
+        self._backend = keras.backend.backend()
+        self._fn = self._compile()
+
+    def _compile(self) -> Callable[[np.ndarray], Any]:
+        model = self.model
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            spec = tf.TensorSpec((None, self.window, self.window, model.input_shape[-1]), tf.float32)
+            return tf.function(lambda x: model(x, training=False), input_signature=[spec])
+        if self._backend == "jax":
+            import jax
+
+            state = (
+                [v.value for v in model.trainable_variables],
+                [v.value for v in model.non_trainable_variables],
+            )
+
+            @jax.jit
+            def run(x: Any, tv: Any, ntv: Any) -> Any:
+                out, _ = model.stateless_call(tv, ntv, x, training=False)
+                return out
+
+            return lambda x: run(x, *state)
+        return lambda x: model(x, training=False)
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        out = np.asarray(self._fn(windows))
+        if self._crop:
+            c = self._crop
+            out = out[:, c:-c, c:-c]
+        return out.astype(np.float32, copy=False)
+
+
+def anchor_range(start: int, stop: int, stride: int) -> np.ndarray:
+    """Anchors ``start, start + stride, ...`` below ``stop`` (empty if none)."""
+    return np.arange(start, max(stop, start), stride)
+
+
+def classify_image(
+    image: np.ndarray,
+    classifier: WindowClassifier,
+    *,
+    stride: int = 1,
+    anchor_start: tuple[int, int] = (0, 0),
+    anchor_stop: tuple[int, int] | None = None,
+    coverage: np.ndarray | None = None,
+    batch_size: int = DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> WindowStats:
+    """Classify every window of an image and accumulate per-pixel statistics.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        ``(bands, H, W)`` float image, bands in the classifier's order.
+    classifier : WindowClassifier
+        The network (see module docstring).
+    stride : int
+        Step between anchors along each axis (1 in the paper).
+    anchor_start, anchor_stop : tuple of int
+        The rectangle ``[y0, y1) x [x0, x1)`` of anchors (window top-left corners, image
+        coordinates) to evaluate, stepping by ``stride`` from ``anchor_start``. Default:
+        every window that fits in the image. Tiles of a larger mosaic pass the anchors
+        they own (:mod:`morpheus_core.tiling`).
+    coverage : numpy.ndarray, optional
+        ``(H, W)`` boolean mask of usable pixels; windows touching a non-finite or
+        uncovered pixel are not evaluated (:mod:`morpheus_core.windows`).
+    batch_size : int
+        Approximate number of windows per network call.
+    progress : callable, optional
+        Called with the number of windows evaluated after each batch.
+
+    Returns
+    -------
+    WindowStats
+        Statistics over the image's ``(H, W)`` frame.
+    """
+    if image.ndim != 3:
+        raise ValueError(f"image must be (bands, H, W), got shape {image.shape}")
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    n_win, border, n_cls = classifier.window, classifier.border, classifier.n_classes
+    inner = n_win - 2 * border
+    _, h, w = image.shape
+    stats = WindowStats.zeros((h, w), n_cls)
+    last = (h - n_win + 1, w - n_win + 1)
+    stop = last if anchor_stop is None else (min(anchor_stop[0], last[0]), min(anchor_stop[1], last[1]))
+    ys = anchor_range(anchor_start[0], stop[0], stride)
+    xs = anchor_range(anchor_start[1], stop[1], stride)
+    if ys.size == 0 or xs.size == 0:
+        return stats
+
+    ok = valid_anchors(valid_pixels(image, coverage), n_win)
+    hwc = np.ascontiguousarray(np.moveaxis(image, 0, -1), dtype=np.float32)
+    # Accumulators for the sums over the image, channels: S1 (C), S2 (C), votes (C).
+    acc = np.zeros((3 * n_cls, h, w), np.float64)
+    cols = min(xs.size, batch_size)
+    rows = max(1, batch_size // cols)
+    for i0 in range(0, ys.size, rows):
+        by = ys[i0 : i0 + rows]
+        for j0 in range(0, xs.size, cols):
+            bx = xs[j0 : j0 + cols]
+            block_ok = ok[np.ix_(by, bx)]
+            ii, jj = np.nonzero(block_ok)
+            if ii.size == 0:
+                continue
+            probs = classifier(standardize_windows(cut_windows(hwc, by[ii], bx[jj], n_win)))
+            if probs.shape[1:] != (inner, inner, n_cls):
+                raise ValueError(
+                    f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
+                )
+            _fold(acc, probs, block_ok, ii, jj, by[0] + border, bx[0] + border, stride)
+            if progress is not None:
+                progress(int(ii.size))
+
+    votes = np.rint(acc[2 * n_cls :]).astype(np.int32)
+    return stats_from_sums(acc[:n_cls], acc[n_cls : 2 * n_cls], votes)
+
+
+_SLAB: dict[str, np.ndarray] = {}
+
+
+def _slab(shape: tuple[int, ...], *, zeroed: bool) -> np.ndarray:
+    """A reusable float64 work buffer (fresh allocations of tens of MB per batch cost
+    page faults that show in the profile)."""
+    size = int(np.prod(shape))
+    buf = _SLAB.get("buf")
+    if buf is None or buf.size < size:
+        buf = _SLAB["buf"] = np.empty(size, np.float64)
+    out = buf[:size].reshape(shape)
+    if zeroed:
+        out.fill(0.0)
+    return out
+
+
+def _fold(
+    acc: np.ndarray,
+    probs: np.ndarray,
+    block_ok: np.ndarray,
+    ii: np.ndarray,
+    jj: np.ndarray,
+    y0: int,
+    x0: int,
+    stride: int,
+) -> None:
+    """Add one block of window outputs into the per-pixel sums (col2im).
+
+    ``probs`` holds the inner outputs of the evaluated windows of a block of anchors
+    (``block_ok`` marks them); window ``(i, j)`` of the block counts pixels
+    ``(y0 + i * stride + dy, x0 + j * stride + dx)``. The block is laid out as
+    ``(dy, dx, channel, i, j)`` so that each of the ``inner**2`` offsets adds one
+    contiguous ``(channel, i, j)`` slab into a strided view of the accumulator.
+    """
+    n, inner, _, n_cls = probs.shape
+    r, c = block_ok.shape
+    slab = _slab((inner, inner, 3 * n_cls, r, c), zeroed=n != r * c)
+    p = probs.transpose(1, 2, 3, 0)  # (dy, dx, C, window), a view
+    top = probs.argmax(axis=-1).transpose(1, 2, 0)[:, :, None, :]  # (dy, dx, 1, window)
+    classes = np.arange(n_cls)[None, None, :, None]
+    if n == r * c:  # every window of the block evaluated: fill in place, no scatter
+        grid = slab.reshape(inner, inner, 3 * n_cls, n)
+        grid[:, :, :n_cls] = p
+        np.square(grid[:, :, :n_cls], out=grid[:, :, n_cls : 2 * n_cls])
+        np.equal(top, classes, out=grid[:, :, 2 * n_cls :], casting="unsafe")
+    else:
+        slab[:, :, :n_cls, ii, jj] = p
+        slab[:, :, n_cls : 2 * n_cls, ii, jj] = np.square(p, dtype=np.float64)
+        slab[:, :, 2 * n_cls :, ii, jj] = top == classes
+    for dy in range(inner):
+        rows = acc[:, y0 + dy : y0 + dy + (r - 1) * stride + 1 : stride]
+        for dx in range(inner):
+            rows[:, :, x0 + dx : x0 + dx + (c - 1) * stride + 1 : stride] += slab[dy, dx]
