@@ -1,0 +1,484 @@
+"""Synthetic HST-like four-band skies with truth tables (our ``photutils.datasets``).
+
+Follows the simulated tests of the Morpheus paper (Sections 7.2-7.3): Sersic
+galaxies and point sources on the HLF GOODS-S grid (0.06"/px, electrons/s, HLF AB
+zero points), PSF-convolved, with Gaussian sky noise. Simplifications: Gaussian
+PSFs of the band's FWHM instead of Tiny Tim, and white instead of PSF-correlated
+noise. Pixel coordinates are 0-based with integers at pixel centres, ``x`` is the
+column; angles are degrees counter-clockwise from +x; images are ``(band, y, x)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.modeling.models import Sersic2D
+from astropy.table import Table
+from astropy.wcs import WCS
+from scipy.signal import fftconvolve
+from scipy.special import erf
+
+from . import BANDS
+
+__all__ = ["BANDS", "DEFAULT_NOISE_SIGMA", "DEPTH_5SIGMA_AB", "MORPH_CLASSES", "PSF_FWHM_ARCSEC",
+           "SNR_APERTURE_RADIUS_ARCSEC", "ZERO_POINTS_AB", "SyntheticSky", "gaussian_psf",
+           "make_wcs", "point_source_image", "render_sky", "sersic_image"]
+
+#: Approximate PSF FWHM of the 60 mas drizzled HLF mosaics (WFC3/IR is broadened
+#: by drizzling from 0.13" native pixels; ACS is near its diffraction limit).
+PSF_FWHM_ARCSEC: dict[str, float] = {"H": 0.18, "J": 0.16, "V": 0.09, "Z": 0.10}
+#: AB zero points for 1 electron/s (HLF v2.0: F160W, F125W, F606W, F850LP).
+ZERO_POINTS_AB: dict[str, float] = {"H": 25.94, "J": 26.23, "V": 26.49, "Z": 24.87}
+#: 5-sigma point-source depth in a 0.5"-diameter aperture used for the default
+#: noise (K15 quotes H ~ 27 AB at 5 sigma; GOODS-S ACS V is somewhat deeper).
+DEPTH_5SIGMA_AB: dict[str, float] = {"H": 27.0, "J": 27.0, "V": 27.5, "Z": 27.0}
+#: Radius of the aperture in which ``snr_H`` is measured (0.5" diameter, paper 7.2).
+SNR_APERTURE_RADIUS_ARCSEC = 0.25
+MORPH_CLASSES: tuple[str, ...] = ("spheroid", "disk", "irregular", "point_source")
+
+_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+_CORE_HALF = 3  # the central (2*3+1)^2 pixels of a Sersic stamp are oversampled
+_GALAXY_CLASS_P = {"spheroid": 0.30, "disk": 0.45, "irregular": 0.25}
+# Structural ranges per class: Sersic n, axis ratio q, r_eff (px) at H = 23.
+_SHAPES = {"spheroid": {"n": (3.5, 5.0), "q": (0.55, 1.0), "r0": 5.0},
+           "disk": {"n": (0.8, 1.5), "q": (0.25, 1.0), "r0": 8.0},
+           "irregular": {"n": (0.5, 1.2), "q": (0.35, 1.0), "r0": 8.0}}
+# Colours as mag_band - mag_H, drawn uniformly: spheroids red, disks bluer,
+# irregular discs bluer still, their star-forming clumps bluer than H.
+_COLOURS = {"spheroid": {"J": (0.3, 0.6), "V": (1.6, 2.4), "Z": (0.8, 1.3)},
+            "disk": {"J": (0.1, 0.3), "V": (0.6, 1.1), "Z": (0.3, 0.6)},
+            "irregular": {"J": (0.05, 0.2), "V": (0.3, 0.7), "Z": (0.1, 0.35)},
+            "clump": {"J": (-0.2, 0.0), "V": (-0.6, -0.1), "Z": (-0.4, 0.0)},
+            "point_source": {"J": (0.0, 0.5), "V": (0.3, 2.0), "Z": (0.1, 1.0)}}
+_COUNT_SLOPE = 0.3  # d log10 N / dm of the galaxy number counts
+
+
+def _depth_sigma(pixel_scale: float) -> np.ndarray:
+    """Per-pixel white-noise sigma (e-/s) giving ``DEPTH_5SIGMA_AB`` in the SNR aperture."""
+    npix = math.pi * (SNR_APERTURE_RADIUS_ARCSEC / pixel_scale) ** 2
+    return np.array([10 ** (-0.4 * (DEPTH_5SIGMA_AB[b] - ZERO_POINTS_AB[b])) / (5 * math.sqrt(npix))
+                     for b in BANDS])
+
+
+#: Default per-band sky sigma per 0.06" pixel, electrons/s.
+DEFAULT_NOISE_SIGMA: dict[str, float] = dict(zip(BANDS, _depth_sigma(0.06).tolist()))
+
+
+@dataclass(frozen=True, eq=False)
+class SyntheticSky:
+    """A rendered four-band scene and its truth.
+
+    Attributes
+    ----------
+    images : np.ndarray
+        ``(4, H, W)`` float32 in ``BANDS`` order, electrons/s.
+    wcs : astropy.wcs.WCS
+        Celestial TAN WCS of the grid.
+    truth : astropy.table.Table
+        One row per source; columns carry units and descriptions. ``snr_H`` is the
+        aperture SNR of the noiseless source alone in a 0.25"-radius circle.
+    noise_sigma : np.ndarray
+        ``(4,)`` per-pixel Gaussian sky sigma per band, electrons/s.
+    coverage : np.ndarray
+        ``(H, W)`` bool, True where every band is finite and not censored. It is
+        taken from the masks applied, not from pixel values (a noiseless sky is 0).
+    """
+
+    images: np.ndarray
+    wcs: WCS
+    truth: Table
+    noise_sigma: np.ndarray
+    coverage: np.ndarray
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
+    if len(shape) != 2 or any(int(s) != s or s < 1 for s in shape):
+        raise ValueError(f"shape must be two positive integers (ny, nx), got {tuple(shape)}")
+    return int(shape[0]), int(shape[1])
+
+
+def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81,
+             pixel_scale: float = 0.06) -> WCS:
+    """Build a north-up, east-left TAN WCS centred on ``(ra, dec)``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape ``(ny, nx)``; the reference pixel is the image centre.
+    ra, dec, pixel_scale : float
+        Tangent point in degrees (default: GOODS-S); arcseconds per pixel.
+
+    Returns
+    -------
+    astropy.wcs.WCS
+    """
+    ny, nx = _check_shape(shape)
+    if not pixel_scale > 0:
+        raise ValueError(f"pixel_scale must be > 0 arcsec, got {pixel_scale}")
+    w = WCS(naxis=2)
+    w.wcs.ctype, w.wcs.cunit, w.wcs.radesys = ["RA---TAN", "DEC--TAN"], ["deg", "deg"], "ICRS"
+    w.wcs.crval = [ra, dec]
+    w.wcs.crpix = [(nx + 1) / 2.0, (ny + 1) / 2.0]  # FITS is 1-based
+    w.wcs.cdelt = [-pixel_scale / 3600.0, pixel_scale / 3600.0]
+    w.pixel_shape = (nx, ny)
+    return w
+
+
+def _gauss_on_grid(size: int, x: float, y: float, fwhm_px: float) -> np.ndarray:
+    """Unit-sum circular Gaussian integrated over the pixels of a ``size``^2 grid."""
+    edges, s = np.arange(size + 1) - 0.5, math.sqrt(2.0) * fwhm_px * _FWHM_TO_SIGMA
+    k = np.outer(np.diff(erf((edges - y) / s)), np.diff(erf((edges - x) / s)))
+    return k / k.sum()
+
+
+def gaussian_psf(fwhm_px: float, size: int | None = None) -> np.ndarray:
+    """Pixel-integrated circular Gaussian PSF kernel, normalised to unit sum.
+
+    Parameters
+    ----------
+    fwhm_px : float
+        Full width at half maximum in pixels.
+    size : int, optional
+        Odd kernel side; default ``2 * ceil(3 * fwhm_px) + 1`` (+-3 FWHM).
+
+    Returns
+    -------
+    np.ndarray
+        ``(size, size)`` float64 kernel centred on the middle pixel.
+    """
+    if not fwhm_px > 0:
+        raise ValueError(f"fwhm_px must be > 0, got {fwhm_px}")
+    size = 2 * math.ceil(3 * fwhm_px) + 1 if size is None else size
+    if int(size) != size or size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, got {size}")
+    c = (size - 1) / 2.0
+    return _gauss_on_grid(int(size), c, c, fwhm_px)
+
+
+def _paste(image: np.ndarray, stamp: np.ndarray, iy0: int, ix0: int) -> None:
+    """Add ``stamp`` (lower corner at ``(iy0, ix0)``) into ``image`` where they overlap."""
+    ny, nx = image.shape[-2:]
+    sy, sx = stamp.shape
+    y0, x0, y1, x1 = max(iy0, 0), max(ix0, 0), min(iy0 + sy, ny), min(ix0 + sx, nx)
+    if y0 < y1 and x0 < x1:
+        image[..., y0:y1, x0:x1] += stamp[y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+
+
+def _pixel_average(model, start: int, count: int, sub: int) -> np.ndarray:
+    """Mean of ``model`` over ``sub``^2 points in each pixel of a square block."""
+    offs = (np.arange(sub) + 0.5) / sub - 0.5
+    g = (np.arange(start, start + count)[:, None] + offs[None, :]).ravel()
+    fy, fx = np.meshgrid(g, g, indexing="ij")
+    return model(fx, fy).reshape(count, sub, count, sub).mean(axis=(1, 3))
+
+
+def _sersic_stamp(x: float, y: float, *, r_eff: float, n: float, axis_ratio: float,
+                  pa_deg: float, oversample: int, truncate: float, pad: int):
+    """Unit-flux Sersic stamp around ``(x, y)``; returns ``(stamp, iy0, ix0)``."""
+    if not (r_eff > 0 and n > 0 and 0 < axis_ratio <= 1 and truncate > 0):
+        raise ValueError(f"need r_eff > 0, n > 0, 0 < axis_ratio <= 1 and truncate > 0, got "
+                         f"r_eff={r_eff}, n={n}, axis_ratio={axis_ratio}, truncate={truncate}")
+    if int(oversample) != oversample or oversample < 1:
+        raise ValueError(f"oversample must be a positive integer, got {oversample}")
+    half = math.ceil(truncate * r_eff) + 1 + pad
+    ix0, iy0 = int(round(x)) - half, int(round(y)) - half
+    dx, dy, size = x - ix0, y - iy0, 2 * half + 1
+    theta = math.radians(pa_deg)
+    model = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=dx, y_0=dy,
+                     ellip=1.0 - axis_ratio, theta=theta)
+    # 3x3 sub-samples everywhere (curvature error / 9), oversample^2 in the core.
+    img = _pixel_average(model, 0, size, 3)
+    c = min(_CORE_HALF, half)
+    img[half - c:half + c + 1, half - c:half + c + 1] = _pixel_average(
+        model, half - c, 2 * c + 1, int(oversample))
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    # Truncate along the ellipse with a one-pixel linear taper (~ area fraction).
+    u = (xx - dx) * math.cos(theta) + (yy - dy) * math.sin(theta)
+    v = -(xx - dx) * math.sin(theta) + (yy - dy) * math.cos(theta)
+    img *= np.clip(truncate * r_eff + 0.5 - np.hypot(u, v / axis_ratio), 0.0, 1.0)
+    return img / img.sum(), iy0, ix0
+
+
+def sersic_image(shape: Sequence[int], *, x: float, y: float, flux: float, r_eff: float,
+                 n: float, axis_ratio: float, pa_deg: float, oversample: int = 10,
+                 truncate: float = 8.0) -> np.ndarray:
+    """Render a flux-normalised elliptical Sersic profile (no PSF, no noise).
+
+    ``astropy.modeling.models.Sersic2D`` averaged over 3x3 points per pixel
+    (``oversample``^2 in the central 7x7 pixels, where the cusp is), truncated at
+    ``truncate`` effective radii along the ellipse and scaled so the stamp sums to
+    ``flux``; flux falling outside ``shape`` is lost.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Output shape ``(ny, nx)``.
+    x, y, flux : float
+        Centre (0-based pixels); total flux (e.g. electrons/s).
+    r_eff, n : float
+        Semi-major-axis half-light radius in pixels; Sersic index.
+    axis_ratio, pa_deg : float
+        Minor/major axis ratio in (0, 1]; major-axis angle, degrees CCW from +x.
+    oversample, truncate : int, float
+        Core sub-sampling factor; truncation radius in units of ``r_eff``.
+
+    Returns
+    -------
+    np.ndarray
+        float64 image of ``shape``.
+    """
+    out = np.zeros(_check_shape(shape))
+    stamp, iy0, ix0 = _sersic_stamp(x, y, r_eff=r_eff, n=n, axis_ratio=axis_ratio, pa_deg=pa_deg,
+                                    oversample=oversample, truncate=truncate, pad=0)
+    _paste(out, flux * stamp, iy0, ix0)
+    return out
+
+
+def point_source_image(shape: Sequence[int], *, x: float, y: float, flux: float,
+                       fwhm_px: float) -> np.ndarray:
+    """Render a point source: a pixel-integrated Gaussian PSF summing to ``flux``.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Output shape ``(ny, nx)``.
+    x, y, flux, fwhm_px : float
+        Centre (0-based pixels), total flux, PSF FWHM in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        float64 image of ``shape``.
+    """
+    if not fwhm_px > 0:
+        raise ValueError(f"fwhm_px must be > 0, got {fwhm_px}")
+    out = np.zeros(_check_shape(shape))
+    half = math.ceil(4 * fwhm_px) + 1
+    ix0, iy0 = int(round(x)) - half, int(round(y)) - half
+    _paste(out, flux * _gauss_on_grid(2 * half + 1, x - ix0, y - iy0, fwhm_px), iy0, ix0)
+    return out
+
+
+def _noise_array(noise_sigma, pixel_scale: float) -> np.ndarray:
+    if noise_sigma is None:
+        sig = _depth_sigma(pixel_scale)
+    elif isinstance(noise_sigma, Mapping):
+        sig = np.array([noise_sigma[b] for b in BANDS], dtype=float)
+    else:
+        sig = np.broadcast_to(np.asarray(noise_sigma, dtype=float), (len(BANDS),)).copy()
+    if not np.all(np.isfinite(sig) & (sig >= 0)):
+        raise ValueError(f"noise_sigma must be finite and >= 0 per band, got {sig.tolist()}")
+    return sig
+
+
+def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float,
+           min_sep: float) -> np.ndarray:
+    """Uniform positions ``(count, 2)`` as (x, y), >= margin from edges, >= min_sep apart."""
+    pos = np.empty((count, 2))
+    lo, hi = np.array([margin, margin]), np.array([nx - 1 - margin, ny - 1 - margin])
+    for i in range(count):
+        for _ in range(2000):
+            p = rng.uniform(lo, hi)
+            if i == 0 or np.min(np.hypot(*(pos[:i] - p).T)) >= min_sep:
+                pos[i] = p
+                break
+        else:
+            raise ValueError(f"could not place {count} sources {min_sep} px apart in shape "
+                             f"{(ny, nx)}; lower n_galaxies/n_stars or min_separation_px")
+    return pos
+
+
+def _flux(mag: float, band: str) -> float:
+    return 10 ** (-0.4 * (mag - ZERO_POINTS_AB[band]))
+
+
+def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h: float,
+                   fwhm_px: dict[str, float], kernels: list[np.ndarray]):
+    """Draw one source's parameters and render its PSF-convolved per-band stamps.
+
+    Returns ``(stamps, iy0, ix0, (n, r_eff, q, pa), band_fluxes)``.
+    """
+    colours = {b: rng.uniform(*_COLOURS[cls][b]) for b in BANDS[1:]}
+    comp = {b: _flux(mag_h + colours.get(b, 0.0), b) for b in BANDS}
+    if cls == "point_source":
+        half = math.ceil(4 * max(fwhm_px.values())) + 1
+        ix0, iy0 = int(round(x)) - half, int(round(y)) - half
+        stamps = [comp[b] * _gauss_on_grid(2 * half + 1, x - ix0, y - iy0, fwhm_px[b])
+                  for b in BANDS]
+        return stamps, iy0, ix0, (np.nan, 0.0, 1.0, 0.0), comp
+    shp = _SHAPES[cls]
+    r_eff = shp["r0"] * 10 ** (-0.1 * (mag_h - 23.0)) * rng.lognormal(0.0, 0.3)
+    r_eff = float(np.clip(r_eff, 2.0, 20.0))
+    params = (rng.uniform(*shp["n"]), r_eff, rng.uniform(*shp["q"]), rng.uniform(0.0, 180.0))
+    pad = max(k.shape[0] for k in kernels) // 2  # room for the PSF: no flux lost at the edge
+    unit, iy0, ix0 = _sersic_stamp(x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2],
+                                   pa_deg=params[3], oversample=10, truncate=8.0, pad=pad)
+    raws, totals = [comp[b] * unit for b in BANDS], comp
+    if cls == "irregular":  # low-n disc plus 2-5 compact, blue, off-centre clumps
+        frac, n_cl = rng.uniform(0.15, 0.35), int(rng.integers(2, 6))
+        rad, ang = rng.uniform(0.3, 1.5, n_cl) * r_eff, rng.uniform(0.0, 2 * math.pi, n_cl)
+        w = rng.dirichlet(np.ones(n_cl))
+        clumps = sum(wj * _gauss_on_grid(unit.shape[0], x - ix0 + rj * math.cos(aj),
+                                         y - iy0 + rj * math.sin(aj), fj)
+                     for wj, rj, aj, fj in zip(w, rad, ang, rng.uniform(1.0, 2.5, n_cl)))
+        cl_col = {b: rng.uniform(*_COLOURS["clump"][b]) for b in BANDS[1:]}
+        f_cl = {b: frac * _flux(mag_h + cl_col.get(b, 0.0), b) for b in BANDS}
+        raws = [(1 - frac) * comp[b] * unit + f_cl[b] * clumps for b in BANDS]
+        totals = {b: (1 - frac) * comp[b] + f_cl[b] for b in BANDS}
+    stamps = [fftconvolve(r, kern, mode="same") for r, kern in zip(raws, kernels)]
+    return stamps, iy0, ix0, params, totals
+
+
+def _apply_masks(rng: np.random.Generator, image: np.ndarray, pos: np.ndarray,
+                 flux_h: np.ndarray, nan_regions: int, censored_regions: int) -> np.ndarray:
+    """Zero-censor clusters (one band, on bright sources) then NaN blocks; return coverage."""
+    _, ny, nx = image.shape
+    coverage = np.ones((ny, nx), dtype=bool)
+    yy, xx = np.ogrid[:ny, :nx]
+    for _ in range(censored_regions):
+        if len(pos):
+            cx, cy = np.round(pos[rng.choice(len(pos), p=flux_h / flux_h.sum())])
+        else:
+            cx, cy = rng.integers(nx), rng.integers(ny)
+        band, rad = int(rng.integers(len(BANDS))), rng.uniform(1.0, 2.5)
+        hit = (xx - cx) ** 2 + (yy - cy) ** 2 <= rad**2
+        image[band][hit] = 0.0
+        coverage &= ~hit
+    for _ in range(nan_regions):
+        h = int(rng.integers(max(2, ny // 20), max(3, ny // 5) + 1))
+        w = int(rng.integers(max(2, nx // 20), max(3, nx // 5) + 1))
+        y0, x0 = int(rng.integers(0, ny - h + 1)), int(rng.integers(0, nx - w + 1))
+        image[:, y0:y0 + h, x0:x0 + w] = np.nan
+        coverage[y0:y0 + h, x0:x0 + w] = False
+    return coverage
+
+
+def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: int | None = None,
+               n_stars: int | None = None, ra: float = 53.12, dec: float = -27.81,
+               pixel_scale: float = 0.06, mag_range: tuple[float, float] = (20.0, 26.5),
+               noise_sigma: float | Sequence[float] | Mapping[str, float] | None = None,
+               nan_regions: int = 0, censored_regions: int = 0, min_separation_px: float = 15.0,
+               margin_px: float = 20.0) -> SyntheticSky:
+    """Render a seeded four-band HST-like scene with its truth table.
+
+    Spheroids (n 3.5-5, red), disks (n 0.8-1.5, bluer), irregulars (low-n disc plus
+    2-5 blue clumps with 15-35% of the H flux) and point sources (the band's PSF).
+    Galaxy H magnitudes follow counts rising as 10^(0.3 m), point sources are
+    uniform in ``mag_range``; r_eff shrinks with magnitude. Each source is rendered
+    on a local stamp and convolved with the band's ``gaussian_psf``; then come white
+    noise, zero-censored clusters (one band, on bright sources, as in the HLF) and
+    NaN blocks (all bands). Sources, noise and masks use independent streams
+    spawned from ``seed``: changing ``noise_sigma`` leaves the sources unchanged.
+
+    Parameters
+    ----------
+    shape : (int, int)
+        Image shape ``(ny, nx)``.
+    seed : int
+        Seed; the output is a pure function of the arguments.
+    n_galaxies, n_stars : int, optional
+        Defaults: one galaxy per 2500 px^2 (~400 per arcmin^2 at 0.06") and one
+        point source per 25000 px^2 (compact sources over-represented on purpose).
+    ra, dec, pixel_scale : float
+        WCS tangent point (deg) and scale (arcsec/px).
+    mag_range : (float, float)
+        Range of total H magnitudes (AB).
+    noise_sigma : float, sequence of 4 or mapping band -> float, optional
+        Per-pixel sky sigma, electrons/s; default from ``DEPTH_5SIGMA_AB``; 0: noiseless.
+    nan_regions, censored_regions : int
+        Numbers of NaN blocks and of zero-censored clusters.
+    min_separation_px, margin_px : float
+        Minimum distance between source centres and from a centre to the image edge.
+
+    Returns
+    -------
+    SyntheticSky
+
+    Raises
+    ------
+    ValueError
+        For invalid arguments or when the sources cannot be placed.
+    """
+    ny, nx = _check_shape(shape)
+    if not mag_range[0] < mag_range[1]:
+        raise ValueError(f"mag_range must be (bright, faint) with bright < faint, got {mag_range}")
+    n_gal = round(ny * nx / 2500) if n_galaxies is None else int(n_galaxies)
+    n_pts = round(ny * nx / 25000) if n_stars is None else int(n_stars)
+    if min(n_gal, n_pts, nan_regions, censored_regions) < 0:
+        raise ValueError("n_galaxies, n_stars, nan_regions and censored_regions must be >= 0, got "
+                         f"{n_gal}, {n_pts}, {nan_regions}, {censored_regions}")
+    if min(nx, ny) - 1 - 2 * margin_px < 0:
+        raise ValueError(f"shape {(ny, nx)} is too small for margin_px={margin_px}")
+    sigma = _noise_array(noise_sigma, pixel_scale)
+    streams = np.random.SeedSequence(seed).spawn(3)
+    rng, rng_noise, rng_mask = (np.random.default_rng(s) for s in streams)
+    fwhm_px = {b: PSF_FWHM_ARCSEC[b] / pixel_scale for b in BANDS}
+    kernels = [gaussian_psf(fwhm_px[b]) for b in BANDS]
+    r_ap = SNR_APERTURE_RADIUS_ARCSEC / pixel_scale
+
+    pos = _place(rng, n_gal + n_pts, ny, nx, margin_px, min_separation_px)
+    names = list(_GALAXY_CLASS_P)
+    classes = [names[i] for i in rng.choice(len(names), n_gal, p=list(_GALAXY_CLASS_P.values()))]
+    classes += ["point_source"] * n_pts
+    k = _COUNT_SLOPE * math.log(10.0)
+    ea, eb = np.exp(k * np.asarray(mag_range, dtype=float))
+    mags = np.concatenate([np.log(ea + rng.uniform(size=n_gal) * (eb - ea)) / k,
+                           rng.uniform(*mag_range, size=n_pts)])
+
+    image = np.zeros((len(BANDS), ny, nx))
+    rows, flux_h = [], []
+    for i, (cls, (x, y), mag_h) in enumerate(zip(classes, pos, mags)):
+        stamps, iy0, ix0, params, totals = _render_source(rng, cls, x, y, mag_h, fwhm_px, kernels)
+        for j, st in enumerate(stamps):
+            _paste(image[j], st, iy0, ix0)
+        gy, gx = np.ogrid[:stamps[0].shape[0], :stamps[0].shape[1]]
+        in_ap = np.hypot(gx - (x - ix0), gy - (y - iy0)) <= r_ap
+        noise_ap = sigma[0] * math.sqrt(in_ap.sum())
+        snr = stamps[0][in_ap].sum() / noise_ap if noise_ap > 0 else np.inf
+        rows.append((i + 1, x, y, cls, *params,
+                     *(ZERO_POINTS_AB[b] - 2.5 * math.log10(totals[b]) for b in BANDS), snr))
+        flux_h.append(totals["H"])
+
+    image += rng_noise.standard_normal(image.shape) * sigma[:, None, None]
+    coverage = _apply_masks(rng_mask, image, pos, np.asarray(flux_h), nan_regions, censored_regions)
+    wcs = make_wcs((ny, nx), ra=ra, dec=dec, pixel_scale=pixel_scale)
+    return SyntheticSky(images=image.astype(np.float32), wcs=wcs,
+                        truth=_truth_table(rows, wcs, coverage, seed, pixel_scale),
+                        noise_sigma=sigma, coverage=coverage)
+
+
+_COLUMNS = (  # name, unit, description
+    ("id", None, "source id, 1-based"), ("x", "pix", "centre, 0-based column"),
+    ("y", "pix", "centre, 0-based row"),
+    ("morph_class", None, "one of spheroid, disk, irregular, point_source"),
+    ("sersic_n", None, "Sersic index (NaN for point sources)"),
+    ("r_eff_px", "pix", "semi-major half-light radius before PSF (0 for point sources)"),
+    ("axis_ratio", None, "minor/major axis ratio"),
+    ("pa_deg", "deg", "major-axis angle counter-clockwise from +x"),
+    *((f"mag_{b}", "mag(AB)", f"total AB magnitude in {b}") for b in BANDS),
+    ("snr_H", None, f"noiseless H flux of the source alone in a {SNR_APERTURE_RADIUS_ARCSEC}\" "
+                    "radius aperture over the aperture noise sigma (inf if noiseless)"),
+)
+
+
+def _truth_table(rows: list, wcs: WCS, coverage: np.ndarray, seed: int,
+                 pixel_scale: float) -> Table:
+    names = [c[0] for c in _COLUMNS]
+    dtype = ["i8", "f8", "f8", "U12"] + ["f8"] * (len(names) - 4)
+    t = Table(rows=rows, names=names, dtype=dtype) if rows else Table(names=names, dtype=dtype)
+    for name, unit, desc in _COLUMNS:
+        t[name].unit, t[name].description = unit, desc
+    ra, dec = wcs.pixel_to_world_values(np.asarray(t["x"]), np.asarray(t["y"]))
+    t.add_column(np.asarray(ra, dtype=float), name="ra", index=3)
+    t.add_column(np.asarray(dec, dtype=float), name="dec", index=4)
+    for name, desc in (("ra", "ICRS right ascension"), ("dec", "ICRS declination")):
+        t[name].unit, t[name].description = "deg", desc
+    ix, iy = (np.round(np.asarray(t[c])).astype(int) for c in ("x", "y"))
+    t["in_coverage"] = coverage[iy, ix]
+    t["in_coverage"].description = "coverage is True at the centre pixel"
+    t.meta.update({"seed": seed, "pixel_scale_arcsec": pixel_scale, "bands": list(BANDS),
+                   "zero_points_ab": ZERO_POINTS_AB, "psf_fwhm_arcsec": PSF_FWHM_ARCSEC})
+    return t
