@@ -9,7 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from tests.standin import StandInClassifier
+from morpheus_core.testing import StandInClassifier
 
 
 @pytest.fixture(scope="session")

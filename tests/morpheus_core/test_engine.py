@@ -11,7 +11,7 @@ from morpheus_core.engine import KerasWindowClassifier, classify_image
 from morpheus_core.stats import finalize
 from morpheus_core.tiling import assemble, plan_tiles
 from morpheus_core.windows import standardize_windows
-from tests.standin import StandInClassifier
+from morpheus_core.testing import StandInClassifier
 
 
 def _scene(rng, h, w, bands=4):

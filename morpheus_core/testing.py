@@ -1,4 +1,4 @@
-"""A cheap, deterministic stand-in for the Morpheus network, for exactness tests.
+"""A cheap, deterministic stand-in for the Morpheus network, for tests and smoke runs.
 
 Each output pixel's class logits are a fixed linear function of that pixel's
 standardised band values plus a fixed position-dependent term, so the output depends
