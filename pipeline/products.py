@@ -1,0 +1,310 @@
+"""FITS data products: classification maps and segmentation images with provenance.
+
+Every product carries the celestial WCS of the mosaic it was made from and a
+provenance block (:func:`provenance`) naming the software, model, precision and run,
+so a file found on disk says where it came from. Files are written atomically: to a
+temporary file in the destination folder, then renamed over the destination, so a
+reader never sees a half-written product and an interrupted run leaves none.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import tempfile
+import warnings
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from pipeline.errors import RunError
+
+__all__ = ["SOFTWARE", "provenance", "software_version", "write_fits_cube",
+           "write_fits_image"]
+
+SOFTWARE = "morpheus-survey"
+
+#: FITS keyword value with its comment.
+Card = tuple[Any, str]
+
+_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+# Written by astropy or by this module; provenance must not overwrite them.
+_STRUCTURAL = frozenset({"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
+                         "XTENSION", "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BUNIT",
+                         "EXTNAME", "COMMENT", "HISTORY", "END"})
+
+
+def software_version() -> str:
+    """Version of the installed ``morpheus-survey`` distribution.
+
+    Falls back to ``morpheus_core.__version__`` when the package is not installed
+    (running from a source tree).
+    """
+    try:
+        return importlib.metadata.version(SOFTWARE)
+    except importlib.metadata.PackageNotFoundError:
+        import morpheus_core
+
+        return str(getattr(morpheus_core, "__version__", "unknown"))
+
+
+def provenance(run_id: str, *, model: str, precision: str,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Card]:
+    """FITS keywords that say which software, model and run made a product.
+
+    Parameters
+    ----------
+    run_id : str
+        Identifier of the run (as recorded in its manifest and ledger).
+    model : str
+        The network, e.g. ``"morpheus-astro 0.5.1 model-440"``.
+    precision : str
+        Numerical precision of inference, e.g. ``"float32"`` or ``"mixed_float16"``.
+    extra : mapping, optional
+        More keywords: ``{"MOSAIC": "goods-s"}`` or, with a comment,
+        ``{"MOSAIC": ("goods-s", "mosaic name")}``. They override the defaults.
+
+    Returns
+    -------
+    dict of str to (value, comment)
+        ``SOFTWARE``, ``SWVERSN``, ``MODEL``, ``PRECISN``, ``RUNID``, ``DATE``
+        (UTC, ``YYYY-MM-DDThh:mm:ss``), then the extras; assign with
+        ``header[key] = (value, comment)``.
+
+    Raises
+    ------
+    ValueError
+        A keyword that is not a valid FITS keyword of at most 8 characters
+        (``A-Z``, ``0-9``, ``_``, ``-``), or a value FITS cannot hold.
+
+    Examples
+    --------
+    >>> cards = provenance("run-42", model="morpheus-astro 0.5.1 model-440",
+    ...                    precision="float32")
+    >>> cards["PRECISN"]
+    ('float32', 'numerical precision of inference')
+    """
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    cards: dict[str, Card] = {
+        "SOFTWARE": (SOFTWARE, "software that wrote this file"),
+        "SWVERSN": (software_version(), "version of the software"),
+        "MODEL": (str(model), "classification network"),
+        "PRECISN": (str(precision), "numerical precision of inference"),
+        "RUNID": (str(run_id), "run identifier"),
+        "DATE": (date, "UTC date of file creation"),
+    }
+    for key, item in (extra or {}).items():
+        value, comment = item if isinstance(item, tuple) else (item, "")
+        cards[_check_keyword(key)] = (_check_value(key, value), str(comment))
+    return cards
+
+
+def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
+                     wcs_header: str | None, provenance: Mapping[str, Card],
+                     bunit: str | None = None, extname: str | None = None,
+                     comments: Iterable[str] = ()) -> Path:
+    """Write one 2-D image with its WCS and provenance to a FITS file, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; an existing file is replaced.
+    data : numpy.ndarray
+        2-D image, ``(ny, nx)``. Booleans are stored as ``uint8``, ``float16`` as
+        ``float32`` (FITS has neither).
+    wcs_header : str or None
+        Header text holding the mosaic's WCS (``WCS.to_header_string()``, as the
+        ingested store keeps it); its celestial part is written. ``None``: no WCS.
+    provenance : mapping of str to (value, comment)
+        Keywords from :func:`provenance`.
+    bunit : str, optional
+        Physical unit of the values (``BUNIT``).
+    extname : str, optional
+        Name of the HDU (``EXTNAME``), e.g. ``"SPHEROID"``.
+    comments : iterable of str
+        Lines written as ``COMMENT`` cards.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        ``data`` is not 2-D, the WCS is not a 2-D celestial one, or a provenance
+        keyword is invalid.
+    RunError
+        The file could not be written.
+    """
+    data = _as_fits_image(data, "data")
+    header = _image_header(wcs_header, provenance=provenance, bunit=bunit,
+                           extname=extname, comments=comments)
+    hdul = fits.HDUList([fits.PrimaryHDU(data=data, header=header)])
+    return _write_atomic(hdul, Path(path))
+
+
+def write_fits_cube(path: str | os.PathLike[str], cube: Mapping[str, np.ndarray], *,
+                    wcs_header: str | None, provenance: Mapping[str, Card],
+                    bunit: str | Mapping[str, str] | None = None,
+                    comments: Iterable[str] = ()) -> Path:
+    """Write several named 2-D images, one image extension each, atomically.
+
+    The primary HDU holds no data, only the provenance and comments; each image
+    follows as an ``ImageHDU`` whose ``EXTNAME`` is its name, with the WCS and
+    provenance repeated so that an extension copied out on its own keeps them.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; an existing file is replaced.
+    cube : mapping of str to numpy.ndarray
+        Name -> 2-D image, e.g. ``{"SPHEROID": ..., "DISK": ...}``; all the same
+        shape. Written in the mapping's order.
+    wcs_header : str or None
+        As for :func:`write_fits_image`.
+    provenance : mapping of str to (value, comment)
+        Keywords from :func:`provenance`.
+    bunit : str or mapping of str to str, optional
+        One unit for all images, or name -> unit.
+    comments : iterable of str
+        Lines written as ``COMMENT`` cards in the primary HDU.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+
+    Raises
+    ------
+    ValueError
+        ``cube`` is empty, an image is not 2-D, the shapes differ, or as for
+        :func:`write_fits_image`.
+    RunError
+        The file could not be written.
+    """
+    if not cube:
+        raise ValueError("cube must hold at least one image, got none")
+    images = {str(name): _as_fits_image(image, f"cube[{name!r}]")
+              for name, image in cube.items()}
+    shapes = {name: image.shape for name, image in images.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"cube images must have the same shape, got {shapes}")
+    units = bunit if isinstance(bunit, Mapping) else dict.fromkeys(images, bunit)
+
+    primary = fits.Header()
+    _add_provenance(primary, provenance, reserved=frozenset())
+    for line in comments:
+        primary["COMMENT"] = str(line)
+    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=primary)]
+    for name, image in images.items():
+        header = _image_header(wcs_header, provenance=provenance,
+                               bunit=units.get(name), extname=name, comments=())
+        hdus.append(fits.ImageHDU(data=image, header=header))
+    return _write_atomic(fits.HDUList(hdus), Path(path))
+
+
+def _check_keyword(key: str) -> str:
+    if not isinstance(key, str) or not _KEYWORD.match(key):
+        raise ValueError(f"FITS keyword must be 1-8 characters of A-Z, 0-9, '_' or '-', "
+                         f"got {key!r}")
+    return key
+
+
+def _check_value(key: str, value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, (str, bool, int, float)):
+        raise ValueError(f"FITS keyword {key}: value must be str, bool, int or float, "
+                         f"got {type(value).__name__} {value!r}")
+    return value
+
+
+def _as_fits_image(data: np.ndarray, what: str) -> np.ndarray:
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise ValueError(f"{what} must be a 2-D image, got shape {data.shape}")
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    if data.dtype == np.float16:
+        return data.astype(np.float32)
+    return data
+
+
+def _celestial_header(wcs_header: str) -> fits.Header:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(fits.Header.fromstring(wcs_header)).celestial
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise ValueError("wcs_header holds no 2-D celestial WCS (RA/Dec)")
+    return wcs.to_header()
+
+
+def _image_header(wcs_header: str | None, *, provenance: Mapping[str, Card],
+                  bunit: str | None, extname: str | None,
+                  comments: Iterable[str]) -> fits.Header:
+    header = fits.Header()
+    if extname is not None:
+        header["EXTNAME"] = (str(extname), "name of this image")
+    if bunit is not None:
+        header["BUNIT"] = (str(bunit), "physical unit of the values")
+    wcs_cards = fits.Header() if wcs_header is None else _celestial_header(wcs_header)
+    header.extend(wcs_cards, unique=True)
+    _add_provenance(header, provenance, reserved=frozenset(wcs_cards.keys()))
+    for line in comments:
+        header["COMMENT"] = str(line)
+    return header
+
+
+def _add_provenance(header: fits.Header, cards: Mapping[str, Card], *,
+                    reserved: frozenset[str]) -> None:
+    for key, (value, comment) in cards.items():
+        _check_keyword(key)
+        if key in _STRUCTURAL or key in reserved:
+            raise ValueError(f"provenance keyword {key} would overwrite a structural "
+                             f"or WCS keyword")
+        header[key] = (_check_value(key, value), comment)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return mask
+
+
+def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
+    """Write ``hdul`` next to ``path`` under a temporary name, then rename it over."""
+    folder = path.parent
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.",
+                                        suffix=".tmp")
+    except OSError as exc:
+        raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            hdul.writeto(fh, output_verify="exception")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
+        raise
+    return path
