@@ -1,0 +1,131 @@
+"""Command line: ``python -m pipeline {run,status,resubmit} ...``.
+
+Exit codes: 0 success; 2 bad input (one line naming the file and the problem); 1 a
+failure during the run (failed tiles are named; ``resubmit`` or ``run`` again resumes).
+Tracebacks go to ``<run-dir>/pipeline.log``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from pipeline.errors import InputError, RunError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description="Morpheus at survey scale")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
+    run.add_argument("--mosaic", default="demo", help="demo, goods-s, or a name from --mosaics-file")
+    run.add_argument("--run-dir", type=Path, help="run directory (default runs/<mosaic>)")
+    run.add_argument("--data-dir", type=Path, help="mosaic files folder (default $MORPHEUS_DATA_DIR or ~/.cache/morpheus-survey/data)")
+    run.add_argument("--mosaics-file", type=Path, help="TOML file defining more mosaics")
+    run.add_argument("--tile", type=int, default=256, help="tile core size in pixels (default 256)")
+    run.add_argument("--batch-size", type=int, default=512, help="windows per network call")
+    run.add_argument("--stride", type=int, default=1, help="window stride (default 1, as the paper)")
+    run.add_argument("--retries", type=int, default=2, help="retries of a failing tile")
+    run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+    run.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow included)")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    run.add_argument("--gpu", choices=("auto", "never", "require"), default="auto")
+    run.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    run.add_argument("--weights", help="Keras .weights.h5 file instead of the released weights")
+    run.add_argument("--restart", action="store_true", help="discard an existing run directory's results")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # Test-only knobs (fault injection, slowing tiles down to interrupt a run).
+    run.add_argument("--classifier", choices=("released", "standin"), default="released", help=argparse.SUPPRESS)
+    run.add_argument("--fail-tile", action="append", default=[], help=argparse.SUPPRESS)
+    run.add_argument("--tile-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+
+    status = sub.add_parser("status", help="show the ledger of a run directory")
+    status.add_argument("--run-dir", type=Path, required=True)
+
+    resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products")
+    resub.add_argument("--run-dir", type=Path, required=True)
+    resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    resub.add_argument("--workers", type=int)
+    resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def _setup_logging(run_dir: Path) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / "pipeline.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = _parser().parse_args(argv)
+    run_dir = args.run_dir or Path("runs") / getattr(args, "mosaic", "demo")
+    log = logging.getLogger("pipeline")
+    try:
+        from pipeline import run as runner
+
+        if args.command == "status":
+            print_status(runner.status(run_dir))
+            return 0
+        _setup_logging(run_dir)
+        if args.command == "resubmit":
+            overrides = {"progress": sys.stderr.isatty()}
+            if args.scheduler:
+                overrides["scheduler"] = args.scheduler
+            if args.workers:
+                overrides["workers"] = args.workers
+            if args.clear_fault_injection:
+                overrides["fail_tiles"] = []
+            runner.resubmit(run_dir, **overrides)
+            return 0
+        from pipeline.config import RunConfig
+
+        config = RunConfig(
+            mosaic=args.mosaic, run_dir=run_dir, data_dir=args.data_dir, mosaics_file=args.mosaics_file,
+            tile=args.tile, batch_size=args.batch_size, stride=args.stride, retries=args.retries,
+            workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
+            gpu=args.gpu, precision=args.precision, weights=args.weights, classifier=args.classifier,
+            restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
+            tile_delay=args.tile_delay,
+        )
+        runner.run(config)
+        return 0
+    except InputError as exc:
+        log.error("input error: %s", exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        log.exception("bad input")
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RunError as exc:
+        log.error("run failed: %s", exc)
+        print(f"run failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished tiles are kept; run the same command again to resume", file=sys.stderr)
+        return 1
+    except Exception as exc:  # unexpected: one line here, the traceback in the log
+        log.exception("unexpected failure")
+        print(f"run failed: {type(exc).__name__}: {exc} (traceback in {run_dir / 'pipeline.log'})", file=sys.stderr)
+        return 1
+
+
+def print_status(report: dict) -> None:
+    """Print a run directory's ledger."""
+    states = report["states"]
+    manifest = report["manifest"]
+    print(f"run {manifest['run_id']} of mosaic {manifest['config']['mosaic']} ({manifest['model']})")
+    print(f"tiles: {len(states['finished'])} finished, {len(states['failed'])} failed, "
+          f"{len(states['pending'])} pending; products {'written' if report['products'] else 'not written'}")
+    for name, record in report["failed"].items():
+        print(f"  {name}: {record['error']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

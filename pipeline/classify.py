@@ -1,0 +1,166 @@
+"""Classification as Dask tasks: one task per tile, then exact merges per output chunk.
+
+A tile task reads its core plus halo from the mosaic store, runs the statistics engine
+(:func:`morpheus_core.engine.classify_image`) on the windows it owns, saves the
+partial statistics and marks the tile finished in the ledger. The network is loaded
+once per worker process (:class:`ClassifierPlugin`, registered with
+``Client.register_plugin``; a task that finds no loaded network loads it itself).
+
+A merge task builds one output chunk (a tile core): it merges the partial statistics
+of every tile whose read region overlaps the chunk and finalises them into the 15
+classification images plus ``n``, written into the output Zarr store. Each chunk is
+written by exactly one task, so no two tasks touch the same Zarr chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from morpheus_core import CLASSES
+from morpheus_core.engine import classify_image
+from morpheus_core.stats import WindowStats, finalize
+from morpheus_core.tiling import Tile
+from pipeline.config import RunConfig
+from pipeline.ledger import Ledger, tile_id
+
+logger = logging.getLogger(__name__)
+
+_CACHE: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+#: Output images of a classification store: name -> (cube or plane, dtype).
+OUTPUT_ARRAYS = {"mean": np.float32, "variance": np.float32, "rank": np.float32, "n": np.int32}
+
+
+def classifier_key(config: RunConfig) -> str:
+    """Identity of the network a run uses (cache key)."""
+    return f"{config.classifier}|{config.weights}|{config.precision}"
+
+
+def load_classifier(config: RunConfig) -> Any:
+    """Load (once per process) the window classifier the run's settings name."""
+    key = classifier_key(config)
+    with _LOCK:
+        if key not in _CACHE:
+            if config.classifier == "standin":
+                from morpheus_core.testing import StandInClassifier
+
+                _CACHE[key] = StandInClassifier(window=config.window, border=config.border)
+            else:
+                from morpheus_core.runtime import configure_threads
+
+                configure_threads(config.threads_per_worker)
+                from morpheus_core.engine import KerasWindowClassifier
+                from morpheus_core.model import load_model
+
+                model = load_model(config.weights, crop=True, precision=config.precision)
+                _CACHE[key] = KerasWindowClassifier(model, border=config.border)
+            _CACHE["loads"] = _CACHE.get("loads", 0) + 1
+            logger.info("loaded classifier %s", key)
+        return _CACHE[key]
+
+
+class ClassifierPlugin(WorkerPlugin):
+    """Load the network once when each worker starts (and on restarted workers)."""
+
+    name = "morpheus-classifier"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def setup(self, worker: Any) -> None:  # noqa: D401 - distributed hook
+        load_classifier(RunConfig.from_json(self.config))
+
+
+def run_tile(tile: Tile, store: str, config_json: dict[str, Any]) -> dict[str, Any]:
+    """Classify one tile and persist its partial statistics (a Dask task).
+
+    Returns
+    -------
+    dict
+        ``tile``, ``worker`` (address), ``windows`` and ``seconds``.
+    """
+    from distributed import get_worker
+
+    config = RunConfig.from_json(config_json)
+    ledger = Ledger(config.run_dir)
+    name = tile_id(tile)
+    ledger.record_start(name)
+    if name in config.fail_tiles:
+        raise RuntimeError(f"injected failure in tile {name} (test-only fail_tiles setting)")
+    t0 = time.perf_counter()
+    clf = load_classifier(config)
+    group = zarr.open_group(store, mode="r")
+    ys, xs = tile.read_slices
+    image = np.asarray(group["image"][:, ys, xs])
+    coverage = np.asarray(group["coverage"][ys, xs])
+    if config.tile_delay:
+        time.sleep(config.tile_delay)
+    windows = [0]
+    stats = classify_image(
+        image,
+        clf,
+        stride=config.stride,
+        anchor_start=tile.anchor_start,
+        anchor_stop=tile.anchor_stop,
+        coverage=coverage,
+        batch_size=config.batch_size,
+        progress=lambda k: windows.__setitem__(0, windows[0] + k),
+    )
+    try:
+        address = get_worker().address
+    except ValueError:  # run outside a worker (tests)
+        address = "local"
+    info = {"tile": name, "worker": address, "windows": windows[0], "seconds": time.perf_counter() - t0}
+    ledger.save_partial(name, stats, info)
+    return info
+
+
+def create_output_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> None:
+    """Create the (empty) classification store: ``mean``, ``variance``, ``rank``
+    ``(class, y, x)`` and ``n`` ``(y, x)``."""
+    group = zarr.open_group(str(path), mode="w", zarr_format=3, attributes=attrs)
+    c = len(CLASSES)
+    for name, dtype in OUTPUT_ARRAYS.items():
+        if name == "n":
+            group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
+                               dimension_names=("y", "x"))
+        else:
+            group.create_array(name, shape=(c, *shape), chunks=(c, chunk, chunk), dtype=dtype,
+                               fill_value=0.0, dimension_names=("class", "y", "x"))
+
+
+def overlapping(tiles: list[Tile], region: tuple[int, int, int, int]) -> list[Tile]:
+    """Tiles whose read region intersects ``region = (y0, y1, x0, x1)``."""
+    y0, y1, x0, x1 = region
+    return [t for t in tiles if t.read[0] < y1 and t.read[1] > y0 and t.read[2] < x1 and t.read[3] > x0]
+
+
+def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str, out_store: str) -> str:
+    """Merge the partials overlapping one tile core and write its output chunk (a task)."""
+    ledger = Ledger(Path(run_dir))
+    y0, y1, x0, x1 = target.core
+    total = WindowStats.zeros((y1 - y0, x1 - x0), len(CLASSES))
+    for tile in overlapping(tiles, target.core):
+        part = ledger.load_partial(tile_id(tile))
+        ry0, _, rx0, _ = tile.read
+        oy0, oy1 = max(y0, tile.read[0]), min(y1, tile.read[1])
+        ox0, ox1 = max(x0, tile.read[2]), min(x1, tile.read[3])
+        total[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0].merge_(
+            part[oy0 - ry0 : oy1 - ry0, ox0 - rx0 : ox1 - rx0]
+        )
+    result = finalize(total)
+    group = zarr.open_group(out_store, mode="r+")
+    group["mean"][:, y0:y1, x0:x1] = result.mean
+    group["variance"][:, y0:y1, x0:x1] = result.variance
+    group["rank"][:, y0:y1, x0:x1] = result.rank
+    group["n"][y0:y1, x0:x1] = result.n
+    return tile_id(target)

@@ -1,0 +1,121 @@
+"""Run settings: one typed object that the CLI fills and the manifest records."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from morpheus_core.model import BORDER, PRECISIONS, WINDOW
+
+#: Settings that change the result: a resumed run must use the same values.
+RESULT_SETTINGS = ("mosaic", "tile", "stride", "precision", "weights", "classifier", "window", "border")
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs to know.
+
+    Attributes
+    ----------
+    mosaic : str
+        Name of the mosaic (``demo``, ``goods-s`` or one from ``mosaics_file``).
+    run_dir : Path
+        Folder holding the manifest, ledger, partial results and products.
+    data_dir : Path, optional
+        Where mosaic files live (default: ``$MORPHEUS_DATA_DIR`` or the user cache).
+    tile : int
+        Core size of a classification tile in pixels (also the Zarr chunk size).
+    batch_size : int
+        Windows per network call.
+    stride : int
+        Window stride (1 in the paper).
+    retries : int
+        Dask retries of a failing tile before it is recorded as failed.
+    workers, threads_per_worker : int
+        Local cluster size; each worker's TensorFlow/BLAS threads follow
+        ``threads_per_worker``.
+    scheduler : str, optional
+        Address of an existing Dask scheduler to use instead of a local cluster.
+    gpu : {"auto", "never", "require"}
+        Whether to use a dask-cuda cluster when GPUs are visible.
+    precision : {"float32", "bfloat16"}
+        Network compute precision.
+    weights : str, optional
+        Keras weights file to classify with instead of the released weights.
+    classifier : {"released", "standin"}
+        ``standin`` is a cheap deterministic stand-in network for tests and smoke runs.
+    fail_tiles : tuple of str
+        Test-only fault injection: tiles (``t0001_0002``) that always raise.
+    tile_delay : float
+        Test-only: seconds each tile task sleeps (to interrupt runs mid-way).
+    """
+
+    mosaic: str = "demo"
+    run_dir: Path = Path("runs/demo")
+    data_dir: Path | None = None
+    mosaics_file: Path | None = None
+    tile: int = 256
+    batch_size: int = 512
+    stride: int = 1
+    retries: int = 2
+    workers: int | None = None
+    threads_per_worker: int = 1
+    scheduler: str | None = None
+    gpu: str = "auto"
+    precision: str = "float32"
+    weights: str | None = None
+    classifier: str = "released"
+    window: int = WINDOW
+    border: int = BORDER
+    restart: bool = False
+    progress: bool = True
+    fail_tiles: tuple[str, ...] = field(default_factory=tuple)
+    tile_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.run_dir = Path(self.run_dir)
+        if self.tile < 1 or self.batch_size < 1 or self.stride < 1 or self.retries < 0:
+            raise ValueError("tile, batch_size and stride must be >= 1 and retries >= 0")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.classifier not in ("released", "standin"):
+            raise ValueError(f"classifier must be 'released' or 'standin', got {self.classifier!r}")
+        if self.gpu not in ("auto", "never", "require"):
+            raise ValueError(f"gpu must be auto, never or require, got {self.gpu!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serialisable settings (paths as strings)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+            elif isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
+        """Settings recorded in a manifest."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        for key in ("run_dir", "data_dir", "mosaics_file"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = Path(kwargs[key])
+        kwargs["fail_tiles"] = tuple(kwargs.get("fail_tiles", ()))
+        return cls(**kwargs)
+
+    def result_settings(self) -> dict[str, Any]:
+        """The settings that determine the result (compared on resume)."""
+        data = self.to_json()
+        return {key: data[key] for key in RESULT_SETTINGS}
+
+    def model_description(self) -> str:
+        """Human-readable model identity for manifests and FITS headers."""
+        if self.classifier == "standin":
+            return "stand-in test network (morpheus_core.testing)"
+        if self.weights:
+            return f"Keras weights {os.path.basename(self.weights)}"
+        return "morpheus-astro 0.5.1 model-440 (released)"

@@ -1,0 +1,307 @@
+"""One classification run, end to end: inputs -> Zarr -> Dask tiles -> merged products.
+
+The run directory holds everything (see README): ``manifest.json`` (settings,
+versions, input checksums, chunk plan), ``ledger/`` and ``partials/`` (per-tile state
+and partial statistics), ``mosaic.zarr`` (the ingested bands), ``classification.zarr``
+and ``fits/`` (the products). Running again on the same directory resumes: finished
+tiles are never recomputed. Changed inputs or settings are refused unless the caller
+asks to start over.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import shutil
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import json
+
+from morpheus_core import CLASSES
+from morpheus_core.tiling import Tile, plan_tiles
+from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, run_tile
+from pipeline.config import RunConfig
+from pipeline.errors import InputError, RunError
+from pipeline.ingest import ingest, validate_bands
+from pipeline.ledger import Ledger, atomic_write_json, tile_id
+from pipeline.mosaics import resolve_mosaic
+
+logger = logging.getLogger(__name__)
+
+_PRODUCT_DIRS = ("ledger", "partials", "classification.zarr", "fits", "manifest.json", "mosaic.zarr")
+
+
+@dataclass
+class RunSummary:
+    """What a run did."""
+
+    run_dir: Path
+    tiles: int
+    finished_before: int
+    executed: int = 0
+    failed: list[str] = field(default_factory=list)
+    retried: int = 0
+    seconds: float = 0.0
+    windows: int = 0
+    dashboard: str | None = None
+    cluster: str = ""
+    outputs: list[Path] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """A short human-readable summary."""
+        rate = self.windows / self.seconds if self.seconds else 0.0
+        out = [
+            f"tiles: {self.tiles} total, {self.finished_before} already finished, "
+            f"{self.executed} run now, {len(self.failed)} failed, {self.retried} retried",
+            f"time: {self.seconds:.1f} s ({self.windows} windows, {rate:.0f} windows/s) on {self.cluster}",
+        ]
+        if self.failed:
+            out.append(f"failed tiles: {', '.join(self.failed)}")
+        if self.outputs:
+            out.append(f"outputs: {self.run_dir / 'classification.zarr'}, {self.run_dir / 'fits'}/")
+        return out
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("morpheus-survey", "keras", "tensorflow", "dask", "distributed", "zarr", "astropy", "numpy"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def read_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of a run directory.
+
+    Raises
+    ------
+    InputError
+        If the directory holds no run.
+    """
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: no run here (manifest.json not found)")
+    return json.loads(path.read_text())
+
+
+def _prepare_run_dir(config: RunConfig) -> None:
+    run_dir = config.run_dir
+    if config.restart and run_dir.exists():
+        for name in _PRODUCT_DIRS:
+            path = run_dir / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[str, Any]) -> str:
+    path = config.run_dir / "manifest.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        differences = [
+            f"{key}: {old['result_settings'].get(key)!r} -> {value!r}"
+            for key, value in config.result_settings().items()
+            if old["result_settings"].get(key) != value
+        ]
+        if old.get("inputs") != inputs:
+            differences.append("input files changed (sizes or checksums differ)")
+        if differences:
+            raise InputError(
+                f"{config.run_dir}: this run directory was made with other inputs or settings "
+                f"({'; '.join(differences)}); use --restart to start over or another --run-dir"
+            )
+        old["config"] = config.to_json()
+        atomic_write_json(path, old)
+        return old["run_id"]
+    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    atomic_write_json(path, {
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "config": config.to_json(),
+        "result_settings": config.result_settings(),
+        "model": config.model_description(),
+        "inputs": inputs,
+        "versions": _versions(),
+        "plan": plan,
+    })
+    return run_id
+
+
+def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSummary:
+    """Classify a mosaic into the run directory (resuming what is finished).
+
+    Parameters
+    ----------
+    config : RunConfig
+        The settings.
+    client : distributed.Client, optional
+        Use this client instead of creating a cluster from the settings.
+    echo : callable
+        Where progress lines go (the CLI prints them).
+
+    Raises
+    ------
+    InputError
+        Bad inputs or a run directory made with other inputs/settings.
+    RunError
+        Tiles that kept failing (the others are finished and kept).
+    """
+    t_start = time.perf_counter()
+    _prepare_run_dir(config)
+    paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
+    bandset = validate_bands(paths)
+    store_path = config.run_dir / "mosaic.zarr"
+    group = ingest(bandset, store_path, chunk=config.tile)
+    shape = tuple(group.attrs["shape"])
+    tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
+    plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
+            "stride": config.stride, "tiles": len(tiles)}
+    run_id = _check_or_write_manifest(config, list(group.attrs["inputs"]), plan)
+
+    ledger = Ledger(config.run_dir)
+    names = [tile_id(t) for t in tiles]
+    todo = [t for t, name in zip(tiles, names) if not ledger.is_finished(name)]
+    summary = RunSummary(config.run_dir, len(tiles), len(tiles) - len(todo))
+    before = ledger.executions()
+
+    own_client = client is None
+    if own_client:
+        from pipeline.cluster import make_client
+
+        client, info = make_client(
+            scheduler=config.scheduler, n_workers=config.workers,
+            threads_per_worker=config.threads_per_worker, gpu=config.gpu,
+        )
+        summary.cluster, summary.dashboard = f"{info.kind} ({info.n_workers} workers)", info.dashboard_link
+        resources = {"GPU": 1} if info.gpu else None
+        echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
+    else:
+        summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, None
+    if summary.dashboard:
+        echo(f"dashboard: {summary.dashboard}")
+    try:
+        if todo:
+            _classify_tiles(client, todo, str(store_path), config, ledger, summary, resources, echo)
+        summary.retried = sum(
+            max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
+        )
+        if summary.failed:
+            summary.seconds = time.perf_counter() - t_start
+            for line in summary.lines():
+                echo(line)
+            raise RunError(
+                f"{len(summary.failed)} tile(s) failed after {config.retries} retries: "
+                f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
+                f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
+            )
+        _merge(client, tiles, config, group.attrs.asdict(), shape)
+    finally:
+        if own_client:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
+    summary.seconds = time.perf_counter() - t_start
+    summary.windows = sum(ledger.done_info(n).get("windows", 0) for n in names if ledger.is_finished(n))
+    for line in summary.lines():
+        echo(line)
+    return summary
+
+
+def _classify_tiles(client, todo: list[Tile], store: str, config: RunConfig, ledger: Ledger,
+                    summary: RunSummary, resources: dict | None, echo: Any) -> None:
+    from distributed import as_completed
+
+    config_json = config.to_json()
+    client.register_plugin(ClassifierPlugin(config_json), name=ClassifierPlugin.name)
+    futures = {
+        client.submit(run_tile, tile, store, config_json, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
+                      retries=config.retries, resources=resources, pure=False): tile_id(tile)
+        for tile in todo
+    }
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(futures), desc="classifying tiles", unit="tile")
+    for future in as_completed(futures):
+        name = futures[future]
+        if future.status == "finished":
+            summary.executed += 1
+        else:
+            exc = future.exception()
+            tb = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
+            ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
+            summary.failed.append(name)
+            logger.error("tile %s failed: %s", name, exc)
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    summary.failed.sort()
+
+
+def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tuple[int, int]) -> None:
+    out_store = config.run_dir / "classification.zarr"
+    create_output_store(out_store, shape, config.tile, {
+        "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
+        "precision": config.precision, "model": config.model_description(),
+    })
+    futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=str(config.run_dir),
+                         out_store=str(out_store), pure=False)
+    client.gather(futures)
+
+
+def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path]:
+    import numpy as np
+    import zarr
+
+    from pipeline.products import provenance, write_fits_image
+
+    group = zarr.open_group(str(config.run_dir / "classification.zarr"), mode="r")
+    prov = provenance(run_id, model=config.model_description(), precision=config.precision,
+                      extra={"STRIDE": (config.stride, "window stride (pixels)")})
+    fits_dir = config.run_dir / "fits"
+    fits_dir.mkdir(exist_ok=True)
+    written = []
+    for kind, suffix, unit in (("mean", "mean", None), ("variance", "var", None), ("rank", "rank", None)):
+        cube = group[kind]
+        for i, name in enumerate(CLASSES):
+            written.append(write_fits_image(fits_dir / f"{name}_{suffix}.fits", np.asarray(cube[i]),
+                                            wcs_header=wcs_header, provenance=prov, bunit=unit,
+                                            extname=f"{name.upper()}_{suffix.upper()}"))
+    written.append(write_fits_image(fits_dir / "n.fits", np.asarray(group["n"][:]), wcs_header=wcs_header,
+                                    provenance=prov, extname="N"))
+    return written
+
+
+def status(run_dir: Path) -> dict[str, Any]:
+    """Ledger of a run directory: tiles by state and the failures' errors."""
+    manifest = read_manifest(run_dir)
+    config = RunConfig.from_json(manifest["config"])
+    shape = tuple(manifest["plan"]["shape"])
+    tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
+    ledger = Ledger(run_dir)
+    states = ledger.summary([tile_id(t) for t in tiles])
+    return {"manifest": manifest, "states": states, "failed": ledger.failed(),
+            "products": (Path(run_dir) / "fits" / "n.fits").exists()}
+
+
+def resubmit(run_dir: Path, *, client: Any = None, echo: Any = print, **overrides: Any) -> RunSummary:
+    """Re-run the failed or missing tiles of a run with its recorded settings."""
+    manifest = read_manifest(run_dir)
+    config = RunConfig.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
+    cleared = Ledger(run_dir).clear_failed()
+    if cleared:
+        echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
+    return run(config, client=client, echo=echo)

@@ -1,0 +1,234 @@
+"""The distributed run: exact chunked merge, failures, resume, resubmit (issue: distributed run)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from astropy.io import fits
+
+from morpheus_core.engine import classify_image
+from morpheus_core.simulate import render_sky
+from morpheus_core.stats import finalize
+from morpheus_core.testing import StandInClassifier
+from pipeline.config import RunConfig
+from pipeline.errors import InputError, RunError
+from pipeline.ledger import Ledger
+from pipeline.run import resubmit, run, status
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 tiles
+
+
+def _write_mosaic(folder: Path, shape=SHAPE, seed=3, **kwargs) -> Path:
+    sky = render_sky(shape, seed=seed, n_galaxies=6, n_stars=2, **kwargs)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = sky.wcs.to_header()
+    entries = []
+    for i, band in enumerate(("H", "J", "V", "Z")):
+        fits.PrimaryHDU(sky.images[i], header=header).writeto(folder / f"small_{band}.fits", overwrite=True)
+        entries.append(f'{band} = "small_{band}.fits"')
+    toml = folder / "mosaics.toml"
+    toml.write_text(f"[mosaics.small]\nbands = {{ {', '.join(entries)} }}\n")
+    return toml
+
+
+def _config(tmp_path: Path, toml: Path, name="run", **kwargs) -> RunConfig:
+    return RunConfig(mosaic="small", mosaics_file=toml, run_dir=tmp_path / name, tile=40,
+                     classifier="standin", progress=False, batch_size=256, **kwargs)
+
+
+def _outputs(run_dir: Path) -> dict[str, np.ndarray]:
+    group = zarr.open_group(str(run_dir / "classification.zarr"), mode="r")
+    return {k: np.asarray(group[k][:]) for k in ("mean", "variance", "rank", "n")}
+
+
+def _assert_same(a: dict, b: dict) -> None:
+    np.testing.assert_array_equal(a["n"], b["n"])
+    np.testing.assert_array_equal(a["rank"], b["rank"])
+    np.testing.assert_allclose(a["mean"], b["mean"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a["variance"], b["variance"], rtol=0, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0")
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> Path:
+    return _write_mosaic(tmp_path_factory.mktemp("mosaic"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mosaic, client) -> dict[str, np.ndarray]:
+    """An undisturbed chunked run."""
+    summary = run(_config(tmp_path_factory.mktemp("ref"), mosaic), client=client, echo=lambda s: None)
+    assert summary.tiles == 12 and not summary.failed
+    return _outputs(summary.run_dir)
+
+
+def test_chunked_run_equals_whole_image_engine(reference, mosaic):
+    images = np.stack([fits.getdata(mosaic.parent / f"small_{b}.fits") for b in "HJVZ"]).astype(np.float32)
+    coverage = np.isfinite(images).all(0) & (images != 0).all(0)
+    whole = finalize(classify_image(images, StandInClassifier(), coverage=coverage))
+    _assert_same(reference, {"mean": whole.mean, "variance": whole.variance, "rank": whole.rank, "n": whole.n})
+    assert reference["n"].max() == 900
+
+
+def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, client):
+    summary = run(_config(tmp_path, mosaic), client=client, echo=lambda s: None)
+    assert len(summary.outputs) == 16
+    with fits.open(summary.run_dir / "fits" / "disk_mean.fits") as hdul:
+        header = hdul[0].header if hdul[0].data is not None else hdul[1].header
+        data = hdul[0].data if hdul[0].data is not None else hdul[1].data
+        assert header["CTYPE1"].startswith("RA---") and "RUNID" in header and header["PRECISN"] == "float32"
+        np.testing.assert_array_equal(data, reference["mean"][1])
+
+
+def test_worker_killed_mid_run_still_completes(tmp_path, mosaic, reference, client):
+    config = _config(tmp_path, mosaic, tile_delay=0.4, retries=3)
+    ledger_dir = config.run_dir / "ledger"
+
+    def killer():
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(ledger_dir.glob("*.done"))) < 2:
+            time.sleep(0.05)
+        pids = client.run(os.getpid)
+        os.kill(next(iter(pids.values())), signal.SIGKILL)
+
+    thread = threading.Thread(target=killer)
+    thread.start()
+    summary = run(config, client=client, echo=lambda s: None)
+    thread.join()
+    assert not summary.failed
+    _assert_same(_outputs(config.run_dir), reference)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def test_driver_killed_then_resumed_never_recomputes_finished_tiles(tmp_path, mosaic, reference):
+    run_dir = tmp_path / "run"
+    args = ["run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
+            "--tile", "40", "--classifier", "standin", "--workers", "2", "--no-progress"]
+    proc = _cli(*args, "--tile-delay", "1.0", start_new_session=True)
+    ledger_dir = run_dir / "ledger"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(ledger_dir.glob("*.done"))) < 3:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    ledger = Ledger(run_dir)
+    finished = {p.stem for p in ledger_dir.glob("*.done")}
+    assert 3 <= len(finished) < 12
+    before = ledger.executions()
+    second = _cli(*args)
+    out, _ = second.communicate(timeout=300)
+    assert second.returncode == 0, out
+    after = ledger.executions()
+    for name in finished:
+        assert after[name] == before[name], f"finished tile {name} was recomputed"
+    assert f"{len(finished)} already finished" in out
+    _assert_same(_outputs(run_dir), reference)
+
+
+def test_permanent_failure_is_reported_then_resubmit_completes(tmp_path, mosaic, reference, client):
+    config = _config(tmp_path, mosaic, fail_tiles=("t0001_0002",), retries=1)
+    with pytest.raises(RunError, match="t0001_0002"):
+        run(config, client=client, echo=lambda s: None)
+    report = status(config.run_dir)
+    assert report["states"]["failed"] == ["t0001_0002"]
+    assert len(report["states"]["finished"]) == 11 and not report["products"]
+    assert "injected failure" in report["failed"]["t0001_0002"]["traceback"]
+    assert Ledger(config.run_dir).executions()["t0001_0002"] == 2  # first try + 1 retry
+    summary = resubmit(config.run_dir, client=client, echo=lambda s: None, fail_tiles=[])
+    assert summary.executed == 1 and summary.finished_before == 11
+    _assert_same(_outputs(config.run_dir), reference)
+
+
+def test_cli_failure_exit_code_and_status(tmp_path, mosaic):
+    run_dir = tmp_path / "run"
+    proc = _cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
+                "--tile", "40", "--classifier", "standin", "--workers", "1", "--no-progress",
+                "--retries", "0", "--fail-tile", "t0000_0000")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "t0000_0000" in out
+    proc = _cli("status", "--run-dir", str(run_dir))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "11 finished, 1 failed" in out
+    proc = _cli("resubmit", "--run-dir", str(run_dir), "--workers", "1", "--clear-fault-injection")
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert (run_dir / "fits" / "n.fits").exists()
+
+
+def test_changed_settings_on_resume_are_refused(tmp_path, mosaic, client):
+    config = _config(tmp_path, mosaic)
+    run(config, client=client, echo=lambda s: None)
+    changed = _config(tmp_path, mosaic, stride=2)
+    with pytest.raises(InputError, match="stride"):
+        run(changed, client=client, echo=lambda s: None)
+    restarted = _config(tmp_path, mosaic, stride=2, restart=True)
+    assert not run(restarted, client=client, echo=lambda s: None).failed
+
+
+def test_nan_and_censored_regions_get_no_counts_and_no_nan(tmp_path, client):
+    toml = _write_mosaic(tmp_path / "m", seed=5, nan_regions=1, censored_regions=2)
+    summary = run(_config(tmp_path, toml), client=client, echo=lambda s: None)
+    out = _outputs(summary.run_dir)
+    images = np.stack([fits.getdata(toml.parent / f"small_{b}.fits") for b in "HJVZ"])
+    bad = ~(np.isfinite(images).all(0) & (images != 0).all(0))
+    assert bad.any() and (out["n"][bad] == 0).all()
+    for key in ("mean", "variance", "rank"):
+        assert np.isfinite(out[key]).all()
+
+
+def test_missing_goods_s_files_exit_2_listing_every_file(tmp_path):
+    proc = _cli("run", "--mosaic", "goods-s", "--data-dir", str(tmp_path), "--run-dir", str(tmp_path / "r"))
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    for band in ("f160w", "f125w", "f606w", "f850lp"):
+        assert band in out
+    assert out.strip().count("\n") == 0 or "error:" in out.splitlines()[-1]
+
+
+def test_demo_end_to_end_with_released_model(tmp_path):
+    """`python -m pipeline run --mosaic demo`, at stride 4 to keep the suite fast."""
+    run_dir = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", "--mosaic", "demo", "--run-dir", str(run_dir),
+         "--data-dir", str(tmp_path / "data"), "--stride", "4", "--no-progress", "--workers", "1",
+         "--threads-per-worker", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "dashboard: http://127.0.0.1" in proc.stdout
+    with fits.open(run_dir / "fits" / "background_rank.fits") as hdul:
+        hdu = hdul[0] if hdul[0].data is not None else hdul[1]
+        bg = hdu.data
+        assert "morpheus-astro" in hdu.header["MODEL"]
+    n = fits.getdata(run_dir / "fits" / "n.fits")
+    counted = n > 0
+    assert counted.mean() > 0.9
+    # Most of a deep field is sky: background is the top rank in most counted pixels.
+    assert (bg[counted] > 0.5).mean() > 0.5
+    means = np.stack([fits.getdata(run_dir / "fits" / f"{c}_mean.fits") for c in
+                      ("spheroid", "disk", "irregular", "point_source", "background")])
+    np.testing.assert_allclose(means.sum(0)[counted], 1.0, atol=1e-5)
