@@ -119,9 +119,17 @@ def run_tile(tile: Tile, store: str, config_json: dict[str, Any]) -> dict[str, A
         address = get_worker().address
     except ValueError:  # run outside a worker (tests)
         address = "local"
-    info = {"tile": name, "worker": address, "windows": windows[0], "seconds": time.perf_counter() - t0}
+    info = {"tile": name, "worker": address, "windows": windows[0], "seconds": time.perf_counter() - t0,
+            "peak_rss_mb": _peak_rss_mb()}
     ledger.save_partial(name, stats, info)
     return info
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this worker process so far (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def create_output_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> None:

@@ -47,6 +47,7 @@ class RunSummary:
     failed: list[str] = field(default_factory=list)
     retried: int = 0
     seconds: float = 0.0
+    classify_seconds: float = 0.0
     windows: int = 0
     dashboard: str | None = None
     cluster: str = ""
@@ -190,7 +191,9 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
         echo(f"dashboard: {summary.dashboard}")
     try:
         if todo:
+            t_classify = time.perf_counter()
             _classify_tiles(client, todo, str(store_path), config, ledger, summary, resources, echo)
+            summary.classify_seconds = time.perf_counter() - t_classify
         summary.retried = sum(
             max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
         )
