@@ -14,7 +14,7 @@ Prints, measured in one run on this machine:
 
 Usage::
 
-    python benchmarks/distributed.py [--size 288] [--tile 128] [--memory-tile 128]
+    python benchmarks/distributed_run.py [--size 288] [--tile 128] [--memory-tile 128]
 """
 
 from __future__ import annotations
