@@ -11,6 +11,7 @@ asks to start over.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import shutil
 import time
@@ -19,8 +20,6 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import json
 
 from morpheus_core import CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
@@ -176,14 +175,14 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
 
     own_client = client is None
     if own_client:
-        from pipeline.cluster import make_client
+        from pipeline.cluster import gpu_resources, make_client
 
         client, info = make_client(
             scheduler=config.scheduler, n_workers=config.workers,
             threads_per_worker=config.threads_per_worker, gpu=config.gpu,
         )
         summary.cluster, summary.dashboard = f"{info.kind} ({info.n_workers} workers)", info.dashboard_link
-        resources = {"GPU": 1} if info.gpu else None
+        resources = gpu_resources(info)
         echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
     else:
         summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, None
