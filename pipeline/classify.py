@@ -63,7 +63,6 @@ def load_classifier(config: RunConfig) -> Any:
 
                 model = load_model(config.weights, crop=True, precision=config.precision)
                 _CACHE[key] = KerasWindowClassifier(model, border=config.border)
-            _CACHE["loads"] = _CACHE.get("loads", 0) + 1
             logger.info("loaded classifier %s", key)
         return _CACHE[key]
 
