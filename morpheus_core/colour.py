@@ -1,0 +1,57 @@
+"""The morphological colour image of paper section 6.
+
+Hue from the dominant morphological class (spheroid red, disk blue, irregular green,
+point source yellow), saturation the difference between the two largest
+morphological class values (white where the model hesitates), value
+``1 - background`` (dark sky, bright sources), converted from HSV to RGB with
+scikit-image. The hues are those of the released reference code
+(``colorize_classified``: 0, 0.7, 0.3 and 0.18 of the colour wheel), so images look
+like the published ones. Unclassified pixels (``n = 0``) are black.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from skimage.color import hsv2rgb
+
+from morpheus_core import CLASSES
+
+__all__ = ["HUES", "colour_image"]
+
+#: Hue (fraction of the colour wheel) of each morphological class.
+HUES: Mapping[str, float] = {"spheroid": 0.0, "disk": 0.7, "irregular": 0.3, "point_source": 0.18}
+
+
+def colour_image(mean: np.ndarray, classified: np.ndarray | None = None, *,
+                 classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+    """Morphological colour image.
+
+    Parameters
+    ----------
+    mean : numpy.ndarray
+        ``(C, H, W)`` normalised class means; must hold the four morphological classes
+        of :data:`HUES` and ``background``.
+    classified : numpy.ndarray, optional
+        ``(H, W)`` bool classified area; other pixels are black.
+    classes : tuple of str
+        Class names in channel order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(H, W, 3)`` uint8 RGB.
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    morph = [classes.index(name) for name in HUES]
+    q = mean[morph]
+    order = np.argsort(-q, axis=0, kind="stable")
+    top = np.take_along_axis(q, order[:2], axis=0)
+    hues = np.asarray(list(HUES.values()))[order[0]]
+    saturation = np.clip(top[0] - top[1], 0.0, 1.0)
+    value = np.clip(1.0 - mean[classes.index("background")], 0.0, 1.0)
+    if classified is not None:
+        value = np.where(np.asarray(classified, dtype=bool), value, 0.0)
+    rgb = hsv2rgb(np.stack([hues, saturation, value], axis=-1))
+    return np.round(rgb * 255.0).astype(np.uint8)
