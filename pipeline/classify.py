@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from morpheus_core import CLASSES
@@ -30,6 +29,7 @@ from morpheus_core.stats import WindowStats, finalize
 from morpheus_core.tiling import Tile
 from pipeline.config import RunConfig
 from pipeline.ledger import Ledger, tile_id
+from pipeline.storage import Location, as_location
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,10 @@ def load_classifier(config: RunConfig) -> Any:
 
                 _CACHE[key] = StandInClassifier(window=config.window, border=config.border)
             else:
-                from morpheus_core.runtime import configure_threads
+                from morpheus_core.runtime import configure_gpu_memory_growth, configure_threads
 
+                # Before the first model: TensorFlow fixes both when it initialises.
+                configure_gpu_memory_growth()
                 configure_threads(config.threads_per_worker)
                 from morpheus_core.engine import KerasWindowClassifier
                 from morpheus_core.model import load_model
@@ -79,8 +81,10 @@ class ClassifierPlugin(WorkerPlugin):
         load_classifier(RunConfig.from_json(self.config))
 
 
-def run_tile(tile: Tile, store: str, config_json: dict[str, Any]) -> dict[str, Any]:
+def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any]) -> dict[str, Any]:
     """Classify one tile and persist its partial statistics (a Dask task).
+
+    ``store`` is the mosaic store (a path, or a :class:`~pipeline.storage.Location`).
 
     Returns
     -------
@@ -90,14 +94,14 @@ def run_tile(tile: Tile, store: str, config_json: dict[str, Any]) -> dict[str, A
     from distributed import get_worker
 
     config = RunConfig.from_json(config_json)
-    ledger = Ledger(config.run_dir)
+    ledger = Ledger(config.location)
     name = tile_id(tile)
     ledger.record_start(name)
     if name in config.fail_tiles:
         raise RuntimeError(f"injected failure in tile {name} (test-only fail_tiles setting)")
     t0 = time.perf_counter()
     clf = load_classifier(config)
-    group = zarr.open_group(store, mode="r")
+    group = as_location(store, config.storage_options).open_group(mode="r")
     ys, xs = tile.read_slices
     image = np.asarray(group["image"][:, ys, xs])
     coverage = np.asarray(group["coverage"][ys, xs])
@@ -131,10 +135,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def create_output_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> None:
+def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: int,
+                        attrs: dict[str, Any]) -> None:
     """Create the (empty) classification store: ``mean``, ``variance``, ``rank``
     ``(class, y, x)`` and ``n`` ``(y, x)``."""
-    group = zarr.open_group(str(path), mode="w", zarr_format=3, attributes=attrs)
+    group = as_location(path).open_group(mode="w", zarr_format=3, attributes=attrs)
     c = len(CLASSES)
     for name, dtype in OUTPUT_ARRAYS.items():
         if name == "n":
@@ -151,9 +156,10 @@ def overlapping(tiles: list[Tile], region: tuple[int, int, int, int]) -> list[Ti
     return [t for t in tiles if t.read[0] < y1 and t.read[1] > y0 and t.read[2] < x1 and t.read[3] > x0]
 
 
-def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str, out_store: str) -> str:
+def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
+                out_store: str | Location) -> str:
     """Merge the partials overlapping one tile core and write its output chunk (a task)."""
-    ledger = Ledger(Path(run_dir))
+    ledger = Ledger(run_dir)
     y0, y1, x0, x1 = target.core
     total = WindowStats.zeros((y1 - y0, x1 - x0), len(CLASSES))
     for tile in overlapping(tiles, target.core):
@@ -165,7 +171,7 @@ def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str, out_store: str) -
             part[oy0 - ry0 : oy1 - ry0, ox0 - rx0 : ox1 - rx0]
         )
     result = finalize(total)
-    group = zarr.open_group(out_store, mode="r+")
+    group = as_location(out_store).open_group(mode="r+")
     group["mean"][:, y0:y1, x0:x1] = result.mean
     group["variance"][:, y0:y1, x0:x1] = result.variance
     group["rank"][:, y0:y1, x0:x1] = result.rank

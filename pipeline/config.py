@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from morpheus_core.model import BORDER, PRECISIONS, WINDOW
+from pipeline.storage import Location, check_storage_options, run_dir_value
+
+#: Clusters a run can start itself (``scheduler`` joins an existing one instead).
+CLUSTERS = ("local", "slurm", "pbs")
 
 #: Settings that change the result: a resumed run must use the same values.
 RESULT_SETTINGS = ("mosaic", "tile", "stride", "precision", "weights", "classifier", "window", "border")
@@ -22,8 +26,14 @@ class RunConfig:
     ----------
     mosaic : str
         Name of the mosaic (``demo``, ``goods-s`` or one from ``mosaics_file``).
-    run_dir : Path
-        Folder holding the manifest, ledger, partial results and products.
+    run_dir : Path or str
+        Folder holding the manifest, ledger, partial results and products: a local
+        (or shared) path, or an fsspec URL such as ``s3://bucket/run`` (kept as a
+        string); :attr:`location` gives either as a :class:`~pipeline.storage.Location`.
+    storage_options : dict
+        fsspec options for a URL ``run_dir`` (e.g. ``{"endpoint_url": ...}``);
+        credentials are refused here (they would be recorded in the manifest) and
+        come from the environment instead.
     data_dir : Path, optional
         Where mosaic files live (default: ``$MORPHEUS_DATA_DIR`` or the user cache).
     tile : int
@@ -39,6 +49,12 @@ class RunConfig:
         ``threads_per_worker``.
     scheduler : str, optional
         Address of an existing Dask scheduler to use instead of a local cluster.
+    cluster : {"local", "slurm", "pbs"}
+        Which cluster to start when no ``scheduler`` is given: a local one, or GPU
+        workers submitted as batch jobs through dask-jobqueue (``workers`` of them).
+    cluster_config : Path, optional
+        A dask-jobqueue YAML file (see ``deploy/hpc/jobqueue.yaml``); default: the
+        Dask configuration (``~/.config/dask/jobqueue.yaml``).
     gpu : {"auto", "never", "require"}
         Whether to use a dask-cuda cluster when GPUs are visible.
     precision : {"float32", "bfloat16"}
@@ -54,7 +70,7 @@ class RunConfig:
     """
 
     mosaic: str = "demo"
-    run_dir: Path = Path("runs/demo")
+    run_dir: Path | str = Path("runs/demo")
     data_dir: Path | None = None
     mosaics_file: Path | None = None
     tile: int = 256
@@ -64,6 +80,9 @@ class RunConfig:
     workers: int | None = None
     threads_per_worker: int = 1
     scheduler: str | None = None
+    cluster: str = "local"
+    cluster_config: Path | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
     gpu: str = "auto"
     precision: str = "float32"
     weights: str | None = None
@@ -76,7 +95,12 @@ class RunConfig:
     tile_delay: float = 0.0
 
     def __post_init__(self) -> None:
-        self.run_dir = Path(self.run_dir)
+        self.run_dir = run_dir_value(self.run_dir)
+        self.storage_options = check_storage_options(self.storage_options or {})
+        if self.cluster not in CLUSTERS:
+            raise ValueError(f"cluster must be one of {CLUSTERS}, got {self.cluster!r}")
+        if self.scheduler and self.cluster != "local":
+            raise ValueError(f"give either a scheduler address or cluster={self.cluster!r}, not both")
         if self.tile < 1 or self.batch_size < 1 or self.stride < 1 or self.retries < 0:
             raise ValueError("tile, batch_size and stride must be >= 1 and retries >= 0")
         if self.precision not in PRECISIONS:
@@ -101,11 +125,18 @@ class RunConfig:
         """Settings recorded in a manifest."""
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("run_dir", "data_dir", "mosaics_file"):
+        for key in ("data_dir", "mosaics_file", "cluster_config"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
+        if kwargs.get("run_dir") is not None:
+            kwargs["run_dir"] = run_dir_value(kwargs["run_dir"])
         kwargs["fail_tiles"] = tuple(kwargs.get("fail_tiles", ()))
         return cls(**kwargs)
+
+    @property
+    def location(self) -> Location:
+        """The run directory as a :class:`~pipeline.storage.Location`."""
+        return Location(self.run_dir, self.storage_options)
 
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the result (compared on resume)."""

@@ -38,6 +38,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from pipeline.errors import InputError, RunError
+from pipeline.storage import Location, as_location
 
 __all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "read_wcs",
            "validate_bands"]
@@ -232,17 +233,12 @@ def _read_strip(hdu: fits.hdu.base._BaseHDU, y0: int, y1: int) -> np.ndarray:
     return hdu.section[y0:y1, :]
 
 
-def _write_store(bandset: BandSet, target: Path, chunk: int,
+def _write_store(bandset: BandSet, target: Any, chunk: int,
                  inputs: list[dict[str, Any]]) -> None:
+    """Write the store; its attributes come last, so a store without
+    ``format_version`` is one whose writing did not finish."""
     n, (height, width) = len(bandset.bands), bandset.shape
-    root = zarr.create_group(target, zarr_format=3, attributes={
-        "bands": list(bandset.bands),
-        "wcs_header": bandset.wcs_header,
-        "shape": [height, width],
-        "chunk": chunk,
-        "inputs": inputs,
-        "format_version": FORMAT_VERSION,
-    })
+    root = zarr.create_group(target, zarr_format=3, overwrite=True)
     image = root.create_array("image", shape=(n, height, width), dtype="float32",
                               chunks=(n, chunk, chunk), fill_value=np.nan,
                               dimension_names=("band", "y", "x"))
@@ -265,13 +261,21 @@ def _write_store(bandset: BandSet, target: Path, chunk: int,
             image[:, y0:y1, :] = strip
             coverage[y0:y1, :] = np.all(np.isfinite(strip) & (strip != 0), axis=0)
             log.debug("ingested rows %d:%d of %d", y0, y1, height)
+    root.update_attributes({
+        "bands": list(bandset.bands),
+        "wcs_header": bandset.wcs_header,
+        "shape": [height, width],
+        "chunk": chunk,
+        "inputs": inputs,
+        "format_version": FORMAT_VERSION,
+    })
 
 
-def _check_existing(store: Path, bandset: BandSet, inputs: list[dict[str, Any]],
+def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, Any]],
                     chunk: int) -> zarr.Group:
     """Return the existing store if it was written from these inputs and chunk."""
     try:
-        group = zarr.open_group(store, mode="r", zarr_format=3)
+        group = store.open_group(mode="r", zarr_format=3)
         attrs = group.attrs.asdict()
         recorded = list(attrs["inputs"])
         version = attrs["format_version"]
@@ -303,21 +307,25 @@ def _check_existing(store: Path, bandset: BandSet, inputs: list[dict[str, Any]],
     return group
 
 
-def ingest(bandset: BandSet, store: str | Path, *, chunk: int = 1024,
+def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
            overwrite: bool = False) -> zarr.Group:
     """Write validated bands into one chunked Zarr v3 store.
 
-    The store is written to ``<store>.partial`` and renamed to ``<store>`` only when
-    complete, so a crash never leaves a store that looks finished; a leftover
-    ``.partial`` is discarded and rewritten. Memory use is bounded by one row of
-    chunks (``n_bands x chunk x W`` float32 pixels).
+    On a file system the store is written to ``<store>.partial`` and renamed to
+    ``<store>`` only when complete, so a crash never leaves a store that looks
+    finished; a leftover ``.partial`` is discarded and rewritten. In an object store
+    (no renames) it is written in place with its attributes last: a store without
+    them is an interrupted ingest, discarded and rewritten. Memory use is bounded by
+    one row of chunks (``n_bands x chunk x W`` float32 pixels).
 
     Parameters
     ----------
     bandset : BandSet
         Output of :func:`validate_bands`.
-    store : str or Path
-        Directory of the store on a local file system, e.g. ``run/mosaic.zarr``.
+    store : str, Path or Location
+        Directory of the store, e.g. ``run/mosaic.zarr``, or a
+        :class:`~pipeline.storage.Location` such as ``s3://bucket/run/mosaic.zarr``
+        (the band files themselves are read from the local file system).
     chunk : int, optional
         Chunk edge ``C`` in pixels; ``image`` is chunked ``(n_bands, C, C)``.
     overwrite : bool, optional
@@ -346,11 +354,14 @@ def ingest(bandset: BandSet, store: str | Path, *, chunk: int = 1024,
     if int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     chunk = int(chunk)
-    store = Path(store).expanduser().absolute()
+    location = as_location(store)
     inputs = [{"band": band, "path": str(path), **file_fingerprint(path)}
               for band, path in zip(bandset.bands, bandset.paths)]
+    if not location.is_local:
+        return _ingest_in_place(bandset, location, chunk, inputs, overwrite)
+    store = location.path
     if store.exists() and not overwrite:
-        group = _check_existing(store, bandset, inputs, chunk)
+        group = _check_existing(location, bandset, inputs, chunk)
         log.info("%s already holds these inputs; reusing it", store)
         return group
     partial = store.with_name(store.name + ".partial")
@@ -378,6 +389,28 @@ def ingest(bandset: BandSet, store: str | Path, *, chunk: int = 1024,
     else:
         os.replace(partial, store)
     return zarr.open_group(store, mode="r", zarr_format=3)
+
+
+def _ingest_in_place(bandset: BandSet, store: Location, chunk: int,
+                     inputs: list[dict[str, Any]], overwrite: bool) -> zarr.Group:
+    """:func:`ingest` into an object store, where folders cannot be renamed."""
+    if (store / "zarr.json").exists() and not overwrite:
+        attrs = store.open_group(mode="r", zarr_format=3).attrs.asdict()
+        if "format_version" in attrs:
+            group = _check_existing(store, bandset, inputs, chunk)
+            log.info("%s already holds these inputs; reusing it", store)
+            return group
+        log.warning("removing %s left by an interrupted ingest", store)
+    store.remove(recursive=True)
+    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
+             bandset.shape, ",".join(bandset.bands), store)
+    try:
+        _write_store(bandset, store.zarr_store(), chunk, inputs)
+    except Exception as exc:
+        if isinstance(exc, RunError):
+            raise
+        raise RunError(f"ingest into {store} failed: {exc!r}") from exc
+    return store.open_group(mode="r", zarr_format=3)
 
 
 def read_wcs(group: zarr.Group) -> WCS:

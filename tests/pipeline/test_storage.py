@@ -1,0 +1,181 @@
+"""Tests for pipeline.storage (Location on local paths and fsspec URLs) and the ledger on it.
+
+URL locations are exercised with fsspec's in-process ``memory://`` file system, which
+follows the same code paths as ``s3://`` (the S3 run itself is in ``test_s3.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from morpheus_core.stats import WindowStats
+from pipeline.config import RunConfig
+from pipeline.ledger import Ledger
+from pipeline.storage import Location, as_location, check_storage_options, is_url, run_dir_value
+
+
+@pytest.fixture(params=["local", "memory"])
+def root(request, tmp_path) -> Location:
+    """An empty folder: a local path, or a fresh prefix of the in-memory file system."""
+    if request.param == "local":
+        yield Location(tmp_path / "run")
+        return
+    location = Location(f"memory://bucket-{uuid.uuid4().hex[:8]}/run")
+    yield location
+    location.remove(recursive=True)
+
+
+def test_is_url_and_run_dir_value():
+    assert is_url("s3://bucket/run") and is_url("gs://b/r") and is_url("memory://x")
+    assert not is_url("runs/demo") and not is_url("file:///tmp/run") and not is_url(Path("s3:/x"))
+    assert run_dir_value("s3://bucket/run/") == "s3://bucket/run"
+    assert run_dir_value("file:///tmp/run") == Path("/tmp/run")
+    assert run_dir_value("runs/demo") == Path("runs/demo")
+
+
+def test_location_join_name_and_str():
+    run = Location("s3://survey/goods-s", {"endpoint_url": "http://127.0.0.1:9000"})
+    leaf = run / "ledger" / "t0000_0001.done"
+    assert str(leaf) == "s3://survey/goods-s/ledger/t0000_0001.done"
+    assert leaf.name == "t0000_0001.done"
+    assert leaf.storage_options == {"endpoint_url": "http://127.0.0.1:9000"}  # inherited
+    assert not leaf.is_local
+    with pytest.raises(ValueError, match="not on a local file system"):
+        leaf.path
+    local = Location("runs/demo") / "ledger"
+    assert local.is_local and local.path == Path("runs/demo/ledger").absolute()
+
+
+def test_location_pickles_without_its_file_system(root):
+    (root / "a.txt").write_bytes(b"x")  # opens the file system
+    copy = pickle.loads(pickle.dumps(root / "a.txt"))
+    assert copy == root / "a.txt"
+    assert copy.read_bytes() == b"x"
+
+
+def test_write_read_list_remove(root):
+    (root / "ledger" / "t1.done").write_json({"windows": 3})
+    (root / "ledger" / "t2.done").write_bytes(b'{"windows": 4}')
+    (root / "ledger" / "executions" / "t1.abc").write_bytes(b"{}")
+    assert (root / "ledger" / "t1.done").read_json() == {"windows": 3}
+    assert (root / "ledger").listdir() == ["executions", "t1.done", "t2.done"]
+    assert (root / "nothing").listdir() == []
+    assert (root / "ledger").read_many(["t1.done", "t2.done", "t3.done"]) == {
+        "t1.done": b'{\n  "windows": 3\n}', "t2.done": b'{"windows": 4}'}
+    (root / "ledger" / "t2.done").remove()
+    (root / "ledger" / "t2.done").remove()  # missing is fine
+    assert not (root / "ledger" / "t2.done").exists()
+    (root / "ledger").remove(recursive=True)
+    assert not (root / "ledger" / "t1.done").exists()
+
+
+def test_write_replaces_content(root):
+    target = root / "manifest.json"
+    target.write_json({"a": 1})
+    target.write_json({"a": 2})
+    assert target.read_json() == {"a": 2}
+
+
+def test_failed_atomic_write_leaves_nothing(root):
+    target = root / "partials" / "t.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with target.open_atomic() as fh:
+            fh.write(b"half-writ")
+            raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert (root / "partials").listdir() == ["t.npz"]  # no temporary file left behind
+
+
+def test_upload(root, tmp_path):
+    source = tmp_path / "n.fits"
+    source.write_bytes(b"SIMPLE  =" + bytes(range(256)) * 10)
+    (root / "fits" / "n.fits").upload(source)
+    assert (root / "fits" / "n.fits").read_bytes() == source.read_bytes()
+
+
+def test_zarr_group_round_trip(root):
+    group = (root / "x.zarr").open_group(mode="w", zarr_format=3, attributes={"k": 1})
+    array = group.create_array("a", shape=(6, 7), chunks=(3, 3), dtype="float32")
+    array[:] = np.arange(42, dtype=np.float32).reshape(6, 7)
+    again = (root / "x.zarr").open_group(mode="r")
+    assert again.attrs["k"] == 1
+    np.testing.assert_array_equal(again["a"][2:5, 1:3], np.arange(42).reshape(6, 7)[2:5, 1:3])
+
+
+def test_secrets_are_refused_in_settings():
+    assert check_storage_options({"endpoint_url": "http://x", "anon": False}) == {
+        "endpoint_url": "http://x", "anon": False}
+    for name in ("key", "secret", "token", "aws_secret_access_key", "account_key", "password"):
+        with pytest.raises(ValueError, match=f"{name}.*environment"):
+            check_storage_options({name: "hunter2"})
+    with pytest.raises(ValueError, match="secret"):
+        RunConfig(run_dir="s3://b/r", storage_options={"secret": "x"})
+
+
+def test_run_config_keeps_urls_through_json():
+    config = RunConfig(run_dir="s3://bucket/goods-s/", storage_options={"endpoint_url": "http://h:9000"},
+                       cluster="slurm", cluster_config=Path("deploy/hpc/jobqueue.yaml"))
+    assert config.run_dir == "s3://bucket/goods-s"
+    again = RunConfig.from_json(config.to_json())
+    assert again.run_dir == "s3://bucket/goods-s" and again.location == config.location
+    assert again.cluster_config == Path("deploy/hpc/jobqueue.yaml")
+    local = RunConfig.from_json(RunConfig(run_dir="runs/x").to_json())
+    assert local.run_dir == Path("runs/x") and local.location.is_local
+    with pytest.raises(ValueError, match="cluster must be"):
+        RunConfig(cluster="lsf")
+    with pytest.raises(ValueError, match="not both"):
+        RunConfig(cluster="slurm", scheduler="tcp://h:8786")
+
+
+def _stats(seed: int) -> WindowStats:
+    rng = np.random.default_rng(seed)
+    n = rng.integers(0, 5, size=(4, 5)).astype(np.int32)
+    return WindowStats(n, rng.random((5, 4, 5)), rng.random((5, 4, 5)),
+                       rng.integers(0, 3, size=(5, 4, 5)).astype(np.int32))
+
+
+def test_ledger_on_location(root):
+    ledger = Ledger(root)
+    ledger.record_start("t0000_0000")
+    ledger.record_start("t0000_0000")
+    ledger.record_start("t0000_0001")
+    ledger.save_partial("t0000_0000", _stats(1), {"windows": 10, "worker": "w1"})
+    ledger.mark_failed("t0000_0001", "RuntimeError: boom", "Traceback ...")
+    assert ledger.finished() == {"t0000_0000"}
+    assert ledger.is_finished("t0000_0000") and not ledger.is_finished("t0000_0001")
+    assert ledger.executions() == {"t0000_0000": 2, "t0000_0001": 1}
+    assert ledger.summary(["t0000_0000", "t0000_0001", "t0000_0002"]) == {
+        "finished": ["t0000_0000"], "failed": ["t0000_0001"], "pending": ["t0000_0002"]}
+    assert ledger.failed()["t0000_0001"]["error"] == "RuntimeError: boom"
+    assert ledger.done_infos(["t0000_0000", "t0000_0001"]) == {"t0000_0000": {"windows": 10, "worker": "w1"}}
+    back = ledger.load_partial("t0000_0000")
+    expected = _stats(1)
+    for field in ("n", "mean", "m2", "votes"):
+        np.testing.assert_array_equal(getattr(back, field), getattr(expected, field))
+    # A finished tile clears its failure record; clear_failed forgets the others.
+    ledger.save_partial("t0000_0001", _stats(2), {"windows": 1})
+    assert ledger.failed() == {}
+    ledger.mark_failed("t0000_0002", "x", "y")
+    assert ledger.clear_failed() == ["t0000_0002"] and ledger.failed() == {}
+
+
+def test_ledger_without_partial_is_not_finished(root):
+    """A .done record whose partial statistics are missing does not count."""
+    ledger = Ledger(root)
+    (root / "ledger" / "t0000_0003.done").write_json({})
+    assert ledger.finished() == set() and not ledger.is_finished("t0000_0003")
+
+
+def test_as_location_accepts_all_forms(tmp_path):
+    loc = Location(tmp_path)
+    assert as_location(loc) is loc
+    assert as_location(tmp_path) == loc
+    assert as_location(str(tmp_path)) == loc
+    assert as_location(os.fspath(tmp_path) + "/x") == loc / "x"
