@@ -1,10 +1,15 @@
-"""Compute resources of the process: thread counts of the deep-learning backend.
+"""Compute resources of the process: threads and GPU memory of the deep-learning backend.
 
 Several Dask workers on one machine must not each start one TensorFlow thread per
 core, or they oversubscribe it. :func:`configure_threads` sets TensorFlow's intra- and
 inter-op thread pools (and the OpenMP/BLAS variables inherited by child processes)
 from the cores a worker is given. TensorFlow fixes its pools at first use, so call it
 before the first model is built in the process.
+
+By default TensorFlow reserves nearly all the memory of every GPU it can see at its
+first GPU operation. :func:`configure_gpu_memory_growth` makes it allocate as needed
+instead, so that a worker never takes memory from another process sharing its GPU
+(a second worker, a merge, a notebook); it too must run before the first model.
 """
 
 from __future__ import annotations
@@ -65,3 +70,39 @@ def configure_threads(n_threads: int | None) -> dict[str, int]:
         "intra_op": threading.get_intra_op_parallelism_threads(),
         "inter_op": threading.get_inter_op_parallelism_threads(),
     }
+
+
+def configure_gpu_memory_growth() -> list[str]:
+    """Let TensorFlow allocate GPU memory as needed instead of reserving it all.
+
+    Same effect as ``TF_FORCE_GPU_ALLOW_GROWTH=true`` in the environment, which the
+    deployment recipes also set. A no-op without TensorFlow or without GPUs.
+
+    Returns
+    -------
+    list of str
+        Names of the GPUs configured (``["/physical_device:GPU:0"]``), empty if none.
+
+    Notes
+    -----
+    If TensorFlow has already initialised its GPUs in this process, their memory
+    setting can no longer change: a warning is logged and the names of the GPUs
+    whose setting is not growth are left out of the result.
+    """
+    try:
+        import tensorflow as tf
+    except ImportError:  # JAX or PyTorch backend only
+        return []
+    configured = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError as exc:  # already initialised
+            if not tf.config.experimental.get_memory_growth(gpu):
+                logger.warning("GPU %s already initialised without memory growth: %s",
+                               gpu.name, exc)
+                continue
+        configured.append(gpu.name)
+    if configured:
+        logger.info("TensorFlow GPU memory growth on %s", ", ".join(configured))
+    return configured

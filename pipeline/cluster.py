@@ -1,11 +1,15 @@
 """Start or join the Dask cluster a run uses, and say why it is the one it is.
 
-:func:`make_client` picks one of three kinds of cluster:
+:func:`make_client` picks one of these kinds of cluster:
 
 ``"external"``
     A scheduler address was given (``--scheduler tcp://host:8786``); we only connect.
     GPU work is possible if some worker advertises a ``"GPU"`` resource
-    (``dask worker ... --resources GPU=1`` or ``dask cuda worker``).
+    (``dask worker ... --resources GPU=1`` or ``dask cuda worker --resources GPU=1``).
+``"slurm"``, ``"pbs"``
+    ``cluster="slurm"`` or ``"pbs"``: worker jobs submitted through dask-jobqueue
+    (:mod:`pipeline.jobqueue`), GPU workers when the job configuration gives them a
+    ``GPU`` resource.
 ``"local-cuda"``
     NVIDIA GPUs are visible and ``dask_cuda`` imports: one worker process per GPU,
     one thread each, every worker advertising ``{"GPU": 1}``.
@@ -28,6 +32,7 @@ import contextlib
 import importlib
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -39,8 +44,8 @@ import distributed
 
 from pipeline.errors import InputError
 
-__all__ = ["ClusterInfo", "THREAD_ENV_VARS", "detect_gpus", "gpu_resources",
-           "make_client", "worker_environment"]
+__all__ = ["ClusterInfo", "GPU_ENV", "THREAD_ENV_VARS", "describe_client", "detect_gpus",
+           "gpu_resources", "make_client", "worker_environment"]
 
 log = logging.getLogger(__name__)
 
@@ -54,11 +59,16 @@ THREAD_ENV_VARS: tuple[str, ...] = (
     "TF_NUM_INTEROP_THREADS",
 )
 
+#: Environment of GPU workers: TensorFlow allocates GPU memory as it needs it instead of
+#: reserving it all (see :func:`morpheus_core.runtime.configure_gpu_memory_growth`).
+GPU_ENV: dict[str, str] = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+
 #: Dask setting whose variables the nanny exports before spawning a worker process.
 _PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"
 
 _GPU_INSTALL_HINT = "pip install 'morpheus-survey[gpu]'"
 _GPU_MODES = ("auto", "never", "require")
+_CLUSTERS = ("local", "slurm", "pbs")
 _LOOPBACK = "127.0.0.1"
 
 
@@ -69,7 +79,7 @@ class ClusterInfo:
     Attributes
     ----------
     kind : str
-        ``"local"``, ``"local-cuda"`` or ``"external"``.
+        ``"local"``, ``"local-cuda"``, ``"external"``, ``"slurm"`` or ``"pbs"``.
     dashboard_link : str or None
         URL of the scheduler's dashboard, ``None`` if it has none.
     n_workers : int
@@ -218,24 +228,35 @@ def worker_environment(env: Mapping[str, str]) -> Iterator[dict[str, str]]:
                 os.environ[name] = value
 
 
-def make_client(*, scheduler: str | None = None, n_workers: int | None = None,
+def make_client(*, scheduler: str | None = None, cluster: str = "local",
+                cluster_config: str | os.PathLike[str] | None = None,
+                n_workers: int | None = None,
                 threads_per_worker: int = 1, memory_limit: str | None = "auto",
                 gpu: str = "auto", dashboard_address: str | None = "127.0.0.1:0",
                 worker_env: dict[str, str] | None = None,
                 ) -> tuple[distributed.Client, ClusterInfo]:
-    """Connect to a scheduler, or start a local (CUDA) cluster, and return a client.
+    """Connect to a scheduler, or start a local (CUDA) or batch-job cluster.
 
     Parameters
     ----------
     scheduler : str, optional
         Address of a running scheduler (``"tcp://host:8786"``). When given, nothing
         is started and the other cluster options are ignored.
+    cluster : {"local", "slurm", "pbs"}
+        Without ``scheduler``: a cluster on this machine, or ``n_workers`` worker
+        jobs submitted through dask-jobqueue (:mod:`pipeline.jobqueue`).
+    cluster_config : str or path-like, optional
+        dask-jobqueue YAML file for ``"slurm"``/``"pbs"`` (e.g.
+        ``deploy/hpc/jobqueue.yaml``); default: the Dask configuration.
     n_workers : int, optional
         Local worker processes. Default: one per GPU on a CUDA cluster (capped at
-        the GPUs visible), else ``os.cpu_count() // threads_per_worker``.
+        the GPUs visible), else ``os.cpu_count() // threads_per_worker``. Required
+        for ``"slurm"``/``"pbs"``: the number of workers to submit.
     threads_per_worker : int
         Threads per local CPU worker (CUDA workers always get 1). Also exported
-        as ``OMP_NUM_THREADS`` and the other :data:`THREAD_ENV_VARS`.
+        as ``OMP_NUM_THREADS`` and the other :data:`THREAD_ENV_VARS` (for batch
+        jobs, at the top of each job script; their Dask threads are the
+        configuration's ``cores``).
     memory_limit : str or None
         Per-worker memory limit, as :class:`distributed.Nanny` takes it
         (``"auto"``, ``"8GiB"``, ``None`` for no limit).
@@ -262,9 +283,12 @@ def make_client(*, scheduler: str | None = None, n_workers: int | None = None,
     Raises
     ------
     InputError
-        ``gpu="require"`` without a usable GPU, or a non-loopback dashboard host.
+        ``gpu="require"`` without a usable GPU, a non-loopback dashboard host, or
+        a batch-job cluster that cannot be configured (no dask-jobqueue, no
+        ``n_workers``, a bad configuration file).
     ValueError
-        Invalid ``gpu``, ``n_workers`` or ``threads_per_worker``.
+        Invalid ``gpu``, ``cluster``, ``n_workers`` or ``threads_per_worker``, or
+        both ``scheduler`` and a batch-job ``cluster``.
 
     Examples
     --------
@@ -278,9 +302,18 @@ def make_client(*, scheduler: str | None = None, n_workers: int | None = None,
         raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
     if n_workers is not None and n_workers < 1:
         raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+    if cluster not in _CLUSTERS:
+        raise ValueError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
 
     if scheduler is not None:
+        if cluster != "local":
+            raise ValueError(f"give either a scheduler address or cluster={cluster!r}, "
+                             "not both")
         return _connect(scheduler, gpu=gpu)
+    if cluster != "local":
+        return _start_jobqueue(cluster, config_file=cluster_config, n_workers=n_workers,
+                               threads_per_worker=threads_per_worker, gpu=gpu,
+                               worker_env=worker_env)
 
     dashboard = (_local_dashboard_address(dashboard_address),
                  dashboard_address is not None)
@@ -348,29 +381,93 @@ def _info(client: distributed.Client, *, kind: str, gpu: bool, reason: str,
     return info
 
 
+def describe_client(client: distributed.Client, *, gpu: str = "auto",
+                    kind: str = "external", what: str | None = None) -> ClusterInfo:
+    """Describe the cluster behind a client that was made elsewhere.
+
+    GPU work is planned when some connected worker advertises a ``"GPU"``
+    resource (and ``gpu`` is not ``"never"``).
+
+    Parameters
+    ----------
+    client : distributed.Client
+        A connected client.
+    gpu : {"auto", "never", "require"}
+        As for :func:`make_client`.
+    kind : str
+        The :attr:`ClusterInfo.kind` to report.
+    what : str, optional
+        How the client was obtained, for the reason (default: the scheduler address).
+
+    Raises
+    ------
+    InputError
+        ``gpu="require"`` and no worker advertises a GPU resource.
+    """
+    if gpu not in _GPU_MODES:
+        raise ValueError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
+    what = what or f"scheduler {client.scheduler.address} given"
+    workers = client.scheduler_info().get("workers", {})
+    n_gpu_workers = sum(1 for w in workers.values()
+                        if (w.get("resources") or {}).get("GPU", 0) > 0)
+    if gpu == "never":
+        use_gpu, reason = False, 'GPUs not requested (gpu="never")'
+    elif n_gpu_workers:
+        use_gpu = True
+        reason = f"{n_gpu_workers} of {len(workers)} worker(s) advertise a GPU resource"
+    else:
+        use_gpu = False
+        reason = f"none of {len(workers)} worker(s) advertises a GPU resource"
+        if gpu == "require":
+            raise InputError(f"{what}: a GPU is required (gpu='require') but {reason}; "
+                             f"start workers with '--resources GPU=1' or "
+                             f"'dask cuda worker --resources GPU=1'")
+    return _info(client, kind=kind, gpu=use_gpu, reason=f"{what}; {reason}")
+
+
 def _connect(address: str, *, gpu: str) -> tuple[distributed.Client, ClusterInfo]:
     client = distributed.Client(address)
     try:
-        workers = client.scheduler_info().get("workers", {})
-        n_gpu_workers = sum(1 for w in workers.values()
-                            if (w.get("resources") or {}).get("GPU", 0) > 0)
-        if gpu == "never":
-            use_gpu, reason = False, 'GPUs not requested (gpu="never")'
-        elif n_gpu_workers:
-            use_gpu = True
-            reason = f"{n_gpu_workers} of {len(workers)} worker(s) advertise a GPU resource"
-        else:
-            use_gpu = False
-            reason = f"none of {len(workers)} worker(s) advertises a GPU resource"
-            if gpu == "require":
-                raise InputError(f"scheduler {address}: a GPU is required "
-                                 f"(gpu='require') but {reason}; start workers with "
-                                 f"'--resources GPU=1' or 'dask cuda worker'")
-        return client, _info(client, kind="external", gpu=use_gpu,
-                             reason=f"scheduler {address} given; {reason}")
+        return client, describe_client(client, gpu=gpu, what=f"scheduler {address} given")
     except BaseException:
         client.close()
         raise
+
+
+def _start_jobqueue(kind: str, *, config_file: str | os.PathLike[str] | None,
+                    n_workers: int | None, threads_per_worker: int, gpu: str,
+                    worker_env: Mapping[str, str] | None,
+                    ) -> tuple[distributed.Client, ClusterInfo]:
+    from pipeline.jobqueue import advertises_gpu, jobqueue_cluster
+
+    if n_workers is None:
+        raise InputError(f"--cluster {kind} needs --workers N (the number of worker "
+                         "jobs to submit, one per GPU)")
+    env = {**GPU_ENV, **_thread_env(threads_per_worker, worker_env)}
+    cluster = jobqueue_cluster(kind, config_file=config_file, env=env)
+    try:
+        worker_command = cluster.job_script().strip().splitlines()[-1]
+        has_gpu = advertises_gpu(shlex.split(worker_command))
+        if gpu == "never":
+            use_gpu, reason = False, 'GPUs not requested (gpu="never")'
+        elif has_gpu:
+            use_gpu, reason = True, "worker jobs advertise a GPU resource"
+        else:
+            use_gpu = False
+            reason = ("worker jobs advertise no GPU resource (worker-extra-args "
+                      "without '--resources GPU=1')")
+            if gpu == "require":
+                raise InputError(f"--cluster {kind}: a GPU is required (gpu='require') "
+                                 f"but {reason}")
+        cluster.scale(n_workers)
+        client = distributed.Client(cluster)
+    except BaseException:
+        cluster.close()
+        raise
+    submit = type(cluster).job_cls.submit_command
+    return client, _info(client, kind=kind, gpu=use_gpu,
+                         reason=f"{n_workers} worker(s) submitted with {submit} through "
+                                f"dask-jobqueue; {reason}")
 
 
 def _start_local(*, n_workers: int | None, threads_per_worker: int,
@@ -400,7 +497,7 @@ def _start_cuda(dask_cuda: ModuleType, *, n_gpus: int, n_workers: int | None,
     # each Nanny, which takes ``resources``. It sets each nanny's ``env=`` itself
     # (CUDA_VISIBLE_DEVICES), so our variables go through pre-spawn only.
     n = min(n_workers or n_gpus, n_gpus)
-    with worker_environment(_thread_env(1, worker_env)):
+    with worker_environment({**GPU_ENV, **_thread_env(1, worker_env)}):
         cluster = dask_cuda.LocalCUDACluster(
             n_workers=n, threads_per_worker=1, resources={"GPU": 1},
             host=_LOOPBACK, dashboard_address=dashboard[0],
