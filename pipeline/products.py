@@ -26,7 +26,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from pipeline.errors import RunError
 
 __all__ = ["SOFTWARE", "provenance", "software_version", "write_fits_cube",
-           "write_fits_image"]
+           "write_fits_image", "write_fits_image_strips"]
 
 SOFTWARE = "morpheus-survey"
 
@@ -148,6 +148,64 @@ def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
                            extname=extname, comments=comments)
     hdul = fits.HDUList([fits.PrimaryHDU(data=data, header=header)])
     return _write_atomic(hdul, Path(path))
+
+
+def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip: int,
+                            wcs_header: str | None, provenance: Mapping[str, Card],
+                            bunit: str | None = None, extname: str | None = None,
+                            comments: Iterable[str] = ()) -> Path:
+    """Like :func:`write_fits_image`, but streams a large 2-D array strip by strip.
+
+    ``source`` is anything 2-D that slices into NumPy arrays (a Zarr or Dask array),
+    read ``strip`` rows at a time, so memory stays one strip however large the image
+    (astropy's :class:`~astropy.io.fits.StreamingHDU`). Written atomically like
+    :func:`write_fits_image`.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; an existing file is replaced.
+    source : array-like
+        ``(ny, nx)`` with a NumPy ``dtype`` FITS can hold (bool is written as uint8).
+    strip : int
+        Rows read and written at a time.
+    wcs_header, provenance, bunit, extname, comments
+        As for :func:`write_fits_image`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    if len(source.shape) != 2:
+        raise ValueError(f"source must be a 2-D image, got shape {source.shape}")
+    ny, nx = (int(v) for v in source.shape)
+    first = _as_fits_image(np.asarray(source[: min(1, ny)]), "source")
+    header = fits.PrimaryHDU(data=np.zeros((1, 1), dtype=first.dtype)).header
+    header["NAXIS1"], header["NAXIS2"] = nx, ny
+    header.extend(_image_header(wcs_header, provenance=provenance, bunit=bunit, extname=extname,
+                                comments=comments), unique=True)
+    path = Path(path)
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
+    tmp = Path(tmp_name)
+    try:
+        tmp.unlink()
+        stream = fits.StreamingHDU(tmp, header)
+        for y in range(0, ny, max(1, int(strip))):
+            stream.write(_as_fits_image(np.asarray(source[y : min(y + strip, ny)]), "source"))
+        stream.close()
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
+        raise
+    return path
 
 
 def write_fits_cube(path: str | os.PathLike[str], cube: Mapping[str, np.ndarray], *,

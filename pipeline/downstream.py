@@ -1,0 +1,758 @@
+"""Downstream of the classification, as a Dask graph: segmentation, deblending, catalog.
+
+Reads a finished run directory (``classification.zarr`` and ``mosaic.zarr``) and
+writes ``segmentation.zarr``, the FITS segmentation maps, the catalog (Parquet, CSV,
+FITS table, AAS machine-readable table), the morphological colour image and
+``downstream.json``. Every task reads one chunk (plus a halo) or one group of
+objects, so a worker's memory follows the chunk size, not the mosaic size.
+
+The graph, stage by stage (the science lives in :mod:`morpheus_core`):
+
+1. **Source mask** (Algorithm 1, :func:`morpheus_core.segmentation.segment_sources`)
+   per chunk, on the chunk plus a halo. A watershed only floods unmarked pixels from
+   the markers touching them, so a chunk's result equals the whole-image one when
+   every unmarked component reaching the chunk lies at least 3 pixels inside the
+   read region; the task checks that and doubles the halo until it holds, up to
+   ``max_halo``. A chunk that still fails is computed with ``max_halo`` and listed
+   as approximate in ``downstream.json`` (and in the log).
+2. **Labels** consistent across chunks: ``dask_image.ndmeasure.label`` (connected
+   components merged across chunk faces), then renumbered in raster order of each
+   segment's first pixel, so the numbers equal a whole-image ``scipy.ndimage.label``.
+3. **Deblending** (Algorithm 2) per segment on its bounding box, segments grouped by
+   the chunk holding their first pixel; children numbered as
+   :func:`morpheus_core.deblend.number_children` does on a whole image.
+4. **Catalog** sums per chunk (:func:`morpheus_core.catalog.object_sums`), merged
+   exactly (sums, minima, arg-maxima), then :func:`~morpheus_core.catalog.object_catalog`.
+   In value-added mode (``markers``) every catalogued source gets a row; sources whose
+   segment is smaller than the aperture, or that have no segment, are measured in a
+   0.36" radius aperture as in the paper's section 8.
+5. **Colour image** per chunk, streamed to a PNG row by row.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import pandas as pd
+import zarr
+from astropy.table import Table
+
+from morpheus_core import BANDS, CLASSES
+from morpheus_core.catalog import (aperture_mask, detection_flag, merge_object_sums, object_catalog,
+                                   object_sums)
+from morpheus_core.colour import colour_image
+from morpheus_core.deblend import (DEFAULT_MIN_DISTANCE, DEFAULT_ND_MAX, number_children, object_label,
+                                   split_by_markers, split_by_peaks)
+from morpheus_core.segmentation import (STRUCTURE, check_threshold, segment_sources, unmarked_components,
+                                        watershed_markers)
+from pipeline.errors import InputError
+from pipeline.markers import read_markers
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DownstreamSettings", "DownstreamSummary", "check_classification", "run_downstream"]
+
+#: Paper section 8: aperture radius for undetected sources and small segments.
+APERTURE_ARCSEC = 0.36
+#: Pixels an unmarked component must stay inside a chunk's read region (Sobel + seeds).
+_LOCAL_MARGIN = 3
+
+CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
+
+
+@dataclass(frozen=True)
+class DownstreamSettings:
+    """Settings of the downstream graph.
+
+    Attributes
+    ----------
+    threshold : float
+        Background at or below which a pixel is a certain source (Algorithm 1).
+    min_distance, nd_max : int
+        Deblending: minimum peak separation (pixels) and most children per segment.
+    flux_band : str
+        Band whose flux deblends and weights (Eq. 16); F160W (``H``) by default.
+    markers : str, optional
+        External catalog (CSV or FITS table with RA/Dec) for value-added mode.
+    aperture_arcsec : float
+        Aperture radius for value-added sources without a large enough segment.
+    halo, max_halo : int
+        First and largest halo (pixels) read around a chunk for the segmentation.
+    """
+
+    threshold: float = 0.0
+    min_distance: int = DEFAULT_MIN_DISTANCE
+    nd_max: int = DEFAULT_ND_MAX
+    flux_band: str = "H"
+    markers: str | None = None
+    aperture_arcsec: float = APERTURE_ARCSEC
+    halo: int = 64
+    max_halo: int = 512
+
+    def __post_init__(self) -> None:
+        try:
+            check_threshold(self.threshold)
+        except ValueError as exc:
+            raise InputError(f"--threshold: {exc}") from None
+        for name in ("min_distance", "nd_max", "halo", "max_halo"):
+            if int(getattr(self, name)) < 1:
+                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.aperture_arcsec <= 0:
+            raise InputError(f"aperture radius must be > 0 arcsec, got {self.aperture_arcsec}")
+
+    def segmentation_key(self) -> dict[str, Any]:
+        """Settings the segmentation maps depend on."""
+        marker_file = None
+        if self.markers:
+            from pipeline.ingest import file_fingerprint
+
+            marker_file = file_fingerprint(self.markers)
+        return {"threshold": self.threshold, "min_distance": self.min_distance, "nd_max": self.nd_max,
+                "flux_band": self.flux_band, "markers": marker_file}
+
+
+@dataclass
+class DownstreamSummary:
+    """What the downstream graph made."""
+
+    segments: int = 0
+    objects: int = 0
+    split_segments: int = 0
+    catalog_rows: int = 0
+    approximate_chunks: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    outputs: list[Path] = field(default_factory=list)
+    reused_segmentation: bool = False
+
+    def lines(self) -> list[str]:
+        """A short human-readable summary."""
+        out = [f"downstream: {self.segments} segments, {self.split_segments} deblended into "
+               f"{self.objects} objects; catalog of {self.catalog_rows} rows ({self.seconds:.1f} s"
+               f"{', segmentation reused' if self.reused_segmentation else ''})"]
+        if self.approximate_chunks:
+            out.append(f"warning: {len(self.approximate_chunks)} chunk(s) segmented with the largest halo "
+                       f"may differ from a whole-image run: {', '.join(self.approximate_chunks)}")
+        return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+def check_classification(run_dir: Path) -> zarr.Group:
+    """Open a run directory's finished classification.
+
+    Raises
+    ------
+    InputError
+        No classification, or one that is not finished.
+    """
+    store = Path(run_dir) / "classification.zarr"
+    if not (Path(run_dir) / "manifest.json").is_file():
+        raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
+                         f"'python -m pipeline run'")
+    if not store.is_dir():
+        raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
+                         f"'python -m pipeline run' or 'resubmit' first")
+    group = zarr.open_group(str(store), mode="r")
+    if not group.attrs.get("complete", False):
+        raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
+                         f"'python -m pipeline resubmit --run-dir {run_dir}' first")
+    return group
+
+
+def _chunk_boxes(shape: tuple[int, int], chunk: int) -> list[tuple[int, int, int, int]]:
+    return [(y, min(y + chunk, shape[0]), x, min(x + chunk, shape[1]))
+            for y in range(0, shape[0], chunk) for x in range(0, shape[1], chunk)]
+
+
+def _box_name(box: tuple[int, int, int, int]) -> str:
+    return f"y{box[0]}-{box[1]}_x{box[2]}-{box[3]}"
+
+
+def _compute(client: Any, tasks: list) -> list:
+    if not tasks:
+        return []
+    if client is None:
+        return list(dask.compute(*tasks, scheduler="threads"))
+    return client.gather(client.compute(tasks))
+
+
+# ----------------------------------------------------------------- 1. source mask
+
+def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, int], threshold: float,
+                   halo: int, max_halo: int, sources: np.ndarray) -> tuple[str, int, bool]:
+    """Task: Algorithm 1 on one chunk (with a growing halo); writes ``mask``."""
+    group = zarr.open_group(class_store, mode="r")
+    height, width = group["n"].shape
+    y0, y1, x0, x1 = box
+    while True:
+        ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
+        rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
+        background = group["mean"][len(CLASSES) - 1, ry0:ry1, rx0:rx1]
+        classified = group["n"][ry0:ry1, rx0:rx1] > 0
+        marked = None
+        if len(sources):
+            marked = np.zeros(classified.shape, dtype=np.uint8)
+            inside = ((sources[:, 0] >= ry0) & (sources[:, 0] < ry1) & (sources[:, 1] >= rx0)
+                      & (sources[:, 1] < rx1))
+            marked[sources[inside, 0] - ry0, sources[inside, 1] - rx0] = 1
+        whole = (ry0, ry1, rx0, rx1) == (0, height, 0, width)
+        exact = whole or _locally_exact(background, classified, threshold, marked,
+                                        core=(y0 - ry0, y1 - ry0, x0 - rx0, x1 - rx0),
+                                        edges=(ry0 == 0, ry1 == height, rx0 == 0, rx1 == width))
+        if exact or halo >= max_halo:
+            break
+        halo = min(2 * halo, max_halo)
+    mask = segment_sources(background, classified, threshold=threshold, sources=marked)
+    zarr.open_group(seg_store, mode="r+")["mask"][y0:y1, x0:x1] = \
+        mask[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0].astype(np.uint8)
+    return _box_name(box), halo, bool(exact)
+
+
+def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: float, sources: np.ndarray | None,
+                   *, core: tuple[int, int, int, int], edges: tuple[bool, bool, bool, bool]) -> bool:
+    """Whether every unmarked component reaching the core stays inside the region."""
+    markers = watershed_markers(background, classified, threshold=threshold, sources=sources)
+    components = unmarked_components(markers, classified)
+    cy0, cy1, cx0, cx1 = core
+    # A component counts for the core if it or a pixel next to it lies in the core.
+    reaching = np.unique(components[max(cy0 - 1, 0) : cy1 + 1, max(cx0 - 1, 0) : cx1 + 1])
+    reaching = reaching[reaching > 0]
+    if len(reaching) == 0:
+        return True
+    near_frame = np.zeros(components.shape, dtype=bool)
+    m = _LOCAL_MARGIN
+    top, bottom, left, right = edges
+    if not top:
+        near_frame[:m] = True
+    if not bottom:
+        near_frame[-m:] = True
+    if not left:
+        near_frame[:, :m] = True
+    if not right:
+        near_frame[:, -m:] = True
+    return not np.isin(components[near_frame], reaching).any()
+
+
+# -------------------------------------------------------------- 2. global labels
+
+def _first_pixels(seg_store: str, name: str, box: tuple[int, int, int, int], width: int) -> pd.DataFrame:
+    """Task: per label in one chunk, its first pixel (raster order) and bounding box."""
+    y0, y1, x0, x1 = box
+    labels = zarr.open_group(seg_store, mode="r")[name][y0:y1, x0:x1]
+    on = labels > 0
+    if not on.any():
+        return pd.DataFrame({"first": [], "ymin": [], "ymax": [], "xmin": [], "xmax": []},
+                            index=pd.Index([], name="label"), dtype=np.int64)
+    ys, xs = np.nonzero(on)
+    frame = pd.DataFrame({"label": labels[on].astype(np.int64), "first": (ys + y0) * width + xs + x0,
+                          "ymin": ys + y0, "ymax": ys + y0 + 1, "xmin": xs + x0, "xmax": xs + x0 + 1})
+    return frame.groupby("label").agg({"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"})
+
+
+def _merge_extents(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    both = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
+    if not len(both):
+        return both
+    return both.groupby(level=0).agg({"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"})
+
+
+def _write_block(seg_store: str, name: str, origin: tuple[int, int], block: np.ndarray) -> None:
+    """Task: write one computed chunk into a Zarr array (chunk-aligned, so tasks never share a chunk)."""
+    y0, x0 = origin
+    zarr.open_group(seg_store, mode="r+")[name][y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
+
+
+def _relabel_block(seg_store: str, source: str, target: str, box: tuple[int, int, int, int],
+                   lookup: np.ndarray) -> None:
+    """Task: write one chunk of ``target = lookup[source]``."""
+    y0, y1, x0, x1 = box
+    group = zarr.open_group(seg_store, mode="r+")
+    group[target][y0:y1, x0:x1] = lookup[group[source][y0:y1, x0:x1]]
+
+
+# ---------------------------------------------------------------- 3. deblending
+
+def _deblend_group(seg_store: str, flux_store: str, flux_index: int, objects: list[tuple[int, int, int, int, int]],
+                   min_distance: int, nd_max: int, sources: np.ndarray) -> list[tuple]:
+    """Task: Algorithm 2 for a group of segments (one bounding-box read for all)."""
+    ry0 = min(o[1] for o in objects)
+    ry1 = max(o[2] for o in objects)
+    rx0 = min(o[3] for o in objects)
+    rx1 = max(o[4] for o in objects)
+    segments = zarr.open_group(seg_store, mode="r")["segments"][ry0:ry1, rx0:rx1]
+    flux = zarr.open_group(flux_store, mode="r")["image"][flux_index, ry0:ry1, rx0:rx1]
+    out = []
+    for label, y0, y1, x0, x1 in objects:
+        box = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
+        mask = segments[box] == label
+        if sources is None:
+            children = split_by_peaks(flux[box], mask, min_distance=min_distance, nd_max=nd_max)
+            k = int(children.max())
+            out.append((label, k, (y0, y1, x0, x1), children.astype(np.int32) if k > 1 else None))
+        else:
+            marker_image = np.zeros(mask.shape, dtype=np.int64)
+            inside = (sources[:, 0] >= y0) & (sources[:, 0] < y1) & (sources[:, 1] >= x0) & (sources[:, 1] < x1)
+            # Earlier catalog rows win a shared pixel: write the later ones first.
+            for sy, sx, sid in sources[inside][::-1]:
+                marker_image[sy - y0, sx - x0] = sid
+            owners = split_by_markers(flux[box], mask, marker_image)
+            out.append((label, len(np.unique(owners[owners > 0])), (y0, y1, x0, x1), owners))
+    return out
+
+
+def _deblended_block(seg_store: str, box: tuple[int, int, int, int], parent_lookup: np.ndarray,
+                     pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> None:
+    """Task: write one chunk of the deblended map (unsplit parents by lookup, pieces pasted)."""
+    y0, y1, x0, x1 = box
+    group = zarr.open_group(seg_store, mode="r+")
+    out = parent_lookup[group["segments"][y0:y1, x0:x1]]
+    for (py0, py1, px0, px1), ids in pieces:
+        oy0, oy1, ox0, ox1 = max(y0, py0), min(y1, py1), max(x0, px0), min(x1, px1)
+        if oy0 >= oy1 or ox0 >= ox1:
+            continue
+        part = ids[oy0 - py0 : oy1 - py0, ox0 - px0 : ox1 - px0]
+        view = out[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0]
+        view[part > 0] = part[part > 0]
+    group["deblended"][y0:y1, x0:x1] = out
+
+
+# ------------------------------------------------------------------- 4. catalog
+
+def _read_piece(class_store: str, mosaic_store: str, ry: tuple[int, int], rx: tuple[int, int]) -> dict[str, np.ndarray]:
+    cls = zarr.open_group(class_store, mode="r")
+    mosaic = zarr.open_group(mosaic_store, mode="r")
+    sl = (slice(*ry), slice(*rx))
+    return {"mean": cls["mean"][(slice(None), *sl)], "variance": cls["variance"][(slice(None), *sl)],
+            "n": cls["n"][sl], "bands": mosaic["image"][(slice(None), *sl)]}
+
+
+def _sums_block(class_store: str, mosaic_store: str, seg_store: str, box: tuple[int, int, int, int],
+                flux_index: int, band_names: list[str], width: int) -> pd.DataFrame:
+    """Task: per-object sums over one chunk of the deblended map."""
+    y0, y1, x0, x1 = box
+    labels = zarr.open_group(seg_store, mode="r")["deblended"][y0:y1, x0:x1]
+    if not (labels > 0).any():
+        return object_sums(labels, flux=labels, mean=np.zeros((len(CLASSES), *labels.shape)),
+                           variance=np.zeros((len(CLASSES), *labels.shape)),
+                           bands=np.zeros((len(band_names), *labels.shape)), band_names=band_names)
+    piece = _read_piece(class_store, mosaic_store, (y0, y1), (x0, x1))
+    return object_sums(labels, flux=piece["bands"][flux_index], mean=piece["mean"], variance=piece["variance"],
+                       bands=piece["bands"], band_names=band_names, origin=(y0, x0), width=width)
+
+
+def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: np.ndarray, radius: float,
+                    flux_index: int, band_names: list[str], shape: tuple[int, int]) -> pd.DataFrame:
+    """Task: aperture sums for a group of catalogued sources (one read for the group)."""
+    r = int(math.ceil(radius)) + 1
+    ry0 = max(0, int(np.floor(xy[:, 1].min())) - r)
+    ry1 = min(shape[0], int(np.ceil(xy[:, 1].max())) + r + 1)
+    rx0 = max(0, int(np.floor(xy[:, 0].min())) - r)
+    rx1 = min(shape[1], int(np.ceil(xy[:, 0].max())) + r + 1)
+    piece = _read_piece(class_store, mosaic_store, (ry0, ry1), (rx0, rx1))
+    frames = []
+    for row, (x, y) in zip(rows, xy):
+        disc = aperture_mask((ry1 - ry0, rx1 - rx0), x - rx0, y - ry0, radius) & (piece["n"] > 0)
+        frame = object_sums(disc.astype(np.int64), flux=piece["bands"][flux_index], mean=piece["mean"],
+                            variance=piece["variance"], bands=piece["bands"], band_names=band_names,
+                            origin=(ry0, rx0), width=shape[1])
+        frames.append(frame.set_axis(pd.Index([int(row)] * len(frame), name="id")))
+    return pd.concat(frames) if frames else frames
+
+
+# -------------------------------------------------------------------- 5. colour
+
+def _colour_block(class_store: str, seg_store: str, box: tuple[int, int, int, int]) -> None:
+    """Task: one chunk of the colour image."""
+    y0, y1, x0, x1 = box
+    cls = zarr.open_group(class_store, mode="r")
+    rgb = colour_image(cls["mean"][:, y0:y1, x0:x1], cls["n"][y0:y1, x0:x1] > 0)
+    zarr.open_group(seg_store, mode="r+")["colour"][y0:y1, x0:x1, :] = rgb
+
+
+def _write_png(path: Path, array: zarr.Array, strip: int) -> Path:
+    """Stream an ``(H, W, 3)`` uint8 Zarr array to a PNG, ``strip`` rows at a time."""
+    import png  # pypng: writes from a row iterator, so memory stays one strip
+
+    height, width, _ = array.shape
+
+    def rows():
+        for y in range(0, height, strip):
+            block = array[y : min(y + strip, height)]
+            yield from block.reshape(block.shape[0], width * 3)
+
+    writer = png.Writer(width=width, height=height, greyscale=False, bitdepth=8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer.write(fh, rows())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# ----------------------------------------------------------------------- driver
+
+def _new_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> zarr.Group:
+    group = zarr.open_group(str(path), mode="w", zarr_format=3, attributes=attrs)
+    for name, dtype in (("mask", np.uint8), ("raw", np.int32), ("segments", np.int32), ("deblended", np.int32)):
+        group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
+                           dimension_names=("y", "x"))
+    group.create_array("colour", shape=(*shape, 3), chunks=(chunk, chunk, 3), dtype=np.uint8, fill_value=0,
+                       dimension_names=("y", "x", "rgb"))
+    return group
+
+
+def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_path: Path, shape, chunk, boxes,
+             source_pixels: np.ndarray | None, flux_index: int, summary: DownstreamSummary) -> dict[str, Any]:
+    """Stages 1-3 into a new ``segmentation.zarr`` (built aside, then swapped in)."""
+    from dask_image.ndmeasure import label as dask_label
+
+    work = seg_path.with_name(seg_path.name + ".partial")
+    if work.exists():
+        shutil.rmtree(work)
+    _new_store(work, shape, chunk, {"settings": settings.segmentation_key(), "complete": False})
+    seg_store = str(work)
+    pixels = np.zeros((0, 2), dtype=np.int64) if source_pixels is None else source_pixels[:, :2]
+    reach = settings.max_halo + chunk
+    tasks = []
+    for box in boxes:
+        near = ((pixels[:, 0] >= box[0] - reach) & (pixels[:, 0] < box[1] + reach)
+                & (pixels[:, 1] >= box[2] - reach) & (pixels[:, 1] < box[3] + reach))
+        tasks.append(dask.delayed(_segment_block, pure=False)(
+            paths["classification"], seg_store, box, settings.threshold, settings.halo, settings.max_halo,
+            pixels[near]))
+    for name, halo, exact in _compute(client, tasks):
+        if not exact:
+            summary.approximate_chunks.append(name)
+            logger.warning("chunk %s: unmarked region larger than the %d px halo; segmentation may differ "
+                           "from a whole-image run", name, halo)
+
+    # 2. labels merged across chunks, then renumbered in raster order.
+    mask = da.from_zarr(zarr.open_group(seg_store, mode="r")["mask"], chunks=(chunk, chunk))
+    raw, _ = dask_label(mask, structure=STRUCTURE)
+    raw = raw.astype(np.int32).rechunk((chunk, chunk))
+    blocks = raw.to_delayed()
+    _compute(client, [dask.delayed(_write_block)(seg_store, "raw", (i * chunk, j * chunk), blocks[i, j])
+                      for i in range(blocks.shape[0]) for j in range(blocks.shape[1])])
+    extents = _merge_extents(_compute(client, [dask.delayed(_first_pixels)(seg_store, "raw", b, shape[1])
+                                               for b in boxes]))
+    order = extents.sort_values("first")
+    lookup = np.zeros(int(extents.index.max()) + 1 if len(extents) else 1, dtype=np.int32)
+    lookup[order.index.to_numpy()] = np.arange(1, len(order) + 1, dtype=np.int32)
+    lookup_d = dask.delayed(lookup)
+    _compute(client, [dask.delayed(_relabel_block)(seg_store, "raw", "segments", b, lookup_d) for b in boxes])
+    objects = pd.DataFrame({"ymin": order["ymin"].to_numpy(), "ymax": order["ymax"].to_numpy(),
+                            "xmin": order["xmin"].to_numpy(), "xmax": order["xmax"].to_numpy(),
+                            "first": order["first"].to_numpy()},
+                           index=pd.Index(np.arange(1, len(order) + 1), name="segment"))
+    summary.segments = len(objects)
+
+    # 3. deblending, segments grouped by the chunk of their first pixel.
+    groups: dict[tuple[int, int], list] = {}
+    for seg, row in objects.iterrows():
+        fy, fx = divmod(int(row["first"]), shape[1])
+        groups.setdefault((fy // chunk, fx // chunk), []).append(
+            (int(seg), int(row["ymin"]), int(row["ymax"]), int(row["xmin"]), int(row["xmax"])))
+    results = _compute(client, [
+        dask.delayed(_deblend_group)(seg_store, paths["mosaic"], flux_index, members, settings.min_distance,
+                                     settings.nd_max, source_pixels)
+        for members in groups.values()])
+    done = sorted((item for group in results for item in group), key=lambda item: item[0])
+    n_max = int(source_pixels[:, 2].max()) if source_pixels is not None and len(source_pixels) else 0
+    if source_pixels is None:
+        parents = np.array([d[0] for d in done], dtype=np.int64)
+        counts = np.array([max(d[1], 1) for d in done], dtype=np.int64)
+        ids, parent_id, sub_id = number_children(parents, counts)
+        first_id = np.cumsum(counts) - counts + 1
+        parent_lookup = np.zeros(len(objects) + 1, dtype=np.int32)
+        pieces = []
+        for (label, k, box, children), first in zip(done, first_id):
+            if k > 1:
+                pieces.append((box, np.where(children > 0, children + first - 1, 0).astype(np.int32)))
+            else:
+                parent_lookup[label] = first
+        table = pd.DataFrame({"parent_id": parent_id, "sub_id": sub_id}, index=pd.Index(ids, name="id"))
+    else:
+        parent_lookup = np.zeros(len(objects) + 1, dtype=np.int32)
+        pieces = [(box, owners.astype(np.int32)) for _, _, box, owners in done]
+        table = None
+    summary.split_segments = sum(1 for d in done if d[1] > 1)
+    plookup_d = dask.delayed(parent_lookup)
+    tasks = []
+    for b in boxes:
+        near = [p for p in pieces if p[0][0] < b[1] and p[0][1] > b[0] and p[0][2] < b[3] and p[0][3] > b[2]]
+        tasks.append(dask.delayed(_deblended_block)(seg_store, b, plookup_d, near))
+    tasks += [dask.delayed(_colour_block)(paths["classification"], seg_store, b) for b in boxes]
+    _compute(client, tasks)
+    group = zarr.open_group(seg_store, mode="r+")
+    attrs = {"settings": settings.segmentation_key(), "complete": True, "segments": len(objects),
+             "approximate_chunks": summary.approximate_chunks, "n_marker_ids": n_max}
+    if table is not None:
+        attrs["objects"] = {"id": table.index.tolist(), "parent_id": table["parent_id"].tolist(),
+                            "sub_id": table["sub_id"].tolist()}
+    group.attrs.update(attrs)
+    if seg_path.exists():
+        shutil.rmtree(seg_path)
+    os.replace(work, seg_path)
+    return attrs
+
+
+def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *, client: Any = None,
+                   echo: Any = print, run_id: str | None = None, reuse_segmentation: bool = False,
+                   model: str = "", precision: str = "float32") -> DownstreamSummary:
+    """Segment, deblend and catalog a finished classification; write the products.
+
+    Parameters
+    ----------
+    run_dir : Path
+        A run directory with a finished classification.
+    settings : DownstreamSettings, optional
+        Defaults as the paper.
+    client : distributed.Client, optional
+        Where the tasks run (``None``: Dask's threaded scheduler in this process).
+    echo : callable
+        Where progress lines go.
+    run_id, model, precision : str
+        Provenance for the FITS headers.
+    reuse_segmentation : bool
+        Keep existing segmentation maps when their settings match (``catalog``).
+
+    Raises
+    ------
+    InputError
+        No finished classification, or a bad markers file (nothing is written then).
+    """
+    t0 = time.perf_counter()
+    settings = settings or DownstreamSettings()
+    run_dir = Path(run_dir)
+    cls = check_classification(run_dir)
+    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
+    bands = list(mosaic.attrs["bands"])
+    if settings.flux_band not in bands:
+        raise InputError(f"--flux-band {settings.flux_band!r} is not a band of this mosaic (bands: {', '.join(bands)})")
+    flux_index = bands.index(settings.flux_band)
+    shape = tuple(cls["n"].shape)
+    chunk = int(cls["n"].chunks[0])
+    wcs_header = cls.attrs["wcs_header"]
+    from pipeline.ingest import read_wcs
+
+    wcs = read_wcs(mosaic)
+    markers = read_markers(settings.markers, wcs=wcs, shape=shape) if settings.markers else None
+    summary = DownstreamSummary()
+    paths = {"classification": str(run_dir / "classification.zarr"), "mosaic": str(run_dir / "mosaic.zarr")}
+    seg_path = run_dir / "segmentation.zarr"
+    boxes = _chunk_boxes(shape, chunk)
+    source_pixels = None
+    if markers is not None:
+        inside = markers["inside"]
+        source_pixels = np.stack([markers["iy"][inside], markers["ix"][inside],
+                                  np.flatnonzero(inside) + 1], axis=1).astype(np.int64)
+    old = zarr.open_group(str(seg_path), mode="r").attrs.asdict() if seg_path.is_dir() else {}
+    if reuse_segmentation and old.get("complete") and old.get("settings") == settings.segmentation_key():
+        attrs = old
+        summary.reused_segmentation = True
+        summary.segments = int(old.get("segments", 0))
+        summary.approximate_chunks = list(old.get("approximate_chunks", []))
+    else:
+        attrs = _segment(client, settings, paths, seg_path, shape, chunk, boxes, source_pixels, flux_index, summary)
+    seg_store = str(seg_path)
+
+    # 4. catalog sums per chunk, merged exactly.
+    sums = merge_object_sums(_compute(client, [
+        dask.delayed(_sums_block)(paths["classification"], paths["mosaic"], seg_store, b, flux_index, bands, shape[1])
+        for b in boxes]))
+    flux_unit = mosaic.attrs.get("bunit")
+    if markers is None:
+        table = _internal_catalog(sums, attrs["objects"], cls, wcs, shape, flux_unit, bands)
+        summary.objects = len(table)
+    else:
+        table = _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs, shape, flux_index,
+                                     bands, flux_unit)
+        summary.objects = int((table["object_id"] > 0).sum())
+    summary.catalog_rows = len(table)
+    table.meta.update({"RUNID": run_id or "", "SEGTHR": settings.threshold, "MINDIST": settings.min_distance,
+                       "NDMAX": settings.nd_max, "FLUXBAND": settings.flux_band,
+                       "MARKERS": Path(settings.markers).name if settings.markers else "",
+                       "APERTURE": settings.aperture_arcsec})
+    summary.outputs = _write_products(run_dir, table, seg_store, wcs_header, run_id, model, precision, settings,
+                                      chunk, markers is not None)
+    summary.seconds = time.perf_counter() - t0
+    from pipeline.ledger import atomic_write_json
+
+    atomic_write_json(run_dir / "downstream.json", {
+        "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},
+        "segmentation": attrs.get("settings"), "segments": summary.segments, "objects": summary.objects,
+        "split_segments": summary.split_segments, "catalog_rows": summary.catalog_rows,
+        "approximate_chunks": summary.approximate_chunks, "seconds": round(summary.seconds, 3),
+        "outputs": [str(p.relative_to(run_dir)) for p in summary.outputs]})
+    if summary.segments == 0:
+        bmin = _min_background(cls)
+        echo(f"warning: no sources found: no classified pixel has background <= {settings.threshold} "
+             f"(smallest background {bmin:.4g}); a larger --threshold finds the sources this classification sees")
+    for line in summary.lines():
+        echo(line)
+    return summary
+
+
+def _min_background(cls: zarr.Group) -> float:
+    """Smallest classified background value (chunk by chunk)."""
+    background = da.from_zarr(cls["mean"])[len(CLASSES) - 1]
+    n = da.from_zarr(cls["n"])
+    return float(da.where(n > 0, background, np.inf).min().compute(scheduler="threads"))
+
+
+def _internal_catalog(sums: pd.DataFrame, objects: dict, cls, wcs, shape, flux_unit, bands) -> Table:
+    ids = np.asarray(objects["id"], dtype=np.int64)
+    parent = np.asarray(objects["parent_id"], dtype=np.int64)
+    sub = np.asarray(objects["sub_id"], dtype=np.int64)
+    sums = sums.reindex(ids)
+    missing = sums["area"].isna().to_numpy()
+    sums = sums.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
+    body = object_catalog(sums, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing)
+    flags = detection_flag(sums["peak_background"].to_numpy(), ~missing)
+    head = Table()
+    head["id"] = ids
+    head["id"].description = "object id: pixel value in segmap_deblended.fits"
+    head["label"] = np.array([object_label(int(p), int(s)) for p, s in zip(parent, sub)], dtype="U16")
+    head["label"].description = "paper's label: segment id, and .sub_id for deblended children (8.1, 8.2)"
+    head["parent_id"] = parent
+    head["parent_id"].description = "segment id before deblending: pixel value in segmap.fits"
+    head["sub_id"] = sub
+    head["sub_id"].description = "child number within the segment (0: segment not deblended)"
+    head["detection_flag"] = flags
+    head["detection_flag"].description = ("1: background=0 at the brightest pixel, 2: 0<background<1, "
+                                          "3: background=1, 0: not classified")
+    from astropy.table import hstack
+
+    return hstack([head, body], join_type="exact")
+
+
+def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs, shape, flux_index, bands,
+                         flux_unit) -> Table:
+    from astropy.wcs.utils import proj_plane_pixel_scales
+
+    n_rows = len(markers["id"])
+    seg = zarr.open_group(seg_store, mode="r")
+    cls = zarr.open_group(paths["classification"], mode="r")
+    inside = markers["inside"]
+    iy, ix = markers["iy"], markers["ix"]
+    owner = np.zeros(n_rows, dtype=np.int64)
+    bvalue = np.zeros(n_rows)
+    classified = np.zeros(n_rows, dtype=bool)
+    if inside.any():
+        owner[inside] = seg["deblended"].get_coordinate_selection((iy[inside], ix[inside]))
+        bvalue[inside] = cls["mean"].get_coordinate_selection(
+            (np.full(inside.sum(), len(CLASSES) - 1), iy[inside], ix[inside]))
+        classified[inside] = cls["n"].get_coordinate_selection((iy[inside], ix[inside])) > 0
+    flags = detection_flag(bvalue, classified)
+    scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 3600.0
+    radius = settings.aperture_arcsec / scale
+    full_disc = int(aperture_mask((2 * int(radius) + 3,) * 2, int(radius) + 1, int(radius) + 1, radius).sum())
+    area = np.where(owner > 0, sums["area"].reindex(owner).fillna(0).to_numpy(np.int64), 0)
+    use_aperture = classified & ((owner == 0) | (area < full_disc))
+    rows = np.flatnonzero(use_aperture)
+    tasks = []
+    for start in range(0, len(rows), 256):
+        part = rows[start : start + 256]
+        order = part[np.lexsort((markers["x"][part], markers["y"][part] // 256))]
+        for s in range(0, len(order), 64):
+            grp = order[s : s + 64]
+            tasks.append(dask.delayed(_aperture_block)(
+                paths["classification"], paths["mosaic"], grp, np.stack([markers["x"][grp], markers["y"][grp]], 1),
+                radius, flux_index, bands, shape))
+    aperture_sums = merge_object_sums([t for t in _compute(client, tasks) if isinstance(t, pd.DataFrame)])
+    frames = []
+    for r in range(n_rows):
+        if use_aperture[r] and r in aperture_sums.index:
+            frames.append(aperture_sums.loc[[r]].set_axis([r]))
+        elif classified[r] and owner[r] in sums.index:
+            frames.append(sums.loc[[owner[r]]].set_axis([r]))
+    template = sums.iloc[:0]
+    combined = (pd.concat(frames) if frames else template).reindex(range(n_rows))
+    missing = combined["area"].isna().to_numpy()
+    combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
+    body = object_catalog(combined, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing)
+    head = Table()
+    head["source_id"] = markers["id"]
+    head["source_id"].description = "identifier from the input catalog"
+    head["ra_input"] = markers["ra"]
+    head["ra_input"].unit = "deg"
+    head["ra_input"].description = "input right ascension"
+    head["dec_input"] = markers["dec"]
+    head["dec_input"].unit = "deg"
+    head["dec_input"].description = "input declination"
+    head["detection_flag"] = flags
+    head["detection_flag"].description = ("0: not in the classified area, 1: background=0 at the source, "
+                                          "2: 0<background<1, 3: background=1")
+    head["object_id"] = owner
+    head["object_id"].description = "pixel value of the source's segment in segmap_deblended.fits (0: none)"
+    head["aperture"] = use_aperture.astype(np.int16)
+    head["aperture"].description = (f"1: measured in a {settings.aperture_arcsec} arcsec radius aperture "
+                                    "(no segment, or a segment smaller than the aperture)")
+    from astropy.table import hstack
+
+    return hstack([head, body], join_type="exact")
+
+
+def _write_products(run_dir: Path, table: Table, seg_store: str, wcs_header: str, run_id, model, precision,
+                    settings: DownstreamSettings, chunk: int, value_added: bool) -> list[Path]:
+    from pipeline.products import provenance, write_fits_image_strips
+
+    seg = zarr.open_group(seg_store, mode="r")
+    prov = provenance(run_id or "", model=model or "unknown", precision=precision, extra={
+        "SEGTHR": (settings.threshold, "background threshold of source markers (Alg. 1)"),
+        "MINDIST": (settings.min_distance, "deblending: min peak separation (pixels)"),
+        "NDMAX": (settings.nd_max, "deblending: max children per segment"),
+        "FLUXBAND": (settings.flux_band, "band of the deblending and weighting flux"),
+    })
+    fits_dir = run_dir / "fits"
+    fits_dir.mkdir(exist_ok=True)
+    written = [
+        write_fits_image_strips(fits_dir / "segmap.fits", seg["segments"], strip=chunk, wcs_header=wcs_header,
+                                provenance=prov, extname="SEGMAP",
+                                comments=["segments of Algorithm 1 (before deblending); 0 = no source"]),
+        write_fits_image_strips(fits_dir / "segmap_deblended.fits", seg["deblended"], strip=chunk,
+                                wcs_header=wcs_header, provenance=prov, extname="DEBLENDED",
+                                comments=["objects after Algorithm 2: pixel value = catalog "
+                                          + ("row number of the input markers" if value_added else "id")]),
+    ]
+    out_dir = run_dir / "catalog"
+    out_dir.mkdir(exist_ok=True)
+    for suffix, fmt in CATALOG_FORMATS.items():
+        written.append(_write_table(table, out_dir / f"catalog.{suffix}", fmt))
+    written.append(_write_png(run_dir / "colour.png", seg["colour"], strip=chunk))
+    return written
+
+
+def _write_table(table: Table, path: Path, fmt: str) -> Path:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        out = table.copy()
+        if fmt in ("csv", "ascii.mrt"):
+            out.meta = {}
+        kwargs = {"overwrite": True}
+        if fmt == "csv":
+            kwargs = {"format": "ascii.csv", "overwrite": True}
+        else:
+            kwargs["format"] = fmt
+        out.write(tmp, **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+

@@ -1,0 +1,221 @@
+"""The downstream Dask graph: chunked equals whole-image, value-added mode, products, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from astropy.io import fits
+from astropy.table import Table
+
+from morpheus_core import BANDS, CLASSES
+from morpheus_core.catalog import merge_object_sums, object_catalog, object_sums
+from morpheus_core.deblend import deblend
+from morpheus_core.segmentation import label_segments, segment_sources
+from morpheus_core.simulate import make_wcs
+from pipeline.downstream import DownstreamSettings, run_downstream
+from pipeline.errors import InputError
+
+SHAPE = (150, 170)
+CHUNK = 32
+# Sources on chunk faces (y or x = 32, 64, 96, 128), on corners, a touching pair, a
+# large one spanning four chunks, one in the unclassified border.
+SOURCES = [  # y, x, sigma, amplitude
+    (32, 32, 3.0, 1.0), (64, 100, 4.0, 2.0), (96, 40, 3.5, 1.5), (20, 128, 2.5, 1.0),
+    (128, 140, 3.0, 0.8), (110, 96, 5.0, 1.2), (110, 112, 5.0, 1.0), (64, 64, 9.0, 3.0),
+    (140, 10, 2.0, 0.7), (5, 60, 3.0, 1.0),
+]
+
+
+def _gauss(y, x, sigma, amp):
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    return amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
+
+
+def make_scene(seed: int = 3) -> dict[str, np.ndarray]:
+    """A classification with exact 0/1 background cores and skies, and its bands."""
+    rng = np.random.default_rng(seed)
+    clean = sum(_gauss(*s) for s in SOURCES)
+    flux = clean + rng.normal(0, 0.002, SHAPE)
+    b = np.clip((0.25 - clean) / (0.25 - 0.02), 0, 1)
+    b = np.where((b > 0) & (b < 1), np.clip(b + rng.normal(0, 0.01, SHAPE), 0.001, 0.999), b)
+    n = np.full(SHAPE, 900, np.int32)
+    n[:4], n[:, -4:] = 0, 0
+    owner = np.argmax(np.stack([_gauss(y, x, s, 1.0) for y, x, s, _ in SOURCES]), axis=0)
+    fractions = rng.dirichlet(np.ones(4) * 0.7, len(SOURCES))[owner].transpose(2, 0, 1)
+    mean = np.concatenate([fractions * (1 - b), b[None]]).astype(np.float32)
+    mean[:, n == 0] = 0
+    variance = (0.02 * mean * (1 - mean)).astype(np.float32)
+    bands = np.stack([flux, 0.8 * flux, 0.5 * flux, 0.6 * flux]).astype(np.float32)
+    return {"mean": mean, "variance": variance, "n": n, "bands": bands, "background": mean[4]}
+
+
+def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = True) -> Path:
+    """A run directory as ``pipeline run`` leaves it, from a constructed classification."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wcs_header = make_wcs(SHAPE).to_header_string()
+    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="w", zarr_format=3,
+                             attributes={"bands": list(BANDS), "wcs_header": wcs_header, "shape": list(SHAPE)})
+    mosaic.create_array("image", data=scene["bands"], chunks=(4, CHUNK, CHUNK))
+    mosaic.create_array("coverage", data=scene["n"] > 0, chunks=(CHUNK, CHUNK))
+    cls = zarr.open_group(str(run_dir / "classification.zarr"), mode="w", zarr_format=3,
+                          attributes={"classes": list(CLASSES), "wcs_header": wcs_header, "complete": complete})
+    for name in ("mean", "variance"):
+        cls.create_array(name, data=scene[name], chunks=(5, CHUNK, CHUNK))
+    cls.create_array("rank", data=scene["mean"], chunks=(5, CHUNK, CHUNK))
+    cls.create_array("n", data=scene["n"], chunks=(CHUNK, CHUNK))
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}))
+    return run_dir
+
+
+def whole_image(scene, settings: DownstreamSettings):
+    classified = scene["n"] > 0
+    segments, _ = label_segments(segment_sources(scene["background"], classified, threshold=settings.threshold))
+    flux = scene["bands"][0]
+    result = deblend(segments, flux, min_distance=settings.min_distance, nd_max=settings.nd_max)
+    sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["mean"], variance=scene["variance"],
+                                          bands=scene["bands"])])
+    return segments, result, object_catalog(sums, wcs=make_wcs(SHAPE), width=SHAPE[1])
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene()
+
+
+SETTINGS = DownstreamSettings(min_distance=6, halo=8, max_halo=256)
+
+
+def test_chunked_graph_equals_whole_image(tmp_path, scene):
+    run_dir = write_run(tmp_path / "run", scene)
+    summary = run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None)
+    segments, result, reference = whole_image(scene, SETTINGS)
+    seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
+    assert summary.approximate_chunks == []
+    assert summary.segments == segments.max() >= 8
+    assert summary.split_segments >= 1  # the touching pair
+    # Same objects with the same pixels and, thanks to raster-order numbering, the same ids.
+    np.testing.assert_array_equal(seg["segments"][:], segments)
+    np.testing.assert_array_equal(seg["deblended"][:], result.segmap)
+    catalog = Table.read(run_dir / "catalog" / "catalog.fits")
+    assert list(catalog["label"]) == result.labels
+    assert any("." in label for label in result.labels)
+    for name in reference.colnames:
+        if reference[name].dtype.kind in "fi":
+            np.testing.assert_allclose(np.asarray(catalog[name], float), np.asarray(reference[name], float),
+                                       rtol=1e-10, atol=1e-12, err_msg=name)
+        else:
+            assert list(catalog[name]) == list(reference[name]), name
+    # the sources straddling chunk faces and corners are single objects
+    deblended = seg["deblended"][:]
+    for y, x in ((32, 32), (64, 64), (96, 40), (64, 100)):
+        obj = deblended[y, x]
+        assert obj > 0
+        ys, xs = np.nonzero(deblended == obj)
+        assert ys.min() < y < ys.max() and xs.min() < x < xs.max()
+
+
+def test_products_carry_wcs_provenance_and_metadata(tmp_path, scene):
+    run_dir = write_run(tmp_path / "run", scene)
+    run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None, run_id="r1", model="m")
+    header = fits.getheader(run_dir / "fits" / "segmap_deblended.fits")
+    assert header["CTYPE1"].startswith("RA---") and header["RUNID"] == "r1" and header["SEGTHR"] == 0.0
+    assert fits.getdata(run_dir / "fits" / "segmap.fits").shape == SHAPE
+    parquet = Table.read(run_dir / "catalog" / "catalog.parquet")
+    mrt = Table.read(run_dir / "catalog" / "catalog.mrt", format="ascii.mrt")
+    csv = Table.read(run_dir / "catalog" / "catalog.csv", format="ascii.csv")
+    assert len(parquet) == len(mrt) == len(csv) > 0
+    assert str(parquet["ra"].unit) == "deg" and parquet["p_disk"].description
+    np.testing.assert_allclose(mrt["ra"], parquet["ra"], atol=1e-6)
+    png = (run_dir / "colour.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    record = json.loads((run_dir / "downstream.json").read_text())
+    assert record["segments"] > 0 and record["settings"]["min_distance"] == 6
+
+
+def test_value_added_mode_reports_every_source(tmp_path, scene):
+    run_dir = write_run(tmp_path / "run", scene)
+    wcs = make_wcs(SHAPE)
+    # bright sources, a faint position on empty sky, one in the unclassified border, one off the image
+    xy = np.array([[32, 32], [100, 64], [60, 5], [75, 75.0], [1, 1], [400, 400]], dtype=float)
+    xy[3] = [150, 30]
+    ra, dec = wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
+    markers = tmp_path / "markers.csv"
+    Table({"ID": [11, 12, 13, 14, 15, 16], "RA": ra, "DEC": dec}).write(markers, format="ascii.csv")
+    summary = run_downstream(run_dir, DownstreamSettings(markers=str(markers), min_distance=6), client=None,
+                             echo=lambda *_: None)
+    table = Table.read(run_dir / "catalog" / "catalog.fits")
+    assert list(table["source_id"]) == [11, 12, 13, 14, 15, 16] and summary.catalog_rows == 6
+    flags = list(table["detection_flag"])
+    assert flags[:2] == [1, 1] and flags[3] == 3 and flags[4:] == [0, 0]
+    assert flags[2] == 1  # (x 60, y 5): the edge source's core
+    # undetected source on sky: measured in the 0.36" aperture (about 6 px at 0.06"/px)
+    radius = 0.36 / (wcs.proj_plane_pixel_scales()[0].to_value("arcsec"))
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    disc = ((xx - 150) ** 2 + (yy - 30) ** 2 <= radius**2).sum()
+    assert 105 <= disc <= 113
+    assert table["aperture"][3] == 1 and abs(table["area"][3] - disc) <= 4 and table["object_id"][3] == 0
+    # a segment smaller than the aperture falls back to it too; a large one is kept
+    assert table["object_id"][0] > 0 and table["aperture"][0] == 1 and abs(table["area"][0] - disc) <= 4
+    assert table["aperture"][1] == 0 and table["area"][1] > disc
+    assert np.ma.is_masked(table["p_disk"][4]) and np.ma.is_masked(table["area"][5])
+    assert abs(table["x"][0] - 32) < 0.5 and abs(table["y"][0] - 32) < 0.5
+
+
+def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_bad_inputs_are_refused_and_nothing_is_overwritten(tmp_path, scene):
+    run_dir = write_run(tmp_path / "run", scene)
+    run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None)
+    before = {p: p.stat().st_mtime_ns for p in (run_dir / "catalog").iterdir()}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,flux\na,1\nb,2\n")
+    with pytest.raises(InputError, match="no RA/Dec columns"):
+        run_downstream(run_dir, DownstreamSettings(markers=str(bad)), client=None)
+    broken = tmp_path / "broken.fits"
+    broken.write_bytes(b"SIMPLE  =                    T" + b" " * 50)
+    with pytest.raises(InputError, match="cannot read the markers table"):
+        run_downstream(run_dir, DownstreamSettings(markers=str(broken)), client=None)
+    nan = tmp_path / "nan.csv"
+    nan.write_text("ra,dec\n53.1,-27.8\nnan,-27.8\n")
+    with pytest.raises(InputError, match=r"non-finite RA/Dec in 1 row\(s\) \(rows 2\)"):
+        run_downstream(run_dir, DownstreamSettings(markers=str(nan)), client=None)
+    with pytest.raises(InputError, match="not found"):
+        run_downstream(run_dir, DownstreamSettings(markers=str(tmp_path / "missing.csv")), client=None)
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "catalog").iterdir()} == before
+    unfinished = write_run(tmp_path / "unfinished", scene, complete=False)
+    with pytest.raises(InputError, match="not finished"):
+        run_downstream(unfinished, SETTINGS, client=None)
+    assert not (unfinished / "segmentation.zarr").exists()
+    # the command line: exit 2 and one line naming the file
+    result = _cli("catalog", "--run-dir", str(run_dir), "--markers", str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and "bad.csv: no RA/Dec columns" in result.stderr
+    result = _cli("segment", "--run-dir", str(tmp_path / "nothing"), cwd=tmp_path)
+    assert result.returncode == 2 and "no run here" in result.stderr
+    assert {p: p.stat().st_mtime_ns for p in (run_dir / "catalog").iterdir()} == before
+
+
+@pytest.mark.slow
+def test_segment_and_catalog_commands_rerun_only_downstream(tmp_path, scene):
+    run_dir = write_run(tmp_path / "run", scene)
+    result = _cli("segment", "--run-dir", str(run_dir), "--min-distance", "6", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first = Table.read(run_dir / "catalog" / "catalog.parquet")
+    seg_mtime = (run_dir / "segmentation.zarr" / "zarr.json").stat().st_mtime_ns
+    result = _cli("catalog", "--run-dir", str(run_dir), "--min-distance", "6", "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0 and "segmentation reused" in result.stdout
+    assert (run_dir / "segmentation.zarr" / "zarr.json").stat().st_mtime_ns == seg_mtime
+    result = _cli("segment", "--run-dir", str(run_dir), "--threshold", "0.5", "--min-distance", "6",
+                  "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0
+    second = Table.read(run_dir / "catalog" / "catalog.parquet")
+    assert second["area"].sum() > first["area"].sum()  # a looser threshold grows the segments
