@@ -35,6 +35,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import ModuleType
@@ -233,7 +234,7 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
                 n_workers: int | None = None,
                 threads_per_worker: int = 1, memory_limit: str | None = "auto",
                 gpu: str = "auto", dashboard_address: str | None = "127.0.0.1:0",
-                worker_env: dict[str, str] | None = None,
+                worker_env: dict[str, str] | None = None, wait_workers: float = 0.0,
                 ) -> tuple[distributed.Client, ClusterInfo]:
     """Connect to a scheduler, or start a local (CUDA) or batch-job cluster.
 
@@ -271,6 +272,11 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     worker_env : dict of str to str, optional
         More variables for local worker processes, set before they start; they
         override the thread variables.
+    wait_workers : float
+        With ``scheduler``: seconds to wait for the workers the run needs (one
+        advertising a GPU under ``gpu="require"``, else any) before deciding; a
+        cluster whose workers are still starting (Kubernetes pods pulling their
+        image) is then not mistaken for one without GPUs.
 
     Returns
     -------
@@ -309,7 +315,7 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
         if cluster != "local":
             raise ValueError(f"give either a scheduler address or cluster={cluster!r}, "
                              "not both")
-        return _connect(scheduler, gpu=gpu)
+        return _connect(scheduler, gpu=gpu, wait_workers=wait_workers)
     if cluster != "local":
         return _start_jobqueue(cluster, config_file=cluster_config, n_workers=n_workers,
                                threads_per_worker=threads_per_worker, gpu=gpu,
@@ -425,9 +431,29 @@ def describe_client(client: distributed.Client, *, gpu: str = "auto",
     return _info(client, kind=kind, gpu=use_gpu, reason=f"{what}; {reason}")
 
 
-def _connect(address: str, *, gpu: str) -> tuple[distributed.Client, ClusterInfo]:
+def _wait_for_workers(client: distributed.Client, *, gpu_only: bool, timeout: float) -> None:
+    """Poll the scheduler until a (GPU) worker is connected or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    logged = False
+    while True:
+        workers = client.scheduler_info().get("workers", {}).values()
+        if any((w.get("resources") or {}).get("GPU", 0) > 0 or not gpu_only for w in workers):
+            return
+        if time.monotonic() >= deadline:
+            return
+        if not logged:
+            log.info("waiting up to %.0f s for a %sworker to connect", timeout,
+                     "GPU " if gpu_only else "")
+            logged = True
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _connect(address: str, *, gpu: str,
+             wait_workers: float = 0.0) -> tuple[distributed.Client, ClusterInfo]:
     client = distributed.Client(address)
     try:
+        if wait_workers > 0:
+            _wait_for_workers(client, gpu_only=gpu == "require", timeout=wait_workers)
         return client, describe_client(client, gpu=gpu, what=f"scheduler {address} given")
     except BaseException:
         client.close()

@@ -49,6 +49,10 @@ class RunConfig:
         ``threads_per_worker``.
     scheduler : str, optional
         Address of an existing Dask scheduler to use instead of a local cluster.
+    wait_workers : float
+        With ``scheduler``: seconds to wait for a worker (a GPU worker when ``gpu``
+        is ``"require"``) before starting, for clusters whose workers are still
+        starting.
     cluster : {"local", "slurm", "pbs"}
         Which cluster to start when no ``scheduler`` is given: a local one, or GPU
         workers submitted as batch jobs through dask-jobqueue (``workers`` of them).
@@ -80,6 +84,7 @@ class RunConfig:
     workers: int | None = None
     threads_per_worker: int = 1
     scheduler: str | None = None
+    wait_workers: float = 600.0
     cluster: str = "local"
     cluster_config: Path | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
