@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     resub.add_argument("--workers", type=int)
     resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
+
+    from pipeline.train import add_parser as add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -64,6 +68,10 @@ def _setup_logging(run_dir: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "train":
+        from pipeline.train import main as train_main
+
+        return train_main(args)
     run_dir = args.run_dir or Path("runs") / getattr(args, "mosaic", "demo")
     log = logging.getLogger("pipeline")
     try:
