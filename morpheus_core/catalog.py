@@ -299,7 +299,7 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         _column(table, "dec", np.asarray(dec, dtype=np.float64), u.deg, "declination of the centroid (ICRS)", gone)
     _column(table, "x_peak", peak % width, u.pix, "brightest pixel x (0-based) in the weighting band", gone)
     _column(table, "y_peak", peak // width, u.pix, "brightest pixel y (0-based) in the weighting band", gone)
-    _column(table, "area", area, u.pix**2, "pixels assigned to the object", gone)
+    _column(table, "area", area, u.pix, "number of pixels assigned to the object", gone)
     _column(table, "background_min", sums["background_min"].to_numpy(np.float64), None,
             "minimum background probability over the object's pixels", gone)
     for k, c in enumerate(classes):

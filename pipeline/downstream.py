@@ -89,6 +89,8 @@ class DownstreamSettings:
         Aperture radius for value-added sources without a large enough segment.
     halo, max_halo : int
         First and largest halo (pixels) read around a chunk for the segmentation.
+    chunk : int, optional
+        Chunk size of the downstream graph (default: the classification store's).
     """
 
     threshold: float = 0.0
@@ -99,14 +101,15 @@ class DownstreamSettings:
     aperture_arcsec: float = APERTURE_ARCSEC
     halo: int = 64
     max_halo: int = 512
+    chunk: int | None = None
 
     def __post_init__(self) -> None:
         try:
             check_threshold(self.threshold)
         except ValueError as exc:
             raise InputError(f"--threshold: {exc}") from None
-        for name in ("min_distance", "nd_max", "halo", "max_halo"):
-            if int(getattr(self, name)) < 1:
+        for name in ("min_distance", "nd_max", "halo", "max_halo", "chunk"):
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.aperture_arcsec <= 0:
             raise InputError(f"aperture radius must be > 0 arcsec, got {self.aperture_arcsec}")
@@ -451,7 +454,7 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_pa
                                                for b in boxes]))
     order = extents.sort_values("first")
     lookup = np.zeros(int(extents.index.max()) + 1 if len(extents) else 1, dtype=np.int32)
-    lookup[order.index.to_numpy()] = np.arange(1, len(order) + 1, dtype=np.int32)
+    lookup[order.index.to_numpy().astype(np.int64)] = np.arange(1, len(order) + 1, dtype=np.int32)
     lookup_d = dask.delayed(lookup)
     _compute(client, [dask.delayed(_relabel_block)(seg_store, "raw", "segments", b, lookup_d) for b in boxes])
     objects = pd.DataFrame({"ymin": order["ymin"].to_numpy(), "ymax": order["ymax"].to_numpy(),
@@ -545,7 +548,7 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
         raise InputError(f"--flux-band {settings.flux_band!r} is not a band of this mosaic (bands: {', '.join(bands)})")
     flux_index = bands.index(settings.flux_band)
     shape = tuple(cls["n"].shape)
-    chunk = int(cls["n"].chunks[0])
+    chunk = int(settings.chunk or cls["n"].chunks[0])
     wcs_header = cls.attrs["wcs_header"]
     from pipeline.ingest import read_wcs
 
@@ -732,9 +735,20 @@ def _write_products(run_dir: Path, table: Table, seg_store: str, wcs_header: str
     out_dir = run_dir / "catalog"
     out_dir.mkdir(exist_ok=True)
     for suffix, fmt in CATALOG_FORMATS.items():
+        if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
+            (out_dir / f"catalog.{suffix}").unlink(missing_ok=True)
+            logger.warning("empty catalog: no machine-readable table written")
+            continue
         written.append(_write_table(table, out_dir / f"catalog.{suffix}", fmt))
     written.append(_write_png(run_dir / "colour.png", seg["colour"], strip=chunk))
     return written
+
+
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits (fluxes of any scale)."""
+    safe = np.where(np.isfinite(values) & (values != 0), np.abs(values), 1.0)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(safe)))
+    return np.round(values * scale) / scale
 
 
 def _write_table(table: Table, path: Path, fmt: str) -> Path:
@@ -744,6 +758,22 @@ def _write_table(table: Table, path: Path, fmt: str) -> Path:
         out = table.copy()
         if fmt in ("csv", "ascii.mrt"):
             out.meta = {}
+        if fmt == "ascii.mrt":  # a publication table: sensible digits, not float64 noise
+            for name in out.colnames:
+                col = out[name]
+                if col.dtype.kind != "f":
+                    continue
+                mask = np.ma.getmaskarray(col).copy()
+                values = np.ma.getdata(col).astype(np.float64)
+                if name.startswith(("ra", "dec")):
+                    values = np.round(values, 7)
+                elif name.startswith(("x", "y", "p_", "sigma_", "agreement", "background")):
+                    values = np.round(values, 4)
+                else:
+                    values = _significant(values, 6)
+                col[:] = values
+                if mask.any():
+                    col.mask = mask
         kwargs = {"overwrite": True}
         if fmt == "csv":
             kwargs = {"format": "ascii.csv", "overwrite": True}

@@ -168,11 +168,25 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     assert abs(table["x"][0] - 32) < 0.5 and abs(table["y"][0] - 32) < 0.5
 
 
+def test_no_source_gives_an_empty_catalog_and_says_why(tmp_path, scene):
+    faint = dict(scene)
+    faint["mean"] = scene["mean"].copy()
+    faint["mean"][4] = np.where(scene["n"] > 0, np.maximum(scene["mean"][4], 0.4), 0)
+    run_dir = write_run(tmp_path / "run", faint)
+    lines: list[str] = []
+    summary = run_downstream(run_dir, SETTINGS, client=None, echo=lines.append)
+    assert summary.segments == summary.catalog_rows == 0
+    assert any("no sources found" in line and "smallest background 0.4" in line for line in lines)
+    assert len(Table.read(run_dir / "catalog" / "catalog.parquet")) == 0
+    assert fits.getdata(run_dir / "fits" / "segmap.fits").max() == 0
+
+
 def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
 
 
+@pytest.mark.filterwarnings("ignore:.*extra bytes after the last HDU")
 def test_bad_inputs_are_refused_and_nothing_is_overwritten(tmp_path, scene):
     run_dir = write_run(tmp_path / "run", scene)
     run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None)
