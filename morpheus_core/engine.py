@@ -21,6 +21,7 @@ A *window classifier* is any callable mapping standardised windows
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -190,16 +191,18 @@ def classify_image(
     return stats_from_sums(acc[:n_cls], acc[n_cls : 2 * n_cls], votes)
 
 
-_SLAB: dict[str, np.ndarray] = {}
+# One buffer per thread: a Dask worker with several threads classifies several tiles
+# at once in this process, and a shared buffer would mix their sums.
+_SLAB = threading.local()
 
 
 def _slab(shape: tuple[int, ...], *, zeroed: bool) -> np.ndarray:
     """A reusable float64 work buffer (fresh allocations of tens of MB per batch cost
     page faults that show in the profile)."""
     size = int(np.prod(shape))
-    buf = _SLAB.get("buf")
+    buf = getattr(_SLAB, "buf", None)
     if buf is None or buf.size < size:
-        buf = _SLAB["buf"] = np.empty(size, np.float64)
+        buf = _SLAB.buf = np.empty(size, np.float64)
     out = buf[:size].reshape(shape)
     if zeroed:
         out.fill(0.0)
