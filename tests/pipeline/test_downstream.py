@@ -20,59 +20,7 @@ from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
 from pipeline.downstream import DownstreamSettings, run_downstream
 from pipeline.errors import InputError
-
-SHAPE = (150, 170)
-CHUNK = 32
-# Sources on chunk faces (y or x = 32, 64, 96, 128), on corners, a touching pair, a
-# large one spanning four chunks, one in the unclassified border.
-SOURCES = [  # y, x, sigma, amplitude
-    (32, 32, 3.0, 1.0), (64, 100, 4.0, 2.0), (96, 40, 3.5, 1.5), (20, 128, 2.5, 1.0),
-    (128, 140, 3.0, 0.8), (110, 96, 5.0, 1.2), (110, 112, 5.0, 1.0), (64, 64, 9.0, 3.0),
-    (140, 10, 2.0, 0.7), (5, 60, 3.0, 1.0),
-]
-
-
-def _gauss(y, x, sigma, amp):
-    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
-    return amp * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * sigma**2))
-
-
-def make_scene(seed: int = 3) -> dict[str, np.ndarray]:
-    """A classification with exact 0/1 background cores and skies, and its bands."""
-    rng = np.random.default_rng(seed)
-    clean = sum(_gauss(*s) for s in SOURCES)
-    flux = clean + rng.normal(0, 0.002, SHAPE)
-    b = np.clip((0.25 - clean) / (0.25 - 0.02), 0, 1)
-    b = np.where((b > 0) & (b < 1), np.clip(b + rng.normal(0, 0.01, SHAPE), 0.001, 0.999), b)
-    n = np.full(SHAPE, 900, np.int32)
-    n[:4], n[:, -4:] = 0, 0
-    owner = np.argmax(np.stack([_gauss(y, x, s, 1.0) for y, x, s, _ in SOURCES]), axis=0)
-    fractions = rng.dirichlet(np.ones(4) * 0.7, len(SOURCES))[owner].transpose(2, 0, 1)
-    mean = np.concatenate([fractions * (1 - b), b[None]]).astype(np.float32)
-    mean[:, n == 0] = 0
-    variance = (0.02 * mean * (1 - mean)).astype(np.float32)
-    bands = np.stack([flux, 0.8 * flux, 0.5 * flux, 0.6 * flux]).astype(np.float32)
-    return {"mean": mean, "variance": variance, "n": n, "bands": bands, "background": mean[4]}
-
-
-def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = True) -> Path:
-    """A run directory as ``pipeline run`` leaves it, from a constructed classification."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    wcs_header = make_wcs(SHAPE).to_header_string()
-    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="w", zarr_format=3,
-                             attributes={"bands": list(BANDS), "wcs_header": wcs_header, "shape": list(SHAPE)})
-    mosaic.create_array("image", data=scene["bands"], chunks=(4, CHUNK, CHUNK))
-    mosaic.create_array("coverage", data=scene["n"] > 0, chunks=(CHUNK, CHUNK))
-    cls = zarr.open_group(str(run_dir / "classification.zarr"), mode="w", zarr_format=3,
-                          attributes={"classes": list(CLASSES), "wcs_header": wcs_header, "complete": complete})
-    for name in ("mean", "variance"):
-        cls.create_array(name, data=scene[name], chunks=(5, CHUNK, CHUNK))
-    cls.create_array("rank", data=scene["mean"], chunks=(5, CHUNK, CHUNK))
-    cls.create_array("n", data=scene["n"], chunks=(CHUNK, CHUNK))
-    (run_dir / "manifest.json").write_text(json.dumps({
-        "run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}))
-    return run_dir
-
+from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, write_run
 
 def whole_image(scene, settings: DownstreamSettings):
     classified = scene["n"] > 0
@@ -86,7 +34,7 @@ def whole_image(scene, settings: DownstreamSettings):
 
 @pytest.fixture(scope="module")
 def scene():
-    return make_scene()
+    return make_scene(SHAPE, SOURCES)
 
 
 SETTINGS = DownstreamSettings(min_distance=6, halo=8, max_halo=256)
@@ -143,8 +91,8 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     run_dir = write_run(tmp_path / "run", scene)
     wcs = make_wcs(SHAPE)
     # bright sources, a faint position on empty sky, one in the unclassified border, one off the image
-    xy = np.array([[32, 32], [100, 64], [60, 5], [75, 75.0], [1, 1], [400, 400]], dtype=float)
-    xy[3] = [150, 30]
+    # (x, y): a small source, a large one, the edge source, empty sky, unclassified border, off the image
+    xy = np.array([[10, 140], [100, 64], [60, 5], [150, 30], [1, 1], [400, 400]], dtype=float)
     ra, dec = wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
     markers = tmp_path / "markers.csv"
     Table({"ID": [11, 12, 13, 14, 15, 16], "RA": ra, "DEC": dec}).write(markers, format="ascii.csv")
@@ -165,7 +113,7 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     assert table["object_id"][0] > 0 and table["aperture"][0] == 1 and abs(table["area"][0] - disc) <= 4
     assert table["aperture"][1] == 0 and table["area"][1] > disc
     assert np.ma.is_masked(table["p_disk"][4]) and np.ma.is_masked(table["area"][5])
-    assert abs(table["x"][0] - 32) < 0.5 and abs(table["y"][0] - 32) < 0.5
+    assert abs(table["x"][0] - 10) < 0.5 and abs(table["y"][0] - 140) < 0.5
 
 
 def test_no_source_gives_an_empty_catalog_and_says_why(tmp_path, scene):
