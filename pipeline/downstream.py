@@ -15,9 +15,11 @@ The graph, stage by stage (the science lives in :mod:`morpheus_core`):
    read region; the task checks that and doubles the halo until it holds, up to
    ``max_halo``. A chunk that still fails is computed with ``max_halo`` and listed
    as approximate in ``downstream.json`` (and in the log).
-2. **Labels** consistent across chunks: ``dask_image.ndmeasure.label`` (connected
-   components merged across chunk faces), then renumbered in raster order of each
-   segment's first pixel, so the numbers equal a whole-image ``scipy.ndimage.label``.
+2. **Labels** consistent across chunks: each chunk labelled on its own, labels that
+   touch across chunk faces joined (the scheme of ``dask_image.ndmeasure.label``, with
+   the intermediate labels in Zarr so a task holds one chunk), then renumbered in
+   raster order of each segment's first pixel, so the numbers equal a whole-image
+   ``scipy.ndimage.label``.
 3. **Deblending** (Algorithm 2) per segment on its bounding box, segments grouped by
    the chunk holding their first pixel; children numbered as
    :func:`morpheus_core.deblend.number_children` does on a whole image.
@@ -54,7 +56,7 @@ from morpheus_core.catalog import (aperture_mask, detection_flag, merge_object_s
 from morpheus_core.colour import colour_image
 from morpheus_core.deblend import (DEFAULT_MIN_DISTANCE, DEFAULT_ND_MAX, number_children, object_label,
                                    split_by_markers, split_by_peaks)
-from morpheus_core.segmentation import (STRUCTURE, check_threshold, segment_sources, unmarked_components,
+from morpheus_core.segmentation import (check_threshold, label_segments, segment_sources, unmarked_components,
                                         watershed_markers)
 from pipeline.errors import InputError
 from pipeline.markers import read_markers
@@ -67,6 +69,9 @@ __all__ = ["DownstreamSettings", "DownstreamSummary", "check_classification", "r
 APERTURE_ARCSEC = 0.36
 #: Pixels an unmarked component must stay inside a chunk's read region (Sobel + seeds).
 _LOCAL_MARGIN = 3
+
+_EXTENT_COLUMNS = ("first", "ymin", "ymax", "xmin", "xmax")
+_EXTENT_AGG = {"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"}
 
 CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
 
@@ -249,39 +254,78 @@ def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: fl
 
 # -------------------------------------------------------------- 2. global labels
 
-def _first_pixels(seg_store: str, name: str, box: tuple[int, int, int, int], width: int) -> pd.DataFrame:
-    """Task: per label in one chunk, its first pixel (raster order) and bounding box."""
-    y0, y1, x0, x1 = box
-    labels = zarr.open_group(seg_store, mode="r")[name][y0:y1, x0:x1]
-    on = labels > 0
-    if not on.any():
-        return pd.DataFrame({"first": [], "ymin": [], "ymax": [], "xmin": [], "xmax": []},
-                            index=pd.Index([], name="label"), dtype=np.int64)
-    ys, xs = np.nonzero(on)
-    frame = pd.DataFrame({"label": labels[on].astype(np.int64), "first": (ys + y0) * width + xs + x0,
-                          "ymin": ys + y0, "ymax": ys + y0 + 1, "xmin": xs + x0, "xmax": xs + x0 + 1})
-    return frame.groupby("label").agg({"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"})
-
-
-def _merge_extents(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    both = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else parts[0]
-    if not len(both):
-        return both
-    return both.groupby(level=0).agg({"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"})
-
-
-def _write_block(seg_store: str, name: str, origin: tuple[int, int], block: np.ndarray) -> None:
-    """Task: write one computed chunk into a Zarr array (chunk-aligned, so tasks never share a chunk)."""
-    y0, x0 = origin
-    zarr.open_group(seg_store, mode="r+")[name][y0 : y0 + block.shape[0], x0 : x0 + block.shape[1]] = block
-
-
-def _relabel_block(seg_store: str, source: str, target: str, box: tuple[int, int, int, int],
-                   lookup: np.ndarray) -> None:
-    """Task: write one chunk of ``target = lookup[source]``."""
+def _label_block(seg_store: str, box: tuple[int, int, int, int], width: int) -> tuple[int, pd.DataFrame]:
+    """Task: label one chunk's source mask on its own; per local label, first pixel and box."""
     y0, y1, x0, x1 = box
     group = zarr.open_group(seg_store, mode="r+")
-    group[target][y0:y1, x0:x1] = lookup[group[source][y0:y1, x0:x1]]
+    local, count = label_segments(group["mask"][y0:y1, x0:x1] > 0)
+    group["raw"][y0:y1, x0:x1] = local
+    if count == 0:
+        return 0, pd.DataFrame({c: np.array([], dtype=np.int64) for c in _EXTENT_COLUMNS})
+    ys, xs = np.nonzero(local)
+    frame = pd.DataFrame({"label": local[ys, xs].astype(np.int64), "first": (ys + y0) * width + xs + x0,
+                          "ymin": ys + y0, "ymax": ys + y0 + 1, "xmin": xs + x0, "xmax": xs + x0 + 1})
+    extents = frame.groupby("label").agg(_EXTENT_AGG)
+    return int(count), extents.reset_index(drop=True)
+
+
+def _face_pairs(seg_store: str, box: tuple[int, int, int, int], shape: tuple[int, int], chunk: int,
+                offsets: dict[tuple[int, int], int]) -> np.ndarray:
+    """Task: global label pairs that touch across this chunk's bottom and right faces (4-connectivity)."""
+    y0, y1, x0, x1 = box
+    raw = zarr.open_group(seg_store, mode="r")["raw"]
+    pairs = []
+    here = offsets[(y0, x0)]
+    if y1 < shape[0]:
+        a, b = raw[y1 - 1, x0:x1], raw[y1, x0:x1]
+        on = (a > 0) & (b > 0)
+        pairs.append(np.stack([a[on] + here, b[on] + offsets[(y1, x0)]], axis=1))
+    if x1 < shape[1]:
+        a, b = raw[y0:y1, x1 - 1], raw[y0:y1, x1]
+        on = (a > 0) & (b > 0)
+        pairs.append(np.stack([a[on] + here, b[on] + offsets[(y0, x1)]], axis=1))
+    return np.concatenate(pairs).astype(np.int64) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+def _global_labels(client, seg_store: str, boxes, shape, chunk):
+    """Connected components across chunks, numbered in raster order of their first pixel.
+
+    The scheme of ``dask_image.ndmeasure.label`` (label each chunk, join labels that
+    touch across chunk faces, relabel), with the intermediate labels kept in Zarr so
+    that every task holds one chunk: per chunk, local labels and their first pixels;
+    per chunk face, the pairs of labels that touch; on the driver, a sparse graph of
+    those pairs (one node per chunk-local label) whose connected components are the
+    segments.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    results = _compute(client, [dask.delayed(_label_block)(seg_store, b, shape[1]) for b in boxes])
+    counts = np.array([r[0] for r in results], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    offsets = {(b[0], b[2]): int(o) for b, o in zip(boxes, starts)}
+    total = int(counts.sum())
+    pairs = _compute(client, [dask.delayed(_face_pairs)(seg_store, b, shape, chunk, offsets) for b in boxes])
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(total, total))
+    _, component = connected_components(graph, directed=False) if total else (0, np.zeros(0, dtype=np.int64))
+    extents = pd.concat([r[1] for r in results], ignore_index=True) if total else \
+        pd.DataFrame({c: np.array([], dtype=np.int64) for c in _EXTENT_COLUMNS})
+    extents["component"] = component
+    merged = extents.groupby("component").agg(_EXTENT_AGG).sort_values("first")
+    canonical = np.zeros(len(merged), dtype=np.int32)
+    canonical[merged.index.to_numpy()] = np.arange(1, len(merged) + 1, dtype=np.int32)
+    lookup = np.zeros(total + 1, dtype=np.int32)
+    lookup[1:] = canonical[component] if total else []
+    return merged.reset_index(drop=True), lookup, starts
+
+
+def _relabel_block(seg_store: str, box: tuple[int, int, int, int], offset: int, lookup: np.ndarray) -> None:
+    """Task: write one chunk of the global segment labels from its local labels."""
+    y0, y1, x0, x1 = box
+    group = zarr.open_group(seg_store, mode="r+")
+    local = group["raw"][y0:y1, x0:x1].astype(np.int64)
+    group["segments"][y0:y1, x0:x1] = np.where(local > 0, lookup[np.where(local > 0, local + offset, 0)], 0)
 
 
 # ---------------------------------------------------------------- 3. deblending
@@ -421,8 +465,6 @@ def _new_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, 
 def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_path: Path, shape, chunk, boxes,
              source_pixels: np.ndarray | None, flux_index: int, summary: DownstreamSummary) -> dict[str, Any]:
     """Stages 1-3 into a new ``segmentation.zarr`` (built aside, then swapped in)."""
-    from dask_image.ndmeasure import label as dask_label
-
     work = seg_path.with_name(seg_path.name + ".partial")
     if work.exists():
         shutil.rmtree(work)
@@ -444,19 +486,10 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_pa
                            "from a whole-image run", name, halo)
 
     # 2. labels merged across chunks, then renumbered in raster order.
-    mask = da.from_zarr(zarr.open_group(seg_store, mode="r")["mask"], chunks=(chunk, chunk))
-    raw, _ = dask_label(mask, structure=STRUCTURE)
-    raw = raw.astype(np.int32).rechunk((chunk, chunk))
-    blocks = raw.to_delayed()
-    _compute(client, [dask.delayed(_write_block)(seg_store, "raw", (i * chunk, j * chunk), blocks[i, j])
-                      for i in range(blocks.shape[0]) for j in range(blocks.shape[1])])
-    extents = _merge_extents(_compute(client, [dask.delayed(_first_pixels)(seg_store, "raw", b, shape[1])
-                                               for b in boxes]))
-    order = extents.sort_values("first")
-    lookup = np.zeros(int(extents.index.max()) + 1 if len(extents) else 1, dtype=np.int32)
-    lookup[order.index.to_numpy().astype(np.int64)] = np.arange(1, len(order) + 1, dtype=np.int32)
+    order, lookup, offsets = _global_labels(client, seg_store, boxes, shape, chunk)
     lookup_d = dask.delayed(lookup)
-    _compute(client, [dask.delayed(_relabel_block)(seg_store, "raw", "segments", b, lookup_d) for b in boxes])
+    _compute(client, [dask.delayed(_relabel_block)(seg_store, b, int(offsets[i]), lookup_d)
+                      for i, b in enumerate(boxes)])
     objects = pd.DataFrame({"ymin": order["ymin"].to_numpy(), "ymax": order["ymax"].to_numpy(),
                             "xmin": order["xmin"].to_numpy(), "xmax": order["xmax"].to_numpy(),
                             "first": order["first"].to_numpy()},
