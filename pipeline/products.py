@@ -185,27 +185,14 @@ def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip:
     header["NAXIS1"], header["NAXIS2"] = nx, ny
     header.extend(_image_header(wcs_header, provenance=provenance, bunit=bunit, extname=extname,
                                 comments=comments), unique=True)
-    path = Path(path)
-    try:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-    except OSError as exc:
-        raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
-    tmp = Path(tmp_name)
-    try:
-        tmp.unlink()
-        stream = fits.StreamingHDU(tmp, header)
+
+    def write(fh: Any, tmp: Path) -> None:  # StreamingHDU opens the file by name
+        stream = fits.StreamingHDU(str(tmp), header)
         for y in range(0, ny, max(1, int(strip))):
             stream.write(_as_fits_image(np.asarray(source[y : min(y + strip, ny)]), "source"))
         stream.close()
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
-        raise
-    return path
+
+    return _atomic_file(Path(path), write)
 
 
 def write_fits_cube(path: str | os.PathLike[str], cube: Mapping[str, np.ndarray], *,
@@ -346,6 +333,11 @@ def _umask() -> int:
 
 def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
     """Write ``hdul`` next to ``path`` under a temporary name, then rename it over."""
+    return _atomic_file(path, lambda fh, _: hdul.writeto(fh, output_verify="exception"))
+
+
+def _atomic_file(path: Path, write: Any) -> Path:
+    """Call ``write(fh, tmp_path)`` for a temporary file beside ``path``; fsync, then rename it over."""
     folder = path.parent
     try:
         fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.",
@@ -355,7 +347,7 @@ def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
-            hdul.writeto(fh, output_verify="exception")
+            write(fh, tmp)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600

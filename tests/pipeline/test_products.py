@@ -219,3 +219,26 @@ def test_cube_rejects_mismatched_shapes_and_empty(tmp_path, cards):
     with pytest.raises(ValueError, match="at least one"):
         write_fits_cube(tmp_path / "c.fits", {}, wcs_header=None, provenance=cards)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_strip_writer_equals_the_whole_image_writer(tmp_path, wcs, cards, rng):
+    data = rng.normal(size=(70, 45)).astype(np.float32)
+
+    class Strips:  # an array that only hands out row strips, and counts them
+        shape = data.shape
+        reads = 0
+
+        def __getitem__(self, rows):
+            Strips.reads += 1
+            return data[rows]
+
+    whole = write_fits_image(tmp_path / "whole.fits", data, wcs_header=wcs.to_header_string(), provenance=cards,
+                             extname="IMG")
+    strips = products.write_fits_image_strips(tmp_path / "strips.fits", Strips(), strip=16,
+                                              wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG")
+    assert Strips.reads == 1 + 5  # one row for the dtype, then ceil(70 / 16) strips
+    with fits.open(whole) as a, fits.open(strips) as b:
+        np.testing.assert_array_equal(a[0].data, b[0].data)
+        for key in ("CTYPE1", "CRVAL1", "CRPIX2", "EXTNAME", "RUNID", "NAXIS1", "NAXIS2", "BITPIX"):
+            assert a[0].header[key] == b[0].header[key], key
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["strips.fits", "whole.fits"]
