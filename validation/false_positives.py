@@ -100,7 +100,7 @@ def run(
         stamp, median and smallest minimum background (rank votes), median minimum of
         the normalised mean background.
     examples : dict
-        ``(shape, snr) -> (stamp, background image)`` of the last realisation.
+        ``(shape, snr) -> (stamp, normalised mean background)`` of the last realisation.
     """
     rows, examples = [], {}
     for shape in shapes:
@@ -112,7 +112,7 @@ def run(
                 cls = classify(stamp, classifier, stride=stride)
                 stats.append(_background_stats(cls))
             n0, n1, min_rank, min_mean = (np.array(v) for v in zip(*stats))
-            examples[(shape, snr)] = (stamp, np.where(cls.n > 0, cls.rank[-1], np.nan))
+            examples[(shape, snr)] = (stamp, np.where(cls.n > 0, cls.mean[-1], np.nan))
             rows.append((shape, snr, realisations, np.mean(n0 > 0), n0.mean(), n1.mean(),
                          np.median(min_rank), min_rank.min(), np.median(min_mean)))
     table = Table(rows=rows, names=("shape", "snr", "stamps", "detected", "n_bkg_0", "n_bkg_lt_1",
@@ -178,14 +178,14 @@ def figure(table: Table, examples: dict, control: Table | None = None) -> Any:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 4 if control is not None else 3, figsize=(18, 4), constrained_layout=True)
-    for shape, style in zip(SHAPES, ("o-", "s--")):
+    for shape, style, colour in zip(SHAPES, ("o-", "s--"), ("tab:blue", "tab:orange")):
         t = table[table["shape"] == shape]
         if not len(t):
             continue
-        axes[0].plot(t["snr"], t["min_bkg_median"], style, label=f"{shape}: median over stamps")
-        axes[0].plot(t["snr"], t["min_bkg_lowest"], style, alpha=0.4, label=f"{shape}: lowest")
-        axes[1].plot(t["snr"], t["n_bkg_lt_1"], style, label=f"{shape}: background < 1")
-        axes[1].plot(t["snr"], t["n_bkg_0"], style, alpha=0.5, label=f"{shape}: background = 0")
+        axes[0].plot(t["snr"], t["min_bkg_median"], style, color=colour, label=f"{shape}: median over stamps")
+        axes[0].plot(t["snr"], t["min_bkg_lowest"], style, color=colour, alpha=0.4, label=f"{shape}: lowest")
+        axes[1].plot(t["snr"], t["n_bkg_lt_1"], style, color=colour, label=f"{shape}: background < 1")
+        axes[1].plot(t["snr"], t["n_bkg_0"], style, color=colour, alpha=0.4, label=f"{shape}: background = 0")
     axes[0].set(xlabel="SNR of the H-only fluctuation", ylabel="minimum background", ylim=(-0.02, 1.02),
                 title="Minimum background in the stamp")
     axes[1].set(xlabel="SNR of the H-only fluctuation", ylabel="pixels per stamp", title="Low-background pixels")
@@ -193,9 +193,10 @@ def figure(table: Table, examples: dict, control: Table | None = None) -> Any:
         ax.legend(fontsize=7)
     key = max(examples, key=lambda k: (k[0] == "psf", k[1]))
     stamp, bkg = examples[key]
-    axes[2].imshow(np.hstack([stamp[0] / np.abs(stamp[0]).max(), bkg]), origin="lower", cmap="gray_r",
-                   vmin=0, vmax=1)
-    axes[2].set_title(f"{key[0]} fluctuation, SNR {key[1]:g}: H band | background")
+    h = np.arcsinh(stamp[0] / np.std(stamp[0]))
+    h = (h - h.min()) / np.ptp(h)
+    axes[2].imshow(np.hstack([h, bkg]), origin="lower", cmap="viridis", vmin=0, vmax=1)
+    axes[2].set_title(f"{key[0]} fluctuation, SNR {key[1]:g}:\nH band (asinh) | background (mean, 0-1)")
     if control is not None:
         x = np.arange(len(control))
         axes[3].bar(x - 0.2, control["frac_bkg_lt_1"], 0.4, label="background < 1")
