@@ -7,11 +7,27 @@ and rank votes, all in one pass (the reference code needed two). Window cutting,
 standardisation and accumulation are whole-batch array operations; no Python work is
 done per window.
 
+A batch is a *block*: the windows anchored on a ``rows x cols`` grid of anchors (tall
+blocks, which make the fold cheapest). Windows that touch invalid pixels are not
+evaluated.
+
+Two paths, same statistics:
+
+- *compiled* (a classifier with a ``block_sums`` method, e.g.
+  :class:`KerasWindowClassifier`): the windows are cut from the image by strided views
+  and standardised with moments from summed-area tables (two passes over the windows);
+  the network, the softmax, the votes and the fold of the block into per-pixel sums run
+  as compiled code (:mod:`morpheus_core.inference`, :mod:`morpheus_core.accumulate`);
+  only the small block sums come back and are added in float64;
+- *generic* (any callable classifier, e.g. :class:`morpheus_core.testing.StandInClassifier`):
+  probabilities come back as numpy arrays and are folded in float64 with NumPy.
+
 Accumulation: within one call the engine sums the probabilities, their squares and the
 votes in float64 (a pixel is counted at most ``(N - 2B)**2 = 900`` times per call at
-unit stride, so ``M2 = S2 - S1**2 / n`` is exact to ~1e-13); partial results of
+unit stride, so ``M2 = S2 - S1**2 / n`` is exact to ~1e-13 on the generic path and
+~1e-9 on the compiled one, whose per-block sums are float32); partial results of
 different calls (tiles) then merge with Chan et al.'s parallel formula
-(:meth:`morpheus_core.stats.WindowStats.merge_`).
+(:meth:`morpheus_core.stats.WindowStats.merge_`). Counts and votes are exact on both.
 
 A *window classifier* is any callable mapping standardised windows
 ``(B, N, N, bands)`` float32 to class probabilities of their counted inner region
@@ -27,11 +43,21 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from morpheus_core.accumulate import block_sums, count_map, unpack_votes, vote_channels
 from morpheus_core.stats import WindowStats, stats_from_sums
-from morpheus_core.windows import cut_windows, standardize_windows, valid_anchors, valid_pixels
+from morpheus_core.windows import (
+    cut_windows,
+    standardize_windows,
+    valid_anchors,
+    valid_pixels,
+    window_moments,
+)
 
 #: Default number of windows per network call.
 DEFAULT_BATCH = 512
+#: On backends that compile per input shape (JAX), the windows of a partly valid
+#: block are padded to a multiple of 1 / PAD_STEPS of the block.
+PAD_STEPS = 4
 
 
 class WindowClassifier(Protocol):
@@ -46,7 +72,15 @@ class WindowClassifier(Protocol):
 
 
 class KerasWindowClassifier:
-    """Run a Morpheus Keras model on standardised windows, compiled once.
+    """Run a Morpheus Keras model on windows, compiled once.
+
+    Calling it gives probabilities of standardised windows through the Keras model
+    (the plain network). :meth:`block_sums` is what :func:`classify_image` uses: the
+    network through :class:`~morpheus_core.inference.InferenceNetwork`, then softmax,
+    votes and the fold of a block into per-pixel sums
+    (:func:`~morpheus_core.accumulate.block_sums`), compiled together: a
+    ``tf.function`` for the network and an XLA function for the rest on TensorFlow, one
+    ``jax.jit`` function on JAX.
 
     Parameters
     ----------
@@ -58,6 +92,8 @@ class KerasWindowClassifier:
 
     def __init__(self, model: Any, *, border: int = 5) -> None:
         import keras
+
+        from morpheus_core.inference import InferenceNetwork
 
         self.model = model
         self.window = int(model.input_shape[1])
@@ -73,6 +109,9 @@ class KerasWindowClassifier:
             raise ValueError(f"model output size {out} is neither {self.window} nor {inner}")
         self._backend = keras.backend.backend()
         self._fn = self._compile()
+        self.network = InferenceNetwork(model)
+        self._logits = self._compile_network()
+        self._steps: dict[tuple[int, int, int, bool], Callable[..., Any]] = {}
 
     def _compile(self) -> Callable[[np.ndarray], Any]:
         model = self.model
@@ -96,6 +135,99 @@ class KerasWindowClassifier:
 
             return lambda x: run(x, *state)
         return lambda x: model(x, training=False)
+
+    def _inner_logits(self, windows: Any) -> Any:
+        logits = self.network(windows)
+        if self._crop:
+            c = self._crop
+            logits = logits[:, c:-c, c:-c, :]
+        return logits
+
+    def _compile_network(self) -> Callable[[Any], Any] | None:
+        """TensorFlow: the network as one graph function (oneDNN kernels; XLA's CPU
+        convolutions are slower). Other backends compile it with the rest of a step."""
+        if self._backend != "tensorflow":
+            return None
+        import tensorflow as tf
+
+        spec = tf.TensorSpec((None, self.window, self.window, self.network.n_bands), tf.float32)
+        return tf.function(self._inner_logits, input_signature=[spec])
+
+    def _step(self, rows: int, cols: int, stride: int, compact: bool) -> Callable[..., Any]:
+        from keras import ops
+
+        key = (rows, cols, stride, compact)
+        if key in self._steps:
+            return self._steps[key]
+        grid = rows * cols
+
+        def scatter(logits: Any, index: Any) -> Any:
+            # One spare slot for padding windows (index == grid), then dropped.
+            shape = (grid + 1,) + tuple(logits.shape[1:])
+            return ops.scatter(ops.expand_dims(index, -1), logits, shape)[:grid]
+
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            net = self._logits
+            if compact:
+                post = tf.function(lambda g, m: block_sums(g, rows, cols, stride, m), jit_compile=True)
+                spread = tf.function(scatter)
+                step = lambda w, index, mask: post(spread(net(w), index), mask)  # noqa: E731
+            else:
+                post = tf.function(lambda g: block_sums(g, rows, cols, stride), jit_compile=True)
+                step = lambda w, index, mask: post(net(w))  # noqa: E731
+        else:
+
+            def step(w: Any, index: Any, mask: Any) -> Any:
+                logits = self._inner_logits(w)
+                if compact:
+                    return block_sums(scatter(logits, index), rows, cols, stride, mask)
+                return block_sums(logits, rows, cols, stride)
+
+            if self._backend == "jax":
+                import jax
+
+                step = jax.jit(step)
+        self._steps[key] = step
+        return step
+
+    def block_sums(
+        self, windows: np.ndarray, rows: int, cols: int, stride: int = 1, index: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Per-pixel sums of one block of windows (see :mod:`morpheus_core.accumulate`).
+
+        Parameters
+        ----------
+        windows : numpy.ndarray
+            ``(n, N, N, bands)`` standardised float32 windows.
+        rows, cols : int
+            The block's anchor grid.
+        stride : int
+            Anchor step.
+        index : numpy.ndarray, optional
+            ``(n,)`` distinct grid positions ``i * cols + j`` of the windows when only
+            some windows of the grid are evaluated; None when all are, in grid order.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(Y, X, 2C + C // 2)`` float32 block sums.
+        """
+        grid = rows * cols
+        if index is None:
+            return np.asarray(self._step(rows, cols, stride, False)(windows, None, None))
+        index = np.asarray(index, np.int32)
+        mask = np.zeros(grid, np.float32)
+        mask[index] = 1.0
+        if self._backend != "tensorflow":  # compiled per input shape: few sizes
+            n = len(index)
+            quantum = -(-grid // PAD_STEPS)
+            padded = min(grid, -(-n // quantum) * quantum)
+            if padded > n:
+                windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
+                index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
+        return np.asarray(self._step(rows, cols, stride, True)(windows, index, mask))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         out = np.asarray(self._fn(windows))
@@ -166,10 +298,13 @@ def classify_image(
 
     ok = valid_anchors(valid_pixels(image, coverage), n_win)
     hwc = np.ascontiguousarray(np.moveaxis(image, 0, -1), dtype=np.float32)
-    # Accumulators for the sums over the image, channels: S1 (C), S2 (C), votes (C).
-    acc = np.zeros((3 * n_cls, h, w), np.float64)
-    cols = min(xs.size, batch_size)
-    rows = max(1, batch_size // cols)
+    rows, cols = block_shape(ys.size, xs.size, batch_size)
+    compiled = hasattr(classifier, "block_sums")
+    # Accumulated sums over the image (with a margin for the frames of the last
+    # blocks). Compiled: S1 (C), S2 (C), packed votes (C // 2); generic: S1, S2, votes.
+    n_sums = 2 * n_cls + (vote_channels(n_cls) if compiled else n_cls)
+    acc = np.zeros((n_sums, h + rows * stride + inner, w + cols * stride + inner), np.float64)
+    evaluated = np.zeros((ys.size, xs.size), bool)
     for i0 in range(0, ys.size, rows):
         by = ys[i0 : i0 + rows]
         for j0 in range(0, xs.size, cols):
@@ -178,17 +313,45 @@ def classify_image(
             ii, jj = np.nonzero(block_ok)
             if ii.size == 0:
                 continue
-            probs = classifier(standardize_windows(cut_windows(hwc, by[ii], bx[jj], n_win)))
-            if probs.shape[1:] != (inner, inner, n_cls):
-                raise ValueError(
-                    f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
-                )
-            _fold(acc, probs, block_ok, ii, jj, by[0] + border, bx[0] + border, stride)
+            y0, x0 = by[0] + border, bx[0] + border
+            wy, wx = by[ii], bx[jj]
+            if compiled:
+                # Every block has the same (rows, cols) grid, so the compiled code sees
+                # one shape; anchors past the edge count as not evaluated.
+                evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
+                windows = standardize_windows(cut_windows(hwc, wy, wx, n_win), window_moments(hwc, wy, wx, n_win))
+                full = ii.size == rows * cols
+                sums = classifier.block_sums(windows, rows, cols, stride, None if full else ii * cols + jj)
+                acc[:, y0 : y0 + sums.shape[0], x0 : x0 + sums.shape[1]] += np.moveaxis(sums, -1, 0)
+            else:
+                probs = classifier(standardize_windows(cut_windows(hwc, wy, wx, n_win)))
+                if probs.shape[1:] != (inner, inner, n_cls):
+                    raise ValueError(
+                        f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
+                    )
+                _fold(acc, probs, block_ok, ii, jj, y0, x0, stride)
             if progress is not None:
                 progress(int(ii.size))
 
-    votes = np.rint(acc[2 * n_cls :]).astype(np.int32)
+    acc = acc[:, :h, :w]
+    if compiled:
+        n = count_map(evaluated, ys, xs, (h, w), n_win, border)
+        votes = unpack_votes(acc[2 * n_cls :], n, n_cls)
+    else:
+        votes = np.rint(acc[2 * n_cls :]).astype(np.int32)
     return stats_from_sums(acc[:n_cls], acc[n_cls : 2 * n_cls], votes)
+
+
+def block_shape(n_rows: int, n_cols: int, batch_size: int) -> tuple[int, int]:
+    """Anchor rows and columns per block: about ``batch_size`` windows, tall.
+
+    The fold of a block costs about ``(rows + K) * cols`` per output channel and
+    offset, so for a given number of windows tall blocks (8 columns for 512 windows)
+    are cheapest.
+    """
+    cols = max(1, min(n_cols, int(round(np.sqrt(batch_size / 8)))))
+    rows = max(1, min(n_rows, batch_size // cols))
+    return rows, cols
 
 
 # One buffer per thread: a Dask worker with several threads classifies several tiles

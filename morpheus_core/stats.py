@@ -178,3 +178,38 @@ def finalize(stats: WindowStats, classes: tuple[str, ...] = CLASSES) -> Classifi
         n=stats.n.astype(np.int32),
         classes=tuple(classes),
     )
+
+
+def deviation_report(reference: Classification, other: Classification) -> dict[str, float]:
+    """How far one classification is from a reference (e.g. bfloat16 from float32).
+
+    Parameters
+    ----------
+    reference, other : Classification
+        Classifications of the same image (same windows counted).
+
+    Returns
+    -------
+    dict
+        ``max_abs_diff_mean``: max |diff| of the (normalised) mean images over counted
+        pixels; ``max_abs_diff_rank``: same for the rank-vote images;
+        ``top_rank_changed``: fraction of counted pixels whose top rank-vote class
+        differs; ``counted_pixels``: number of counted pixels.
+
+    Raises
+    ------
+    ValueError
+        If the two classifications did not count the same pixels.
+    """
+    if reference.n.shape != other.n.shape or not np.array_equal(reference.n, other.n):
+        raise ValueError("the classifications must count the same pixels (equal n)")
+    counted = reference.n > 0
+    if not counted.any():
+        return {"max_abs_diff_mean": 0.0, "max_abs_diff_rank": 0.0, "top_rank_changed": 0.0, "counted_pixels": 0}
+    changed = reference.rank.argmax(axis=0) != other.rank.argmax(axis=0)
+    return {
+        "max_abs_diff_mean": float(np.abs(reference.mean - other.mean)[:, counted].max()),
+        "max_abs_diff_rank": float(np.abs(reference.rank - other.rank)[:, counted].max()),
+        "top_rank_changed": float(changed[counted].mean()),
+        "counted_pixels": int(counted.sum()),
+    }

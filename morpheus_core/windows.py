@@ -93,7 +93,9 @@ def cut_windows(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: i
     return view[ys, xs]
 
 
-def standardize_windows(windows: np.ndarray) -> np.ndarray:
+def standardize_windows(
+    windows: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None
+) -> np.ndarray:
     """Standardise each window on its own, all bands jointly.
 
     Implements TensorFlow's ``per_image_standardization`` as the released model
@@ -105,6 +107,10 @@ def standardize_windows(windows: np.ndarray) -> np.ndarray:
     ----------
     windows : numpy.ndarray
         ``(B, N, N, bands)`` windows.
+    moments : tuple of numpy.ndarray, optional
+        ``(mean, var)`` float64 of each window if already known (e.g. from
+        :func:`window_moments`); standardising then costs two passes over the
+        windows, done in place when ``windows`` is a float32 array.
 
     Returns
     -------
@@ -114,9 +120,73 @@ def standardize_windows(windows: np.ndarray) -> np.ndarray:
     b = windows.shape[0]
     flat = windows.reshape(b, -1)
     size = flat.shape[1]
-    mean = flat.mean(axis=1, dtype=np.float64)
-    centred = flat - mean[:, None].astype(windows.dtype)
-    var = np.einsum("ij,ij->i", centred, centred, dtype=np.float64) / size
+    if moments is None:
+        mean = flat.mean(axis=1, dtype=np.float64)
+        centred = flat - mean[:, None].astype(windows.dtype)
+        var = np.einsum("ij,ij->i", centred, centred, dtype=np.float64) / size
+    else:
+        mean, var = moments
+        centred = flat.astype(np.float32, copy=False)
+        centred -= mean[:, None].astype(np.float32)
     scale = 1.0 / np.maximum(np.sqrt(var), 1.0 / np.sqrt(size))
     centred *= scale[:, None].astype(centred.dtype)
     return centred.reshape(windows.shape).astype(np.float32, copy=False)
+
+
+#: Relative accuracy :func:`window_moments` guarantees for the variance (and, relative
+#: to the standard deviation, for the mean); float32 rounding is 6e-8.
+MOMENTS_RTOL = 1e-11
+
+
+def window_moments(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and population variance of each window, from summed-area tables.
+
+    Equal to the float64 two-pass moments that :func:`standardize_windows` uses (all
+    bands jointly) to ``MOMENTS_RTOL``, at a cost proportional to the pixels of the
+    anchors' bounding region instead of ``window**2`` per window. The region is
+    centred on its mean before the tables are summed; a window whose table sums are so
+    large (a bright source nearby) that their float64 rounding could exceed
+    ``MOMENTS_RTOL`` of its variance is recomputed directly.
+
+    Parameters
+    ----------
+    image_hwc : numpy.ndarray
+        ``(H, W, bands)`` image.
+    ys, xs : numpy.ndarray
+        1-D integer anchor coordinates, one pair per window.
+    window : int
+        Window size.
+
+    Returns
+    -------
+    tuple of numpy.ndarray
+        ``(mean, var)``, float64 arrays of ``len(ys)``.
+    """
+    y0, x0 = int(ys.min()), int(xs.min())
+    region = image_hwc[y0 : int(ys.max()) + window, x0 : int(xs.max()) + window].astype(np.float64)
+    centre = region.mean()
+    region -= centre
+    size = window * window * image_hwc.shape[-1]
+    a, b = ys - y0, xs - x0
+    sums = []
+    for values in (region.sum(axis=-1), np.square(region).sum(axis=-1), np.abs(region).sum(axis=-1)):
+        table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
+        np.cumsum(np.cumsum(values, axis=0), axis=1, out=table[1:, 1:])
+        box = table[a + window, b + window] - table[a, b + window] - table[a + window, b] + table[a, b]
+        sums.append((box, table[a + window, b + window]))
+    (s, _), (q, q_corner), (_, abs_corner) = sums
+    mean_c = s / size
+    var = np.maximum(q / size - mean_c * mean_c, 0.0)
+    # Rounding bound of the table differences (4 corners, two cumulative sums each).
+    eps = 8 * np.finfo(np.float64).eps
+    err_mean = eps * abs_corner / size
+    err_var = eps * q_corner / size + 2 * np.abs(mean_c) * err_mean
+    floor = 1.0 / size  # variance below the standardisation floor 1/sqrt(size)**2
+    scale = np.maximum(var, floor)
+    redo = np.nonzero((err_var > MOMENTS_RTOL * scale) | (err_mean > MOMENTS_RTOL * np.sqrt(scale)))[0]
+    mean = mean_c + centre
+    if redo.size:
+        direct = cut_windows(image_hwc, ys[redo], xs[redo], window).reshape(redo.size, -1).astype(np.float64)
+        mean[redo] = direct.mean(axis=1)
+        var[redo] = np.square(direct - mean[redo, None]).mean(axis=1)
+    return mean, var

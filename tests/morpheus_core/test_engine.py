@@ -164,3 +164,55 @@ def test_bad_arguments(standin):
         classify_image(np.ones((50, 50), np.float32), standin)
     with pytest.raises(ValueError, match="stride"):
         classify_image(np.ones((4, 50, 50), np.float32), standin, stride=0)
+
+
+class _Generic:
+    """The same network through the engine's generic path (probabilities, NumPy fold)."""
+
+    def __init__(self, clf):
+        self.clf, self.window, self.border, self.n_classes = clf, clf.window, clf.border, clf.n_classes
+
+    def __call__(self, windows):
+        return self.clf(windows)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_compiled_path_equals_float64_generic_path(released_classifier, stride):
+    img = _scene(np.random.default_rng(13), 71, 83)
+    img[:, 30:32, 50] = np.nan  # holes make partly evaluated blocks
+    coverage = np.ones((71, 83), bool)
+    coverage[60, 10:14] = False
+    compiled = classify_image(img, released_classifier, stride=stride, coverage=coverage, batch_size=120)
+    generic = classify_image(img, _Generic(released_classifier), stride=stride, coverage=coverage, batch_size=120)
+    np.testing.assert_array_equal(compiled.n, generic.n)
+    assert compiled.n.max() > 0 and (compiled.n[30:32, 50] == 0).all()
+    np.testing.assert_array_equal(compiled.votes, generic.votes)
+    # Same network; the compiled softmax may differ by 2 float32 ulps (1.2e-7 near 1)
+    # and block sums are float32 (~1e-8 of the mean): 5e-7 / 1e-6 bound both.
+    np.testing.assert_allclose(compiled.mean, generic.mean, rtol=0, atol=5e-7)
+    var_c = compiled.m2 / np.maximum(compiled.n, 1)
+    var_g = generic.m2 / np.maximum(generic.n, 1)
+    np.testing.assert_allclose(var_c, var_g, rtol=0, atol=1e-6)
+
+
+def test_bfloat16_runs_end_to_end_with_deviation_report(released_classifier):
+    import inspect
+
+    from morpheus_core.model import build_model, load_released_model
+    from morpheus_core.stats import deviation_report
+
+    assert inspect.signature(build_model).parameters["precision"].default == "float32"
+    assert released_classifier.network.compute_dtype == "float32"
+    bf16 = KerasWindowClassifier(load_released_model(crop=True, precision="bfloat16"))
+    assert bf16.network.compute_dtype == "bfloat16"
+    img = _scene(np.random.default_rng(14), 60, 66)
+    ref = finalize(classify_image(img, released_classifier))
+    low = finalize(classify_image(img, bf16))
+    report = deviation_report(ref, low)
+    assert report["counted_pixels"] == int((ref.n > 0).sum()) > 0
+    # Measured on synthetic scenes: top class unchanged on >= 99.9% of pixels, mean
+    # images within ~0.01; loose bounds here, the benchmark reports the figures.
+    assert report["top_rank_changed"] < 0.01
+    assert 0 < report["max_abs_diff_mean"] < 0.1
+    with pytest.raises(ValueError, match="same pixels"):
+        deviation_report(ref, finalize(classify_image(img[:, :50], released_classifier)))
