@@ -50,7 +50,7 @@ import pandas as pd
 import zarr
 from astropy.table import Table
 
-from morpheus_core import BANDS, CLASSES
+from morpheus_core import CLASSES
 from morpheus_core.catalog import (aperture_mask, detection_flag, merge_object_sums, object_catalog,
                                    object_sums)
 from morpheus_core.colour import colour_image

@@ -13,14 +13,13 @@ import zarr
 from astropy.io import fits
 from astropy.table import Table
 
-from morpheus_core import BANDS, CLASSES
 from morpheus_core.catalog import merge_object_sums, object_catalog, object_sums
 from morpheus_core.deblend import deblend
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
 from pipeline.downstream import DownstreamSettings, run_downstream
 from pipeline.errors import InputError
-from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, write_run
+from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene, write_run
 
 def whole_image(scene, settings: DownstreamSettings):
     classified = scene["n"] > 0
