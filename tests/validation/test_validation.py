@@ -131,9 +131,13 @@ def test_sersic_reduced(released_classifier, tmp_path):
     finish(table, sersic.figure(table), "sersic", tmp_path, started=0.0)
 
 
-def test_script_command_line(tmp_path, monkeypatch, capsys):
-    # The command line end to end (its own network), smallest grid.
-    monkeypatch.setattr(false_negatives, "SNRS_REDUCED", (25.0,))
-    assert false_negatives.main(["--reduced", "--out", str(tmp_path), "--stride", "8"]) == 0
+@pytest.mark.parametrize("script, name", [(false_positives, "false_positives"),
+                                          (false_negatives, "false_negatives"), (sersic, "sersic")])
+def test_script_command_line(script, name, tmp_path, capsys):
+    # Each command line end to end (its own network) in reduced mode, at stride 8.
+    assert script.main(["--reduced", "--out", str(tmp_path), "--stride", "8", "--seed", "1"]) == 0
     out = capsys.readouterr().out
-    assert "7.2.2 false negatives" in out and (tmp_path / "false_negatives.png").is_file()
+    assert "SNR" in out or "snr" in out
+    assert (tmp_path / f"{name}.png").stat().st_size > 10_000
+    table = Table.read(tmp_path / f"{name}.ecsv")
+    assert len(table) >= 2 and table.meta["stride"] == 8
