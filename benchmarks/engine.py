@@ -2,18 +2,24 @@
 
 Prints, measured in one run on this machine with the released weights:
 
-- the bare full-window network in float32 on pre-cut, pre-standardised windows
-  (batched; the plain network a user would call), and the bare cropped network;
+- the bare full-window network in float32 (the Keras model a user would call) on
+  pre-cut, pre-standardised windows, batched; the bare cropped network; the engine's
+  network alone (:class:`morpheus_core.inference.InferenceNetwork`, cropped, logits);
 - the engine producing all 15 images (+ n) for one 256x256 tile (its core plus the
   39-pixel halo, i.e. 65,536 windows at unit stride), in float32 and bfloat16;
-- the vote agreement of bfloat16 with float32 and the max |diff| of the mean images.
+- where the engine's time goes per batch (cut + standardise on the host, network,
+  softmax + votes + fold), and the share that is not the network;
+- the deviation of bfloat16 from float32 (max |diff| of the mean images, fraction of
+  pixels whose top rank-vote class changes).
 
-The bare rate is measured several times, interleaved with the engine runs, and the
-median is used, because a shared 2-core machine drifts by +-10% over a minute.
+Every rate is measured ``--rounds`` times, interleaved, and the median is used, because
+a shared machine drifts; the spread (min-max) is printed beside it. Rates are windows per
+wall-clock second; ``cpu`` rates (windows per CPU-second of this process) are printed
+too, as they are less sensitive to other processes on a shared machine.
 
 Usage::
 
-    python benchmarks/engine.py [--tile 256] [--batch 512] [--skip-bf16]
+    python benchmarks/engine.py [--tile 256] [--batch 512] [--rounds 3] [--skip-bf16]
 
 The last three lines are ``ratio_float32``, ``ratio_bfloat16`` and
 ``bf16_vote_agreement``.
@@ -22,26 +28,46 @@ The last three lines are ``ratio_float32``, ``ratio_bfloat16`` and
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 
-def bare_rate(classifier, windows: np.ndarray, repeats: int = 3) -> float:
-    """Windows per second of the network alone on pre-cut windows."""
-    classifier(windows[: min(64, len(windows))])  # compile
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        classifier(windows)
-    return repeats * len(windows) / (time.perf_counter() - t0)
+def machine() -> str:
+    """CPU model and core count (``/proc/cpuinfo`` on Linux)."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def timed(fn: Callable[[], object], n_windows: int) -> tuple[float, float, object]:
+    """(windows per wall second, windows per CPU second of this process, result)."""
+    c0, t0 = time.process_time(), time.perf_counter()
+    out = fn()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return n_windows / wall, n_windows / max(cpu, 1e-9), out
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}  (runs: {', '.join(f'{v:.0f}' for v in values)})"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tile", type=int, default=256, help="tile core size (pixels)")
     parser.add_argument("--batch", type=int, default=512, help="windows per network call")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--skip-bf16", action="store_true", help="float32 only")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
     args = parser.parse_args()
@@ -49,63 +75,114 @@ def main() -> None:
     from morpheus_core.runtime import configure_threads
 
     configure_threads(args.threads)
-    from morpheus_core.engine import KerasWindowClassifier, classify_image
+    import keras
+
+    from morpheus_core.accumulate import block_sums
+    from morpheus_core.engine import KerasWindowClassifier, block_shape, classify_image
     from morpheus_core.model import BORDER, WINDOW, load_released_model
     from morpheus_core.simulate import render_sky
-    from morpheus_core.stats import finalize
-    from morpheus_core.windows import cut_windows, standardize_windows
+    from morpheus_core.stats import deviation_report, finalize
+    from morpheus_core.windows import cut_windows, standardize_windows, window_moments
 
     size = args.tile + WINDOW - 1
-    sky = render_sky((size, size), seed=7)
-    image = sky.images
+    image = render_sky((size, size), seed=7).images
     n_windows = args.tile * args.tile
-    rng = np.random.default_rng(0)
     hwc = np.ascontiguousarray(np.moveaxis(image, 0, -1))
+    rng = np.random.default_rng(0)
     ys = rng.integers(0, size - WINDOW + 1, args.batch)
     xs = rng.integers(0, size - WINDOW + 1, args.batch)
     windows = standardize_windows(cut_windows(hwc, ys, xs, WINDOW))
 
     full = KerasWindowClassifier(load_released_model(), border=BORDER)
     cropped = KerasWindowClassifier(load_released_model(crop=True), border=BORDER)
-    print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores")
+    engines = {"float32": cropped}
+    if not args.skip_bf16:
+        engines["bfloat16"] = KerasWindowClassifier(
+            load_released_model(crop=True, precision="bfloat16"), border=BORDER
+        )
+    load0 = os.getloadavg()
+    print(f"machine: {machine()}; keras backend {keras.backend.backend()}")
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
     print(f"tile {args.tile}x{args.tile} core, {size}x{size} read, {n_windows} windows, batch {args.batch}")
 
-    bare_full, bare_crop = [], []
+    repeats = 3
+    bare = {
+        "bare_full_float32": lambda: [full(windows) for _ in range(repeats)],
+        "bare_cropped_float32": lambda: [cropped(windows) for _ in range(repeats)],
+        "network_only_float32": lambda: [np.asarray(cropped._logits(windows)) for _ in range(repeats)],
+    }
+    for fn in bare.values():  # compile
+        fn()
+    for clf in engines.values():
+        classify_image(image[:, : WINDOW + 80, : WINDOW + 16], clf, batch_size=args.batch)
 
-    def measure_bare() -> None:
-        bare_full.append(bare_rate(full, windows))
-        bare_crop.append(bare_rate(cropped, windows))
+    wall: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
+    results = {}
+    for _ in range(args.rounds):
+        for name, fn in bare.items():
+            w, c, _ = timed(fn, repeats * args.batch)
+            wall.setdefault(name, []).append(w)
+            cpu.setdefault(name, []).append(c)
+        for precision, clf in engines.items():
+            def run(clf=clf):
+                stats = classify_image(image, clf, anchor_stop=(args.tile, args.tile), batch_size=args.batch)
+                return finalize(stats)
 
-    def engine_run(classifier) -> tuple[float, object]:
-        classify_image(image[:, :WINDOW + 8, :WINDOW + 8], classifier, batch_size=args.batch)
+            w, c, res = timed(run, n_windows)
+            wall.setdefault(f"engine_{precision}", []).append(w)
+            cpu.setdefault(f"engine_{precision}", []).append(c)
+            results[precision] = res
+    load1 = os.getloadavg()
+
+    # Where the time goes: one full block of the engine, phase by phase.
+    rows, cols = block_shape(args.tile, args.tile, args.batch)
+    by, bx = np.arange(rows), np.arange(cols)
+    wy, wx = np.repeat(by, cols), np.tile(bx, rows)
+    import tensorflow as tf
+
+    post_only = tf.function(lambda g: block_sums(g, rows, cols), jit_compile=True)
+    logits = cropped._logits(windows[: rows * cols])
+    post_only(logits)
+    phases: dict[str, list[float]] = {"cut_and_standardise": [], "network": [], "softmax_votes_fold": []}
+    for _ in range(5):
         t0 = time.perf_counter()
-        stats = classify_image(
-            image, classifier, anchor_stop=(args.tile, args.tile), batch_size=args.batch
-        )
-        result = finalize(stats)
-        return n_windows / (time.perf_counter() - t0), result
+        w = standardize_windows(cut_windows(hwc, wy, wx, WINDOW), window_moments(hwc, wy, wx, WINDOW))
+        t1 = time.perf_counter()
+        lg = cropped._logits(w)
+        np.asarray(lg)
+        t2 = time.perf_counter()
+        np.asarray(post_only(lg))
+        t3 = time.perf_counter()
+        phases["cut_and_standardise"].append(t1 - t0)
+        phases["network"].append(t2 - t1)
+        phases["softmax_votes_fold"].append(t3 - t2)
+    per_batch = {k: statistics.median(v) * 1e3 for k, v in phases.items()}
+    total = sum(per_batch.values())
+    print(f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
+    for name in wall:
+        print(f"{name}_windows_per_s {spread(wall[name])}   cpu {statistics.median(cpu[name]):.0f} w/cpu-s")
+    print(
+        f"engine block {rows}x{cols}: per batch (ms, median of 5) "
+        + ", ".join(f"{k} {v:.1f}" for k, v in per_batch.items())
+        + f"; not-network share {100 * (1 - per_batch['network'] / total):.1f}%"
+    )
+    engine_vs_net = statistics.median(wall["engine_float32"]) / statistics.median(wall["network_only_float32"])
+    print(f"engine_float32 / network_only_float32 {engine_vs_net:.3f}")
 
-    measure_bare()
-    rate32, res32 = engine_run(cropped)
-    measure_bare()
-    if not args.skip_bf16:
-        bf16 = KerasWindowClassifier(load_released_model(crop=True, precision="bfloat16"), border=BORDER)
-        rate16, res16 = engine_run(bf16)
-        measure_bare()
-    bare = statistics.median(bare_full)
-    print(f"bare_full_float32_windows_per_s {bare:.1f}  (runs: {', '.join(f'{r:.0f}' for r in bare_full)})")
-    print(f"bare_cropped_float32_windows_per_s {statistics.median(bare_crop):.1f}  (runs: {', '.join(f'{r:.0f}' for r in bare_crop)})")
-    print(f"engine_float32_windows_per_s {rate32:.1f}")
+    ref = statistics.median(wall["bare_full_float32"])
+    ref_cpu = statistics.median(cpu["bare_full_float32"])
+    ratio32 = statistics.median(wall["engine_float32"]) / ref
+    print(f"ratio_float32_cpu {statistics.median(cpu['engine_float32']) / ref_cpu:.3f}")
     if args.skip_bf16:
-        print(f"ratio_float32 {rate32 / bare:.3f}")
+        print(f"ratio_float32 {ratio32:.3f}")
         return
-    counted = res32.n > 0
-    agree = (res32.rank.argmax(0) == res16.rank.argmax(0))[counted].mean()
-    print(f"engine_bfloat16_windows_per_s {rate16:.1f}")
-    print(f"bf16_max_abs_diff_mean {np.abs(res32.mean - res16.mean).max():.4g}")
-    print(f"ratio_float32 {rate32 / bare:.3f}")
-    print(f"ratio_bfloat16 {rate16 / bare:.3f}")
-    print(f"bf16_vote_agreement {agree:.5f}")
+    report = deviation_report(results["float32"], results["bfloat16"])
+    print(f"bf16_max_abs_diff_mean {report['max_abs_diff_mean']:.4g}")
+    print(f"ratio_bfloat16_cpu {statistics.median(cpu['engine_bfloat16']) / ref_cpu:.3f}")
+    print(f"ratio_float32 {ratio32:.3f}")
+    print(f"ratio_bfloat16 {statistics.median(wall['engine_bfloat16']) / ref:.3f}")
+    print(f"bf16_vote_agreement {1.0 - report['top_rank_changed']:.5f}")
 
 
 if __name__ == "__main__":
