@@ -44,12 +44,10 @@ def configure_threads(n_threads: int | None) -> dict[str, int]:
     """
     if n_threads is not None and n_threads < 1:
         raise ValueError(f"n_threads must be >= 1, got {n_threads}")
-    if n_threads is not None:
-        for var in _BLAS_VARIABLES:
-            os.environ[var] = str(n_threads)
     try:
         import tensorflow as tf
     except ImportError:  # JAX or PyTorch backend only
+        _set_blas_threads(n_threads)
         return {"intra_op": n_threads or 0, "inter_op": n_threads or 0}
     threading = tf.config.threading
     if n_threads is not None:
@@ -66,6 +64,7 @@ def configure_threads(n_threads: int | None) -> dict[str, int]:
                     "threads before building a model"
                 ) from exc
         logger.info("TensorFlow threads: intra-op %d, inter-op %d", n_threads, inter)
+    _set_blas_threads(n_threads)  # only once TensorFlow accepted the setting
     return {
         "intra_op": threading.get_intra_op_parallelism_threads(),
         "inter_op": threading.get_inter_op_parallelism_threads(),
@@ -106,3 +105,9 @@ def configure_gpu_memory_growth() -> list[str]:
     if configured:
         logger.info("TensorFlow GPU memory growth on %s", ", ".join(configured))
     return configured
+
+
+def _set_blas_threads(n_threads: int | None) -> None:
+    if n_threads is not None:
+        for var in _BLAS_VARIABLES:
+            os.environ[var] = str(n_threads)
