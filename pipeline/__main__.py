@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
     run.add_argument("--mosaic", default="demo", help="demo, goods-s, or a name from --mosaics-file")
-    run.add_argument("--run-dir", type=Path, help="run directory (default runs/<mosaic>)")
+    run.add_argument("--run-dir", type=_run_dir_arg,
+                     help="run directory: a path, or a URL such as s3://bucket/run (default runs/<mosaic>)")
     run.add_argument("--data-dir", type=Path, help="mosaic files folder (default $MORPHEUS_DATA_DIR or ~/.cache/morpheus-survey/data)")
     run.add_argument("--mosaics-file", type=Path, help="TOML file defining more mosaics")
     run.add_argument("--tile", type=int, default=256, help="tile core size in pixels (default 256)")
@@ -31,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
     run.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow included)")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    run.add_argument("--wait-workers", type=float, default=600.0, metavar="SECONDS",
+                     help="with --scheduler: wait this long for a (GPU, with --gpu require) worker (600)")
+    run.add_argument("--cluster", choices=("local", "slurm", "pbs"), default="local",
+                     help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)")
+    run.add_argument("--cluster-config", type=Path,
+                     help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. deploy/hpc/jobqueue.yaml; "
+                          "default ~/.config/dask/jobqueue.yaml)")
+    _storage_option(run)
     run.add_argument("--gpu", choices=("auto", "never", "require"), default="auto")
     run.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     run.add_argument("--weights", help="Keras .weights.h5 file instead of the released weights")
@@ -42,10 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--tile-delay", type=float, default=0.0, help=argparse.SUPPRESS)
 
     status = sub.add_parser("status", help="show the ledger of a run directory")
-    status.add_argument("--run-dir", type=Path, required=True)
+    status.add_argument("--run-dir", type=_run_dir_arg, required=True)
+    _storage_option(status)
 
     resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products")
-    resub.add_argument("--run-dir", type=Path, required=True)
+    resub.add_argument("--run-dir", type=_run_dir_arg, required=True)
+    _storage_option(resub)
     resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     resub.add_argument("--workers", type=int)
     resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
@@ -56,9 +67,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(run_dir: Path) -> None:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(run_dir / "pipeline.log")
+def _run_dir_arg(value: str) -> Path | str:
+    """``--run-dir``: a path, or a URL kept as typed (``s3://bucket/run``)."""
+    from pipeline.storage import run_dir_value
+
+    return run_dir_value(value)
+
+
+def _storage_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
+                             "(repeatable; values are JSON when they parse, else strings; "
+                             "credentials come from the environment, never from here)")
+
+
+def _storage_options(args: argparse.Namespace) -> dict:
+    """``--storage-option KEY=VALUE`` pairs as a dict (JSON values where they parse)."""
+    import json
+
+    options = {}
+    for item in getattr(args, "storage_option", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--storage-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    from pipeline.storage import check_storage_options
+
+    return check_storage_options(options)  # no credentials on command lines
+
+
+def _log_path(run_dir: Path | str) -> Path:
+    """The log file: in the run directory, or ``./pipeline.log`` for a URL run directory."""
+    return run_dir / "pipeline.log" if isinstance(run_dir, Path) else Path("pipeline.log").absolute()
+
+
+def _setup_logging(run_dir: Path | str) -> None:
+    log_path = _log_path(run_dir)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
@@ -78,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline import run as runner
 
         if args.command == "status":
-            print_status(runner.status(run_dir))
+            print_status(runner.status(run_dir, _storage_options(args)))
             return 0
         _setup_logging(run_dir)
         if args.command == "resubmit":
@@ -89,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["workers"] = args.workers
             if args.clear_fault_injection:
                 overrides["fail_tiles"] = []
+            if args.storage_option:
+                overrides["storage_options"] = _storage_options(args)
             runner.resubmit(run_dir, **overrides)
             return 0
         from pipeline.config import RunConfig
@@ -97,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             mosaic=args.mosaic, run_dir=run_dir, data_dir=args.data_dir, mosaics_file=args.mosaics_file,
             tile=args.tile, batch_size=args.batch_size, stride=args.stride, retries=args.retries,
             workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
+            wait_workers=args.wait_workers, cluster=args.cluster, cluster_config=args.cluster_config,
+            storage_options=_storage_options(args),
             gpu=args.gpu, precision=args.precision, weights=args.weights, classifier=args.classifier,
             restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
             tile_delay=args.tile_delay,
@@ -120,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # unexpected: one line here, the traceback in the log
         log.exception("unexpected failure")
-        print(f"run failed: {type(exc).__name__}: {exc} (traceback in {run_dir / 'pipeline.log'})", file=sys.stderr)
+        print(f"run failed: {type(exc).__name__}: {exc} (traceback in {_log_path(run_dir)})", file=sys.stderr)
         return 1
 
 

@@ -96,6 +96,10 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any]) -> 
     config = RunConfig.from_json(config_json)
     ledger = Ledger(config.location)
     name = tile_id(tile)
+    if ledger.is_finished(name):
+        # Finished already: Dask recomputes a task whose result was held by a worker
+        # that died; the partial statistics are safe in the run directory.
+        return ledger.done_info(name)
     ledger.record_start(name)
     if name in config.fail_tiles:
         raise RuntimeError(f"injected failure in tile {name} (test-only fail_tiles setting)")

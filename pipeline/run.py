@@ -6,14 +6,17 @@ and partial statistics), ``mosaic.zarr`` (the ingested bands), ``classification.
 and ``fits/`` (the products). Running again on the same directory resumes: finished
 tiles are never recomputed. Changed inputs or settings are refused unless the caller
 asks to start over.
+
+The run directory is a local (or shared) path or an fsspec URL such as
+``s3://bucket/run`` (:mod:`pipeline.storage`); everything above lives there either
+way. The FITS products are written locally first and then uploaded.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import logging
-import shutil
+import tempfile
 import time
 import traceback
 import uuid
@@ -29,6 +32,7 @@ from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
+from pipeline.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +43,7 @@ _PRODUCT_DIRS = ("ledger", "partials", "classification.zarr", "fits", "manifest.
 class RunSummary:
     """What a run did."""
 
-    run_dir: Path
+    run_dir: Path | str
     tiles: int
     finished_before: int
     executed: int = 0
@@ -50,7 +54,7 @@ class RunSummary:
     windows: int = 0
     dashboard: str | None = None
     cluster: str = ""
-    outputs: list[Path] = field(default_factory=list)
+    outputs: list[Path | str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -63,7 +67,7 @@ class RunSummary:
         if self.failed:
             out.append(f"failed tiles: {', '.join(self.failed)}")
         if self.outputs:
-            out.append(f"outputs: {self.run_dir / 'classification.zarr'}, {self.run_dir / 'fits'}/")
+            out.append(f"outputs: {self.run_dir}/classification.zarr, {self.run_dir}/fits/")
         return out
 
 
@@ -77,36 +81,34 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    """The manifest of a run directory.
+def read_manifest(run_dir: Path | str | Location,
+                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest of a run directory (a path, a URL or a Location).
 
     Raises
     ------
     InputError
         If the directory holds no run.
     """
-    path = Path(run_dir) / "manifest.json"
-    if not path.is_file():
-        raise InputError(f"{run_dir}: no run here (manifest.json not found)")
-    return json.loads(path.read_text())
+    location = run_dir if isinstance(run_dir, Location) else Location(run_dir, storage_options)
+    try:
+        return (location / "manifest.json").read_json()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise InputError(f"{run_dir}: no run here (manifest.json not found)") from None
 
 
 def _prepare_run_dir(config: RunConfig) -> None:
-    run_dir = config.run_dir
-    if config.restart and run_dir.exists():
+    run_dir = config.location
+    if config.restart:
         for name in _PRODUCT_DIRS:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / name).remove(recursive=True)
+    run_dir.makedirs()
 
 
 def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[str, Any]) -> str:
-    path = config.run_dir / "manifest.json"
+    path = config.location / "manifest.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        old = path.read_json()
         differences = [
             f"{key}: {old['result_settings'].get(key)!r} -> {value!r}"
             for key, value in config.result_settings().items()
@@ -159,7 +161,7 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
     _prepare_run_dir(config)
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
     bandset = validate_bands(paths)
-    store_path = config.run_dir / "mosaic.zarr"
+    store_path = config.location / "mosaic.zarr"
     group = ingest(bandset, store_path, chunk=config.tile)
     shape = tuple(group.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
@@ -167,9 +169,10 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
             "stride": config.stride, "tiles": len(tiles)}
     run_id = _check_or_write_manifest(config, list(group.attrs["inputs"]), plan)
 
-    ledger = Ledger(config.run_dir)
+    ledger = Ledger(config.location)
     names = [tile_id(t) for t in tiles]
-    todo = [t for t, name in zip(tiles, names) if not ledger.is_finished(name)]
+    finished = ledger.finished()
+    todo = [t for t, name in zip(tiles, names) if name not in finished]
     summary = RunSummary(config.run_dir, len(tiles), len(tiles) - len(todo))
     before = ledger.executions()
 
@@ -178,20 +181,24 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
         from pipeline.cluster import gpu_resources, make_client
 
         client, info = make_client(
-            scheduler=config.scheduler, n_workers=config.workers,
-            threads_per_worker=config.threads_per_worker, gpu=config.gpu,
+            scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
+            n_workers=config.workers, threads_per_worker=config.threads_per_worker, gpu=config.gpu,
+            wait_workers=config.wait_workers,
         )
         summary.cluster, summary.dashboard = f"{info.kind} ({info.n_workers} workers)", info.dashboard_link
         resources = gpu_resources(info)
         echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
     else:
-        summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, None
+        from pipeline.cluster import describe_client, gpu_resources
+
+        info = describe_client(client, gpu=config.gpu, what="client given")
+        summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, gpu_resources(info)
     if summary.dashboard:
         echo(f"dashboard: {summary.dashboard}")
     try:
         if todo:
             t_classify = time.perf_counter()
-            _classify_tiles(client, todo, str(store_path), config, ledger, summary, resources, echo)
+            _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo)
             summary.classify_seconds = time.perf_counter() - t_classify
         summary.retried = sum(
             max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
@@ -214,13 +221,13 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
                 cluster.close()
     summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
     summary.seconds = time.perf_counter() - t_start
-    summary.windows = sum(ledger.done_info(n).get("windows", 0) for n in names if ledger.is_finished(n))
+    summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos(names).values())
     for line in summary.lines():
         echo(line)
     return summary
 
 
-def _classify_tiles(client, todo: list[Tile], store: str, config: RunConfig, ledger: Ledger,
+def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig, ledger: Ledger,
                     summary: RunSummary, resources: dict | None, echo: Any) -> None:
     from distributed import as_completed
 
@@ -237,7 +244,7 @@ def _classify_tiles(client, todo: list[Tile], store: str, config: RunConfig, led
 
         bar = tqdm(total=len(futures), desc="classifying tiles", unit="tile")
     for future in as_completed(futures):
-        name = futures[future]
+        name = futures.pop(future)
         if future.status == "finished":
             summary.executed += 1
         else:
@@ -246,6 +253,9 @@ def _classify_tiles(client, todo: list[Tile], store: str, config: RunConfig, led
             ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
             summary.failed.append(name)
             logger.error("tile %s failed: %s", name, exc)
+        # Forget the result (the ledger holds it), so that losing the worker that
+        # holds it later does not make the scheduler recompute the tile.
+        future.release()
         if bar is not None:
             bar.update()
     if bar is not None:
@@ -254,26 +264,35 @@ def _classify_tiles(client, todo: list[Tile], store: str, config: RunConfig, led
 
 
 def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tuple[int, int]) -> None:
-    out_store = config.run_dir / "classification.zarr"
+    out_store = config.location / "classification.zarr"
     create_output_store(out_store, shape, config.tile, {
         "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
         "precision": config.precision, "model": config.model_description(),
     })
-    futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=str(config.run_dir),
-                         out_store=str(out_store), pure=False)
+    futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=config.location,
+                         out_store=out_store, pure=False)
     client.gather(futures)
 
 
-def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path]:
+def _export_fits(config: RunConfig, run_id: str, wcs_header: str,
+                 fits_dir: Path | None = None) -> list[Path | str]:
+    """The classification images and ``n`` as FITS.
+
+    For a run directory in an object store the files are written to a local temporary
+    folder (or ``fits_dir``) and then uploaded to ``<run>/fits/``, one object each.
+    """
     import numpy as np
-    import zarr
 
     from pipeline.products import provenance, write_fits_image
 
-    group = zarr.open_group(str(config.run_dir / "classification.zarr"), mode="r")
+    if fits_dir is None and not config.location.is_local:
+        with tempfile.TemporaryDirectory(prefix="morpheus-fits-") as tmp:
+            local = _export_fits(config, run_id, wcs_header, fits_dir=Path(tmp))
+            return [_upload(path, config.location / "fits" / Path(path).name) for path in local]
+    group = (config.location / "classification.zarr").open_group(mode="r")
     prov = provenance(run_id, model=config.model_description(), precision=config.precision,
                       extra={"STRIDE": (config.stride, "window stride (pixels)")})
-    fits_dir = config.run_dir / "fits"
+    fits_dir = fits_dir or config.location.path / "fits"
     fits_dir.mkdir(exist_ok=True)
     written = []
     for kind, suffix, unit in (("mean", "mean", None), ("variance", "var", None), ("rank", "rank", None)):
@@ -287,23 +306,36 @@ def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path]:
     return written
 
 
-def status(run_dir: Path) -> dict[str, Any]:
-    """Ledger of a run directory: tiles by state and the failures' errors."""
-    manifest = read_manifest(run_dir)
+def _upload(path: Path, target: Location) -> str:
+    target.upload(path)
+    return str(target)
+
+
+def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Ledger of a run directory: tiles by state and the failures' errors.
+
+    ``storage_options`` are those of a URL run directory (as for :class:`RunConfig`).
+    """
+    location = Location(run_dir, storage_options)
+    manifest = read_manifest(location)
     config = RunConfig.from_json(manifest["config"])
     shape = tuple(manifest["plan"]["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
-    ledger = Ledger(run_dir)
+    ledger = Ledger(location)
     states = ledger.summary([tile_id(t) for t in tiles])
     return {"manifest": manifest, "states": states, "failed": ledger.failed(),
-            "products": (Path(run_dir) / "fits" / "n.fits").exists()}
+            "products": (location / "fits" / "n.fits").exists()}
 
 
-def resubmit(run_dir: Path, *, client: Any = None, echo: Any = print, **overrides: Any) -> RunSummary:
-    """Re-run the failed or missing tiles of a run with its recorded settings."""
-    manifest = read_manifest(run_dir)
+def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print, **overrides: Any) -> RunSummary:
+    """Re-run the failed or missing tiles of a run with its recorded settings.
+
+    ``overrides`` replace recorded settings (``scheduler``, ``workers``,
+    ``storage_options``, ...).
+    """
+    manifest = read_manifest(run_dir, overrides.get("storage_options"))
     config = RunConfig.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
-    cleared = Ledger(run_dir).clear_failed()
+    cleared = Ledger(config.location).clear_failed()
     if cleared:
         echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
     return run(config, client=client, echo=echo)

@@ -16,13 +16,14 @@ from astropy.io import fits
 
 from morpheus_core.simulate import render_sky
 from pipeline.config import RunConfig
-from pipeline.storage import Location, as_location
+from pipeline.storage import as_location
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 = 12 tiles
 N_TILES = 12
+#: The classification images as FITS files (the run may write more products).
 FITS_NAMES = sorted([f"{c}_{k}.fits" for c in ("spheroid", "disk", "irregular", "point_source", "background")
-                     for k in ("mean", "var", "rank")] + ["n.fits", "coverage.fits"])
+                     for k in ("mean", "var", "rank")] + ["n.fits"])
 
 
 def write_mosaic(folder: Path, *, seed: int = 3) -> Path:
@@ -101,7 +102,3 @@ def done_records(run_dir: Any) -> dict[str, dict]:
     ledger = as_location(run_dir) / "ledger"
     names = [n[: -len(".done")] for n in ledger.listdir() if n.endswith(".done")]
     return {name: (ledger / f"{name}.done").read_json() for name in names}
-
-
-def as_run_location(run_dir: Any, **options: Any) -> Location:
-    return Location(run_dir, options)
