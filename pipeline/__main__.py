@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,status,resubmit} ...``.
+"""Command line: ``python -m pipeline {run,status,resubmit,segment,catalog} ...``.
 
 Exit codes: 0 success; 2 bad input (one line naming the file and the problem); 1 a
 failure during the run (failed tiles are named; ``resubmit`` or ``run`` again resumes).
@@ -50,6 +50,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-tile", action="append", default=[], help=argparse.SUPPRESS)
     run.add_argument("--tile-delay", type=float, default=0.0, help=argparse.SUPPRESS)
 
+    _downstream_options(run)
+
+    segment = sub.add_parser("segment", help="re-run segmentation, deblending and the catalog on a finished "
+                                             "classification (no classifying)")
+    segment.add_argument("--run-dir", type=Path, required=True)
+    _downstream_options(segment)
+    catalog = sub.add_parser("catalog", help="re-run the catalog on a finished classification, reusing the "
+                                             "segmentation maps when their settings match")
+    catalog.add_argument("--run-dir", type=Path, required=True)
+    _downstream_options(catalog)
+
     status = sub.add_parser("status", help="show the ledger of a run directory")
     status.add_argument("--run-dir", type=_run_dir_arg, required=True)
     _storage_option(status)
@@ -60,11 +71,71 @@ def _parser() -> argparse.ArgumentParser:
     resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     resub.add_argument("--workers", type=int)
     resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
+    _downstream_options(resub)
 
     from pipeline.train import add_parser as add_train_parser
 
     add_train_parser(sub)
     return parser
+
+
+def _downstream_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)")
+    group.add_argument("--threshold", type=float,
+                       help="background <= this marks a source (Algorithm 1; default: the mosaic's, 0 as the paper)")
+    group.add_argument("--min-distance", type=int, default=10, help="deblending: min peak separation, pixels (10)")
+    group.add_argument("--nd-max", type=int, default=20, help="deblending: max children per segment (20)")
+    group.add_argument("--flux-band", default="H", help="band that deblends and weights Eq. 16 (H = F160W)")
+    group.add_argument("--markers", type=Path,
+                       help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
+    group.add_argument("--aperture-radius", type=float, default=0.36,
+                       help="value-added mode: aperture radius in arcsec for small or undetected sources (0.36)")
+    if "scheduler" not in {a.dest for a in parser._actions}:
+        parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
+        parser.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+
+
+def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Path | None):
+    from pipeline.downstream import DownstreamSettings
+    from pipeline.mosaics import known_mosaics
+
+    threshold = args.threshold
+    if threshold is None:
+        known = known_mosaics(mosaics_file)
+        threshold = known[mosaic].threshold if mosaic in known else 0.0
+    return DownstreamSettings(threshold=threshold, min_distance=args.min_distance, nd_max=args.nd_max,
+                              flux_band=args.flux_band, markers=str(args.markers) if args.markers else None,
+                              aperture_arcsec=args.aperture_radius)
+
+
+def _run_downstream_only(args: argparse.Namespace, run_dir: Path) -> None:
+    from pipeline.cluster import make_client
+    from pipeline.downstream import check_classification, run_downstream
+    from pipeline.run import read_manifest
+
+    manifest = read_manifest(run_dir)
+    check_classification(run_dir)
+    config = manifest["config"]
+    mosaics_file = Path(config["mosaics_file"]) if config.get("mosaics_file") else None
+    settings = _downstream_settings(args, config["mosaic"], mosaics_file)
+    if settings.markers:  # refuse a bad markers file before starting a cluster
+        from pipeline.ingest import read_wcs
+        from pipeline.markers import read_markers
+        import zarr
+
+        mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
+        read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
+    client, info = make_client(scheduler=args.scheduler, n_workers=args.workers, gpu="never")
+    print(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
+    try:
+        run_downstream(run_dir, settings, client=client, run_id=manifest["run_id"], model=manifest.get("model", ""),
+                       precision=config.get("precision", "float32"),
+                       reuse_segmentation=args.command == "catalog")
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _run_dir_arg(value: str) -> Path | str:
@@ -130,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             print_status(runner.status(run_dir, _storage_options(args)))
             return 0
         _setup_logging(run_dir)
+        if args.command in ("segment", "catalog"):
+            _run_downstream_only(args, run_dir)
+            return 0
         if args.command == "resubmit":
             overrides = {"progress": sys.stderr.isatty()}
             if args.scheduler:
@@ -140,7 +214,12 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["fail_tiles"] = []
             if args.storage_option:
                 overrides["storage_options"] = _storage_options(args)
-            runner.resubmit(run_dir, **overrides)
+            from pipeline.run import read_manifest
+
+            recorded = read_manifest(run_dir, _storage_options(args))["config"]
+            runner.resubmit(run_dir, downstream=_downstream_settings(
+                args, recorded["mosaic"], Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None),
+                **overrides)
             return 0
         from pipeline.config import RunConfig
 
@@ -154,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
             tile_delay=args.tile_delay,
         )
-        runner.run(config)
+        runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file))
         return 0
     except InputError as exc:
         log.error("input error: %s", exc)

@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import zarr
+
 from morpheus_core import CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, run_tile
 from pipeline.config import RunConfig
+from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
@@ -55,6 +58,7 @@ class RunSummary:
     dashboard: str | None = None
     cluster: str = ""
     outputs: list[Path | str] = field(default_factory=list)
+    downstream: DownstreamSummary | None = None
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -67,7 +71,8 @@ class RunSummary:
         if self.failed:
             out.append(f"failed tiles: {', '.join(self.failed)}")
         if self.outputs:
-            out.append(f"outputs: {self.run_dir}/classification.zarr, {self.run_dir}/fits/")
+            out.append(f"outputs: {self.run_dir}/classification.zarr, {self.run_dir}/fits/, "
+                       f"{self.run_dir}/catalog/, {self.run_dir}/colour.png")
         return out
 
 
@@ -138,7 +143,8 @@ def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[s
     return run_id
 
 
-def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSummary:
+def run(config: RunConfig, *, client: Any = None, echo: Any = print,
+        downstream: DownstreamSettings | None = None) -> RunSummary:
     """Classify a mosaic into the run directory (resuming what is finished).
 
     Parameters
@@ -149,6 +155,9 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
         Use this client instead of creating a cluster from the settings.
     echo : callable
         Where progress lines go (the CLI prints them).
+    downstream : DownstreamSettings, optional
+        Segmentation, deblending and catalog settings (default: the paper's); the
+        downstream graph runs after the classification on the same cluster.
 
     Raises
     ------
@@ -163,6 +172,11 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
     bandset = validate_bands(paths)
     store_path = config.location / "mosaic.zarr"
     group = ingest(bandset, store_path, chunk=config.tile)
+    if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
+        from pipeline.ingest import read_wcs
+        from pipeline.markers import read_markers
+
+        read_markers(downstream.markers, wcs=read_wcs(group), shape=tuple(group.attrs["shape"]))
     shape = tuple(group.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
@@ -213,13 +227,20 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print) -> RunSumma
                 f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
             )
         _merge(client, tiles, config, group.attrs.asdict(), shape)
+        summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
+        if config.location.is_local:
+            summary.downstream = run_downstream(config.run_dir, downstream, client=client, echo=echo, run_id=run_id,
+                                                model=config.model_description(), precision=config.precision)
+            summary.outputs += summary.downstream.outputs
+        else:  # the downstream graph reads and writes file-system paths only
+            echo(f"segmentation and catalog skipped: {config.run_dir} is in an object store; copy the run "
+                 "directory to a file system (e.g. 'aws s3 sync') and run 'python -m pipeline segment' there")
     finally:
         if own_client:
             cluster = getattr(client, "cluster", None)
             client.close()
             if cluster is not None:
                 cluster.close()
-    summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
     summary.seconds = time.perf_counter() - t_start
     summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos(names).values())
     for line in summary.lines():
@@ -272,37 +293,53 @@ def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tup
     futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=config.location,
                          out_store=out_store, pure=False)
     client.gather(futures)
+    # Only now is the classification finished: the downstream graph checks this mark.
+    out_store.open_group(mode="r+").attrs["complete"] = True
+
+
+class _Plane:
+    """One plane ``array[index]`` of a 3-D Zarr array, read lazily row-strip by row-strip."""
+
+    def __init__(self, array: Any, index: int) -> None:
+        self.array, self.index = array, index
+        self.shape = tuple(array.shape[1:])
+
+    def __getitem__(self, rows: slice) -> Any:
+        return self.array[self.index, rows]
 
 
 def _export_fits(config: RunConfig, run_id: str, wcs_header: str,
                  fits_dir: Path | None = None) -> list[Path | str]:
-    """The classification images and ``n`` as FITS.
+    """The classification images, ``n`` and the coverage mask as FITS, streamed in row strips.
 
     For a run directory in an object store the files are written to a local temporary
     folder (or ``fits_dir``) and then uploaded to ``<run>/fits/``, one object each.
     """
-    import numpy as np
-
-    from pipeline.products import provenance, write_fits_image
+    from pipeline.products import provenance, write_fits_image_strips
 
     if fits_dir is None and not config.location.is_local:
         with tempfile.TemporaryDirectory(prefix="morpheus-fits-") as tmp:
             local = _export_fits(config, run_id, wcs_header, fits_dir=Path(tmp))
             return [_upload(path, config.location / "fits" / Path(path).name) for path in local]
     group = (config.location / "classification.zarr").open_group(mode="r")
+    coverage = (config.location / "mosaic.zarr").open_group(mode="r")["coverage"]
     prov = provenance(run_id, model=config.model_description(), precision=config.precision,
                       extra={"STRIDE": (config.stride, "window stride (pixels)")})
     fits_dir = fits_dir or config.location.path / "fits"
     fits_dir.mkdir(exist_ok=True)
     written = []
-    for kind, suffix, unit in (("mean", "mean", None), ("variance", "var", None), ("rank", "rank", None)):
+    for kind, suffix in (("mean", "mean"), ("variance", "var"), ("rank", "rank")):
         cube = group[kind]
         for i, name in enumerate(CLASSES):
-            written.append(write_fits_image(fits_dir / f"{name}_{suffix}.fits", np.asarray(cube[i]),
-                                            wcs_header=wcs_header, provenance=prov, bunit=unit,
-                                            extname=f"{name.upper()}_{suffix.upper()}"))
-    written.append(write_fits_image(fits_dir / "n.fits", np.asarray(group["n"][:]), wcs_header=wcs_header,
-                                    provenance=prov, extname="N"))
+            written.append(write_fits_image_strips(
+                fits_dir / f"{name}_{suffix}.fits", _Plane(cube, i), strip=config.tile, wcs_header=wcs_header,
+                provenance=prov, extname=f"{name.upper()}_{suffix.upper()}"))
+    written.append(write_fits_image_strips(fits_dir / "n.fits", group["n"], strip=config.tile,
+                                           wcs_header=wcs_header, provenance=prov, extname="N",
+                                           comments=["windows that counted each pixel"]))
+    written.append(write_fits_image_strips(fits_dir / "coverage.fits", coverage, strip=config.tile,
+                                           wcs_header=wcs_header, provenance=prov, extname="COVERAGE",
+                                           comments=["1 where every band has valid data"]))
     return written
 
 
@@ -327,7 +364,8 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
             "products": (location / "fits" / "n.fits").exists()}
 
 
-def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print, **overrides: Any) -> RunSummary:
+def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
+             downstream: DownstreamSettings | None = None, **overrides: Any) -> RunSummary:
     """Re-run the failed or missing tiles of a run with its recorded settings.
 
     ``overrides`` replace recorded settings (``scheduler``, ``workers``,
@@ -338,4 +376,4 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print, **ov
     cleared = Ledger(config.location).clear_failed()
     if cleared:
         echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
-    return run(config, client=client, echo=echo)
+    return run(config, client=client, echo=echo, downstream=downstream)
