@@ -253,6 +253,9 @@ def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig
     from distributed import as_completed
 
     config_json = config.to_json()
+    # Workers may run in another working directory: give them the run directory as an
+    # absolute path (or its URL).
+    config_json["run_dir"] = str(config.location)
     client.register_plugin(ClassifierPlugin(config_json), name=ClassifierPlugin.name)
     futures = {
         client.submit(run_tile, tile, store, config_json, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",

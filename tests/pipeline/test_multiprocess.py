@@ -28,10 +28,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 
 
 def _spawn(module: str, *args: str, log: Path) -> subprocess.Popen:
-    """A Dask command as its own OS process (and process group), output to ``log``."""
+    """A Dask command as its own OS process (and process group), output to ``log``,
+    working in the folder of ``log``."""
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=python_env(), start_new_session=True)
+                                stdin=subprocess.DEVNULL, env=python_env(), start_new_session=True,
+                                cwd=log.parent)
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -46,9 +48,10 @@ def _kill(proc: subprocess.Popen) -> None:
 @pytest.fixture
 def deployment(tmp_path):
     """A scheduler and two workers on 127.0.0.1: (address, {name: worker process})."""
-    scheduler_file = tmp_path / "scheduler.json"
+    (tmp_path / "dask").mkdir()
+    scheduler_file = tmp_path / "dask" / "scheduler.json"
     procs = [_spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                    "--no-dashboard", "--scheduler-file", str(scheduler_file), log=tmp_path / "scheduler.log")]
+                    "--no-dashboard", "--scheduler-file", str(scheduler_file), log=tmp_path / "dask" / "scheduler.log")]
     try:
         wait_for(scheduler_file.exists, 60, "the scheduler file")
         wait_for(lambda: "address" in scheduler_file.read_text(), 10, "the scheduler address")
@@ -57,7 +60,7 @@ def deployment(tmp_path):
         for name in ("worker-a", "worker-b"):
             workers[name] = _spawn("distributed.cli.dask_worker", address, "--name", name, "--host", "127.0.0.1",
                                    "--nthreads", "1", "--memory-limit", "2GiB", "--no-dashboard",
-                                   "--local-directory", str(tmp_path / name), log=tmp_path / f"{name}.log")
+                                   "--local-directory", str(tmp_path / name), log=tmp_path / "dask" / f"{name}.log")
             procs.append(workers[name])
         with Client(address) as client:
             client.wait_for_workers(2, timeout=120)
@@ -75,12 +78,15 @@ def test_cli_run_on_separate_processes_survives_a_killed_worker(deployment, tmp_
         reference = outputs(run(small_config(tmp_path / "local", toml), client=client,
                                 echo=lambda s: None).run_dir)
 
-    run_dir = tmp_path / "run"
+    # The driver runs elsewhere than the workers, with a relative run directory.
+    driver_cwd = tmp_path / "driver"
+    driver_cwd.mkdir()
+    run_dir = driver_cwd / "run"
     with open(tmp_path / "driver.log", "w") as log:
         driver = subprocess.Popen(
             [sys.executable, "-m", "pipeline",
-             *cli_args(run_dir, toml, "--scheduler", address, "--tile-delay", "0.6", "--retries", "3")],
-            env=python_env(), stdout=log, stderr=subprocess.STDOUT, text=True)
+             *cli_args("run", toml, "--scheduler", address, "--tile-delay", "0.6", "--retries", "3")],
+            env=python_env(), stdout=log, stderr=subprocess.STDOUT, text=True, cwd=driver_cwd)
     try:
         # Let both workers finish tiles, then kill one of them (nanny and worker) mid-run.
         def both_workers_finished_tiles():
@@ -98,6 +104,7 @@ def test_cli_run_on_separate_processes_survives_a_killed_worker(deployment, tmp_
     assert f"cluster: external, 2 workers (scheduler {address} given" in out
     assert f"tiles: {N_TILES} total, 0 already finished, {N_TILES} run now, 0 failed" in out
     assert_same(outputs(run_dir), reference)
+    assert not (tmp_path / "dask" / "run").exists()  # nothing in the workers' working directory
     records = done_records(run_dir)
     assert len(records) == N_TILES
     # Tiles finished before the kill were kept, not recomputed (their results were held
