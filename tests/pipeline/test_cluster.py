@@ -13,6 +13,7 @@ import sys
 import types
 from collections.abc import Iterator
 
+import dask
 import pytest
 from distributed import Client, LocalCluster
 
@@ -167,6 +168,8 @@ def test_gpus_with_dask_cuda_start_cuda_cluster(fake_gpus, monkeypatch):
         """Records its arguments; one in-process worker with the requested resources."""
 
         def __init__(self, **kwargs):
+            # What the nannies would spawn their worker processes with.
+            kwargs["spawn_env"] = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
             calls.append(kwargs)
             super().__init__(n_workers=1, threads_per_worker=kwargs["threads_per_worker"],
                              processes=False, resources=kwargs["resources"],
@@ -184,6 +187,8 @@ def test_gpus_with_dask_cuda_start_cuda_cluster(fake_gpus, monkeypatch):
         assert kwargs["n_workers"] == 2  # capped at the GPUs visible
         assert kwargs["threads_per_worker"] == 1
         assert kwargs["resources"] == {"GPU": 1}
+        assert kwargs["spawn_env"]["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+        assert kwargs["spawn_env"]["OMP_NUM_THREADS"] == "1"
         assert kwargs["dashboard_address"].startswith("127.0.0.1:")
         workers = client.scheduler_info()["workers"].values()
         assert [w["resources"] for w in workers] == [{"GPU": 1}]

@@ -179,3 +179,37 @@ def test_as_location_accepts_all_forms(tmp_path):
     assert as_location(tmp_path) == loc
     assert as_location(str(tmp_path)) == loc
     assert as_location(os.fspath(tmp_path) + "/x") == loc / "x"
+
+
+def test_ingest_into_an_object_store_location(tmp_path):
+    """Ingest into a URL: written in place, attributes last; an interrupted store (no
+    attributes) is rewritten, a complete one reused, changed inputs refused."""
+    from pipeline.errors import InputError
+    from pipeline.ingest import ingest, validate_bands
+    from tests.pipeline.small_runs import write_mosaic
+
+    toml = write_mosaic(tmp_path / "mosaic")
+    bands = validate_bands({b: toml.parent / f"small_{b}.fits" for b in "HJVZ"})
+    store = Location(f"memory://ingest-{uuid.uuid4().hex[:8]}/run/mosaic.zarr")
+    try:
+        # What an ingest killed half-way leaves behind: arrays, no attributes.
+        partial = store.open_group(mode="w", zarr_format=3)
+        partial.create_array("image", shape=(1, 2, 2), dtype="float32")
+        group = ingest(bands, store, chunk=40)
+        assert group.attrs["format_version"] == 1 and group["image"].shape == (4, *bands.shape)
+        expected = np.stack([np.asarray(fits_data(toml.parent / f"small_{b}.fits")) for b in "HJVZ"])
+        np.testing.assert_array_equal(group["image"][:], expected.astype(np.float32))
+        # Reused as it is: a marker object left inside survives.
+        (store / "marker").write_bytes(b"x")
+        ingest(bands, store, chunk=40)
+        assert (store / "marker").exists()
+        with pytest.raises(InputError, match="chunk 40, not 32"):
+            ingest(bands, store, chunk=32)
+    finally:
+        Location(store.url.rsplit("/run/", 1)[0]).remove(recursive=True)
+
+
+def fits_data(path):
+    from astropy.io import fits
+
+    return fits.getdata(path)
