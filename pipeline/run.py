@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import zarr
-
 from morpheus_core import CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, run_tile
@@ -229,7 +227,8 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
         _merge(client, tiles, config, group.attrs.asdict(), shape)
         summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
         if config.location.is_local:
-            summary.downstream = run_downstream(config.run_dir, downstream, client=client, echo=echo, run_id=run_id,
+            summary.downstream = run_downstream(config.location.path, downstream, client=client, echo=echo,
+                                                run_id=run_id,
                                                 model=config.model_description(), precision=config.precision)
             summary.outputs += summary.downstream.outputs
         else:  # the downstream graph reads and writes file-system paths only
