@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
 import numpy as np
@@ -111,7 +112,15 @@ class KerasWindowClassifier:
         self._fn = self._compile()
         self.network = InferenceNetwork(model)
         self._logits = self._compile_network()
-        self._steps: dict[tuple[int, int, int, bool], Callable[..., Any]] = {}
+        self._posts: dict[tuple[int, int, int, bool], Callable[..., Any]] = {}
+        self._lock = threading.Lock()
+        #: Fold a block (in a second thread) while the next block's network runs,
+        #: unless the process was given a single thread (runtime.configure_threads).
+        self.overlap = True
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            self.overlap = tf.config.threading.get_intra_op_parallelism_threads() != 1
 
     def _compile(self) -> Callable[[np.ndarray], Any]:
         model = self.model
@@ -143,54 +152,79 @@ class KerasWindowClassifier:
             logits = logits[:, c:-c, c:-c, :]
         return logits
 
-    def _compile_network(self) -> Callable[[Any], Any] | None:
-        """TensorFlow: the network as one graph function (oneDNN kernels; XLA's CPU
-        convolutions are slower). Other backends compile it with the rest of a step."""
-        if self._backend != "tensorflow":
-            return None
-        import tensorflow as tf
+    def _compile_network(self) -> Callable[[Any], Any]:
+        """The network to inner-region logits: a graph function on TensorFlow (oneDNN
+        kernels; XLA's CPU convolutions are slower), ``jax.jit`` on JAX."""
+        if self._backend == "tensorflow":
+            import tensorflow as tf
 
-        spec = tf.TensorSpec((None, self.window, self.window, self.network.n_bands), tf.float32)
-        return tf.function(self._inner_logits, input_signature=[spec])
+            spec = tf.TensorSpec((None, self.window, self.window, self.network.n_bands), tf.float32)
+            return tf.function(self._inner_logits, input_signature=[spec])
+        if self._backend == "jax":
+            import jax
 
-    def _step(self, rows: int, cols: int, stride: int, compact: bool) -> Callable[..., Any]:
+            return jax.jit(self._inner_logits)
+        return self._inner_logits
+
+    def _post(self, rows: int, cols: int, stride: int, compact: bool) -> Callable[..., Any]:
+        """Compiled softmax, votes and fold of one block's logits (XLA / jax.jit)."""
+        key = (rows, cols, stride, compact)
+        with self._lock:  # several Dask worker threads may share this classifier
+            if key not in self._posts:
+                self._posts[key] = self._compile_post(rows, cols, stride, compact)
+            return self._posts[key]
+
+    def _compile_post(self, rows: int, cols: int, stride: int, compact: bool) -> Callable[..., Any]:
         from keras import ops
 
-        key = (rows, cols, stride, compact)
-        if key in self._steps:
-            return self._steps[key]
         grid = rows * cols
 
-        def scatter(logits: Any, index: Any) -> Any:
-            # One spare slot for padding windows (index == grid), then dropped.
+        def post(logits: Any, index: Any, mask: Any) -> Any:
+            if not compact:
+                return block_sums(logits, rows, cols, stride)
+            # Evaluated windows to their grid slots; one spare slot for padding
+            # windows (index == grid), then dropped.
             shape = (grid + 1,) + tuple(logits.shape[1:])
-            return ops.scatter(ops.expand_dims(index, -1), logits, shape)[:grid]
+            spread = ops.scatter(ops.expand_dims(index, -1), logits, shape)[:grid]
+            return block_sums(spread, rows, cols, stride, mask)
 
         if self._backend == "tensorflow":
             import tensorflow as tf
 
-            net = self._logits
-            if compact:
-                post = tf.function(lambda g, m: block_sums(g, rows, cols, stride, m), jit_compile=True)
-                spread = tf.function(scatter)
-                step = lambda w, index, mask: post(spread(net(w), index), mask)  # noqa: E731
-            else:
-                post = tf.function(lambda g: block_sums(g, rows, cols, stride), jit_compile=True)
-                step = lambda w, index, mask: post(net(w))  # noqa: E731
-        else:
+            return tf.function(post, jit_compile=True)
+        if self._backend == "jax":
+            import jax
 
-            def step(w: Any, index: Any, mask: Any) -> Any:
-                logits = self._inner_logits(w)
-                if compact:
-                    return block_sums(scatter(logits, index), rows, cols, stride, mask)
-                return block_sums(logits, rows, cols, stride)
+            return jax.jit(post)
+        return post
 
-            if self._backend == "jax":
-                import jax
+    def start_block(
+        self, windows: np.ndarray, rows: int, cols: int, stride: int = 1, index: np.ndarray | None = None
+    ) -> tuple:
+        """Run the network on one block's windows (first half of :meth:`block_sums`).
 
-                step = jax.jit(step)
-        self._steps[key] = step
-        return step
+        Returns an opaque value for :meth:`finish_block`, which may run in another
+        thread while the next block's network runs.
+        """
+        grid = rows * cols
+        if index is None:
+            return self._logits(windows), None, None, (rows, cols, stride)
+        index = np.asarray(index, np.int32)
+        mask = np.zeros(grid, np.float32)
+        mask[index] = 1.0
+        if self._backend != "tensorflow":  # compiled per input shape: few sizes
+            n = len(index)
+            quantum = -(-grid // PAD_STEPS)
+            padded = min(grid, -(-n // quantum) * quantum)
+            if padded > n:
+                windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
+                index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
+        return self._logits(windows), index, mask, (rows, cols, stride)
+
+    def finish_block(self, started: tuple) -> np.ndarray:
+        """Softmax, votes and fold of a started block: ``(Y, X, 2C + C // 2)`` sums."""
+        logits, index, mask, (rows, cols, stride) = started
+        return np.asarray(self._post(rows, cols, stride, index is not None)(logits, index, mask))
 
     def block_sums(
         self, windows: np.ndarray, rows: int, cols: int, stride: int = 1, index: np.ndarray | None = None
@@ -214,20 +248,7 @@ class KerasWindowClassifier:
         numpy.ndarray
             ``(Y, X, 2C + C // 2)`` float32 block sums.
         """
-        grid = rows * cols
-        if index is None:
-            return np.asarray(self._step(rows, cols, stride, False)(windows, None, None))
-        index = np.asarray(index, np.int32)
-        mask = np.zeros(grid, np.float32)
-        mask[index] = 1.0
-        if self._backend != "tensorflow":  # compiled per input shape: few sizes
-            n = len(index)
-            quantum = -(-grid // PAD_STEPS)
-            padded = min(grid, -(-n // quantum) * quantum)
-            if padded > n:
-                windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
-                index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
-        return np.asarray(self._step(rows, cols, stride, True)(windows, index, mask))
+        return self.finish_block(self.start_block(windows, rows, cols, stride, index))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         out = np.asarray(self._fn(windows))
@@ -305,33 +326,55 @@ def classify_image(
     n_sums = 2 * n_cls + (vote_channels(n_cls) if compiled else n_cls)
     acc = np.zeros((n_sums, h + rows * stride + inner, w + cols * stride + inner), np.float64)
     evaluated = np.zeros((ys.size, xs.size), bool)
-    for i0 in range(0, ys.size, rows):
-        by = ys[i0 : i0 + rows]
-        for j0 in range(0, xs.size, cols):
-            bx = xs[j0 : j0 + cols]
-            block_ok = ok[np.ix_(by, bx)]
-            ii, jj = np.nonzero(block_ok)
-            if ii.size == 0:
-                continue
-            y0, x0 = by[0] + border, bx[0] + border
-            wy, wx = by[ii], bx[jj]
-            if compiled:
-                # Every block has the same (rows, cols) grid, so the compiled code sees
-                # one shape; anchors past the edge count as not evaluated.
-                evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
-                windows = standardize_windows(cut_windows(hwc, wy, wx, n_win), window_moments(hwc, wy, wx, n_win))
-                full = ii.size == rows * cols
-                sums = classifier.block_sums(windows, rows, cols, stride, None if full else ii * cols + jj)
-                acc[:, y0 : y0 + sums.shape[0], x0 : x0 + sums.shape[1]] += np.moveaxis(sums, -1, 0)
-            else:
-                probs = classifier(standardize_windows(cut_windows(hwc, wy, wx, n_win)))
-                if probs.shape[1:] != (inner, inner, n_cls):
-                    raise ValueError(
-                        f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
+
+    def finish(started: tuple, y0: int, x0: int) -> None:
+        sums = classifier.finish_block(started)
+        acc[:, y0 : y0 + sums.shape[0], x0 : x0 + sums.shape[1]] += np.moveaxis(sums, -1, 0)
+
+    # Compiled path: the fold of block k runs in a second thread while the network
+    # runs on block k + 1 (one fold at a time, so the accumulator has one writer).
+    pool = ThreadPoolExecutor(1) if compiled and getattr(classifier, "overlap", False) else None
+    pending: Future | None = None
+    try:
+        for i0 in range(0, ys.size, rows):
+            by = ys[i0 : i0 + rows]
+            for j0 in range(0, xs.size, cols):
+                bx = xs[j0 : j0 + cols]
+                block_ok = ok[np.ix_(by, bx)]
+                ii, jj = np.nonzero(block_ok)
+                if ii.size == 0:
+                    continue
+                y0, x0 = by[0] + border, bx[0] + border
+                wy, wx = by[ii], bx[jj]
+                if compiled:
+                    # Every block has the same (rows, cols) grid, so the compiled code
+                    # sees one shape; anchors past the edge count as not evaluated.
+                    evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
+                    windows = standardize_windows(
+                        cut_windows(hwc, wy, wx, n_win), window_moments(hwc, wy, wx, n_win)
                     )
-                _fold(acc, probs, block_ok, ii, jj, y0, x0, stride)
-            if progress is not None:
-                progress(int(ii.size))
+                    full = ii.size == rows * cols
+                    started = classifier.start_block(windows, rows, cols, stride, None if full else ii * cols + jj)
+                    if pool is None:
+                        finish(started, y0, x0)
+                    else:
+                        if pending is not None:
+                            pending.result()
+                        pending = pool.submit(finish, started, y0, x0)
+                else:
+                    probs = classifier(standardize_windows(cut_windows(hwc, wy, wx, n_win)))
+                    if probs.shape[1:] != (inner, inner, n_cls):
+                        raise ValueError(
+                            f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
+                        )
+                    _fold(acc, probs, block_ok, ii, jj, y0, x0, stride)
+                if progress is not None:
+                    progress(int(ii.size))
+        if pending is not None:
+            pending.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
     acc = acc[:, :h, :w]
     if compiled:

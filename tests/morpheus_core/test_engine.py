@@ -216,3 +216,17 @@ def test_bfloat16_runs_end_to_end_with_deviation_report(released_classifier):
     assert 0 < report["max_abs_diff_mean"] < 0.1
     with pytest.raises(ValueError, match="same pixels"):
         deviation_report(ref, finalize(classify_image(img[:, :50], released_classifier)))
+
+
+def test_concurrent_calls_with_the_compiled_path_do_not_mix(released_classifier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [_scene(np.random.default_rng(20 + i), 52, 60) for i in range(3)]
+    sequential = [classify_image(img, released_classifier, batch_size=96) for img in images]
+    with ThreadPoolExecutor(3) as pool:
+        concurrent = list(pool.map(lambda img: classify_image(img, released_classifier, batch_size=96), images * 2))
+    for i, got in enumerate(concurrent):
+        expected = sequential[i % 3]
+        np.testing.assert_array_equal(got.n, expected.n)
+        np.testing.assert_array_equal(got.votes, expected.votes)
+        np.testing.assert_allclose(got.mean, expected.mean, rtol=0, atol=1e-12)
