@@ -13,19 +13,22 @@ evaluated.
 
 Two paths, same statistics:
 
-- *compiled* (a classifier with a ``block_sums`` method, e.g.
+- *compiled* (a classifier with ``start_block`` and ``finish_block`` methods, e.g.
   :class:`KerasWindowClassifier`): the windows are cut from the image by strided views
   and standardised with moments from summed-area tables (two passes over the windows);
   the network, the softmax, the votes and the fold of the block into per-pixel sums run
   as compiled code (:mod:`morpheus_core.inference`, :mod:`morpheus_core.accumulate`);
-  only the small block sums come back and are added in float64;
+  only the small block sums come back and are added in float64. The fold of one block
+  runs in a second thread while the network runs on the next (unless the process was
+  given one thread);
 - *generic* (any callable classifier, e.g. :class:`morpheus_core.testing.StandInClassifier`):
   probabilities come back as numpy arrays and are folded in float64 with NumPy.
 
 Accumulation: within one call the engine sums the probabilities, their squares and the
 votes in float64 (a pixel is counted at most ``(N - 2B)**2 = 900`` times per call at
-unit stride, so ``M2 = S2 - S1**2 / n`` is exact to ~1e-13 on the generic path and
-~1e-9 on the compiled one, whose per-block sums are float32); partial results of
+unit stride, so ``M2 = S2 - S1**2 / n`` is exact to ~1e-13 on the generic path; on
+the compiled one the per-block sums are float32, which moves the mean by up to ~3e-8,
+less than the float32 rounding of the network itself); partial results of
 different calls (tiles) then merge with Chan et al.'s parallel formula
 (:meth:`morpheus_core.stats.WindowStats.merge_`). Counts and votes are exact on both.
 
@@ -320,7 +323,7 @@ def classify_image(
     ok = valid_anchors(valid_pixels(image, coverage), n_win)
     hwc = np.ascontiguousarray(np.moveaxis(image, 0, -1), dtype=np.float32)
     rows, cols = block_shape(ys.size, xs.size, batch_size)
-    compiled = hasattr(classifier, "block_sums")
+    compiled = hasattr(classifier, "start_block") and hasattr(classifier, "finish_block")
     # Accumulated sums over the image (with a margin for the frames of the last
     # blocks). Compiled: S1 (C), S2 (C), packed votes (C // 2); generic: S1, S2, votes.
     n_sums = 2 * n_cls + (vote_channels(n_cls) if compiled else n_cls)
