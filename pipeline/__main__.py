@@ -54,11 +54,13 @@ def _parser() -> argparse.ArgumentParser:
 
     segment = sub.add_parser("segment", help="re-run segmentation, deblending and the catalog on a finished "
                                              "classification (no classifying)")
-    segment.add_argument("--run-dir", type=Path, required=True)
+    segment.add_argument("--run-dir", type=_run_dir_arg, required=True)
+    _storage_option(segment)
     _downstream_options(segment)
     catalog = sub.add_parser("catalog", help="re-run the catalog on a finished classification, reusing the "
                                              "segmentation maps when their settings match")
-    catalog.add_argument("--run-dir", type=Path, required=True)
+    catalog.add_argument("--run-dir", type=_run_dir_arg, required=True)
+    _storage_option(catalog)
     _downstream_options(catalog)
 
     status = sub.add_parser("status", help="show the ledger of a run directory")
@@ -108,27 +110,27 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
                               aperture_arcsec=args.aperture_radius)
 
 
-def _run_downstream_only(args: argparse.Namespace, run_dir: Path) -> None:
+def _run_downstream_only(args: argparse.Namespace, run_dir: Path | str) -> None:
     from pipeline.cluster import make_client
     from pipeline.downstream import check_classification, run_downstream
+    from pipeline.ingest import read_wcs
+    from pipeline.markers import read_markers
     from pipeline.run import read_manifest
+    from pipeline.storage import Location
 
-    manifest = read_manifest(run_dir)
-    check_classification(run_dir)
+    location = Location(run_dir, _storage_options(args))
+    manifest = read_manifest(location)
+    check_classification(location)
     config = manifest["config"]
     mosaics_file = Path(config["mosaics_file"]) if config.get("mosaics_file") else None
     settings = _downstream_settings(args, config["mosaic"], mosaics_file)
     if settings.markers:  # refuse a bad markers file before starting a cluster
-        from pipeline.ingest import read_wcs
-        from pipeline.markers import read_markers
-        import zarr
-
-        mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
+        mosaic = (location / "mosaic.zarr").open_group(mode="r")
         read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
     client, info = make_client(scheduler=args.scheduler, n_workers=args.workers, gpu="never")
     print(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
     try:
-        run_downstream(run_dir, settings, client=client, run_id=manifest["run_id"], model=manifest.get("model", ""),
+        run_downstream(location, settings, client=client, run_id=manifest["run_id"], model=manifest.get("model", ""),
                        precision=config.get("precision", "float32"),
                        reuse_segmentation=args.command == "catalog")
     finally:

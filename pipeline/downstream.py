@@ -36,7 +36,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -60,6 +59,7 @@ from morpheus_core.segmentation import (check_threshold, label_segments, segment
                                         watershed_markers)
 from pipeline.errors import InputError
 from pipeline.markers import read_markers
+from pipeline.storage import Location, as_location
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ class DownstreamSummary:
 
 # --------------------------------------------------------------------------- inputs
 
-def check_classification(run_dir: Path) -> zarr.Group:
+def check_classification(run_dir: Path | str | Location) -> zarr.Group:
     """Open a run directory's finished classification.
 
     Raises
@@ -164,18 +164,24 @@ def check_classification(run_dir: Path) -> zarr.Group:
     InputError
         No classification, or one that is not finished.
     """
-    store = Path(run_dir) / "classification.zarr"
-    if not (Path(run_dir) / "manifest.json").is_file():
+    run_dir = as_location(run_dir)
+    store = run_dir / "classification.zarr"
+    if not (run_dir / "manifest.json").exists():
         raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
                          f"'python -m pipeline run'")
-    if not store.is_dir():
+    if not (store / "zarr.json").exists():
         raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
                          f"'python -m pipeline run' or 'resubmit' first")
-    group = zarr.open_group(str(store), mode="r")
+    group = _open(store, "r")
     if not group.attrs.get("complete", False):
         raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
                          f"'python -m pipeline resubmit --run-dir {run_dir}' first")
     return group
+
+
+def _open(store: Location, mode: str) -> zarr.Group:
+    """A Zarr group on a file system path or in an object store."""
+    return store.open_group(mode=mode)
 
 
 def _chunk_boxes(shape: tuple[int, int], chunk: int) -> list[tuple[int, int, int, int]]:
@@ -200,7 +206,7 @@ def _compute(client: Any, tasks: list) -> list:
 def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, int], threshold: float,
                    halo: int, max_halo: int, sources: np.ndarray) -> tuple[str, int, bool]:
     """Task: Algorithm 1 on one chunk (with a growing halo); writes ``mask``."""
-    group = zarr.open_group(class_store, mode="r")
+    group = _open(class_store, "r")
     height, width = group["n"].shape
     y0, y1, x0, x1 = box
     while True:
@@ -222,7 +228,7 @@ def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, i
             break
         halo = min(2 * halo, max_halo)
     mask = segment_sources(background, classified, threshold=threshold, sources=marked)
-    zarr.open_group(seg_store, mode="r+")["mask"][y0:y1, x0:x1] = \
+    _open(seg_store, "r+")["mask"][y0:y1, x0:x1] = \
         mask[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0].astype(np.uint8)
     return _box_name(box), halo, bool(exact)
 
@@ -257,7 +263,7 @@ def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: fl
 def _label_block(seg_store: str, box: tuple[int, int, int, int], width: int) -> tuple[int, pd.DataFrame]:
     """Task: label one chunk's source mask on its own; per local label, first pixel and box."""
     y0, y1, x0, x1 = box
-    group = zarr.open_group(seg_store, mode="r+")
+    group = _open(seg_store, "r+")
     local, count = label_segments(group["mask"][y0:y1, x0:x1] > 0)
     group["raw"][y0:y1, x0:x1] = local
     if count == 0:
@@ -273,7 +279,7 @@ def _face_pairs(seg_store: str, box: tuple[int, int, int, int], shape: tuple[int
                 offsets: dict[tuple[int, int], int]) -> np.ndarray:
     """Task: global label pairs that touch across this chunk's bottom and right faces (4-connectivity)."""
     y0, y1, x0, x1 = box
-    raw = zarr.open_group(seg_store, mode="r")["raw"]
+    raw = _open(seg_store, "r")["raw"]
     pairs = []
     here = offsets[(y0, x0)]
     if y1 < shape[0]:
@@ -323,7 +329,7 @@ def _global_labels(client, seg_store: str, boxes, shape, chunk):
 def _relabel_block(seg_store: str, box: tuple[int, int, int, int], offset: int, lookup: np.ndarray) -> None:
     """Task: write one chunk of the global segment labels from its local labels."""
     y0, y1, x0, x1 = box
-    group = zarr.open_group(seg_store, mode="r+")
+    group = _open(seg_store, "r+")
     local = group["raw"][y0:y1, x0:x1].astype(np.int64)
     group["segments"][y0:y1, x0:x1] = np.where(local > 0, lookup[np.where(local > 0, local + offset, 0)], 0)
 
@@ -337,8 +343,8 @@ def _deblend_group(seg_store: str, flux_store: str, flux_index: int, objects: li
     ry1 = max(o[2] for o in objects)
     rx0 = min(o[3] for o in objects)
     rx1 = max(o[4] for o in objects)
-    segments = zarr.open_group(seg_store, mode="r")["segments"][ry0:ry1, rx0:rx1]
-    flux = zarr.open_group(flux_store, mode="r")["image"][flux_index, ry0:ry1, rx0:rx1]
+    segments = _open(seg_store, "r")["segments"][ry0:ry1, rx0:rx1]
+    flux = _open(flux_store, "r")["image"][flux_index, ry0:ry1, rx0:rx1]
     out = []
     for label, y0, y1, x0, x1 in objects:
         box = (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
@@ -362,7 +368,7 @@ def _deblended_block(seg_store: str, box: tuple[int, int, int, int], parent_look
                      pieces: list[tuple[tuple[int, int, int, int], np.ndarray]]) -> None:
     """Task: write one chunk of the deblended map (unsplit parents by lookup, pieces pasted)."""
     y0, y1, x0, x1 = box
-    group = zarr.open_group(seg_store, mode="r+")
+    group = _open(seg_store, "r+")
     out = parent_lookup[group["segments"][y0:y1, x0:x1]]
     for (py0, py1, px0, px1), ids in pieces:
         oy0, oy1, ox0, ox1 = max(y0, py0), min(y1, py1), max(x0, px0), min(x1, px1)
@@ -377,8 +383,8 @@ def _deblended_block(seg_store: str, box: tuple[int, int, int, int], parent_look
 # ------------------------------------------------------------------- 4. catalog
 
 def _read_piece(class_store: str, mosaic_store: str, ry: tuple[int, int], rx: tuple[int, int]) -> dict[str, np.ndarray]:
-    cls = zarr.open_group(class_store, mode="r")
-    mosaic = zarr.open_group(mosaic_store, mode="r")
+    cls = _open(class_store, "r")
+    mosaic = _open(mosaic_store, "r")
     sl = (slice(*ry), slice(*rx))
     return {"mean": cls["mean"][(slice(None), *sl)], "variance": cls["variance"][(slice(None), *sl)],
             "n": cls["n"][sl], "bands": mosaic["image"][(slice(None), *sl)]}
@@ -388,7 +394,7 @@ def _sums_block(class_store: str, mosaic_store: str, seg_store: str, box: tuple[
                 flux_index: int, band_names: list[str], width: int) -> pd.DataFrame:
     """Task: per-object sums over one chunk of the deblended map."""
     y0, y1, x0, x1 = box
-    labels = zarr.open_group(seg_store, mode="r")["deblended"][y0:y1, x0:x1]
+    labels = _open(seg_store, "r")["deblended"][y0:y1, x0:x1]
     if not (labels > 0).any():
         return object_sums(labels, flux=labels, mean=np.zeros((len(CLASSES), *labels.shape)),
                            variance=np.zeros((len(CLASSES), *labels.shape)),
@@ -422,9 +428,9 @@ def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: n
 def _colour_block(class_store: str, seg_store: str, box: tuple[int, int, int, int]) -> None:
     """Task: one chunk of the colour image."""
     y0, y1, x0, x1 = box
-    cls = zarr.open_group(class_store, mode="r")
+    cls = _open(class_store, "r")
     rgb = colour_image(cls["mean"][:, y0:y1, x0:x1], cls["n"][y0:y1, x0:x1] > 0)
-    zarr.open_group(seg_store, mode="r+")["colour"][y0:y1, x0:x1, :] = rgb
+    _open(seg_store, "r+")["colour"][y0:y1, x0:x1, :] = rgb
 
 
 def _write_png(path: Path, array: zarr.Array, strip: int) -> Path:
@@ -452,8 +458,9 @@ def _write_png(path: Path, array: zarr.Array, strip: int) -> Path:
 
 # ----------------------------------------------------------------------- driver
 
-def _new_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> zarr.Group:
-    group = zarr.open_group(str(path), mode="w", zarr_format=3, attributes=attrs)
+def _new_store(location: Location, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> zarr.Group:
+    location.remove(recursive=True)
+    group = location.open_group(mode="w", zarr_format=3, attributes=attrs)
     for name, dtype in (("mask", np.uint8), ("raw", np.int32), ("segments", np.int32), ("deblended", np.int32)):
         group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
                            dimension_names=("y", "x"))
@@ -462,14 +469,15 @@ def _new_store(path: Path, shape: tuple[int, int], chunk: int, attrs: dict[str, 
     return group
 
 
-def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_path: Path, shape, chunk, boxes,
+def _segment(client, settings: DownstreamSettings, paths: dict[str, Location], seg_path: Location, shape, chunk, boxes,
              source_pixels: np.ndarray | None, flux_index: int, summary: DownstreamSummary) -> dict[str, Any]:
     """Stages 1-3 into a new ``segmentation.zarr`` (built aside, then swapped in)."""
-    work = seg_path.with_name(seg_path.name + ".partial")
-    if work.exists():
-        shutil.rmtree(work)
+    # On a file system the new store is built aside and swapped in when complete; an
+    # object store cannot rename a folder, so the store is rebuilt in place and its
+    # "complete" mark, written last, tells a finished store from an interrupted one.
+    work = Location(seg_path.path.with_name(seg_path.name + ".partial")) if seg_path.is_local else seg_path
     _new_store(work, shape, chunk, {"settings": settings.segmentation_key(), "complete": False})
-    seg_store = str(work)
+    seg_store = work
     pixels = np.zeros((0, 2), dtype=np.int64) if source_pixels is None else source_pixels[:, :2]
     reach = settings.max_halo + chunk
     tasks = []
@@ -533,28 +541,31 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, str], seg_pa
         tasks.append(dask.delayed(_deblended_block)(seg_store, b, plookup_d, near))
     tasks += [dask.delayed(_colour_block)(paths["classification"], seg_store, b) for b in boxes]
     _compute(client, tasks)
-    group = zarr.open_group(seg_store, mode="r+")
+    group = _open(seg_store, "r+")
     attrs = {"settings": settings.segmentation_key(), "complete": True, "segments": len(objects),
              "approximate_chunks": summary.approximate_chunks, "n_marker_ids": n_max}
     if table is not None:
         attrs["objects"] = {"id": table.index.tolist(), "parent_id": table["parent_id"].tolist(),
                             "sub_id": table["sub_id"].tolist()}
     group.attrs.update(attrs)
-    if seg_path.exists():
-        shutil.rmtree(seg_path)
-    os.replace(work, seg_path)
+    if seg_path.is_local:
+        seg_path.remove(recursive=True)
+        os.replace(work.path, seg_path.path)
     return attrs
 
 
-def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *, client: Any = None,
-                   echo: Any = print, run_id: str | None = None, reuse_segmentation: bool = False,
-                   model: str = "", precision: str = "float32") -> DownstreamSummary:
+def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings | None = None, *,
+                   client: Any = None, echo: Any = print, run_id: str | None = None,
+                   reuse_segmentation: bool = False, model: str = "", precision: str = "float32",
+                   storage_options: dict[str, Any] | None = None) -> DownstreamSummary:
     """Segment, deblend and catalog a finished classification; write the products.
 
     Parameters
     ----------
-    run_dir : Path
-        A run directory with a finished classification.
+    run_dir : Path, str or Location
+        A run directory with a finished classification: a path, or a URL such as
+        ``s3://bucket/run`` (then with ``storage_options``; the products are written
+        locally and uploaded).
     settings : DownstreamSettings, optional
         Defaults as the paper.
     client : distributed.Client, optional
@@ -565,6 +576,8 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
         Provenance for the FITS headers.
     reuse_segmentation : bool
         Keep existing segmentation maps when their settings match (``catalog``).
+    storage_options : dict, optional
+        fsspec options of a URL run directory.
 
     Raises
     ------
@@ -573,9 +586,9 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
     """
     t0 = time.perf_counter()
     settings = settings or DownstreamSettings()
-    run_dir = Path(run_dir)
+    run_dir = as_location(run_dir, storage_options)
     cls = check_classification(run_dir)
-    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
+    mosaic = _open(run_dir / "mosaic.zarr", "r")
     bands = list(mosaic.attrs["bands"])
     if settings.flux_band not in bands:
         raise InputError(f"--flux-band {settings.flux_band!r} is not a band of this mosaic (bands: {', '.join(bands)})")
@@ -588,7 +601,7 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
     wcs = read_wcs(mosaic)
     markers = read_markers(settings.markers, wcs=wcs, shape=shape) if settings.markers else None
     summary = DownstreamSummary()
-    paths = {"classification": str(run_dir / "classification.zarr"), "mosaic": str(run_dir / "mosaic.zarr")}
+    paths = {"classification": run_dir / "classification.zarr", "mosaic": run_dir / "mosaic.zarr"}
     seg_path = run_dir / "segmentation.zarr"
     boxes = _chunk_boxes(shape, chunk)
     source_pixels = None
@@ -596,7 +609,7 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
         inside = markers["inside"]
         source_pixels = np.stack([markers["iy"][inside], markers["ix"][inside],
                                   np.flatnonzero(inside) + 1], axis=1).astype(np.int64)
-    old = zarr.open_group(str(seg_path), mode="r").attrs.asdict() if seg_path.is_dir() else {}
+    old = _open(seg_path, "r").attrs.asdict() if (seg_path / "zarr.json").exists() else {}
     if reuse_segmentation and old.get("complete") and old.get("settings") == settings.segmentation_key():
         attrs = old
         summary.reused_segmentation = True
@@ -604,7 +617,7 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
         summary.approximate_chunks = list(old.get("approximate_chunks", []))
     else:
         attrs = _segment(client, settings, paths, seg_path, shape, chunk, boxes, source_pixels, flux_index, summary)
-    seg_store = str(seg_path)
+    seg_store = seg_path
 
     # 4. catalog sums per chunk, merged exactly.
     sums = merge_object_sums(_compute(client, [
@@ -623,17 +636,25 @@ def run_downstream(run_dir: Path, settings: DownstreamSettings | None = None, *,
                        "NDMAX": settings.nd_max, "FLUXBAND": settings.flux_band,
                        "MARKERS": Path(settings.markers).name if settings.markers else "",
                        "APERTURE": settings.aperture_arcsec})
-    summary.outputs = _write_products(run_dir, table, seg_store, wcs_header, run_id, model, precision, settings,
-                                      chunk, markers is not None)
+    args = (table, seg_store, wcs_header, run_id, model, precision, settings, chunk, markers is not None)
+    if run_dir.is_local:
+        written = _write_products(run_dir.path, *args)
+        relative = [str(p.relative_to(run_dir.path)) for p in written]
+        summary.outputs = written
+    else:  # written locally, then uploaded one object each
+        with tempfile.TemporaryDirectory(prefix="morpheus-downstream-") as tmp:
+            written = _write_products(Path(tmp), *args)
+            relative = [p.relative_to(tmp).as_posix() for p in written]
+            for path, name in zip(written, relative):
+                (run_dir / name).upload(path)
+        summary.outputs = [f"{run_dir}/{name}" for name in relative]
     summary.seconds = time.perf_counter() - t0
-    from pipeline.ledger import atomic_write_json
-
-    atomic_write_json(run_dir / "downstream.json", {
+    (run_dir / "downstream.json").write_json({
         "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},
         "segmentation": attrs.get("settings"), "segments": summary.segments, "objects": summary.objects,
         "split_segments": summary.split_segments, "catalog_rows": summary.catalog_rows,
         "approximate_chunks": summary.approximate_chunks, "seconds": round(summary.seconds, 3),
-        "outputs": [str(p.relative_to(run_dir)) for p in summary.outputs]})
+        "outputs": relative})
     if summary.segments == 0:
         bmin = _min_background(cls)
         echo(f"warning: no sources found: no classified pixel has background <= {settings.threshold} "
@@ -681,8 +702,8 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     from astropy.wcs.utils import proj_plane_pixel_scales
 
     n_rows = len(markers["id"])
-    seg = zarr.open_group(seg_store, mode="r")
-    cls = zarr.open_group(paths["classification"], mode="r")
+    seg = _open(seg_store, "r")
+    cls = _open(paths["classification"], "r")
     inside = markers["inside"]
     iy, ix = markers["iy"], markers["ix"]
     owner = np.zeros(n_rows, dtype=np.int64)
@@ -743,18 +764,18 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     return hstack([head, body], join_type="exact")
 
 
-def _write_products(run_dir: Path, table: Table, seg_store: str, wcs_header: str, run_id, model, precision,
+def _write_products(out_root: Path, table: Table, seg_store: str, wcs_header: str, run_id, model, precision,
                     settings: DownstreamSettings, chunk: int, value_added: bool) -> list[Path]:
     from pipeline.products import provenance, write_fits_image_strips
 
-    seg = zarr.open_group(seg_store, mode="r")
+    seg = _open(seg_store, "r")
     prov = provenance(run_id or "", model=model or "unknown", precision=precision, extra={
-        "SEGTHR": (settings.threshold, "background threshold of source markers (Alg. 1)"),
-        "MINDIST": (settings.min_distance, "deblending: min peak separation (pixels)"),
-        "NDMAX": (settings.nd_max, "deblending: max children per segment"),
-        "FLUXBAND": (settings.flux_band, "band of the deblending and weighting flux"),
+        "SEGTHR": (settings.threshold, "Alg. 1: source if background <= this"),
+        "MINDIST": (settings.min_distance, "Alg. 2: min peak separation (px)"),
+        "NDMAX": (settings.nd_max, "Alg. 2: max children per segment"),
+        "FLUXBAND": (settings.flux_band, "band of deblending and Eq. 16 weights"),
     })
-    fits_dir = run_dir / "fits"
+    fits_dir = out_root / "fits"
     fits_dir.mkdir(exist_ok=True)
     written = [
         write_fits_image_strips(fits_dir / "segmap.fits", seg["segments"], strip=chunk, wcs_header=wcs_header,
@@ -765,7 +786,7 @@ def _write_products(run_dir: Path, table: Table, seg_store: str, wcs_header: str
                                 comments=["objects after Algorithm 2: pixel value = catalog "
                                           + ("row number of the input markers" if value_added else "id")]),
     ]
-    out_dir = run_dir / "catalog"
+    out_dir = out_root / "catalog"
     out_dir.mkdir(exist_ok=True)
     for suffix, fmt in CATALOG_FORMATS.items():
         if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
@@ -773,7 +794,7 @@ def _write_products(run_dir: Path, table: Table, seg_store: str, wcs_header: str
             logger.warning("empty catalog: no machine-readable table written")
             continue
         written.append(_write_table(table, out_dir / f"catalog.{suffix}", fmt))
-    written.append(_write_png(run_dir / "colour.png", seg["colour"], strip=chunk))
+    written.append(_write_png(out_root / "colour.png", seg["colour"], strip=chunk))
     return written
 
 

@@ -314,7 +314,10 @@ def _add_provenance(header: fits.Header, cards: Mapping[str, Card], *,
         if key in _STRUCTURAL or key in reserved:
             raise ValueError(f"provenance keyword {key} would overwrite a structural "
                              f"or WCS keyword")
-        header[key] = (_check_value(key, value), comment)
+        value = _check_value(key, value)
+        if len(repr(value)) + len(comment) > 64:  # a card holds 80 characters: drop the comment,
+            comment = ""                          # not astropy's truncation warning
+        header[key] = (value, comment)
 
 
 def _umask() -> int:

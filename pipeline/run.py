@@ -226,14 +226,11 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
             )
         _merge(client, tiles, config, group.attrs.asdict(), shape)
         summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
-        if config.location.is_local:
-            summary.downstream = run_downstream(config.location.path, downstream, client=client, echo=echo,
-                                                run_id=run_id,
-                                                model=config.model_description(), precision=config.precision)
-            summary.outputs += summary.downstream.outputs
-        else:  # the downstream graph reads and writes file-system paths only
-            echo(f"segmentation and catalog skipped: {config.run_dir} is in an object store; copy the run "
-                 "directory to a file system (e.g. 'aws s3 sync') and run 'python -m pipeline segment' there")
+        # The location is absolute (workers may run in another working directory) and
+        # may be an object store: the downstream graph works on either.
+        summary.downstream = run_downstream(config.location, downstream, client=client, echo=echo, run_id=run_id,
+                                            model=config.model_description(), precision=config.precision)
+        summary.outputs += summary.downstream.outputs
     finally:
         if own_client:
             cluster = getattr(client, "cluster", None)
