@@ -53,6 +53,7 @@ from morpheus_core.windows import (
     cut_windows,
     standardize_windows,
     valid_anchors,
+    standardization_scale,
     valid_pixels,
     window_moments,
 )
@@ -79,12 +80,12 @@ class KerasWindowClassifier:
     """Run a Morpheus Keras model on windows, compiled once.
 
     Calling it gives probabilities of standardised windows through the Keras model
-    (the plain network). :meth:`block_sums` is what :func:`classify_image` uses: the
-    network through :class:`~morpheus_core.inference.InferenceNetwork`, then softmax,
-    votes and the fold of a block into per-pixel sums
-    (:func:`~morpheus_core.accumulate.block_sums`), compiled together: a
-    ``tf.function`` for the network and an XLA function for the rest on TensorFlow, one
-    ``jax.jit`` function on JAX.
+    (the plain network). :func:`classify_image` uses :meth:`start_block` (cut,
+    standardise, network through :class:`~morpheus_core.inference.InferenceNetwork`)
+    and :meth:`finish_block` (softmax, votes and the fold of the block into per-pixel
+    sums, :func:`~morpheus_core.accumulate.block_sums`), compiled: a ``tf.function``
+    for the network (oneDNN kernels) and an XLA function for the rest on TensorFlow,
+    ``jax.jit`` functions on JAX.
 
     Parameters
     ----------
@@ -92,9 +93,13 @@ class KerasWindowClassifier:
         A network from :func:`morpheus_core.model.build_model`, full-window or cropped.
     border : int
         Border excluded from counting; the full network's output is cropped by it.
+    cut_on_device : bool, optional
+        Cut and standardise windows on the accelerator from the block's pixels instead
+        of on the host (default: when the backend sees a GPU). Same windows, bit for
+        bit.
     """
 
-    def __init__(self, model: Any, *, border: int = 5) -> None:
+    def __init__(self, model: Any, *, border: int = 5, cut_on_device: bool | None = None) -> None:
         import keras
 
         from morpheus_core.inference import InferenceNetwork
@@ -115,6 +120,11 @@ class KerasWindowClassifier:
         self._fn = self._compile()
         self.network = InferenceNetwork(model)
         self._logits = self._compile_network()
+        #: Cut and standardise the windows on the accelerator from the block's pixels
+        #: (no host copies of windows); default: where the backend has a GPU. On a CPU
+        #: NumPy's strided gather is faster than a gather op.
+        self.cut_on_device = _has_gpu(self._backend) if cut_on_device is None else bool(cut_on_device)
+        self._cut = self._compile_cut()
         self._posts: dict[tuple[int, int, int, bool], Callable[..., Any]] = {}
         self._lock = threading.Lock()
         #: Fold a block (in a second thread) while the next block's network runs,
@@ -202,56 +212,130 @@ class KerasWindowClassifier:
         return post
 
     def start_block(
-        self, windows: np.ndarray, rows: int, cols: int, stride: int = 1, index: np.ndarray | None = None
+        self,
+        image_hwc: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        rows: int,
+        cols: int,
+        stride: int = 1,
+        index: np.ndarray | None = None,
     ) -> tuple:
-        """Run the network on one block's windows (first half of :meth:`block_sums`).
+        """Cut, standardise and run the network on one block's windows.
 
-        Returns an opaque value for :meth:`finish_block`, which may run in another
-        thread while the next block's network runs.
+        Parameters
+        ----------
+        image_hwc : numpy.ndarray
+            ``(H, W, bands)`` float32 image.
+        ys, xs : numpy.ndarray
+            Anchors of the evaluated windows of the block (image coordinates), in grid
+            order.
+        rows, cols, stride : int
+            The block's anchor grid.
+        index : numpy.ndarray, optional
+            Grid position ``i * cols + j`` of each window when only some windows of
+            the grid are evaluated; None when all are.
+
+        Returns
+        -------
+        tuple
+            Opaque value for :meth:`finish_block`, which may run in another thread
+            while the next block's network runs.
         """
+        moments = window_moments(image_hwc, ys, xs, self.window)
         grid = rows * cols
-        if index is None:
-            return self._logits(windows), None, None, (rows, cols, stride)
-        index = np.asarray(index, np.int32)
-        mask = np.zeros(grid, np.float32)
-        mask[index] = 1.0
-        if self._backend != "tensorflow":  # compiled per input shape: few sizes
-            n = len(index)
-            quantum = -(-grid // PAD_STEPS)
-            padded = min(grid, -(-n // quantum) * quantum)
-            if padded > n:
-                windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
-                index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
-        return self._logits(windows), index, mask, (rows, cols, stride)
+        mask = None
+        if index is not None:
+            index = np.asarray(index, np.int32)
+            mask = np.zeros(grid, np.float32)
+            mask[index] = 1.0
+        if self.cut_on_device:
+            logits, index = self._device_logits(image_hwc, ys, xs, moments, rows, cols, stride, index)
+        else:
+            windows = standardize_windows(cut_windows(image_hwc, ys, xs, self.window), moments)
+            windows, index = self._pad(windows, index, grid)
+            logits = self._logits(windows)
+        return logits, index, mask, (rows, cols, stride)
+
+    def _pad(self, windows: np.ndarray, index: np.ndarray | None, grid: int) -> tuple:
+        """On backends that compile per input shape (JAX), pad a partly evaluated block
+        to a multiple of 1 / PAD_STEPS of the grid (padding goes to the spare slot)."""
+        if index is None or self._backend == "tensorflow":
+            return windows, index
+        n = len(index)
+        quantum = -(-grid // PAD_STEPS)
+        padded = min(grid, -(-n // quantum) * quantum)
+        if padded > n:
+            windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
+            index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
+        return windows, index
+
+    def _device_logits(
+        self,
+        image_hwc: np.ndarray,
+        ys: np.ndarray,
+        xs: np.ndarray,
+        moments: tuple[np.ndarray, np.ndarray],
+        rows: int,
+        cols: int,
+        stride: int,
+        index: np.ndarray | None,
+    ) -> tuple:
+        """Send the block's pixels (not its windows); cut and standardise there."""
+        n_win = self.window
+        first = 0 if index is None else int(index[0])
+        i, j = divmod(first, cols)
+        y0, x0 = int(ys[0]) - i * stride, int(xs[0]) - j * stride  # the grid's origin
+        size_y, size_x = (rows - 1) * stride + n_win, (cols - 1) * stride + n_win
+        region = image_hwc[y0 : y0 + size_y, x0 : x0 + size_x]
+        if region.shape[:2] != (size_y, size_x):  # last blocks: one shape for the compiler
+            region = np.pad(region, ((0, size_y - region.shape[0]), (0, size_x - region.shape[1]), (0, 0)))
+        mean = moments[0].astype(np.float32)
+        scale = standardization_scale(moments[1], n_win * n_win * image_hwc.shape[-1]).astype(np.float32)
+        anchors, _ = self._pad(np.stack([ys - y0, xs - x0], axis=1).astype(np.int32), index, rows * cols)
+        affine, index = self._pad(np.stack([mean, scale], axis=1), index, rows * cols)
+        windows = self._cut(np.ascontiguousarray(region, np.float32), anchors, affine)
+        # A separate call: the network's graph stays the one of the host path, so the
+        # results are bit-identical (the windows never leave the device).
+        return self._logits(windows), index
+
+    def _compile_cut(self) -> Callable[..., Any]:
+        from keras import ops
+
+        n_win = self.window
+
+        def cut(region: Any, anchors: Any, affine: Any) -> Any:
+            bands = region.shape[-1]
+            width = ops.shape(region)[1]
+            flat = ops.reshape(region, (-1, bands))
+            offsets = ops.arange(n_win, dtype="int32")
+            rows = ops.expand_dims(ops.expand_dims(anchors[:, 0], -1) + offsets, -1)  # (n, N, 1)
+            cols = ops.expand_dims(ops.expand_dims(anchors[:, 1], -1) + offsets, 1)  # (n, 1, N)
+            windows = ops.take(flat, rows * width + cols, axis=0)  # (n, N, N, bands)
+            # Bit-identical to standardize_windows: (x - float32 mean) * float32 scale.
+            mean = ops.reshape(affine[:, 0], (-1, 1, 1, 1))
+            scale = ops.reshape(affine[:, 1], (-1, 1, 1, 1))
+            return (windows - mean) * scale
+
+        if self._backend == "tensorflow":
+            import tensorflow as tf
+
+            specs = [
+                tf.TensorSpec((None, None, self.network.n_bands), tf.float32),
+                tf.TensorSpec((None, 2), tf.int32),
+                tf.TensorSpec((None, 2), tf.float32),
+            ]
+            return tf.function(cut, input_signature=specs)
+        if self._backend == "jax":
+            import jax
+
+            return jax.jit(cut)
+        return cut
 
     def finish_block(self, started: tuple) -> np.ndarray:
         """Softmax, votes and fold of a started block: ``(Y, X, 2C + C // 2)`` sums."""
         logits, index, mask, (rows, cols, stride) = started
         return np.asarray(self._post(rows, cols, stride, index is not None)(logits, index, mask))
-
-    def block_sums(
-        self, windows: np.ndarray, rows: int, cols: int, stride: int = 1, index: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Per-pixel sums of one block of windows (see :mod:`morpheus_core.accumulate`).
-
-        Parameters
-        ----------
-        windows : numpy.ndarray
-            ``(n, N, N, bands)`` standardised float32 windows.
-        rows, cols : int
-            The block's anchor grid.
-        stride : int
-            Anchor step.
-        index : numpy.ndarray, optional
-            ``(n,)`` distinct grid positions ``i * cols + j`` of the windows when only
-            some windows of the grid are evaluated; None when all are, in grid order.
-
-        Returns
-        -------
-        numpy.ndarray
-            ``(Y, X, 2C + C // 2)`` float32 block sums.
-        """
-        return self.finish_block(self.start_block(windows, rows, cols, stride, index))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         out = np.asarray(self._fn(windows))
@@ -353,11 +437,8 @@ def classify_image(
                     # Every block has the same (rows, cols) grid, so the compiled code
                     # sees one shape; anchors past the edge count as not evaluated.
                     evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
-                    windows = standardize_windows(
-                        cut_windows(hwc, wy, wx, n_win), window_moments(hwc, wy, wx, n_win)
-                    )
                     full = ii.size == rows * cols
-                    started = classifier.start_block(windows, rows, cols, stride, None if full else ii * cols + jj)
+                    started = classifier.start_block(hwc, wy, wx, rows, cols, stride, None if full else ii * cols + jj)
                     if pool is None:
                         finish(started, y0, x0)
                     else:
@@ -455,3 +536,19 @@ def _fold(
         rows = acc[:, y0 + dy : y0 + dy + (r - 1) * stride + 1 : stride]
         for dx in range(inner):
             rows[:, :, x0 + dx : x0 + dx + (c - 1) * stride + 1 : stride] += slab[dy, dx]
+
+
+def _has_gpu(backend: str) -> bool:
+    """Whether the Keras backend runs on a GPU in this process."""
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_logical_devices("GPU"))
+        if backend == "jax":
+            import jax
+
+            return jax.default_backend() != "cpu"
+    except Exception:  # pragma: no cover - a broken accelerator setup means no GPU
+        return False
+    return False

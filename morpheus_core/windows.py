@@ -128,9 +128,15 @@ def standardize_windows(
         mean, var = moments
         centred = flat.astype(np.float32, copy=False)
         centred -= mean[:, None].astype(np.float32)
-    scale = 1.0 / np.maximum(np.sqrt(var), 1.0 / np.sqrt(size))
-    centred *= scale[:, None].astype(centred.dtype)
+    centred *= standardization_scale(var, size)[:, None].astype(centred.dtype)
     return centred.reshape(windows.shape).astype(np.float32, copy=False)
+
+
+def standardization_scale(var: np.ndarray, size: int) -> np.ndarray:
+    """``1 / max(std, 1 / sqrt(size))`` (float64), the factor of
+    :func:`standardize_windows`, which computes ``(x - mean) * scale`` with both
+    rounded to the windows' dtype."""
+    return 1.0 / np.maximum(np.sqrt(var), 1.0 / np.sqrt(size))
 
 
 #: Relative accuracy :func:`window_moments` guarantees for the variance (and, relative

@@ -230,3 +230,19 @@ def test_concurrent_calls_with_the_compiled_path_do_not_mix(released_classifier)
         np.testing.assert_array_equal(got.n, expected.n)
         np.testing.assert_array_equal(got.votes, expected.votes)
         np.testing.assert_allclose(got.mean, expected.mean, rtol=0, atol=1e-12)
+
+
+def test_windows_cut_on_the_device_give_identical_statistics(released_cropped, released_classifier):
+    # The GPU path (block pixels sent, windows cut and standardised there), run on the
+    # CPU: the same float32 windows bit for bit, hence the same statistics.
+    device = KerasWindowClassifier(released_cropped, cut_on_device=True)
+    assert not released_classifier.cut_on_device  # CPU default: NumPy's gather is faster
+    img = _scene(np.random.default_rng(15), 61, 74)
+    img[:, 40, 30:33] = np.nan
+    for stride in (1, 2):
+        a = classify_image(img, device, stride=stride, batch_size=100)
+        b = classify_image(img, released_classifier, stride=stride, batch_size=100)
+        np.testing.assert_array_equal(a.n, b.n)
+        np.testing.assert_array_equal(a.votes, b.votes)
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.m2, b.m2)
