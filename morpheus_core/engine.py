@@ -13,14 +13,15 @@ evaluated.
 
 Two paths, same statistics:
 
-- *compiled* (a classifier with ``start_block`` and ``finish_block`` methods, e.g.
+- *compiled* (a classifier with ``prepare_block``, ``start_block`` and
+  ``finish_block`` methods, e.g.
   :class:`KerasWindowClassifier`): the windows are cut from the image by strided views
   and standardised with moments from summed-area tables (two passes over the windows);
   the network, the softmax, the votes and the fold of the block into per-pixel sums run
   as compiled code (:mod:`morpheus_core.inference`, :mod:`morpheus_core.accumulate`);
-  only the small block sums come back and are added in float64. The fold of one block
-  runs in a second thread while the network runs on the next (unless the process was
-  given one thread);
+  only the small block sums come back and are added in float64. While the network
+  runs on one block, the next is prepared and the previous folded in two other
+  threads (unless the process was given one thread);
 - *generic* (any callable classifier, e.g. :class:`morpheus_core.testing.StandInClassifier`):
   probabilities come back as numpy arrays and are folded in float64 with NumPy.
 
@@ -80,12 +81,13 @@ class KerasWindowClassifier:
     """Run a Morpheus Keras model on windows, compiled once.
 
     Calling it gives probabilities of standardised windows through the Keras model
-    (the plain network). :func:`classify_image` uses :meth:`start_block` (cut,
-    standardise, network through :class:`~morpheus_core.inference.InferenceNetwork`)
-    and :meth:`finish_block` (softmax, votes and the fold of the block into per-pixel
-    sums, :func:`~morpheus_core.accumulate.block_sums`), compiled: a ``tf.function``
-    for the network (oneDNN kernels) and an XLA function for the rest on TensorFlow,
-    ``jax.jit`` functions on JAX.
+    (the plain network). :func:`classify_image` uses :meth:`prepare_block` (moments,
+    cut, standardise; NumPy), :meth:`start_block` (the network through
+    :class:`~morpheus_core.inference.InferenceNetwork`) and :meth:`finish_block`
+    (softmax, votes and the fold of the block into per-pixel sums,
+    :func:`~morpheus_core.accumulate.block_sums`), compiled: a ``tf.function`` for the
+    network (oneDNN kernels) and an XLA function for the rest on TensorFlow, ``jax.jit``
+    functions on JAX.
 
     Parameters
     ----------
@@ -211,7 +213,7 @@ class KerasWindowClassifier:
             return jax.jit(post)
         return post
 
-    def start_block(
+    def prepare_block(
         self,
         image_hwc: np.ndarray,
         ys: np.ndarray,
@@ -221,7 +223,8 @@ class KerasWindowClassifier:
         stride: int = 1,
         index: np.ndarray | None = None,
     ) -> tuple:
-        """Cut, standardise and run the network on one block's windows.
+        """Host work for one block: window moments, then the standardised windows (or,
+        with ``cut_on_device``, the block's pixels and each window's offset and affine).
 
         Parameters
         ----------
@@ -239,8 +242,8 @@ class KerasWindowClassifier:
         Returns
         -------
         tuple
-            Opaque value for :meth:`finish_block`, which may run in another thread
-            while the next block's network runs.
+            Opaque value for :meth:`start_block`. NumPy only, so it may be prepared in
+            another thread while the network runs on the previous block.
         """
         moments = window_moments(image_hwc, ys, xs, self.window)
         grid = rows * cols
@@ -250,12 +253,27 @@ class KerasWindowClassifier:
             mask = np.zeros(grid, np.float32)
             mask[index] = 1.0
         if self.cut_on_device:
-            logits, index = self._device_logits(image_hwc, ys, xs, moments, rows, cols, stride, index)
+            inputs, padded = self._device_inputs(image_hwc, ys, xs, moments, rows, cols, stride, index)
         else:
             windows = standardize_windows(cut_windows(image_hwc, ys, xs, self.window), moments)
-            windows, index = self._pad(windows, index, grid)
-            logits = self._logits(windows)
-        return logits, index, mask, (rows, cols, stride)
+            windows, padded = self._pad(windows, index, grid)
+            inputs = (windows,)
+        return inputs, padded, mask, (rows, cols, stride)
+
+    def start_block(self, prepared: tuple) -> tuple:
+        """Run the network on a prepared block; the logits stay on the device.
+
+        Returns an opaque value for :meth:`finish_block`, which may run in another
+        thread while the next block's network runs.
+        """
+        inputs, index, mask, shape = prepared
+        if len(inputs) == 1:
+            logits = self._logits(inputs[0])
+        else:
+            # A separate call: the network's graph stays the one of the host path, so
+            # the results are bit-identical (the windows never leave the device).
+            logits = self._logits(self._cut(*inputs))
+        return logits, index, mask, shape
 
     def _pad(self, windows: np.ndarray, index: np.ndarray | None, grid: int) -> tuple:
         """On backends that compile per input shape (JAX), pad a partly evaluated block
@@ -270,7 +288,7 @@ class KerasWindowClassifier:
             index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
         return windows, index
 
-    def _device_logits(
+    def _device_inputs(
         self,
         image_hwc: np.ndarray,
         ys: np.ndarray,
@@ -281,7 +299,7 @@ class KerasWindowClassifier:
         stride: int,
         index: np.ndarray | None,
     ) -> tuple:
-        """Send the block's pixels (not its windows); cut and standardise there."""
+        """The block's pixels (not its windows), each window's offset and affine."""
         n_win = self.window
         first = 0 if index is None else int(index[0])
         i, j = divmod(first, cols)
@@ -294,10 +312,7 @@ class KerasWindowClassifier:
         scale = standardization_scale(moments[1], n_win * n_win * image_hwc.shape[-1]).astype(np.float32)
         anchors, _ = self._pad(np.stack([ys - y0, xs - x0], axis=1).astype(np.int32), index, rows * cols)
         affine, index = self._pad(np.stack([mean, scale], axis=1), index, rows * cols)
-        windows = self._cut(np.ascontiguousarray(region, np.float32), anchors, affine)
-        # A separate call: the network's graph stays the one of the host path, so the
-        # results are bit-identical (the windows never leave the device).
-        return self._logits(windows), index
+        return (np.ascontiguousarray(region, np.float32), anchors, affine), index
 
     def _compile_cut(self) -> Callable[..., Any]:
         from keras import ops
@@ -407,65 +422,74 @@ def classify_image(
     ok = valid_anchors(valid_pixels(image, coverage), n_win)
     hwc = np.ascontiguousarray(np.moveaxis(image, 0, -1), dtype=np.float32)
     rows, cols = block_shape(ys.size, xs.size, batch_size)
-    compiled = hasattr(classifier, "start_block") and hasattr(classifier, "finish_block")
+    compiled = all(hasattr(classifier, m) for m in ("prepare_block", "start_block", "finish_block"))
     # Accumulated sums over the image (with a margin for the frames of the last
     # blocks). Compiled: S1 (C), S2 (C), packed votes (C // 2); generic: S1, S2, votes.
     n_sums = 2 * n_cls + (vote_channels(n_cls) if compiled else n_cls)
     acc = np.zeros((n_sums, h + rows * stride + inner, w + cols * stride + inner), np.float64)
     evaluated = np.zeros((ys.size, xs.size), bool)
+    blocks = []  # (anchors of the evaluated windows, grid index or None, frame origin)
+    for i0 in range(0, ys.size, rows):
+        by = ys[i0 : i0 + rows]
+        for j0 in range(0, xs.size, cols):
+            bx = xs[j0 : j0 + cols]
+            block_ok = ok[np.ix_(by, bx)]
+            ii, jj = np.nonzero(block_ok)
+            if ii.size:
+                evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
+                full = ii.size == rows * cols
+                blocks.append((by[ii], bx[jj], None if full else ii * cols + jj, block_ok, by[0] + border, bx[0] + border))
+
+    if not compiled:
+        for wy, wx, _, block_ok, y0, x0 in blocks:
+            probs = classifier(standardize_windows(cut_windows(hwc, wy, wx, n_win)))
+            if probs.shape[1:] != (inner, inner, n_cls):
+                raise ValueError(f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}")
+            ii, jj = np.nonzero(block_ok)
+            _fold(acc, probs, block_ok, ii, jj, y0, x0, stride)
+            if progress is not None:
+                progress(int(wy.size))
+        acc = acc[:, :h, :w]
+        votes = np.rint(acc[2 * n_cls :]).astype(np.int32)
+        return stats_from_sums(acc[:n_cls], acc[n_cls : 2 * n_cls], votes)
+
+    def prepare(k: int) -> tuple:
+        wy, wx, index = blocks[k][:3]
+        return classifier.prepare_block(hwc, wy, wx, rows, cols, stride, index)
 
     def finish(started: tuple, y0: int, x0: int) -> None:
         sums = classifier.finish_block(started)
         acc[:, y0 : y0 + sums.shape[0], x0 : x0 + sums.shape[1]] += np.moveaxis(sums, -1, 0)
 
-    # Compiled path: the fold of block k runs in a second thread while the network
-    # runs on block k + 1 (one fold at a time, so the accumulator has one writer).
-    pool = ThreadPoolExecutor(1) if compiled and getattr(classifier, "overlap", False) else None
-    pending: Future | None = None
-    try:
-        for i0 in range(0, ys.size, rows):
-            by = ys[i0 : i0 + rows]
-            for j0 in range(0, xs.size, cols):
-                bx = xs[j0 : j0 + cols]
-                block_ok = ok[np.ix_(by, bx)]
-                ii, jj = np.nonzero(block_ok)
-                if ii.size == 0:
-                    continue
-                y0, x0 = by[0] + border, bx[0] + border
-                wy, wx = by[ii], bx[jj]
-                if compiled:
-                    # Every block has the same (rows, cols) grid, so the compiled code
-                    # sees one shape; anchors past the edge count as not evaluated.
-                    evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
-                    full = ii.size == rows * cols
-                    started = classifier.start_block(hwc, wy, wx, rows, cols, stride, None if full else ii * cols + jj)
-                    if pool is None:
-                        finish(started, y0, x0)
-                    else:
-                        if pending is not None:
-                            pending.result()
-                        pending = pool.submit(finish, started, y0, x0)
-                else:
-                    probs = classifier(standardize_windows(cut_windows(hwc, wy, wx, n_win)))
-                    if probs.shape[1:] != (inner, inner, n_cls):
-                        raise ValueError(
-                            f"classifier returned {probs.shape[1:]}, expected {(inner, inner, n_cls)}"
-                        )
-                    _fold(acc, probs, block_ok, ii, jj, y0, x0, stride)
+    # A three-stage pipeline: while the network runs on block k (this thread), one
+    # thread prepares block k + 1 (NumPy) and another folds block k - 1 (one fold at a
+    # time, so the accumulator has one writer). Sequential if the process was given a
+    # single thread.
+    if getattr(classifier, "overlap", False):
+        with ThreadPoolExecutor(1) as preparer, ThreadPoolExecutor(1) as folder:
+            pending: Future | None = None
+            upcoming = preparer.submit(prepare, 0) if blocks else None
+            for k, block in enumerate(blocks):
+                prepared = upcoming.result()
+                if k + 1 < len(blocks):
+                    upcoming = preparer.submit(prepare, k + 1)
+                started = classifier.start_block(prepared)
+                if pending is not None:
+                    pending.result()
+                pending = folder.submit(finish, started, block[4], block[5])
                 if progress is not None:
-                    progress(int(ii.size))
-        if pending is not None:
-            pending.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+                    progress(int(block[0].size))
+            if pending is not None:
+                pending.result()
+    else:
+        for k, block in enumerate(blocks):
+            finish(classifier.start_block(prepare(k)), block[4], block[5])
+            if progress is not None:
+                progress(int(block[0].size))
 
     acc = acc[:, :h, :w]
-    if compiled:
-        n = count_map(evaluated, ys, xs, (h, w), n_win, border)
-        votes = unpack_votes(acc[2 * n_cls :], n, n_cls)
-    else:
-        votes = np.rint(acc[2 * n_cls :]).astype(np.int32)
+    n = count_map(evaluated, ys, xs, (h, w), n_win, border)
+    votes = unpack_votes(acc[2 * n_cls :], n, n_cls)
     return stats_from_sums(acc[:n_cls], acc[n_cls : 2 * n_cls], votes)
 
 
