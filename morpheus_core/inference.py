@@ -137,9 +137,14 @@ class InferenceNetwork:
         return ops.cast(y, dtype)
 
     def _const(self, value: np.ndarray) -> Any:
-        # NumPy constants become graph constants when traced (grappler and XLA can
-        # fold them), unlike captured tensors.
-        return ops.cast(value, self.compute_dtype)
+        # NumPy arrays of the compute dtype become graph constants when traced, which
+        # grappler and XLA can fold (TensorFlow folds the batch-norm scale into the
+        # next convolution's kernel), unlike captured tensors or casts.
+        if self.compute_dtype == "float32":
+            return value
+        import ml_dtypes
+
+        return np.asarray(value, np.float32).astype(getattr(ml_dtypes, self.compute_dtype))
 
     def _block_op(self, x: Any, name: str) -> Any:
         kernel, bias, padding = self._conv[f"{name}_conv"]
