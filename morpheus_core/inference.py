@@ -4,20 +4,23 @@
 port tests use. For classification the engine evaluates the same network, with the same
 weights, through :class:`InferenceNetwork`, which differs from calling the Keras model
 only in how three operations are written (the function is the same; float rounding may
-differ in the last bits, ~1e-7 relative):
+differ in the last bits; in float32 on oneDNN the output measured bit-identical):
 
-- batch normalisation is one pass over the activations instead of a multiply and an
-  add (two passes, plus two casts under Keras's ``mixed_bfloat16`` policy): in float32
-  TensorFlow's ``FusedBatchNormV3`` (bit-identical to the Keras layer on oneDNN); in
-  bfloat16 the scale is folded into the next convolution's kernel and only the shift
-  ``b / a`` is added; on other backends XLA fuses the affine by itself;
+- batch normalisation: in float32, TensorFlow's ``FusedBatchNormV3`` with constant
+  parameters, which TensorFlow's graph optimiser rewrites into the same multiply and
+  add as the Keras layer (bit-identical output, no gain); in bfloat16, the scale is
+  folded into the next convolution's kernel and only the shift ``b / a`` is added in
+  bfloat16 (one pass; Keras's ``mixed_bfloat16`` layer casts to float32 and back
+  around a multiply and an add, four passes); on other backends XLA fuses the affine
+  by itself;
 - the bicubic upsampling (:mod:`morpheus_core.bicubic`) is two batched matrix products
   on reshaped activations, without the transposes of an ``einsum``;
 - the output is the class logits; the softmax is applied where the statistics are
   accumulated (:mod:`morpheus_core.accumulate`).
 
-Measured on a 2-core CPU (``docs/performance.md``): batch normalisation was 22% of the
-cropped network's time and the ``einsum`` upsampling 9%.
+Measured on a 2-core CPU (``docs/performance.md``): the ``einsum`` upsampling was 9%
+of the cropped Keras network's time and is 3% here; in bfloat16 the batch norm with its
+casts was 27% and is 12%.
 
 The layers are read by the names :func:`~morpheus_core.model.build_model` gives them, so
 any weights of that network (released or trained) work, full-window or cropped, float32
