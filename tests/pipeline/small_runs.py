@@ -26,9 +26,10 @@ FITS_NAMES = sorted([f"{c}_{k}.fits" for c in ("spheroid", "disk", "irregular", 
                      for k in ("mean", "var", "rank")] + ["n.fits"])
 
 
-def write_mosaic(folder: Path, *, seed: int = 3) -> Path:
-    """Four seeded synthetic band images and a TOML naming them mosaic ``small``."""
-    sky = render_sky(SHAPE, seed=seed, n_galaxies=6, n_stars=2)
+def write_mosaic(folder: Path, *, shape: tuple[int, int] = SHAPE, seed: int = 3, **settings: Any) -> Path:
+    """Four seeded synthetic band images and a TOML naming them mosaic ``small``
+    (``settings``: more :func:`~morpheus_core.simulate.render_sky` keywords)."""
+    sky = render_sky(shape, seed=seed, n_galaxies=6, n_stars=2, **settings)
     folder.mkdir(parents=True, exist_ok=True)
     header = sky.wcs.to_header()
     entries = []

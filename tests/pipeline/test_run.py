@@ -17,29 +17,20 @@ from astropy.io import fits
 
 from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
-from morpheus_core.simulate import render_sky
 from morpheus_core.stats import finalize
 from morpheus_core.testing import StandInClassifier
 from pipeline.config import RunConfig
 from pipeline.errors import InputError, RunError
 from pipeline.ledger import Ledger
 from pipeline.run import resubmit, run, status
+from tests.pipeline.small_runs import write_mosaic
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 tiles
 
 
 def _write_mosaic(folder: Path, shape=SHAPE, seed=3, **kwargs) -> Path:
-    sky = render_sky(shape, seed=seed, n_galaxies=6, n_stars=2, **kwargs)
-    folder.mkdir(parents=True, exist_ok=True)
-    header = sky.wcs.to_header()
-    entries = []
-    for i, band in enumerate(("H", "J", "V", "Z")):
-        fits.PrimaryHDU(sky.images[i], header=header).writeto(folder / f"small_{band}.fits", overwrite=True)
-        entries.append(f'{band} = "small_{band}.fits"')
-    toml = folder / "mosaics.toml"
-    toml.write_text(f"[mosaics.small]\nbands = {{ {', '.join(entries)} }}\n")
-    return toml
+    return write_mosaic(folder, shape=shape, seed=seed, **kwargs)
 
 
 def _config(tmp_path: Path, toml: Path, name="run", **kwargs) -> RunConfig:
