@@ -420,7 +420,7 @@ def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: n
                             variance=piece["variance"], bands=piece["bands"], band_names=band_names,
                             origin=(ry0, rx0), width=shape[1])
         frames.append(frame.set_axis(pd.Index([int(row)] * len(frame), name="id")))
-    return pd.concat(frames) if frames else frames
+    return pd.concat(frames)
 
 
 # -------------------------------------------------------------------- 5. colour
@@ -720,25 +720,18 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     full_disc = int(aperture_mask((2 * int(radius) + 3,) * 2, int(radius) + 1, int(radius) + 1, radius).sum())
     area = np.where(owner > 0, sums["area"].reindex(owner).fillna(0).to_numpy(np.int64), 0)
     use_aperture = classified & ((owner == 0) | (area < full_disc))
+    # Aperture sums in groups of 64 sources, sorted so that a group's sources lie close.
     rows = np.flatnonzero(use_aperture)
-    tasks = []
-    for start in range(0, len(rows), 256):
-        part = rows[start : start + 256]
-        order = part[np.lexsort((markers["x"][part], markers["y"][part] // 256))]
-        for s in range(0, len(order), 64):
-            grp = order[s : s + 64]
-            tasks.append(dask.delayed(_aperture_block)(
-                paths["classification"], paths["mosaic"], grp, np.stack([markers["x"][grp], markers["y"][grp]], 1),
-                radius, flux_index, bands, shape))
-    aperture_sums = merge_object_sums([t for t in _compute(client, tasks) if isinstance(t, pd.DataFrame)])
-    frames = []
-    for r in range(n_rows):
-        if use_aperture[r] and r in aperture_sums.index:
-            frames.append(aperture_sums.loc[[r]].set_axis([r]))
-        elif classified[r] and owner[r] in sums.index:
-            frames.append(sums.loc[[owner[r]]].set_axis([r]))
-    template = sums.iloc[:0]
-    combined = (pd.concat(frames) if frames else template).reindex(range(n_rows))
+    rows = rows[np.lexsort((markers["x"][rows], markers["y"][rows] // 256))]
+    aperture_sums = merge_object_sums(_compute(client, [
+        dask.delayed(_aperture_block)(paths["classification"], paths["mosaic"], group,
+                                      np.stack([markers["x"][group], markers["y"][group]], 1),
+                                      radius, flux_index, bands, shape)
+        for group in (rows[s : s + 64] for s in range(0, len(rows), 64))]))
+    # One row per source: its segment's sums, or its aperture's; nothing when unclassified.
+    index = pd.RangeIndex(n_rows)
+    combined = sums.reindex(np.where(classified, owner, 0)).set_axis(index)
+    combined.loc[use_aperture] = aperture_sums.reindex(index).loc[use_aperture]
     missing = combined["area"].isna().to_numpy()
     combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
     body = object_catalog(combined, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing)
