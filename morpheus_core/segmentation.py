@@ -1,12 +1,21 @@
 """Algorithm 1 of the paper (section 4.1): source segmentation from the background image.
 
-The background image ``b`` (the normalised mean of the background class) is cut into
-three kinds of pixel inside the classified area (``n > 0``):
+The background image ``b`` is cut into three kinds of pixel inside the classified
+area (``n > 0``):
 
 * marker 1, certain background: ``b == 1``;
 * marker 2, certain source: ``b <= threshold`` (the paper's ``b == 0`` is
   ``threshold = 0``, the default), or a given source position (value-added mode);
 * unmarked: everything else, which the watershed assigns to one of the two.
+
+As in the released code, ``b`` is the normalised **rank-vote** background image (the
+fraction of counted windows that ranked background first): ``b == 1`` on most sky
+pixels, ``b == 0`` on source cores. The normalised mean image almost never reaches
+either value, so the paper's markers would be empty there. ``source_background``
+lets the source markers come from another image (e.g. the mean background with a
+threshold such as 0.3: the *mixed* rule of ``pipeline`` keeps the rank-vote sky
+markers, hence the watershed's locality, and takes the mean image's more complete
+source markers).
 
 A watershed of the Sobel edge image ``sobel(b)`` from those markers, restricted to the
 classified area, gives the source mask; its connected components are the segments.
@@ -64,7 +73,8 @@ def check_threshold(threshold: float) -> float:
 
 
 def watershed_markers(background: np.ndarray, classified: np.ndarray, *, threshold: float = 0.0,
-                      sources: np.ndarray | None = None) -> np.ndarray:
+                      sources: np.ndarray | None = None,
+                      source_background: np.ndarray | None = None) -> np.ndarray:
     """Marker image of Algorithm 1.
 
     Parameters
@@ -78,6 +88,10 @@ def watershed_markers(background: np.ndarray, classified: np.ndarray, *, thresho
     sources : numpy.ndarray, optional
         ``(H, W)``; pixels ``> 0`` are known source positions (the paper's ``p``)
         and become source markers unless ``b == 1`` there.
+    source_background : numpy.ndarray, optional
+        ``(H, W)`` image whose values ``<= threshold`` mark sources instead of
+        ``background``'s (background markers still come from ``background == 1``,
+        and win where both apply).
 
     Returns
     -------
@@ -89,7 +103,12 @@ def watershed_markers(background: np.ndarray, classified: np.ndarray, *, thresho
     classified = np.asarray(classified, dtype=bool)
     if b.shape != classified.shape:
         raise ValueError(f"background {b.shape} and classified mask {classified.shape} differ in shape")
-    is_source = b <= threshold
+    s = b
+    if source_background is not None:
+        s = np.asarray(source_background)
+        if s.shape != b.shape:
+            raise ValueError(f"source_background {s.shape} and background {b.shape} differ in shape")
+    is_source = s <= threshold
     if sources is not None:
         is_source = is_source | (np.asarray(sources) > 0)
     markers = np.zeros(b.shape, dtype=np.uint8)
@@ -99,20 +118,22 @@ def watershed_markers(background: np.ndarray, classified: np.ndarray, *, thresho
 
 
 def segment_sources(background: np.ndarray, classified: np.ndarray, *, threshold: float = 0.0,
-                    sources: np.ndarray | None = None) -> np.ndarray:
+                    sources: np.ndarray | None = None,
+                    source_background: np.ndarray | None = None) -> np.ndarray:
     """Source mask of Algorithm 1 (before labelling).
 
     Parameters
     ----------
-    background, classified, threshold, sources
-        As in :func:`watershed_markers`.
+    background, classified, threshold, sources, source_background
+        As in :func:`watershed_markers`; the Sobel edges are those of ``background``.
 
     Returns
     -------
     numpy.ndarray
         ``(H, W)`` bool, True on source pixels; always False outside ``classified``.
     """
-    markers = watershed_markers(background, classified, threshold=threshold, sources=sources)
+    markers = watershed_markers(background, classified, threshold=threshold, sources=sources,
+                                source_background=source_background)
     edges = sobel(np.asarray(background, dtype=np.float64))
     flooded = watershed(edges, markers, mask=np.asarray(classified, dtype=bool))
     return flooded == SOURCE_MARKER
