@@ -193,6 +193,9 @@ class KerasWindowClassifier:
             another thread while the network runs on the previous block.
         """
         moments = window_moments(image_hwc, ys, xs, self.window)
+        if not (np.isfinite(moments[0]).all() and np.isfinite(moments[1]).all()):
+            raise ValueError("a window to classify holds a non-finite pixel: windows must lie wholly on "
+                             "valid data (morpheus_core.windows.valid_anchors)")
         grid = rows * cols
         mask = None
         if index is not None:

@@ -170,10 +170,20 @@ def window_moments(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window
     """
     y0, x0 = int(ys.min()), int(xs.min())
     region = image_hwc[y0 : int(ys.max()) + window, x0 : int(xs.max()) + window].astype(np.float64)
-    centre = region.mean()
-    region -= centre
     size = window * window * image_hwc.shape[-1]
     a, b = ys - y0, xs - x0
+    # The region is the anchors' bounding box, so it may hold pixels that none of the
+    # windows contains (NaN footprints, fill values between the evaluated windows of
+    # a partly valid block). They must not reach any window's sums: non-finite values
+    # are zeroed (a window that contains one gets NaN moments, as the two-pass
+    # formula gives), and the centre is the mean of the finite values.
+    finite = np.isfinite(region)
+    holes = None
+    if not finite.all():
+        holes = (~finite).sum(axis=-1)
+        region[~finite] = 0.0
+    centre = region[finite].mean() if finite.any() else 0.0
+    region[finite] -= centre
     sums = []
     for values in (region.sum(axis=-1), np.square(region).sum(axis=-1), np.abs(region).sum(axis=-1)):
         table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
@@ -189,8 +199,16 @@ def window_moments(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window
     err_var = eps * q_corner / size + 2 * np.abs(mean_c) * err_mean
     floor = 1.0 / size  # variance below the standardisation floor 1/sqrt(size)**2
     scale = np.maximum(var, floor)
-    redo = np.nonzero((err_var > MOMENTS_RTOL * scale) | (err_mean > MOMENTS_RTOL * np.sqrt(scale)))[0]
+    inexact = (err_var > MOMENTS_RTOL * scale) | (err_mean > MOMENTS_RTOL * np.sqrt(scale))
     mean = mean_c + centre
+    if holes is not None:
+        table = np.zeros((holes.shape[0] + 1, holes.shape[1] + 1), np.int64)
+        np.cumsum(np.cumsum(holes, axis=0), axis=1, out=table[1:, 1:])
+        bad = (table[a + window, b + window] - table[a, b + window] - table[a + window, b] + table[a, b]) > 0
+        mean[bad] = np.nan
+        var[bad] = np.nan
+        inexact &= ~bad
+    redo = np.nonzero(inexact)[0]
     if redo.size:
         direct = cut_windows(image_hwc, ys[redo], xs[redo], window).reshape(redo.size, -1).astype(np.float64)
         mean[redo] = direct.mean(axis=1)
