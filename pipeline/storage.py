@@ -52,9 +52,13 @@ __all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "check_storage_op
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
-#: Storage option names refused in run settings: secrets would land in the manifest.
-SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|credential|^key$|"
-                                   r"_key$|account_key|sas)", re.IGNORECASE)
+#: Storage option names refused in run settings, at any depth: secrets would land in
+#: the manifest.
+SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|credential|^key$|_key$|account_key|"
+                                   r"api_?key|^sas|sas_|authori[sz]ation|^auth$|cookie|signature|"
+                                   r"private|session_?key)", re.IGNORECASE)
+#: ``scheme://user:password@host`` (or ``user@host``) in a value: credentials in a URL.
+_URL_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
 
 
 def is_url(value: str | os.PathLike[str]) -> bool:
@@ -84,21 +88,45 @@ def run_dir_value(value: str | os.PathLike[str]) -> Path | str:
 def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse credentials in storage options that run settings will record.
 
+    The options are screened recursively, since fsspec passes nested dictionaries on
+    (``client_kwargs``, ``config_kwargs``, ``headers``): an option name at any depth
+    that looks like a secret, or a value that is a URL with a user name or password,
+    is refused. (A whitelist of option names would also refuse every harmless option
+    of the many fsspec back ends that nobody listed.)
+
     Raises
     ------
     ValueError
-        If an option name looks like a secret (``key``, ``secret``, ``token``, ...),
-        naming it and where credentials go instead.
+        Naming every offending option by its path (``client_kwargs.aws_secret_access_key``)
+        and where credentials go instead; the values are never echoed.
     """
     out = dict(options)
-    secret = sorted(k for k in out if SECRET_OPTION_PATTERN.search(str(k)))
-    if secret:
+    found = sorted(set(_secret_paths(out, "")))
+    if found:
         raise ValueError(
-            f"storage option(s) {', '.join(secret)} look like credentials, which would be "
+            f"storage option(s) {', '.join(found)} look like credentials, which would be "
             "recorded in the run's manifest: give them through the environment "
             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or the store's credential "
             "files instead")
     return out
+
+
+def _secret_paths(value: Any, path: str) -> list[str]:
+    """Dotted paths of secret-looking names and credential URLs inside ``value``."""
+    found = []
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if SECRET_OPTION_PATTERN.search(str(key)):
+                found.append(where)
+            else:
+                found += _secret_paths(item, where)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found += _secret_paths(item, f"{path}[{i}]")
+    elif isinstance(value, str) and _URL_USERINFO.match(value.strip()):
+        found.append(f"{path} (a URL with a user name or password)")
+    return found
 
 
 class Location:

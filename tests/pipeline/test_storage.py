@@ -119,6 +119,26 @@ def test_secrets_are_refused_in_settings():
         RunConfig(run_dir="s3://b/r", storage_options={"secret": "x"})
 
 
+@pytest.mark.parametrize("options, where", [
+    ({"client_kwargs": {"aws_secret_access_key": "hunter2"}}, "client_kwargs.aws_secret_access_key"),
+    ({"endpoint_url": "https://alice:hunter2@minio.example:9000"}, "endpoint_url"),
+    ({"headers": {"Authorization": "Bearer hunter2"}}, "headers.Authorization"),
+    ({"config_kwargs": {"token": "hunter2"}}, "config_kwargs.token"),
+    ({"client_kwargs": {"extra": [{"api_key": "hunter2"}]}}, "client_kwargs.extra[0].api_key"),
+])
+def test_nested_secrets_are_refused_and_never_echoed(options, where):
+    # Issue #13: only top-level names were screened, so these reached manifest.json.
+    with pytest.raises(ValueError, match="environment") as info:
+        RunConfig(run_dir="s3://b/r", storage_options=options)
+    assert where in str(info.value) and "hunter2" not in str(info.value)
+
+
+def test_harmless_nested_options_are_kept():
+    options = {"endpoint_url": "http://127.0.0.1:9000", "anon": False,
+               "client_kwargs": {"region_name": "eu-west-1"}, "config_kwargs": {"retries": {"max_attempts": 5}}}
+    assert check_storage_options(options) == options
+
+
 def test_run_config_keeps_urls_through_json():
     config = RunConfig(run_dir="s3://bucket/goods-s/", storage_options={"endpoint_url": "http://h:9000"},
                        cluster="slurm", cluster_config=Path("deploy/hpc/jobqueue.yaml"))
