@@ -31,6 +31,11 @@ Detection flag (the paper's Table 4): 0 outside the classified area, 1 where
 brightest pixel in the weighting band; for catalogued sources (value-added mode) it is
 the catalogued position.
 
+Which class images. The released code computes Eq. 16, ``background_min`` and the
+detection flag from its default output, the normalised rank-vote images; pass those
+as ``mean`` to :func:`object_sums` to do the same. ``fractions`` adds the flux-weighted
+fractions of further class images (e.g. the mean images) as extra columns.
+
 Everything an object needs is a sum, a minimum or an arg-maximum over its pixels, so
 :func:`object_sums` of image pieces merge exactly with :func:`merge_object_sums`: the
 catalog of a chunked image equals that of the whole image up to float rounding.
@@ -38,7 +43,7 @@ catalog of a chunked image equals that of the whole image up to float rounding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -122,7 +127,8 @@ def aperture_mask(shape: tuple[int, int], x: float, y: float, radius: float) -> 
 
 def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, variance: np.ndarray,
                 bands: np.ndarray, band_names: Sequence[str] = BANDS, classes: Sequence[str] = CLASSES,
-                origin: tuple[int, int] = (0, 0), width: int | None = None) -> pd.DataFrame:
+                origin: tuple[int, int] = (0, 0), width: int | None = None,
+                fractions: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
     """Per-object sums over one piece of an image (mergeable with :func:`merge_object_sums`).
 
     Parameters
@@ -131,9 +137,13 @@ def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, varia
         ``(h, w)`` int object ids, 0 off objects.
     flux : numpy.ndarray
         ``(h, w)`` flux image of the weighting band.
-    mean, variance : numpy.ndarray
-        ``(C, h, w)`` classification mean and variance images; the last class is
-        background.
+    mean : numpy.ndarray
+        ``(C, h, w)`` class images whose flux-weighted means are the fractions ``p``
+        of Eq. 16 and whose last class (background) gives ``background_min`` and the
+        background at the brightest pixel: the normalised rank-vote images as in the
+        released code, or the mean images.
+    variance : numpy.ndarray
+        ``(C, h, w)`` classification variance images (for ``sigma``).
     bands : numpy.ndarray
         ``(B, h, w)`` images whose per-object sums are reported as fluxes.
     band_names, classes : sequence of str
@@ -143,6 +153,10 @@ def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, varia
     width : int, optional
         Width of the whole image (for the flat index of the brightest pixel); default
         the piece's width.
+    fractions : mapping of str to numpy.ndarray, optional
+        Further ``(C, h, w)`` class images by name (e.g. ``{"mean": mean_images}``),
+        summed like ``mean`` into ``wq_<name>_<class>`` and ``q_<name>_<class>`` (for
+        :func:`object_catalog`'s ``p_<name>_<class>`` columns).
 
     Returns
     -------
@@ -150,13 +164,15 @@ def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, varia
         Indexed by object id: ``area``, ``w`` (sum of weights), ``wq_<class>``,
         ``q_<class>``, ``ws_<class>``, ``s_<class>``, ``wx``, ``wy``, ``sx``, ``sy``,
         ``flux_<band>``, ``background_min``, ``peak_flux``, ``peak_index``,
-        ``peak_background``.
+        ``peak_background``, and ``wq_<name>_<class>``, ``q_<name>_<class>`` per
+        entry of ``fractions``.
     """
     labels = np.asarray(labels)
     on = labels > 0
     ids, inverse = np.unique(labels[on], return_inverse=True)
+    fractions = dict(fractions or {})
     if len(ids) == 0:
-        return _empty_sums(band_names, classes)
+        return _empty_sums(band_names, classes, fractions)
     n = len(ids)
     y0, x0 = origin
     width = labels.shape[1] if width is None else int(width)
@@ -177,6 +193,11 @@ def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, varia
         data[f"q_{name}"] = total(q)
         data[f"ws_{name}"] = total(w * s)
         data[f"s_{name}"] = total(s)
+    for key, images in fractions.items():
+        for k, name in enumerate(classes):
+            q = np.asarray(images[k], dtype=np.float64)[on]
+            data[f"wq_{key}_{name}"] = total(w * q)
+            data[f"q_{key}_{name}"] = total(q)
     data["wx"], data["wy"] = total(w * xs), total(w * ys)
     data["sx"], data["sy"] = total(xs.astype(np.float64)), total(ys.astype(np.float64))
     for b, name in enumerate(band_names):
@@ -194,10 +215,12 @@ def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, varia
     return pd.DataFrame(data, index=pd.Index(ids.astype(np.int64), name="id"))
 
 
-def _empty_sums(band_names: Sequence[str], classes: Sequence[str]) -> pd.DataFrame:
+def _empty_sums(band_names: Sequence[str], classes: Sequence[str], fractions: Iterable[str] = ()) -> pd.DataFrame:
     columns = ["area", "w"]
     for name in classes:
         columns += [f"wq_{name}", f"q_{name}", f"ws_{name}", f"s_{name}"]
+    for key in fractions:
+        columns += [c for name in classes for c in (f"wq_{key}_{name}", f"q_{key}_{name}")]
     columns += ["wx", "wy", "sx", "sy", *[f"flux_{b}" for b in band_names], *_MIN_COLUMNS, *_PEAK_COLUMNS]
     frame = pd.DataFrame({c: np.array([], dtype=np.float64) for c in columns},
                          index=pd.Index(np.array([], dtype=np.int64), name="id"))
@@ -242,7 +265,7 @@ def _column(table: Table, name: str, values, unit=None, description: str = "", m
 
 def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: Sequence[str] = CLASSES,
                    band_names: Sequence[str] = BANDS, flux_unit: str | u.Unit | None = None,
-                   missing: np.ndarray | None = None) -> Table:
+                   missing: np.ndarray | None = None, fractions: Sequence[str] = ()) -> Table:
     """Turn merged per-object sums into catalog columns.
 
     Parameters
@@ -259,6 +282,9 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         Unit of the band images.
     missing : numpy.ndarray, optional
         bool per row: rows with no pixels (masked in the output).
+    fractions : sequence of str
+        Names of the extra class images given to :func:`object_sums` (``fractions``);
+        each adds ``p_<name>_<class>`` columns (Eq. 16 on those images).
 
     Returns
     -------
@@ -266,7 +292,8 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         Columns ``x``, ``y`` (flux-weighted centroid, 0-based pixels), ``ra``, ``dec``
         (deg), ``x_peak``, ``y_peak``, ``area`` (pix), ``background_min``,
         ``p_<class>`` (Eq. 16), ``sigma_<class>``, ``dominant_class``, ``agreement``
-        (Eq. 17), ``flux_<band>``; each with unit and description.
+        (Eq. 17), ``flux_<band>``, then ``p_<name>_<class>`` per ``fractions`` entry;
+        each with unit and description.
     """
     n = len(sums)
     missing = np.zeros(n, dtype=bool) if missing is None else np.asarray(missing, dtype=bool)
@@ -281,10 +308,13 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         return np.where(weighted, sums[weighted_sum].to_numpy(np.float64) / safe_w,
                         sums[plain_sum].to_numpy(np.float64) / safe_area)
 
-    p = np.stack([wmean(f"wq_{c}", f"q_{c}") for c in classes], axis=1)
+    def normalised(prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        q = np.stack([wmean(f"wq_{prefix}{c}", f"q_{prefix}{c}") for c in classes], axis=1)
+        norm = q.sum(axis=1, keepdims=True)
+        return q, np.where(norm > 0, norm, 1.0)
+
+    p, norm = normalised("")
     sig = np.stack([wmean(f"ws_{c}", f"s_{c}") for c in classes], axis=1)
-    norm = p.sum(axis=1, keepdims=True)
-    norm = np.where(norm > 0, norm, 1.0)
     p, sig = p / norm, sig / norm
     x, y = wmean("wx", "sx"), wmean("wy", "sy")
     peak = sums["peak_index"].to_numpy(np.int64)
@@ -316,4 +346,9 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     for name in band_names:
         _column(table, f"flux_{name}", sums[f"flux_{name}"].to_numpy(np.float64), unit,
                 f"sum of the {name} band over the object's pixels", gone)
+    for key in fractions:
+        q, q_norm = normalised(f"{key}_")
+        for k, c in enumerate(classes):
+            _column(table, f"p_{key}_{c}", q[:, k] / q_norm[:, 0], None,
+                    f"flux-weighted {c} fraction of the {key} images (Eq. 16 on them), classes sum to 1", gone)
     return table

@@ -9,7 +9,9 @@ objects, so a worker's memory follows the chunk size, not the mosaic size.
 The graph, stage by stage (the science lives in :mod:`morpheus_core`):
 
 1. **Source mask** (Algorithm 1, :func:`morpheus_core.segmentation.segment_sources`)
-   per chunk, on the chunk plus a halo. A watershed only floods unmarked pixels from
+   per chunk, on the chunk plus a halo, from the background image the detection rule
+   names (:data:`DETECTION_RULES`; by default the rank-vote background, as the
+   released code). A watershed only floods unmarked pixels from
    the markers touching them, so a chunk's result equals the whole-image one when
    every unmarked component reaching the chunk lies at least 3 pixels inside the
    read region; the task checks that and doubles the halo until it holds, up to
@@ -22,13 +24,18 @@ The graph, stage by stage (the science lives in :mod:`morpheus_core`):
    ``scipy.ndimage.label``.
 3. **Deblending** (Algorithm 2) per segment on its bounding box, segments grouped by
    the chunk holding their first pixel; children numbered as
-   :func:`morpheus_core.deblend.number_children` does on a whole image.
+   :func:`morpheus_core.deblend.number_children` does on a whole image. A task reads
+   at most ``max_segment_pixels``; a segment whose bounding box is larger is kept
+   whole, not deblended, and flagged (:mod:`pipeline.large_segments`).
 4. **Catalog** sums per chunk (:func:`morpheus_core.catalog.object_sums`), merged
-   exactly (sums, minima, arg-maxima), then :func:`~morpheus_core.catalog.object_catalog`.
+   exactly (sums, minima, arg-maxima), then :func:`~morpheus_core.catalog.object_catalog`:
+   class fractions (Eq. 16), ``background_min`` and the detection flag from the
+   rank-vote images as the released code, ``p_mean_<class>`` from the mean images,
+   ``sigma_<class>`` from the variance images.
    In value-added mode (``markers``) every catalogued source gets a row; sources whose
    segment is smaller than the aperture, or that have no segment, are measured in a
    0.36" radius aperture as in the paper's section 8.
-5. **Colour image** per chunk, streamed to a PNG row by row.
+5. **Colour image** per chunk (from the rank-vote images), streamed to a PNG row by row.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +65,10 @@ from morpheus_core.deblend import (DEFAULT_MIN_DISTANCE, DEFAULT_ND_MAX, number_
 from morpheus_core.segmentation import (check_threshold, label_segments, segment_sources, unmarked_components,
                                         watershed_markers)
 from pipeline.errors import InputError
+from pipeline.large_segments import (RECORDED_IDS, default_segment_limit, oversize_record, pieces_for_chunk,
+                                     plan_deblending, segment_flag_column, single_owners)
 from pipeline.markers import read_markers
+from pipeline.products import file_mode
 from pipeline.storage import Location, as_location
 
 logger = logging.getLogger(__name__)
@@ -75,6 +85,17 @@ _EXTENT_AGG = {"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xma
 
 CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
 
+#: Detection rules of Algorithm 1: which image gives the sky markers (``== 1``) and
+#: Sobel edges, which gives the source markers (``<= threshold``), and the default
+#: threshold. ``paper``: the released code (rank-vote background, 0). ``mean``: the
+#: normalised mean background (few exact 1s, so the watershed is nearly global).
+#: ``mixed``: rank-vote sky markers and edges, mean-image source markers.
+DETECTION_RULES: dict[str, dict[str, Any]] = {
+    "paper": {"background": "rank", "sources": "rank", "threshold": 0.0},
+    "mean": {"background": "mean", "sources": "mean", "threshold": 0.3},
+    "mixed": {"background": "rank", "sources": "mean", "threshold": 0.3},
+}
+
 
 @dataclass(frozen=True)
 class DownstreamSettings:
@@ -82,8 +103,13 @@ class DownstreamSettings:
 
     Attributes
     ----------
-    threshold : float
-        Background at or below which a pixel is a certain source (Algorithm 1).
+    threshold : float, optional
+        Background at or below which a pixel is a certain source (Algorithm 1);
+        ``None`` takes the detection rule's default (0 for ``paper``, 0.3 for ``mean``
+        and ``mixed``).
+    detection : str
+        Detection rule, a key of :data:`DETECTION_RULES`: ``paper`` (default), ``mean``
+        or ``mixed``.
     min_distance, nd_max : int
         Deblending: minimum peak separation (pixels) and most children per segment.
     flux_band : str
@@ -96,9 +122,13 @@ class DownstreamSettings:
         First and largest halo (pixels) read around a chunk for the segmentation.
     chunk : int, optional
         Chunk size of the downstream graph (default: the classification store's).
+    max_segment_pixels : int, optional
+        Largest segment bounding box (pixels) one deblending task reads; larger
+        segments are not deblended and are flagged (default ``9 * chunk**2``, see
+        :mod:`pipeline.large_segments`).
     """
 
-    threshold: float = 0.0
+    threshold: float | None = None
     min_distance: int = DEFAULT_MIN_DISTANCE
     nd_max: int = DEFAULT_ND_MAX
     flux_band: str = "H"
@@ -107,13 +137,19 @@ class DownstreamSettings:
     halo: int = 64
     max_halo: int = 512
     chunk: int | None = None
+    detection: str = "paper"
+    max_segment_pixels: int | None = None
 
     def __post_init__(self) -> None:
+        if self.detection not in DETECTION_RULES:
+            raise InputError(f"--detection must be one of {', '.join(DETECTION_RULES)}, got {self.detection!r}")
+        if self.threshold is None:
+            object.__setattr__(self, "threshold", DETECTION_RULES[self.detection]["threshold"])
         try:
-            check_threshold(self.threshold)
-        except ValueError as exc:
+            object.__setattr__(self, "threshold", check_threshold(self.threshold))
+        except (TypeError, ValueError) as exc:
             raise InputError(f"--threshold: {exc}") from None
-        for name in ("min_distance", "nd_max", "halo", "max_halo", "chunk"):
+        for name in ("min_distance", "nd_max", "halo", "max_halo", "chunk", "max_segment_pixels"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.aperture_arcsec <= 0:
@@ -126,8 +162,9 @@ class DownstreamSettings:
             from pipeline.ingest import file_fingerprint
 
             marker_file = file_fingerprint(self.markers)
-        return {"threshold": self.threshold, "min_distance": self.min_distance, "nd_max": self.nd_max,
-                "flux_band": self.flux_band, "markers": marker_file}
+        return {"detection": self.detection, "threshold": self.threshold, "min_distance": self.min_distance,
+                "nd_max": self.nd_max,
+                "flux_band": self.flux_band, "markers": marker_file, "max_segment_pixels": self.max_segment_pixels}
 
 
 @dataclass
@@ -139,9 +176,12 @@ class DownstreamSummary:
     split_segments: int = 0
     catalog_rows: int = 0
     approximate_chunks: list[str] = field(default_factory=list)
+    chunk_halos: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     outputs: list[Path] = field(default_factory=list)
     reused_segmentation: bool = False
+    oversize_segments: list[int] = field(default_factory=list)
+    max_segment_pixels: int = 0
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -151,6 +191,11 @@ class DownstreamSummary:
         if self.approximate_chunks:
             out.append(f"warning: {len(self.approximate_chunks)} chunk(s) segmented with the largest halo "
                        f"may differ from a whole-image run: {', '.join(self.approximate_chunks)}")
+        if self.oversize_segments:
+            shown = ", ".join(map(str, self.oversize_segments[:5]))
+            shown += ", ..." if len(self.oversize_segments) > 5 else ""
+            out.append(f"warning: {len(self.oversize_segments)} segment(s) larger than {self.max_segment_pixels} "
+                       f"pixels (bounding box) kept whole, not deblended (segment_flag 1): {shown}")
         return out
 
 
@@ -203,8 +248,26 @@ def _compute(client: Any, tasks: list) -> list:
 
 # ----------------------------------------------------------------- 1. source mask
 
+def _detection_images(group: zarr.Group, detection: str, ry: tuple[int, int],
+                      rx: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The background image (sky markers, Sobel) and source-marker image of a detection rule.
+
+    Returns
+    -------
+    background : numpy.ndarray
+        The rule's background image over rows ``ry`` and columns ``rx``.
+    source_background : numpy.ndarray or None
+        The image whose values ``<= threshold`` mark sources, when not ``background``.
+    """
+    rule = DETECTION_RULES[detection]
+    sl = (len(CLASSES) - 1, slice(*ry), slice(*rx))
+    background = group[rule["background"]][sl]
+    source_background = None if rule["sources"] == rule["background"] else group[rule["sources"]][sl]
+    return background, source_background
+
+
 def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, int], threshold: float,
-                   halo: int, max_halo: int, sources: np.ndarray) -> tuple[str, int, bool]:
+                   halo: int, max_halo: int, sources: np.ndarray, detection: str = "paper") -> tuple[str, int, bool]:
     """Task: Algorithm 1 on one chunk (with a growing halo); writes ``mask``."""
     group = _open(class_store, "r")
     height, width = group["n"].shape
@@ -212,7 +275,7 @@ def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, i
     while True:
         ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
         rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
-        background = group["mean"][len(CLASSES) - 1, ry0:ry1, rx0:rx1]
+        background, source_background = _detection_images(group, detection, (ry0, ry1), (rx0, rx1))
         classified = group["n"][ry0:ry1, rx0:rx1] > 0
         marked = None
         if len(sources):
@@ -223,20 +286,28 @@ def _segment_block(class_store: str, seg_store: str, box: tuple[int, int, int, i
         whole = (ry0, ry1, rx0, rx1) == (0, height, 0, width)
         exact = whole or _locally_exact(background, classified, threshold, marked,
                                         core=(y0 - ry0, y1 - ry0, x0 - rx0, x1 - rx0),
-                                        edges=(ry0 == 0, ry1 == height, rx0 == 0, rx1 == width))
+                                        edges=(ry0 == 0, ry1 == height, rx0 == 0, rx1 == width),
+                                        source_background=source_background)
         if exact or halo >= max_halo:
             break
         halo = min(2 * halo, max_halo)
-    mask = segment_sources(background, classified, threshold=threshold, sources=marked)
+    mask = segment_sources(background, classified, threshold=threshold, sources=marked,
+                           source_background=source_background)
     _open(seg_store, "r+")["mask"][y0:y1, x0:x1] = \
         mask[y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0].astype(np.uint8)
     return _box_name(box), halo, bool(exact)
 
 
 def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: float, sources: np.ndarray | None,
-                   *, core: tuple[int, int, int, int], edges: tuple[bool, bool, bool, bool]) -> bool:
-    """Whether every unmarked component reaching the core stays inside the region."""
-    markers = watershed_markers(background, classified, threshold=threshold, sources=sources)
+                   *, core: tuple[int, int, int, int], edges: tuple[bool, bool, bool, bool],
+                   source_background: np.ndarray | None = None) -> bool:
+    """Whether every unmarked component reaching the core stays inside the region.
+
+    The markers are those :func:`~morpheus_core.segmentation.segment_sources` will use
+    (same ``source_background``), so the check matches the watershed it guards.
+    """
+    markers = watershed_markers(background, classified, threshold=threshold, sources=sources,
+                                source_background=source_background)
     components = unmarked_components(markers, classified)
     cy0, cy1, cx0, cx1 = core
     # A component counts for the core if it or a pixel next to it lies in the core.
@@ -338,7 +409,11 @@ def _relabel_block(seg_store: str, box: tuple[int, int, int, int], offset: int, 
 
 def _deblend_group(seg_store: str, flux_store: str, flux_index: int, objects: list[tuple[int, int, int, int, int]],
                    min_distance: int, nd_max: int, sources: np.ndarray) -> list[tuple]:
-    """Task: Algorithm 2 for a group of segments (one bounding-box read for all)."""
+    """Task: Algorithm 2 for a group of segments (one bounding-box read for all).
+
+    The group comes from :func:`pipeline.large_segments.plan_deblending`, so the box
+    read and the children returned stay within ``max_segment_pixels``.
+    """
     ry0 = min(o[1] for o in objects)
     ry1 = max(o[2] for o in objects)
     rx0 = min(o[3] for o in objects)
@@ -380,14 +455,44 @@ def _deblended_block(seg_store: str, box: tuple[int, int, int, int], parent_look
     group["deblended"][y0:y1, x0:x1] = out
 
 
+def _oversize_owners(seg_store: Location, oversize: list[int], sources: np.ndarray) -> dict[int, int]:
+    """Value-added mode: the source owning each oversize segment whole, where it needs no split.
+
+    Reads the segment label at every source's pixel (Zarr reads chunk by chunk), not
+    the segments; see :func:`pipeline.large_segments.single_owners`.
+    """
+    if not oversize or not len(sources):
+        return {}
+    labels = _open(seg_store, "r")["segments"].get_coordinate_selection((sources[:, 0], sources[:, 1]))
+    return single_owners(oversize, labels, sources)
+
+
+def _marker_segment_flag(seg: zarr.Group, iy: np.ndarray, ix: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """Value-added mode: whether each source lies on an oversize segment (not deblended)."""
+    flag = np.zeros(len(inside), dtype=bool)
+    oversize = seg.attrs.get("oversize_segments", [])
+    if len(oversize) and inside.any():
+        flag[inside] = np.isin(seg["segments"].get_coordinate_selection((iy[inside], ix[inside])), oversize)
+    return flag
+
+
 # ------------------------------------------------------------------- 4. catalog
 
 def _read_piece(class_store: str, mosaic_store: str, ry: tuple[int, int], rx: tuple[int, int]) -> dict[str, np.ndarray]:
     cls = _open(class_store, "r")
     mosaic = _open(mosaic_store, "r")
     sl = (slice(*ry), slice(*rx))
-    return {"mean": cls["mean"][(slice(None), *sl)], "variance": cls["variance"][(slice(None), *sl)],
-            "n": cls["n"][sl], "bands": mosaic["image"][(slice(None), *sl)]}
+    return {"rank": cls["rank"][(slice(None), *sl)], "mean": cls["mean"][(slice(None), *sl)],
+            "variance": cls["variance"][(slice(None), *sl)], "n": cls["n"][sl],
+            "bands": mosaic["image"][(slice(None), *sl)]}
+
+
+def _piece_sums(labels: np.ndarray, piece: dict[str, np.ndarray], flux_index: int, band_names: list[str],
+                origin: tuple[int, int], width: int) -> pd.DataFrame:
+    """Per-object sums of one piece: Eq. 16 on the rank-vote images, plus the mean images' fractions."""
+    return object_sums(labels, flux=piece["bands"][flux_index], mean=piece["rank"], variance=piece["variance"],
+                       bands=piece["bands"], band_names=band_names, origin=origin, width=width,
+                       fractions={"mean": piece["mean"]})
 
 
 def _sums_block(class_store: str, mosaic_store: str, seg_store: str, box: tuple[int, int, int, int],
@@ -396,12 +501,12 @@ def _sums_block(class_store: str, mosaic_store: str, seg_store: str, box: tuple[
     y0, y1, x0, x1 = box
     labels = _open(seg_store, "r")["deblended"][y0:y1, x0:x1]
     if not (labels > 0).any():
-        return object_sums(labels, flux=labels, mean=np.zeros((len(CLASSES), *labels.shape)),
-                           variance=np.zeros((len(CLASSES), *labels.shape)),
-                           bands=np.zeros((len(band_names), *labels.shape)), band_names=band_names)
+        zeros = np.zeros((len(CLASSES), *labels.shape))
+        return _piece_sums(labels, {"rank": zeros, "mean": zeros, "variance": zeros,
+                                    "bands": np.zeros((len(band_names), *labels.shape))},
+                           flux_index, band_names, (y0, x0), width)
     piece = _read_piece(class_store, mosaic_store, (y0, y1), (x0, x1))
-    return object_sums(labels, flux=piece["bands"][flux_index], mean=piece["mean"], variance=piece["variance"],
-                       bands=piece["bands"], band_names=band_names, origin=(y0, x0), width=width)
+    return _piece_sums(labels, piece, flux_index, band_names, (y0, x0), width)
 
 
 def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: np.ndarray, radius: float,
@@ -416,9 +521,7 @@ def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: n
     frames = []
     for row, (x, y) in zip(rows, xy):
         disc = aperture_mask((ry1 - ry0, rx1 - rx0), x - rx0, y - ry0, radius) & (piece["n"] > 0)
-        frame = object_sums(disc.astype(np.int64), flux=piece["bands"][flux_index], mean=piece["mean"],
-                            variance=piece["variance"], bands=piece["bands"], band_names=band_names,
-                            origin=(ry0, rx0), width=shape[1])
+        frame = _piece_sums(disc.astype(np.int64), piece, flux_index, band_names, (ry0, rx0), shape[1])
         frames.append(frame.set_axis(pd.Index([int(row)] * len(frame), name="id")))
     return pd.concat(frames)
 
@@ -426,10 +529,10 @@ def _aperture_block(class_store: str, mosaic_store: str, rows: np.ndarray, xy: n
 # -------------------------------------------------------------------- 5. colour
 
 def _colour_block(class_store: str, seg_store: str, box: tuple[int, int, int, int]) -> None:
-    """Task: one chunk of the colour image."""
+    """Task: one chunk of the colour image (from the rank-vote images, as the released code)."""
     y0, y1, x0, x1 = box
     cls = _open(class_store, "r")
-    rgb = colour_image(cls["mean"][:, y0:y1, x0:x1], cls["n"][y0:y1, x0:x1] > 0)
+    rgb = colour_image(cls["rank"][:, y0:y1, x0:x1], cls["n"][y0:y1, x0:x1] > 0)
     _open(seg_store, "r+")["colour"][y0:y1, x0:x1, :] = rgb
 
 
@@ -449,6 +552,7 @@ def _write_png(path: Path, array: zarr.Array, strip: int) -> Path:
     try:
         with os.fdopen(fd, "wb") as fh:
             writer.write(fh, rows())
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; products are 0644 under umask 022
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -486,8 +590,9 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, Location], s
                 & (pixels[:, 1] >= box[2] - reach) & (pixels[:, 1] < box[3] + reach))
         tasks.append(dask.delayed(_segment_block, pure=False)(
             paths["classification"], seg_store, box, settings.threshold, settings.halo, settings.max_halo,
-            pixels[near]))
+            pixels[near], settings.detection))
     for name, halo, exact in _compute(client, tasks):
+        summary.chunk_halos[name] = int(halo)
         if not exact:
             summary.approximate_chunks.append(name)
             logger.warning("chunk %s: unmarked region larger than the %d px halo; segmentation may differ "
@@ -504,19 +609,24 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, Location], s
                            index=pd.Index(np.arange(1, len(order) + 1), name="segment"))
     summary.segments = len(objects)
 
-    # 3. deblending, segments grouped by the chunk of their first pixel.
-    groups: dict[tuple[int, int], list] = {}
-    for seg, row in objects.iterrows():
-        fy, fx = divmod(int(row["first"]), shape[1])
-        groups.setdefault((fy // chunk, fx // chunk), []).append(
-            (int(seg), int(row["ymin"]), int(row["ymax"]), int(row["xmin"]), int(row["xmax"])))
+    # 3. deblending, segments grouped by the chunk of their first pixel into tasks that
+    # read at most max_segment_pixels; larger segments are not deblended (flagged).
+    limit = settings.max_segment_pixels or default_segment_limit(chunk)
+    groups, oversize = plan_deblending(zip(objects.index, objects["ymin"], objects["ymax"], objects["xmin"],
+                                           objects["xmax"], objects["first"]), width=shape[1], chunk=chunk,
+                                       limit=limit)
+    summary.oversize_segments = oversize
+    if oversize:
+        logger.warning("%d segment(s) with a bounding box over %d pixels not deblended: %s", len(oversize), limit,
+                       ", ".join(map(str, oversize[:RECORDED_IDS])))
     results = _compute(client, [
         dask.delayed(_deblend_group)(seg_store, paths["mosaic"], flux_index, members, settings.min_distance,
                                      settings.nd_max, source_pixels)
-        for members in groups.values()])
+        for members in groups])
     done = sorted((item for group in results for item in group), key=lambda item: item[0])
     n_max = int(source_pixels[:, 2].max()) if source_pixels is not None and len(source_pixels) else 0
     if source_pixels is None:
+        done = sorted(done + [(label, 1, None, None) for label in oversize], key=lambda item: item[0])
         parents = np.array([d[0] for d in done], dtype=np.int64)
         counts = np.array([max(d[1], 1) for d in done], dtype=np.int64)
         ids, parent_id, sub_id = number_children(parents, counts)
@@ -529,24 +639,28 @@ def _segment(client, settings: DownstreamSettings, paths: dict[str, Location], s
             else:
                 parent_lookup[label] = first
         table = pd.DataFrame({"parent_id": parent_id, "sub_id": sub_id}, index=pd.Index(ids, name="id"))
-    else:
+        table["segment_flag"] = np.isin(parent_id, oversize).astype(np.int16)
+    else:  # an oversize segment goes whole to its one source (as split_by_markers), else to none
         parent_lookup = np.zeros(len(objects) + 1, dtype=np.int32)
-        pieces = [(box, owners.astype(np.int32)) for _, _, box, owners in done]
+        for label, owner in _oversize_owners(seg_store, oversize, source_pixels).items():
+            parent_lookup[label] = owner
+        pieces = [(box, owners.astype(np.int32)) for _, _, box, owners in done if owners.any()]
         table = None
     summary.split_segments = sum(1 for d in done if d[1] > 1)
     plookup_d = dask.delayed(parent_lookup)
     tasks = []
-    for b in boxes:
-        near = [p for p in pieces if p[0][0] < b[1] and p[0][1] > b[0] and p[0][2] < b[3] and p[0][3] > b[2]]
-        tasks.append(dask.delayed(_deblended_block)(seg_store, b, plookup_d, near))
+    for b in boxes:  # each task gets the children arrays cut to its chunk
+        tasks.append(dask.delayed(_deblended_block)(seg_store, b, plookup_d, pieces_for_chunk(pieces, b)))
     tasks += [dask.delayed(_colour_block)(paths["classification"], seg_store, b) for b in boxes]
     _compute(client, tasks)
     group = _open(seg_store, "r+")
     attrs = {"settings": settings.segmentation_key(), "complete": True, "segments": len(objects),
-             "approximate_chunks": summary.approximate_chunks, "n_marker_ids": n_max}
+             "approximate_chunks": summary.approximate_chunks, "n_marker_ids": n_max,
+             "chunk_halos": summary.chunk_halos}
+    attrs["oversize_segments"] = oversize
     if table is not None:
         attrs["objects"] = {"id": table.index.tolist(), "parent_id": table["parent_id"].tolist(),
-                            "sub_id": table["sub_id"].tolist()}
+                            "sub_id": table["sub_id"].tolist(), "segment_flag": table["segment_flag"].tolist()}
     group.attrs.update(attrs)
     if seg_path.is_local:
         seg_path.remove(recursive=True)
@@ -595,12 +709,13 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     flux_index = bands.index(settings.flux_band)
     shape = tuple(cls["n"].shape)
     chunk = int(settings.chunk or cls["n"].chunks[0])
+    settings = replace(settings, max_segment_pixels=settings.max_segment_pixels or default_segment_limit(chunk))
     wcs_header = cls.attrs["wcs_header"]
     from pipeline.ingest import read_wcs
 
     wcs = read_wcs(mosaic)
     markers = read_markers(settings.markers, wcs=wcs, shape=shape) if settings.markers else None
-    summary = DownstreamSummary()
+    summary = DownstreamSummary(max_segment_pixels=settings.max_segment_pixels)
     paths = {"classification": run_dir / "classification.zarr", "mosaic": run_dir / "mosaic.zarr"}
     seg_path = run_dir / "segmentation.zarr"
     boxes = _chunk_boxes(shape, chunk)
@@ -615,6 +730,8 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
         summary.reused_segmentation = True
         summary.segments = int(old.get("segments", 0))
         summary.approximate_chunks = list(old.get("approximate_chunks", []))
+        summary.chunk_halos = dict(old.get("chunk_halos", {}))
+        summary.oversize_segments = list(old.get("oversize_segments", []))
     else:
         attrs = _segment(client, settings, paths, seg_path, shape, chunk, boxes, source_pixels, flux_index, summary)
     seg_store = seg_path
@@ -632,7 +749,8 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
                                      bands, flux_unit)
         summary.objects = int((table["object_id"] > 0).sum())
     summary.catalog_rows = len(table)
-    table.meta.update({"RUNID": run_id or "", "SEGTHR": settings.threshold, "MINDIST": settings.min_distance,
+    table.meta.update({"RUNID": run_id or "", "DETECT": settings.detection, "SEGTHR": settings.threshold,
+                       "MINDIST": settings.min_distance,
                        "NDMAX": settings.nd_max, "FLUXBAND": settings.flux_band,
                        "MARKERS": Path(settings.markers).name if settings.markers else "",
                        "APERTURE": settings.aperture_arcsec})
@@ -653,22 +771,58 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
         "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},
         "segmentation": attrs.get("settings"), "segments": summary.segments, "objects": summary.objects,
         "split_segments": summary.split_segments, "catalog_rows": summary.catalog_rows,
-        "approximate_chunks": summary.approximate_chunks, "seconds": round(summary.seconds, 3),
-        "outputs": relative})
+        "detection": {"rule": settings.detection, "threshold": settings.threshold,
+                      **{k: v for k, v in DETECTION_RULES[settings.detection].items() if k != "threshold"}},
+        "approximate_chunks": summary.approximate_chunks, "chunk_halos": summary.chunk_halos,
+        "seconds": round(summary.seconds, 3), "outputs": relative,
+        "oversize_segments": oversize_record(summary.oversize_segments, settings.max_segment_pixels)})
     if summary.segments == 0:
-        bmin = _min_background(cls)
-        echo(f"warning: no sources found: no classified pixel has background <= {settings.threshold} "
-             f"(smallest background {bmin:.4g}); a larger --threshold finds the sources this classification sees")
+        echo(_no_source_warning(cls, settings))
     for line in summary.lines():
         echo(line)
     return summary
 
 
-def _min_background(cls: zarr.Group) -> float:
-    """Smallest classified background value (chunk by chunk)."""
-    background = da.from_zarr(cls["mean"])[len(CLASSES) - 1]
+def _no_source_warning(cls: zarr.Group, settings: DownstreamSettings) -> str:
+    """Why no source was found, and what to try, for the settings' detection rule."""
+    image = DETECTION_RULES[settings.detection]["sources"]
+    name = "rank-vote" if image == "rank" else "mean"
+    bmin = _min_background(cls, image)
+    hint = "a larger --threshold finds the sources this classification sees"
+    if settings.detection == "paper":
+        hint = ("try --detection mixed (source markers from the mean background <= 0.3) or a larger "
+                "--threshold")
+    return (f"warning: no sources found: no classified pixel has {name} background <= {settings.threshold} "
+            f"(--detection {settings.detection}; smallest {name} background {bmin:.4g}); {hint}")
+
+
+def _min_background(cls: zarr.Group, image: str = "rank") -> float:
+    """Smallest classified background value of ``image`` (``rank`` or ``mean``), chunk by chunk."""
+    background = da.from_zarr(cls[image])[len(CLASSES) - 1]
     n = da.from_zarr(cls["n"])
     return float(da.where(n > 0, background, np.inf).min().compute(scheduler="threads"))
+
+
+def _catalog_body(sums: pd.DataFrame, wcs, shape, bands, flux_unit, missing: np.ndarray) -> Table:
+    """The measured columns, saying which classification image each comes from.
+
+    ``p_<class>``, ``dominant_class``, ``agreement`` and ``background_min`` come from
+    the rank-vote images (the released code's default output, whose background is
+    exactly 0 on source cores and 1 on sky), ``p_mean_<class>`` from the mean images,
+    ``sigma_<class>`` from the variance images (the spread of the mean probabilities).
+    """
+    body = object_catalog(sums, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing,
+                          fractions=("mean",))
+    for c in CLASSES:
+        body[f"p_{c}"].description = (f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as "
+                                      "the released code), classes sum to 1")
+        body[f"p_mean_{c}"].description = (f"flux-weighted {c} fraction of the mean images (Eq. 16 on the mean "
+                                           "probabilities), classes sum to 1")
+        body[f"sigma_{c}"].description = (f"flux-weighted mean of the per-pixel standard deviation of the {c} "
+                                          "probability (variance images: describes p_mean)")
+    body["background_min"].description = "minimum rank-vote background over the object's pixels"
+    body["agreement"].description = "agreement of the rank-vote fractions p, 1 - H(p)/log(5) (paper Eq. 17)"
+    return body
 
 
 def _internal_catalog(sums: pd.DataFrame, objects: dict, cls, wcs, shape, flux_unit, bands) -> Table:
@@ -678,7 +832,7 @@ def _internal_catalog(sums: pd.DataFrame, objects: dict, cls, wcs, shape, flux_u
     sums = sums.reindex(ids)
     missing = sums["area"].isna().to_numpy()
     sums = sums.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = object_catalog(sums, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing)
+    body = _catalog_body(sums, wcs, shape, bands, flux_unit, missing)
     flags = detection_flag(sums["peak_background"].to_numpy(), ~missing)
     head = Table()
     head["id"] = ids
@@ -690,8 +844,9 @@ def _internal_catalog(sums: pd.DataFrame, objects: dict, cls, wcs, shape, flux_u
     head["sub_id"] = sub
     head["sub_id"].description = "child number within the segment (0: segment not deblended)"
     head["detection_flag"] = flags
-    head["detection_flag"].description = ("1: background=0 at the brightest pixel, 2: 0<background<1, "
-                                          "3: background=1, 0: not classified")
+    head["detection_flag"].description = ("rank-vote background at the brightest pixel: 1 =0, 2 between 0 "
+                                          "and 1, 3 =1; 0: not classified")
+    head["segment_flag"] = segment_flag_column(objects.get("segment_flag", np.zeros(len(ids))))
     from astropy.table import hstack
 
     return hstack([head, body], join_type="exact")
@@ -711,7 +866,7 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     classified = np.zeros(n_rows, dtype=bool)
     if inside.any():
         owner[inside] = seg["deblended"].get_coordinate_selection((iy[inside], ix[inside]))
-        bvalue[inside] = cls["mean"].get_coordinate_selection(
+        bvalue[inside] = cls["rank"].get_coordinate_selection(
             (np.full(inside.sum(), len(CLASSES) - 1), iy[inside], ix[inside]))
         classified[inside] = cls["n"].get_coordinate_selection((iy[inside], ix[inside])) > 0
     flags = detection_flag(bvalue, classified)
@@ -734,7 +889,7 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     combined.loc[use_aperture] = aperture_sums.reindex(index).loc[use_aperture]
     missing = combined["area"].isna().to_numpy()
     combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = object_catalog(combined, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing)
+    body = _catalog_body(combined, wcs, shape, bands, flux_unit, missing)
     head = Table()
     head["source_id"] = markers["id"]
     head["source_id"].description = "identifier from the input catalog"
@@ -745,13 +900,14 @@ def _value_added_catalog(client, sums, markers, paths, seg_store, settings, wcs,
     head["dec_input"].unit = "deg"
     head["dec_input"].description = "input declination"
     head["detection_flag"] = flags
-    head["detection_flag"].description = ("0: not in the classified area, 1: background=0 at the source, "
-                                          "2: 0<background<1, 3: background=1")
+    head["detection_flag"].description = ("rank-vote background at the source: 1 =0, 2 between 0 and 1, "
+                                          "3 =1; 0: not in the classified area")
     head["object_id"] = owner
     head["object_id"].description = "pixel value of the source's segment in segmap_deblended.fits (0: none)"
     head["aperture"] = use_aperture.astype(np.int16)
     head["aperture"].description = (f"1: measured in a {settings.aperture_arcsec} arcsec radius aperture "
                                     "(no segment, or a segment smaller than the aperture)")
+    head["segment_flag"] = segment_flag_column(_marker_segment_flag(seg, iy, ix, inside), value_added=True)
     from astropy.table import hstack
 
     return hstack([head, body], join_type="exact")
@@ -763,6 +919,7 @@ def _write_products(out_root: Path, table: Table, seg_store: str, wcs_header: st
 
     seg = _open(seg_store, "r")
     prov = provenance(run_id or "", model=model or "unknown", precision=precision, extra={
+        "DETECT": (settings.detection, "Alg. 1 rule: paper (rank vote), mean or mixed"),
         "SEGTHR": (settings.threshold, "Alg. 1: source if background <= this"),
         "MINDIST": (settings.min_distance, "Alg. 2: min peak separation (px)"),
         "NDMAX": (settings.nd_max, "Alg. 2: max children per segment"),
@@ -798,6 +955,36 @@ def _significant(values: np.ndarray, digits: int) -> np.ndarray:
     return np.round(values * scale) / scale
 
 
+def _write_parquet(table: Table, path: Path) -> None:
+    """Parquet with masked values as nulls (astropy would add ``<name>.mask`` columns).
+
+    astropy writes the table with the masked columns filled, so its schema metadata
+    (units, descriptions, table meta) describes plain columns; the masked entries of
+    those columns are then rewritten as Parquet nulls (pandas reads NaN or None).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    masks = {name: np.ma.getmaskarray(table[name]) for name in table.colnames
+             if getattr(table[name], "mask", None) is not None and np.ma.getmaskarray(table[name]).any()}
+    plain = table.copy(copy_data=False)
+    for name in masks:
+        col = table[name]
+        fill = "" if col.dtype.kind in "US" else 0
+        plain.replace_column(name, Table({name: col.filled(fill)})[name])
+        plain[name].unit, plain[name].description = col.unit, col.description
+    plain.write(path, format="parquet", overwrite=True)
+    if not masks:
+        return
+    arrow = pq.read_table(path)
+    for name, mask in masks.items():
+        i = arrow.schema.get_field_index(name)
+        values = arrow.column(i).combine_chunks()
+        arrow = arrow.set_column(i, arrow.schema.field(i),
+                                 pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask))
+    pq.write_table(arrow, path)
+
+
 def _write_table(table: Table, path: Path, fmt: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     os.close(fd)
@@ -821,12 +1008,11 @@ def _write_table(table: Table, path: Path, fmt: str) -> Path:
                 col[:] = values
                 if mask.any():
                     col.mask = mask
-        kwargs = {"overwrite": True}
-        if fmt == "csv":
-            kwargs = {"format": "ascii.csv", "overwrite": True}
-        else:
-            kwargs["format"] = fmt
-        out.write(tmp, **kwargs)
+        if fmt == "parquet":
+            _write_parquet(out, Path(tmp))
+        else:  # FITS and MRT write masked values as blanks/nulls of their own
+            out.write(tmp, format="ascii.csv" if fmt == "csv" else fmt, overwrite=True)
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -334,6 +334,12 @@ def _umask() -> int:
     return mask
 
 
+def file_mode() -> int:
+    """Permissions of a new product file: ``0o666`` less the umask (what ``open``
+    gives; ``tempfile.mkstemp`` makes 0600 files, so atomic writers chmod to this)."""
+    return 0o666 & ~_umask()
+
+
 def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
     """Write ``hdul`` next to ``path`` under a temporary name, then rename it over."""
     return _atomic_file(path, lambda fh, _: hdul.writeto(fh, output_verify="exception"))
@@ -353,7 +359,7 @@ def _atomic_file(path: Path, write: Any) -> Path:
             write(fh, tmp)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp made it 0600
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)

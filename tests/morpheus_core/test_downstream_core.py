@@ -153,6 +153,33 @@ def test_flux_weighted_fractions_by_hand():
     assert table["p_disk"].description and table["x"].unit == "pix"
 
 
+def test_extra_fraction_images_give_the_same_fractions_as_a_catalog_of_them():
+    """``fractions={"mean": m}`` columns equal the ``p_`` columns of a catalog computed on ``m``."""
+    rng = np.random.default_rng(8)
+    shape = (23, 19)
+    labels = rng.integers(0, 5, shape)
+    flux = rng.normal(1.0, 1.0, shape)
+    rank, mean = (rng.dirichlet(np.ones(5), shape).transpose(2, 0, 1) for _ in range(2))
+    variance = rng.uniform(0, 0.05, (5, *shape))
+    bands = rng.normal(0, 1, (4, *shape))
+    both = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=rank, variance=variance, bands=bands,
+                                                         fractions={"mean": mean})]),
+                          wcs=None, width=shape[1], fractions=("mean",))
+    of_mean = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=mean, variance=variance,
+                                                            bands=bands)]), wcs=None, width=shape[1])
+    of_rank = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=rank, variance=variance,
+                                                            bands=bands)]), wcs=None, width=shape[1])
+    for c in CLASSES:
+        np.testing.assert_allclose(both[f"p_mean_{c}"], of_mean[f"p_{c}"], rtol=1e-12)
+        np.testing.assert_allclose(both[f"p_{c}"], of_rank[f"p_{c}"], rtol=1e-12)
+        assert both[f"p_mean_{c}"].description
+    assert not np.allclose(both["p_mean_disk"], both["p_disk"])
+    # an empty piece carries the extra columns too, so pieces still merge
+    empty = object_sums(np.zeros(shape, int), flux=flux, mean=rank, variance=variance, bands=bands,
+                        fractions={"mean": mean})
+    assert "wq_mean_disk" in empty.columns and len(empty) == 0
+
+
 def test_sums_of_pieces_merge_exactly():
     rng = np.random.default_rng(5)
     shape = (37, 41)

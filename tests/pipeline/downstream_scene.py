@@ -1,8 +1,13 @@
 """A constructed classification and run directory for downstream tests and benchmarks.
 
-The background image is exactly 0 in source cores and exactly 1 on the sky, with a
-noisy transition ring, so Algorithm 1 has both kinds of marker; class fractions are
-random per source. No network is involved: these scenes test the downstream graph.
+Like a real classification, the rank-vote background (``rank``) is exactly 0 in
+source cores and exactly 1 on the sky, with a transition ring in multiples of 1/900
+(votes over windows), so the paper's Algorithm 1 has both kinds of marker; each
+source's rank-vote morphology is its dominant class. The mean background (``mean``)
+never reaches 0 (at least 0.03 in cores) and is exactly 1 only on sky far from
+sources, so on the mean image the paper's threshold 0 finds nothing and the unmarked
+region is larger. Class fractions are random per source. No network is involved:
+these scenes test the downstream graph.
 """
 
 from __future__ import annotations
@@ -52,17 +57,26 @@ def make_scene(shape: tuple[int, int], sources: list[tuple], seed: int = 3) -> d
         owner[y0:y1, x0:x1][closer] = i
         best[y0:y1, x0:x1][closer] = g[closer]
     flux = clean + rng.normal(0, 0.002, shape)
+    # rank vote: 0 in cores (clean >= 0.25), 1 on sky (clean <= 0.02), votes / 900 between
     b = np.clip((0.25 - clean) / (0.25 - 0.02), 0, 1)
     ring = (b > 0) & (b < 1)
-    b[ring] = np.clip(b[ring] + rng.normal(0, 0.01, ring.sum()), 0.001, 0.999)
+    b[ring] = np.clip(np.round((b[ring] + rng.normal(0, 0.01, ring.sum())) * 900), 1, 899) / 900
+    # mean: 1 only where clean < 0.005, at least 0.03, <= 0.3 where clean >= ~0.16
+    bm = 1 - 0.97 * np.sqrt(np.clip((clean - 0.005) / (0.3 - 0.005), 0, 1))
+    soft = bm < 1
+    bm[soft] = np.clip(bm[soft] + rng.normal(0, 0.01, soft.sum()), 0.03, 0.999)
     n = np.full(shape, 900, np.int32)
     n[:4], n[:, -4:] = 0, 0
     fractions = rng.dirichlet(np.ones(4) * 0.7, len(sources) + 1)[owner].transpose(2, 0, 1)
-    mean = np.concatenate([fractions * (1 - b), b[None]]).astype(np.float32)
+    mean = np.concatenate([fractions * (1 - bm), bm[None]]).astype(np.float32)
+    dominant = (fractions == fractions.max(axis=0, keepdims=True)).astype(np.float64)
+    rank = np.concatenate([dominant * (1 - b), b[None]]).astype(np.float32)
     mean[:, n == 0] = 0
+    rank[:, n == 0] = 0
     variance = (0.02 * mean * (1 - mean)).astype(np.float32)
     bands = np.stack([flux, 0.8 * flux, 0.5 * flux, 0.6 * flux]).astype(np.float32)
-    return {"mean": mean, "variance": variance, "n": n, "bands": bands, "background": mean[4]}
+    return {"mean": mean, "rank": rank, "variance": variance, "n": n, "bands": bands, "background": rank[4],
+            "mean_background": mean[4]}
 
 
 def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = True, chunk: int = CHUNK) -> Path:
@@ -78,7 +92,7 @@ def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = T
                           attributes={"classes": list(CLASSES), "wcs_header": wcs_header, "complete": complete})
     for name in ("mean", "variance"):
         cls.create_array(name, data=scene[name], chunks=(5, chunk, chunk))
-    cls.create_array("rank", data=scene["mean"], chunks=(5, chunk, chunk))
+    cls.create_array("rank", data=scene["rank"], chunks=(5, chunk, chunk))
     cls.create_array("n", data=scene["n"], chunks=(chunk, chunk))
     (run_dir / "manifest.json").write_text(json.dumps({
         "run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}))

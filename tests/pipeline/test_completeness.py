@@ -1,4 +1,4 @@
-"""The whole pipeline with the released model on a simulated sky, checked against truth."""
+"""The whole pipeline with the released model and default settings on a simulated sky, checked against truth."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 from astropy.table import Table
 
 from pipeline.config import RunConfig
-from pipeline.downstream import DownstreamSettings
-from pipeline.mosaics import DEMO, generate_demo
+from pipeline.mosaics import generate_demo
 from pipeline.run import run
 
 SNR_LIMIT = 20.0     # every isolated source brighter than this must be found
@@ -23,7 +22,8 @@ def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
     config = RunConfig(mosaic="demo", run_dir=tmp_path / "run", data_dir=data, tile=96, workers=1,
                        progress=False)
     lines: list[str] = []
-    run(config, echo=lines.append, downstream=DownstreamSettings(threshold=DEMO.threshold))
+    run(config, echo=lines.append)  # default downstream settings: the paper's rule, threshold 0
+    assert not any("no sources found" in line for line in lines)
     truth = Table.read(data / "demo_truth.ecsv")
     catalog = Table.read(tmp_path / "run" / "catalog" / "catalog.parquet")
     assert len(catalog) > 0
@@ -48,3 +48,23 @@ def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
         sel = isolated & (truth["mag_H"] >= lo) & (truth["mag_H"] < hi)
         if sel.any():
             print(f"H {lo}-{hi}: {found[sel].sum()}/{sel.sum()} isolated sources detected")
+
+
+def test_user_toml_mosaic_with_default_settings_finds_its_bright_source(tmp_path):
+    """A mosaic from a TOML file, default settings (no tuned threshold), the released network."""
+    from morpheus_core.simulate import render_sky
+    from tests.pipeline.small_runs import write_mosaic
+
+    sky_settings = {"shape": (128, 128), "seed": 5, "mag_range": (20.0, 23.0)}
+    toml = write_mosaic(tmp_path / "data", **sky_settings)
+    truth = render_sky(n_galaxies=6, n_stars=2, **sky_settings).truth  # write_mosaic's sky (a pure function)
+    config = RunConfig(mosaic="small", mosaics_file=toml, run_dir=tmp_path / "run", tile=128, stride=2,
+                       workers=1, progress=False)
+    lines: list[str] = []
+    run(config, echo=lines.append)
+    catalog = Table.read(tmp_path / "run" / "catalog" / "catalog.parquet")
+    assert len(catalog) > 0, lines
+    assert catalog.meta["DETECT"] == "paper" and catalog.meta["SEGTHR"] == 0.0
+    brightest = truth[np.argmin(truth["mag_H"])]
+    distance = np.hypot(np.asarray(catalog["x"]) - brightest["x"], np.asarray(catalog["y"]) - brightest["y"])
+    assert distance.min() <= 3.0, (float(distance.min()), float(brightest["mag_H"]))

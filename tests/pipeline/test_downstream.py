@@ -13,22 +13,33 @@ import zarr
 from astropy.io import fits
 from astropy.table import Table
 
-from morpheus_core.catalog import merge_object_sums, object_catalog, object_sums
+from morpheus_core.catalog import detection_flag, merge_object_sums, object_catalog, object_sums
+from morpheus_core.colour import colour_image
 from morpheus_core.deblend import deblend
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
 from pipeline.downstream import DownstreamSettings, run_downstream
 from pipeline.errors import InputError
-from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene, write_run
+from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, write_run
+
+#: Algorithm 1 on the whole image for each detection rule, written out from the paper
+#: and the issue (not from pipeline.downstream): (sky markers + Sobel image, source-marker image).
+RULE_IMAGES = {"paper": ("background", None), "mean": ("mean_background", None),
+               "mixed": ("background", "mean_background")}
+
 
 def whole_image(scene, settings: DownstreamSettings):
     classified = scene["n"] > 0
-    segments, _ = label_segments(segment_sources(scene["background"], classified, threshold=settings.threshold))
+    sky, source = RULE_IMAGES[settings.detection]
+    mask = segment_sources(scene[sky], classified, threshold=settings.threshold,
+                           source_background=None if source is None else scene[source])
+    segments, _ = label_segments(mask)
     flux = scene["bands"][0]
     result = deblend(segments, flux, min_distance=settings.min_distance, nd_max=settings.nd_max)
-    sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["mean"], variance=scene["variance"],
-                                          bands=scene["bands"])])
-    return segments, result, object_catalog(sums, wcs=make_wcs(SHAPE), width=SHAPE[1])
+    # Eq. 16 on the rank-vote images as the released code; the mean images' fractions as extras
+    sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["rank"], variance=scene["variance"],
+                                          bands=scene["bands"], fractions={"mean": scene["mean"]})])
+    return segments, result, object_catalog(sums, wcs=make_wcs(SHAPE), width=SHAPE[1], fractions=("mean",))
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +50,40 @@ def scene():
 SETTINGS = DownstreamSettings(min_distance=6, halo=8, max_halo=256)
 
 
-def test_chunked_graph_equals_whole_image(tmp_path, scene):
+def test_detection_rules_have_their_own_threshold_defaults_and_refuse_bad_values():
+    assert DownstreamSettings().threshold == 0.0 and DownstreamSettings().detection == "paper"
+    assert DownstreamSettings(detection="mean").threshold == 0.3
+    assert DownstreamSettings(detection="mixed").threshold == 0.3
+    assert DownstreamSettings(detection="mixed", threshold=0.1).threshold == 0.1
+    assert DownstreamSettings(detection="mean").segmentation_key() != DownstreamSettings(
+        detection="mixed").segmentation_key()
+    with pytest.raises(InputError, match=r"--detection must be one of paper, mean, mixed, got 'rank'"):
+        DownstreamSettings(detection="rank")
+    with pytest.raises(InputError, match=r"--threshold: .*\[0, 1\), got 1.0"):
+        DownstreamSettings(detection="mean", threshold=1.0)
+
+
+def test_scene_rank_and_mean_differ_as_real_classifications(scene):
+    """The premise of the rules: exact 0 and 1 in the rank-vote background, no 0 in the mean one."""
+    classified = scene["n"] > 0
+    assert (scene["background"][classified] == 0).mean() > 0.05
+    assert (scene["background"][classified] == 1).mean() > 0.5
+    assert scene["mean_background"][classified].min() > 0
+    assert (scene["mean_background"][classified] == 1).sum() < (scene["background"][classified] == 1).sum()
+
+
+@pytest.mark.parametrize("detection", ["paper", "mean", "mixed"])
+def test_chunked_graph_equals_whole_image(tmp_path, scene, detection):
     run_dir = write_run(tmp_path / "run", scene)
-    summary = run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None)
-    segments, result, reference = whole_image(scene, SETTINGS)
+    settings = DownstreamSettings(min_distance=6, halo=8, max_halo=256, detection=detection)
+    summary = run_downstream(run_dir, settings, client=None, echo=lambda *_: None)
+    segments, result, reference = whole_image(scene, settings)
     seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
     assert summary.approximate_chunks == []
+    record = json.loads((run_dir / "downstream.json").read_text())
+    n_chunks = -(-SHAPE[0] // CHUNK) * -(-SHAPE[1] // CHUNK)
+    assert len(record["chunk_halos"]) == n_chunks and set(record["chunk_halos"].values()) <= {8, 16, 32, 64, 128, 256}
+    assert record["detection"]["rule"] == detection and record["detection"]["threshold"] == settings.threshold
     assert summary.segments == segments.max() >= 8
     assert summary.split_segments >= 1  # the touching pair
     # Same objects with the same pixels and, thanks to raster-order numbering, the same ids.
@@ -59,6 +98,14 @@ def test_chunked_graph_equals_whole_image(tmp_path, scene):
                                        rtol=1e-10, atol=1e-12, err_msg=name)
         else:
             assert list(catalog[name]) == list(reference[name]), name
+    # detection flag and colour image from the rank-vote images, as the released code
+    flux = scene["bands"][0]
+    peak = [np.unravel_index(np.argmax(np.where(result.segmap == i, flux, -np.inf)), SHAPE)
+            for i in range(1, result.segmap.max() + 1)]
+    np.testing.assert_array_equal(catalog["detection_flag"],
+                                  detection_flag(np.array([scene["rank"][4][p] for p in peak]), np.ones(len(peak))))
+    colour = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")["colour"][:]
+    np.testing.assert_array_equal(colour, colour_image(scene["rank"], scene["n"] > 0))
     # the sources straddling chunk faces and corners are single objects
     deblended = seg["deblended"][:]
     for y, x in ((32, 32), (64, 64), (96, 40), (64, 100)):
@@ -73,17 +120,20 @@ def test_products_carry_wcs_provenance_and_metadata(tmp_path, scene):
     run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None, run_id="r1", model="m")
     header = fits.getheader(run_dir / "fits" / "segmap_deblended.fits")
     assert header["CTYPE1"].startswith("RA---") and header["RUNID"] == "r1" and header["SEGTHR"] == 0.0
+    assert header["DETECT"] == "paper" and fits.getheader(run_dir / "fits" / "segmap.fits")["DETECT"] == "paper"
     assert fits.getdata(run_dir / "fits" / "segmap.fits").shape == SHAPE
     parquet = Table.read(run_dir / "catalog" / "catalog.parquet")
     mrt = Table.read(run_dir / "catalog" / "catalog.mrt", format="ascii.mrt")
     csv = Table.read(run_dir / "catalog" / "catalog.csv", format="ascii.csv")
     assert len(parquet) == len(mrt) == len(csv) > 0
-    assert str(parquet["ra"].unit) == "deg" and parquet["p_disk"].description
+    assert str(parquet["ra"].unit) == "deg" and "rank-vote" in parquet["p_disk"].description
+    assert "mean images" in parquet["p_mean_disk"].description and parquet.meta["DETECT"] == "paper"
     np.testing.assert_allclose(mrt["ra"], parquet["ra"], atol=1e-6)
     png = (run_dir / "colour.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     record = json.loads((run_dir / "downstream.json").read_text())
     assert record["segments"] > 0 and record["settings"]["min_distance"] == 6
+    assert record["settings"]["detection"] == "paper" and record["detection"]["threshold"] == 0.0
 
 
 def test_value_added_mode_reports_every_source(tmp_path, scene):
@@ -113,17 +163,37 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     assert table["aperture"][1] == 0 and table["area"][1] > disc
     assert np.ma.is_masked(table["p_disk"][4]) and np.ma.is_masked(table["area"][5])
     assert abs(table["x"][0] - 10) < 0.5 and abs(table["y"][0] - 140) < 0.5
+    # Parquet: missing values are nulls, not extra "<name>.mask" columns; units travel
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    path = run_dir / "catalog" / "catalog.parquet"
+    schema = pq.read_schema(path)
+    assert not [name for name in schema.names if name.endswith(".mask")]
+    assert schema.names == table.colnames
+    assert pq.read_table(path).column("x").null_count == 2
+    frame = pd.read_parquet(path)
+    assert frame[["x", "ra", "p_disk", "p_mean_disk", "area"]].iloc[4:].isna().all().all()
+    assert frame["dominant_class"].iloc[4:].isna().all() and frame["dominant_class"].iloc[:4].notna().all()
+    np.testing.assert_allclose(frame["x"].iloc[:4], np.asarray(table["x"][:4]), rtol=1e-12)
+    back = Table.read(path)
+    assert str(back["ra"].unit) == "deg" and back["p_disk"].description == table["p_disk"].description
+    # FITS: masked values, no extra columns
+    assert table.masked or np.ma.is_masked(table["ra"][4])
+    with fits.open(run_dir / "catalog" / "catalog.fits") as hdul:
+        assert not [c for c in hdul[1].columns.names if c.endswith(".mask")]
 
 
 def test_no_source_gives_an_empty_catalog_and_says_why(tmp_path, scene):
     faint = dict(scene)
-    faint["mean"] = scene["mean"].copy()
-    faint["mean"][4] = np.where(scene["n"] > 0, np.maximum(scene["mean"][4], 0.4), 0)
+    faint["rank"] = scene["rank"].copy()
+    faint["rank"][4] = np.where(scene["n"] > 0, np.maximum(scene["rank"][4], 0.4), 0)
     run_dir = write_run(tmp_path / "run", faint)
     lines: list[str] = []
     summary = run_downstream(run_dir, SETTINGS, client=None, echo=lines.append)
     assert summary.segments == summary.catalog_rows == 0
-    assert any("no sources found" in line and "smallest background 0.4" in line for line in lines)
+    assert any("no sources found" in line and "smallest rank-vote background 0.4" in line
+               and "--detection mixed" in line for line in lines)
     assert len(Table.read(run_dir / "catalog" / "catalog.parquet")) == 0
     assert fits.getdata(run_dir / "fits" / "segmap.fits").max() == 0
 
@@ -180,3 +250,10 @@ def test_segment_and_catalog_commands_rerun_only_downstream(tmp_path, scene):
     assert result.returncode == 0
     second = Table.read(run_dir / "catalog" / "catalog.parquet")
     assert second["area"].sum() > first["area"].sum()  # a looser threshold grows the segments
+    # another detection rule is another segmentation: `catalog` rebuilds it, and records the rule
+    result = _cli("catalog", "--run-dir", str(run_dir), "--detection", "mixed", "--min-distance", "6",
+                  "--workers", "1", cwd=tmp_path)
+    assert result.returncode == 0 and "segmentation reused" not in result.stdout
+    record = json.loads((run_dir / "downstream.json").read_text())
+    assert record["detection"]["rule"] == "mixed" and record["detection"]["threshold"] == 0.3
+    assert fits.getheader(run_dir / "fits" / "segmap.fits")["DETECT"] == "mixed"

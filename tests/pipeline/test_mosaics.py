@@ -153,12 +153,42 @@ bands = { H = "h.fits", J = "j.fits" }
     ("[mosaics.x]\nbands = {}", "needs bands"),
     ("[mosaics.x]\nband = { H = 'h.fits' }", "unknown key"),
     ("[mosaics.demo]\nbands = { H = 'h.fits' }", "built-in"),
+    ("[mosaics.x]\nbands = { H = 'h.fits' }\nthreshold = 1.5", r"threshold must be a number in \[0, 1\), got 1.5"),
 ])
 def test_bad_toml(tmp_path, text, match):
     toml = write_toml(tmp_path / "bad.toml", text)
     with pytest.raises(InputError, match=match) as err:
         resolve_mosaic("x", data_dir=tmp_path, mosaics_file=toml)
     assert "bad.toml" in str(err.value)
+
+
+def test_threshold_default_is_the_detection_rules_unless_the_mosaic_sets_one(tmp_path):
+    from pipeline.__main__ import _downstream_settings, _parser
+
+    assert DEMO.threshold is None and GOODS_S.threshold is None  # no tuned threshold for any built-in
+    toml = write_toml(tmp_path / "m.toml", """
+[mosaics.plain]
+bands = { H = "h.fits" }
+[mosaics.tuned]
+bands = { H = "h.fits" }
+threshold = 0.2
+""")
+    assert known_mosaics(toml)["plain"].threshold is None and known_mosaics(toml)["tuned"].threshold == 0.2
+
+    def settings(mosaic, *options):
+        args = _parser().parse_args(["segment", "--run-dir", str(tmp_path), *options])
+        return _downstream_settings(args, mosaic, toml)
+
+    assert (settings("demo").detection, settings("demo").threshold) == ("paper", 0.0)
+    assert settings("demo", "--detection", "mean").threshold == 0.3
+    assert settings("plain", "--detection", "mixed").threshold == 0.3
+    assert settings("tuned", "--detection", "mixed").threshold == 0.2
+    assert settings("tuned", "--threshold", "0.05").threshold == 0.05
+    with pytest.raises(InputError, match="--threshold"):
+        settings("demo", "--threshold", "-0.1")
+    with pytest.raises(SystemExit) as exit_info:  # argparse: exit 2 and the valid choices
+        settings("demo", "--detection", "rank")
+    assert exit_info.value.code == 2
 
 
 def test_missing_toml(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 import zarr
 from astropy.io import fits
+from astropy.table import Table
 
 from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
@@ -230,3 +232,12 @@ def test_demo_end_to_end_with_released_model(tmp_path):
     means = np.stack([fits.getdata(run_dir / "fits" / f"{c}_mean.fits") for c in
                       ("spheroid", "disk", "irregular", "point_source", "background")])
     np.testing.assert_allclose(means.sum(0)[counted], 1.0, atol=1e-5)
+    # Default downstream settings (the paper's rule on the rank-vote background, threshold 0)
+    # find the demo's sources, and the rank-vote sky markers keep the watershed local:
+    # every chunk is exact with the first 64 px halo.
+    catalog = Table.read(run_dir / "catalog" / "catalog.parquet")
+    assert len(catalog) > 0 and (catalog["detection_flag"] == 1).any()
+    record = json.loads((run_dir / "downstream.json").read_text())
+    assert record["detection"] == {"rule": "paper", "threshold": 0.0, "background": "rank", "sources": "rank"}
+    assert record["approximate_chunks"] == []
+    assert record["chunk_halos"] and set(record["chunk_halos"].values()) == {64}
