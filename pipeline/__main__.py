@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from pipeline.errors import InputError, RunError
 
@@ -83,8 +84,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _downstream_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)")
+    group.add_argument("--detection", choices=("paper", "mean", "mixed"), default="paper",
+                       help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (default, "
+                            "as the released code); mean = on the mean background; mixed = rank-vote sky markers "
+                            "and edges, source markers from the mean background")
     group.add_argument("--threshold", type=float,
-                       help="background <= this marks a source (Algorithm 1; default: the mosaic's, 0 as the paper)")
+                       help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML "
+                            "sets one, else 0 for --detection paper, 0.3 for mean and mixed)")
     group.add_argument("--min-distance", type=int, default=10, help="deblending: min peak separation, pixels (10)")
     group.add_argument("--nd-max", type=int, default=20, help="deblending: max children per segment (20)")
     group.add_argument("--flux-band", default="H", help="band that deblends and weights Eq. 16 (H = F160W)")
@@ -92,6 +98,9 @@ def _downstream_options(parser: argparse.ArgumentParser) -> None:
                        help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
     group.add_argument("--aperture-radius", type=float, default=0.36,
                        help="value-added mode: aperture radius in arcsec for small or undetected sources (0.36)")
+    group.add_argument("--max-segment-pixels", type=int,
+                       help="deblending: segments with a larger bounding box are kept whole and flagged "
+                            "(default: 9 chunks of area)")
     if "scheduler" not in {a.dest for a in parser._actions}:
         parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
         parser.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
@@ -102,12 +111,13 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
     from pipeline.mosaics import known_mosaics
 
     threshold = args.threshold
-    if threshold is None:
+    if threshold is None:  # a TOML mosaic's own threshold, else the detection rule's default
         known = known_mosaics(mosaics_file)
-        threshold = known[mosaic].threshold if mosaic in known else 0.0
-    return DownstreamSettings(threshold=threshold, min_distance=args.min_distance, nd_max=args.nd_max,
-                              flux_band=args.flux_band, markers=str(args.markers) if args.markers else None,
-                              aperture_arcsec=args.aperture_radius)
+        threshold = known[mosaic].threshold if mosaic in known else None
+    return DownstreamSettings(threshold=threshold, detection=args.detection, min_distance=args.min_distance,
+                              nd_max=args.nd_max, flux_band=args.flux_band,
+                              markers=str(args.markers) if args.markers else None,
+                              aperture_arcsec=args.aperture_radius, max_segment_pixels=args.max_segment_pixels)
 
 
 def _run_downstream_only(args: argparse.Namespace, run_dir: Path | str) -> None:
@@ -187,6 +197,43 @@ def _setup_logging(run_dir: Path | str) -> None:
     root.setLevel(logging.INFO)
 
 
+def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -> None:
+    """``run``, ``resubmit``, ``segment`` or ``catalog``, under the run directory's lock."""
+    if args.command in ("segment", "catalog"):
+        _run_downstream_only(args, run_dir)
+        return
+    if args.command == "resubmit":
+        overrides = {"progress": sys.stderr.isatty()}
+        if args.scheduler:
+            overrides["scheduler"] = args.scheduler
+        if args.workers:
+            overrides["workers"] = args.workers
+        if args.clear_fault_injection:
+            overrides["fail_tiles"] = []
+        if args.storage_option:
+            overrides["storage_options"] = _storage_options(args)
+        from pipeline.run import read_manifest
+
+        recorded = read_manifest(run_dir, _storage_options(args))["config"]
+        runner.resubmit(run_dir, downstream=_downstream_settings(
+            args, recorded["mosaic"], Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None),
+            **overrides)
+        return
+    from pipeline.config import RunConfig
+
+    config = RunConfig(
+        mosaic=args.mosaic, run_dir=run_dir, data_dir=args.data_dir, mosaics_file=args.mosaics_file,
+        tile=args.tile, batch_size=args.batch_size, stride=args.stride, retries=args.retries,
+        workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
+        wait_workers=args.wait_workers, cluster=args.cluster, cluster_config=args.cluster_config,
+        storage_options=_storage_options(args),
+        gpu=args.gpu, precision=args.precision, weights=args.weights, classifier=args.classifier,
+        restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
+        tile_delay=args.tile_delay,
+    )
+    runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
@@ -203,39 +250,11 @@ def main(argv: list[str] | None = None) -> int:
             print_status(runner.status(run_dir, _storage_options(args)))
             return 0
         _setup_logging(run_dir)
-        if args.command in ("segment", "catalog"):
-            _run_downstream_only(args, run_dir)
-            return 0
-        if args.command == "resubmit":
-            overrides = {"progress": sys.stderr.isatty()}
-            if args.scheduler:
-                overrides["scheduler"] = args.scheduler
-            if args.workers:
-                overrides["workers"] = args.workers
-            if args.clear_fault_injection:
-                overrides["fail_tiles"] = []
-            if args.storage_option:
-                overrides["storage_options"] = _storage_options(args)
-            from pipeline.run import read_manifest
+        from pipeline.lock import run_lock
+        from pipeline.storage import Location
 
-            recorded = read_manifest(run_dir, _storage_options(args))["config"]
-            runner.resubmit(run_dir, downstream=_downstream_settings(
-                args, recorded["mosaic"], Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None),
-                **overrides)
-            return 0
-        from pipeline.config import RunConfig
-
-        config = RunConfig(
-            mosaic=args.mosaic, run_dir=run_dir, data_dir=args.data_dir, mosaics_file=args.mosaics_file,
-            tile=args.tile, batch_size=args.batch_size, stride=args.stride, retries=args.retries,
-            workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
-            wait_workers=args.wait_workers, cluster=args.cluster, cluster_config=args.cluster_config,
-            storage_options=_storage_options(args),
-            gpu=args.gpu, precision=args.precision, weights=args.weights, classifier=args.classifier,
-            restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
-            tile_delay=args.tile_delay,
-        )
-        runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file))
+        with run_lock(Location(run_dir, _storage_options(args)), args.command):
+            _write_command(args, run_dir, runner)
         return 0
     except InputError as exc:
         log.error("input error: %s", exc)
@@ -263,10 +282,15 @@ def print_status(report: dict) -> None:
     states = report["states"]
     manifest = report["manifest"]
     print(f"run {manifest['run_id']} of mosaic {manifest['config']['mosaic']} ({manifest['model']})")
+    corrupt = report.get("corrupt", {})
     print(f"tiles: {len(states['finished'])} finished, {len(states['failed'])} failed, "
-          f"{len(states['pending'])} pending; products {'written' if report['products'] else 'not written'}")
+          f"{len(states['pending'])} pending"
+          f"{f' ({len(corrupt)} with a bad partial)' if corrupt else ''}; "
+          f"products {'written' if report['products'] else 'not written'}")
     for name, record in report["failed"].items():
         print(f"  {name}: {record['error']}")
+    for name, problem in sorted(corrupt.items()):
+        print(f"  {problem}: 'resubmit' recomputes it")
 
 
 if __name__ == "__main__":

@@ -81,10 +81,11 @@ class ClassifierPlugin(WorkerPlugin):
         load_classifier(RunConfig.from_json(self.config))
 
 
-def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any]) -> dict[str, Any]:
+def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run_id: str = "") -> dict[str, Any]:
     """Classify one tile and persist its partial statistics (a Dask task).
 
-    ``store`` is the mosaic store (a path, or a :class:`~pipeline.storage.Location`).
+    ``store`` is the mosaic store (a path, or a :class:`~pipeline.storage.Location`);
+    ``run_id`` labels the partial (:meth:`pipeline.ledger.Ledger.save_partial`).
 
     Returns
     -------
@@ -128,7 +129,7 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any]) -> 
         address = "local"
     info = {"tile": name, "worker": address, "windows": windows[0], "seconds": time.perf_counter() - t0,
             "peak_rss_mb": _peak_rss_mb()}
-    ledger.save_partial(name, stats, info)
+    ledger.save_partial(name, stats, info, run_id=run_id)
     return info
 
 
@@ -161,13 +162,23 @@ def overlapping(tiles: list[Tile], region: tuple[int, int, int, int]) -> list[Ti
 
 
 def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
-                out_store: str | Location) -> str:
-    """Merge the partials overlapping one tile core and write its output chunk (a task)."""
+                out_store: str | Location, run_id: str | None = None) -> str:
+    """Merge the partials overlapping one tile core and write its output chunk (a task).
+
+    Every partial is verified as it is read (:meth:`~pipeline.ledger.Ledger.load_partial`:
+    size, checksum, tile and run); a bad one raises
+    :class:`~pipeline.ledger.PartialError` naming the tile.
+    """
     ledger = Ledger(run_dir)
     y0, y1, x0, x1 = target.core
     total = WindowStats.zeros((y1 - y0, x1 - x0), len(CLASSES))
     for tile in overlapping(tiles, target.core):
-        part = ledger.load_partial(tile_id(tile))
+        part = ledger.load_partial(tile_id(tile), run_id=run_id)
+        if part.n.shape != (tile.read[1] - tile.read[0], tile.read[3] - tile.read[2]):
+            from pipeline.ledger import PartialError
+
+            raise PartialError(tile_id(tile), ledger.partials / f"{tile_id(tile)}.npz",
+                               f"has shape {part.n.shape}, not the tile's read region")
         ry0, _, rx0, _ = tile.read
         oy0, oy1 = max(y0, tile.read[0]), min(y1, tile.read[1])
         ox0, ox1 = max(x0, tile.read[2]), min(x1, tile.read[3])

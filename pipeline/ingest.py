@@ -106,10 +106,16 @@ def _inspect(path: Path) -> _BandInfo:
             warnings.filterwarnings("ignore", message="File may have been truncated")
             warnings.simplefilter("ignore", fits.verify.VerifyWarning)
             with _open_fits(path) as hdul:
+                cubes = []
                 for index, hdu in enumerate(hdul):
                     if hdu.is_image and len(hdu.shape) == 2:
                         break
+                    if hdu.is_image and len(hdu.shape) > 2:
+                        cubes.append(f"HDU {index} is a {len(hdu.shape)}-D cube of shape {hdu.shape}")
                 else:
+                    if cubes:
+                        raise InputError(f"{path}: no 2-D image HDU found ({'; '.join(cubes)}); give one "
+                                         "2-D image per band")
                     raise InputError(f"{path}: no 2-D image HDU found (tables or "
                                      "empty HDUs only)")
                 header = hdu.header
@@ -281,10 +287,10 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
         version = attrs["format_version"]
     except Exception as exc:  # not a group, or not one of ours
         raise InputError(f"{store} exists but is not a mosaic store ({exc!r}); "
-                         "remove it or pass overwrite=True") from exc
+                         "remove it or rerun with --restart (overwrite=True)") from exc
     if version != FORMAT_VERSION:
         raise InputError(f"{store} has format_version {version}, this version writes "
-                         f"{FORMAT_VERSION}; pass overwrite=True to re-ingest")
+                         f"{FORMAT_VERSION}; rerun with --restart (overwrite=True) to re-ingest")
     old = {r["band"]: r for r in recorded}
     changed = []
     for new in inputs:
@@ -300,10 +306,10 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
     if changed or [r["band"] for r in recorded] != list(bandset.bands):
         detail = "; ".join(changed) or "band order changed"
         raise InputError(f"inputs changed since {store} was written: {detail}; "
-                         "pass overwrite=True to re-ingest")
+                         "rerun with --restart (overwrite=True) to re-ingest")
     if attrs.get("chunk") != chunk:
         raise InputError(f"{store} was written with chunk {attrs.get('chunk')}, not "
-                         f"{chunk}; pass overwrite=True to rewrite it")
+                         f"{chunk}; rerun with --restart (overwrite=True) to rewrite it")
     return group
 
 

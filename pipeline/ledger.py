@@ -7,7 +7,11 @@ never leaves a half-written record:
 
 - ``<tile>.done``: the tile's partial statistics are safely in ``<run>/partials/``;
   written only *after* the partial file is in place, so a tile without this mark is
-  not finished, whatever else exists;
+  not finished, whatever else exists. It records the run id, the tile id and the
+  size and SHA-256 of the partial file, and the partial itself holds its tile and
+  run ids: :meth:`Ledger.verify` and :meth:`Ledger.load_partial` refuse a partial that
+  is missing, truncated, altered, or another tile's or another run's, so such a tile
+  counts as pending (and is recomputed) instead of being merged;
 - ``<tile>.failed``: the tile kept failing; holds the error and traceback;
 - ``executions/<tile>.<n>``: one file per started execution (counts retries and
   recomputations).
@@ -19,6 +23,7 @@ and concurrent reads rather than one request per tile.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -26,6 +31,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,23 @@ import numpy as np
 
 from morpheus_core.stats import WindowStats
 from morpheus_core.tiling import Tile
+from pipeline.errors import RunError
 from pipeline.storage import Location, as_location
+
+#: Arrays of a partial file (besides its ``tile`` and ``run_id`` labels).
+PARTIAL_ARRAYS = ("n", "mean", "m2", "votes")
+
+
+class PartialError(RunError):
+    """A finished tile's partial statistics cannot be trusted (missing, corrupt, or
+    another tile's or run's); the message names the tile and the file."""
+
+    def __init__(self, name: str, where: Location | str, problem: str) -> None:
+        super().__init__(f"tile {name}: partial {where} {problem}")
+        self.tile, self.where, self.problem = name, str(where), problem
+
+    def __reduce__(self) -> tuple:  # raised in Dask tasks: must survive pickling
+        return (PartialError, (self.tile, self.where, self.problem))
 
 
 def tile_id(tile: Tile) -> str:
@@ -87,20 +109,89 @@ class Ledger:
         marker = self._executions / f"{name}.{uuid.uuid4().hex[:12]}"
         marker.write_json({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
 
-    def save_partial(self, name: str, stats: WindowStats, info: dict[str, Any]) -> None:
-        """Persist a tile's partial statistics, then mark the tile finished."""
+    def save_partial(self, name: str, stats: WindowStats, info: dict[str, Any], *, run_id: str = "") -> None:
+        """Persist a tile's partial statistics, then mark the tile finished.
+
+        The partial holds the tile and run ids; the ``.done`` record adds its size and
+        SHA-256, so that a later reader can tell it was not truncated, altered or
+        replaced.
+        """
+        buffer = io.BytesIO()
+        np.savez(buffer, n=stats.n, mean=stats.mean, m2=stats.m2, votes=stats.votes,
+                 tile=np.array(name), run_id=np.array(run_id))
+        data = buffer.getvalue()
         with (self.partials / f"{name}.npz").open_atomic() as fh:
-            np.savez(fh, n=stats.n, mean=stats.mean, m2=stats.m2, votes=stats.votes)
-        (self.dir / f"{name}.done").write_json(info)
+            fh.write(data)
+        record = {**info, "tile": name, "run_id": run_id,
+                  "partial": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+        (self.dir / f"{name}.done").write_json(record)
         (self.dir / f"{name}.failed").remove()
 
     # -- read and written by the driver -------------------------------------------
-    def load_partial(self, name: str) -> WindowStats:
-        """The partial statistics of a finished tile."""
+    def load_partial(self, name: str, *, run_id: str | None = None,
+                     record: dict[str, Any] | None = None) -> WindowStats:
+        """The partial statistics of a finished tile, verified against its record.
+
+        Parameters
+        ----------
+        name : str
+            The tile.
+        run_id : str, optional
+            The run the partial must belong to (checked when given).
+        record : dict, optional
+            The tile's ``.done`` record if already read.
+
+        Raises
+        ------
+        PartialError
+            The partial or its record is missing, its size or checksum differ from
+            the record, or it belongs to another tile or run.
+        """
         where = self.partials / f"{name}.npz"
-        source: Any = where.path if where.is_local else io.BytesIO(where.read_bytes())
-        with np.load(source) as data:
-            return WindowStats(data["n"], data["mean"], data["m2"], data["votes"])
+        try:
+            record = record if record is not None else self.done_info(name)
+            if not isinstance(record, dict):
+                raise json.JSONDecodeError("not a JSON object", "", 0)
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise PartialError(name, self.dir / f"{name}.done", f"has no readable record ({type(exc).__name__})") \
+                from None
+        try:
+            data = where.read_bytes()
+        except FileNotFoundError:
+            raise PartialError(name, where, "is missing") from None
+        return _check_partial(name, where, data, record, run_id)
+
+    def verify(self, names: Iterable[str], *, run_id: str | None = None) -> tuple[set[str], dict[str, str]]:
+        """Finished tiles whose partials pass :meth:`load_partial`'s checks.
+
+        Reads every finished tile's partial (concurrently); the arrays are checked and
+        dropped, one tile at a time per thread.
+
+        Returns
+        -------
+        verified : set of str
+            Tiles finished with a trustworthy partial.
+        problems : dict
+            Tile -> what is wrong, for tiles marked done whose partial fails a check
+            (they count as pending).
+        """
+        done = sorted(set(names) & _stems(self.dir.listdir(), ".done"))
+
+        def check(name: str) -> str | None:
+            try:
+                self.load_partial(name, run_id=run_id)
+            except PartialError as exc:
+                return str(exc)
+            return None
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            results = list(pool.map(check, done))
+        problems = {name: why for name, why in zip(done, results) if why is not None}
+        return set(done) - set(problems), problems
+
+    def discard(self, name: str) -> None:
+        """Forget a finished tile (its partial failed a check): it becomes pending."""
+        (self.dir / f"{name}.done").remove()
 
     def is_finished(self, name: str) -> bool:
         """True if the tile's partial result is complete and marked done."""
@@ -126,8 +217,13 @@ class Ledger:
         """Failed tiles with their error records."""
         names = sorted(_stems(self.dir.listdir(), ".failed"))
         found = self.dir.read_many(f"{name}.failed" for name in names)
-        return {name: json.loads(found[f"{name}.failed"]) for name in names
-                if f"{name}.failed" in found}
+        out = {}
+        for name in names:
+            if f"{name}.failed" in found:
+                record = _parse_record(found[f"{name}.failed"])
+                out[name] = record if record is not None else {
+                    "error": f"unreadable failure record {self.dir / f'{name}.failed'}"}
+        return out
 
     def done_info(self, name: str) -> dict[str, Any]:
         """The record a worker wrote when it finished the tile."""
@@ -137,7 +233,8 @@ class Ledger:
         """The records of several finished tiles (read concurrently from object
         stores); tiles without a record are left out."""
         found = self.dir.read_many(f"{name}.done" for name in names)
-        return {key[: -len(".done")]: json.loads(value) for key, value in found.items()}
+        records = {key[: -len(".done")]: _parse_record(value) for key, value in found.items()}
+        return {name: record for name, record in records.items() if record is not None}
 
     def executions(self) -> dict[str, int]:
         """How many times each tile was started (retries and reruns included)."""
@@ -149,10 +246,11 @@ class Ledger:
             counts[name] = counts.get(name, 0) + 1
         return counts
 
-    def summary(self, names: list[str]) -> dict[str, list[str]]:
-        """Tiles by state: finished, failed, pending."""
+    def summary(self, names: list[str], untrusted: set[str] = frozenset()) -> dict[str, list[str]]:
+        """Tiles by state: finished, failed, pending (``untrusted``: finished tiles
+        whose partial failed :meth:`verify`, counted as pending)."""
         failed = _stems(self.dir.listdir(), ".failed")
-        finished = self.finished()
+        finished = self.finished() - set(untrusted)
         out: dict[str, list[str]] = {"finished": [], "failed": [], "pending": []}
         for name in names:
             if name in finished:
@@ -162,3 +260,36 @@ class Ledger:
             else:
                 out["pending"].append(name)
         return out
+
+
+def _parse_record(data: bytes) -> dict[str, Any] | None:
+    """A ledger record's JSON object, or None if it is truncated or not one."""
+    try:
+        record = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _check_partial(name: str, where: Location, data: bytes, record: dict[str, Any],
+                   run_id: str | None) -> WindowStats:
+    """Parse a partial's bytes after checking them against the tile's record."""
+    expected = record.get("partial")
+    if expected is not None:  # runs written before records carried checksums: parse only
+        if len(data) != expected["bytes"]:
+            raise PartialError(name, where, f"has {len(data)} bytes, its record says {expected['bytes']} "
+                                            "(truncated or replaced)")
+        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+            raise PartialError(name, where, "does not match its recorded SHA-256 (corrupted or replaced)")
+    try:
+        with np.load(io.BytesIO(data)) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as exc:  # a damaged file: zip, header or array errors alike
+        raise PartialError(name, where, f"cannot be read ({type(exc).__name__}: {exc})") from None
+    if not set(PARTIAL_ARRAYS) <= set(arrays):
+        raise PartialError(name, where, f"lacks arrays {sorted(set(PARTIAL_ARRAYS) - set(arrays))}")
+    if "tile" in arrays and str(arrays["tile"]) != name:
+        raise PartialError(name, where, f"belongs to tile {arrays['tile']}")
+    if run_id is not None and str(arrays.get("run_id", "")) not in ("", run_id):
+        raise PartialError(name, where, f"belongs to run {arrays['run_id']}, not {run_id}")
+    return WindowStats(arrays["n"], arrays["mean"], arrays["m2"], arrays["votes"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morpheus_core import CLASSES
+from morpheus_core import BANDS, CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, run_tile
 from pipeline.config import RunConfig
@@ -33,11 +33,16 @@ from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
+from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
 from pipeline.storage import Location
 
 logger = logging.getLogger(__name__)
 
-_PRODUCT_DIRS = ("ledger", "partials", "classification.zarr", "fits", "manifest.json", "mosaic.zarr")
+#: Everything a run writes into its directory: what ``--restart`` removes (and only
+#: these, and only once the new inputs have passed their checks).
+_PRODUCT_DIRS = ("ledger", "partials", "classification.zarr", "classification.zarr.partial", "fits",
+                 "mosaic.zarr", "segmentation.zarr", "segmentation.zarr.partial", "catalog", "colour.png",
+                 "downstream.json", "manifest.json")
 
 
 @dataclass
@@ -60,7 +65,7 @@ class RunSummary:
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
-        rate = self.windows / self.seconds if self.seconds else 0.0
+        rate = self.windows / self.classify_seconds if self.classify_seconds else 0.0
         out = [
             f"tiles: {self.tiles} total, {self.finished_before} already finished, "
             f"{self.executed} run now, {len(self.failed)} failed, {self.retried} retried",
@@ -101,8 +106,21 @@ def read_manifest(run_dir: Path | str | Location,
 
 
 def _prepare_run_dir(config: RunConfig) -> None:
+    """Create the run directory; with ``restart``, first remove the old run's files.
+
+    Called only after the inputs passed their checks. ``restart`` refuses a folder
+    that holds files but no run (no ``manifest.json``): it would delete the user's own.
+    """
     run_dir = config.location
-    if config.restart:
+    if config.restart and run_dir.exists():
+        if not (run_dir / "manifest.json").exists():
+            others = [n for n in run_dir.listdir() if not n.startswith(".") and n != "pipeline.log"]
+            if others:
+                raise InputError(
+                    f"{config.run_dir}: --restart refused: this folder holds no run (no manifest.json) but "
+                    f"other files ({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); "
+                    "choose an empty or new --run-dir")
+        # The manifest goes last: an interrupted restart is still recognised as a run.
         for name in _PRODUCT_DIRS:
             (run_dir / name).remove(recursive=True)
     run_dir.makedirs()
@@ -141,6 +159,13 @@ def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[s
     return run_id
 
 
+def check_inputs(config: RunConfig, downstream: DownstreamSettings | None = None) -> None:
+    """Checks of the settings that need no band file: the weights load into the
+    network (:func:`~pipeline.preflight.check_weights`)."""
+    if config.weights is not None and config.classifier == "released":
+        check_weights(config.weights, precision=config.precision)
+
+
 def run(config: RunConfig, *, client: Any = None, echo: Any = print,
         downstream: DownstreamSettings | None = None) -> RunSummary:
     """Classify a mosaic into the run directory (resuming what is finished).
@@ -165,16 +190,23 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
         Tiles that kept failing (the others are finished and kept).
     """
     t_start = time.perf_counter()
-    _prepare_run_dir(config)
+    # Everything is checked before anything in the run directory changes.
+    check_inputs(config, downstream)
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
-    bandset = validate_bands(paths)
-    store_path = config.location / "mosaic.zarr"
-    group = ingest(bandset, store_path, chunk=config.tile)
+    where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
+    bandset = validate_bands(order_bands(paths, BANDS, where=where))
+    check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
+    if downstream is not None:
+        check_flux_band(downstream.flux_band, bandset.bands)
     if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
-        from pipeline.ingest import read_wcs
+        from astropy.wcs import WCS
+
         from pipeline.markers import read_markers
 
-        read_markers(downstream.markers, wcs=read_wcs(group), shape=tuple(group.attrs["shape"]))
+        read_markers(downstream.markers, wcs=WCS(bandset.wcs_header), shape=bandset.shape)
+    _prepare_run_dir(config)
+    store_path = config.location / "mosaic.zarr"
+    group = ingest(bandset, store_path, chunk=config.tile)
     shape = tuple(group.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
@@ -183,7 +215,10 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
 
     ledger = Ledger(config.location)
     names = [tile_id(t) for t in tiles]
-    finished = ledger.finished()
+    finished, problems = ledger.verify(names, run_id=run_id)
+    for name, problem in sorted(problems.items()):
+        echo(f"warning: {problem}: the tile is recomputed")
+        ledger.discard(name)
     todo = [t for t, name in zip(tiles, names) if name not in finished]
     summary = RunSummary(config.run_dir, len(tiles), len(tiles) - len(todo))
     before = ledger.executions()
@@ -210,7 +245,7 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
     try:
         if todo:
             t_classify = time.perf_counter()
-            _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo)
+            _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo, run_id)
             summary.classify_seconds = time.perf_counter() - t_classify
         summary.retried = sum(
             max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
@@ -224,7 +259,7 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
                 f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
                 f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
             )
-        _merge(client, tiles, config, group.attrs.asdict(), shape)
+        _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
         summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
@@ -238,14 +273,15 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
             if cluster is not None:
                 cluster.close()
     summary.seconds = time.perf_counter() - t_start
-    summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos(names).values())
+    # Windows of the tiles classified by this command only (not those finished before).
+    summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
     for line in summary.lines():
         echo(line)
     return summary
 
 
 def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig, ledger: Ledger,
-                    summary: RunSummary, resources: dict | None, echo: Any) -> None:
+                    summary: RunSummary, resources: dict | None, echo: Any, run_id: str) -> None:
     from distributed import as_completed
 
     config_json = config.to_json()
@@ -254,7 +290,7 @@ def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig
     config_json["run_dir"] = str(config.location)
     client.register_plugin(ClassifierPlugin(config_json), name=ClassifierPlugin.name)
     futures = {
-        client.submit(run_tile, tile, store, config_json, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
+        client.submit(run_tile, tile, store, config_json, run_id, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
                       retries=config.retries, resources=resources, pure=False): tile_id(tile)
         for tile in todo
     }
@@ -283,17 +319,44 @@ def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig
     summary.failed.sort()
 
 
-def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tuple[int, int]) -> None:
+def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tuple[int, int], run_id: str,
+           ledger: Ledger) -> None:
+    """Merge the verified partials into ``classification.zarr``.
+
+    On a file system the new store is built aside and swapped in when complete, so a
+    failed merge leaves a finished classification as it was; an object store cannot
+    rename a folder, so the store is rebuilt in place and its ``complete`` mark,
+    written last, tells a finished store from an interrupted one. A partial that fails
+    its check while merging makes its tile pending again (RunError naming it).
+    """
+    import os
+
+    from pipeline.ledger import PartialError
+
     out_store = config.location / "classification.zarr"
-    create_output_store(out_store, shape, config.tile, {
+    work = Location(out_store.path.with_name(out_store.name + ".partial")) if out_store.is_local else out_store
+    work.remove(recursive=True)
+    create_output_store(work, shape, config.tile, {
         "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
-        "precision": config.precision, "model": config.model_description(),
+        "precision": config.precision, "model": config.model_description(), "run_id": run_id,
     })
     futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=config.location,
-                         out_store=out_store, pure=False)
-    client.gather(futures)
+                         out_store=work, run_id=run_id, pure=False)
+    try:
+        client.gather(futures)
+    except BaseException as exc:
+        if work != out_store:
+            work.remove(recursive=True)
+        if not isinstance(exc, PartialError):
+            raise
+        ledger.discard(exc.tile)
+        raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
+                       f"{config.run_dir}'") from None
     # Only now is the classification finished: the downstream graph checks this mark.
-    out_store.open_group(mode="r+").attrs["complete"] = True
+    work.open_group(mode="r+").attrs["complete"] = True
+    if work != out_store:
+        out_store.remove(recursive=True)
+        os.replace(work.path, out_store.path)
 
 
 class _Plane:
@@ -358,9 +421,14 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     shape = tuple(manifest["plan"]["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     ledger = Ledger(location)
-    states = ledger.summary([tile_id(t) for t in tiles])
-    return {"manifest": manifest, "states": states, "failed": ledger.failed(),
-            "products": (location / "fits" / "n.fits").exists()}
+    names = [tile_id(t) for t in tiles]
+    _, problems = ledger.verify(names, run_id=manifest["run_id"])
+    states = ledger.summary(names, untrusted=set(problems))
+    products = [location / "fits" / f"{c}_{k}.fits" for c in CLASSES for k in ("mean", "var", "rank")]
+    products += [location / "fits" / "n.fits", location / "downstream.json"]
+    missing = [str(p) for p in products if not p.exists()]
+    return {"manifest": manifest, "states": states, "failed": ledger.failed(), "corrupt": problems,
+            "products": not missing, "missing_products": missing}
 
 
 def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,

@@ -6,6 +6,8 @@ follows the same code paths as ``s3://`` (the S3 run itself is in ``test_s3.py``
 
 from __future__ import annotations
 
+import hashlib
+
 import os
 import pickle
 import uuid
@@ -174,7 +176,13 @@ def test_ledger_on_location(root):
     assert ledger.summary(["t0000_0000", "t0000_0001", "t0000_0002"]) == {
         "finished": ["t0000_0000"], "failed": ["t0000_0001"], "pending": ["t0000_0002"]}
     assert ledger.failed()["t0000_0001"]["error"] == "RuntimeError: boom"
-    assert ledger.done_infos(["t0000_0000", "t0000_0001"]) == {"t0000_0000": {"windows": 10, "worker": "w1"}}
+    infos = ledger.done_infos(["t0000_0000", "t0000_0001"])
+    assert list(infos) == ["t0000_0000"]
+    record = infos["t0000_0000"]
+    assert {k: record[k] for k in ("windows", "worker", "tile", "run_id")} == {
+        "windows": 10, "worker": "w1", "tile": "t0000_0000", "run_id": ""}
+    data = (root / "partials" / "t0000_0000.npz").read_bytes()
+    assert record["partial"] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     back = ledger.load_partial("t0000_0000")
     expected = _stats(1)
     for field in ("n", "mean", "m2", "votes"):
@@ -184,6 +192,27 @@ def test_ledger_on_location(root):
     assert ledger.failed() == {}
     ledger.mark_failed("t0000_0002", "x", "y")
     assert ledger.clear_failed() == ["t0000_0002"] and ledger.failed() == {}
+
+
+def test_ledger_verifies_partials_on_any_store(root):
+    """Truncated, altered or another run's partials are refused by name (issue #13)."""
+    from pipeline.ledger import PartialError
+
+    ledger = Ledger(root)
+    for i, name in enumerate(("t0000_0000", "t0000_0001", "t0000_0002")):
+        ledger.save_partial(name, _stats(i), {"windows": 1}, run_id="run-a")
+    names = ["t0000_0000", "t0000_0001", "t0000_0002", "t0000_0003"]
+    assert ledger.verify(names, run_id="run-a") == ({"t0000_0000", "t0000_0001", "t0000_0002"}, {})
+    good = (root / "partials" / "t0000_0000.npz").read_bytes()
+    (root / "partials" / "t0000_0000.npz").write_bytes(good[:-7])
+    (root / "partials" / "t0000_0001.npz").write_bytes(good)  # t0000_0000's partial under another name
+    ok, problems = ledger.verify(names, run_id="run-a")
+    assert ok == {"t0000_0002"} and set(problems) == {"t0000_0000", "t0000_0001"}
+    assert "truncated" in problems["t0000_0000"] and "t0000_0000.npz" in problems["t0000_0000"]
+    with pytest.raises(PartialError, match="t0000_0002.*another run|belongs to run run-a"):
+        ledger.load_partial("t0000_0002", run_id="run-b")
+    ledger.discard("t0000_0000")
+    assert "t0000_0000" not in ledger.finished()
 
 
 def test_ledger_without_partial_is_not_finished(root):

@@ -1,0 +1,363 @@
+"""Fault injection on a finished run directory: nothing lost, nothing trusted blindly (issue #13).
+
+Each case damages or misuses a finished small run (stand-in network) the way a careless
+user or a failing disk would, and checks the exit code or error, that the message names
+the file or tile, and that finished products are byte-identical afterwards or correctly
+recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline.errors import InputError
+from pipeline.ledger import Ledger
+from pipeline.run import resubmit, run, status
+from tests.pipeline.small_runs import assert_same, outputs, run_cli, small_config, write_mosaic
+
+
+@pytest.fixture(scope="module")
+def client():
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0")
+    with Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def mosaic(tmp_path_factory) -> Path:
+    return write_mosaic(tmp_path_factory.mktemp("mosaic"))
+
+
+@pytest.fixture()
+def finished(tmp_path, mosaic, client) -> Path:
+    """A finished run (classification and downstream products)."""
+    summary = run(small_config(tmp_path / "run", mosaic), client=client, echo=lambda *_: None)
+    assert not summary.failed
+    return summary.run_dir
+
+
+def _snapshot(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of every file in the run directory (logs excluded)."""
+    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.suffix != ".log"}
+
+
+def _same_size_tiles(run_dir: Path) -> tuple[str, str]:
+    """Two tiles whose partials have the same shape (interior tiles)."""
+    by_shape: dict[tuple, list[str]] = {}
+    for path in sorted((run_dir / "partials").glob("*.npz")):
+        with np.load(path) as data:
+            by_shape.setdefault(data["n"].shape, []).append(path.stem)
+    pairs = [names for names in by_shape.values() if len(names) >= 2]
+    assert pairs, "the plan must hold two tiles of the same shape"
+    return pairs[0][0], pairs[0][1]
+
+
+def _executions(run_dir: Path) -> dict[str, int]:
+    return Ledger(run_dir).executions()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip", "swap", "delete"])
+def test_bad_partial_is_named_counts_as_pending_and_resubmit_recomputes_only_it(
+        finished, client, damage):
+    reference = outputs(finished)
+    victim, other = _same_size_tiles(finished)
+    path = finished / "partials" / f"{victim}.npz"
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "bitflip":
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x10
+        path.write_bytes(bytes(flipped))
+    elif damage == "swap":  # another tile's partial of the same shape: used to merge silently
+        path.write_bytes((finished / "partials" / f"{other}.npz").read_bytes())
+    else:
+        path.unlink()
+
+    report = status(finished)
+    assert victim in report["states"]["pending"] and victim not in report["states"]["finished"]
+    if damage != "delete":
+        assert victim in report["corrupt"] and str(path.name) in report["corrupt"][victim]
+
+    before = _executions(finished)
+    lines: list[str] = []
+    summary = resubmit(finished, client=client, echo=lines.append)
+    assert not summary.failed and summary.executed == 1
+    after = _executions(finished)
+    assert {name for name in after if after[name] != before.get(name, 0)} == {victim}
+    if damage != "delete":
+        assert any(victim in line and "recomputed" in line for line in lines)
+    assert_same(outputs(finished), reference)
+    assert status(finished)["corrupt"] == {}
+
+
+def test_cli_status_names_a_corrupt_partial(finished):
+    victim, _ = _same_size_tiles(finished)
+    (finished / "partials" / f"{victim}.npz").write_bytes(b"PK\x03\x04 not a partial")
+    proc = run_cli("status", "--run-dir", str(finished))
+    assert proc.returncode == 0, proc.stderr
+    assert "1 with a bad partial" in proc.stdout and victim in proc.stdout
+
+
+def test_restart_with_a_typo_deletes_nothing(finished, mosaic):
+    from pipeline.config import RunConfig
+
+    before = _snapshot(finished)
+    for name, toml in (("smal", mosaic), ("small", mosaic.with_name("nope.toml"))):
+        config = RunConfig(mosaic=name, mosaics_file=toml, run_dir=finished, tile=40, classifier="standin",
+                           progress=False, batch_size=256, restart=True)
+        with pytest.raises(InputError):
+            run(config, echo=lambda *_: None)
+        assert _snapshot(finished) == before
+
+
+def test_restart_refuses_a_folder_that_holds_no_run(tmp_path, mosaic):
+    own = tmp_path / "mine"
+    (own / "fits").mkdir(parents=True)
+    (own / "fits" / "precious.fits").write_bytes(b"SIMPLE")
+    proc = run_cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(own),
+                   "--classifier", "standin", "--tile", "40", "--no-progress", "--restart")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no manifest.json" in proc.stdout + proc.stderr
+    assert (own / "fits" / "precious.fits").read_bytes() == b"SIMPLE"
+
+
+def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
+    # A restarted run that stops before its downstream stage must not leave the old
+    # segmentation and catalog behind for a later 'catalog' to reuse.
+    from pipeline.errors import RunError
+
+    for name in ("segmentation.zarr", "catalog", "colour.png", "downstream.json"):
+        assert (finished / name).exists()
+    config = small_config(finished, mosaic, restart=True, stride=2, fail_tiles=["t0000_0000"], retries=0)
+    with pytest.raises(RunError, match="t0000_0000"):
+        run(config, client=client, echo=lambda *_: None)
+    for name in ("segmentation.zarr", "catalog", "colour.png", "downstream.json", "classification.zarr"):
+        assert not (finished / name).exists(), name
+    assert (finished / "manifest.json").exists()
+
+
+def test_a_failed_merge_leaves_the_finished_classification_intact(finished, client, monkeypatch):
+    import pipeline.classify as classify
+
+    store = finished / "classification.zarr"
+    before = {k: v for k, v in _snapshot(finished).items() if k.startswith("classification.zarr")}
+    assert before
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full (injected)")
+
+    monkeypatch.setattr(classify, "merge_chunk", broken)
+    monkeypatch.setattr("pipeline.run.merge_chunk", broken)
+    with pytest.raises(OSError, match="injected"):
+        resubmit(finished, client=client, echo=lambda *_: None)
+    after = {k: v for k, v in _snapshot(finished).items() if k.startswith("classification.zarr")}
+    assert after == before and store.is_dir()
+    assert not (finished / "classification.zarr.partial").exists()
+
+
+# ------------------------------------------------------------------ one writer
+
+def test_a_second_command_on_a_locked_run_directory_exits_2_naming_the_holder(finished):
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    with run_lock(Location(finished), "run"):
+        proc = run_cli("catalog", "--run-dir", str(finished))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"in use by 'run' (pid {__import__('os').getpid()}" in proc.stderr
+    before = _snapshot(finished)
+    assert run_cli("status", "--run-dir", str(finished)).returncode == 0  # reading needs no lock
+    assert _snapshot(finished) == before
+
+
+def test_the_lock_of_a_killed_command_is_taken_over(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    code = ("import time; from pipeline.lock import run_lock; from pipeline.storage import Location; "
+            f"cm = run_lock(Location({str(tmp_path)!r}), 'run'); cm.__enter__(); print('held', flush=True); "
+            "time.sleep(120)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"pid {child.pid}"):
+            with run_lock(Location(tmp_path), "catalog"):
+                pass
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=30)
+        with run_lock(Location(tmp_path), "catalog"):  # the OS released the dead holder's lock
+            pass
+    finally:
+        child.kill()
+
+
+def test_object_store_lock_refuses_a_live_holder_and_takes_over_a_stale_one():
+    import json
+    import os
+    import socket
+    import time
+
+    import pipeline.lock as lock_module
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    root = Location("memory://locks/run")
+    live = {"host": socket.gethostname(), "pid": os.getpid(), "command": "run", "since": time.time(),
+            "heartbeat": time.time(), "token": "x"}
+    (root / ".lock").write_bytes(json.dumps(live).encode())
+    with pytest.raises(InputError, match="in use by 'run'"):
+        with run_lock(root, "segment"):
+            pass
+    (root / ".lock").write_bytes(json.dumps({**live, "heartbeat": time.time() - 2 * lock_module.STALE_S}).encode())
+    with run_lock(root, "segment"):
+        assert json.loads((root / ".lock").read_bytes())["command"] == "segment"
+    assert not (root / ".lock").exists()
+
+
+def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosaic):
+    import subprocess
+    import sys
+
+    from tests.pipeline.small_runs import REPO, cli_args, python_env, wait_for
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "pipeline", *cli_args(run_dir, mosaic, "--tile-delay", "0.3", "--workers", "1")]
+    first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: (run_dir / "manifest.json").exists(), 120, "the first run's manifest")
+        second = run_cli(*cli_args(run_dir, mosaic))
+        assert second.returncode == 2 and "in use by 'run'" in second.stderr, second.stdout + second.stderr
+        out, err = first.communicate(timeout=300)
+        assert first.returncode == 0, out + err
+    finally:
+        first.kill()
+    executions = _executions(run_dir)
+    assert set(executions.values()) == {1}  # no tile computed twice
+
+
+# ------------------------------------------------------- inputs the network cannot use
+
+def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom") -> Path:
+    entries = ", ".join(f'{band} = "{mosaic.parent / f"small_{src}.fits"}"' for band, src in bands.items())
+    path = folder / f"{name}.toml"
+    path.write_text(f"[mosaics.{name}]\nbands = {{ {entries} }}\n")
+    return path
+
+
+def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
+    from pipeline.config import RunConfig
+
+    config = RunConfig(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
+                       classifier="standin", progress=False, **kwargs)
+    with pytest.raises(InputError, match=match):
+        run(config, echo=lambda *_: None)
+    assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
+
+
+def test_bands_are_fed_by_name_whatever_order_the_toml_lists_them(tmp_path, mosaic, finished, client):
+    from pipeline.config import RunConfig
+
+    # Listed Z, V, J, H (and in lower case): used to classify in that order with exit 0.
+    toml = _toml(tmp_path, mosaic, {"z": "Z", "V": "V", "J": "J", "h": "H"})
+    config = RunConfig(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "zvjh", tile=40,
+                       classifier="standin", progress=False, batch_size=256)
+    summary = run(config, client=client, echo=lambda *_: None)
+    assert not summary.failed
+    assert_same(outputs(tmp_path / "zvjh"), outputs(finished))
+
+
+@pytest.mark.parametrize("bands, match", [
+    ({"H": "H", "J": "J", "V": "V"}, r"missing band\(s\) Z"),
+    ({"A": "H", "B": "J", "C": "V", "D": "Z"}, r"missing band\(s\) H, J, V, Z; band\(s\) the network does not take: A"),
+    ({"H": "H", "J": "J", "V": "V", "Z": "Z", "I": "Z"}, r"does not take: I"),
+])
+def test_missing_extra_or_unknown_bands_are_refused_before_anything(tmp_path, mosaic, bands, match):
+    _refused_before_anything(tmp_path, _toml(tmp_path, mosaic, bands), match)
+
+
+def test_an_all_nan_band_or_no_covered_window_is_refused(tmp_path, mosaic):
+    from astropy.io import fits
+
+    data = fits.getdata(mosaic.parent / "small_J.fits")
+    fits.PrimaryHDU(np.full_like(data, np.nan), header=fits.getheader(mosaic.parent / "small_J.fits")).writeto(
+        tmp_path / "small_J.fits")
+    for band in "HVZ":
+        (tmp_path / f"small_{band}.fits").write_bytes((mosaic.parent / f"small_{band}.fits").read_bytes())
+    fake = tmp_path / "mosaics.toml"
+    _refused_before_anything(tmp_path, _toml(tmp_path, fake, {b: b for b in "HJVZ"}),
+                             r"without a single finite non-zero pixel: J")
+    # An integer band with zeros on a 30-pixel grid: every pixel finite, no 40x40 window covered.
+    grid = np.ones(data.shape, np.int16)
+    grid[::30, :] = 0
+    grid[:, ::30] = 0
+    fits.PrimaryHDU(grid, header=fits.getheader(mosaic.parent / "small_H.fits")).writeto(
+        tmp_path / "small_J.fits", overwrite=True)
+    _refused_before_anything(tmp_path, _toml(tmp_path, fake, {b: b for b in "HJVZ"}), r"no 40x40 window")
+
+
+def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mosaic):
+    from pipeline.downstream import DownstreamSettings
+
+    toml = _toml(tmp_path, mosaic, {b: b for b in "HJVZ"})
+    from pipeline.config import RunConfig
+
+    config = RunConfig(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
+                       classifier="standin", progress=False)
+    with pytest.raises(InputError, match="--flux-band 'Q'"):
+        run(config, echo=lambda *_: None, downstream=DownstreamSettings(flux_band="Q"))
+    assert not (tmp_path / "refused").exists()
+    bad = tmp_path / "bad.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    proc = run_cli("run", "--mosaic", "custom", "--mosaics-file", str(toml), "--run-dir", str(tmp_path / "w"),
+                   "--weights", str(bad), "--no-progress")
+    assert proc.returncode == 2 and "bad.weights.h5" in proc.stderr, proc.stdout + proc.stderr
+    assert not (tmp_path / "w" / "manifest.json").exists()  # the corrected rerun is not refused
+
+
+def test_mosaic_names_and_mosaics_files_are_checked(tmp_path):
+    from pipeline.mosaics import known_mosaics
+
+    escaping = tmp_path / "escape.toml"
+    escaping.write_text('[mosaics."../x"]\nbands = { H = "h.fits" }\n')
+    with pytest.raises(InputError, match=r"escape.toml.*mosaic name"):
+        known_mosaics(escaping)
+    latin1 = tmp_path / "latin1.toml"
+    latin1.write_bytes('[mosaics.caf\xe9]\nbands = { H = "h.fits" }\n'.encode("latin-1"))
+    with pytest.raises(InputError, match="latin1.toml"):
+        known_mosaics(latin1)
+
+
+def test_a_resumed_run_reports_the_rate_of_its_own_windows_only(finished, mosaic, client):
+    lines: list[str] = []
+    summary = run(small_config(finished, mosaic), client=client, echo=lines.append)
+    assert summary.executed == 0 and summary.windows == 0
+    assert any("(0 windows, 0 windows/s)" in line for line in lines)
+
+
+def test_every_product_is_readable_by_the_group_like_the_fits_files(finished):
+    # catalog.csv, catalog.mrt and colour.png used to be 0600 (mkstemp) while the rest were 0644.
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    expected = 0o666 & ~mask
+    products = [finished / "colour.png", *sorted((finished / "catalog").glob("catalog.*")),
+                *sorted((finished / "fits").glob("*.fits"))]
+    assert len(products) > 20
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in products}
+    assert modes == {name: expected for name in modes}
