@@ -361,3 +361,33 @@ def test_every_product_is_readable_by_the_group_like_the_fits_files(finished):
     assert len(products) > 20
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in products}
     assert modes == {name: expected for name in modes}
+
+
+def test_a_truncated_ledger_record_is_named_and_its_tile_recomputed(finished, client):
+    reference = outputs(finished)
+    victim, _ = _same_size_tiles(finished)
+    record = finished / "ledger" / f"{victim}.done"
+    record.write_bytes(record.read_bytes()[:20])
+    report = status(finished)
+    assert victim in report["states"]["pending"] and f"{victim}.done" in report["corrupt"][victim]
+    summary = resubmit(finished, client=client, echo=lambda *_: None)
+    assert summary.executed == 1 and not summary.failed
+    assert_same(outputs(finished), reference)
+
+
+def test_status_says_products_written_only_when_they_are(finished):
+    assert status(finished)["products"]
+    (finished / "fits" / "disk_mean.fits").unlink()
+    report = status(finished)
+    assert not report["products"] and any("disk_mean.fits" in p for p in report["missing_products"])
+
+
+def test_a_cube_is_named_as_a_cube(tmp_path):
+    from astropy.io import fits
+
+    from pipeline.ingest import validate_bands
+
+    path = tmp_path / "cube.fits"
+    fits.PrimaryHDU(np.zeros((4, 8, 8), np.float32)).writeto(path)
+    with pytest.raises(InputError, match=r"cube.fits.*3-D cube of shape \(4, 8, 8\)"):
+        validate_bands({"H": path})
