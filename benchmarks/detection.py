@@ -94,17 +94,10 @@ PHOTUTILS_NSIGMA = 1.5
 
 
 def machine() -> str:
-    """CPU model and core count (``/proc/cpuinfo`` on Linux)."""
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{platform.platform()}; {model}, {os.cpu_count()} cores"
+    """The platform, CPU model and core count."""
+    from engine import machine as cpu  # benchmarks/engine.py, beside this script
+
+    return f"{platform.platform()}; {cpu()}"
 
 
 # --------------------------------------------------------------------------- skies
