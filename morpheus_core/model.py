@@ -29,13 +29,9 @@ import numpy as np
 import keras
 from keras import layers, ops
 
-from morpheus_core import BANDS, CLASSES
+from morpheus_core import BANDS, BORDER, CLASSES, PRECISIONS, WINDOW  # noqa: F401 (re-exported)
 from morpheus_core.bicubic import bicubic_matrix
 
-#: Window size (pixels) of the released model.
-WINDOW = 40
-#: Width (pixels) of the window border whose outputs are never counted.
-BORDER = 5
 #: Hyper-parameters of the released model (``morpheus/core/model_config.json``).
 DOWN_FILTERS = (8, 16, 32)
 NUM_DOWN_CONVS = 4
@@ -50,8 +46,6 @@ RELEASED_PACKAGE = "morpheus-astro"
 RELEASED_VERSION = "0.5.1"
 RELEASED_CHECKPOINT = "model-440"
 _OPTIMIZER_MARKERS = ("/Adam", "beta1_power", "beta2_power")
-
-PRECISIONS = ("float32", "bfloat16")
 
 
 class ReleasedWeightsError(RuntimeError):

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morpheus_core.model import BORDER, PRECISIONS, WINDOW
+from morpheus_core import BORDER, PRECISIONS, WINDOW
 from pipeline.storage import Location, check_storage_options, run_dir_value
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
