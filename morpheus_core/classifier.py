@@ -116,7 +116,8 @@ class KerasWindowClassifier:
 
     def _compile_network(self) -> Callable[[Any], Any]:
         """The network to inner-region logits: a graph function on TensorFlow (oneDNN
-        kernels; XLA's CPU convolutions are slower), ``jax.jit`` on JAX."""
+        kernels; XLA's CPU convolutions are slower), ``jax.jit`` on JAX.
+        """
         if self._backend == "tensorflow":
             import tensorflow as tf
 
@@ -227,7 +228,8 @@ class KerasWindowClassifier:
 
     def _pad(self, windows: np.ndarray, index: np.ndarray | None, grid: int) -> tuple:
         """On backends that compile per input shape (JAX), pad a partly evaluated block
-        to a multiple of 1 / PAD_STEPS of the grid (padding goes to the spare slot)."""
+        to a multiple of 1 / PAD_STEPS of the grid (padding goes to the spare slot).
+        """
         if index is None or self._backend == "tensorflow":
             return windows, index
         n = len(index)
@@ -303,6 +305,9 @@ class KerasWindowClassifier:
         return np.asarray(self._post(rows, cols, stride, index is not None)(logits, index, mask))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Probabilities ``(B, K, K, C)`` of the counted inner region of standardised
+        ``(B, N, N, bands)`` windows, through the plain Keras model.
+        """
         out = np.asarray(self._fn(windows))
         if self._crop:
             c = self._crop

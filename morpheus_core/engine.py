@@ -78,7 +78,7 @@ class WindowClassifier(Protocol):
     n_classes: int
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:  # pragma: no cover - protocol
-        ...
+        """Probabilities of the counted inner region of standardised windows."""
 
 
 def anchor_range(start: int, stop: int, stride: int) -> np.ndarray:
@@ -239,7 +239,8 @@ _SLAB = threading.local()
 
 def _slab(shape: tuple[int, ...], *, zeroed: bool) -> np.ndarray:
     """A reusable float64 work buffer (fresh allocations of tens of MB per batch cost
-    page faults that show in the profile)."""
+    page faults that show in the profile).
+    """
     size = int(np.prod(shape))
     buf = getattr(_SLAB, "buf", None)
     if buf is None or buf.size < size:

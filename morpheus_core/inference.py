@@ -32,9 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import ops
 
 from morpheus_core.model import (
@@ -170,7 +169,8 @@ class InferenceNetwork:
     # -- network ------------------------------------------------------------------
     def __call__(self, windows: Any) -> Any:
         """Logits ``(batch, out_size, out_size, n_classes)`` float32 of standardised
-        ``(batch, window, window, n_bands)`` float32 windows."""
+        ``(batch, window, window, n_bands)`` float32 windows.
+        """
         x = ops.cast(windows, self.compute_dtype)
         skips = []
         for i in range(len(DOWN_FILTERS)):

@@ -24,9 +24,8 @@ import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import keras
+import numpy as np
 from keras import layers, ops
 
 from morpheus_core import BANDS, BORDER, CLASSES, PRECISIONS, WINDOW  # noqa: F401 (re-exported)
@@ -71,6 +70,7 @@ class BicubicUpsample2D(layers.Layer):
         self.crop = int(crop)
 
     def build(self, input_shape: tuple) -> None:
+        """Precompute the row and column interpolation matrices for ``input_shape``."""
         _, h, w, _ = input_shape
         rows = bicubic_matrix(h, h * self.factor)
         cols = bicubic_matrix(w, w * self.factor)
@@ -81,16 +81,19 @@ class BicubicUpsample2D(layers.Layer):
         self._cols = cols
 
     def call(self, x: Any) -> Any:
+        """Upsample ``(batch, h, w, c)`` to ``(batch, factor * h - 2 crop, ...)``."""
         rows = ops.convert_to_tensor(self._rows, dtype=self.compute_dtype)
         cols = ops.convert_to_tensor(self._cols, dtype=self.compute_dtype)
         x = ops.einsum("oh,bhwc->bowc", rows, x)
         return ops.einsum("pw,bowc->bopc", cols, x)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Output shape for Keras' shape inference."""
         b, h, w, c = input_shape
         return (b, h * self.factor - 2 * self.crop, w * self.factor - 2 * self.crop, c)
 
     def get_config(self) -> dict:
+        """Serialisable settings (``factor``, ``crop``)."""
         return {**super().get_config(), "factor": self.factor, "crop": self.crop}
 
 

@@ -141,7 +141,8 @@ class Classification:
 
     def images(self) -> dict[str, np.ndarray]:
         """The 15 images plus ``n`` by name: ``{class}_mean``, ``{class}_var``,
-        ``{class}_rank``, ``n``."""
+        ``{class}_rank``, ``n``.
+        """
         out: dict[str, np.ndarray] = {}
         for kind, cube in (("mean", self.mean), ("var", self.variance), ("rank", self.rank)):
             for i, name in enumerate(self.classes):

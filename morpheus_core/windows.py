@@ -135,7 +135,8 @@ def standardize_windows(
 def standardization_scale(var: np.ndarray, size: int) -> np.ndarray:
     """``1 / max(std, 1 / sqrt(size))`` (float64), the factor of
     :func:`standardize_windows`, which computes ``(x - mean) * scale`` with both
-    rounded to the windows' dtype."""
+    rounded to the windows' dtype.
+    """
     return 1.0 / np.maximum(np.sqrt(var), 1.0 / np.sqrt(size))
 
 

@@ -242,7 +242,8 @@ def _read_strip(hdu: fits.hdu.base._BaseHDU, y0: int, y1: int) -> np.ndarray:
 def _write_store(bandset: BandSet, target: Any, chunk: int,
                  inputs: list[dict[str, Any]]) -> None:
     """Write the store; its attributes come last, so a store without
-    ``format_version`` is one whose writing did not finish."""
+    ``format_version`` is one whose writing did not finish.
+    """
     n, (height, width) = len(bandset.bands), bandset.shape
     root = zarr.create_group(target, zarr_format=3, overwrite=True)
     image = root.create_array("image", shape=(n, height, width), dtype="float32",

@@ -48,7 +48,8 @@ PARTIAL_ARRAYS = ("n", "mean", "m2", "votes")
 
 class PartialError(RunError):
     """A finished tile's partial statistics cannot be trusted (missing, corrupt, or
-    another tile's or run's); the message names the tile and the file."""
+    another tile's or run's); the message names the tile and the file.
+    """
 
     def __init__(self, name: str, where: Location | str, problem: str) -> None:
         super().__init__(f"tile {name}: partial {where} {problem}")
@@ -231,7 +232,8 @@ class Ledger:
 
     def done_infos(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The records of several finished tiles (read concurrently from object
-        stores); tiles without a record are left out."""
+        stores); tiles without a record are left out.
+        """
         found = self.dir.read_many(f"{name}.done" for name in names)
         records = {key[: -len(".done")]: _parse_record(value) for key, value in found.items()}
         return {name: record for name, record in records.items() if record is not None}
@@ -248,7 +250,8 @@ class Ledger:
 
     def summary(self, names: list[str], untrusted: set[str] = frozenset()) -> dict[str, list[str]]:
         """Tiles by state: finished, failed, pending (``untrusted``: finished tiles
-        whose partial failed :meth:`verify`, counted as pending)."""
+        whose partial failed :meth:`verify`, counted as pending).
+        """
         failed = _stems(self.dir.listdir(), ".failed")
         finished = self.finished() - set(untrusted)
         out: dict[str, list[str]] = {"finished": [], "failed": [], "pending": []}

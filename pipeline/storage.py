@@ -262,7 +262,8 @@ class Location:
 
     def read_many(self, names: Iterable[str]) -> dict[str, bytes]:
         """The contents of several files in this folder (fetched concurrently from
-        object stores); missing files are left out."""
+        object stores); missing files are left out.
+        """
         names = list(names)
         if self.is_local:
             out = {}
@@ -285,7 +286,8 @@ class Location:
     @contextlib.contextmanager
     def open_atomic(self) -> Iterator[IO[bytes]]:
         """A binary file to write this file's new content into, made visible only
-        when the block ends without error."""
+        when the block ends without error.
+        """
         if self.is_local:
             path = self.path
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,8 @@ SUMMARY_JSON = "training.json"
 
 def parse_learning_rate(text: str) -> float:
     """``paper`` (Table 2, 9.929e-5), ``released`` (released configuration, 9.929e-4)
-    or a positive number."""
+    or a positive number.
+    """
     from morpheus_core.training.fit import LEARNING_RATE_PAPER, LEARNING_RATE_RELEASED
 
     named = {"paper": LEARNING_RATE_PAPER, "released": LEARNING_RATE_RELEASED}
@@ -103,10 +104,12 @@ class TrainSummary:
 
     @property
     def final_weights(self) -> Path:
+        """Weights after the last epoch."""
         return self.out_dir / FINAL_WEIGHTS
 
     @property
     def best_weights(self) -> Path:
+        """Weights of the epoch with the lowest test loss."""
         return self.out_dir / BEST_WEIGHTS
 
 

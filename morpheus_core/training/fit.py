@@ -23,9 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from morpheus_core.model import build_model, load_model
 from morpheus_core.training.augment import CROP, WINDOW, augment, draw_augmentation
@@ -101,6 +100,7 @@ class TrainSettings:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-serialisable dict."""
         return asdict(self)
 
 

@@ -198,12 +198,14 @@ class MorpheusLoss(keras.losses.Loss):
         self.per_image, self.normalize = bool(per_image), bool(normalize)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
+        """The loss of a batch (:func:`morpheus_loss`)."""
         return morpheus_loss(
             y_pred, y_true, lambda_w=self.lambda_w, lambda_d=self.lambda_d,
             per_image=self.per_image, normalize=self.normalize,
         )
 
     def get_config(self) -> dict:
+        """Serialisable settings of the loss."""
         return {
             **super().get_config(), "lambda_w": self.lambda_w, "lambda_d": self.lambda_d,
             "per_image": self.per_image, "normalize": self.normalize,

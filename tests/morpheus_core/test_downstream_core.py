@@ -8,8 +8,14 @@ import numpy as np
 import pytest
 
 from morpheus_core import CLASSES
-from morpheus_core.catalog import (agreement, aperture_mask, detection_flag, merge_object_sums,
-                                   object_catalog, object_sums)
+from morpheus_core.catalog import (
+    agreement,
+    aperture_mask,
+    detection_flag,
+    merge_object_sums,
+    object_catalog,
+    object_sums,
+)
 from morpheus_core.colour import HUES, colour_image
 from morpheus_core.deblend import deblend, number_children, object_label, split_by_markers, split_by_peaks
 from morpheus_core.segmentation import label_segments, segment_sources, watershed_markers

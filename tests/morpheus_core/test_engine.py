@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from morpheus_core.engine import KerasWindowClassifier, classify_image
 from morpheus_core.stats import finalize
+from morpheus_core.testing import StandInClassifier
 from morpheus_core.tiling import assemble, plan_tiles
 from morpheus_core.windows import standardize_windows
-from morpheus_core.testing import StandInClassifier
 
 
 def _scene(rng, h, w, bands=4):
@@ -38,12 +38,17 @@ def _brute_force(image, clf, stride=1, valid=None):
                 for dx in range(out.shape[1]):
                     samples[y + b + dy][x + b + dx].append(out[dy, dx])
     c = clf.n_classes
-    n = np.zeros((h, w), int); mean = np.zeros((c, h, w)); var = np.zeros((c, h, w)); votes = np.zeros((c, h, w), int)
+    n = np.zeros((h, w), int)
+    mean = np.zeros((c, h, w))
+    var = np.zeros((c, h, w))
+    votes = np.zeros((c, h, w), int)
     for y in range(h):
         for x in range(w):
             if samples[y][x]:
                 v = np.array(samples[y][x], dtype=np.float64)
-                n[y, x] = len(v); mean[:, y, x] = v.mean(0); var[:, y, x] = v.var(0)
+                n[y, x] = len(v)
+                mean[:, y, x] = v.mean(0)
+                var[:, y, x] = v.var(0)
                 votes[:, y, x] = np.bincount(v.argmax(1), minlength=c)
     return n, mean, var, votes
 
@@ -149,7 +154,8 @@ def test_non_finite_pixels_are_outside_coverage():
     np.testing.assert_array_equal(stats.n, n)
     np.testing.assert_array_equal(stats.votes, votes)
     # An explicit coverage mask (e.g. HLF zero-censored pixels) acts the same way.
-    coverage = np.ones((40, 44), bool); coverage[30, 40] = False
+    coverage = np.ones((40, 44), bool)
+    coverage[30, 40] = False
     masked = classify_image(img, clf, coverage=coverage)
     assert masked.n[30, 40] == 0 and masked.n.sum() < stats.n.sum()
 

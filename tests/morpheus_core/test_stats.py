@@ -13,12 +13,15 @@ def _stats_of(values: list[list[np.ndarray]]) -> WindowStats:
     """Statistics of explicit per-pixel samples via the sums path."""
     h, w = len(values), len(values[0])
     c = values[0][0].shape[1] if values[0][0].size else 5
-    s1 = np.zeros((c, h, w)); s2 = np.zeros((c, h, w)); votes = np.zeros((c, h, w))
+    s1 = np.zeros((c, h, w))
+    s2 = np.zeros((c, h, w))
+    votes = np.zeros((c, h, w))
     for y in range(h):
         for x in range(w):
             v = values[y][x].astype(np.float64)
             if v.size:
-                s1[:, y, x] = v.sum(0); s2[:, y, x] = (v * v).sum(0)
+                s1[:, y, x] = v.sum(0)
+                s2[:, y, x] = (v * v).sum(0)
                 votes[:, y, x] = np.bincount(values[y][x].argmax(1), minlength=c)
     return stats_from_sums(s1, s2, votes)
 

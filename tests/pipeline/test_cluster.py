@@ -18,8 +18,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 from pipeline import cluster as cluster_mod
-from pipeline.cluster import (THREAD_ENV_VARS, ClusterInfo, detect_gpus, gpu_resources,
-                              make_client)
+from pipeline.cluster import THREAD_ENV_VARS, ClusterInfo, detect_gpus, gpu_resources, make_client
 from pipeline.errors import InputError
 
 

@@ -24,7 +24,6 @@ from pipeline.errors import InputError
 from pipeline.run import run
 from tests.pipeline.small_runs import N_TILES, assert_same, done_records, outputs, small_config, write_mosaic
 
-
 # --- TensorFlow memory growth --------------------------------------------------------------
 
 class _FakeDevice:

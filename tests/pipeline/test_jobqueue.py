@@ -22,8 +22,18 @@ from distributed import Client, LocalCluster
 from pipeline.cluster import gpu_resources, make_client
 from pipeline.errors import InputError
 from pipeline.jobqueue import advertises_gpu, jobqueue_cluster, jobqueue_settings
-from tests.pipeline.small_runs import (REPO, assert_same, cli_args, done_records, outputs, python_env, run_cli,
-                                       small_config, wait_for, write_mosaic)
+from tests.pipeline.small_runs import (
+    REPO,
+    assert_same,
+    cli_args,
+    done_records,
+    outputs,
+    python_env,
+    run_cli,
+    small_config,
+    wait_for,
+    write_mosaic,
+)
 
 EXAMPLE = REPO / "deploy" / "hpc" / "jobqueue.yaml"
 

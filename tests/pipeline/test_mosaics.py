@@ -14,8 +14,16 @@ from astropy.wcs import WCS
 
 from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, read_wcs, validate_bands
-from pipeline.mosaics import (DEMO, GOODS_S, MOSAICS, Mosaic, default_data_dir,
-                              generate_demo, known_mosaics, resolve_mosaic)
+from pipeline.mosaics import (
+    DEMO,
+    GOODS_S,
+    MOSAICS,
+    Mosaic,
+    default_data_dir,
+    generate_demo,
+    known_mosaics,
+    resolve_mosaic,
+)
 
 HLF_NAMES = (
     "hlsp_hlf_hst_wfc3-60mas_goodss_f160w_v2.0_sci.fits",

@@ -20,8 +20,17 @@ from distributed import Client, LocalCluster
 
 from pipeline.ledger import Ledger
 from pipeline.run import run
-from tests.pipeline.small_runs import (N_TILES, assert_same, cli_args, done_records, outputs, python_env,
-                                       small_config, wait_for, write_mosaic)
+from tests.pipeline.small_runs import (
+    N_TILES,
+    assert_same,
+    cli_args,
+    done_records,
+    outputs,
+    python_env,
+    small_config,
+    wait_for,
+    write_mosaic,
+)
 
 # Multi-process; a hang fails the test instead of blocking the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]

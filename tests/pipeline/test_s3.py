@@ -18,8 +18,21 @@ from pipeline.downstream import DownstreamSettings
 from pipeline.errors import RunError
 from pipeline.run import resubmit, run, status
 from pipeline.storage import Location
-from tests.pipeline.small_runs import (FITS_NAMES, N_TILES, REPO, assert_same, cli_args, done_records, free_port,
-                                       outputs, python_env, run_cli, small_config, wait_for, write_mosaic)
+from tests.pipeline.small_runs import (
+    FITS_NAMES,
+    N_TILES,
+    REPO,
+    assert_same,
+    cli_args,
+    done_records,
+    free_port,
+    outputs,
+    python_env,
+    run_cli,
+    small_config,
+    wait_for,
+    write_mosaic,
+)
 
 # Multi-process; a hang fails the test instead of blocking the suite.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]

@@ -7,7 +7,6 @@ follows the same code paths as ``s3://`` (the S3 run itself is in ``test_s3.py``
 from __future__ import annotations
 
 import hashlib
-
 import os
 import pickle
 import uuid

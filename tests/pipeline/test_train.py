@@ -89,8 +89,13 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
 
     # Fine-tuning starts from the released weights: before any step they already
     # classify the held-out objects far better than a random initialisation does.
-    from morpheus_core.training.fit import TrainSettings, evaluate_network, evaluation_views, initial_model
-    from morpheus_core.training.fit import logits_model
+    from morpheus_core.training.fit import (
+        TrainSettings,
+        evaluate_network,
+        evaluation_views,
+        initial_model,
+        logits_model,
+    )
 
     data = read_training_set(data_dir)
     x, y = evaluation_views(data.test, seed=1)  # the views train() uses for test objects (seed + 1)
