@@ -3,7 +3,7 @@
 The released Morpheus network upsamples with TF1's ``resize_images(..., BICUBIC,
 align_corners=True)``. XLA and Keras's JAX/PyTorch backends have no such kernel, so we
 express the resize as two small matrix products (rows, then columns) with a matrix that
-copies TensorFlow's legacy kernel in detail (MORPHEUS-FACTS.md, "Layer conventions"):
+copies TensorFlow's legacy kernel in detail (as the released morpheus-astro 0.5.1 graph uses it):
 
 - Keys cubic convolution with ``a = -0.75``;
 - source coordinate ``out_index * ((in - 1) / (out - 1))`` computed in float32;

@@ -53,7 +53,7 @@ from astropy.wcs import WCS
 
 from morpheus_core import BANDS, CLASSES
 
-__all__ = ["MORPHOLOGIES", "agreement", "aperture_mask", "detection_flag", "flux_weights",
+__all__ = ["MORPHOLOGIES", "agreement", "aperture_mask", "detection_flag", "flux_weighted_fractions", "flux_weights",
            "merge_object_sums", "object_catalog", "object_sums"]
 
 #: The morphological classes (all but background); the dominant class is one of these.
@@ -97,6 +97,39 @@ def flux_weights(flux: np.ndarray) -> np.ndarray:
     """Eq. 16 weights: the flux clipped at zero (non-finite pixels weigh nothing)."""
     flux = np.asarray(flux, dtype=np.float64)
     return np.where(np.isfinite(flux) & (flux > 0), flux, 0.0)
+
+
+def flux_weighted_fractions(cube: np.ndarray, flux: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Eq. 16 for one object on whole images: its flux-weighted class fractions.
+
+    The same rules as the catalog (:func:`object_sums` and :func:`object_catalog`):
+    weights ``max(flux, 0)`` (:func:`flux_weights`), uniform weights when the object's
+    flux is nowhere positive, fractions normalised to sum to one.
+
+    Parameters
+    ----------
+    cube : numpy.ndarray
+        ``(C, H, W)`` class images (rank votes or means).
+    flux : numpy.ndarray
+        ``(H, W)`` flux image of the weighting band.
+    mask : numpy.ndarray
+        ``(H, W)`` bool, the object's pixels.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(C,)`` fractions; NaN when the mask is empty.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    cube = np.asarray(cube, dtype=np.float64)
+    if not mask.any():
+        return np.full(cube.shape[0], np.nan)
+    w = flux_weights(flux)[mask]
+    if not (w > 0).any():
+        w = np.ones_like(w)
+    q = cube[:, mask] @ w / w.sum()
+    total = q.sum()
+    return q / total if total > 0 else q
 
 
 def detection_flag(background: np.ndarray, classified: np.ndarray) -> np.ndarray:

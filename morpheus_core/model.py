@@ -1,6 +1,7 @@
 """The Morpheus U-Net (paper Table 1) in Keras 3, and the released weights.
 
-The network follows the conventions of the released model (MORPHEUS-FACTS.md):
+The network follows the conventions of the released model (morpheus-astro 0.5.1, its
+TF1 graph and checkpoint):
 block operation = batch normalisation (epsilon 1e-3) -> 3x3 'same' convolution with
 bias -> ReLU (-> dropout in training); contraction blocks of 4 operations with 8, 16,
 32 filters, each followed by 2x2 max pooling; one intermediate operation with 16

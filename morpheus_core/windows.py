@@ -99,7 +99,7 @@ def standardize_windows(
     """Standardise each window on its own, all bands jointly.
 
     Implements TensorFlow's ``per_image_standardization`` as the released model
-    expects it (MORPHEUS-FACTS.md): ``(x - mean(x)) / max(std(x), 1 / sqrt(size))``
+    expects it (the released code applies it to each window): ``(x - mean(x)) / max(std(x), 1 / sqrt(size))``
     with the population standard deviation over the whole ``window x window x bands``
     block. Moments are accumulated in float64, the result is float32.
 

@@ -13,7 +13,7 @@ never leaves a half-written record:
   is missing, truncated, altered, or another tile's or another run's, so such a tile
   counts as pending (and is recomputed) instead of being merged;
 - ``<tile>.failed``: the tile kept failing; holds the error and traceback;
-- ``executions/<tile>.<n>``: one file per started execution (counts retries and
+- ``executions/<tile>.<id>``: one file per started execution (a random id) (counts retries and
   recomputations).
 
 The run directory may be a local (shared) path or an fsspec URL such as
@@ -64,11 +64,6 @@ def tile_id(tile: Tile) -> str:
     return f"t{tile.index[0]:04d}_{tile.index[1]:04d}"
 
 
-def atomic_write_bytes(path: Path | Location, data: bytes) -> None:
-    """Write a file so that readers see either the old or the complete new content."""
-    as_location(path).write_bytes(data)
-
-
 def atomic_write_json(path: Path | Location, data: dict[str, Any]) -> None:
     """Atomically write a JSON document."""
     as_location(path).write_json(data)
@@ -98,11 +93,6 @@ class Ledger:
         self._executions = self.dir / "executions"
         for d in (self._executions, self.partials):
             d.makedirs()
-
-    @property
-    def run_dir(self) -> Path | str:
-        """The run directory (a path, or a URL string)."""
-        return self.root.path if self.root.is_local else self.root.url
 
     # -- written by workers -------------------------------------------------------
     def record_start(self, name: str) -> None:

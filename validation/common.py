@@ -31,7 +31,7 @@ import numpy as np
 from astropy.table import Table
 from scipy.signal import fftconvolve
 
-from morpheus_core import BANDS, CLASSES
+from morpheus_core import BANDS, CLASSES, catalog
 from morpheus_core.simulate import (
     DEPTH_5SIGMA_AB,
     PSF_FWHM_ARCSEC,
@@ -54,9 +54,8 @@ def fwhm_px(band: str) -> float:
 
 
 def aperture_mask(shape: Sequence[int], x: float, y: float, radius: float = APERTURE_RADIUS_PX) -> np.ndarray:
-    """Pixels whose centres lie within ``radius`` of ``(x, y)``."""
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    return np.hypot(xx - x, yy - y) <= radius
+    """Pixels whose centres lie within ``radius`` of ``(x, y)`` (the catalog's aperture)."""
+    return catalog.aperture_mask((int(shape[0]), int(shape[1])), x, y, radius)
 
 
 def aperture_sigma(band: str) -> float:
@@ -152,27 +151,9 @@ def classify(images: np.ndarray, classifier: Any, *, stride: int = 1) -> Any:
     return finalize(classify_image(np.asarray(images, np.float32), classifier, stride=stride))
 
 
-def flux_weighted_classes(cube: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Flux-weighted class fractions of an object, paper Eq. 16.
-
-    Parameters
-    ----------
-    cube : numpy.ndarray
-        ``(n_c, H, W)`` class images.
-    weights : numpy.ndarray
-        ``(H, W)`` flux (negative values count as 0).
-    mask : numpy.ndarray
-        ``(H, W)`` bool, the object's pixels.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_c,)`` ``sum(w p_k) / sum(w)`` over the object's pixels.
-    """
-    w = np.where(mask, np.clip(weights, 0.0, None), 0.0)
-    if w.sum() <= 0:
-        return np.full(cube.shape[0], np.nan)
-    return (cube * w).sum(axis=(1, 2)) / w.sum()
+#: Eq. 16 exactly as the catalog computes it (weights max(flux, 0), uniform weights
+#: when no pixel has positive flux, fractions normalised to sum to one).
+flux_weighted_classes = catalog.flux_weighted_fractions
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -231,3 +231,28 @@ def test_colour_image_follows_section_6():
     np.testing.assert_array_equal(rgb[0, 0], expected)
     assert rgb[0, 1, 0] == rgb[0, 1, 1] == rgb[0, 1, 2] == round(0.6 * 255)  # zero saturation: grey
     assert (rgb[0, 2] == 0).all() and (rgb[0, 3] == 0).all()
+
+
+def test_flux_weighted_fractions_equal_the_catalog_on_one_object():
+    # validation/ and the catalog use one Eq. 16 (issue #14, item 8): compare it with a
+    # direct float64 evaluation and with object_sums + object_catalog.
+    from morpheus_core.catalog import flux_weighted_fractions, object_catalog, object_sums
+
+    rng = np.random.default_rng(4)
+    cube = rng.random((5, 20, 24))
+    cube /= cube.sum(axis=0)
+    flux = rng.normal(0.5, 1.0, size=(20, 24))
+    mask = np.zeros((20, 24), bool)
+    mask[4:15, 6:19] = True
+    w = np.where(mask & (flux > 0), flux, 0.0)
+    direct = (cube * w).sum(axis=(1, 2)) / w.sum()
+    got = flux_weighted_fractions(cube, flux, mask)
+    np.testing.assert_allclose(got, direct / direct.sum(), rtol=1e-12)
+    sums = object_sums(mask.astype(int), flux=flux, mean=cube, variance=np.zeros_like(cube),
+                       bands=np.stack([flux] * 4))
+    table = object_catalog(sums, wcs=None, width=24)
+    np.testing.assert_allclose([table[f"p_{c}"][0] for c in CLASSES], got, rtol=1e-12)
+    # No positive flux: uniform weights, as the catalog; an empty mask: NaN.
+    np.testing.assert_allclose(flux_weighted_fractions(cube, -np.abs(flux), mask),
+                               cube[:, mask].mean(axis=1) / cube[:, mask].mean(axis=1).sum(), rtol=1e-12)
+    assert np.isnan(flux_weighted_fractions(cube, flux, np.zeros_like(mask))).all()
