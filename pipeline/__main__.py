@@ -260,10 +260,6 @@ def main(argv: list[str] | None = None) -> int:
         log.error("input error: %s", exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError) as exc:
-        log.exception("bad input")
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except RunError as exc:
         log.error("run failed: %s", exc)
         print(f"run failed: {exc}", file=sys.stderr)

@@ -303,17 +303,17 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     ('local', 'GPUs not requested (gpu="never")')
     """
     if gpu not in _GPU_MODES:
-        raise ValueError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
+        raise InputError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
     if threads_per_worker < 1:
-        raise ValueError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+        raise InputError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
     if n_workers is not None and n_workers < 1:
-        raise ValueError(f"n_workers must be >= 1, got {n_workers}")
+        raise InputError(f"n_workers must be >= 1, got {n_workers}")
     if cluster not in _CLUSTERS:
-        raise ValueError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
+        raise InputError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
 
     if scheduler is not None:
         if cluster != "local":
-            raise ValueError(f"give either a scheduler address or cluster={cluster!r}, "
+            raise InputError(f"give either a scheduler address or cluster={cluster!r}, "
                              "not both")
         return _connect(scheduler, gpu=gpu, wait_workers=wait_workers)
     if cluster != "local":
@@ -411,7 +411,7 @@ def describe_client(client: distributed.Client, *, gpu: str = "auto",
         ``gpu="require"`` and no worker advertises a GPU resource.
     """
     if gpu not in _GPU_MODES:
-        raise ValueError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
+        raise InputError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
     what = what or f"scheduler {client.scheduler.address} given"
     workers = client.scheduler_info().get("workers", {})
     n_gpu_workers = sum(1 for w in workers.values()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from morpheus_core import BORDER, PRECISIONS, WINDOW
+from pipeline.errors import InputError
 from pipeline.storage import Location, check_storage_options, run_dir_value
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
@@ -103,17 +104,17 @@ class RunConfig:
         self.run_dir = run_dir_value(self.run_dir)
         self.storage_options = check_storage_options(self.storage_options or {})
         if self.cluster not in CLUSTERS:
-            raise ValueError(f"cluster must be one of {CLUSTERS}, got {self.cluster!r}")
+            raise InputError(f"cluster must be one of {CLUSTERS}, got {self.cluster!r}")
         if self.scheduler and self.cluster != "local":
-            raise ValueError(f"give either a scheduler address or cluster={self.cluster!r}, not both")
+            raise InputError(f"give either a scheduler address or cluster={self.cluster!r}, not both")
         if self.tile < 1 or self.batch_size < 1 or self.stride < 1 or self.retries < 0:
-            raise ValueError("tile, batch_size and stride must be >= 1 and retries >= 0")
+            raise InputError("tile, batch_size and stride must be >= 1 and retries >= 0")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.classifier not in ("released", "standin"):
-            raise ValueError(f"classifier must be 'released' or 'standin', got {self.classifier!r}")
+            raise InputError(f"classifier must be 'released' or 'standin', got {self.classifier!r}")
         if self.gpu not in ("auto", "never", "require"):
-            raise ValueError(f"gpu must be auto, never or require, got {self.gpu!r}")
+            raise InputError(f"gpu must be auto, never or require, got {self.gpu!r}")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serialisable settings (paths as strings)."""

@@ -14,8 +14,12 @@ from __future__ import annotations
 __all__ = ["InputError", "RunError"]
 
 
-class InputError(Exception):
+class InputError(ValueError):
     """Bad user input; the message names the offending file(s) and the problem.
+
+    A :class:`ValueError`, so that callers of the Python API that catch bad values
+    see it too; the command line maps only this class to exit status 2 (any other
+    error, e.g. a ``ValueError`` raised inside a Dask task, is a failure: exit 1).
 
     Messages are written to be shown as they are, e.g.
     ``/data/demo_J.fits: shape (512, 511) differs from /data/demo_H.fits (512, 512)``.

@@ -47,6 +47,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.errors import InputError
+
 __all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "check_storage_options",
            "is_url", "run_dir_value"]
 
@@ -103,7 +105,7 @@ def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(options)
     found = sorted(set(_secret_paths(out, "")))
     if found:
-        raise ValueError(
+        raise InputError(
             f"storage option(s) {', '.join(found)} look like credentials, which would be "
             "recorded in the run's manifest: give them through the environment "
             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or the store's credential "

@@ -1,0 +1,35 @@
+"""The command line's exit codes (issue #14: only input errors are exit 2)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.__main__ import main
+from pipeline.errors import InputError
+
+
+@pytest.mark.parametrize("raised, code", [
+    (InputError("/data/x.fits: not a FITS file"), 2),
+    (ValueError("operands could not be broadcast (raised inside a Dask task)"), 1),
+    (FileNotFoundError("/tmp/worker-scratch/spill.bin"), 1),
+])
+def test_only_input_errors_exit_2(tmp_path, monkeypatch, capsys, raised, code):
+    import pipeline.run
+
+    def fail(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(pipeline.run, "run", fail)
+    assert main(["run", "--mosaic", "demo", "--run-dir", str(tmp_path / "r")]) == code
+    err = capsys.readouterr().err
+    assert str(raised) in err
+    if code == 1:
+        assert "traceback in" in err
+
+
+def test_bad_settings_are_input_errors(tmp_path, capsys):
+    assert main(["run", "--mosaic", "demo", "--run-dir", str(tmp_path / "r"), "--tile", "0"]) == 2
+    assert "tile" in capsys.readouterr().err
+    assert main(["run", "--mosaic", "demo", "--run-dir", "s3://b/r",
+                 "--storage-option", 'client_kwargs={"aws_secret_access_key": "x"}']) == 2
+    assert "client_kwargs.aws_secret_access_key" in capsys.readouterr().err
