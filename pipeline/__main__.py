@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--fail-tile", action="append", default=[], help=argparse.SUPPRESS)
     run.add_argument("--tile-delay", type=float, default=0.0, help=argparse.SUPPRESS)
 
-    _downstream_options(run)
+    _downstream_options(run, cluster_options=False)  # run has its own --scheduler/--workers
 
     segment = sub.add_parser("segment", help="re-run segmentation, deblending and the catalog on a finished "
                                              "classification (no classifying)")
@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
     resub.add_argument("--workers", type=int)
     resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
-    _downstream_options(resub)
+    _downstream_options(resub, cluster_options=False)
 
     from pipeline.train import add_parser as add_train_parser
 
@@ -82,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _downstream_options(parser: argparse.ArgumentParser) -> None:
+def _downstream_options(parser: argparse.ArgumentParser, *, cluster_options: bool = True) -> None:
     group = parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)")
     group.add_argument("--detection", choices=("paper", "mean", "mixed"), default="paper",
                        help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (default, "
@@ -101,7 +101,7 @@ def _downstream_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-segment-pixels", type=int,
                        help="deblending: segments with a larger bounding box are kept whole and flagged "
                             "(default: 9 chunks of area)")
-    if "scheduler" not in {a.dest for a in parser._actions}:
+    if cluster_options:
         parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
         parser.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
 
@@ -121,7 +121,7 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
 
 
 def _run_downstream_only(args: argparse.Namespace, run_dir: Path | str) -> None:
-    from pipeline.cluster import make_client
+    from pipeline.cluster import close_client, make_client
     from pipeline.downstream import check_classification, run_downstream
     from pipeline.ingest import read_wcs
     from pipeline.markers import read_markers
@@ -144,10 +144,7 @@ def _run_downstream_only(args: argparse.Namespace, run_dir: Path | str) -> None:
                        precision=config.get("precision", "float32"),
                        reuse_segmentation=args.command == "catalog")
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        close_client(client)
 
 
 def _run_dir_arg(value: str) -> Path | str:

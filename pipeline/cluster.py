@@ -345,6 +345,16 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
                         worker_env=worker_env, reason=reason)
 
 
+def close_client(client: distributed.Client) -> None:
+    """Close a client from :func:`make_client` and the cluster it started, if any
+    (a cluster reached by ``scheduler`` address is left running).
+    """
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
 def gpu_resources(info: ClusterInfo) -> dict[str, int] | None:
     """Resources a classification task must request on this cluster.
 
