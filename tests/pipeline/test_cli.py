@@ -27,7 +27,8 @@ def test_only_input_errors_exit_2(tmp_path, monkeypatch, capsys, raised, code):
         assert "traceback in" in err
 
 
-def test_bad_settings_are_input_errors(tmp_path, capsys):
+def test_bad_settings_are_input_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the log of a URL run directory goes to ./pipeline.log
     assert main(["run", "--mosaic", "demo", "--run-dir", str(tmp_path / "r"), "--tile", "0"]) == 2
     assert "tile" in capsys.readouterr().err
     assert main(["run", "--mosaic", "demo", "--run-dir", "s3://b/r",
