@@ -40,6 +40,7 @@ import numpy as np
 from morpheus_core.stats import WindowStats
 from morpheus_core.tiling import Tile
 from pipeline.errors import RunError
+from pipeline.layout import RunLayout
 from pipeline.storage import Location, as_location
 
 #: Arrays of a partial file (besides its ``tile`` and ``run_id`` labels).
@@ -88,8 +89,9 @@ class Ledger:
     def __init__(self, run_dir: Path | str | Location,
                  storage_options: Mapping[str, Any] | None = None) -> None:
         self.root = as_location(run_dir, storage_options)
-        self.dir = self.root / "ledger"
-        self.partials = self.root / "partials"
+        layout = RunLayout(self.root)
+        self.dir = layout.ledger
+        self.partials = layout.partials
         self._executions = self.dir / "executions"
         for d in (self._executions, self.partials):
             d.makedirs()

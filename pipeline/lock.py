@@ -29,11 +29,12 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from pipeline.errors import InputError
+from pipeline.layout import RunLayout
 from pipeline.storage import Location
 
 __all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "run_lock"]
 
-#: The lock file or object in a run directory.
+#: The lock file or object in a run directory (:attr:`pipeline.layout.RunLayout.lock`).
 LOCK_NAME = ".lock"
 #: Seconds between heartbeats of an object-store lock.
 HEARTBEAT_S = 30.0
@@ -87,7 +88,7 @@ def run_lock(run_dir: Location, command: str) -> Iterator[None]:
 def _file_lock(run_dir: Location, command: str) -> Iterator[None]:
     import fcntl
 
-    path = (run_dir / LOCK_NAME).path
+    path = RunLayout(run_dir).lock.path
     fh: IO[str] = open(path, "a+", encoding="utf-8")
     try:
         try:
@@ -139,7 +140,7 @@ def _read(lock: Location) -> dict[str, Any] | None:
 
 @contextlib.contextmanager
 def _object_lock(run_dir: Location, command: str) -> Iterator[None]:
-    lock = run_dir / LOCK_NAME
+    lock = RunLayout(run_dir).lock
     current = _read(lock)
     if current is not None:
         stale = time.time() - float(current.get("heartbeat", 0)) > STALE_S or not _alive_here(current)
