@@ -26,6 +26,7 @@ import numpy as np
 from astropy.io import fits
 
 from pipeline.errors import InputError, RunError
+from pipeline.storage import atomic_path
 
 __all__ = ["DEMO", "GOODS_S", "MOSAICS", "Mosaic", "default_data_dir",
            "generate_demo", "known_mosaics", "resolve_mosaic"]
@@ -228,16 +229,6 @@ def resolve_mosaic(name: str, *, data_dir: Path | None = None,
     return paths
 
 
-def _replace_atomically(write, final: Path) -> None:
-    """Call ``write(tmp_path)`` then move tmp_path onto ``final`` in one rename."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def generate_demo(data_dir: Path, *, shape: tuple[int, int] = (512, 512),
                   seed: int = 2020) -> dict[str, Path]:
     """Render the synthetic demo mosaic into ``data_dir``.
@@ -289,8 +280,9 @@ def generate_demo(data_dir: Path, *, shape: tuple[int, int] = (512, 512),
                            "render_sky; not an observation.")
         hdu = fits.PrimaryHDU(data=images[i], header=header)
         path = data_dir / DEMO.files[band]
-        _replace_atomically(lambda tmp, hdu=hdu: hdu.writeto(tmp), path)
+        with atomic_path(path) as tmp:
+            hdu.writeto(tmp)
         paths[band] = path
-    _replace_atomically(
-        lambda tmp: sky.truth.write(tmp, format="ascii.ecsv"), data_dir / _TRUTH_FILE)
+    with atomic_path(data_dir / _TRUTH_FILE) as tmp:
+        sky.truth.write(tmp, format="ascii.ecsv")
     return paths

@@ -49,8 +49,8 @@ from typing import IO, Any
 
 from pipeline.errors import InputError
 
-__all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "check_storage_options",
-           "is_url", "run_dir_value"]
+__all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "atomic_path", "check_storage_options",
+           "file_mode", "is_url", "run_dir_value"]
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -61,6 +61,54 @@ SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|credential|^k
                                    r"private|session_?key)", re.IGNORECASE)
 #: ``scheme://user:password@host`` (or ``user@host``) in a value: credentials in a URL.
 _URL_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
+
+
+def file_mode() -> int:
+    """Permissions of a new file: ``0o666`` less the process's umask (what ``open``
+    gives a new file; temporary files are made 0600 and get this before the rename).
+    """
+    try:  # read the umask without changing it where Linux allows
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path beside ``final`` to write; it replaces ``final`` in one rename.
+
+    The one atomic-write implementation of the project: when the block ends without
+    error the file is flushed to disk, given :func:`file_mode` permissions and renamed
+    onto ``final`` (readers see the old or the whole new file, never a part); on error
+    it is removed and ``final`` is untouched.
+
+    Parameters
+    ----------
+    final : path-like
+        The file to write (its folder is created if missing).
+
+    Yields
+    ------
+    Path
+        The temporary file's path (hidden, same folder, so the rename is atomic).
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def is_url(value: str | os.PathLike[str]) -> bool:
@@ -291,17 +339,8 @@ class Location:
         when the block ends without error.
         """
         if self.is_local:
-            path = self.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                with open(tmp, "wb") as fh:
-                    yield fh
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
+                yield fh
             return
         # Spool to a local temporary file, upload only on success: the object appears
         # when its upload completes, and a failed write uploads nothing.

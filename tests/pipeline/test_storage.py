@@ -261,3 +261,20 @@ def fits_data(path):
     from astropy.io import fits
 
     return fits.getdata(path)
+
+
+def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
+    import os
+    import stat
+
+    from pipeline.storage import atomic_path, file_mode
+
+    final = tmp_path / "sub" / "product.txt"
+    with atomic_path(final) as tmp:
+        tmp.write_text("first")
+    assert final.read_text() == "first" and stat.S_IMODE(final.stat().st_mode) == file_mode()
+    with pytest.raises(RuntimeError):
+        with atomic_path(final) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("disk full")
+    assert final.read_text() == "first" and os.listdir(final.parent) == ["product.txt"]
