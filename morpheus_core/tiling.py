@@ -8,14 +8,118 @@ statistics of all tiles (:meth:`~morpheus_core.stats.WindowStats.merge_`) gives 
 whole-image result, because the tiles' window sets partition the image's windows.
 
 The halo depth is derived here, from the window size, and nowhere else.
+
+The grid geometry lives here too: :class:`Box`, a half-open rectangle with its name,
+slices and intersection, and :func:`chunk_boxes`, the chunks of an image, so that no
+other module writes a box intersection by hand.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from morpheus_core.stats import WindowStats
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open rectangle of pixels, ``[y0, y1) x [x0, x1)``, in image coordinates.
+
+    Unpacks as ``y0, y1, x0, x1 = box``.
+
+    Examples
+    --------
+    >>> a = Box(0, 32, 0, 32)
+    >>> a.intersection(Box(16, 64, 30, 40))
+    Box(y0=16, y1=32, x0=30, x1=32)
+    >>> a.name
+    'y0-32_x0-32'
+    """
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    def __iter__(self) -> Iterator[int]:
+        return iter((self.y0, self.y1, self.x0, self.x1))
+
+    @property
+    def name(self) -> str:
+        """Stable name, e.g. ``y0-256_x256-512`` (the chunk keys of ``downstream.json``)."""
+        return f"y{self.y0}-{self.y1}_x{self.x0}-{self.x1}"
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """``(rows, columns)`` slices of the box."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(height, width)``."""
+        return self.y1 - self.y0, self.x1 - self.x0
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        """``(y0, x0)``: the top-left pixel."""
+        return self.y0, self.x0
+
+    @property
+    def area(self) -> int:
+        """Number of pixels."""
+        return (self.y1 - self.y0) * (self.x1 - self.x0)
+
+    def intersection(self, other: Iterable[int]) -> Box | None:
+        """The overlap with another box (or ``(y0, y1, x0, x1)``), ``None`` when empty."""
+        oy0, oy1, ox0, ox1 = other
+        y0, y1 = max(self.y0, oy0), min(self.y1, oy1)
+        x0, x1 = max(self.x0, ox0), min(self.x1, ox1)
+        if y0 >= y1 or x0 >= x1:
+            return None
+        return Box(y0, y1, x0, x1)
+
+    def relative_to(self, origin: tuple[int, int] | Box) -> Box:
+        """The same pixels in the coordinates of an array whose top-left pixel is ``origin``.
+
+        Parameters
+        ----------
+        origin : tuple of int or Box
+            ``(y0, x0)`` of the array, or a box whose origin it is.
+        """
+        oy, ox = origin.origin if isinstance(origin, Box) else origin
+        return Box(self.y0 - oy, self.y1 - oy, self.x0 - ox, self.x1 - ox)
+
+    def grow(self, margin: int, shape: tuple[int, int]) -> Box:
+        """The box with ``margin`` pixels added on every side, clipped to an ``(H, W)`` image."""
+        return Box(max(0, self.y0 - margin), min(shape[0], self.y1 + margin),
+                   max(0, self.x0 - margin), min(shape[1], self.x1 + margin))
+
+
+def chunk_boxes(shape: tuple[int, int], chunk: int) -> list[Box]:
+    """The chunks of an ``(H, W)`` image, ``chunk`` pixels square (the last ones smaller).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(H, W)`` of the image.
+    chunk : int
+        Chunk side, pixels.
+
+    Returns
+    -------
+    list of Box
+        Row-major, covering the image once.
+
+    Raises
+    ------
+    ValueError
+        ``chunk < 1``.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    return [Box(y, min(y + chunk, shape[0]), x, min(x + chunk, shape[1]))
+            for y in range(0, shape[0], chunk) for x in range(0, shape[1], chunk)]
 
 
 def halo(window: int) -> int:
@@ -52,6 +156,16 @@ class Tile:
         """``(rows, columns)`` slices of the read region in image coordinates."""
         y0, y1, x0, x1 = self.read
         return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def core_box(self) -> Box:
+        """The core as a :class:`Box`."""
+        return Box(*self.core)
+
+    @property
+    def read_box(self) -> Box:
+        """The read region as a :class:`Box`."""
+        return Box(*self.read)
 
     @property
     def read_shape(self) -> tuple[int, int]:

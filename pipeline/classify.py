@@ -26,7 +26,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import WindowStats, finalize
-from morpheus_core.tiling import Tile
+from morpheus_core.tiling import Box, Tile
 from pipeline.config import RunConfig
 from pipeline.ledger import Ledger, tile_id
 from pipeline.storage import Location, as_location
@@ -77,7 +77,8 @@ class ClassifierPlugin(WorkerPlugin):
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
 
-    def setup(self, worker: Any) -> None:  # noqa: D401 - distributed hook
+    def setup(self, worker: Any) -> None:
+        """Load the network on this worker (a ``distributed`` hook)."""
         load_classifier(RunConfig.from_json(self.config))
 
 
@@ -143,7 +144,8 @@ def _peak_rss_mb() -> float:
 def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: int,
                         attrs: dict[str, Any]) -> None:
     """Create the (empty) classification store: ``mean``, ``variance``, ``rank``
-    ``(class, y, x)`` and ``n`` ``(y, x)``."""
+    ``(class, y, x)`` and ``n`` ``(y, x)``.
+    """
     group = as_location(path).open_group(mode="w", zarr_format=3, attributes=attrs)
     c = len(CLASSES)
     for name, dtype in OUTPUT_ARRAYS.items():
@@ -155,40 +157,45 @@ def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: in
                                fill_value=0.0, dimension_names=("class", "y", "x"))
 
 
-def overlapping(tiles: list[Tile], region: tuple[int, int, int, int]) -> list[Tile]:
-    """Tiles whose read region intersects ``region = (y0, y1, x0, x1)``."""
-    y0, y1, x0, x1 = region
-    return [t for t in tiles if t.read[0] < y1 and t.read[1] > y0 and t.read[2] < x1 and t.read[3] > x0]
+def overlapping(tiles: list[Tile], region: Box | tuple[int, int, int, int]) -> list[Tile]:
+    """Tiles whose read region intersects ``region``.
+
+    ``region`` is a :class:`~morpheus_core.tiling.Box` or ``(y0, y1, x0, x1)``.
+    """
+    region = Box(*region)
+    return [t for t in tiles if t.read_box.intersection(region) is not None]
 
 
 def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
                 out_store: str | Location, run_id: str | None = None) -> str:
     """Merge the partials overlapping one tile core and write its output chunk (a task).
 
+    ``tiles`` are the tiles whose read region overlaps the core, computed once on the
+    driver (:func:`overlapping`); a tile that does not overlap is skipped.
     Every partial is verified as it is read (:meth:`~pipeline.ledger.Ledger.load_partial`:
     size, checksum, tile and run); a bad one raises
     :class:`~pipeline.ledger.PartialError` naming the tile.
     """
     ledger = Ledger(run_dir)
-    y0, y1, x0, x1 = target.core
-    total = WindowStats.zeros((y1 - y0, x1 - x0), len(CLASSES))
-    for tile in overlapping(tiles, target.core):
+    core = target.core_box
+    total = WindowStats.zeros(core.shape, len(CLASSES))
+    for tile in tiles:
+        read = tile.read_box
+        overlap = read.intersection(core)
+        if overlap is None:
+            continue
         part = ledger.load_partial(tile_id(tile), run_id=run_id)
-        if part.n.shape != (tile.read[1] - tile.read[0], tile.read[3] - tile.read[2]):
+        if part.n.shape != read.shape:
             from pipeline.ledger import PartialError
 
             raise PartialError(tile_id(tile), ledger.partials / f"{tile_id(tile)}.npz",
                                f"has shape {part.n.shape}, not the tile's read region")
-        ry0, _, rx0, _ = tile.read
-        oy0, oy1 = max(y0, tile.read[0]), min(y1, tile.read[1])
-        ox0, ox1 = max(x0, tile.read[2]), min(x1, tile.read[3])
-        total[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0].merge_(
-            part[oy0 - ry0 : oy1 - ry0, ox0 - rx0 : ox1 - rx0]
-        )
+        total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
     result = finalize(total)
     group = as_location(out_store).open_group(mode="r+")
-    group["mean"][:, y0:y1, x0:x1] = result.mean
-    group["variance"][:, y0:y1, x0:x1] = result.variance
-    group["rank"][:, y0:y1, x0:x1] = result.rank
-    group["n"][y0:y1, x0:x1] = result.n
+    ys, xs = core.slices
+    group["mean"][:, ys, xs] = result.mean
+    group["variance"][:, ys, xs] = result.variance
+    group["rank"][:, ys, xs] = result.rank
+    group["n"][ys, xs] = result.n
     return tile_id(target)

@@ -1,5 +1,7 @@
 """Bounded memory in the deblending stage: a limit on the box one task reads.
 
+The planning helpers of :mod:`pipeline.deblend` (pure functions, no store or Dask).
+
 Deblending (Algorithm 2) works on a segment's bounding box, and a segment can be as
 large as the mosaic: a classification that calls everything a source gives one
 segment. On a 10,000 x 10,000 mosaic like that, the deblending task read the whole
@@ -36,8 +38,10 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from astropy.table import Column
 
-__all__ = ["RECORDED_IDS", "SEGMENT_LIMIT_CHUNKS", "default_segment_limit", "pack_members", "plan_deblending",
-           "pieces_for_chunk", "single_owners", "oversize_record", "segment_flag_column"]
+from morpheus_core.tiling import Box
+
+__all__ = ["RECORDED_IDS", "SEGMENT_LIMIT_CHUNKS", "Member", "Piece", "default_segment_limit", "pack_members",
+           "plan_deblending", "pieces_for_chunk", "single_owners", "oversize_record", "segment_flag_column"]
 
 #: Default limit in chunks of area: a 3 x 3 chunk box. At the default 256-pixel chunk
 #: that is 768 x 768 pixels (46" at 0.06"/px), several times the largest galaxies of
@@ -50,6 +54,8 @@ RECORDED_IDS = 20
 
 #: A segment for deblending: ``(label, ymin, ymax, xmin, xmax)``, the box half-open.
 Member = tuple[int, int, int, int, int]
+#: Part of the deblended map: a box and the object ids over it (0: leave as it is).
+Piece = tuple[Box, np.ndarray]
 
 
 def default_segment_limit(chunk: int) -> int:
@@ -156,30 +162,30 @@ def plan_deblending(members: Iterable[tuple[int, int, int, int, int, int]], *, w
     return groups, sorted(oversize)
 
 
-def pieces_for_chunk(pieces: Iterable[tuple[tuple[int, int, int, int], np.ndarray]],
-                     box: tuple[int, int, int, int]) -> list[tuple[tuple[int, int, int, int], np.ndarray]]:
+def pieces_for_chunk(pieces: Iterable[tuple[Iterable[int], np.ndarray]], box: Iterable[int]) -> list[Piece]:
     """The parts of children arrays that fall in one chunk, copied.
 
     Parameters
     ----------
     pieces : iterable of (box, array)
-        Half-open ``(y0, y1, x0, x1)`` boxes and ``(y1 - y0, x1 - x0)`` arrays.
-    box : tuple of int
-        The chunk, half-open ``(y0, y1, x0, x1)``.
+        Half-open boxes (:class:`~morpheus_core.tiling.Box` or ``(y0, y1, x0, x1)``)
+        and ``(y1 - y0, x1 - x0)`` arrays.
+    box : Box or tuple of int
+        The chunk.
 
     Returns
     -------
-    list of (box, array)
+    list of (Box, array)
         Each overlapping piece cut to its overlap with ``box`` (its own box then),
         as a new contiguous array, so a task receives no more than its chunk per piece.
     """
-    y0, y1, x0, x1 = box
+    box = Box(*box)
     out = []
-    for (py0, py1, px0, px1), ids in pieces:
-        oy0, oy1, ox0, ox1 = max(y0, py0), min(y1, py1), max(x0, px0), min(x1, px1)
-        if oy0 < oy1 and ox0 < ox1:
-            out.append(((oy0, oy1, ox0, ox1),
-                        np.ascontiguousarray(ids[oy0 - py0 : oy1 - py0, ox0 - px0 : ox1 - px0])))
+    for piece_box, ids in pieces:
+        piece_box = Box(*piece_box)
+        overlap = box.intersection(piece_box)
+        if overlap is not None:
+            out.append((overlap, np.ascontiguousarray(ids[overlap.relative_to(piece_box).slices])))
     return out
 
 

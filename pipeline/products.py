@@ -1,15 +1,19 @@
-"""FITS data products: classification maps and segmentation images with provenance.
+"""Data products: classification and segmentation maps, catalog tables, colour image.
 
-Every product carries the celestial WCS of the mosaic it was made from and a
+Every FITS product carries the celestial WCS of the mosaic it was made from and a
 provenance block (:func:`provenance`) naming the software, model, precision and run,
-so a file found on disk says where it came from. Files are written atomically: to a
-temporary file in the destination folder, then renamed over the destination, so a
-reader never sees a half-written product and an interrupted run leaves none.
+so a file found on disk says where it came from. The downstream products
+(:func:`write_downstream_products`: segmentation maps, the catalog in
+:data:`CATALOG_FORMATS`, the colour PNG) are streamed from ``segmentation.zarr``
+strip by strip. Files are written atomically: to a temporary file in the destination
+folder, then renamed over the destination, so a reader never sees a half-written
+product and an interrupted run leaves none.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import os
 import re
 import tempfile
@@ -21,14 +25,21 @@ from typing import Any
 
 import numpy as np
 from astropy.io import fits
+from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
 from pipeline.errors import RunError
 
-__all__ = ["SOFTWARE", "provenance", "software_version", "write_fits_cube",
-           "write_fits_image", "write_fits_image_strips"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_catalog_table",
+           "write_downstream_products", "write_fits_cube", "write_fits_image", "write_fits_image_strips",
+           "write_png_strips"]
 
 SOFTWARE = "morpheus-survey"
+
+#: Catalog files of the downstream graph: suffix -> astropy format.
+CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
 
 #: FITS keyword value with its comment.
 Card = tuple[Any, str]
@@ -336,7 +347,8 @@ def _umask() -> int:
 
 def file_mode() -> int:
     """Permissions of a new product file: ``0o666`` less the umask (what ``open``
-    gives; ``tempfile.mkstemp`` makes 0600 files, so atomic writers chmod to this)."""
+    gives; ``tempfile.mkstemp`` makes 0600 files, so atomic writers chmod to this).
+    """
     return 0o666 & ~_umask()
 
 
@@ -367,3 +379,173 @@ def _atomic_file(path: Path, write: Any) -> Path:
             raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
         raise
     return path
+
+
+def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any, wcs_header: str,
+                              cards: Mapping[str, Card], chunk: int, value_added: bool) -> list[Path]:
+    """Write the downstream products under ``out_root``, streamed ``chunk`` rows at a time.
+
+    ``fits/segmap.fits`` and ``fits/segmap_deblended.fits`` (from the ``segments``
+    and ``deblended`` arrays of ``segmentation``), ``catalog/catalog.<suffix>`` for
+    each of :data:`CATALOG_FORMATS` (no machine-readable table for an empty
+    catalog), and ``colour.png`` (from ``colour``).
+
+    Parameters
+    ----------
+    out_root : pathlib.Path
+        The run directory (or a local folder to upload from).
+    table : astropy.table.Table
+        The catalog.
+    segmentation : zarr.Group
+        The finished segmentation store.
+    wcs_header : str
+        The mosaic's WCS header.
+    cards : mapping
+        Provenance keywords (:func:`provenance`).
+    chunk : int
+        Rows per strip.
+    value_added : bool
+        Whether the deblended map's pixel values are catalog rows of external markers.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written.
+    """
+    fits_dir = out_root / "fits"
+    fits_dir.mkdir(exist_ok=True)
+    written = [
+        write_fits_image_strips(fits_dir / "segmap.fits", segmentation["segments"], strip=chunk,
+                                wcs_header=wcs_header, provenance=cards, extname="SEGMAP",
+                                comments=["segments of Algorithm 1 (before deblending); 0 = no source"]),
+        write_fits_image_strips(fits_dir / "segmap_deblended.fits", segmentation["deblended"], strip=chunk,
+                                wcs_header=wcs_header, provenance=cards, extname="DEBLENDED",
+                                comments=["objects after Algorithm 2: pixel value = catalog "
+                                          + ("row number of the input markers" if value_added else "id")]),
+    ]
+    out_dir = out_root / "catalog"
+    out_dir.mkdir(exist_ok=True)
+    for suffix, fmt in CATALOG_FORMATS.items():
+        if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
+            (out_dir / f"catalog.{suffix}").unlink(missing_ok=True)
+            logger.warning("empty catalog: no machine-readable table written")
+            continue
+        written.append(write_catalog_table(table, out_dir / f"catalog.{suffix}", fmt))
+    written.append(write_png_strips(out_root / "colour.png", segmentation["colour"], strip=chunk))
+    return written
+
+
+def write_png_strips(path: Path, array: Any, strip: int) -> Path:
+    """Stream an ``(H, W, 3)`` uint8 array (Zarr) to a PNG, ``strip`` rows at a time, atomically."""
+    import png  # pypng: writes from a row iterator, so memory stays one strip
+
+    height, width, _ = array.shape
+
+    def rows():
+        for y in range(0, height, strip):
+            block = array[y : min(y + strip, height)]
+            yield from block.reshape(block.shape[0], width * 3)
+
+    writer = png.Writer(width=width, height=height, greyscale=False, bitdepth=8)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            writer.write(fh, rows())
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; products are 0644 under umask 022
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _significant(values: np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits (fluxes of any scale)."""
+    safe = np.where(np.isfinite(values) & (values != 0), np.abs(values), 1.0)
+    scale = 10.0 ** (digits - 1 - np.floor(np.log10(safe)))
+    return np.round(values * scale) / scale
+
+
+def _write_parquet(table: Table, path: Path) -> None:
+    """Parquet with masked values as nulls (astropy would add ``<name>.mask`` columns).
+
+    astropy writes the table with the masked columns filled, so its schema metadata
+    (units, descriptions, table meta) describes plain columns; the masked entries of
+    those columns are then rewritten as Parquet nulls (pandas reads NaN or None).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    masks = {name: np.ma.getmaskarray(table[name]) for name in table.colnames
+             if getattr(table[name], "mask", None) is not None and np.ma.getmaskarray(table[name]).any()}
+    plain = table.copy(copy_data=False)
+    for name in masks:
+        col = table[name]
+        fill = "" if col.dtype.kind in "US" else 0
+        plain.replace_column(name, Table({name: col.filled(fill)})[name])
+        plain[name].unit, plain[name].description = col.unit, col.description
+    plain.write(path, format="parquet", overwrite=True)
+    if not masks:
+        return
+    arrow = pq.read_table(path)
+    for name, mask in masks.items():
+        i = arrow.schema.get_field_index(name)
+        values = arrow.column(i).combine_chunks()
+        arrow = arrow.set_column(i, arrow.schema.field(i),
+                                 pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask))
+    pq.write_table(arrow, path)
+
+
+def write_catalog_table(table: Table, path: Path, fmt: str) -> Path:
+    """Write a catalog table atomically in one of :data:`CATALOG_FORMATS`.
+
+    Masked values become nulls (Parquet), blanks (FITS, MRT) or empty fields (CSV);
+    the machine-readable table rounds floats to sensible digits.
+
+    Parameters
+    ----------
+    table : astropy.table.Table
+        The catalog, with units and descriptions.
+    path : pathlib.Path
+        Destination; an existing file is replaced.
+    fmt : str
+        A value of :data:`CATALOG_FORMATS`.
+
+    Returns
+    -------
+    pathlib.Path
+        The file written.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        out = table.copy()
+        if fmt in ("csv", "ascii.mrt"):
+            out.meta = {}
+        if fmt == "ascii.mrt":  # a publication table: sensible digits, not float64 noise
+            for name in out.colnames:
+                col = out[name]
+                if col.dtype.kind != "f":
+                    continue
+                mask = np.ma.getmaskarray(col).copy()
+                values = np.ma.getdata(col).astype(np.float64)
+                if name.startswith(("ra", "dec")):
+                    values = np.round(values, 7)
+                elif name.startswith(("x", "y", "p_", "sigma_", "agreement", "background")):
+                    values = np.round(values, 4)
+                else:
+                    values = _significant(values, 6)
+                col[:] = values
+                if mask.any():
+                    col.mask = mask
+        if fmt == "parquet":
+            _write_parquet(out, Path(tmp))
+        else:  # FITS and MRT write masked values as blanks/nulls of their own
+            out.write(tmp, format="ascii.csv" if fmt == "csv" else fmt, overwrite=True)
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+

@@ -26,24 +26,18 @@ from typing import Any
 
 from morpheus_core import BANDS, CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
-from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, run_tile
+from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, overlapping, run_tile
 from pipeline.config import RunConfig
 from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
+from pipeline.layout import FITS_SUFFIX, RunLayout
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
 from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
 from pipeline.storage import Location
 
 logger = logging.getLogger(__name__)
-
-#: Everything a run writes into its directory: what ``--restart`` removes (and only
-#: these, and only once the new inputs have passed their checks).
-_PRODUCT_DIRS = ("ledger", "partials", "classification.zarr", "classification.zarr.partial", "fits",
-                 "mosaic.zarr", "segmentation.zarr", "segmentation.zarr.partial", "catalog", "colour.png",
-                 "downstream.json", "manifest.json")
-
 
 @dataclass
 class RunSummary:
@@ -121,8 +115,8 @@ def _prepare_run_dir(config: RunConfig) -> None:
                     f"other files ({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); "
                     "choose an empty or new --run-dir")
         # The manifest goes last: an interrupted restart is still recognised as a run.
-        for name in _PRODUCT_DIRS:
-            (run_dir / name).remove(recursive=True)
+        for path in RunLayout(run_dir).run_files():
+            path.remove(recursive=True)
     run_dir.makedirs()
 
 
@@ -160,8 +154,10 @@ def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[s
 
 
 def check_inputs(config: RunConfig, downstream: DownstreamSettings | None = None) -> None:
-    """Checks of the settings that need no band file: the weights load into the
-    network (:func:`~pipeline.preflight.check_weights`)."""
+    """Check the settings that need no band file.
+
+    The weights must load into the network (:func:`~pipeline.preflight.check_weights`).
+    """
     if config.weights is not None and config.classifier == "released":
         check_weights(config.weights, precision=config.precision)
 
@@ -205,7 +201,7 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
 
         read_markers(downstream.markers, wcs=WCS(bandset.wcs_header), shape=bandset.shape)
     _prepare_run_dir(config)
-    store_path = config.location / "mosaic.zarr"
+    store_path = RunLayout(config.location).mosaic
     group = ingest(bandset, store_path, chunk=config.tile)
     shape = tuple(group.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
@@ -333,14 +329,16 @@ def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tup
 
     from pipeline.ledger import PartialError
 
-    out_store = config.location / "classification.zarr"
-    work = Location(out_store.path.with_name(out_store.name + ".partial")) if out_store.is_local else out_store
+    out_store = RunLayout(config.location).classification
+    work = RunLayout.staging(out_store) if out_store.is_local else out_store
     work.remove(recursive=True)
     create_output_store(work, shape, config.tile, {
         "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
         "precision": config.precision, "model": config.model_description(), "run_id": run_id,
     })
-    futures = client.map(merge_chunk, tiles, tiles=tiles, run_dir=config.location,
+    # Each merge task gets only the tiles overlapping its chunk, found once here.
+    overlaps = [overlapping(tiles, target.core_box) for target in tiles]
+    futures = client.map(merge_chunk, tiles, overlaps, run_dir=config.location,
                          out_store=work, run_id=run_id, pure=False)
     try:
         client.gather(futures)
@@ -379,23 +377,24 @@ def _export_fits(config: RunConfig, run_id: str, wcs_header: str,
     """
     from pipeline.products import provenance, write_fits_image_strips
 
+    layout = RunLayout(config.location)
     if fits_dir is None and not config.location.is_local:
         with tempfile.TemporaryDirectory(prefix="morpheus-fits-") as tmp:
             local = _export_fits(config, run_id, wcs_header, fits_dir=Path(tmp))
-            return [_upload(path, config.location / "fits" / Path(path).name) for path in local]
-    group = (config.location / "classification.zarr").open_group(mode="r")
-    coverage = (config.location / "mosaic.zarr").open_group(mode="r")["coverage"]
+            return [_upload(path, layout.fits / Path(path).name) for path in local]
+    group = layout.classification.open_group(mode="r")
+    coverage = layout.mosaic.open_group(mode="r")["coverage"]
     prov = provenance(run_id, model=config.model_description(), precision=config.precision,
                       extra={"STRIDE": (config.stride, "window stride (pixels)")})
-    fits_dir = fits_dir or config.location.path / "fits"
+    fits_dir = fits_dir or layout.fits.path
     fits_dir.mkdir(exist_ok=True)
     written = []
-    for kind, suffix in (("mean", "mean"), ("variance", "var"), ("rank", "rank")):
+    for kind, suffix in FITS_SUFFIX.items():
         cube = group[kind]
         for i, name in enumerate(CLASSES):
             written.append(write_fits_image_strips(
-                fits_dir / f"{name}_{suffix}.fits", _Plane(cube, i), strip=config.tile, wcs_header=wcs_header,
-                provenance=prov, extname=f"{name.upper()}_{suffix.upper()}"))
+                fits_dir / layout.class_image(kind, name).name, _Plane(cube, i), strip=config.tile,
+                wcs_header=wcs_header, provenance=prov, extname=f"{name.upper()}_{suffix.upper()}"))
     written.append(write_fits_image_strips(fits_dir / "n.fits", group["n"], strip=config.tile,
                                            wcs_header=wcs_header, provenance=prov, extname="N",
                                            comments=["windows that counted each pixel"]))
@@ -424,8 +423,8 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     names = [tile_id(t) for t in tiles]
     _, problems = ledger.verify(names, run_id=manifest["run_id"])
     states = ledger.summary(names, untrusted=set(problems))
-    products = [location / "fits" / f"{c}_{k}.fits" for c in CLASSES for k in ("mean", "var", "rank")]
-    products += [location / "fits" / "n.fits", location / "downstream.json"]
+    layout = RunLayout(location)
+    products = [*layout.classification_fits(), layout.downstream_record]
     missing = [str(p) for p in products if not p.exists()]
     return {"manifest": manifest, "states": states, "failed": ledger.failed(), "corrupt": problems,
             "products": not missing, "missing_products": missing}

@@ -20,6 +20,7 @@ import zarr
 
 from morpheus_core import BANDS, CLASSES
 from morpheus_core.simulate import make_wcs
+from pipeline.storage import Location
 
 SHAPE = (150, 170)
 CHUNK = 32
@@ -97,3 +98,18 @@ def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = T
     (run_dir / "manifest.json").write_text(json.dumps({
         "run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}))
     return run_dir
+
+
+def segmentation_store(path: Path, shape: tuple[int, int], chunk: int = CHUNK, **data: np.ndarray) -> Location:
+    """A ``segmentation.zarr`` as the downstream graph makes it, arrays zero or from ``data``.
+
+    For the tests of single stages (:mod:`pipeline.segment`, :mod:`pipeline.labels`,
+    ...): each stage reads the arrays the stages before it wrote.
+    """
+    group = zarr.open_group(str(path), mode="w", zarr_format=3)
+    for name, dtype in (("mask", np.uint8), ("raw", np.int32), ("segments", np.int32), ("deblended", np.int32)):
+        array = group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0)
+        if name in data:
+            array[:] = data[name]
+    group.create_array("colour", shape=(*shape, 3), chunks=(chunk, chunk, 3), dtype=np.uint8, fill_value=0)
+    return Location(path)

@@ -14,13 +14,23 @@ import zarr
 from astropy.table import Table
 from scipy import ndimage as ndi
 
-import pipeline.downstream as downstream
+import pipeline.colour
+import pipeline.deblend
+import pipeline.labels
+import pipeline.measure
+import pipeline.segment
 from morpheus_core.deblend import number_children, split_by_peaks
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
+from morpheus_core.tiling import chunk_boxes
 from pipeline.downstream import DownstreamSettings, run_downstream
-from pipeline.large_segments import (default_segment_limit, pack_members, pieces_for_chunk, plan_deblending,
-                                     single_owners)
+from pipeline.large_segments import (
+    default_segment_limit,
+    pack_members,
+    pieces_for_chunk,
+    plan_deblending,
+    single_owners,
+)
 from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene, random_sources, write_run
 
 # The scene of test_downstream.py plus a small touching pair at (45, 150-160): with a
@@ -144,10 +154,10 @@ def test_packing_bounds_every_task():
     ids = rng.integers(0, 5, (70, 90)).astype(np.int32)
     box = (30, 100, 50, 140)
     out = np.zeros((256, 256), dtype=np.int32)
-    for chunk_box in downstream._chunk_boxes((256, 256), 64):
-        for (y0, y1, x0, x1), part in pieces_for_chunk([(box, ids)], chunk_box):
-            assert chunk_box[0] <= y0 < y1 <= chunk_box[1] and chunk_box[2] <= x0 < x1 <= chunk_box[3]
-            out[y0:y1, x0:x1] = part
+    for chunk_box in chunk_boxes((256, 256), 64):
+        for piece_box, part in pieces_for_chunk([(box, ids)], chunk_box):
+            assert chunk_box.intersection(piece_box) == piece_box and part.shape == piece_box.shape
+            out[piece_box.slices] = part
     np.testing.assert_array_equal(out[30:100, 50:140], ids)
     # value-added: one source pixel owns an oversize segment, two pixels do not
     sources = np.array([[5, 5, 3], [5, 5, 2], [9, 9, 4], [20, 20, 5], [21, 20, 6]])
@@ -165,8 +175,18 @@ class _Synchronous:
         return list(results)
 
 
-def _task_peaks(monkeypatch, module) -> dict[str, int]:
-    """Wrap every task function of ``module`` to record its tracemalloc peak (bytes).
+#: The chunk kernels (task functions) of each stage module.
+KERNELS = {
+    pipeline.segment: ("_segment_block",),
+    pipeline.labels: ("_label_block", "_face_pairs_block", "_relabel_block"),
+    pipeline.deblend: ("_split_by_peaks_block", "_split_by_markers_block", "_deblended_block"),
+    pipeline.colour: ("_colour_block",),
+    pipeline.measure: ("_sums_block", "_aperture_block"),
+}
+
+
+def _task_peaks(monkeypatch) -> dict[str, int]:
+    """Wrap every task function of the stage modules to record its tracemalloc peak (bytes).
 
     A task's peak is reset when it starts, so the run's own peak is kept as ``"run"``.
     """
@@ -186,14 +206,13 @@ def _task_peaks(monkeypatch, module) -> dict[str, int]:
                 peaks["run"] = max(peaks["run"], tracemalloc.get_traced_memory()[1])
         return run
 
-    for name in ("_segment_block", "_label_block", "_face_pairs", "_relabel_block", "_deblend_group",
-                 "_deblended_block", "_colour_block", "_sums_block", "_aperture_block"):
-        if hasattr(module, name):
+    for module, names in KERNELS.items():
+        for name in names:
             monkeypatch.setattr(module, name, measured(getattr(module, name)))
     return peaks
 
 
-def whole_image_segment_run(tmp_path, monkeypatch, module=downstream, shape=(1024, 1024), chunk=128):
+def whole_image_segment_run(tmp_path, monkeypatch, shape=(1024, 1024), chunk=128):
     """One segment over a whole multi-chunk image: every classified pixel a certain source."""
     scene = make_scene(shape, random_sources(shape, seed=1))
     for name in ("mean", "rank"):
@@ -201,13 +220,13 @@ def whole_image_segment_run(tmp_path, monkeypatch, module=downstream, shape=(102
             scene[name][-1][scene["n"] > 0] = 0.0  # background 0: Algorithm 1 marks every pixel a source
     run_dir = write_run(tmp_path / "run", scene, chunk=chunk)
     del scene
-    peaks = _task_peaks(monkeypatch, module)
+    peaks = _task_peaks(monkeypatch)
     lines: list[str] = []
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
-        summary = module.run_downstream(run_dir, module.DownstreamSettings(halo=8, max_halo=256),
-                                        client=_Synchronous(), echo=lines.append)
+        summary = run_downstream(run_dir, DownstreamSettings(halo=8, max_halo=256), client=_Synchronous(),
+                                 echo=lines.append)
         whole_run_peak = max(peaks.pop("run"), tracemalloc.get_traced_memory()[1])
     finally:
         tracemalloc.stop()
@@ -228,7 +247,7 @@ def test_a_whole_image_segment_completes_flagged_with_memory_bounded_by_the_chun
     record = json.loads((run_dir / "downstream.json").read_text())
     assert record["oversize_segments"] == {"max_segment_pixels": 9 * chunk**2, "count": 1, "ids": [1]}
     assert any("1 segment(s) larger than" in line for line in lines)
-    assert "_deblend_group" not in peaks  # no task read the segment
+    assert "_split_by_peaks_block" not in peaks  # no task read the segment
     pixels = chunk * chunk
     # Every task: at most 640 bytes per chunk pixel (10 MiB). The heaviest chunk task is
     # the colour image (five float64 class planes, argsort indices, HSV and RGB float64

@@ -1,0 +1,24 @@
+"""Shared inputs of the stage tests (test_segment, test_labels, test_deblend, test_measure, test_colour)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from morpheus_core.deblend import deblend
+from morpheus_core.segmentation import label_segments, segment_sources
+from pipeline.storage import Location
+from tests.pipeline.downstream_scene import SHAPE, write_run
+
+
+def whole_image_stages(scene: dict[str, np.ndarray], *, threshold: float = 0.0, min_distance: int = 6):
+    """The core functions on the whole scene: mask, segments, deblended result (paper rule)."""
+    mask = segment_sources(scene["background"], scene["n"] > 0, threshold=threshold)
+    segments, _ = label_segments(mask)
+    return mask, segments, deblend(segments, scene["bands"][0], min_distance=min_distance)
+
+
+def run_stores(tmp_path, scene) -> tuple[Location, Location]:
+    """The classification and mosaic stores of a run directory holding ``scene``."""
+    run_dir = write_run(tmp_path / "run", scene)
+    assert scene["n"].shape == SHAPE
+    return Location(run_dir / "classification.zarr"), Location(run_dir / "mosaic.zarr")
