@@ -16,7 +16,6 @@ import importlib.metadata
 import logging
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
@@ -28,18 +27,17 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning
 
+from pipeline.catalog_files import write_catalog_table
 from pipeline.errors import RunError
+from pipeline.layout import CATALOG_FORMATS
+from pipeline.storage import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_catalog_table",
-           "write_downstream_products", "write_fits_cube", "write_fits_image", "write_fits_image_strips",
-           "write_png_strips"]
+__all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_downstream_products",
+           "write_fits_cube", "write_fits_image", "write_fits_image_strips", "write_png_strips"]
 
 SOFTWARE = "morpheus-survey"
-
-#: Catalog files of the downstream graph: suffix -> astropy format.
-CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
 
 #: FITS keyword value with its comment.
 Card = tuple[Any, str]
@@ -331,53 +329,20 @@ def _add_provenance(header: fits.Header, cards: Mapping[str, Card], *,
         header[key] = (value, comment)
 
 
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux allows."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # elsewhere: set and restore
-    os.umask(mask)
-    return mask
-
-
-def file_mode() -> int:
-    """Permissions of a new product file: ``0o666`` less the umask (what ``open``
-    gives; ``tempfile.mkstemp`` makes 0600 files, so atomic writers chmod to this).
-    """
-    return 0o666 & ~_umask()
-
-
 def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
     """Write ``hdul`` next to ``path`` under a temporary name, then rename it over."""
     return _atomic_file(path, lambda fh, _: hdul.writeto(fh, output_verify="exception"))
 
 
 def _atomic_file(path: Path, write: Any) -> Path:
-    """Call ``write(fh, tmp_path)`` for a temporary file beside ``path``; fsync, then rename it over."""
-    folder = path.parent
+    """Call ``write(fh, tmp_path)`` for a temporary file beside ``path``, then rename it
+    over ``path`` (:func:`pipeline.storage.atomic_path`); I/O errors name the file.
+    """
     try:
-        fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.",
-                                        suffix=".tmp")
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            write(fh, tmp)
     except OSError as exc:
         raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh, tmp)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, file_mode())  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
-        raise
     return path
 
 
@@ -447,105 +412,6 @@ def write_png_strips(path: Path, array: Any, strip: int) -> Path:
             yield from block.reshape(block.shape[0], width * 3)
 
     writer = png.Writer(width=width, height=height, greyscale=False, bitdepth=8)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            writer.write(fh, rows())
-        os.chmod(tmp, file_mode())  # mkstemp made it 0600; products are 0644 under umask 022
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        writer.write(fh, rows())
     return path
-
-
-def _significant(values: np.ndarray, digits: int) -> np.ndarray:
-    """Round to ``digits`` significant digits (fluxes of any scale)."""
-    safe = np.where(np.isfinite(values) & (values != 0), np.abs(values), 1.0)
-    scale = 10.0 ** (digits - 1 - np.floor(np.log10(safe)))
-    return np.round(values * scale) / scale
-
-
-def _write_parquet(table: Table, path: Path) -> None:
-    """Parquet with masked values as nulls (astropy would add ``<name>.mask`` columns).
-
-    astropy writes the table with the masked columns filled, so its schema metadata
-    (units, descriptions, table meta) describes plain columns; the masked entries of
-    those columns are then rewritten as Parquet nulls (pandas reads NaN or None).
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    masks = {name: np.ma.getmaskarray(table[name]) for name in table.colnames
-             if getattr(table[name], "mask", None) is not None and np.ma.getmaskarray(table[name]).any()}
-    plain = table.copy(copy_data=False)
-    for name in masks:
-        col = table[name]
-        fill = "" if col.dtype.kind in "US" else 0
-        plain.replace_column(name, Table({name: col.filled(fill)})[name])
-        plain[name].unit, plain[name].description = col.unit, col.description
-    plain.write(path, format="parquet", overwrite=True)
-    if not masks:
-        return
-    arrow = pq.read_table(path)
-    for name, mask in masks.items():
-        i = arrow.schema.get_field_index(name)
-        values = arrow.column(i).combine_chunks()
-        arrow = arrow.set_column(i, arrow.schema.field(i),
-                                 pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask))
-    pq.write_table(arrow, path)
-
-
-def write_catalog_table(table: Table, path: Path, fmt: str) -> Path:
-    """Write a catalog table atomically in one of :data:`CATALOG_FORMATS`.
-
-    Masked values become nulls (Parquet), blanks (FITS, MRT) or empty fields (CSV);
-    the machine-readable table rounds floats to sensible digits.
-
-    Parameters
-    ----------
-    table : astropy.table.Table
-        The catalog, with units and descriptions.
-    path : pathlib.Path
-        Destination; an existing file is replaced.
-    fmt : str
-        A value of :data:`CATALOG_FORMATS`.
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        out = table.copy()
-        if fmt in ("csv", "ascii.mrt"):
-            out.meta = {}
-        if fmt == "ascii.mrt":  # a publication table: sensible digits, not float64 noise
-            for name in out.colnames:
-                col = out[name]
-                if col.dtype.kind != "f":
-                    continue
-                mask = np.ma.getmaskarray(col).copy()
-                values = np.ma.getdata(col).astype(np.float64)
-                if name.startswith(("ra", "dec")):
-                    values = np.round(values, 7)
-                elif name.startswith(("x", "y", "p_", "sigma_", "agreement", "background")):
-                    values = np.round(values, 4)
-                else:
-                    values = _significant(values, 6)
-                col[:] = values
-                if mask.any():
-                    col.mask = mask
-        if fmt == "parquet":
-            _write_parquet(out, Path(tmp))
-        else:  # FITS and MRT write masked values as blanks/nulls of their own
-            out.write(tmp, format="ascii.csv" if fmt == "csv" else fmt, overwrite=True)
-        os.chmod(tmp, file_mode())  # mkstemp made it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-

@@ -91,7 +91,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     Parameters
     ----------
     final : path-like
-        The file to write (its folder is created if missing).
+        The file to write, in an existing folder.
 
     Yields
     ------
@@ -99,7 +99,6 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         The temporary file's path (hidden, same folder, so the rename is atomic).
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
     try:
         yield tmp
@@ -339,6 +338,7 @@ class Location:
         when the block ends without error.
         """
         if self.is_local:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(self.path) as tmp, open(tmp, "wb") as fh:
                 yield fh
             return

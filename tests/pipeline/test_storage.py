@@ -270,6 +270,7 @@ def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
     from pipeline.storage import atomic_path, file_mode
 
     final = tmp_path / "sub" / "product.txt"
+    final.parent.mkdir()
     with atomic_path(final) as tmp:
         tmp.write_text("first")
     assert final.read_text() == "first" and stat.S_IMODE(final.stat().st_mode) == file_mode()
