@@ -17,39 +17,45 @@ from pipeline.errors import InputError, RunError
 
 
 def _parser() -> argparse.ArgumentParser:
+    from morpheus_core import PRECISIONS
+    from pipeline.config import CLASSIFIERS, CLUSTERS, GPU_MODES, run_default
+
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Morpheus at survey scale")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
-    run.add_argument("--mosaic", default="demo", help="demo, goods-s, or a name from --mosaics-file")
+    run.add_argument("--mosaic", default=run_default("mosaic"), help="demo, goods-s, or a name from --mosaics-file")
     run.add_argument("--run-dir", type=_run_dir_arg,
                      help="run directory: a path, or a URL such as s3://bucket/run (default runs/<mosaic>)")
     run.add_argument("--data-dir", type=Path, help="mosaic files folder (default $MORPHEUS_DATA_DIR or ~/.cache/morpheus-survey/data)")
     run.add_argument("--mosaics-file", type=Path, help="TOML file defining more mosaics")
-    run.add_argument("--tile", type=int, default=256, help="tile core size in pixels (default 256)")
-    run.add_argument("--batch-size", type=int, default=512, help="windows per network call")
-    run.add_argument("--stride", type=int, default=1, help="window stride (default 1, as the paper)")
-    run.add_argument("--retries", type=int, default=2, help="retries of a failing tile")
+    run.add_argument("--tile", type=int, default=run_default("tile"), help="tile core size in pixels (%(default)s)")
+    run.add_argument("--batch-size", type=int, default=run_default("batch_size"),
+                     help="windows per network call (%(default)s)")
+    run.add_argument("--stride", type=int, default=run_default("stride"),
+                     help="window stride (%(default)s, as the paper)")
+    run.add_argument("--retries", type=int, default=run_default("retries"), help="retries of a failing tile (%(default)s)")
     run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
-    run.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow included)")
+    run.add_argument("--threads-per-worker", type=int, default=run_default("threads_per_worker"),
+                     help="threads per worker, TensorFlow included (%(default)s)")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    run.add_argument("--wait-workers", type=float, default=600.0, metavar="SECONDS",
+    run.add_argument("--wait-workers", type=float, default=run_default("wait_workers"), metavar="SECONDS",
                      help="with --scheduler: wait this long for a (GPU, with --gpu require) worker (600)")
-    run.add_argument("--cluster", choices=("local", "slurm", "pbs"), default="local",
+    run.add_argument("--cluster", choices=CLUSTERS, default=run_default("cluster"),
                      help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)")
     run.add_argument("--cluster-config", type=Path,
                      help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. deploy/hpc/jobqueue.yaml; "
                           "default ~/.config/dask/jobqueue.yaml)")
     _storage_option(run)
-    run.add_argument("--gpu", choices=("auto", "never", "require"), default="auto")
-    run.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    run.add_argument("--gpu", choices=GPU_MODES, default=run_default("gpu"))
+    run.add_argument("--precision", choices=PRECISIONS, default=run_default("precision"))
     run.add_argument("--weights", help="Keras .weights.h5 file instead of the released weights")
     run.add_argument("--restart", action="store_true", help="discard an existing run directory's results")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Test-only knobs (fault injection, slowing tiles down to interrupt a run).
-    run.add_argument("--classifier", choices=("released", "standin"), default="released", help=argparse.SUPPRESS)
+    run.add_argument("--classifier", choices=CLASSIFIERS, default=run_default("classifier"), help=argparse.SUPPRESS)
     run.add_argument("--fail-tile", action="append", default=[], help=argparse.SUPPRESS)
-    run.add_argument("--tile-delay", type=float, default=0.0, help=argparse.SUPPRESS)
+    run.add_argument("--tile-delay", type=float, default=run_default("tile_delay"), help=argparse.SUPPRESS)
 
     _downstream_options(run, cluster_options=False)  # run has its own --scheduler/--workers
 
@@ -83,21 +89,27 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _downstream_options(parser: argparse.ArgumentParser, *, cluster_options: bool = True) -> None:
+    from pipeline.downstream import downstream_default
+    from pipeline.segment import DETECTION_RULES
+
     group = parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)")
-    group.add_argument("--detection", choices=("paper", "mean", "mixed"), default="paper",
+    group.add_argument("--detection", choices=tuple(DETECTION_RULES), default=downstream_default("detection"),
                        help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (default, "
                             "as the released code); mean = on the mean background; mixed = rank-vote sky markers "
                             "and edges, source markers from the mean background")
     group.add_argument("--threshold", type=float,
                        help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML "
                             "sets one, else 0 for --detection paper, 0.3 for mean and mixed)")
-    group.add_argument("--min-distance", type=int, default=10, help="deblending: min peak separation, pixels (10)")
-    group.add_argument("--nd-max", type=int, default=20, help="deblending: max children per segment (20)")
-    group.add_argument("--flux-band", default="H", help="band that deblends and weights Eq. 16 (H = F160W)")
+    group.add_argument("--min-distance", type=int, default=downstream_default("min_distance"),
+                       help="deblending: min peak separation, pixels (%(default)s)")
+    group.add_argument("--nd-max", type=int, default=downstream_default("nd_max"),
+                       help="deblending: max children per segment (%(default)s)")
+    group.add_argument("--flux-band", default=downstream_default("flux_band"),
+                       help="band that deblends and weights Eq. 16 (%(default)s; H = F160W)")
     group.add_argument("--markers", type=Path,
                        help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
-    group.add_argument("--aperture-radius", type=float, default=0.36,
-                       help="value-added mode: aperture radius in arcsec for small or undetected sources (0.36)")
+    group.add_argument("--aperture-radius", type=float, default=downstream_default("aperture_arcsec"),
+                       help="value-added mode: aperture radius in arcsec for small or undetected sources (%(default)s)")
     group.add_argument("--max-segment-pixels", type=int,
                        help="deblending: segments with a larger bounding box are kept whole and flagged "
                             "(default: 9 chunks of area)")

@@ -14,6 +14,10 @@ from pipeline.storage import Location, check_storage_options, run_dir_value
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
 CLUSTERS = ("local", "slurm", "pbs")
+#: GPU use: a dask-cuda cluster when GPUs are visible, never, or refuse to run without.
+GPU_MODES = ("auto", "never", "require")
+#: Networks: the released weights (or ``weights``), or the cheap stand-in of tests.
+CLASSIFIERS = ("released", "standin")
 
 #: Settings that change the result: a resumed run must use the same values.
 RESULT_SETTINGS = ("mosaic", "tile", "stride", "precision", "weights", "classifier", "window", "border")
@@ -111,9 +115,9 @@ class RunConfig:
             raise InputError("tile, batch_size and stride must be >= 1 and retries >= 0")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.classifier not in ("released", "standin"):
+        if self.classifier not in CLASSIFIERS:
             raise InputError(f"classifier must be 'released' or 'standin', got {self.classifier!r}")
-        if self.gpu not in ("auto", "never", "require"):
+        if self.gpu not in GPU_MODES:
             raise InputError(f"gpu must be auto, never or require, got {self.gpu!r}")
 
     def to_json(self) -> dict[str, Any]:
@@ -156,3 +160,18 @@ class RunConfig:
         if self.weights:
             return f"Keras weights {os.path.basename(self.weights)}"
         return "morpheus-astro 0.5.1 model-440 (released)"
+
+
+def run_default(name: str) -> Any:
+    """The default of a :class:`RunConfig` setting (the command line's defaults come
+    from here, so each default has one owner).
+    """
+    return field_default(RunConfig, name)
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default value of a dataclass field (its default or default factory)."""
+    field_ = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    return field_.default_factory()  # type: ignore[misc]

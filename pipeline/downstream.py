@@ -129,6 +129,15 @@ class DownstreamSettings:
                 "flux_band": self.flux_band, "markers": marker_file, "max_segment_pixels": self.max_segment_pixels}
 
 
+
+def downstream_default(name: str) -> Any:
+    """The default of a :class:`DownstreamSettings` field (the command line's defaults
+    come from here, so each default has one owner).
+    """
+    from pipeline.config import field_default
+
+    return field_default(DownstreamSettings, name)
+
 @dataclass
 class DownstreamSummary:
     """What the downstream graph made."""

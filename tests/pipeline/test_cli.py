@@ -34,3 +34,21 @@ def test_bad_settings_are_input_errors(tmp_path, capsys, monkeypatch):
     assert main(["run", "--mosaic", "demo", "--run-dir", "s3://b/r",
                  "--storage-option", 'client_kwargs={"aws_secret_access_key": "x"}']) == 2
     assert "client_kwargs.aws_secret_access_key" in capsys.readouterr().err
+
+
+def test_command_line_defaults_are_the_settings_defaults():
+    # One owner for each default (issue #14): the CLI's defaults come from the dataclasses.
+    from pipeline.__main__ import _parser
+    from pipeline.config import RunConfig
+    from pipeline.downstream import DownstreamSettings
+
+    args = _parser().parse_args(["run"])
+    config, settings = RunConfig(), DownstreamSettings()
+    for option, field in [("mosaic", "mosaic"), ("tile", "tile"), ("batch_size", "batch_size"), ("stride", "stride"),
+                          ("retries", "retries"), ("threads_per_worker", "threads_per_worker"),
+                          ("wait_workers", "wait_workers"), ("cluster", "cluster"), ("gpu", "gpu"),
+                          ("precision", "precision"), ("classifier", "classifier"), ("tile_delay", "tile_delay")]:
+        assert getattr(args, option) == getattr(config, field), option
+    for option, field in [("detection", "detection"), ("min_distance", "min_distance"), ("nd_max", "nd_max"),
+                          ("flux_band", "flux_band"), ("aperture_radius", "aperture_arcsec")]:
+        assert getattr(args, option) == getattr(settings, field), option
