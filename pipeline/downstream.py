@@ -28,7 +28,6 @@ Stages 1-3 and 5 write ``segmentation.zarr``, whose attributes
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -51,7 +50,7 @@ from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
-from pipeline.storage import Location, as_location
+from pipeline.storage import Location, as_location, staged
 
 logger = logging.getLogger(__name__)
 
@@ -258,6 +257,32 @@ class SegmentationRecord:
                    n_marker_ids=int(attrs.get("n_marker_ids", 0)), objects=objects)
 
 
+def _build_segmentation(client: Any, settings: DownstreamSettings, work: Location, class_store: Location,
+                        mosaic_store: Location, boxes: list, shape: tuple[int, int], chunk: int, flux_index: int,
+                        source_pixels: np.ndarray | None) -> SegmentationRecord:
+    """Stages 1-3 and the colour image into a new segmentation store at ``work``; its
+    record, written last, is the store's "complete" mark.
+    """
+    _new_store(work, shape, chunk, {"settings": settings.segmentation_key(), "complete": False})
+    segmented = segment_chunks(client, class_store, work, boxes, threshold=settings.threshold,
+                               halo=settings.halo, max_halo=settings.max_halo, detection=settings.detection,
+                               source_pixels=source_pixels)
+    segments = label_chunks(client, work, boxes, shape)
+    deblended = deblend_segments(client, work, mosaic_store, boxes, segments, flux_index=flux_index,
+                                 width=shape[1], chunk=chunk, limit=settings.max_segment_pixels,
+                                 min_distance=settings.min_distance, nd_max=settings.nd_max,
+                                 source_pixels=source_pixels)
+    colour_chunks(client, class_store, work, boxes)  # kept with the maps, so reused with them
+    record = SegmentationRecord(
+        settings=settings.segmentation_key(), segments=len(segments),
+        approximate_chunks=segmented.approximate_chunks, chunk_halos=segmented.chunk_halos,
+        oversize_segments=deblended.oversize_segments, objects=deblended.objects,
+        n_marker_ids=int(source_pixels[:, 2].max()) if source_pixels is not None and len(source_pixels) else 0,
+        split_segments=deblended.split_segments)
+    work.open_group(mode="r+").attrs.update(record.attrs())  # the "complete" mark, last
+    return record
+
+
 def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings | None = None, *,
                    client: Any = None, echo: Any = print, run_id: str | None = None,
                    reuse_segmentation: bool = False, model: str = "", precision: str = "float32",
@@ -317,27 +342,9 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
         # On a file system the new store is built aside and swapped in when complete; an
         # object store cannot rename a folder, so the store is rebuilt in place and its
         # "complete" mark, written last, tells a finished store from an interrupted one.
-        work = Location(seg_path.path.with_name(seg_path.name + ".partial")) if seg_path.is_local else seg_path
-        _new_store(work, shape, chunk, {"settings": settings.segmentation_key(), "complete": False})
-        segmented = segment_chunks(client, class_store, work, boxes, threshold=settings.threshold,
-                                   halo=settings.halo, max_halo=settings.max_halo, detection=settings.detection,
-                                   source_pixels=source_pixels)
-        segments = label_chunks(client, work, boxes, shape)
-        deblended = deblend_segments(client, work, mosaic_store, boxes, segments, flux_index=flux_index,
-                                     width=shape[1], chunk=chunk, limit=settings.max_segment_pixels,
-                                     min_distance=settings.min_distance, nd_max=settings.nd_max,
-                                     source_pixels=source_pixels)
-        colour_chunks(client, class_store, work, boxes)  # kept with the maps, so reused with them
-        record = SegmentationRecord(
-            settings=settings.segmentation_key(), segments=len(segments),
-            approximate_chunks=segmented.approximate_chunks, chunk_halos=segmented.chunk_halos,
-            oversize_segments=deblended.oversize_segments, objects=deblended.objects,
-            n_marker_ids=int(source_pixels[:, 2].max()) if source_pixels is not None and len(source_pixels) else 0,
-            split_segments=deblended.split_segments)
-        work.open_group(mode="r+").attrs.update(record.attrs())  # the "complete" mark, last
-        if seg_path.is_local:
-            seg_path.remove(recursive=True)
-            os.replace(work.path, seg_path.path)
+        with staged(seg_path) as work:
+            record = _build_segmentation(client, settings, work, class_store, mosaic_store, boxes, shape, chunk,
+                                         flux_index, source_pixels)
     summary = DownstreamSummary(segments=record.segments, split_segments=record.split_segments,
                                 approximate_chunks=record.approximate_chunks, chunk_halos=record.chunk_halos,
                                 reused_segmentation=reused, oversize_segments=record.oversize_segments,

@@ -24,8 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import shutil
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,7 +36,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from pipeline.errors import InputError, RunError
-from pipeline.storage import Location, as_location
+from pipeline.storage import Location, as_location, staged
 
 __all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "read_wcs",
            "validate_bands"]
@@ -371,30 +369,16 @@ def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
         group = _check_existing(location, bandset, inputs, chunk)
         log.info("%s already holds these inputs; reusing it", store)
         return group
-    partial = store.with_name(store.name + ".partial")
-    if partial.exists():
-        log.warning("removing leftover %s from an interrupted ingest", partial)
-        shutil.rmtree(partial)
     store.parent.mkdir(parents=True, exist_ok=True)
     log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
              bandset.shape, ",".join(bandset.bands), store)
     try:
-        _write_store(bandset, partial, chunk, inputs)
+        with staged(location) as work:  # a leftover staging folder is discarded
+            _write_store(bandset, work.path, chunk, inputs)
+    except RunError:
+        raise
     except Exception as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        if isinstance(exc, RunError):
-            raise
         raise RunError(f"ingest into {store} failed: {exc!r}") from exc
-    if store.exists():  # overwrite: swap, then delete the old store
-        old = store.with_name(f"{store.name}.old-{os.getpid()}")
-        os.replace(store, old)
-        os.replace(partial, store)
-        if old.is_dir():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
-    else:
-        os.replace(partial, store)
     return zarr.open_group(store, mode="r", zarr_format=3)
 
 

@@ -35,7 +35,7 @@ from pipeline.layout import FITS_SUFFIX, RunLayout
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
 from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
-from pipeline.storage import Location
+from pipeline.storage import Location, staged
 
 logger = logging.getLogger(__name__)
 
@@ -325,36 +325,27 @@ def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tup
     written last, tells a finished store from an interrupted one. A partial that fails
     its check while merging makes its tile pending again (RunError naming it).
     """
-    import os
-
     from pipeline.ledger import PartialError
 
-    out_store = RunLayout(config.location).classification
-    work = RunLayout.staging(out_store) if out_store.is_local else out_store
-    work.remove(recursive=True)
-    create_output_store(work, shape, config.tile, {
-        "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
-        "precision": config.precision, "model": config.model_description(), "run_id": run_id,
-    })
     # Each merge task gets only the tiles overlapping its chunk, found once here.
     overlaps = [overlapping(tiles, target.core_box) for target in tiles]
-    futures = client.map(merge_chunk, tiles, overlaps, run_dir=config.location,
-                         out_store=work, run_id=run_id, pure=False)
     try:
-        client.gather(futures)
-    except BaseException as exc:
-        if work != out_store:
-            work.remove(recursive=True)
-        if not isinstance(exc, PartialError):
-            raise
+        with staged(RunLayout(config.location).classification) as work:
+            if not work.is_local:
+                work.remove(recursive=True)
+            create_output_store(work, shape, config.tile, {
+                "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
+                "precision": config.precision, "model": config.model_description(), "run_id": run_id,
+            })
+            futures = client.map(merge_chunk, tiles, overlaps, run_dir=config.location,
+                                 out_store=work, run_id=run_id, pure=False)
+            client.gather(futures)
+            # Only now is the classification finished: the downstream graph checks this mark.
+            work.open_group(mode="r+").attrs["complete"] = True
+    except PartialError as exc:
         ledger.discard(exc.tile)
         raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
                        f"{config.run_dir}'") from None
-    # Only now is the classification finished: the downstream graph checks this mark.
-    work.open_group(mode="r+").attrs["complete"] = True
-    if work != out_store:
-        out_store.remove(recursive=True)
-        os.replace(work.path, out_store.path)
 
 
 class _Plane:

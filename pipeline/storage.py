@@ -50,7 +50,7 @@ from typing import IO, Any
 from pipeline.errors import InputError
 
 __all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "atomic_path", "check_storage_options",
-           "file_mode", "is_url", "run_dir_value"]
+           "file_mode", "is_url", "run_dir_value", "staged"]
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -108,6 +108,51 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def staged(store: Location, *, suffix: str = ".partial") -> Iterator[Location]:
+    """Build a store (a folder) aside and swap it in: the one "build aside" helper.
+
+    On a file system the block writes into ``<store><suffix>`` (a leftover one from
+    an interrupted build is removed first); when the block ends without error the old
+    store is renamed away, the new one renamed in and the old one deleted, so readers
+    find the old store or the whole new one. On error the staging folder is removed
+    and ``store`` is untouched. An object store cannot rename a folder: the block gets
+    ``store`` itself, rebuilt in place, and the caller's completion mark, written
+    last, tells a finished store from an interrupted one.
+
+    Parameters
+    ----------
+    store : Location
+        The store's final location.
+    suffix : str
+        Suffix of the staging folder.
+
+    Yields
+    ------
+    Location
+        Where to build the store.
+    """
+    if not store.is_local:
+        yield store
+        return
+    final = store.path
+    work = final.with_name(final.name + suffix)
+    if work.exists():
+        shutil.rmtree(work)
+    try:
+        yield Location(work)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+        os.replace(work, final)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        os.replace(work, final)
 
 
 def is_url(value: str | os.PathLike[str]) -> bool:

@@ -279,3 +279,22 @@ def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("disk full")
     assert final.read_text() == "first" and os.listdir(final.parent) == ["product.txt"]
+
+
+def test_staged_store_is_swapped_in_whole_or_not_at_all(tmp_path):
+    from pipeline.storage import staged
+
+    store = Location(tmp_path / "x.zarr")
+    with staged(store) as work:
+        (work.path / "a").mkdir(parents=True)
+        assert not store.path.exists()  # built aside
+    assert (store.path / "a").is_dir()
+    with pytest.raises(OSError):
+        with staged(store) as work:
+            (work.path / "b").mkdir(parents=True)
+            raise OSError("disk full (injected)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"] and (store.path / "a").is_dir()
+    with staged(store) as work:
+        (work.path / "c").mkdir(parents=True)
+    assert [p.name for p in store.path.iterdir()] == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]
