@@ -28,7 +28,6 @@ Stages 1-3 and 5 write ``segmentation.zarr``, whose attributes
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -50,7 +49,7 @@ from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
-from pipeline.storage import Location, as_location, staged
+from pipeline.storage import Location, as_location, staged, written_locally
 
 logger = logging.getLogger(__name__)
 
@@ -368,17 +367,10 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     products = dict(table=table, segmentation=seg_path.open_group(mode="r"), wcs_header=cls.attrs["wcs_header"],
                     cards=_provenance(settings, run_id, model, precision), chunk=chunk,
                     value_added=markers is not None)
-    if run_dir.is_local:
-        written = write_downstream_products(run_dir.path, **products)
-        relative = [str(p.relative_to(run_dir.path)) for p in written]
-        summary.outputs = written
-    else:  # written locally, then uploaded one object each
-        with tempfile.TemporaryDirectory(prefix="morpheus-downstream-") as tmp:
-            written = write_downstream_products(Path(tmp), **products)
-            relative = [p.relative_to(tmp).as_posix() for p in written]
-            for path, name in zip(written, relative):
-                (run_dir / name).upload(path)
-        summary.outputs = [f"{run_dir}/{name}" for name in relative]
+    with written_locally(run_dir) as local:  # an object store: written locally, then uploaded
+        written = write_downstream_products(local.root, **products)
+    relative = [local.relative(p) for p in written]
+    summary.outputs = [local.final(p) for p in written]
     summary.seconds = time.perf_counter() - t0
     (run_dir / "downstream.json").write_json({
         "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},

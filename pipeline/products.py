@@ -34,7 +34,8 @@ from pipeline.storage import atomic_path
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_downstream_products",
+__all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_classification_products",
+           "write_downstream_products",
            "write_fits_cube", "write_fits_image", "write_fits_image_strips", "write_png_strips"]
 
 SOFTWARE = "morpheus-survey"
@@ -344,6 +345,62 @@ def _atomic_file(path: Path, write: Any) -> Path:
     except OSError as exc:
         raise RunError(f"{path}: cannot write FITS file ({exc})") from exc
     return path
+
+
+class _Plane:
+    """One plane ``array[index]`` of a 3-D array (Zarr), read lazily row-strip by row-strip."""
+
+    def __init__(self, array: Any, index: int) -> None:
+        self.array, self.index = array, index
+        self.shape = tuple(array.shape[1:])
+
+    def __getitem__(self, rows: slice) -> Any:
+        return self.array[self.index, rows]
+
+
+def write_classification_products(fits_dir: Path, *, classification: Any, coverage: Any, wcs_header: str,
+                                  cards: Mapping[str, Card], strip: int) -> list[Path]:
+    """Write the classification images, ``n`` and the coverage mask as FITS, in row strips.
+
+    Parameters
+    ----------
+    fits_dir : pathlib.Path
+        The ``fits/`` folder (created if missing).
+    classification : zarr.Group
+        The finished classification store (``mean``, ``variance``, ``rank``, ``n``).
+    coverage : array-like
+        The mosaic's coverage mask.
+    wcs_header : str
+        The mosaic's WCS header.
+    cards : mapping
+        Provenance keywords (:func:`provenance`).
+    strip : int
+        Rows per strip.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The 15 class images (``<class>_{mean,var,rank}.fits``), ``n.fits`` and
+        ``coverage.fits``.
+    """
+    from morpheus_core import CLASSES
+    from pipeline.layout import FITS_SUFFIX
+
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind, suffix in FITS_SUFFIX.items():
+        cube = classification[kind]
+        for i, name in enumerate(CLASSES):
+            written.append(write_fits_image_strips(
+                fits_dir / f"{name}_{suffix}.fits", _Plane(cube, i), strip=strip, wcs_header=wcs_header,
+                provenance=cards, extname=f"{name.upper()}_{suffix.upper()}"))
+    written.append(write_fits_image_strips(fits_dir / "n.fits", classification["n"], strip=strip,
+                                           wcs_header=wcs_header, provenance=cards, extname="N",
+                                           comments=["windows that counted each pixel"]))
+    written.append(write_fits_image_strips(fits_dir / "coverage.fits", coverage, strip=strip,
+                                           wcs_header=wcs_header, provenance=cards, extname="COVERAGE",
+                                           comments=["1 where every band has valid data"]))
+    return written
 
 
 def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any, wcs_header: str,

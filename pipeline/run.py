@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import tempfile
 import time
 import traceback
 import uuid
@@ -31,11 +30,11 @@ from pipeline.config import RunConfig
 from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
-from pipeline.layout import FITS_SUFFIX, RunLayout
+from pipeline.layout import RunLayout
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
 from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
-from pipeline.storage import Location, staged
+from pipeline.storage import Location, staged, written_locally
 
 logger = logging.getLogger(__name__)
 
@@ -348,56 +347,21 @@ def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tup
                        f"{config.run_dir}'") from None
 
 
-class _Plane:
-    """One plane ``array[index]`` of a 3-D Zarr array, read lazily row-strip by row-strip."""
-
-    def __init__(self, array: Any, index: int) -> None:
-        self.array, self.index = array, index
-        self.shape = tuple(array.shape[1:])
-
-    def __getitem__(self, rows: slice) -> Any:
-        return self.array[self.index, rows]
-
-
-def _export_fits(config: RunConfig, run_id: str, wcs_header: str,
-                 fits_dir: Path | None = None) -> list[Path | str]:
-    """The classification images, ``n`` and the coverage mask as FITS, streamed in row strips.
-
-    For a run directory in an object store the files are written to a local temporary
-    folder (or ``fits_dir``) and then uploaded to ``<run>/fits/``, one object each.
+def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path | str]:
+    """The classification's FITS products (:func:`pipeline.products.write_classification_products`);
+    for an object store written locally, then uploaded (:class:`~pipeline.storage.written_locally`).
     """
-    from pipeline.products import provenance, write_fits_image_strips
+    from pipeline.products import provenance, write_classification_products
 
     layout = RunLayout(config.location)
-    if fits_dir is None and not config.location.is_local:
-        with tempfile.TemporaryDirectory(prefix="morpheus-fits-") as tmp:
-            local = _export_fits(config, run_id, wcs_header, fits_dir=Path(tmp))
-            return [_upload(path, layout.fits / Path(path).name) for path in local]
-    group = layout.classification.open_group(mode="r")
-    coverage = layout.mosaic.open_group(mode="r")["coverage"]
-    prov = provenance(run_id, model=config.model_description(), precision=config.precision,
-                      extra={"STRIDE": (config.stride, "window stride (pixels)")})
-    fits_dir = fits_dir or layout.fits.path
-    fits_dir.mkdir(exist_ok=True)
-    written = []
-    for kind, suffix in FITS_SUFFIX.items():
-        cube = group[kind]
-        for i, name in enumerate(CLASSES):
-            written.append(write_fits_image_strips(
-                fits_dir / layout.class_image(kind, name).name, _Plane(cube, i), strip=config.tile,
-                wcs_header=wcs_header, provenance=prov, extname=f"{name.upper()}_{suffix.upper()}"))
-    written.append(write_fits_image_strips(fits_dir / "n.fits", group["n"], strip=config.tile,
-                                           wcs_header=wcs_header, provenance=prov, extname="N",
-                                           comments=["windows that counted each pixel"]))
-    written.append(write_fits_image_strips(fits_dir / "coverage.fits", coverage, strip=config.tile,
-                                           wcs_header=wcs_header, provenance=prov, extname="COVERAGE",
-                                           comments=["1 where every band has valid data"]))
-    return written
-
-
-def _upload(path: Path, target: Location) -> str:
-    target.upload(path)
-    return str(target)
+    cards = provenance(run_id, model=config.model_description(), precision=config.precision,
+                       extra={"STRIDE": (config.stride, "window stride (pixels)")})
+    with written_locally(config.location) as local:
+        written = write_classification_products(
+            local.root / layout.fits.name, classification=layout.classification.open_group(mode="r"),
+            coverage=layout.mosaic.open_group(mode="r")["coverage"], wcs_header=wcs_header, cards=cards,
+            strip=config.tile)
+    return [local.final(p) for p in written]
 
 
 def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
