@@ -35,8 +35,7 @@ from pipeline.storage import atomic_path
 logger = logging.getLogger(__name__)
 
 __all__ = ["CATALOG_FORMATS", "SOFTWARE", "provenance", "software_version", "write_classification_products",
-           "write_downstream_products",
-           "write_fits_cube", "write_fits_image", "write_fits_image_strips", "write_png_strips"]
+           "write_downstream_products", "write_fits_image", "write_fits_image_strips", "write_png_strips"]
 
 SOFTWARE = "morpheus-survey"
 
@@ -119,7 +118,10 @@ def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
                      wcs_header: str | None, provenance: Mapping[str, Card],
                      bunit: str | None = None, extname: str | None = None,
                      comments: Iterable[str] = ()) -> Path:
-    """Write one 2-D image with its WCS and provenance to a FITS file, atomically.
+    """Write one 2-D image in memory with its WCS and provenance to a FITS file, atomically.
+
+    The streaming writer (:func:`write_fits_image_strips`) with the whole image as
+    one strip: one code path for every FITS product.
 
     Parameters
     ----------
@@ -153,11 +155,9 @@ def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
     RunError
         The file could not be written.
     """
-    data = _as_fits_image(data, "data")
-    header = _image_header(wcs_header, provenance=provenance, bunit=bunit,
-                           extname=extname, comments=comments)
-    hdul = fits.HDUList([fits.PrimaryHDU(data=data, header=header)])
-    return _write_atomic(hdul, Path(path))
+    data = _as_fits_image(np.asarray(data), "data")  # one strip of the streaming writer
+    return write_fits_image_strips(path, data, strip=max(1, data.shape[0]), wcs_header=wcs_header,
+                                   provenance=provenance, bunit=bunit, extname=extname, comments=comments)
 
 
 def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip: int,
@@ -203,66 +203,6 @@ def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip:
         stream.close()
 
     return _atomic_file(Path(path), write)
-
-
-def write_fits_cube(path: str | os.PathLike[str], cube: Mapping[str, np.ndarray], *,
-                    wcs_header: str | None, provenance: Mapping[str, Card],
-                    bunit: str | Mapping[str, str] | None = None,
-                    comments: Iterable[str] = ()) -> Path:
-    """Write several named 2-D images, one image extension each, atomically.
-
-    The primary HDU holds no data, only the provenance and comments; each image
-    follows as an ``ImageHDU`` whose ``EXTNAME`` is its name, with the WCS and
-    provenance repeated so that an extension copied out on its own keeps them.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination; an existing file is replaced.
-    cube : mapping of str to numpy.ndarray
-        Name -> 2-D image, e.g. ``{"SPHEROID": ..., "DISK": ...}``; all the same
-        shape. Written in the mapping's order.
-    wcs_header : str or None
-        As for :func:`write_fits_image`.
-    provenance : mapping of str to (value, comment)
-        Keywords from :func:`provenance`.
-    bunit : str or mapping of str to str, optional
-        One unit for all images, or name -> unit.
-    comments : iterable of str
-        Lines written as ``COMMENT`` cards in the primary HDU.
-
-    Returns
-    -------
-    pathlib.Path
-        The file written.
-
-    Raises
-    ------
-    ValueError
-        ``cube`` is empty, an image is not 2-D, the shapes differ, or as for
-        :func:`write_fits_image`.
-    RunError
-        The file could not be written.
-    """
-    if not cube:
-        raise ValueError("cube must hold at least one image, got none")
-    images = {str(name): _as_fits_image(image, f"cube[{name!r}]")
-              for name, image in cube.items()}
-    shapes = {name: image.shape for name, image in images.items()}
-    if len(set(shapes.values())) > 1:
-        raise ValueError(f"cube images must have the same shape, got {shapes}")
-    units = bunit if isinstance(bunit, Mapping) else dict.fromkeys(images, bunit)
-
-    primary = fits.Header()
-    _add_provenance(primary, provenance, reserved=frozenset())
-    for line in comments:
-        primary["COMMENT"] = str(line)
-    hdus: list[fits.PrimaryHDU | fits.ImageHDU] = [fits.PrimaryHDU(header=primary)]
-    for name, image in images.items():
-        header = _image_header(wcs_header, provenance=provenance,
-                               bunit=units.get(name), extname=name, comments=())
-        hdus.append(fits.ImageHDU(data=image, header=header))
-    return _write_atomic(fits.HDUList(hdus), Path(path))
 
 
 def _check_keyword(key: str) -> str:
@@ -328,11 +268,6 @@ def _add_provenance(header: fits.Header, cards: Mapping[str, Card], *,
         if len(repr(value)) + len(comment) > 64:  # a card holds 80 characters: drop the comment,
             comment = ""                          # not astropy's truncation warning
         header[key] = (value, comment)
-
-
-def _write_atomic(hdul: fits.HDUList, path: Path) -> Path:
-    """Write ``hdul`` next to ``path`` under a temporary name, then rename it over."""
-    return _atomic_file(path, lambda fh, _: hdul.writeto(fh, output_verify="exception"))
 
 
 def _atomic_file(path: Path, write: Any) -> Path:
