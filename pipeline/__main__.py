@@ -132,33 +132,6 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
                               aperture_arcsec=args.aperture_radius, max_segment_pixels=args.max_segment_pixels)
 
 
-def _run_downstream_only(args: argparse.Namespace, run_dir: Path | str) -> None:
-    from pipeline.cluster import close_client, make_client
-    from pipeline.downstream import check_classification, run_downstream
-    from pipeline.ingest import read_wcs
-    from pipeline.markers import read_markers
-    from pipeline.run import read_manifest
-    from pipeline.storage import Location
-
-    location = Location(run_dir, _storage_options(args))
-    manifest = read_manifest(location)
-    check_classification(location)
-    config = manifest["config"]
-    mosaics_file = Path(config["mosaics_file"]) if config.get("mosaics_file") else None
-    settings = _downstream_settings(args, config["mosaic"], mosaics_file)
-    if settings.markers:  # refuse a bad markers file before starting a cluster
-        mosaic = (location / "mosaic.zarr").open_group(mode="r")
-        read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
-    client, info = make_client(scheduler=args.scheduler, n_workers=args.workers, gpu="never")
-    print(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
-    try:
-        run_downstream(location, settings, client=client, run_id=manifest["run_id"], model=manifest.get("model", ""),
-                       precision=config.get("precision", "float32"),
-                       reuse_segmentation=args.command == "catalog")
-    finally:
-        close_client(client)
-
-
 def _run_dir_arg(value: str) -> Path | str:
     """``--run-dir``: a path, or a URL kept as typed (``s3://bucket/run``)."""
     from pipeline.storage import run_dir_value
@@ -208,8 +181,13 @@ def _setup_logging(run_dir: Path | str) -> None:
 
 def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -> None:
     """``run``, ``resubmit``, ``segment`` or ``catalog``, under the run directory's lock."""
+    def settings_for(mosaic: str, mosaics_file: Path | None):
+        return _downstream_settings(args, mosaic, mosaics_file)
+
     if args.command in ("segment", "catalog"):
-        _run_downstream_only(args, run_dir)
+        runner.redo_downstream(run_dir, settings_for, reuse_segmentation=args.command == "catalog",
+                               storage_options=_storage_options(args), scheduler=args.scheduler,
+                               workers=args.workers)
         return
     if args.command == "resubmit":
         overrides = {"progress": sys.stderr.isatty()}
@@ -221,12 +199,7 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -
             overrides["fail_tiles"] = []
         if args.storage_option:
             overrides["storage_options"] = _storage_options(args)
-        from pipeline.run import read_manifest
-
-        recorded = read_manifest(run_dir, _storage_options(args))["config"]
-        runner.resubmit(run_dir, downstream=_downstream_settings(
-            args, recorded["mosaic"], Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None),
-            **overrides)
+        runner.resubmit(run_dir, downstream=settings_for, **overrides)
         return
     from pipeline.config import RunConfig
 

@@ -19,6 +19,7 @@ import logging
 import time
 import traceback
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,16 +386,69 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
             "products": not missing, "missing_products": missing}
 
 
+#: Downstream settings, or a function of the recorded mosaic (name, mosaics file) that
+#: makes them (a TOML mosaic may set its own threshold).
+SettingsFor = DownstreamSettings | Callable[[str, Path | None], DownstreamSettings] | None
+
+
+def _settings_for(downstream: SettingsFor, recorded: dict[str, Any]) -> DownstreamSettings | None:
+    if not callable(downstream):
+        return downstream
+    mosaics_file = Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None
+    return downstream(recorded["mosaic"], mosaics_file)
+
+
 def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
-             downstream: DownstreamSettings | None = None, **overrides: Any) -> RunSummary:
+             downstream: SettingsFor = None, **overrides: Any) -> RunSummary:
     """Re-run the failed or missing tiles of a run with its recorded settings.
 
     ``overrides`` replace recorded settings (``scheduler``, ``workers``,
-    ``storage_options``, ...).
+    ``storage_options``, ...); ``downstream`` may be a function of the recorded mosaic.
     """
     manifest = read_manifest(run_dir, overrides.get("storage_options"))
+    downstream = _settings_for(downstream, manifest["config"])
     config = RunConfig.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
     cleared = Ledger(config.location).clear_failed()
     if cleared:
         echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
     return run(config, client=client, echo=echo, downstream=downstream)
+
+
+def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,
+                    storage_options: dict[str, Any] | None = None, scheduler: str | None = None,
+                    workers: int | None = None, client: Any = None, echo: Any = print) -> DownstreamSummary:
+    """Segmentation, deblending and the catalog again on a finished classification
+    (the ``segment`` and ``catalog`` commands; ``catalog`` reuses matching maps).
+
+    Checks the run, its classification and a markers file before starting a cluster
+    (a local one, or ``scheduler``), which it closes again; ``client`` uses one given.
+
+    Raises
+    ------
+    InputError
+        No run, an unfinished classification, or a bad markers file.
+    """
+    from pipeline.cluster import close_client, make_client
+    from pipeline.downstream import check_classification
+    from pipeline.ingest import read_wcs
+    from pipeline.markers import read_markers
+
+    location = Location(run_dir, storage_options)
+    manifest = read_manifest(location)
+    check_classification(location)
+    settings = _settings_for(downstream, manifest["config"]) or DownstreamSettings()
+    if settings.markers:  # refuse a bad markers file before starting a cluster
+        mosaic = RunLayout(location).mosaic.open_group(mode="r")
+        read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
+    own = client is None
+    if own:
+        client, info = make_client(scheduler=scheduler, n_workers=workers, gpu="never")
+        echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
+    try:
+        return run_downstream(location, settings, client=client, echo=echo, run_id=manifest["run_id"],
+                              model=manifest.get("model", ""),
+                              precision=manifest["config"].get("precision", "float32"),
+                              reuse_segmentation=reuse_segmentation)
+    finally:
+        if own:
+            close_client(client)
