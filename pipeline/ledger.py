@@ -140,6 +140,12 @@ class Ledger:
             The partial or its record is missing, its size or checksum differ from
             the record, or it belongs to another tile or run.
         """
+        where, data, record = self._checked_bytes(name, run_id, record)
+        return _parse_partial(name, where, data, run_id)
+
+    def _checked_bytes(self, name: str, run_id: str | None,
+                       record: dict[str, Any] | None = None) -> tuple[Location, bytes, dict[str, Any]]:
+        """A partial's bytes, checked against its record (size, SHA-256, tile, run)."""
         where = self.partials / f"{name}.npz"
         try:
             record = record if record is not None else self.done_info(name)
@@ -152,13 +158,15 @@ class Ledger:
             data = where.read_bytes()
         except FileNotFoundError:
             raise PartialError(name, where, "is missing") from None
-        return _check_partial(name, where, data, record, run_id)
+        _check_against_record(name, where, data, record, run_id)
+        return where, data, record
 
     def verify(self, names: Iterable[str], *, run_id: str | None = None) -> tuple[set[str], dict[str, str]]:
         """Finished tiles whose partials pass :meth:`load_partial`'s checks.
 
-        Reads every finished tile's partial (concurrently); the arrays are checked and
-        dropped, one tile at a time per thread.
+        Reads every finished tile's partial (concurrently) and checks its size and
+        SHA-256 against the record, which names its tile and run; the arrays are parsed
+        only for records without a checksum (runs written before they had one).
 
         Returns
         -------
@@ -172,7 +180,9 @@ class Ledger:
 
         def check(name: str) -> str | None:
             try:
-                self.load_partial(name, run_id=run_id)
+                where, data, record = self._checked_bytes(name, run_id)
+                if "partial" not in record:  # written before records carried checksums
+                    _parse_partial(name, where, data, run_id)
             except PartialError as exc:
                 return str(exc)
             return None
@@ -266,16 +276,27 @@ def _parse_record(data: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _check_partial(name: str, where: Location, data: bytes, record: dict[str, Any],
-                   run_id: str | None) -> WindowStats:
-    """Parse a partial's bytes after checking them against the tile's record."""
+def _check_against_record(name: str, where: Location, data: bytes, record: dict[str, Any],
+                          run_id: str | None) -> None:
+    """A partial's bytes against the tile's record: the record's tile and run, the size
+    and the SHA-256 (records written before checksums existed carry none).
+    """
+    if str(record.get("tile", name)) != name:
+        raise PartialError(name, where, f"has the record of tile {record['tile']}")
+    if run_id is not None and str(record.get("run_id", "")) not in ("", run_id):
+        raise PartialError(name, where, f"belongs to run {record['run_id']}, not {run_id}")
     expected = record.get("partial")
-    if expected is not None:  # runs written before records carried checksums: parse only
-        if len(data) != expected["bytes"]:
-            raise PartialError(name, where, f"has {len(data)} bytes, its record says {expected['bytes']} "
-                                            "(truncated or replaced)")
-        if hashlib.sha256(data).hexdigest() != expected["sha256"]:
-            raise PartialError(name, where, "does not match its recorded SHA-256 (corrupted or replaced)")
+    if expected is None:
+        return
+    if len(data) != expected["bytes"]:
+        raise PartialError(name, where, f"has {len(data)} bytes, its record says {expected['bytes']} "
+                                        "(truncated or replaced)")
+    if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise PartialError(name, where, "does not match its recorded SHA-256 (corrupted or replaced)")
+
+
+def _parse_partial(name: str, where: Location, data: bytes, run_id: str | None) -> WindowStats:
+    """The statistics in a partial's bytes, checking the tile and run ids it holds."""
     try:
         with np.load(io.BytesIO(data)) as npz:
             arrays = {key: npz[key] for key in npz.files}
