@@ -179,12 +179,15 @@ def window_moments(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window
     # are zeroed (a window that contains one gets NaN moments, as the two-pass
     # formula gives), and the centre is the mean of the finite values.
     finite = np.isfinite(region)
-    holes = None
-    if not finite.all():
-        holes = (~finite).sum(axis=-1)
-        region[~finite] = 0.0
-    centre = region[finite].mean() if finite.any() else 0.0
-    region[finite] -= centre
+    holes = None if finite.all() else ~finite
+    if holes is None:  # the engine's case: it zeroes invalid pixels itself
+        centre = region.mean()
+        region -= centre
+    else:
+        region[holes] = 0.0
+        centre = region.sum() / max(int(finite.sum()), 1)  # mean of the finite values
+        region -= centre
+        region[holes] = 0.0
     sums = []
     for values in (region.sum(axis=-1), np.square(region).sum(axis=-1), np.abs(region).sum(axis=-1)):
         table = np.zeros((values.shape[0] + 1, values.shape[1] + 1))
@@ -203,9 +206,7 @@ def window_moments(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window
     inexact = (err_var > MOMENTS_RTOL * scale) | (err_mean > MOMENTS_RTOL * np.sqrt(scale))
     mean = mean_c + centre
     if holes is not None:
-        table = np.zeros((holes.shape[0] + 1, holes.shape[1] + 1), np.int64)
-        np.cumsum(np.cumsum(holes, axis=0), axis=1, out=table[1:, 1:])
-        bad = (table[a + window, b + window] - table[a, b + window] - table[a + window, b] + table[a, b]) > 0
+        bad = ~valid_anchors(~holes.any(axis=-1), window)[a, b]
         mean[bad] = np.nan
         var[bad] = np.nan
         inexact &= ~bad
