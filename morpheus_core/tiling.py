@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
+
 from morpheus_core.stats import WindowStats
 
 
@@ -69,6 +71,11 @@ class Box:
     def area(self) -> int:
         """Number of pixels."""
         return (self.y1 - self.y0) * (self.x1 - self.x0)
+
+    def contains(self, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Which of the pixels ``(ys[i], xs[i])`` lie in the box (a boolean array)."""
+        ys, xs = np.asarray(ys), np.asarray(xs)
+        return (ys >= self.y0) & (ys < self.y1) & (xs >= self.x0) & (xs < self.x1)
 
     def intersection(self, other: Iterable[int]) -> Box | None:
         """The overlap with another box (or ``(y0, y1, x0, x1)``), ``None`` when empty."""

@@ -122,9 +122,7 @@ def _union(members: list[Member]) -> Box:
 
 def _sources_in(source_pixels: np.ndarray, box: Box) -> np.ndarray:
     """The ``(n, 3)`` source pixels inside ``box``, in catalog order."""
-    inside = ((source_pixels[:, 0] >= box.y0) & (source_pixels[:, 0] < box.y1) & (source_pixels[:, 1] >= box.x0)
-              & (source_pixels[:, 1] < box.x1))
-    return source_pixels[inside]
+    return source_pixels[box.contains(source_pixels[:, 0], source_pixels[:, 1])]
 
 
 def _number_children(results: list[list[tuple]], oversize: list[int],

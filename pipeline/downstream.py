@@ -45,8 +45,10 @@ from pipeline.deblend import deblend_segments
 from pipeline.errors import InputError
 from pipeline.labels import label_chunks
 from pipeline.large_segments import default_segment_limit, oversize_record
+from pipeline.layout import RunLayout
 from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
+from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
 from pipeline.storage import Location, as_location, staged, written_locally
@@ -178,8 +180,8 @@ def check_classification(run_dir: Path | str | Location) -> zarr.Group:
         No classification, or one that is not finished.
     """
     run_dir = as_location(run_dir)
-    store = run_dir / "classification.zarr"
-    if not (run_dir / "manifest.json").exists():
+    store = RunLayout(run_dir).classification
+    if not RunLayout(run_dir).manifest.exists():
         raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
                          f"'python -m pipeline run'")
     if not (store / "zarr.json").exists():
@@ -316,11 +318,11 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     settings = settings or DownstreamSettings()
     run_dir = as_location(run_dir, storage_options)
     cls = check_classification(run_dir)
-    class_store, mosaic_store = run_dir / "classification.zarr", run_dir / "mosaic.zarr"
+    layout = RunLayout(run_dir)
+    class_store, mosaic_store = layout.classification, layout.mosaic
     mosaic = mosaic_store.open_group(mode="r")
     bands = list(mosaic.attrs["bands"])
-    if settings.flux_band not in bands:
-        raise InputError(f"--flux-band {settings.flux_band!r} is not a band of this mosaic (bands: {', '.join(bands)})")
+    check_flux_band(settings.flux_band, bands)
     flux_index = bands.index(settings.flux_band)
     shape = tuple(cls["n"].shape)
     chunk = int(settings.chunk or cls["n"].chunks[0])
@@ -329,7 +331,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
 
     wcs = read_wcs(mosaic)
     markers = read_markers(settings.markers, wcs=wcs, shape=shape) if settings.markers else None
-    seg_path = run_dir / "segmentation.zarr"
+    seg_path = layout.segmentation
     boxes = chunk_boxes(shape, chunk)
     source_pixels = None if markers is None else _source_pixels(markers)
 
@@ -372,7 +374,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     relative = [local.relative(p) for p in written]
     summary.outputs = [local.final(p) for p in written]
     summary.seconds = time.perf_counter() - t0
-    (run_dir / "downstream.json").write_json({
+    layout.downstream_record.write_json({
         "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},
         "segmentation": record.settings, "segments": summary.segments, "objects": summary.objects,
         "split_segments": summary.split_segments, "catalog_rows": summary.catalog_rows,

@@ -76,10 +76,6 @@ def default_segment_limit(chunk: int) -> int:
     return SEGMENT_LIMIT_CHUNKS * int(chunk) ** 2
 
 
-def _area(box: Sequence[int]) -> int:
-    return (box[1] - box[0]) * (box[3] - box[2])
-
-
 def pack_members(members: Iterable[Member], limit: int) -> list[list[Member]]:
     """Pack segments, in order, into groups whose reads stay within ``limit``.
 
@@ -108,13 +104,13 @@ def pack_members(members: Iterable[Member], limit: int) -> list[list[Member]]:
     union: list[int] = []
     total = 0
     for member in members:
-        area = _area(member[1:])
+        area = Box(*member[1:]).area
         if area > limit:
             raise ValueError(f"segment {member[0]}: bounding box of {area} pixels exceeds the limit of {limit}")
         if groups:
             grown = [min(union[0], member[1]), max(union[1], member[2]), min(union[2], member[3]),
                      max(union[3], member[4])]
-            if _area(grown) <= limit and total + area <= limit:
+            if Box(*grown).area <= limit and total + area <= limit:
                 groups[-1].append(member)
                 union, total = grown, total + area
                 continue
@@ -153,7 +149,7 @@ def plan_deblending(members: Iterable[tuple[int, int, int, int, int, int]], *, w
     by_chunk: dict[tuple[int, int], list[Member]] = {}
     oversize = []
     for label, y0, y1, x0, x1, first in members:
-        if _area((y0, y1, x0, x1)) > limit:
+        if Box(y0, y1, x0, x1).area > limit:
             oversize.append(int(label))
             continue
         fy, fx = divmod(int(first), width)

@@ -29,8 +29,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from pipeline.catalog_files import write_catalog_table
 from pipeline.errors import RunError
-from pipeline.layout import CATALOG_FORMATS
-from pipeline.storage import atomic_path
+from pipeline.layout import CATALOG_FORMATS, RunLayout
+from pipeline.storage import Location, atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -369,7 +369,8 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     list of pathlib.Path
         The files written.
     """
-    fits_dir = out_root / "fits"
+    layout = RunLayout(Location(out_root))
+    fits_dir = layout.fits.path
     fits_dir.mkdir(exist_ok=True)
     written = [
         write_fits_image_strips(fits_dir / "segmap.fits", segmentation["segments"], strip=chunk,
@@ -380,7 +381,7 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
                                 comments=["objects after Algorithm 2: pixel value = catalog "
                                           + ("row number of the input markers" if value_added else "id")]),
     ]
-    out_dir = out_root / "catalog"
+    out_dir = layout.catalog.path
     out_dir.mkdir(exist_ok=True)
     for suffix, fmt in CATALOG_FORMATS.items():
         if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
@@ -388,7 +389,7 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
             logger.warning("empty catalog: no machine-readable table written")
             continue
         written.append(write_catalog_table(table, out_dir / f"catalog.{suffix}", fmt))
-    written.append(write_png_strips(out_root / "colour.png", segmentation["colour"], strip=chunk))
+    written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
     return written
 
 

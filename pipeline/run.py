@@ -94,7 +94,7 @@ def read_manifest(run_dir: Path | str | Location,
     """
     location = run_dir if isinstance(run_dir, Location) else Location(run_dir, storage_options)
     try:
-        return (location / "manifest.json").read_json()
+        return RunLayout(location).manifest.read_json()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise InputError(f"{run_dir}: no run here (manifest.json not found)") from None
 
@@ -107,7 +107,7 @@ def _prepare_run_dir(config: RunConfig) -> None:
     """
     run_dir = config.location
     if config.restart and run_dir.exists():
-        if not (run_dir / "manifest.json").exists():
+        if not RunLayout(run_dir).manifest.exists():
             others = [n for n in run_dir.listdir() if not n.startswith(".") and n != "pipeline.log"]
             if others:
                 raise InputError(
@@ -121,7 +121,7 @@ def _prepare_run_dir(config: RunConfig) -> None:
 
 
 def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[str, Any]) -> str:
-    path = config.location / "manifest.json"
+    path = RunLayout(config.location).manifest
     if path.exists():
         old = path.read_json()
         differences = [

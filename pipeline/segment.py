@@ -96,8 +96,8 @@ def segment_chunks(client: Any, class_store: Location, seg_store: Location, boxe
     pixels = np.zeros((0, 3), dtype=np.int64) if source_pixels is None else source_pixels
     tasks = []
     for box in boxes:  # each task gets the sources its largest read region can hold
-        near = ((pixels[:, 0] >= box.y0 - max_halo) & (pixels[:, 0] < box.y1 + max_halo)
-                & (pixels[:, 1] >= box.x0 - max_halo) & (pixels[:, 1] < box.x1 + max_halo))
+        reach = Box(box.y0 - max_halo, box.y1 + max_halo, box.x0 - max_halo, box.x1 + max_halo)
+        near = reach.contains(pixels[:, 0], pixels[:, 1])
         tasks.append(dask.delayed(_segment_block, pure=False)(
             class_store, seg_store, box, threshold, halo, max_halo, pixels[near], detection))
     out = SegmentedChunks()
@@ -143,8 +143,7 @@ def _segment_block(class_store: Location, seg_store: Location, box: Box, thresho
         marked = None
         if len(sources):
             marked = np.zeros(classified.shape, dtype=np.uint8)
-            inside = ((sources[:, 0] >= read.y0) & (sources[:, 0] < read.y1) & (sources[:, 1] >= read.x0)
-                      & (sources[:, 1] < read.x1))
+            inside = read.contains(sources[:, 0], sources[:, 1])
             marked[sources[inside, 0] - read.y0, sources[inside, 1] - read.x0] = 1
         exact = read == whole_image or _locally_exact(
             background, classified, threshold, marked, core=box.relative_to(read),

@@ -57,3 +57,11 @@ def test_tile_boxes_match_core_and_read():
         assert tuple(tile.core_box) == tile.core and tuple(tile.read_box) == tile.read
         assert tile.read_box.slices == tile.read_slices and tile.read_box.shape == tile.read_shape
         assert tile.read_box.intersection(tile.core_box) == tile.core_box
+
+
+def test_box_contains_matches_a_direct_comparison():
+    rng = np.random.default_rng(2)
+    ys, xs = rng.integers(-5, 40, 200), rng.integers(-5, 40, 200)
+    box = Box(3, 17, 10, 31)
+    expected = np.array([3 <= y < 17 and 10 <= x < 31 for y, x in zip(ys, xs)])
+    np.testing.assert_array_equal(box.contains(ys, xs), expected)
