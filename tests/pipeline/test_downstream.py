@@ -257,3 +257,33 @@ def test_segment_and_catalog_commands_rerun_only_downstream(tmp_path, scene):
     record = json.loads((run_dir / "downstream.json").read_text())
     assert record["detection"]["rule"] == "mixed" and record["detection"]["threshold"] == 0.3
     assert fits.getheader(run_dir / "fits" / "segmap.fits")["DETECT"] == "mixed"
+
+
+def test_chunked_graph_equals_whole_image_around_an_unobserved_footprint(tmp_path, scene):
+    # A real mosaic's unobserved area (NaN bands, n = 0) crossing chunk faces and a
+    # corner (y = 64, x = 32), with a source cut by it, and a censored core (n = 0) on
+    # the face x = 96: the chunked graph must still equal Algorithm 1, Algorithm 2 and
+    # Eq. 16 run by scikit-image/scipy on the whole image.
+    masked = {k: v.copy() for k, v in scene.items()}
+    hole = np.zeros(SHAPE, bool)
+    hole[50:80, 18:45] = True
+    hole[94:99, 94:99] = True
+    masked["n"][hole] = 0
+    for key in ("mean", "rank", "variance"):
+        masked[key][:, hole] = 0
+    masked["bands"][:, hole] = np.nan
+    masked["background"], masked["mean_background"] = masked["rank"][4], masked["mean"][4]
+    run_dir = write_run(tmp_path / "run", masked)
+    summary = run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None)
+    segments, result, reference = whole_image(masked, SETTINGS)
+    seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
+    assert summary.approximate_chunks == [] and summary.segments == segments.max() >= 8
+    assert not (segments[hole] > 0).any()
+    np.testing.assert_array_equal(seg["segments"][:], segments)
+    np.testing.assert_array_equal(seg["deblended"][:], result.segmap)
+    catalog = Table.read(run_dir / "catalog" / "catalog.fits")
+    assert list(catalog["label"]) == result.labels
+    for name in reference.colnames:
+        if reference[name].dtype.kind in "fi":
+            np.testing.assert_allclose(np.asarray(catalog[name], float), np.asarray(reference[name], float),
+                                       rtol=1e-10, atol=1e-12, err_msg=name)
