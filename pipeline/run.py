@@ -264,10 +264,9 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
         summary.outputs += summary.downstream.outputs
     finally:
         if own_client:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+            from pipeline.cluster import close_client
+
+            close_client(client)
     summary.seconds = time.perf_counter() - t_start
     # Windows of the tiles classified by this command only (not those finished before).
     summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
