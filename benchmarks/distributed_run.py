@@ -43,12 +43,12 @@ def write_mosaic(folder: Path, size: int, seed: int = 1) -> Path:
 
 
 def distributed_rate(toml: Path, run_dir: Path, workers: int, tile: int, classifier: str = "released"):
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
     from pipeline.ledger import Ledger
     from pipeline.run import run
 
-    config = RunConfig(mosaic="bench", mosaics_file=toml, run_dir=run_dir, tile=tile, workers=workers,
-                       threads_per_worker=1, classifier=classifier, progress=False, gpu="never")
+    config = RunSettings(mosaic="bench", mosaics_file=toml, run_dir=run_dir, tile=tile, workers=workers,
+                       threads_per_worker=1, model=classifier, progress=False, gpu="never")
     summary = run(config, echo=lambda s: None)
     ledger = Ledger(run_dir)
     infos = [ledger.done_info(p.stem) for p in (run_dir / "ledger").glob("*.done")]

@@ -180,6 +180,16 @@ class Tile:
         y0, y1, x0, x1 = self.read
         return y1 - y0, x1 - x0
 
+    def n_windows(self, window: int, stride: int) -> int:
+        """Number of windows the tile owns: its anchors on the stride grid whose window
+        fits in the read region (what :func:`morpheus_core.engine.classify_image`
+        evaluates where every pixel is usable).
+        """
+        h, w = self.read_shape
+        ny = len(range(self.anchor_start[0], min(self.anchor_stop[0], h - window + 1), stride))
+        nx = len(range(self.anchor_start[1], min(self.anchor_stop[1], w - window + 1), stride))
+        return ny * nx
+
 
 def _first_on_grid(start: int, stride: int) -> int:
     return -(-start // stride) * stride

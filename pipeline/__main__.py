@@ -8,6 +8,7 @@ Tracebacks go to ``<run-dir>/pipeline.log``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -17,70 +18,35 @@ from pipeline.errors import InputError, RunError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from morpheus_core import PRECISIONS
-    from pipeline.config import CLASSIFIERS, CLUSTERS, GPU_MODES, run_default
+    from pipeline.config import RunSettings
+    from pipeline.options import add_options
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Morpheus at survey scale")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # Every option below is generated from the settings dataclasses (pipeline.options):
+    # each default, choice and help text is written once, on the field.
     run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
-    run.add_argument("--mosaic", default=run_default("mosaic"), help="demo, goods-s, or a name from --mosaics-file")
-    run.add_argument("--run-dir", type=_run_dir_arg,
-                     help="run directory: a path, or a URL such as s3://bucket/run (default runs/<mosaic>)")
-    run.add_argument("--data-dir", type=Path, help="mosaic files folder (default $MORPHEUS_DATA_DIR or ~/.cache/morpheus-survey/data)")
-    run.add_argument("--mosaics-file", type=Path, help="TOML file defining more mosaics")
-    run.add_argument("--tile", type=int, default=run_default("tile"), help="tile core size in pixels (%(default)s)")
-    run.add_argument("--batch-size", type=int, default=run_default("batch_size"),
-                     help="windows per network call (%(default)s)")
-    run.add_argument("--stride", type=int, default=run_default("stride"),
-                     help="window stride (%(default)s, as the paper)")
-    run.add_argument("--retries", type=int, default=run_default("retries"), help="retries of a failing tile (%(default)s)")
-    run.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
-    run.add_argument("--threads-per-worker", type=int, default=run_default("threads_per_worker"),
-                     help="threads per worker, TensorFlow included (%(default)s)")
-    run.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    run.add_argument("--wait-workers", type=float, default=run_default("wait_workers"), metavar="SECONDS",
-                     help="with --scheduler: wait this long for a (GPU, with --gpu require) worker (600)")
-    run.add_argument("--cluster", choices=CLUSTERS, default=run_default("cluster"),
-                     help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)")
-    run.add_argument("--cluster-config", type=Path,
-                     help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. deploy/hpc/jobqueue.yaml; "
-                          "default ~/.config/dask/jobqueue.yaml)")
-    _storage_option(run)
-    run.add_argument("--gpu", choices=GPU_MODES, default=run_default("gpu"))
-    run.add_argument("--precision", choices=PRECISIONS, default=run_default("precision"))
-    run.add_argument("--weights", help="Keras .weights.h5 file instead of the released weights")
-    run.add_argument("--restart", action="store_true", help="discard an existing run directory's results")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # Test-only knobs (fault injection, slowing tiles down to interrupt a run).
-    run.add_argument("--classifier", choices=CLASSIFIERS, default=run_default("classifier"), help=argparse.SUPPRESS)
-    run.add_argument("--fail-tile", action="append", default=[], help=argparse.SUPPRESS)
-    run.add_argument("--tile-delay", type=float, default=run_default("tile_delay"), help=argparse.SUPPRESS)
-
-    _downstream_options(run, cluster_options=False)  # run has its own --scheduler/--workers
+    _location_options(run, required=False)
+    for kind, title in (("input", "input"), ("science", "network and windows (the result depends on these)"),
+                        ("compute", "cluster and compute"), ("storage", "run directory")):
+        add_options(run.add_argument_group(title), RunSettings, _kind(RunSettings, kind))
+    _downstream_options(run)
 
     segment = sub.add_parser("segment", help="re-run segmentation, deblending and the catalog on a finished "
                                              "classification (no classifying)")
-    segment.add_argument("--run-dir", type=_run_dir_arg, required=True)
-    _storage_option(segment)
-    _downstream_options(segment)
     catalog = sub.add_parser("catalog", help="re-run the catalog on a finished classification, reusing the "
                                              "segmentation maps when their settings match")
-    catalog.add_argument("--run-dir", type=_run_dir_arg, required=True)
-    _storage_option(catalog)
-    _downstream_options(catalog)
-
     status = sub.add_parser("status", help="show the ledger of a run directory")
-    status.add_argument("--run-dir", type=_run_dir_arg, required=True)
-    _storage_option(status)
-
-    resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products")
-    resub.add_argument("--run-dir", type=_run_dir_arg, required=True)
-    _storage_option(resub)
-    resub.add_argument("--scheduler", help="address of an existing Dask scheduler")
-    resub.add_argument("--workers", type=int)
-    resub.add_argument("--clear-fault-injection", action="store_true", help=argparse.SUPPRESS)
-    _downstream_options(resub, cluster_options=False)
+    resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products "
+                                            "(with the recorded settings; the options given override them)")
+    for command in (segment, catalog, status, resub):
+        _location_options(command, required=True)
+    for command in (segment, catalog, resub):
+        # Not given: the recorded run's (resubmit) or a local cluster (segment, catalog).
+        add_options(command, RunSettings, ("scheduler", "workers"), keep_defaults=False)
+    for command in (segment, catalog, resub):
+        _downstream_options(command)
 
     from pipeline.train import add_parser as add_train_parser
 
@@ -88,48 +54,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _downstream_options(parser: argparse.ArgumentParser, *, cluster_options: bool = True) -> None:
-    from pipeline.downstream import downstream_default
-    from pipeline.segment import DETECTION_RULES
+def _kind(cls: type, kind: str) -> list[str]:
+    """The option fields of ``cls`` of one ``kind`` (see :class:`~pipeline.config.RunSettings`)."""
+    return [f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == kind and "help" in f.metadata]
 
-    group = parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)")
-    group.add_argument("--detection", choices=tuple(DETECTION_RULES), default=downstream_default("detection"),
-                       help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (default, "
-                            "as the released code); mean = on the mean background; mixed = rank-vote sky markers "
-                            "and edges, source markers from the mean background")
-    group.add_argument("--threshold", type=float,
-                       help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML "
-                            "sets one, else 0 for --detection paper, 0.3 for mean and mixed)")
-    group.add_argument("--min-distance", type=int, default=downstream_default("min_distance"),
-                       help="deblending: min peak separation, pixels (%(default)s)")
-    group.add_argument("--nd-max", type=int, default=downstream_default("nd_max"),
-                       help="deblending: max children per segment (%(default)s)")
-    group.add_argument("--flux-band", default=downstream_default("flux_band"),
-                       help="band that deblends and weights Eq. 16 (%(default)s; H = F160W)")
-    group.add_argument("--markers", type=Path,
-                       help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
-    group.add_argument("--aperture-radius", type=float, default=downstream_default("aperture_arcsec"),
-                       help="value-added mode: aperture radius in arcsec for small or undetected sources (%(default)s)")
-    group.add_argument("--max-segment-pixels", type=int,
-                       help="deblending: segments with a larger bounding box are kept whole and flagged "
-                            "(default: 9 chunks of area)")
-    if cluster_options:
-        parser.add_argument("--scheduler", help="address of an existing Dask scheduler")
-        parser.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+
+def _downstream_options(parser: argparse.ArgumentParser) -> None:
+    from pipeline.downstream import DownstreamSettings
+    from pipeline.options import add_options
+
+    add_options(parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)"), DownstreamSettings)
 
 
 def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Path | None):
     from pipeline.downstream import DownstreamSettings
     from pipeline.mosaics import known_mosaics
+    from pipeline.options import from_args
 
-    threshold = args.threshold
-    if threshold is None:  # a TOML mosaic's own threshold, else the detection rule's default
+    values = from_args(args, DownstreamSettings)
+    if values["threshold"] is None:  # a TOML mosaic's own threshold, else the detection rule's default
         known = known_mosaics(mosaics_file)
-        threshold = known[mosaic].threshold if mosaic in known else None
-    return DownstreamSettings(threshold=threshold, detection=args.detection, min_distance=args.min_distance,
-                              nd_max=args.nd_max, flux_band=args.flux_band,
-                              markers=str(args.markers) if args.markers else None,
-                              aperture_arcsec=args.aperture_radius, max_segment_pixels=args.max_segment_pixels)
+        values["threshold"] = known[mosaic].threshold if mosaic in known else None
+    return DownstreamSettings(**values)
+
+
+def _location_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--run-dir`` and ``--storage-option``: where a run lives (every command)."""
+    parser.add_argument("--run-dir", type=_run_dir_arg, required=required,
+                        help="run directory: a path, or a URL such as s3://bucket/run"
+                             + ("" if required else " (default runs/<mosaic>)"))
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
+                             "(repeatable; values are JSON when they parse, else strings; "
+                             "credentials come from the environment, never from here)")
 
 
 def _run_dir_arg(value: str) -> Path | str:
@@ -137,13 +94,6 @@ def _run_dir_arg(value: str) -> Path | str:
     from pipeline.storage import run_dir_value
 
     return run_dir_value(value)
-
-
-def _storage_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
-                             "(repeatable; values are JSON when they parse, else strings; "
-                             "credentials come from the environment, never from here)")
 
 
 def _storage_options(args: argparse.Namespace) -> dict:
@@ -186,33 +136,19 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -
 
     if args.command in ("segment", "catalog"):
         runner.redo_downstream(run_dir, settings_for, reuse_segmentation=args.command == "catalog",
-                               storage_options=_storage_options(args), scheduler=args.scheduler,
-                               workers=args.workers)
+                               storage_options=_storage_options(args), scheduler=getattr(args, "scheduler", None),
+                               workers=getattr(args, "workers", None))
         return
+    from pipeline.config import RunSettings
+    from pipeline.options import from_args
+
     if args.command == "resubmit":
-        overrides = {"progress": sys.stderr.isatty()}
-        if args.scheduler:
-            overrides["scheduler"] = args.scheduler
-        if args.workers:
-            overrides["workers"] = args.workers
-        if args.clear_fault_injection:
-            overrides["fail_tiles"] = []
+        overrides = {"progress": sys.stderr.isatty(), **from_args(args, RunSettings, ("scheduler", "workers"))}
         if args.storage_option:
             overrides["storage_options"] = _storage_options(args)
         runner.resubmit(run_dir, downstream=settings_for, **overrides)
         return
-    from pipeline.config import RunConfig
-
-    config = RunConfig(
-        mosaic=args.mosaic, run_dir=run_dir, data_dir=args.data_dir, mosaics_file=args.mosaics_file,
-        tile=args.tile, batch_size=args.batch_size, stride=args.stride, retries=args.retries,
-        workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler,
-        wait_workers=args.wait_workers, cluster=args.cluster, cluster_config=args.cluster_config,
-        storage_options=_storage_options(args),
-        gpu=args.gpu, precision=args.precision, weights=args.weights, classifier=args.classifier,
-        restart=args.restart, progress=not args.no_progress, fail_tiles=tuple(args.fail_tile),
-        tile_delay=args.tile_delay,
-    )
+    config = RunSettings(**from_args(args, RunSettings), run_dir=run_dir, storage_options=_storage_options(args))
     runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file))
 
 

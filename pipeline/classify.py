@@ -27,7 +27,7 @@ from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import WindowStats, finalize
 from morpheus_core.tiling import Box, Tile
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.ledger import Ledger, tile_id
 from pipeline.storage import Location, as_location
 
@@ -36,21 +36,24 @@ logger = logging.getLogger(__name__)
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
+#: Dask event topic of the windows evaluated during tile tasks (:class:`WindowProgress`).
+PROGRESS_TOPIC = "morpheus-windows"
+
 #: Output images of a classification store: name -> (cube or plane, dtype).
 OUTPUT_ARRAYS = {"mean": np.float32, "variance": np.float32, "rank": np.float32, "n": np.int32}
 
 
-def classifier_key(config: RunConfig) -> str:
+def classifier_key(config: RunSettings) -> str:
     """Identity of the network a run uses (cache key)."""
-    return f"{config.classifier}|{config.weights}|{config.precision}"
+    return f"{config.model}|{config.precision}"
 
 
-def load_classifier(config: RunConfig) -> Any:
+def load_classifier(config: RunSettings) -> Any:
     """Load (once per process) the window classifier the run's settings name."""
     key = classifier_key(config)
     with _LOCK:
         if key not in _CACHE:
-            if config.classifier == "standin":
+            if config.model == "standin":
                 from morpheus_core.testing import StandInClassifier
 
                 _CACHE[key] = StandInClassifier(window=config.window, border=config.border)
@@ -79,7 +82,7 @@ class ClassifierPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Load the network on this worker (a ``distributed`` hook)."""
-        load_classifier(RunConfig.from_json(self.config))
+        load_classifier(RunSettings.from_json(self.config))
 
 
 def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run_id: str = "") -> dict[str, Any]:
@@ -95,7 +98,7 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
     """
     from distributed import get_worker
 
-    config = RunConfig.from_json(config_json)
+    config = RunSettings.from_json(config_json)
     ledger = Ledger(config.location)
     name = tile_id(tile)
     if ledger.is_finished(name):
@@ -103,17 +106,17 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
         # that died; the partial statistics are safe in the run directory.
         return ledger.done_info(name)
     ledger.record_start(name)
-    if name in config.fail_tiles:
-        raise RuntimeError(f"injected failure in tile {name} (test-only fail_tiles setting)")
     t0 = time.perf_counter()
     clf = load_classifier(config)
     group = as_location(store, config.storage_options).open_group(mode="r")
     ys, xs = tile.read_slices
     image = np.asarray(group["image"][:, ys, xs])
     coverage = np.asarray(group["coverage"][ys, xs])
-    if config.tile_delay:
-        time.sleep(config.tile_delay)
-    windows = [0]
+    try:
+        worker = get_worker()
+    except ValueError:  # run outside a worker (tests)
+        worker = None
+    progress = WindowProgress(name, worker)
     stats = classify_image(
         image,
         clf,
@@ -122,16 +125,39 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
         anchor_stop=tile.anchor_stop,
         coverage=coverage,
         batch_size=config.batch_size,
-        progress=lambda k: windows.__setitem__(0, windows[0] + k),
+        progress=progress,
     )
-    try:
-        address = get_worker().address
-    except ValueError:  # run outside a worker (tests)
-        address = "local"
-    info = {"tile": name, "worker": address, "windows": windows[0], "seconds": time.perf_counter() - t0,
-            "peak_rss_mb": _peak_rss_mb()}
+    progress.flush()
+    info = {"tile": name, "worker": worker.address if worker else "local", "windows": progress.total,
+            "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
     ledger.save_partial(name, stats, info, run_id=run_id)
     return info
+
+
+class WindowProgress:
+    """The engine's progress callback in a tile task: counts the windows evaluated and
+    sends the count to the client as a Dask event (topic :data:`PROGRESS_TOPIC`,
+    message ``{"tile": name, "windows": k}``) at most every ``interval`` seconds, so
+    the driver's progress bar moves during a tile.
+    """
+
+    def __init__(self, tile: str, worker: Any = None, interval: float = 1.0) -> None:
+        self.tile, self.worker, self.interval = tile, worker, interval
+        self.total = self._unsent = 0
+        self._last = time.monotonic()
+
+    def __call__(self, windows: int) -> None:
+        """Count ``windows`` more evaluated windows (called after each batch)."""
+        self.total += windows
+        self._unsent += windows
+        if time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the windows counted since the last event."""
+        if self.worker is not None and self._unsent:
+            self.worker.log_event(PROGRESS_TOPIC, {"tile": self.tile, "windows": self._unsent})
+        self._unsent, self._last = 0, time.monotonic()
 
 
 def _peak_rss_mb() -> float:

@@ -1,52 +1,65 @@
-"""Run settings: one typed object that the CLI fills and the manifest records."""
+"""Run settings: one typed object that owns every default, generates the ``run``
+command's options (:mod:`pipeline.options`) and is recorded in the manifest.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from morpheus_core import BORDER, PRECISIONS, WINDOW
 from pipeline.errors import InputError
+from pipeline.options import field_default, setting
 from pipeline.storage import Location, check_storage_options, run_dir_value
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
 CLUSTERS = ("local", "slurm", "pbs")
 #: GPU use: a dask-cuda cluster when GPUs are visible, never, or refuse to run without.
 GPU_MODES = ("auto", "never", "require")
-#: Networks: the released weights (or ``weights``), or the cheap stand-in of tests.
-CLASSIFIERS = ("released", "standin")
-
-#: Settings that change the result: a resumed run must use the same values.
-RESULT_SETTINGS = ("mosaic", "tile", "stride", "precision", "weights", "classifier", "window", "border")
+#: Networks known by name (any other ``model`` is a Keras weights file) and how
+#: manifests and FITS headers describe them.
+MODELS = {
+    "released": "morpheus-astro 0.5.1 model-440 (released)",
+    "standin": "stand-in network (morpheus_core.testing), not a classifier of real data",
+}
 
 
 @dataclass
-class RunConfig:
-    """Everything a run needs to know.
+class RunSettings:
+    """Everything a run needs to know; each field's default, help text and choices
+    live here, and the command line is generated from them (:mod:`pipeline.options`).
+
+    The fields come in four kinds (``kind`` in their metadata, the command line's
+    option groups): ``input`` (which mosaic), ``science`` (the network and how it is
+    applied), ``compute`` (how and where the work runs) and ``storage`` (where the
+    results go). Those marked ``result`` (the mosaic and the science settings) decide
+    the result: a resumed run must use the same values (:meth:`result_settings`).
 
     Attributes
     ----------
     mosaic : str
         Name of the mosaic (``demo``, ``goods-s`` or one from ``mosaics_file``).
-    run_dir : Path or str
-        Folder holding the manifest, ledger, partial results and products: a local
-        (or shared) path, or an fsspec URL such as ``s3://bucket/run`` (kept as a
-        string); :attr:`location` gives either as a :class:`~pipeline.storage.Location`.
-    storage_options : dict
-        fsspec options for a URL ``run_dir`` (e.g. ``{"endpoint_url": ...}``);
-        credentials are refused here (they would be recorded in the manifest) and
-        come from the environment instead.
     data_dir : Path, optional
         Where mosaic files live (default: ``$MORPHEUS_DATA_DIR`` or the user cache).
+    mosaics_file : Path, optional
+        TOML file defining more mosaics.
+    model : str
+        The network: ``released`` (morpheus-astro 0.5.1's weights), ``standin`` (the
+        cheap deterministic stand-in of :mod:`morpheus_core.testing`, for smoke runs
+        and scale benchmarks), or a Keras ``.weights.h5`` file.
     tile : int
         Core size of a classification tile in pixels (also the Zarr chunk size).
-    batch_size : int
-        Windows per network call.
     stride : int
         Window stride (1 in the paper).
+    precision : {"float32", "bfloat16"}
+        Network compute precision.
+    window, border : int
+        The network's window and its uncounted border (the model's; not options).
+    batch_size : int
+        Windows per network call.
     retries : int
         Dask retries of a failing tile before it is recorded as failed.
     workers, threads_per_worker : int
@@ -66,43 +79,61 @@ class RunConfig:
         Dask configuration (``~/.config/dask/jobqueue.yaml``).
     gpu : {"auto", "never", "require"}
         Whether to use a dask-cuda cluster when GPUs are visible.
-    precision : {"float32", "bfloat16"}
-        Network compute precision.
-    weights : str, optional
-        Keras weights file to classify with instead of the released weights.
-    classifier : {"released", "standin"}
-        ``standin`` is a cheap deterministic stand-in network for tests and smoke runs.
-    fail_tiles : tuple of str
-        Test-only fault injection: tiles (``t0001_0002``) that always raise.
-    tile_delay : float
-        Test-only: seconds each tile task sleeps (to interrupt runs mid-way).
+    run_dir : Path or str
+        Folder holding the manifest, ledger, partial results and products: a local
+        (or shared) path, or an fsspec URL such as ``s3://bucket/run`` (kept as a
+        string); :attr:`location` gives either as a :class:`~pipeline.storage.Location`.
+    storage_options : dict
+        fsspec options for a URL ``run_dir`` (e.g. ``{"endpoint_url": ...}``);
+        credentials are refused here (they would be recorded in the manifest) and
+        come from the environment instead.
+    restart : bool
+        Discard an existing run directory's results.
+    keep_partials : bool
+        Keep ``partials/`` after the merge (removed by default once the merged
+        classification store is complete and recorded, :meth:`Ledger.mark_merged
+        <pipeline.ledger.Ledger.mark_merged>`).
+    progress : bool
+        Show a progress bar.
     """
 
-    mosaic: str = "demo"
-    run_dir: Path | str = Path("runs/demo")
-    data_dir: Path | None = None
-    mosaics_file: Path | None = None
-    tile: int = 256
-    batch_size: int = 512
-    stride: int = 1
-    retries: int = 2
-    workers: int | None = None
-    threads_per_worker: int = 1
-    scheduler: str | None = None
-    wait_workers: float = 600.0
-    cluster: str = "local"
-    cluster_config: Path | None = None
-    storage_options: dict[str, Any] = field(default_factory=dict)
-    gpu: str = "auto"
-    precision: str = "float32"
-    weights: str | None = None
-    classifier: str = "released"
-    window: int = WINDOW
-    border: int = BORDER
-    restart: bool = False
-    progress: bool = True
-    fail_tiles: tuple[str, ...] = field(default_factory=tuple)
-    tile_delay: float = 0.0
+    # -- input ------------------------------------------------------------------------
+    mosaic: str = setting("demo", kind="input", result=True, help="demo, goods-s, or a name from --mosaics-file")
+    data_dir: Path | None = setting(None, kind="input", metavar="DIR", help="mosaic files folder (default $MORPHEUS_DATA_DIR "
+                                                             "or ~/.cache/morpheus-survey/data)")
+    mosaics_file: Path | None = setting(None, kind="input", metavar="TOML", help="TOML file defining more mosaics")
+    # -- science: the result depends on these -----------------------------------------
+    model: str = setting("released", kind="science", result=True, aliases=("--weights",), metavar="MODEL",
+                         help="the network: released (morpheus-astro 0.5.1), standin (a cheap deterministic "
+                              "stand-in for smoke runs and scale benchmarks), or a Keras .weights.h5 file")
+    tile: int = setting(256, kind="science", result=True, help="tile core size in pixels")
+    stride: int = setting(1, kind="science", result=True, help="window stride (the paper's is 1)")
+    precision: str = setting("float32", kind="science", result=True, choices=PRECISIONS, help="network compute precision")
+    window: int = setting(WINDOW, kind="science", result=True)
+    border: int = setting(BORDER, kind="science", result=True)
+    # -- compute ----------------------------------------------------------------------
+    batch_size: int = setting(512, kind="compute", help="windows per network call")
+    retries: int = setting(2, kind="compute", help="retries of a failing tile")
+    workers: int | None = setting(None, kind="compute", help="local Dask workers (default: one per core)")
+    threads_per_worker: int = setting(1, kind="compute", help="threads per worker, TensorFlow included")
+    scheduler: str | None = setting(None, kind="compute", metavar="ADDRESS", help="address of an existing Dask scheduler")
+    wait_workers: float = setting(600.0, kind="compute", metavar="SECONDS",
+                                  help="with --scheduler: wait this long for a (GPU, with --gpu require) worker")
+    cluster: str = setting("local", kind="compute", choices=CLUSTERS,
+                           help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)")
+    cluster_config: Path | None = setting(None, kind="compute", metavar="YAML",
+                                          help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. "
+                                               "deploy/hpc/jobqueue.yaml; default ~/.config/dask/jobqueue.yaml)")
+    gpu: str = setting("auto", kind="compute", choices=GPU_MODES,
+                       help="use a dask-cuda cluster when GPUs are visible (auto), never, or refuse to run without")
+    # -- storage (run_dir and storage_options are options of every command: __main__) --
+    run_dir: Path | str = setting(Path("runs/demo"), kind="storage")
+    storage_options: dict[str, Any] = setting(default_factory=dict, kind="storage")
+    restart: bool = setting(False, kind="storage", help="discard an existing run directory's results")
+    keep_partials: bool = setting(False, kind="storage",
+                                  help="keep the tiles' partial statistics after the verified merge (they are "
+                                       "removed by default: the classification store holds the result)")
+    progress: bool = setting(True, kind="storage", help="no progress bar")
 
     def __post_init__(self) -> None:
         self.run_dir = run_dir_value(self.run_dir)
@@ -115,10 +146,10 @@ class RunConfig:
             raise InputError("tile, batch_size and stride must be >= 1 and retries >= 0")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if self.classifier not in CLASSIFIERS:
-            raise InputError(f"classifier must be 'released' or 'standin', got {self.classifier!r}")
         if self.gpu not in GPU_MODES:
             raise InputError(f"gpu must be auto, never or require, got {self.gpu!r}")
+        if not self.model:
+            raise InputError("model must be 'released', 'standin' or a .weights.h5 file")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serialisable settings (paths as strings)."""
@@ -126,13 +157,12 @@ class RunConfig:
         for key, value in out.items():
             if isinstance(value, Path):
                 out[key] = str(value)
-            elif isinstance(value, tuple):
-                out[key] = list(value)
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RunConfig":
-        """Settings recorded in a manifest."""
+    def from_json(cls, data: dict[str, Any]) -> RunSettings:
+        """Settings recorded in a manifest (older manifests' names are understood)."""
+        data = upgrade_recorded(data)
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
         for key in ("data_dir", "mosaics_file", "cluster_config"):
@@ -140,7 +170,6 @@ class RunConfig:
                 kwargs[key] = Path(kwargs[key])
         if kwargs.get("run_dir") is not None:
             kwargs["run_dir"] = run_dir_value(kwargs["run_dir"])
-        kwargs["fail_tiles"] = tuple(kwargs.get("fail_tiles", ()))
         return cls(**kwargs)
 
     @property
@@ -151,27 +180,34 @@ class RunConfig:
     def result_settings(self) -> dict[str, Any]:
         """The settings that determine the result (compared on resume)."""
         data = self.to_json()
-        return {key: data[key] for key in RESULT_SETTINGS}
+        return {f.name: data[f.name] for f in dataclasses.fields(self) if f.metadata.get("result")}
+
+    @property
+    def weights(self) -> str | None:
+        """The Keras weights file the model names (``None`` for a named model)."""
+        return None if self.model in MODELS else self.model
 
     def model_description(self) -> str:
         """Human-readable model identity for manifests and FITS headers."""
-        if self.classifier == "standin":
-            return "stand-in test network (morpheus_core.testing)"
-        if self.weights:
-            return f"Keras weights {os.path.basename(self.weights)}"
-        return "morpheus-astro 0.5.1 model-440 (released)"
+        if self.model in MODELS:
+            return MODELS[self.model]
+        return f"Keras weights {os.path.basename(self.model)}"
+
+
+def upgrade_recorded(data: dict[str, Any]) -> dict[str, Any]:
+    """Recorded settings (a manifest's ``config`` or ``result_settings``) in today's
+    names: ``classifier`` and ``weights`` became ``model``; the test-only
+    ``fail_tiles`` and ``tile_delay`` are no longer settings.
+    """
+    data = dict(data)
+    if "classifier" in data or "weights" in data:
+        classifier, weights = data.pop("classifier", "released"), data.pop("weights", None)
+        data.setdefault("model", "standin" if classifier == "standin" else weights or "released")
+    for name in ("fail_tiles", "tile_delay"):
+        data.pop(name, None)
+    return data
 
 
 def run_default(name: str) -> Any:
-    """The default of a :class:`RunConfig` setting (the command line's defaults come
-    from here, so each default has one owner).
-    """
-    return field_default(RunConfig, name)
-
-
-def field_default(cls: type, name: str) -> Any:
-    """The default value of a dataclass field (its default or default factory)."""
-    field_ = {f.name: f for f in dataclasses.fields(cls)}[name]
-    if field_.default is not dataclasses.MISSING:
-        return field_.default
-    return field_.default_factory()  # type: ignore[misc]
+    """The default of a :class:`RunSettings` setting."""
+    return field_default(RunSettings, name)

@@ -48,6 +48,7 @@ from pipeline.large_segments import default_segment_limit, oversize_record
 from pipeline.layout import RunLayout
 from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
+from pipeline.options import field_default, setting
 from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
@@ -90,17 +91,28 @@ class DownstreamSettings:
         :mod:`pipeline.large_segments`).
     """
 
-    threshold: float | None = None
-    min_distance: int = DEFAULT_MIN_DISTANCE
-    nd_max: int = DEFAULT_ND_MAX
-    flux_band: str = "H"
-    markers: str | None = None
-    aperture_arcsec: float = APERTURE_ARCSEC
+    threshold: float | None = setting(
+        None, help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML sets one, "
+                   "else 0 for --detection paper, 0.3 for mean and mixed)")
+    min_distance: int = setting(DEFAULT_MIN_DISTANCE, help="deblending: min peak separation, pixels")
+    nd_max: int = setting(DEFAULT_ND_MAX, help="deblending: max children per segment")
+    flux_band: str = setting("H", help="band that deblends and weights Eq. 16 (H = F160W)")
+    markers: str | None = setting(
+        None, metavar="TABLE", help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
+    aperture_arcsec: float = setting(
+        APERTURE_ARCSEC, flag="--aperture-radius", metavar="ARCSEC",
+        help="value-added mode: aperture radius in arcsec for small or undetected sources")
     halo: int = 64
     max_halo: int = 512
     chunk: int | None = None
-    detection: str = "paper"
-    max_segment_pixels: int | None = None
+    detection: str = setting(
+        "paper", choices=tuple(DETECTION_RULES),
+        help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (as the released code); "
+             "mean = on the mean background; mixed = rank-vote sky markers and edges, source markers from the "
+             "mean background")
+    max_segment_pixels: int | None = setting(
+        None, help="deblending: segments with a larger bounding box are kept whole and flagged "
+                   "(default: 9 chunks of area)")
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTION_RULES:
@@ -131,11 +143,7 @@ class DownstreamSettings:
 
 
 def downstream_default(name: str) -> Any:
-    """The default of a :class:`DownstreamSettings` field (the command line's defaults
-    come from here, so each default has one owner).
-    """
-    from pipeline.config import field_default
-
+    """The default of a :class:`DownstreamSettings` field."""
     return field_default(DownstreamSettings, name)
 
 @dataclass

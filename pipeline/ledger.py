@@ -13,6 +13,10 @@ never leaves a half-written record:
   is missing, truncated, altered, or another tile's or another run's, so such a tile
   counts as pending (and is recomputed) instead of being merged;
 - ``<tile>.failed``: the tile kept failing; holds the error and traceback;
+- ``merged.json``: every partial is merged into the complete classification store
+  (written after the store's ``complete`` mark); the partials are then removed
+  unless the run keeps them (``--keep-partials``), and a resumed run goes straight
+  to the products;
 - ``executions/<tile>.<id>``: one file per started execution (a random id) (counts retries and
   recomputations).
 
@@ -43,6 +47,9 @@ from pipeline.errors import RunError
 from pipeline.layout import RunLayout
 from pipeline.storage import Location, as_location
 
+#: The record that the partials are merged (:meth:`Ledger.mark_merged`).
+MERGED = "merged.json"
+
 #: Arrays of a partial file (besides its ``tile`` and ``run_id`` labels).
 PARTIAL_ARRAYS = ("n", "mean", "m2", "votes")
 
@@ -58,6 +65,22 @@ class PartialError(RunError):
 
     def __reduce__(self) -> tuple:  # raised in Dask tasks: must survive pickling
         return (PartialError, (self.tile, self.where, self.problem))
+
+
+def compact_partial(stats: WindowStats) -> dict[str, np.ndarray]:
+    """A tile's partial statistics in the dtypes they are stored in.
+
+    Means and sums of squared deviations as float32: their relative rounding (6e-8)
+    is far below the float32 precision of the products they are merged into, and
+    the merge itself (:meth:`~morpheus_core.stats.WindowStats.merge_`) runs in
+    float64. Counts and votes as uint16 when they fit (a pixel is counted by at most
+    ``((window - 2 border) / stride)**2 = 900`` windows), else int32: exact either way.
+    """
+    def counts(a: np.ndarray) -> np.ndarray:
+        return a.astype(np.uint16) if a.size == 0 or (a.min() >= 0 and a.max() <= np.iinfo(np.uint16).max) else a
+
+    return {"n": counts(stats.n), "mean": stats.mean.astype(np.float32), "m2": stats.m2.astype(np.float32),
+            "votes": counts(stats.votes)}
 
 
 def tile_id(tile: Tile) -> str:
@@ -105,13 +128,12 @@ class Ledger:
     def save_partial(self, name: str, stats: WindowStats, info: dict[str, Any], *, run_id: str = "") -> None:
         """Persist a tile's partial statistics, then mark the tile finished.
 
-        The partial holds the tile and run ids; the ``.done`` record adds its size and
-        SHA-256, so that a later reader can tell it was not truncated, altered or
-        replaced.
+        The partial (:func:`compact_partial`, in a compressed ``.npz``) holds the tile and
+        run ids; the ``.done`` record adds its size and SHA-256, so that a later reader
+        can tell it was not truncated, altered or replaced.
         """
         buffer = io.BytesIO()
-        np.savez(buffer, n=stats.n, mean=stats.mean, m2=stats.m2, votes=stats.votes,
-                 tile=np.array(name), run_id=np.array(run_id))
+        np.savez_compressed(buffer, **compact_partial(stats), tile=np.array(name), run_id=np.array(run_id))
         data = buffer.getvalue()
         with (self.partials / f"{name}.npz").open_atomic() as fh:
             fh.write(data)
@@ -191,6 +213,29 @@ class Ledger:
             results = list(pool.map(check, done))
         problems = {name: why for name, why in zip(done, results) if why is not None}
         return set(done) - set(problems), problems
+
+    # -- after the merge -------------------------------------------------------------
+    def mark_merged(self, run_id: str, tiles: int) -> None:
+        """Record that every tile's partial is merged into the complete classification
+        store of run ``run_id``: from now on the store, not the partials, is the result,
+        and the partials may be removed (:meth:`remove_partials`).
+        """
+        (self.dir / MERGED).write_json({"run_id": run_id, "tiles": tiles, "time": time.time()})
+
+    def merged(self, run_id: str) -> bool:
+        """True if the tiles of run ``run_id`` are merged (:meth:`mark_merged`)."""
+        try:
+            record = _parse_record((self.dir / MERGED).read_bytes())
+        except FileNotFoundError:
+            return False
+        return record is not None and record.get("run_id") == run_id
+
+    def remove_partials(self) -> int:
+        """Remove the partial files (after :meth:`mark_merged`); returns their number."""
+        names = [n for n in self.partials.listdir() if not n.startswith(".")]
+        for name in names:
+            (self.partials / name).remove()
+        return len(names)
 
     def discard(self, name: str) -> None:
         """Forget a finished tile (its partial failed a check): it becomes pending."""
@@ -308,4 +353,4 @@ def _parse_partial(name: str, where: Location, data: bytes, run_id: str | None) 
         raise PartialError(name, where, f"belongs to tile {arrays['tile']}")
     if run_id is not None and str(arrays.get("run_id", "")) not in ("", run_id):
         raise PartialError(name, where, f"belongs to run {arrays['run_id']}, not {run_id}")
-    return WindowStats(arrays["n"], arrays["mean"], arrays["m2"], arrays["votes"])
+    return WindowStats(arrays["n"].astype(np.int32), arrays["mean"], arrays["m2"], arrays["votes"].astype(np.int32))

@@ -26,8 +26,15 @@ from typing import Any
 
 from morpheus_core import BANDS, CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
-from pipeline.classify import ClassifierPlugin, create_output_store, merge_chunk, overlapping, run_tile
-from pipeline.config import RunConfig
+from pipeline.classify import (
+    PROGRESS_TOPIC,
+    ClassifierPlugin,
+    create_output_store,
+    merge_chunk,
+    overlapping,
+    run_tile,
+)
+from pipeline.config import RunSettings, upgrade_recorded
 from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
@@ -56,6 +63,7 @@ class RunSummary:
     cluster: str = ""
     outputs: list[Path | str] = field(default_factory=list)
     downstream: DownstreamSummary | None = None
+    partials_removed: int = 0
 
     def lines(self) -> list[str]:
         """A short human-readable summary."""
@@ -99,7 +107,7 @@ def read_manifest(run_dir: Path | str | Location,
         raise InputError(f"{run_dir}: no run here (manifest.json not found)") from None
 
 
-def _prepare_run_dir(config: RunConfig) -> None:
+def _prepare_run_dir(config: RunSettings) -> None:
     """Create the run directory; with ``restart``, first remove the old run's files.
 
     Called only after the inputs passed their checks. ``restart`` refuses a folder
@@ -120,14 +128,15 @@ def _prepare_run_dir(config: RunConfig) -> None:
     run_dir.makedirs()
 
 
-def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[str, Any]) -> str:
+def _check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict[str, Any]) -> str:
     path = RunLayout(config.location).manifest
     if path.exists():
         old = path.read_json()
+        recorded = upgrade_recorded(old["result_settings"])
         differences = [
-            f"{key}: {old['result_settings'].get(key)!r} -> {value!r}"
+            f"{key}: {recorded.get(key)!r} -> {value!r}"
             for key, value in config.result_settings().items()
-            if old["result_settings"].get(key) != value
+            if recorded.get(key) != value
         ]
         if old.get("inputs") != inputs:
             differences.append("input files changed (sizes or checksums differ)")
@@ -153,22 +162,22 @@ def _check_or_write_manifest(config: RunConfig, inputs: list[dict], plan: dict[s
     return run_id
 
 
-def check_inputs(config: RunConfig, downstream: DownstreamSettings | None = None) -> None:
+def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = None) -> None:
     """Check the settings that need no band file.
 
     The weights must load into the network (:func:`~pipeline.preflight.check_weights`).
     """
-    if config.weights is not None and config.classifier == "released":
+    if config.weights is not None:
         check_weights(config.weights, precision=config.precision)
 
 
-def run(config: RunConfig, *, client: Any = None, echo: Any = print,
+def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         downstream: DownstreamSettings | None = None) -> RunSummary:
     """Classify a mosaic into the run directory (resuming what is finished).
 
     Parameters
     ----------
-    config : RunConfig
+    config : RunSettings
         The settings.
     client : distributed.Client, optional
         Use this client instead of creating a cluster from the settings.
@@ -210,8 +219,13 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
     run_id = _check_or_write_manifest(config, list(group.attrs["inputs"]), plan)
 
     ledger = Ledger(config.location)
+    merged = _merged(config.location, ledger, run_id)
     names = [tile_id(t) for t in tiles]
-    finished, problems = ledger.verify(names, run_id=run_id)
+    if merged:  # the classification store is the result: no tile to verify or run
+        finished, problems = set(names), {}
+        echo("classification: merged already; making the products")
+    else:
+        finished, problems = ledger.verify(names, run_id=run_id)
     for name, problem in sorted(problems.items()):
         echo(f"warning: {problem}: the tile is recomputed")
         ledger.discard(name)
@@ -255,7 +269,11 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
                 f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
                 f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
             )
-        _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
+        if not merged:
+            _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
+            ledger.mark_merged(run_id, len(tiles))
+        if not config.keep_partials:  # also what an interrupted removal left
+            summary.partials_removed = ledger.remove_partials()
         summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
@@ -275,7 +293,18 @@ def run(config: RunConfig, *, client: Any = None, echo: Any = print,
     return summary
 
 
-def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig, ledger: Ledger,
+def _merged(location: Location, ledger: Ledger, run_id: str) -> bool:
+    """True if run ``run_id``'s tiles are merged into its complete classification store."""
+    if not ledger.merged(run_id):
+        return False
+    store = RunLayout(location).classification
+    if not (store / "zarr.json").exists():
+        return False
+    attrs = store.open_group(mode="r").attrs
+    return bool(attrs.get("complete")) and attrs.get("run_id") == run_id
+
+
+def _classify_tiles(client, todo: list[Tile], store: Location, config: RunSettings, ledger: Ledger,
                     summary: RunSummary, resources: dict | None, echo: Any, run_id: str) -> None:
     from distributed import as_completed
 
@@ -289,32 +318,88 @@ def _classify_tiles(client, todo: list[Tile], store: Location, config: RunConfig
                       retries=config.retries, resources=resources, pure=False): tile_id(tile)
         for tile in todo
     }
-    bar = None
-    if config.progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(futures), desc="classifying tiles", unit="tile")
-    for future in as_completed(futures):
-        name = futures.pop(future)
-        if future.status == "finished":
-            summary.executed += 1
-        else:
-            exc = future.exception()
-            tb = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
-            ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
-            summary.failed.append(name)
-            logger.error("tile %s failed: %s", name, exc)
-        # Forget the result (the ledger holds it), so that losing the worker that
-        # holds it later does not make the scheduler recompute the tile.
-        future.release()
-        if bar is not None:
-            bar.update()
-    if bar is not None:
+    bar = WindowsBar({tile_id(t): t.n_windows(config.window, config.stride) for t in todo}, config.progress)
+    client.subscribe_topic(PROGRESS_TOPIC, bar.event)
+    try:
+        for future in as_completed(futures):
+            name = futures.pop(future)
+            if future.status == "finished":
+                summary.executed += 1
+            else:
+                exc = future.exception()
+                tb = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
+                ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
+                summary.failed.append(name)
+                logger.error("tile %s failed: %s", name, exc)
+            # Forget the result (the ledger holds it), so that losing the worker that
+            # holds it later does not make the scheduler recompute the tile.
+            future.release()
+            bar.tile_done(name)
+    finally:
+        client.unsubscribe_topic(PROGRESS_TOPIC)
         bar.close()
     summary.failed.sort()
 
 
-def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tuple[int, int], run_id: str,
+class WindowsBar:
+    """The classification's progress bar: windows evaluated, with rate and ETA.
+
+    Workers send the windows of the tile they are running every second or so
+    (:class:`pipeline.classify.WindowProgress`, a Dask event); when a tile ends, the
+    bar is brought to the tile's planned windows (windows on unusable pixels are
+    planned but never evaluated).
+
+    Parameters
+    ----------
+    planned : dict
+        Tile -> windows it owns (:meth:`morpheus_core.tiling.Tile.n_windows`).
+    show : bool
+        Draw the bar (``tqdm``); without it only the counts are kept.
+    """
+
+    def __init__(self, planned: dict[str, int], show: bool = True) -> None:
+        import threading
+
+        self.planned = planned
+        self.counted: dict[str, int] = {}
+        self.events = 0
+        self._lock = threading.Lock()  # events arrive on the client's event-loop thread
+        self._bar = None
+        if show:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=sum(planned.values()), desc="classifying", unit="win", unit_scale=True,
+                             smoothing=0.1, mininterval=1.0)
+
+    def _advance(self, name: str, windows: int) -> None:
+        with self._lock:
+            windows = max(0, min(windows, self.planned.get(name, 0) - self.counted.get(name, 0)))
+            self.counted[name] = self.counted.get(name, 0) + windows
+            if self._bar is not None and windows:
+                self._bar.update(windows)
+
+    def event(self, event: tuple[float, dict[str, Any]]) -> None:
+        """A worker's ``(time, {"tile", "windows"})`` event (a Dask topic handler)."""
+        _, msg = event
+        self.events += 1
+        self._advance(str(msg.get("tile")), int(msg.get("windows", 0)))
+
+    def tile_done(self, name: str) -> None:
+        """A tile ended (finished or failed): count the rest of its planned windows."""
+        self._advance(name, self.planned.get(name, 0))
+
+    @property
+    def n(self) -> int:
+        """Windows counted so far."""
+        return sum(self.counted.values())
+
+    def close(self) -> None:
+        """Close the bar."""
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: tuple[int, int], run_id: str,
            ledger: Ledger) -> None:
     """Merge the verified partials into ``classification.zarr``.
 
@@ -347,7 +432,7 @@ def _merge(client, tiles: list[Tile], config: RunConfig, attrs: dict, shape: tup
                        f"{config.run_dir}'") from None
 
 
-def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path | str]:
+def _export_fits(config: RunSettings, run_id: str, wcs_header: str) -> list[Path | str]:
     """The classification's FITS products (:func:`pipeline.products.write_classification_products`);
     for an object store written locally, then uploaded (:class:`~pipeline.storage.written_locally`).
     """
@@ -367,17 +452,21 @@ def _export_fits(config: RunConfig, run_id: str, wcs_header: str) -> list[Path |
 def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ledger of a run directory: tiles by state and the failures' errors.
 
-    ``storage_options`` are those of a URL run directory (as for :class:`RunConfig`).
+    ``storage_options`` are those of a URL run directory (as for :class:`RunSettings`).
     """
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)
-    config = RunConfig.from_json(manifest["config"])
+    config = RunSettings.from_json(manifest["config"])
     shape = tuple(manifest["plan"]["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     ledger = Ledger(location)
     names = [tile_id(t) for t in tiles]
-    _, problems = ledger.verify(names, run_id=manifest["run_id"])
-    states = ledger.summary(names, untrusted=set(problems))
+    if _merged(location, ledger, manifest["run_id"]):  # partials merged (and maybe removed)
+        problems: dict[str, str] = {}
+        states = {"finished": names, "failed": [], "pending": []}
+    else:
+        _, problems = ledger.verify(names, run_id=manifest["run_id"])
+        states = ledger.summary(names, untrusted=set(problems))
     layout = RunLayout(location)
     products = [*layout.classification_fits(), layout.downstream_record]
     missing = [str(p) for p in products if not p.exists()]
@@ -406,7 +495,7 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
     """
     manifest = read_manifest(run_dir, overrides.get("storage_options"))
     downstream = _settings_for(downstream, manifest["config"])
-    config = RunConfig.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
+    config = RunSettings.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
     cleared = Ledger(config.location).clear_failed()
     if cleared:
         echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")

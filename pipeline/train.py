@@ -72,17 +72,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
     p.add_argument("--init", default="released",
                    help="released (fine-tune the released weights, default), scratch, or a .weights.h5 file")
-    p.add_argument("--epochs", type=int, default=500, help="epochs (default 500, as the paper)")
-    p.add_argument("--batch-size", type=int, default=200, help="windows per step (default 200, released configuration)")
-    p.add_argument("--learning-rate", type=parse_learning_rate, default="paper",
-                   help="Adam step size: paper (Table 2, 9.929e-5, default), released (released configuration, "
-                        "9.929e-4) or a number")
-    p.add_argument("--dropout", type=float, default=0.0,
-                   help="dropout rate during training (default 0: the released training never applied its 0.5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initial weights, batches, augmentation, split")
+    from morpheus_core.training.settings import TrainSettings
+    from pipeline.options import add_options
+
+    # The hyper-parameters' defaults and help texts are TrainSettings' own.
+    add_options(p.add_argument_group("hyper-parameters (paper section 3)"), TrainSettings,
+                types={"learning_rate": parse_learning_rate})
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="held-out fraction when the votes table has no split column (default 0.2)")
-    p.add_argument("--eval-max", type=int, default=1000, help="training objects evaluated after each epoch")
     p.add_argument("--threads", type=int, help="TensorFlow / BLAS threads (default: all cores)")
     p.add_argument("--synthetic", type=int, metavar="N",
                    help="first write N simulated objects to --data-dir (if it has no votes table yet)")
@@ -311,12 +308,10 @@ def main(args: argparse.Namespace) -> int:
     root.setLevel(logging.INFO)
     try:
         from morpheus_core.training.fit import TrainSettings
+        from pipeline.options import from_args
 
         try:
-            settings = TrainSettings(
-                epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                dropout=args.dropout, seed=args.seed, eval_max=args.eval_max,
-            )
+            settings = TrainSettings(**from_args(args, TrainSettings))
         except ValueError as exc:
             raise InputError(str(exc)) from exc
         run_training(

@@ -8,19 +8,12 @@
   3.1, the ``unknown`` class) and a synthetic training set from the simulator.
 - :mod:`~morpheus_core.training.metrics`: pixel accuracy (Eq. 14) and background
   intersection-over-union (Eq. 15).
-- :mod:`~morpheus_core.training.fit`: the seeded training loop (Adam, Table 2).
+- :mod:`~morpheus_core.training.fit`: the seeded training loop (Adam, Table 2), with
+  its hyper-parameters in :mod:`~morpheus_core.training.settings` (no Keras).
 
 Plain functions on NumPy arrays and Keras models; reading and writing training sets,
 logs and weights files is done by :mod:`pipeline.train`.
 """
-
-from morpheus_core.training.losses import (
-    class_weights,
-    dice_loss,
-    morpheus_loss,
-    weighted_cross_entropy,
-)
-from morpheus_core.training.metrics import IOU_THRESHOLDS, background_iou, evaluate, pixel_accuracy
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -32,3 +25,15 @@ __all__ = [
     "pixel_accuracy",
     "weighted_cross_entropy",
 ]
+
+_EXPORTS = {name: "losses" for name in ("class_weights", "dice_loss", "morpheus_loss", "weighted_cross_entropy")}
+_EXPORTS.update({name: "metrics" for name in ("IOU_THRESHOLDS", "background_iou", "evaluate", "pixel_accuracy")})
+
+
+def __getattr__(name: str):
+    """Import the Keras-backed exports on first use (the settings need no Keras)."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"morpheus_core.training.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

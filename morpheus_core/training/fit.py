@@ -16,12 +16,10 @@ a function of its settings and data.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import keras
 import numpy as np
@@ -31,77 +29,15 @@ from morpheus_core.training.augment import CROP, WINDOW, augment, draw_augmentat
 from morpheus_core.training.data import TrainingObject, pixel_targets
 from morpheus_core.training.losses import MorpheusLoss, morpheus_loss
 from morpheus_core.training.metrics import evaluate
+from morpheus_core.training.settings import (  # noqa: F401 - re-exported
+    LEARNING_RATE_PAPER,
+    LEARNING_RATE_RELEASED,
+    TrainSettings,
+)
 from morpheus_core.windows import standardize_windows
 
-#: Adam step size alpha of the paper's Table 2.
-LEARNING_RATE_PAPER = 9.929e-5
-#: Adam step size in the released configuration (morpheus-astro ``model_config.json``,
-#: the run that produced the released weights): ten times Table 2.
-LEARNING_RATE_RELEASED = 0.0009929302254037737
 #: Name of the layer whose output is the class logits.
 LOGITS_LAYER = "final_conv_conv"
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    """Hyper-parameters of a training run (defaults: paper and released configuration).
-
-    Attributes
-    ----------
-    epochs : int
-        Passes over the training objects (the paper: ~500).
-    batch_size : int
-        Windows per step (200 in the released configuration).
-    learning_rate, beta_1, beta_2, epsilon : float
-        Adam hyper-parameters of Table 2 (``learning_rate`` defaults to Table 2's
-        9.929e-5; the released configuration used :data:`LEARNING_RATE_RELEASED`).
-    lambda_w, lambda_d : float
-        Weights of the cross-entropy and Dice terms (Eq. 11).
-    per_image_weights, normalize_weights : bool
-        How the class weights of Eq. 7 are computed
-        (:func:`morpheus_core.training.losses.class_weights`).
-    crop, window : int
-        Augmentation centre crop and network window (60 and 40).
-    dropout : float
-        Dropout rate of every block operation during training. Default 0: the
-        released training code asked for 0.5 but called ``tf.layers.dropout`` without
-        ``training=True``, so its dropout never acted; 0.5 gives the nominal rate.
-    seed : int
-        Seed of weights, dropout, batch order and augmentations.
-    eval_max : int
-        At most this many training objects are evaluated after each epoch.
-    """
-
-    epochs: int = 500
-    batch_size: int = 200
-    learning_rate: float = LEARNING_RATE_PAPER
-    beta_1: float = 0.9
-    beta_2: float = 0.999
-    epsilon: float = 1e-8
-    lambda_w: float = 1.0
-    lambda_d: float = 1.0
-    per_image_weights: bool = False
-    normalize_weights: bool = True
-    crop: int = CROP
-    window: int = WINDOW
-    dropout: float = 0.0
-    seed: int = 0
-    eval_max: int = 1000
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0 or self.batch_size < 1 or self.eval_max < 0:
-            raise ValueError(
-                f"need epochs >= 0, batch_size >= 1, eval_max >= 0, got {self.epochs}, "
-                f"{self.batch_size}, {self.eval_max}"
-            )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if not (self.learning_rate > 0 and math.isfinite(self.learning_rate)):
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """The settings as a JSON-serialisable dict."""
-        return asdict(self)
 
 
 @dataclass

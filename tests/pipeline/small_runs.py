@@ -15,7 +15,7 @@ import numpy as np
 from astropy.io import fits
 
 from morpheus_core.simulate import render_sky
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.storage import as_location
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,16 +41,16 @@ def write_mosaic(folder: Path, *, shape: tuple[int, int] = SHAPE, seed: int = 3,
     return toml
 
 
-def small_config(run_dir: Any, toml: Path, **kwargs: Any) -> RunConfig:
+def small_config(run_dir: Any, toml: Path, **kwargs: Any) -> RunSettings:
     """Settings of a fast run: stand-in network, tile 40, no progress bar."""
-    return RunConfig(mosaic="small", mosaics_file=toml, run_dir=run_dir, tile=40, classifier="standin",
+    return RunSettings(mosaic="small", mosaics_file=toml, run_dir=run_dir, tile=40, model="standin",
                      progress=False, batch_size=256, **kwargs)
 
 
 def cli_args(run_dir: Any, toml: Path, *extra: str) -> list[str]:
     """``python -m pipeline run`` arguments equivalent to :func:`small_config`."""
     return ["run", "--mosaic", "small", "--mosaics-file", str(toml), "--run-dir", str(run_dir),
-            "--tile", "40", "--batch-size", "256", "--classifier", "standin", "--no-progress", *extra]
+            "--tile", "40", "--batch-size", "256", "--model", "standin", "--no-progress", *extra]
 
 
 def outputs(run_dir: Any) -> dict[str, np.ndarray]:
@@ -86,7 +86,9 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
 
 def python_env(**extra: str) -> dict[str, str]:
     """Environment of child Python processes: one thread per numerical library."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    # PYTHONPATH: workers started by hand import the test-only tile task of tests.faults.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(REPO)}
     env.update(extra)
     return env
 

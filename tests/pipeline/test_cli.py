@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from pipeline.__main__ import main
@@ -36,19 +39,60 @@ def test_bad_settings_are_input_errors(tmp_path, capsys, monkeypatch):
     assert "client_kwargs.aws_secret_access_key" in capsys.readouterr().err
 
 
-def test_command_line_defaults_are_the_settings_defaults():
-    # One owner for each default (issue #14): the CLI's defaults come from the dataclasses.
+def _option_fields(cls):
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def test_command_line_options_are_generated_from_the_settings():
+    # One owner for each default, choice and help text (issue #14): the dataclasses.
+    from morpheus_core.training.settings import TrainSettings
     from pipeline.__main__ import _parser
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
     from pipeline.downstream import DownstreamSettings
 
-    args = _parser().parse_args(["run"])
-    config, settings = RunConfig(), DownstreamSettings()
-    for option, field in [("mosaic", "mosaic"), ("tile", "tile"), ("batch_size", "batch_size"), ("stride", "stride"),
-                          ("retries", "retries"), ("threads_per_worker", "threads_per_worker"),
-                          ("wait_workers", "wait_workers"), ("cluster", "cluster"), ("gpu", "gpu"),
-                          ("precision", "precision"), ("classifier", "classifier"), ("tile_delay", "tile_delay")]:
-        assert getattr(args, option) == getattr(config, field), option
-    for option, field in [("detection", "detection"), ("min_distance", "min_distance"), ("nd_max", "nd_max"),
-                          ("flux_band", "flux_band"), ("aperture_radius", "aperture_arcsec")]:
-        assert getattr(args, option) == getattr(settings, field), option
+    parser = _parser()
+    run_args = parser.parse_args(["run"])
+    train_args = parser.parse_args(["train", "--data-dir", "d"])
+    for cls, args in ((RunSettings, run_args), (DownstreamSettings, run_args), (TrainSettings, train_args)):
+        fields = _option_fields(cls)
+        assert fields
+        for f in fields:
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            assert getattr(args, f.name) == default, (cls.__name__, f.name)
+    # Every science, compute and storage setting with help text is an option of `run`, and
+    # non-default values reach the settings object.
+    given = {"mosaic": "goods-s", "model": "standin", "tile": 128, "stride": 2, "precision": "bfloat16",
+             "batch_size": 64, "retries": 0, "workers": 3, "threads_per_worker": 2, "scheduler": "tcp://h:1",
+             "wait_workers": 5.0, "gpu": "never", "data_dir": Path("d"), "mosaics_file": Path("m.toml")}
+    argv = ["run", "--restart", "--no-progress"]
+    for name, value in given.items():
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    from pipeline.options import from_args
+
+    config = RunSettings(**from_args(parser.parse_args(argv), RunSettings))
+    assert {name: getattr(config, name) for name in given} == given
+    assert config.restart and not config.progress
+    assert {f.name for f in _option_fields(RunSettings)} == set(given) | {"restart", "progress", "cluster",
+                                                                        "cluster_config"}
+    # --weights is the older name of --model
+    assert parser.parse_args(["run", "--weights", "w.weights.h5"]).model == "w.weights.h5"
+
+
+def test_test_hooks_are_not_settings(capsys):
+    # Fault injection lives in tests/faults.py; the stand-in network is a model.
+    from pipeline.__main__ import _parser
+    from pipeline.config import RunSettings
+
+    names = {f.name for f in dataclasses.fields(RunSettings)}
+    assert not names & {"fail_tiles", "tile_delay", "classifier", "weights"}
+    for argv in (["run", "--fail-tile", "t0000_0000"], ["run", "--tile-delay", "1"],
+                 ["resubmit", "--run-dir", "r", "--clear-fault-injection"]):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(argv)
+    capsys.readouterr()
+    # Manifests written before: classifier/weights become model, the hooks are dropped.
+    old = {"mosaic": "small", "classifier": "standin", "weights": None, "fail_tiles": ["t0000_0000"],
+           "tile_delay": 0.5, "run_dir": "r"}
+    assert RunSettings.from_json(old).model == "standin"
+    assert RunSettings.from_json({**old, "classifier": "released", "weights": "w.weights.h5"}).model == "w.weights.h5"
+    assert RunSettings.from_json({**old, "classifier": "released"}).model == "released"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.mosaics import generate_demo
 from pipeline.run import run
 
@@ -19,7 +19,7 @@ EDGE_PX = 25         # and not this close to the image edge (windows need contex
 def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
     data = tmp_path / "data"
     generate_demo(data, shape=(192, 192), seed=11)
-    config = RunConfig(mosaic="demo", run_dir=tmp_path / "run", data_dir=data, tile=96, workers=1,
+    config = RunSettings(mosaic="demo", run_dir=tmp_path / "run", data_dir=data, tile=96, workers=1,
                        progress=False)
     lines: list[str] = []
     run(config, echo=lines.append)  # default downstream settings: the paper's rule, threshold 0
@@ -58,7 +58,7 @@ def test_user_toml_mosaic_with_default_settings_finds_its_bright_source(tmp_path
     sky_settings = {"shape": (128, 128), "seed": 5, "mag_range": (20.0, 23.0)}
     toml = write_mosaic(tmp_path / "data", **sky_settings)
     truth = render_sky(n_galaxies=6, n_stars=2, **sky_settings).truth  # write_mosaic's sky (a pure function)
-    config = RunConfig(mosaic="small", mosaics_file=toml, run_dir=tmp_path / "run", tile=128, stride=2,
+    config = RunSettings(mosaic="small", mosaics_file=toml, run_dir=tmp_path / "run", tile=128, stride=2,
                        workers=1, progress=False)
     lines: list[str] = []
     run(config, echo=lines.append)

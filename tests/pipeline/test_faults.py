@@ -17,6 +17,7 @@ import pytest
 from pipeline.errors import InputError
 from pipeline.ledger import Ledger
 from pipeline.run import resubmit, run, status
+from tests.faults import inject
 from tests.pipeline.small_runs import assert_same, outputs, run_cli, small_config, write_mosaic
 
 
@@ -108,11 +109,11 @@ def test_cli_status_names_a_corrupt_partial(finished):
 
 
 def test_restart_with_a_typo_deletes_nothing(finished, mosaic):
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
 
     before = _snapshot(finished)
     for name, toml in (("smal", mosaic), ("small", mosaic.with_name("nope.toml"))):
-        config = RunConfig(mosaic=name, mosaics_file=toml, run_dir=finished, tile=40, classifier="standin",
+        config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=finished, tile=40, model="standin",
                            progress=False, batch_size=256, restart=True)
         with pytest.raises(InputError):
             run(config, echo=lambda *_: None)
@@ -124,7 +125,7 @@ def test_restart_refuses_a_folder_that_holds_no_run(tmp_path, mosaic):
     (own / "fits").mkdir(parents=True)
     (own / "fits" / "precious.fits").write_bytes(b"SIMPLE")
     proc = run_cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(own),
-                   "--classifier", "standin", "--tile", "40", "--no-progress", "--restart")
+                   "--model", "standin", "--tile", "40", "--no-progress", "--restart")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no manifest.json" in proc.stdout + proc.stderr
     assert (own / "fits" / "precious.fits").read_bytes() == b"SIMPLE"
@@ -137,8 +138,8 @@ def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
 
     for name in ("segmentation.zarr", "catalog", "colour.png", "downstream.json"):
         assert (finished / name).exists()
-    config = small_config(finished, mosaic, restart=True, stride=2, fail_tiles=["t0000_0000"], retries=0)
-    with pytest.raises(RunError, match="t0000_0000"):
+    config = small_config(finished, mosaic, restart=True, stride=2, retries=0)
+    with inject(fail=["t0000_0000"]), pytest.raises(RunError, match="t0000_0000"):
         run(config, client=client, echo=lambda *_: None)
     for name in ("segmentation.zarr", "catalog", "colour.png", "downstream.json", "classification.zarr"):
         assert not (finished / name).exists(), name
@@ -234,7 +235,8 @@ def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosa
     from tests.pipeline.small_runs import REPO, cli_args, python_env, wait_for
 
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "pipeline", *cli_args(run_dir, mosaic, "--tile-delay", "0.3", "--workers", "1")]
+    args = [sys.executable, "-m", "tests.faults", "--tile-delay", "0.3", "--",
+            *cli_args(run_dir, mosaic, "--workers", "1")]
     first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     try:
@@ -259,22 +261,22 @@ def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom
 
 
 def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
 
-    config = RunConfig(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
-                       classifier="standin", progress=False, **kwargs)
+    config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
+                       model="standin", progress=False, **kwargs)
     with pytest.raises(InputError, match=match):
         run(config, echo=lambda *_: None)
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
 
 
 def test_bands_are_fed_by_name_whatever_order_the_toml_lists_them(tmp_path, mosaic, finished, client):
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
 
     # Listed Z, V, J, H (and in lower case): used to classify in that order with exit 0.
     toml = _toml(tmp_path, mosaic, {"z": "Z", "V": "V", "J": "J", "h": "H"})
-    config = RunConfig(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "zvjh", tile=40,
-                       classifier="standin", progress=False, batch_size=256)
+    config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "zvjh", tile=40,
+                       model="standin", progress=False, batch_size=256)
     summary = run(config, client=client, echo=lambda *_: None)
     assert not summary.failed
     assert_same(outputs(tmp_path / "zvjh"), outputs(finished))
@@ -313,10 +315,10 @@ def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mo
     from pipeline.downstream import DownstreamSettings
 
     toml = _toml(tmp_path, mosaic, {b: b for b in "HJVZ"})
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
 
-    config = RunConfig(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
-                       classifier="standin", progress=False)
+    config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
+                       model="standin", progress=False)
     with pytest.raises(InputError, match="--flux-band 'Q'"):
         run(config, echo=lambda *_: None, downstream=DownstreamSettings(flux_band="Q"))
     assert not (tmp_path / "refused").exists()

@@ -19,7 +19,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from morpheus_core import runtime
 from pipeline import classify
 from pipeline.cluster import describe_client, detect_gpus, gpu_resources, make_client
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.errors import InputError
 from pipeline.run import run
 from tests.pipeline.small_runs import N_TILES, assert_same, done_records, outputs, small_config, write_mosaic
@@ -82,7 +82,7 @@ def test_classifier_loading_sets_memory_growth_before_building_the_model(monkeyp
     monkeypatch.setattr(model, "load_model", lambda *a, **k: calls.append("model") or object())
     monkeypatch.setattr(engine, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
     monkeypatch.setattr(classify, "_CACHE", {})
-    config = RunConfig(classifier="released", threads_per_worker=3, weights="fake.weights.h5")
+    config = RunSettings(threads_per_worker=3, model="fake.weights.h5")
     assert classify.load_classifier(config)[0] == "classifier"
     assert calls == ["growth", "threads=3", "model"]
     classify.load_classifier(config)  # cached: loaded once per process

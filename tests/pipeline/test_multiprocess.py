@@ -93,8 +93,8 @@ def test_cli_run_on_separate_processes_survives_a_killed_worker(deployment, tmp_
     run_dir = driver_cwd / "run"
     with open(tmp_path / "driver.log", "w") as log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "pipeline",
-             *cli_args("run", toml, "--scheduler", address, "--tile-delay", "0.6", "--retries", "3")],
+            [sys.executable, "-m", "tests.faults", "--tile-delay", "0.6", "--",
+             *cli_args("run", toml, "--scheduler", address, "--retries", "3")],
             env=python_env(), stdout=log, stderr=subprocess.STDOUT, text=True, cwd=driver_cwd)
     try:
         # Let both workers finish tiles, then kill one of them (nanny and worker) mid-run.

@@ -21,10 +21,11 @@ from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import finalize
 from morpheus_core.testing import StandInClassifier
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.errors import InputError, RunError
 from pipeline.ledger import Ledger
 from pipeline.run import resubmit, run, status
+from tests.faults import inject
 from tests.pipeline.small_runs import write_mosaic
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,9 +36,9 @@ def _write_mosaic(folder: Path, shape=SHAPE, seed=3, **kwargs) -> Path:
     return write_mosaic(folder, shape=shape, seed=seed, **kwargs)
 
 
-def _config(tmp_path: Path, toml: Path, name="run", **kwargs) -> RunConfig:
-    return RunConfig(mosaic="small", mosaics_file=toml, run_dir=tmp_path / name, tile=40,
-                     classifier="standin", progress=False, batch_size=256, **kwargs)
+def _config(tmp_path: Path, toml: Path, name="run", **kwargs) -> RunSettings:
+    return RunSettings(mosaic="small", mosaics_file=toml, run_dir=tmp_path / name, tile=40,
+                     model="standin", progress=False, batch_size=256, **kwargs)
 
 
 def _outputs(run_dir: Path) -> dict[str, np.ndarray]:
@@ -100,7 +101,7 @@ def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, cli
 
 
 def test_worker_killed_mid_run_still_completes(tmp_path, mosaic, reference, client):
-    config = _config(tmp_path, mosaic, tile_delay=0.4, retries=3)
+    config = _config(tmp_path, mosaic, retries=3)
     ledger_dir = config.run_dir / "ledger"
 
     def killer():
@@ -112,23 +113,26 @@ def test_worker_killed_mid_run_still_completes(tmp_path, mosaic, reference, clie
 
     thread = threading.Thread(target=killer)
     thread.start()
-    summary = run(config, client=client, echo=lambda s: None)
+    with inject(delay=0.4):
+        summary = run(config, client=client, echo=lambda s: None)
     thread.join()
     assert not summary.failed
     _assert_same(_outputs(config.run_dir), reference)
 
 
-def _cli(*args: str, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "pipeline", *args], cwd=REPO, env=env,
+def _cli(*args: str, faults: tuple[str, ...] = (), **kwargs) -> subprocess.Popen:
+    """``python -m pipeline ARGS``, or with ``faults`` through ``python -m tests.faults``."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+    command = ["tests.faults", *faults, "--"] if faults else ["pipeline"]
+    return subprocess.Popen([sys.executable, "-m", *command, *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 def test_driver_killed_then_resumed_never_recomputes_finished_tiles(tmp_path, mosaic, reference):
     run_dir = tmp_path / "run"
     args = ["run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
-            "--tile", "40", "--classifier", "standin", "--workers", "2", "--no-progress"]
-    proc = _cli(*args, "--tile-delay", "1.0", start_new_session=True)
+            "--tile", "40", "--model", "standin", "--workers", "2", "--no-progress"]
+    proc = _cli(*args, faults=("--tile-delay", "1.0"), start_new_session=True)
     ledger_dir = run_dir / "ledger"
     deadline = time.time() + 120
     while time.time() < deadline and len(list(ledger_dir.glob("*.done"))) < 3:
@@ -150,15 +154,15 @@ def test_driver_killed_then_resumed_never_recomputes_finished_tiles(tmp_path, mo
 
 
 def test_permanent_failure_is_reported_then_resubmit_completes(tmp_path, mosaic, reference, client):
-    config = _config(tmp_path, mosaic, fail_tiles=("t0001_0002",), retries=1)
-    with pytest.raises(RunError, match="t0001_0002"):
+    config = _config(tmp_path, mosaic, retries=1)
+    with inject(fail=["t0001_0002"]), pytest.raises(RunError, match="t0001_0002"):
         run(config, client=client, echo=lambda s: None)
     report = status(config.run_dir)
     assert report["states"]["failed"] == ["t0001_0002"]
     assert len(report["states"]["finished"]) == 11 and not report["products"]
     assert "injected failure" in report["failed"]["t0001_0002"]["traceback"]
     assert Ledger(config.run_dir).executions()["t0001_0002"] == 2  # first try + 1 retry
-    summary = resubmit(config.run_dir, client=client, echo=lambda s: None, fail_tiles=[])
+    summary = resubmit(config.run_dir, client=client, echo=lambda s: None)  # no injected fault now
     assert summary.executed == 1 and summary.finished_before == 11
     _assert_same(_outputs(config.run_dir), reference)
 
@@ -166,14 +170,14 @@ def test_permanent_failure_is_reported_then_resubmit_completes(tmp_path, mosaic,
 def test_cli_failure_exit_code_and_status(tmp_path, mosaic):
     run_dir = tmp_path / "run"
     proc = _cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
-                "--tile", "40", "--classifier", "standin", "--workers", "1", "--no-progress",
-                "--retries", "0", "--fail-tile", "t0000_0000")
+                "--tile", "40", "--model", "standin", "--workers", "1", "--no-progress",
+                "--retries", "0", faults=("--fail-tile", "t0000_0000"))
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "t0000_0000" in out
     proc = _cli("status", "--run-dir", str(run_dir))
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "11 finished, 1 failed" in out
-    proc = _cli("resubmit", "--run-dir", str(run_dir), "--workers", "1", "--clear-fault-injection")
+    proc = _cli("resubmit", "--run-dir", str(run_dir), "--workers", "1")  # the real tile task again
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
     assert (run_dir / "fits" / "n.fits").exists()

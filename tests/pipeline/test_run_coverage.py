@@ -22,7 +22,7 @@ from morpheus_core.engine import classify_image
 from morpheus_core.model import load_released_model
 from morpheus_core.simulate import render_sky
 from morpheus_core.stats import finalize
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.run import run
 
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 tiles
@@ -59,7 +59,7 @@ def test_chunked_released_run_equals_whole_image_next_to_a_footprint_edge(tmp_pa
     censored = (images == 0).any(axis=0)
     unobserved = ~np.isfinite(images).all(axis=0)
     assert censored.any() and unobserved.mean() > 0.1
-    config = RunConfig(mosaic="edge", mosaics_file=toml, run_dir=tmp_path / "run", tile=40, workers=1,
+    config = RunSettings(mosaic="edge", mosaics_file=toml, run_dir=tmp_path / "run", tile=40, workers=1,
                        progress=False, batch_size=256)
     summary = run(config, echo=lambda *_: None)
     assert summary.tiles == 12 and not summary.failed

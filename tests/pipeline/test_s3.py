@@ -18,6 +18,7 @@ from pipeline.downstream import DownstreamSettings
 from pipeline.errors import RunError
 from pipeline.run import resubmit, run, status
 from pipeline.storage import Location
+from tests.faults import inject
 from tests.pipeline.small_runs import (
     FITS_NAMES,
     N_TILES,
@@ -150,15 +151,14 @@ def test_s3_run_equals_local_run(s3_run, local_run, endpoint):
 
 def test_failure_status_and_resubmit_in_s3(endpoint, mosaic, client, local_run):
     options = {"endpoint_url": endpoint}
-    config = small_config(f"s3://{BUCKET}/runs/failing", mosaic, storage_options=options,
-                          fail_tiles=("t0002_0001",), retries=0)
-    with pytest.raises(RunError, match="t0002_0001"):
+    config = small_config(f"s3://{BUCKET}/runs/failing", mosaic, storage_options=options, retries=0)
+    with inject(fail=["t0002_0001"]), pytest.raises(RunError, match="t0002_0001"):
         run(config, client=client, echo=lambda s: None)
     report = status(config.run_dir, options)
     assert report["states"]["failed"] == ["t0002_0001"] and not report["products"]
     assert len(report["states"]["finished"]) == N_TILES - 1
     assert "injected failure" in report["failed"]["t0002_0001"]["error"]
-    summary = resubmit(config.run_dir, client=client, echo=lambda s: None, storage_options=options, fail_tiles=[])
+    summary = resubmit(config.run_dir, client=client, echo=lambda s: None, storage_options=options)
     assert summary.executed == 1 and summary.finished_before == N_TILES - 1
     assert status(config.run_dir, options)["products"]
     assert_same(outputs(config.location), outputs(local_run))

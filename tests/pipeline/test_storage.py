@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from morpheus_core.stats import WindowStats
-from pipeline.config import RunConfig
+from pipeline.config import RunSettings
 from pipeline.ledger import Ledger
 from pipeline.storage import Location, as_location, check_storage_options, is_url, run_dir_value
 
@@ -117,7 +117,7 @@ def test_secrets_are_refused_in_settings():
         with pytest.raises(ValueError, match=f"{name}.*environment"):
             check_storage_options({name: "hunter2"})
     with pytest.raises(ValueError, match="secret"):
-        RunConfig(run_dir="s3://b/r", storage_options={"secret": "x"})
+        RunSettings(run_dir="s3://b/r", storage_options={"secret": "x"})
 
 
 @pytest.mark.parametrize("options, where", [
@@ -130,7 +130,7 @@ def test_secrets_are_refused_in_settings():
 def test_nested_secrets_are_refused_and_never_echoed(options, where):
     # Issue #13: only top-level names were screened, so these reached manifest.json.
     with pytest.raises(ValueError, match="environment") as info:
-        RunConfig(run_dir="s3://b/r", storage_options=options)
+        RunSettings(run_dir="s3://b/r", storage_options=options)
     assert where in str(info.value) and "hunter2" not in str(info.value)
 
 
@@ -141,18 +141,18 @@ def test_harmless_nested_options_are_kept():
 
 
 def test_run_config_keeps_urls_through_json():
-    config = RunConfig(run_dir="s3://bucket/goods-s/", storage_options={"endpoint_url": "http://h:9000"},
+    config = RunSettings(run_dir="s3://bucket/goods-s/", storage_options={"endpoint_url": "http://h:9000"},
                        cluster="slurm", cluster_config=Path("deploy/hpc/jobqueue.yaml"))
     assert config.run_dir == "s3://bucket/goods-s"
-    again = RunConfig.from_json(config.to_json())
+    again = RunSettings.from_json(config.to_json())
     assert again.run_dir == "s3://bucket/goods-s" and again.location == config.location
     assert again.cluster_config == Path("deploy/hpc/jobqueue.yaml")
-    local = RunConfig.from_json(RunConfig(run_dir="runs/x").to_json())
+    local = RunSettings.from_json(RunSettings(run_dir="runs/x").to_json())
     assert local.run_dir == Path("runs/x") and local.location.is_local
     with pytest.raises(ValueError, match="cluster must be"):
-        RunConfig(cluster="lsf")
+        RunSettings(cluster="lsf")
     with pytest.raises(ValueError, match="not both"):
-        RunConfig(cluster="slurm", scheduler="tcp://h:8786")
+        RunSettings(cluster="slurm", scheduler="tcp://h:8786")
 
 
 def _stats(seed: int) -> WindowStats:

@@ -113,12 +113,12 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
     from morpheus_core.engine import KerasWindowClassifier
     from morpheus_core.model import load_model, load_released_model
     from pipeline.classify import load_classifier
-    from pipeline.config import RunConfig
+    from pipeline.config import RunSettings
 
     # (The worker's thread limit cannot be applied in this already-initialised process.)
     monkeypatch.setattr("morpheus_core.runtime.configure_threads", lambda n: {})
     weights = out / "model.weights.h5"
-    clf = load_classifier(RunConfig(weights=str(weights), run_dir=tmp_path / "run"))
+    clf = load_classifier(RunSettings(model=str(weights), run_dir=tmp_path / "run"))
     windows = x[:16]
     trained = KerasWindowClassifier(load_model(weights))(windows)
     np.testing.assert_allclose(clf(windows), trained, rtol=0, atol=2e-5)  # cropped vs full network
