@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         _location_options(command, required=True)
     for command in (segment, catalog, resub):
         # Not given: the recorded run's (resubmit) or a local cluster (segment, catalog).
-        add_options(command, RunSettings, ("scheduler", "workers"), keep_defaults=False)
+        add_options(command, RunSettings, ("scheduler", "workers", "verbose"), keep_defaults=False)
     for command in (segment, catalog, resub):
         _downstream_options(command)
 
@@ -143,7 +143,8 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -
     from pipeline.options import from_args
 
     if args.command == "resubmit":
-        overrides = {"progress": sys.stderr.isatty(), **from_args(args, RunSettings, ("scheduler", "workers"))}
+        overrides = {"progress": sys.stderr.isatty(),
+                     **from_args(args, RunSettings, ("scheduler", "workers", "verbose"))}
         if args.storage_option:
             overrides["storage_options"] = _storage_options(args)
         runner.resubmit(run_dir, downstream=settings_for, **overrides)
@@ -159,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.train import main as train_main
 
         return train_main(args)
+    from pipeline.quiet import quiet_environment
+
+    quiet_environment(getattr(args, "verbose", False))  # before any worker starts
     run_dir = args.run_dir or Path("runs") / getattr(args, "mosaic", "demo")
     log = logging.getLogger("pipeline")
     try:

@@ -58,16 +58,20 @@ def load_classifier(config: RunSettings) -> Any:
 
                 _CACHE[key] = StandInClassifier(window=config.window, border=config.border)
             else:
-                from morpheus_core.runtime import configure_gpu_memory_growth, configure_threads
+                from pipeline.quiet import native_stderr_captured, quiet_environment
 
-                # Before the first model: TensorFlow fixes both when it initialises.
-                configure_gpu_memory_growth()
-                configure_threads(config.threads_per_worker)
-                from morpheus_core.engine import KerasWindowClassifier
-                from morpheus_core.model import load_model
+                quiet_environment(config.verbose)
+                with native_stderr_captured(not config.verbose):  # TensorFlow's start-up lines
+                    from morpheus_core.runtime import configure_gpu_memory_growth, configure_threads
 
-                model = load_model(config.weights, crop=True, precision=config.precision)
-                _CACHE[key] = KerasWindowClassifier(model, border=config.border)
+                    # Before the first model: TensorFlow fixes both when it initialises.
+                    configure_gpu_memory_growth()
+                    configure_threads(config.threads_per_worker)
+                    from morpheus_core.engine import KerasWindowClassifier
+                    from morpheus_core.model import load_model
+
+                    model = load_model(config.weights, crop=True, precision=config.precision)
+                    _CACHE[key] = KerasWindowClassifier(model, border=config.border)
             logger.info("loaded classifier %s", key)
         return _CACHE[key]
 

@@ -95,6 +95,8 @@ class RunSettings:
         <pipeline.ledger.Ledger.mark_merged>`).
     progress : bool
         Show a progress bar.
+    verbose : bool
+        Let TensorFlow print its start-up lines (:mod:`pipeline.quiet`).
     """
 
     # -- input ------------------------------------------------------------------------
@@ -134,6 +136,9 @@ class RunSettings:
                                   help="keep the tiles' partial statistics after the verified merge (they are "
                                        "removed by default: the classification store holds the result)")
     progress: bool = setting(True, kind="storage", help="no progress bar")
+    verbose: bool = setting(False, kind="storage",
+                            help="show TensorFlow's start-up lines and other libraries' messages "
+                                 "(quiet by default; pipeline.log has the details either way)")
 
     def __post_init__(self) -> None:
         self.run_dir = run_dir_value(self.run_dir)

@@ -128,7 +128,7 @@ def _has_square(tall: np.ndarray, window: int) -> bool:
     return bool(((sums[window:] - sums[:-window]) == window).any())
 
 
-def check_weights(weights: Path | str, *, precision: str = "float32") -> None:
+def check_weights(weights: Path | str, *, precision: str = "float32", quiet: bool = True) -> None:
     """Refuse a weights file that does not load into the network (on the driver,
     before the workers start).
 
@@ -139,13 +139,16 @@ def check_weights(weights: Path | str, *, precision: str = "float32") -> None:
     """
     path = Path(weights)
     if not path.is_file():
-        raise InputError(f"--weights {path}: no such file")
-    from morpheus_core.model import load_model
+        raise InputError(f"--model {path}: no such file")
+    from pipeline.quiet import native_stderr_captured
 
     try:
-        load_model(path, crop=True, precision=precision)
+        with native_stderr_captured(quiet):  # TensorFlow's start-up lines
+            from morpheus_core.model import load_model
+
+            load_model(path, crop=True, precision=precision)
     except Exception as exc:  # h5py, Keras and shape errors alike
-        raise InputError(f"--weights {path}: not weights of this network ({type(exc).__name__}: "
+        raise InputError(f"--model {path}: not weights of this network ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 

@@ -168,7 +168,7 @@ def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = No
     The weights must load into the network (:func:`~pipeline.preflight.check_weights`).
     """
     if config.weights is not None:
-        check_weights(config.weights, precision=config.precision)
+        check_weights(config.weights, precision=config.precision, quiet=not config.verbose)
 
 
 def run(config: RunSettings, *, client: Any = None, echo: Any = print,

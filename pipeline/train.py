@@ -3,7 +3,7 @@
 Writes into the output folder:
 
 - ``model.weights.h5``: the weights after the last epoch, a Keras weights file of
-  :func:`morpheus_core.model.build_model`'s network (``run --weights FILE`` classifies
+  :func:`morpheus_core.model.build_model`'s network (``run --model FILE`` classifies
   with it);
 - ``best.weights.h5``: the weights at the epoch with the best test accuracy (the paper
   kept the local maximum of accuracy and IoU);

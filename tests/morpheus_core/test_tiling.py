@@ -65,3 +65,22 @@ def test_box_contains_matches_a_direct_comparison():
     box = Box(3, 17, 10, 31)
     expected = np.array([3 <= y < 17 and 10 <= x < 31 for y, x in zip(ys, xs)])
     np.testing.assert_array_equal(box.contains(ys, xs), expected)
+
+
+def test_n_windows_is_what_the_engine_evaluates_on_usable_pixels():
+    from morpheus_core.engine import classify_image
+    from morpheus_core.testing import StandInClassifier
+
+    image = np.random.default_rng(2).normal(size=(4, 97, 83)).astype(np.float32)
+    for stride in (1, 3):
+        tiles = plan_tiles(image.shape[1:], 45, window=40, stride=stride)
+        total = 0
+        for tile in tiles:
+            counted = []
+            ys, xs = tile.read_slices
+            classify_image(image[:, ys, xs], StandInClassifier(), stride=stride, anchor_start=tile.anchor_start,
+                           anchor_stop=tile.anchor_stop, progress=counted.append)
+            assert sum(counted) == tile.n_windows(40, stride), (stride, tile.index)
+            total += tile.n_windows(40, stride)
+        # every window of the image once
+        assert total == len(range(0, 97 - 40 + 1, stride)) * len(range(0, 83 - 40 + 1, stride))

@@ -245,3 +245,54 @@ def test_demo_end_to_end_with_released_model(tmp_path):
     assert record["detection"] == {"rule": "paper", "threshold": 0.0, "background": "rank", "sources": "rank"}
     assert record["approximate_chunks"] == []
     assert record["chunk_halos"] and set(record["chunk_halos"].values()) == {64}
+
+
+def _fits_data(run_dir: Path) -> dict[str, np.ndarray]:
+    return {p.name: fits.getdata(p) for p in sorted((run_dir / "fits").glob("*.fits"))}
+
+
+def test_partials_are_removed_after_the_verified_merge_and_every_stage_resumes(tmp_path, mosaic, reference, client):
+    config = _config(tmp_path, mosaic)
+    summary = run(config, client=client, echo=lambda s: None)
+    partials, merged = config.run_dir / "partials", config.run_dir / "ledger" / "merged.json"
+    assert summary.partials_removed == 12 and list(partials.iterdir()) == [] and merged.exists()
+    _assert_same(_outputs(config.run_dir), reference)
+    report = status(config.run_dir)
+    assert len(report["states"]["finished"]) == 12 and report["products"] and not report["corrupt"]
+    products = _fits_data(config.run_dir)
+    catalog = (config.run_dir / "catalog" / "catalog.csv").read_bytes()
+
+    # Again: the merged store is the result; nothing is classified or merged.
+    lines: list[str] = []
+    again = run(config, client=client, echo=lines.append)
+    assert again.executed == 0 and again.finished_before == 12 and "merged already" in "\n".join(lines)
+    # Killed while writing the FITS products: they are written again from the store.
+    (config.run_dir / "fits" / "disk_mean.fits").unlink()
+    run(config, client=client, echo=lambda s: None)
+    assert _fits_data(config.run_dir).keys() == products.keys()
+    for name, data in _fits_data(config.run_dir).items():
+        np.testing.assert_array_equal(data, products[name], err_msg=name)
+    assert (config.run_dir / "catalog" / "catalog.csv").read_bytes() == catalog
+    # A resubmit of a merged run has nothing to do either.
+    assert resubmit(config.run_dir, client=client, echo=lambda s: None).executed == 0
+
+
+def test_keep_partials_and_resume_after_an_interrupted_merge_or_removal(tmp_path, mosaic, reference, client):
+    config = _config(tmp_path, mosaic, keep_partials=True)
+    run(config, client=client, echo=lambda s: None)
+    partials, merged = config.run_dir / "partials", config.run_dir / "ledger" / "merged.json"
+    assert len(list(partials.glob("*.npz"))) == 12 and merged.exists()
+    # Killed during the merge: no merged record, an unfinished store; the kept partials
+    # are merged again.
+    merged.unlink()
+    zarr.open_group(str(config.run_dir / "classification.zarr"), mode="r+").attrs["complete"] = False
+    again = run(config, client=client, echo=lambda s: None)
+    assert again.executed == 0 and merged.exists() and len(list(partials.glob("*.npz"))) == 12
+    _assert_same(_outputs(config.run_dir), reference)
+    # Killed after the merged record, while removing the partials: the next run (without
+    # --keep-partials) removes the rest.
+    (partials / "t0000_0000.npz").unlink()
+    plain = _config(tmp_path, mosaic)
+    assert run(plain, client=client, echo=lambda s: None).partials_removed == 11
+    assert list(partials.iterdir()) == []
+    _assert_same(_outputs(config.run_dir), reference)

@@ -1,4 +1,4 @@
-"""``python -m pipeline train``, the training-set folder format, and ``run --weights``."""
+"""``python -m pipeline train``, the training-set folder format, and ``run --model``."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
     balanced = np.nanmean([released[f"test_accuracy_{c}"] for c in CLASSES])
     assert balanced > np.nanmean([random_init[f"accuracy_{c}"] for c in CLASSES]) + 0.2
 
-    # The weights file classifies in `run --weights`: the run's classifier gives the
+    # The weights file classifies in `run --model`: the run's classifier gives the
     # trained network's outputs (and not the released ones).
     from morpheus_core.engine import KerasWindowClassifier
     from morpheus_core.model import load_model, load_released_model
