@@ -53,10 +53,11 @@ def load_classifier(config: RunSettings) -> Any:
     key = classifier_key(config)
     with _LOCK:
         if key not in _CACHE:
-            if config.model == "standin":
-                from morpheus_core.testing import StandInClassifier
+            if config.model in ("standin", "standin-sky"):
+                from morpheus_core.testing import SkyStandInClassifier, StandInClassifier
 
-                _CACHE[key] = StandInClassifier(window=config.window, border=config.border)
+                standin = StandInClassifier if config.model == "standin" else SkyStandInClassifier
+                _CACHE[key] = standin(window=config.window, border=config.border)
             else:
                 from pipeline.quiet import native_stderr_captured, quiet_environment
 

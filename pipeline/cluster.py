@@ -60,9 +60,10 @@ THREAD_ENV_VARS: tuple[str, ...] = (
     "TF_NUM_INTEROP_THREADS",
 )
 
-#: Environment of GPU workers: TensorFlow allocates GPU memory as it needs it instead of
-#: reserving it all (see :func:`morpheus_core.runtime.configure_gpu_memory_growth`).
-GPU_ENV: dict[str, str] = {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}
+#: Environment of GPU workers: TensorFlow (see
+#: :func:`morpheus_core.runtime.configure_gpu_memory_growth`) and JAX (the Keras JAX
+#: backend) allocate GPU memory as they need it instead of reserving most of it.
+GPU_ENV: dict[str, str] = {"TF_FORCE_GPU_ALLOW_GROWTH": "true", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
 
 #: Dask setting whose variables the nanny exports before spawning a worker process.
 _PRE_SPAWN_KEY = "distributed.nanny.pre-spawn-environ"

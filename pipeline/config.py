@@ -24,6 +24,7 @@ GPU_MODES = ("auto", "never", "require")
 MODELS = {
     "released": "morpheus-astro 0.5.1 model-440 (released)",
     "standin": "stand-in network (morpheus_core.testing), not a classifier of real data",
+    "standin-sky": "sky-like stand-in network (morpheus_core.testing), not a classifier of real data",
 }
 
 
@@ -48,8 +49,10 @@ class RunSettings:
         TOML file defining more mosaics.
     model : str
         The network: ``released`` (morpheus-astro 0.5.1's weights), ``standin`` (the
-        cheap deterministic stand-in of :mod:`morpheus_core.testing`, for smoke runs
-        and scale benchmarks), or a Keras ``.weights.h5`` file.
+        cheap deterministic stand-in of :mod:`morpheus_core.testing`, for smoke runs),
+        ``standin-sky`` (its sky-like sibling: background 1 on sky, 0 on source
+        cores, for scale benchmarks of the downstream stages), or a Keras
+        ``.weights.h5`` file.
     tile : int
         Core size of a classification tile in pixels (also the Zarr chunk size).
     stride : int
@@ -106,8 +109,9 @@ class RunSettings:
     mosaics_file: Path | None = setting(None, kind="input", metavar="TOML", help="TOML file defining more mosaics")
     # -- science: the result depends on these -----------------------------------------
     model: str = setting("released", kind="science", result=True, aliases=("--weights",), metavar="MODEL",
-                         help="the network: released (morpheus-astro 0.5.1), standin (a cheap deterministic "
-                              "stand-in for smoke runs and scale benchmarks), or a Keras .weights.h5 file")
+                         help="the network: released (morpheus-astro 0.5.1), standin or standin-sky (cheap "
+                              "deterministic stand-ins for smoke runs and scale benchmarks; standin-sky "
+                              "classifies sky as background and sources as not), or a Keras .weights.h5 file")
     tile: int = setting(256, kind="science", result=True, help="tile core size in pixels")
     stride: int = setting(1, kind="science", result=True, help="window stride (the paper's is 1)")
     precision: str = setting("float32", kind="science", result=True, choices=PRECISIONS, help="network compute precision")

@@ -53,6 +53,7 @@ from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
 from pipeline.storage import Location, as_location, staged, written_locally
+from pipeline.timing import stage
 
 logger = logging.getLogger(__name__)
 
@@ -273,15 +274,19 @@ def _build_segmentation(client: Any, settings: DownstreamSettings, work: Locatio
     record, written last, is the store's "complete" mark.
     """
     _new_store(work, shape, chunk, {"settings": settings.segmentation_key(), "complete": False})
-    segmented = segment_chunks(client, class_store, work, boxes, threshold=settings.threshold,
-                               halo=settings.halo, max_halo=settings.max_halo, detection=settings.detection,
-                               source_pixels=source_pixels)
-    segments = label_chunks(client, work, boxes, shape)
-    deblended = deblend_segments(client, work, mosaic_store, boxes, segments, flux_index=flux_index,
-                                 width=shape[1], chunk=chunk, limit=settings.max_segment_pixels,
-                                 min_distance=settings.min_distance, nd_max=settings.nd_max,
-                                 source_pixels=source_pixels)
-    colour_chunks(client, class_store, work, boxes)  # kept with the maps, so reused with them
+    with stage("segmentation"):
+        segmented = segment_chunks(client, class_store, work, boxes, threshold=settings.threshold,
+                                   halo=settings.halo, max_halo=settings.max_halo, detection=settings.detection,
+                                   source_pixels=source_pixels)
+    with stage("labels"):
+        segments = label_chunks(client, work, boxes, shape)
+    with stage("deblending"):
+        deblended = deblend_segments(client, work, mosaic_store, boxes, segments, flux_index=flux_index,
+                                     width=shape[1], chunk=chunk, limit=settings.max_segment_pixels,
+                                     min_distance=settings.min_distance, nd_max=settings.nd_max,
+                                     source_pixels=source_pixels)
+    with stage("colour"):
+        colour_chunks(client, class_store, work, boxes)  # kept with the maps, so reused with them
     record = SegmentationRecord(
         settings=settings.segmentation_key(), segments=len(segments),
         approximate_chunks=segmented.approximate_chunks, chunk_halos=segmented.chunk_halos,
@@ -360,14 +365,15 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
                                 max_segment_pixels=settings.max_segment_pixels)
 
     measured = dict(flux_index=flux_index, bands=bands, wcs=wcs, shape=shape, flux_unit=mosaic.attrs.get("bunit"))
-    if markers is None:
-        table = internal_catalog(client, class_store, mosaic_store, seg_path, boxes, record.objects, **measured)
-        summary.objects = len(table)
-    else:
-        table = value_added_catalog(client, class_store, mosaic_store, seg_path, boxes, markers,
-                                    aperture_arcsec=settings.aperture_arcsec,
-                                    oversize_segments=record.oversize_segments, **measured)
-        summary.objects = int((table["object_id"] > 0).sum())
+    with stage("catalog"):
+        if markers is None:
+            table = internal_catalog(client, class_store, mosaic_store, seg_path, boxes, record.objects, **measured)
+            summary.objects = len(table)
+        else:
+            table = value_added_catalog(client, class_store, mosaic_store, seg_path, boxes, markers,
+                                        aperture_arcsec=settings.aperture_arcsec,
+                                        oversize_segments=record.oversize_segments, **measured)
+            summary.objects = int((table["object_id"] > 0).sum())
     summary.catalog_rows = len(table)
     table.meta.update({"RUNID": run_id or "", "DETECT": settings.detection, "SEGTHR": settings.threshold,
                        "MINDIST": settings.min_distance,
@@ -377,7 +383,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     products = dict(table=table, segmentation=seg_path.open_group(mode="r"), wcs_header=cls.attrs["wcs_header"],
                     cards=_provenance(settings, run_id, model, precision), chunk=chunk,
                     value_added=markers is not None)
-    with written_locally(run_dir) as local:  # an object store: written locally, then uploaded
+    with stage("products"), written_locally(run_dir) as local:  # an object store: written locally, then uploaded
         written = write_downstream_products(local.root, **products)
     relative = [local.relative(p) for p in written]
     summary.outputs = [local.final(p) for p in written]

@@ -43,6 +43,7 @@ from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.mosaics import resolve_mosaic
 from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
 from pipeline.storage import Location, staged, written_locally
+from pipeline.timing import stage
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +201,8 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
     bandset = validate_bands(order_bands(paths, BANDS, where=where))
-    check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
+    with stage("preflight"):
+        check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
     if downstream is not None:
         check_flux_band(downstream.flux_band, bandset.bands)
     if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
@@ -211,7 +213,8 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         read_markers(downstream.markers, wcs=WCS(bandset.wcs_header), shape=bandset.shape)
     _prepare_run_dir(config)
     store_path = RunLayout(config.location).mosaic
-    group = ingest(bandset, store_path, chunk=config.tile)
+    with stage("ingest"):
+        group = ingest(bandset, store_path, chunk=config.tile)
     shape = tuple(group.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
@@ -255,7 +258,8 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     try:
         if todo:
             t_classify = time.perf_counter()
-            _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo, run_id)
+            with stage("classify"):
+                _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo, run_id)
             summary.classify_seconds = time.perf_counter() - t_classify
         summary.retried = sum(
             max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
@@ -270,11 +274,13 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
                 f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
             )
         if not merged:
-            _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
+            with stage("merge"):
+                _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
             ledger.mark_merged(run_id, len(tiles))
         if not config.keep_partials:  # also what an interrupted removal left
             summary.partials_removed = ledger.remove_partials()
-        summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
+        with stage("fits"):
+            summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
         summary.downstream = run_downstream(config.location, downstream, client=client, echo=echo, run_id=run_id,

@@ -72,8 +72,12 @@ def test_command_line_options_are_generated_from_the_settings():
     config = RunSettings(**from_args(parser.parse_args(argv), RunSettings))
     assert {name: getattr(config, name) for name in given} == given
     assert config.restart and not config.progress
-    assert {f.name for f in _option_fields(RunSettings)} == set(given) | {"restart", "progress", "cluster",
-                                                                        "cluster_config"}
+    # every non-flag option is in `given` (a new one must be added there)
+    flags = {f.name for f in _option_fields(RunSettings) if f.type in ("bool", bool)}
+    assert {f.name for f in _option_fields(RunSettings)} - flags == set(given) | {"cluster", "cluster_config"}
+    argv = ["run"] + ["--" + ("no-" if getattr(RunSettings(), f) else "") + f.replace("_", "-") for f in flags]
+    flipped = RunSettings(**from_args(parser.parse_args(argv), RunSettings))
+    assert all(getattr(flipped, f) != getattr(RunSettings(), f) for f in flags)
     # --weights is the older name of --model
     assert parser.parse_args(["run", "--weights", "w.weights.h5"]).model == "w.weights.h5"
 
