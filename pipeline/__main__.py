@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipeline {run,status,resubmit,segment,catalog} ...``.
+"""Command line: ``python -m pipeline {run,status,resubmit,segment,catalog,train,view} ...``.
 
 Exit codes: 0 success; 2 bad input (one line naming the file and the problem); 1 a
 failure during the run (failed tiles are named; ``resubmit`` or ``run`` again resumes).
@@ -19,7 +19,7 @@ from pipeline.errors import InputError, RunError
 
 def _parser() -> argparse.ArgumentParser:
     from pipeline.config import RunSettings
-    from pipeline.options import add_options
+    from pipeline.options import add_location_options, add_options
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Morpheus at survey scale")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     # Every option below is generated from the settings dataclasses (pipeline.options):
     # each default, choice and help text is written once, on the field.
     run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
-    _location_options(run, required=False)
+    add_location_options(run, required=False)
     for kind, title in (("input", "input"), ("science", "network and windows (the result depends on these)"),
                         ("compute", "cluster and compute"), ("storage", "run directory")):
         add_options(run.add_argument_group(title), RunSettings, _kind(RunSettings, kind))
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products "
                                             "(with the recorded settings; the options given override them)")
     for command in (segment, catalog, status, resub):
-        _location_options(command, required=True)
+        add_location_options(command, required=True)
     for command in (segment, catalog, resub):
         # Not given: the recorded run's (resubmit) or a local cluster (segment, catalog).
         add_options(command, RunSettings, ("scheduler", "workers", "verbose"), keep_defaults=False)
@@ -49,8 +49,10 @@ def _parser() -> argparse.ArgumentParser:
         _downstream_options(command)
 
     from pipeline.train import add_parser as add_train_parser
+    from pipeline.view import add_parser as add_view_parser
 
     add_train_parser(sub)
+    add_view_parser(sub)
     return parser
 
 
@@ -78,40 +80,11 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
     return DownstreamSettings(**values)
 
 
-def _location_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
-    """``--run-dir`` and ``--storage-option``: where a run lives (every command)."""
-    parser.add_argument("--run-dir", type=_run_dir_arg, required=required,
-                        help="run directory: a path, or a URL such as s3://bucket/run"
-                             + ("" if required else " (default runs/<mosaic>)"))
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
-                             "(repeatable; values are JSON when they parse, else strings; "
-                             "credentials come from the environment, never from here)")
-
-
-def _run_dir_arg(value: str) -> Path | str:
-    """``--run-dir``: a path, or a URL kept as typed (``s3://bucket/run``)."""
-    from pipeline.storage import run_dir_value
-
-    return run_dir_value(value)
-
-
 def _storage_options(args: argparse.Namespace) -> dict:
-    """``--storage-option KEY=VALUE`` pairs as a dict (JSON values where they parse)."""
-    import json
+    """The command's ``--storage-option`` items as a dict."""
+    from pipeline.options import storage_options_from
 
-    options = {}
-    for item in getattr(args, "storage_option", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--storage-option {item!r}: expected KEY=VALUE")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    from pipeline.storage import check_storage_options
-
-    return check_storage_options(options)  # no credentials on command lines
+    return storage_options_from(getattr(args, "storage_option", None))
 
 
 def _log_path(run_dir: Path | str) -> Path:
@@ -160,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.train import main as train_main
 
         return train_main(args)
+    if args.command == "view":  # takes the run directory's lock itself, while it builds the map
+        from pipeline.view import main as view_main
+
+        return view_main(args)
     from pipeline.quiet import quiet_environment
 
     quiet_environment(getattr(args, "verbose", False))  # before any worker starts

@@ -15,6 +15,8 @@ holds::
     catalog/                   catalog.{parquet,csv,fits,mrt}
     colour.png                 the morphological colour image
     downstream.json            what the downstream graph made, with its settings
+    viewer/                    the map's tile pyramid (pipeline.pyramid): pyramid.json,
+                               tiles/<layer>/<z>/<x>/<y>.png
 
 Stores built aside and swapped in live next to their final name with the suffix
 :data:`STAGING` while they are written.
@@ -121,6 +123,11 @@ class RunLayout:
         return self.root / "colour.png"
 
     @property
+    def viewer(self) -> Location:
+        """The interactive map's tile pyramid (:mod:`pipeline.pyramid`)."""
+        return self.root / "viewer"
+
+    @property
     def downstream_record(self) -> Location:
         """``downstream.json``."""
         return self.root / "downstream.json"
@@ -130,4 +137,4 @@ class RunLayout:
         stores = [self.classification, self.segmentation]
         staged = [self.staging(s) for s in stores] if self.root.is_local else []
         return [self.ledger, self.partials, *stores, *staged, self.fits, self.mosaic, self.catalog, self.colour,
-                self.downstream_record, self.manifest]
+                self.viewer, self.downstream_record, self.manifest]

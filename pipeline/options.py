@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_options", "field_default", "from_args", "setting"]
+__all__ = ["add_location_options", "add_options", "field_default", "from_args", "setting",
+           "storage_options_from"]
 
 
 def setting(default: Any = dataclasses.MISSING, *, help: str | None = None,  # noqa: A002 - argparse's name
@@ -139,3 +140,42 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterabl
 def from_args(args: argparse.Namespace, cls: type, names: Iterable[str] | None = None) -> dict[str, Any]:
     """The keywords of ``cls`` found in ``args`` (options added by :func:`add_options`)."""
     return {f.name: getattr(args, f.name) for f in _option_fields(cls, names) if hasattr(args, f.name)}
+
+
+def add_location_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--run-dir`` and ``--storage-option``: where a run lives (options of every command)."""
+    from pipeline.storage import run_dir_value
+
+    parser.add_argument("--run-dir", type=run_dir_value, required=required,
+                        help="run directory: a path, or a URL such as s3://bucket/run"
+                             + ("" if required else " (default runs/<mosaic>)"))
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
+                             "(repeatable; values are JSON when they parse, else strings; "
+                             "credentials come from the environment, never from here)")
+
+
+def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:
+    """``--storage-option KEY=VALUE`` items as a dict (JSON values where they parse),
+    screened for credentials (:func:`pipeline.storage.check_storage_options`).
+
+    Raises
+    ------
+    InputError
+        An item that is not ``KEY=VALUE``, or a credential.
+    """
+    import json
+
+    from pipeline.errors import InputError
+    from pipeline.storage import check_storage_options
+
+    options: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--storage-option {item!r}: expected KEY=VALUE")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return check_storage_options(options)  # no credentials on command lines

@@ -296,6 +296,9 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
     for line in summary.lines():
         echo(line)
+    from pipeline.view import view_command
+
+    echo(f"map: {view_command(config.run_dir, config.storage_options)}")
     return summary
 
 

@@ -1,0 +1,312 @@
+"""The map's web page: a BokehJS document over the run's tile pyramid and catalog.
+
+Everything the page loads comes from this machine: BokehJS from the installed
+``bokeh`` package (:func:`bokeh_files`), our script and style sheet from
+``pipeline/viewer_static``, the tiles from ``viewer/tiles``. The same page is served
+by ``python -m pipeline view`` and written by ``--export`` (relative URLs only).
+
+The document: one figure in mosaic pixel coordinates (pixel ``i`` spans ``[i, i+1)``)
+with a :class:`~bokeh.models.TileRenderer` per layer (TMS tiles, see
+:mod:`pipeline.pyramid`), a check box and an opacity slider per layer, the catalog
+as markers coloured by dominant class (a tap shows the row; at most
+:data:`MAX_MARKERS` of the brightest in view are drawn), search by id and by RA/Dec,
+a filter by dominant class, the cursor's RA/Dec (:mod:`pipeline.sky_readout`) and a
+scale bar in arcseconds (:class:`~bokeh.models.ScaleBar`).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from morpheus_core import CLASSES
+from pipeline.errors import InputError
+from pipeline.layout import RunLayout
+from pipeline.pyramid import Pyramid
+from pipeline.sky_readout import sky_model
+from pipeline.storage import Location
+from pipeline.tile_images import CLASS_COLOURS, LAYERS
+
+__all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "catalog_columns", "map_catalog", "render_page"]
+
+#: Our script and style sheet.
+STATIC = Path(__file__).with_name("viewer_static")
+#: Markers drawn at once (the brightest in view first).
+MAX_MARKERS = 2000
+#: Layers shown when the page opens, with their opacity.
+_SHOWN = {"bands": 1.0, "segmentation": 0.8}
+#: Marker colours of the dominant classes (the class images' colours; white reads as background).
+_MARKER_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*CLASS_COLOURS[c]) for c in CLASSES}
+
+_FOLLOW = "dst.setv({start: src.start * scale, end: src.end * scale})"
+
+_TEMPLATE = """
+{% block preamble %}<link rel="icon" href="data:,">
+<meta name="viewport" content="width=device-width, initial-scale=1">{% endblock %}
+{% block postamble %}
+<link rel="stylesheet" href="./static/morpheus/viewer.css">
+<script src="./static/morpheus/viewer.js"></script>
+<script>MorpheusViewer.configure({{ viewer_config }});</script>
+{% endblock %}
+"""
+
+
+@dataclass
+class Page:
+    """A rendered map page.
+
+    Attributes
+    ----------
+    html : str
+        ``index.html``.
+    static : dict of str to Path
+        URL path under the site (``static/js/bokeh.min.js``) -> local file to serve or copy.
+    objects : int
+        Catalog rows on the map.
+    """
+
+    html: str
+    static: dict[str, Path]
+    objects: int
+
+
+def bokeh_files(html: str) -> dict[str, Path]:
+    """The BokehJS files a page refers to (``./static/js/...``), found in the ``bokeh`` package."""
+    from bokeh.util.paths import bokehjs_path
+
+    root = Path(bokehjs_path())
+    names = sorted(set(re.findall(r'"\./static/js/([\w.-]+\.js)"', html)))
+    return {f"static/js/{name}": root / "js" / name for name in names}
+
+
+def catalog_columns(names: list[str], bands: list[str]) -> list[tuple[str, str]]:
+    """The catalog columns a marker's row shows, ``(column, label)``, in order.
+
+    Internal catalogs show ``id``; value-added ones their input ``source_id``,
+    ``object_id`` and input position first.
+    """
+    wanted = [("source_id", "input id"), ("id", "id"), ("object_id", "object id"), ("label", "label"),
+              ("ra_input", "RA input (deg)"), ("dec_input", "Dec input (deg)"), ("ra", "RA (deg)"),
+              ("dec", "Dec (deg)"), ("dominant_class", "dominant class"),
+              *((f"p_{c}", f"p {c.replace('_', ' ')}") for c in CLASSES), ("agreement", "agreement"),
+              ("detection_flag", "detection flag"), ("segment_flag", "segment flag"), ("area", "area (pix)"),
+              *((f"flux_{b}", f"flux {b}") for b in bands)]
+    return [(name, label) for name, label in wanted if name in names]
+
+
+def _read_table(location: Location) -> Any:
+    """The catalog as a pandas DataFrame (Parquet, nulls as NaN)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(io.BytesIO(location.read_bytes())).to_pandas()
+    except Exception as exc:  # a damaged file: name it
+        raise InputError(f"{location}: cannot read the catalog ({type(exc).__name__}: {exc})") from exc
+
+
+def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | None) -> dict[str, Any] | None:
+    """The catalog's rows as the map shows them, brightest first (``None``: no catalog).
+
+    Parameters
+    ----------
+    layout : RunLayout
+        The run directory.
+    wcs : astropy.wcs.WCS
+        The mosaic's WCS (positions of value-added rows without a measured centroid).
+    bands : list of str
+        The mosaic's bands.
+    flux_band : str or None
+        Band whose flux orders the rows (the brightest are drawn first when thinning).
+
+    Returns
+    -------
+    dict or None
+        ``data`` (columns for a :class:`~bokeh.models.ColumnDataSource`: the shown
+        columns, ``mx``/``my`` map coordinates, ``name``), ``columns`` (shown, with labels).
+    """
+    path = layout.catalog / "catalog.parquet"
+    if not path.exists():
+        return None
+    table = _read_table(path)
+    shown = catalog_columns(list(table.columns), bands)
+    x = table["x"].to_numpy(np.float64) if "x" in table else np.full(len(table), np.nan)
+    y = table["y"].to_numpy(np.float64) if "y" in table else np.full(len(table), np.nan)
+    if "ra_input" in table:  # value-added rows outside the classified area: their input position
+        missing = ~np.isfinite(x)
+        if missing.any():
+            px, py = wcs.celestial.world_to_pixel_values(table["ra_input"].to_numpy(np.float64)[missing],
+                                                         table["dec_input"].to_numpy(np.float64)[missing])
+            x[missing], y[missing] = px, py
+    keep = np.isfinite(x) & np.isfinite(y)
+    flux_col = f"flux_{flux_band}" if flux_band and f"flux_{flux_band}" in table else None
+    order = np.argsort(-np.nan_to_num(table[flux_col].to_numpy(np.float64), nan=-np.inf), kind="stable") \
+        if flux_col else np.arange(len(table))
+    order = order[keep[order]]
+    table = table.iloc[order].reset_index(drop=True)
+    ident = "source_id" if "source_id" in table else "id"
+    data: dict[str, Any] = {"mx": x[order] + 0.5, "my": y[order] + 0.5, "name": [str(v) for v in table[ident]]}
+    for name, _ in shown:
+        col = table[name]
+        if col.dtype.kind in "biuf":
+            data[name] = col.to_numpy(np.float64)
+        else:
+            data[name] = ["" if v is None else str(v) for v in col]
+    if "dominant_class" not in data:
+        data["dominant_class"] = [""] * len(table)
+    return {"data": data, "columns": shown}
+
+
+def _mosaic_info(layout: RunLayout) -> tuple[WCS, list[str], dict[str, Any]]:
+    mosaic = layout.mosaic.open_group(mode="r")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(fits.Header.fromstring(mosaic.attrs["wcs_header"]))
+    manifest = layout.manifest.read_json() if layout.manifest.exists() else {}
+    return wcs, list(mosaic.attrs["bands"]), manifest
+
+
+def render_page(pyramid: Pyramid, layout: RunLayout) -> Page:
+    """The map page of a run directory.
+
+    Parameters
+    ----------
+    pyramid : Pyramid
+        Its built tile pyramid (:func:`pipeline.pyramid.build_pyramid`).
+    layout : RunLayout
+        The run directory.
+
+    Returns
+    -------
+    Page
+        The HTML and the static files it needs.
+    """
+    from bokeh.embed import file_html
+    from bokeh.resources import Resources
+
+    wcs, bands, manifest = _mosaic_info(layout)
+    grid = pyramid.grid
+    model = sky_model(wcs, grid.shape)
+    record = layout.downstream_record.read_json() if layout.downstream_record.exists() else {}
+    flux_band = (record.get("settings") or {}).get("flux_band") or (bands[0] if bands else None)
+    catalog = map_catalog(layout, wcs, bands, flux_band)
+    mosaic_name = (manifest.get("config") or {}).get("mosaic", "")
+    title = f"Morpheus map: {mosaic_name or layout.root.name}"
+    root = _document(pyramid, catalog, model["pixel_scale"], title=title, run_id=manifest.get("run_id", ""))
+    config = {"tiles": [list(v) for v in (grid.tile_counts(z) for z in range(grid.max_level + 1))],
+              "sky": model, "maxMarkers": MAX_MARKERS, "classes": list(CLASSES),
+              "columns": catalog["columns"] if catalog else []}
+    html = file_html(root, resources=Resources(mode="server", root_url="./"), title=title, template=_TEMPLATE,
+                     template_variables={"viewer_config": json.dumps(config, separators=(",", ":"))})
+    static = bokeh_files(html)
+    static.update({f"static/morpheus/{p.name}": p for p in sorted(STATIC.iterdir()) if p.suffix in (".js", ".css")})
+    return Page(html=html, static=static, objects=len(catalog["data"]["mx"]) if catalog else 0)
+
+
+def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: float, *, title: str,
+              run_id: str) -> Any:
+    """The Bokeh layout: controls on the left, the map on the right."""
+    from bokeh import models as bm
+    from bokeh.events import MouseMove
+    from bokeh.layouts import column, row
+    from bokeh.plotting import figure
+
+    grid = pyramid.grid
+    ny, nx = grid.shape
+    fig = figure(x_range=bm.Range1d(0, nx), y_range=bm.Range1d(0, ny), match_aspect=True, sizing_mode="stretch_both",
+                 tools="pan,wheel_zoom,reset,save", active_scroll="wheel_zoom", output_backend="webgl",
+                 x_axis_label="x (pixel)", y_axis_label="y (pixel)", name="map")
+    fig.grid.visible = False
+    square = bm.CustomJS(args={"fig": fig}, code="MorpheusViewer.square(fig)")
+    fig.js_on_change("inner_width", square)
+    fig.js_on_change("inner_height", square)
+    fig.background_fill_color = "#202020"
+    controls = [bm.Div(text=f"<h3>{title}</h3><p class='mv-run'>run {run_id}</p>", name="title")]
+    controls.append(bm.Div(text="<b>layers</b>"))
+    version = pyramid.fingerprint[:8]
+    for name in pyramid.layers:
+        source = bm.TMSTileSource(url=f"tiles/{name}/{{Z}}/{{X}}/{{Y}}.png?v={version}", tile_size=grid.tile,
+                               min_zoom=0, max_zoom=grid.max_level, initial_resolution=float(2 ** grid.max_level),
+                               x_origin_offset=0, y_origin_offset=0, wrap_around=False, attribution="")
+        renderer = bm.TileRenderer(tile_source=source, alpha=_SHOWN.get(name, 1.0), visible=name in _SHOWN,
+                                smoothing=False, name=f"layer-{name}")
+        fig.renderers.append(renderer)
+        toggle = bm.Checkbox(label=LAYERS[name], active=name in _SHOWN, name=f"toggle-{name}", width=210)
+        toggle.js_link("active", renderer, "visible")
+        opacity = bm.Slider(start=0, end=1, step=0.05, value=_SHOWN.get(name, 1.0), title=None, show_value=False,
+                         width=80, name=f"opacity-{name}")
+        opacity.js_link("value", renderer, "alpha")
+        controls.append(row(toggle, opacity))
+    fig.add_tools(bm.BoxZoomTool(match_aspect=True))
+    style = [bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")]  # widgets live in shadow DOMs
+    readout = bm.Div(text="move the cursor over the map", name="readout", css_classes=["mv-readout"],
+                     stylesheets=style)
+    fig.js_on_event(MouseMove, bm.CustomJS(args={"div": readout},
+                                        code="MorpheusViewer.readout(cb_obj.x, cb_obj.y, div)"))
+    # The scale bar measures a range in arcseconds that follows the map's x range.
+    arcsec = bm.Range1d(0, nx * pixel_scale, name="arcsec-range")
+    fig.x_range.js_on_change("start", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale},
+                                                  code=_FOLLOW))
+    fig.x_range.js_on_change("end", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale},
+                                                code=_FOLLOW))
+    basis = {"mas": (0.001, "mas", "milliarcsecond"), "\u2033": (1.0, "\u2033", "arcsecond"),
+             "\u2032": (60.0, "\u2032", "arcminute"), "\u00b0": (3600.0, "\u00b0", "degree")}
+    fig.add_layout(bm.ScaleBar(range=arcsec, unit="\u2033", location="bottom_left", bar_length=0.2,
+                               dimensional=bm.Angular(basis=basis, ticks=[1, 2, 5, 10, 20, 30, 50, 100, 200, 500]),
+                               background_fill_alpha=0.6, label_text_color="white", bar_line_color="white",
+                               background_fill_color="black", name="scalebar"))
+    controls.append(readout)
+    if catalog is not None:
+        controls += _catalog_controls(fig, catalog)
+    return row(column(*controls, width=330, sizing_mode="stretch_height", css_classes=["mv-controls"]), fig,
+               sizing_mode="stretch_both")
+
+
+def _catalog_controls(fig: Any, catalog: dict[str, Any]) -> list:
+    """Markers, their row on a tap, search and the class filter."""
+    from bokeh import models as bm
+    from bokeh.transform import factor_cmap
+
+    data = catalog["data"]
+    source = bm.ColumnDataSource(data, name="catalog")
+    first = list(range(min(MAX_MARKERS, len(data["mx"]))))
+    view = bm.CDSView(filter=bm.IndexFilter(first, name="thin"))
+    markers = fig.scatter("mx", "my", source=source, view=view, size=12, marker="circle", fill_alpha=0,
+                          line_width=1.5, name="markers",
+                          line_color=factor_cmap("dominant_class", list(_MARKER_COLOURS.values()),
+                                                 list(_MARKER_COLOURS)),
+                          selection_line_color="#ff00ff", selection_line_width=3, nonselection_line_alpha=0.9)
+    target = bm.ColumnDataSource({"mx": [], "my": []}, name="target")
+    fig.scatter("mx", "my", source=target, marker="circle_cross", size=22, fill_alpha=0, line_color="#ff00ff",
+                line_width=2)
+    fig.add_tools(bm.HoverTool(renderers=[markers], tooltips=[("id", "@name"), ("class", "@dominant_class")]),
+                  bm.TapTool(renderers=[markers]))
+    info = bm.Div(text="click a marker to see its catalog row", name="row", css_classes=["mv-row"],
+                  stylesheets=[bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")])
+    classes = bm.CheckboxGroup(labels=[c.replace("_", " ") for c in CLASSES[:-1]], active=list(range(len(CLASSES) - 1)),
+                            name="class-filter", inline=True)
+    args = {"source": source, "filter": view.filter, "classes": classes, "fig": fig}
+    thin = bm.CustomJS(args=args, code="MorpheusViewer.thin(source, filter, classes, fig)")
+    classes.js_on_change("active", thin)
+    for rng in (fig.x_range, fig.y_range):
+        rng.js_on_change("start", thin)
+        rng.js_on_change("end", thin)
+    source.selected.js_on_change("indices", bm.CustomJS(args={"source": source, "div": info},
+                                                     code="MorpheusViewer.showRow(source, div)"))
+    show = bm.Checkbox(label=f"catalog ({len(data['mx'])} objects)", active=True, name="toggle-catalog")
+    show.js_link("active", markers, "visible")
+    find_id = bm.TextInput(title="find id", placeholder="e.g. 12", name="find-id")
+    find_id.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
+                                           code="MorpheusViewer.findId(cb_obj.value, source, target, fig, div)"))
+    find_sky = bm.TextInput(title="find RA Dec (deg or h:m:s d:m:s)", placeholder="53.1234 -27.8123", name="find-sky")
+    find_sky.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
+                                            code="MorpheusViewer.findSky(cb_obj.value, source, target, fig, div)"))
+    return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), classes, find_id, find_sky, info]

@@ -1,0 +1,375 @@
+"""``python -m pipeline view`` (issue #16): the map in a real headless browser, the exported
+static site, the command line.
+
+The browser test drives Chromium from the distribution's packages (``/usr/bin/chromium``
+and ``/usr/bin/chromedriver``, ``apt-get install chromium chromium-driver``) through
+Selenium. ``.ci/run`` installs them; elsewhere a missing browser skips the test with the
+reason (``pytest -ra`` prints it), except under ``CI`` where it fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from pipeline.pyramid import build_pyramid
+from pipeline.storage import Location
+from pipeline.view import MapServer, add_parser, export_site, main, prepare, view_command
+from pipeline.view_page import render_page
+from tests.pipeline.test_s3 import BUCKET, endpoint  # noqa: F401 - the moto S3 server fixture
+from tests.pipeline.view_runs import classified_run, scene_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+#: The issue's promise for the cursor's RA/Dec.
+SKY_TOLERANCE_ARCSEC = 0.01
+WINDOW = (1400, 900)
+
+
+@pytest.fixture(scope="session")
+def scene_dir(tmp_path_factory) -> Path:
+    """A finished run of a constructed 300 x 420 scene (two zoom levels, dozens of objects)."""
+    return scene_run(tmp_path_factory.mktemp("view-scene") / "run")
+
+
+@pytest.fixture(scope="session")
+def classified_dir(tmp_path_factory) -> Path:
+    """A finished run made by ``pipeline.run.run`` with the stand-in network."""
+    return classified_run(tmp_path_factory.mktemp("view-run"))
+
+
+def _wcs(run_dir: Path) -> WCS:
+    import zarr
+
+    header = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r").attrs["wcs_header"]
+    return WCS(fits.Header.fromstring(header))
+
+
+def _browser():
+    """A headless Chromium (Selenium), or a skip naming what is missing."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("the selenium package (pip install -e '.[test]')")
+    if missing:
+        reason = (f"headless browser test needs {', '.join(missing)}: apt-get install chromium chromium-driver "
+                  "(.ci/run installs them)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='morpheus-chromium-')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    time.sleep(1.0)  # Chromium's own start-up page (offline: a failed DNS lookup) is not ours:
+    driver.get_log("performance")  # drop its log before the map loads
+    driver.get_log("browser")
+    return driver
+
+
+def _network(driver) -> tuple[list[str], list[tuple[str, int]], list[str]]:
+    """Requested URLs, responses ``(url, status)`` and failed loads of the page's requests,
+    from Chrome's performance log (and since the last call)."""
+    requested, responses, failed, urls = [], [], [], {}
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        params = message.get("params", {})
+        if message["method"] == "Network.requestWillBeSent":
+            requested.append(params["request"]["url"])
+            urls[params.get("requestId")] = params["request"]["url"]
+        elif message["method"] == "Network.responseReceived":
+            responses.append((params["response"]["url"], int(params["response"]["status"])))
+        elif message["method"] == "Network.loadingFailed" and params.get("requestId") in urls:
+            failed.append(f"{urls[params['requestId']]}: {params.get('errorText')}")
+    return requested, responses, failed
+
+
+_JS_MODEL = "return Bokeh.documents[0].get_model_by_name(arguments[0])"
+
+
+def _loaded_tiles(driver, layer: str) -> int:
+    return driver.execute_script(
+        "const r = Bokeh.documents[0].get_model_by_name('layer-' + arguments[0]);"
+        "return Array.from(r.tile_source.tiles.values()).filter((t) => t.loaded).length;", layer)
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _move(driver, x: float, y: float, click: bool = False) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.actions.action_builder import ActionBuilder
+
+    actions = ActionBuilder(driver)
+    actions.pointer_action.move_to_location(int(round(x)), int(round(y)))
+    if click:
+        actions.pointer_action.click()
+    actions.perform()
+    ActionChains(driver).pause(0.2).perform()
+
+
+_READOUT = re.compile(r"pixel x = (-?[\d.]+), y = (-?[\d.]+).*RA = ([\d.]+)\u00b0, Dec = (-?[\d.]+)\u00b0", re.S)
+
+
+def _readout(driver) -> tuple[float, float, float, float]:
+    """The readout's pixel x, y and RA, Dec as the page shows them."""
+    text = driver.execute_script("return Bokeh.documents[0].get_model_by_name('readout').text")
+    match = _READOUT.search(text)
+    assert match, text
+    return tuple(float(v) for v in match.groups())
+
+
+def _screen_to_pixel(driver) -> tuple[np.ndarray, np.ndarray]:
+    """The linear map from viewport to astropy pixel coordinates, from the readout at two points."""
+    a, b = np.array([800.0, 300.0]), np.array([1100.0, 600.0])
+    _move(driver, *a)
+    pa = np.array(_readout(driver)[:2])
+    _move(driver, *b)
+    pb = np.array(_readout(driver)[:2])
+    scale = (pb - pa) / (b - a)  # data pixels per screen pixel, per axis (y flips)
+    assert scale[0] > 0 and scale[1] < 0 and np.isclose(scale[0], -scale[1], rtol=0.02)
+    return pa - scale * a, scale
+
+
+def _deep_text(driver, css: str) -> str:
+    """Text of the first element matching ``css`` anywhere, shadow DOMs included (Bokeh's widgets)."""
+    return driver.execute_script("""
+        const find = (root) => {
+          const hit = root.querySelector(arguments[0]);
+          if (hit) return hit;
+          for (const el of root.querySelectorAll('*')) {
+            if (el.shadowRoot) { const h = find(el.shadowRoot); if (h) return h; }
+          }
+          return null;
+        };
+        const el = find(document);
+        return el ? el.textContent : '';""", css)
+
+
+def _static_server(site: Path) -> http.server.ThreadingHTTPServer:
+    """A plain static web server (what any static host does) for an exported site."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_map_in_a_headless_browser(scene_dir, tmp_path):
+    driver = _browser()
+    pyramid, page = prepare(Location(scene_dir), echo=lambda *_: None)
+    server = MapServer(pyramid, page, port=0).start()
+    catalog = Table.read(scene_dir / "catalog" / "catalog.parquet")
+    wcs = _wcs(scene_dir)
+    try:
+        t0 = time.monotonic()
+        driver.get(server.url)
+        _wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 60, "the page")
+        _wait(lambda: _loaded_tiles(driver, "bands") >= 1, 60, "a tile of the colour composite")
+        first_tile = time.monotonic() - t0
+        _wait(lambda: _loaded_tiles(driver, "segmentation") >= 1, 30, "a tile of the segmentation")
+        time.sleep(1.0)  # prefetching
+
+        # The cursor's RA/Dec at a known pixel, against astropy.
+        offset, scale = _screen_to_pixel(driver)
+        known = np.array([123.0, 201.0])
+        _move(driver, *((known - offset) / scale))
+        px, py, ra, dec = _readout(driver)
+        assert abs(px - known[0]) <= abs(scale[0]) and abs(py - known[1]) <= abs(scale[1])
+        truth = wcs.celestial.pixel_to_world(px, py)
+        assert truth.separation(SkyCoord(ra, dec, unit="deg")).arcsec < SKY_TOLERANCE_ARCSEC
+
+        # ... and anywhere in the field: corners, edges and a grid, through the page's own function.
+        ny, nx = pyramid.grid.shape
+        gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, 21), np.linspace(-0.5, ny - 0.5, 17))
+        points = np.stack([gx.ravel(), gy.ravel()], axis=1)
+        sky = np.array(driver.execute_script(
+            "return arguments[0].map((p) => MorpheusViewer.pixelToSky(p[0], p[1]))", points.tolist()))
+        truth = wcs.celestial.pixel_to_world(points[:, 0], points[:, 1])
+        assert truth.separation(SkyCoord(sky[:, 0], sky[:, 1], unit="deg")).arcsec.max() < SKY_TOLERANCE_ARCSEC
+        back = np.array(driver.execute_script(
+            "return arguments[0].map((p) => MorpheusViewer.skyToPixel(p[0], p[1]))", sky.tolist()))
+        np.testing.assert_allclose(back, points, atol=1e-4)  # RA/Dec search lands on the pixel
+
+        # Click the brightest object (drawn first): its id and dominant class appear.
+        data = driver.execute_script("const s = Bokeh.documents[0].get_model_by_name('catalog').data;"
+                                     "return [s.mx[0], s.my[0], s.name[0], s.dominant_class[0]]")
+        mx, my, name, dominant = data
+        row = catalog[catalog["id"] == int(name)][0]
+        assert dominant == row["dominant_class"]
+        _move(driver, *((np.array([mx, my]) - 0.5 - offset) / scale), click=True)
+        _wait(lambda: driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('catalog').selected.indices.length > 0"), 10, "a selection")
+        shown = driver.execute_script("return Bokeh.documents[0].get_model_by_name('row').text")
+        assert f'data-column="id">{row["id"]}<' in shown and f'data-column="dominant_class">{dominant}<' in shown
+        text = _wait(lambda: _deep_text(driver, ".mv-table"), 10, "the row on the page")
+        assert str(row["id"]) in text and dominant in text
+        driver.save_screenshot(str(tmp_path / "map.png"))
+        print(f"screenshot: {tmp_path / 'map.png'}; first tile after {first_tile:.2f} s")
+
+        # Search by id and by RA/Dec select the object; the class filter hides the others.
+        other = catalog[-1]
+        driver.execute_script("Bokeh.documents[0].get_model_by_name('find-id').value = arguments[0]",
+                              str(other["id"]))
+        _wait(lambda: f'data-column="id">{other["id"]}<' in driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the searched object's row")
+        driver.execute_script("Bokeh.documents[0].get_model_by_name('find-sky').value = arguments[0]",
+                              f"{row['ra']:.7f} {row['dec']:.7f}")
+        _wait(lambda: f'data-column="id">{row["id"]}<' in driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the object at the searched RA/Dec")
+        driver.execute_script("Bokeh.documents[0].get_model_by_name('class-filter').active = [0]")  # spheroids
+        time.sleep(0.5)
+        shown_classes = driver.execute_script(
+            "const d = Bokeh.documents[0]; const s = d.get_model_by_name('catalog');"
+            "const keep = d.get_model_by_name('thin').indices; const sel = s.selected.indices;"
+            "return Array.from(keep).filter((i) => !sel.includes(i)).map((i) => s.data.dominant_class[i])")
+        assert shown_classes and set(shown_classes) == {"spheroid"}
+
+        requested, responses, failed = _network(driver)
+        assert not failed, failed
+        assert all(status == 200 for _, status in responses), [r for r in responses if r[1] != 200]
+        assert all(url.startswith(server.url) or url.startswith("data:") for url in requested), requested
+        assert any("/tiles/bands/" in url for url in requested)
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not severe, severe
+
+        # The exported folder on a plain static web server: same page, no failed request.
+        site = tmp_path / "site"
+        export_site(pyramid, page, site)
+        static = _static_server(site)
+        try:
+            url = f"http://127.0.0.1:{static.server_address[1]}/"
+            driver.get(url)
+            _wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 60, "the site")
+            _wait(lambda: _loaded_tiles(driver, "bands") >= 1, 60, "a tile of the exported site")
+            time.sleep(1.0)
+            requested, responses, failed = _network(driver)
+            bad = [r for r in responses if r[1] not in (200, 304)]  # 304: not modified, from the cache
+            assert not failed and not bad, (failed, bad)
+            assert all(u.startswith(url) or u.startswith("data:") for u in requested), requested
+        finally:
+            static.shutdown()
+            static.server_close()
+    finally:
+        driver.quit()
+        server.stop()
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["view", *argv])
+
+
+@pytest.mark.slow
+def test_export_of_a_classified_run(classified_dir, tmp_path, capsys):
+    site = tmp_path / "site"
+    assert main(_args("--run-dir", str(classified_dir), "--export", str(site))) == 0
+    out = capsys.readouterr().out
+    assert str(site) in out
+    html = (site / "index.html").read_text()
+    assert not re.search(r"(src|href)=\"(https?:)?//", html)  # nothing from the internet
+    for url in re.findall(r"(?:src|href)=\"\./([^\"]+)\"", html):
+        assert (site / url).is_file(), url
+    record = json.loads((classified_dir / "viewer" / "pyramid.json").read_text())
+    assert record["complete"] and (site / "tiles" / "bands" / "0" / "0" / "0.png").is_file()
+    n = len(Table.read(classified_dir / "catalog" / "catalog.parquet"))
+    assert f"({n} catalog objects)" in out
+
+
+def test_pages_list_every_catalog_row_and_the_sky_model(scene_dir):
+    pyramid = build_pyramid(scene_dir, echo=lambda *_: None)
+    from pipeline.layout import RunLayout
+
+    page = render_page(pyramid, RunLayout(Location(scene_dir)))
+    assert page.objects == len(Table.read(scene_dir / "catalog" / "catalog.parquet"))
+    assert set(page.static) >= {"static/js/bokeh.min.js", "static/morpheus/viewer.js"}
+    assert all(path.is_file() for path in page.static.values())
+
+
+def test_value_added_catalogs_show_their_input_ids(scene_dir, tmp_path):
+    from pipeline.downstream import DownstreamSettings, run_downstream
+    from pipeline.layout import RunLayout
+    from pipeline.view_page import map_catalog
+
+    copy = tmp_path / "run"
+    shutil.copytree(scene_dir, copy, ignore=shutil.ignore_patterns("viewer"))
+    internal = Table.read(scene_dir / "catalog" / "catalog.parquet")
+    markers = Table({"id": [f"src-{i}" for i in range(5)], "ra": internal["ra"][:5], "dec": internal["dec"][:5]})
+    markers.write(tmp_path / "markers.csv")
+    run_downstream(copy, DownstreamSettings(markers=str(tmp_path / "markers.csv")), echo=lambda *_: None)
+    shown = map_catalog(RunLayout(Location(copy)), _wcs(copy), ["H", "J", "V", "Z"], "H")
+    assert sorted(shown["data"]["name"]) == [f"src-{i}" for i in range(5)]
+    assert [c for c, _ in shown["columns"]][:3] == ["source_id", "object_id", "ra_input"]
+
+
+def test_bad_run_directory_exits_2_naming_it(tmp_path, capsys):
+    assert main(_args("--run-dir", str(tmp_path / "nothing"))) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nothing") in err and "manifest.json" in err
+
+
+def test_view_command_and_help():
+    assert view_command("runs/demo") == "python -m pipeline view --run-dir runs/demo"
+    assert view_command("s3://b/run", {"endpoint_url": "http://h:9000"}) == \
+        "python -m pipeline view --run-dir s3://b/run --storage-option endpoint_url=http://h:9000"
+    args = _args("--run-dir", "s3://bucket/run", "--port", "0")
+    assert args.run_dir == "s3://bucket/run" and args.host == "127.0.0.1" and args.export is None
+
+
+@pytest.mark.slow
+def test_run_directory_in_an_object_store(scene_dir, request, tmp_path, capsys):
+    """A run in S3 (a local moto server): the pyramid is built into the bucket, served from it and exported."""
+    import urllib.request
+
+    s3_url = request.getfixturevalue("endpoint")  # the moto server of tests/pipeline/test_s3.py
+    url = f"s3://{BUCKET}/view-run"
+    store = Location(url, {"endpoint_url": s3_url})
+    store.fs.put(str(scene_dir) + "/", store._key, recursive=True)
+    (store / "viewer").remove(recursive=True)
+    site = tmp_path / "site"
+    args = _args("--run-dir", url, "--storage-option", f"endpoint_url={s3_url}", "--export", str(site))
+    assert main(args) == 0, capsys.readouterr().err
+    assert (store / "viewer" / "pyramid.json").read_json()["complete"]
+    assert (site / "tiles" / "bands" / "0" / "0" / "0.png").is_file() and (site / "index.html").is_file()
+    pyramid, page = prepare(store, echo=lambda *_: None)
+    assert pyramid.reused
+    server = MapServer(pyramid, page, port=0).start()
+    try:
+        with urllib.request.urlopen(server.url + "tiles/bands/1/0/0.png") as response:
+            assert response.status == 200 and response.read() == (site / "tiles/bands/1/0/0.png").read_bytes()
+    finally:
+        server.stop()
