@@ -89,7 +89,9 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
     found = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        hduls = [fits.open(f, mode="readonly", lazy_load_hdus=True) for f in files]
+        from pipeline.ingest import open_band
+
+        hduls = [open_band(f) for f in files]  # strips read from the files, not mapped
         try:
             hdus = [h[i] for h, i in zip(hduls, hdu_index)]
             for y0 in range(0, height, _STRIP_ROWS):
