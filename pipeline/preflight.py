@@ -81,8 +81,6 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
         Naming every band without a usable pixel, or saying that no window is
         covered in all bands.
     """
-    from astropy.io import fits
-
     height, width = shape
     usable = np.zeros(len(bands), np.int64)
     run = np.zeros(width, np.int64)  # covered rows ending at the current row, per column
