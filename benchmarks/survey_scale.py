@@ -213,7 +213,10 @@ def run_once(toml: Path, run_dir: Path, *, stride: int, tile: int, workers: int,
     disk = disk_use(run_dir)
     products = sum(v for k, v in disk.items() if k in ("classification.zarr", "fits", "segmentation.zarr",
                                                        "catalog", "colour.png", "downstream.json"))
-    return {"wall": wall, "stages": per_stage, "objects": record["objects"], "disk": disk,
+    log = (run_dir / "pipeline.log").read_text()
+    warnings = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
+    return {"wall": wall, "stages": per_stage, "objects": record["objects"], "disk": disk, "warnings": warnings,
+            "shutdown_kills": sum("still alive" in line for line in log.splitlines() + out.splitlines()),
             "products_bytes": products, "run_dir_bytes": sum(disk.values()),
             "driver_peak_mb": max((s[1] for s in sampler.samples), default=0) / 2**20,
             "worker_peak_mb": max((s[2] for s in sampler.samples), default=0) / 2**20,
@@ -240,6 +243,7 @@ def report(results: dict[int, dict], sources: dict[int, int]) -> str:
         "peak RSS driver (MB)": lambda r: f"{r['driver_peak_mb']:.0f}",
         "peak RSS largest worker (MB)": lambda r: f"{r['worker_peak_mb']:.0f}",
         "objects catalogued": lambda r: f"{r['objects']}",
+        "warnings in pipeline.log (nanny kills at shutdown)": lambda r: f"{len(r['warnings'])} ({r['shutdown_kills']})",
         "run directory (GB)": lambda r: f"{r['run_dir_bytes'] / 1e9:.2f}",
         "products (GB)": lambda r: f"{r['products_bytes'] / 1e9:.2f}",
         "run directory / products": lambda r: f"{r['run_dir_bytes'] / max(r['products_bytes'], 1):.2f}",

@@ -100,6 +100,9 @@ def _setup_logging(run_dir: Path | str) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    # Dask's own logger does not propagate to the root: its warnings (a worker lost, a
+    # nanny killing a worker at shutdown) go to the log file too.
+    logging.getLogger("distributed").addHandler(handler)
 
 
 def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -> None:
