@@ -371,7 +371,8 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         _column(table, f"sigma_{c}", sig[:, k], None,
                 f"uncertainty of p_{c}: flux-weighted mean of the per-pixel standard deviation", gone)
     morph = [classes.index(m) for m in classes if m != "background"]
-    dominant = np.array([classes[morph[i]] for i in np.argmax(p[:, morph], axis=1)], dtype="U12") if n else np.array([], dtype="U12")
+    width_u = f"U{max(12, *(len(c) for c in classes))}"  # U12 for the released classes
+    dominant = np.array([classes[morph[i]] for i in np.argmax(p[:, morph], axis=1)], dtype=width_u) if n else np.array([], dtype=width_u)
     _column(table, "dominant_class", dominant, None, "morphological class with the largest p (background excluded)", gone)
     _column(table, "agreement", agreement(p, axis=1) if n else np.array([]), None,
             "agreement of the class fractions, 1 - H(p)/log(5) (paper Eq. 17)", gone)

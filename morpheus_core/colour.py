@@ -31,8 +31,9 @@ def colour_image(mean: np.ndarray, classified: np.ndarray | None = None, *,
     Parameters
     ----------
     mean : numpy.ndarray
-        ``(C, H, W)`` normalised class means; must hold the four morphological classes
-        of :data:`HUES` and ``background``.
+        ``(C, H, W)`` normalised class means with a ``background`` class; the four
+        morphological classes of :data:`HUES` take their hues, the classes of another
+        model (its card's) hues spread evenly around the wheel.
     classified : numpy.ndarray, optional
         ``(H, W)`` bool classified area; other pixels are black.
     classes : tuple of str
@@ -44,12 +45,17 @@ def colour_image(mean: np.ndarray, classified: np.ndarray | None = None, *,
         ``(H, W, 3)`` uint8 RGB.
     """
     mean = np.asarray(mean, dtype=np.float64)
-    morph = [classes.index(name) for name in HUES]
-    q = mean[morph]
+    classes = tuple(classes)
+    others = [c for c in classes if c != "background"]
+    if sorted(others) == sorted(HUES):
+        names, wheel = list(HUES), list(HUES.values())
+    else:
+        names, wheel = others, [HUES.get(c, i / len(others)) for i, c in enumerate(others)]
+    q = mean[[classes.index(name) for name in names]]
     order = np.argsort(-q, axis=0, kind="stable")
     top = np.take_along_axis(q, order[:2], axis=0)
-    hues = np.asarray(list(HUES.values()))[order[0]]
-    saturation = np.clip(top[0] - top[1], 0.0, 1.0)
+    hues = np.asarray(wheel)[order[0]]
+    saturation = np.clip(top[0] - (top[1] if len(top) > 1 else 0.0), 0.0, 1.0)
     value = np.clip(1.0 - mean[classes.index("background")], 0.0, 1.0)
     if classified is not None:
         value = np.where(np.asarray(classified, dtype=bool), value, 0.0)

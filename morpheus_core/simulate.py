@@ -1,5 +1,10 @@
 """Synthetic HST-like four-band skies with truth tables (our ``photutils.datasets``).
 
+Other instruments: ``render_sky(bands=...)`` renders any set of :class:`Passband`
+(name, pivot wavelength, PSF FWHM, zero point, depth), e.g. :data:`NIRCAM_BANDS`
+(a JWST NIRCam-like set at 0.03"/px); colours are then interpolated in log
+wavelength between the HST bands' colour ranges (:func:`colour_range`).
+
 Follows the simulated tests of the Morpheus paper (Sections 7.2-7.3): Sersic
 galaxies and point sources on the HLF GOODS-S grid (0.06"/px, electrons/s, HLF AB
 zero points), PSF-convolved, with Gaussian sky noise. Simplifications: Gaussian
@@ -23,9 +28,10 @@ from scipy.special import erf
 
 from . import BANDS
 
-__all__ = ["BANDS", "DEFAULT_NOISE_SIGMA", "DEPTH_5SIGMA_AB", "MORPH_CLASSES", "PSF_FWHM_ARCSEC",
-           "SNR_APERTURE_RADIUS_ARCSEC", "ZERO_POINTS_AB", "SyntheticSky", "gaussian_psf",
-           "make_wcs", "point_source_image", "render_sky", "sersic_image"]
+__all__ = ["BANDS", "DEFAULT_NOISE_SIGMA", "DEPTH_5SIGMA_AB", "HST_BANDS", "MORPH_CLASSES", "NIRCAM_BANDS",
+           "PSF_FWHM_ARCSEC", "SNR_APERTURE_RADIUS_ARCSEC", "ZERO_POINTS_AB", "Passband", "SyntheticSky",
+           "colour_range", "gaussian_psf", "make_wcs", "point_source_image", "reference_band", "render_sky",
+           "sersic_image"]
 
 #: Approximate PSF FWHM of the 60 mas drizzled HLF mosaics (WFC3/IR is broadened
 #: by drizzling from 0.13" native pixels; ACS is near its diffraction limit).
@@ -56,11 +62,96 @@ _COLOURS = {"spheroid": {"J": (0.3, 0.6), "V": (1.6, 2.4), "Z": (0.8, 1.3)},
 _COUNT_SLOPE = 0.3  # d log10 N / dm of the galaxy number counts
 
 
-def _depth_sigma(pixel_scale: float) -> np.ndarray:
-    """Per-pixel white-noise sigma (e-/s) giving ``DEPTH_5SIGMA_AB`` in the SNR aperture."""
+@dataclass(frozen=True)
+class Passband:
+    """One simulated band.
+
+    Attributes
+    ----------
+    name : str
+        Band name (image order follows the tuple of bands given to :func:`render_sky`).
+    wavelength_um : float
+        Pivot wavelength (micrometres): colours are interpolated in it.
+    psf_fwhm_arcsec : float
+        FWHM of the band's Gaussian PSF.
+    zero_point_ab : float
+        AB magnitude of 1 electron/s.
+    depth_5sigma_ab : float
+        5-sigma point-source depth in a 0.25"-radius aperture (sets the default noise).
+    """
+
+    name: str
+    wavelength_um: float
+    psf_fwhm_arcsec: float
+    zero_point_ab: float
+    depth_5sigma_ab: float
+
+
+#: The HST bands of the default scene (pivot wavelengths of WFC3/IR and ACS/WFC).
+HST_BANDS: tuple[Passband, ...] = tuple(
+    Passband(b, wl, PSF_FWHM_ARCSEC[b], ZERO_POINTS_AB[b], DEPTH_5SIGMA_AB[b])
+    for b, wl in zip(BANDS, (1.5369, 1.2486, 0.5921, 0.9033)))
+#: A JWST NIRCam-like set (six wide filters, meant for 0.03"/px mosaics): pivot
+#: wavelengths; PSF FWHM of NIRCam's (0.03"-0.14"); zero points of order those of
+#: NIRCam count-rate images; depths like a deep extragalactic survey (~29 AB).
+#: Approximate by design: a test bed for other band sets, not an instrument model.
+NIRCAM_BANDS: tuple[Passband, ...] = (
+    Passband("F090W", 0.9022, 0.033, 27.45, 28.9),
+    Passband("F115W", 1.1543, 0.040, 27.60, 29.0),
+    Passband("F150W", 1.5007, 0.050, 27.80, 29.1),
+    Passband("F200W", 1.9886, 0.066, 27.90, 29.2),
+    Passband("F277W", 2.7617, 0.092, 27.80, 29.3),
+    Passband("F444W", 4.4043, 0.145, 27.40, 28.9),
+)
+#: Log-wavelength slope (mag per unit ln lambda, as mag_band - mag_ref) of each
+#: colour range beyond the reddest HST band (H): old populations stay red, star
+#: formation flattens out.
+_RED_SLOPE = {"spheroid": (-0.8, -0.4), "disk": (-0.5, -0.2), "irregular": (-0.3, 0.0), "clump": (0.0, 0.4),
+              "point_source": (-0.6, 0.6)}
+_HST_WAVELENGTH = {b.name: b.wavelength_um for b in HST_BANDS}
+
+
+def colour_range(cls: str, wavelength_um: float, reference_um: float = _HST_WAVELENGTH["H"]) -> tuple[float, float]:
+    """Range of ``mag_band - mag_reference`` for a source class at a wavelength.
+
+    Piecewise linear in ``ln(lambda)`` through the HST bands' ranges (H: 0, J, Z, V:
+    the ranges of the default scene), extended beyond H with a per-class slope; the
+    result is then taken relative to ``reference_um`` (the band whose magnitude is
+    drawn), so the reference band has colour 0.
+
+    Parameters
+    ----------
+    cls : str
+        ``spheroid``, ``disk``, ``irregular``, ``point_source`` or ``clump``.
+    wavelength_um, reference_um : float
+        The band's and the reference band's wavelengths (micrometres).
+
+    Returns
+    -------
+    (float, float)
+        Lower and upper colour (AB magnitudes).
+    """
+    def absolute(wl: float) -> np.ndarray:
+        anchors = sorted([("H", _HST_WAVELENGTH["H"], (0.0, 0.0))] + [
+            (b, _HST_WAVELENGTH[b], _COLOURS[cls][b]) for b in ("J", "V", "Z")], key=lambda a: a[1])
+        x = np.log([a[1] for a in anchors])
+        lo = np.array([a[2][0] for a in anchors])
+        hi = np.array([a[2][1] for a in anchors])
+        t = math.log(wl)
+        if t > x[-1]:
+            dl = t - x[-1]
+            return np.array([lo[-1] + _RED_SLOPE[cls][0] * dl, hi[-1] + _RED_SLOPE[cls][1] * dl])
+        return np.array([np.interp(t, x, lo), np.interp(t, x, hi)])
+
+    c = absolute(wavelength_um) - absolute(reference_um).mean()
+    return float(min(c)), float(max(c))
+
+
+def _depth_sigma(pixel_scale: float, bands: Sequence[Passband] = HST_BANDS) -> np.ndarray:
+    """Per-pixel white-noise sigma (e-/s) giving each band's depth in the SNR aperture."""
     npix = math.pi * (SNR_APERTURE_RADIUS_ARCSEC / pixel_scale) ** 2
-    return np.array([10 ** (-0.4 * (DEPTH_5SIGMA_AB[b] - ZERO_POINTS_AB[b])) / (5 * math.sqrt(npix))
-                     for b in BANDS])
+    return np.array([10 ** (-0.4 * (b.depth_5sigma_ab - b.zero_point_ab)) / (5 * math.sqrt(npix))
+                     for b in bands])
 
 
 #: Default per-band sky sigma per 0.06" pixel, electrons/s.
@@ -262,13 +353,14 @@ def point_source_image(shape: Sequence[int], *, x: float, y: float, flux: float,
     return out
 
 
-def _noise_array(noise_sigma, pixel_scale: float) -> np.ndarray:
+def _noise_array(noise_sigma, pixel_scale: float, bands: Sequence[Passband] = HST_BANDS) -> np.ndarray:
+    names = [b.name for b in bands]
     if noise_sigma is None:
-        sig = _depth_sigma(pixel_scale)
+        sig = _depth_sigma(pixel_scale, bands)
     elif isinstance(noise_sigma, Mapping):
-        sig = np.array([noise_sigma[b] for b in BANDS], dtype=float)
+        sig = np.array([noise_sigma[b] for b in names], dtype=float)
     else:
-        sig = np.broadcast_to(np.asarray(noise_sigma, dtype=float), (len(BANDS),)).copy()
+        sig = np.broadcast_to(np.asarray(noise_sigma, dtype=float), (len(names),)).copy()
     if not np.all(np.isfinite(sig) & (sig >= 0)):
         raise ValueError(f"noise_sigma must be finite and >= 0 per band, got {sig.tolist()}")
     return sig
@@ -291,23 +383,38 @@ def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float
     return pos
 
 
-def _flux(mag: float, band: str) -> float:
-    return 10 ** (-0.4 * (mag - ZERO_POINTS_AB[band]))
+def _flux(mag: float, band: str, zero_points: Mapping[str, float] = ZERO_POINTS_AB) -> float:
+    return 10 ** (-0.4 * (mag - zero_points[band]))
+
+
+def _colours(rng: np.random.Generator, cls: str, bands: Sequence[Passband], reference: Passband) -> dict[str, float]:
+    """Draw ``mag_band - mag_reference`` for every band but the reference, in band order.
+
+    The default HST scene (reference H) draws from the table of its bands directly.
+    """
+    if reference.name == "H" and all(b.name in _COLOURS[cls] or b.name == "H" for b in bands):
+        return {b.name: rng.uniform(*_COLOURS[cls][b.name]) for b in bands if b.name != "H"}
+    return {b.name: rng.uniform(*colour_range(cls, b.wavelength_um, reference.wavelength_um))
+            for b in bands if b is not reference}
 
 
 def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h: float,
-                   fwhm_px: dict[str, float], kernels: list[np.ndarray]):
+                   fwhm_px: dict[str, float], kernels: list[np.ndarray],
+                   bands: Sequence[Passband] = HST_BANDS, reference: Passband = HST_BANDS[0]):
     """Draw one source's parameters and render its PSF-convolved per-band stamps.
 
+    ``mag_h`` is the magnitude in the ``reference`` band (H for the default scene).
     Returns ``(stamps, iy0, ix0, (n, r_eff, q, pa), band_fluxes)``.
     """
-    colours = {b: rng.uniform(*_COLOURS[cls][b]) for b in BANDS[1:]}
-    comp = {b: _flux(mag_h + colours.get(b, 0.0), b) for b in BANDS}
+    names = [b.name for b in bands]
+    zps = {b.name: b.zero_point_ab for b in bands}
+    colours = _colours(rng, cls, bands, reference)
+    comp = {b: _flux(mag_h + colours.get(b, 0.0), b, zps) for b in names}
     if cls == "point_source":
         half = math.ceil(4 * max(fwhm_px.values())) + 1
         ix0, iy0 = int(round(x)) - half, int(round(y)) - half
         stamps = [comp[b] * _gauss_on_grid(2 * half + 1, x - ix0, y - iy0, fwhm_px[b])
-                  for b in BANDS]
+                  for b in names]
         return stamps, iy0, ix0, (np.nan, 0.0, 1.0, 0.0), comp
     shp = _SHAPES[cls]
     r_eff = shp["r0"] * 10 ** (-0.1 * (mag_h - 23.0)) * rng.lognormal(0.0, 0.3)
@@ -316,7 +423,7 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
     pad = max(k.shape[0] for k in kernels) // 2  # room for the PSF: no flux lost at the edge
     unit, iy0, ix0 = _sersic_stamp(x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2],
                                    pa_deg=params[3], oversample=10, truncate=8.0, pad=pad)
-    raws, totals = [comp[b] * unit for b in BANDS], comp
+    raws, totals = [comp[b] * unit for b in names], comp
     if cls == "irregular":  # low-n disc plus 2-5 compact, blue, off-centre clumps
         frac, n_cl = rng.uniform(0.15, 0.35), int(rng.integers(2, 6))
         rad, ang = rng.uniform(0.3, 1.5, n_cl) * r_eff, rng.uniform(0.0, 2 * math.pi, n_cl)
@@ -324,10 +431,10 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
         clumps = sum(wj * _gauss_on_grid(unit.shape[0], x - ix0 + rj * math.cos(aj),
                                          y - iy0 + rj * math.sin(aj), fj)
                      for wj, rj, aj, fj in zip(w, rad, ang, rng.uniform(1.0, 2.5, n_cl)))
-        cl_col = {b: rng.uniform(*_COLOURS["clump"][b]) for b in BANDS[1:]}
-        f_cl = {b: frac * _flux(mag_h + cl_col.get(b, 0.0), b) for b in BANDS}
-        raws = [(1 - frac) * comp[b] * unit + f_cl[b] * clumps for b in BANDS]
-        totals = {b: (1 - frac) * comp[b] + f_cl[b] for b in BANDS}
+        cl_col = _colours(rng, "clump", bands, reference)
+        f_cl = {b: frac * _flux(mag_h + cl_col.get(b, 0.0), b, zps) for b in names}
+        raws = [(1 - frac) * comp[b] * unit + f_cl[b] * clumps for b in names]
+        totals = {b: (1 - frac) * comp[b] + f_cl[b] for b in names}
     stamps = [fftconvolve(r, kern, mode="same") for r, kern in zip(raws, kernels)]
     return stamps, iy0, ix0, params, totals
 
@@ -343,7 +450,7 @@ def _apply_masks(rng: np.random.Generator, image: np.ndarray, pos: np.ndarray,
             cx, cy = np.round(pos[rng.choice(len(pos), p=flux_h / flux_h.sum())])
         else:
             cx, cy = rng.integers(nx), rng.integers(ny)
-        band, rad = int(rng.integers(len(BANDS))), rng.uniform(1.0, 2.5)
+        band, rad = int(rng.integers(image.shape[0])), rng.uniform(1.0, 2.5)
         hit = (xx - cx) ** 2 + (yy - cy) ** 2 <= rad**2
         image[band][hit] = 0.0
         coverage &= ~hit
@@ -361,8 +468,9 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
                pixel_scale: float = 0.06, mag_range: tuple[float, float] = (20.0, 26.5),
                noise_sigma: float | Sequence[float] | Mapping[str, float] | None = None,
                nan_regions: int = 0, censored_regions: int = 0, min_separation_px: float = 15.0,
-               margin_px: float = 20.0) -> SyntheticSky:
-    """Render a seeded four-band HST-like scene with its truth table.
+               margin_px: float = 20.0, bands: Sequence[Passband] | None = None,
+               reference: str | None = None) -> SyntheticSky:
+    """Render a seeded four-band HST-like scene (or another band set) with its truth table.
 
     Spheroids (n 3.5-5, red), disks (n 0.8-1.5, bluer), irregulars (low-n disc plus
     2-5 blue clumps with 15-35% of the H flux) and point sources (the band's PSF).
@@ -388,6 +496,12 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
         Range of total H magnitudes (AB).
     noise_sigma : float, sequence of 4 or mapping band -> float, optional
         Per-pixel sky sigma, electrons/s; default from ``DEPTH_5SIGMA_AB``; 0: noiseless.
+    bands : sequence of Passband, optional
+        The bands to render, in image order (default :data:`HST_BANDS`: H, J, V, Z);
+        e.g. :data:`NIRCAM_BANDS` with ``pixel_scale=0.03``.
+    reference : str, optional
+        The band whose magnitudes ``mag_range`` draws and whose SNR ``snr_<band>``
+        reports: default H, or for other sets the band nearest H in wavelength.
     nan_regions, censored_regions : int
         Numbers of NaN blocks and of zero-censored clusters.
     min_separation_px, margin_px : float
@@ -412,11 +526,14 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
                          f"{n_gal}, {n_pts}, {nan_regions}, {censored_regions}")
     if min(nx, ny) - 1 - 2 * margin_px < 0:
         raise ValueError(f"shape {(ny, nx)} is too small for margin_px={margin_px}")
-    sigma = _noise_array(noise_sigma, pixel_scale)
+    bands = tuple(HST_BANDS if bands is None else bands)
+    ref = reference_band(bands, reference)
+    band_names = [b.name for b in bands]
+    sigma = _noise_array(noise_sigma, pixel_scale, bands)
     streams = np.random.SeedSequence(seed).spawn(3)
     rng, rng_noise, rng_mask = (np.random.default_rng(s) for s in streams)
-    fwhm_px = {b: PSF_FWHM_ARCSEC[b] / pixel_scale for b in BANDS}
-    kernels = [gaussian_psf(fwhm_px[b]) for b in BANDS]
+    fwhm_px = {b.name: b.psf_fwhm_arcsec / pixel_scale for b in bands}
+    kernels = [gaussian_psf(fwhm_px[b]) for b in band_names]
     r_ap = SNR_APERTURE_RADIUS_ARCSEC / pixel_scale
 
     pos = _place(rng, n_gal + n_pts, ny, nx, margin_px, min_separation_px)
@@ -428,48 +545,68 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     mags = np.concatenate([np.log(ea + rng.uniform(size=n_gal) * (eb - ea)) / k,
                            rng.uniform(*mag_range, size=n_pts)])
 
-    image = np.zeros((len(BANDS), ny, nx))
+    image = np.zeros((len(bands), ny, nx))
+    k_ref = band_names.index(ref.name)
     rows, flux_h = [], []
     for i, (cls, (x, y), mag_h) in enumerate(zip(classes, pos, mags)):
-        stamps, iy0, ix0, params, totals = _render_source(rng, cls, x, y, mag_h, fwhm_px, kernels)
+        stamps, iy0, ix0, params, totals = _render_source(rng, cls, x, y, mag_h, fwhm_px, kernels, bands, ref)
         for j, st in enumerate(stamps):
             _paste(image[j], st, iy0, ix0)
         gy, gx = np.ogrid[:stamps[0].shape[0], :stamps[0].shape[1]]
         in_ap = np.hypot(gx - (x - ix0), gy - (y - iy0)) <= r_ap
-        noise_ap = sigma[0] * math.sqrt(in_ap.sum())
-        snr = stamps[0][in_ap].sum() / noise_ap if noise_ap > 0 else np.inf
+        noise_ap = sigma[k_ref] * math.sqrt(in_ap.sum())
+        snr = stamps[k_ref][in_ap].sum() / noise_ap if noise_ap > 0 else np.inf
         rows.append((i + 1, x, y, cls, *params,
-                     *(ZERO_POINTS_AB[b] - 2.5 * math.log10(totals[b]) for b in BANDS), snr))
-        flux_h.append(totals["H"])
+                     *(b.zero_point_ab - 2.5 * math.log10(totals[b.name]) for b in bands), snr))
+        flux_h.append(totals[ref.name])
 
     image += rng_noise.standard_normal(image.shape) * sigma[:, None, None]
     coverage = _apply_masks(rng_mask, image, pos, np.asarray(flux_h), nan_regions, censored_regions)
     wcs = make_wcs((ny, nx), ra=ra, dec=dec, pixel_scale=pixel_scale)
     return SyntheticSky(images=image.astype(np.float32), wcs=wcs,
-                        truth=_truth_table(rows, wcs, coverage, seed, pixel_scale),
+                        truth=_truth_table(rows, wcs, coverage, seed, pixel_scale, bands, ref.name),
                         noise_sigma=sigma, coverage=coverage)
 
 
-_COLUMNS = (  # name, unit, description
-    ("id", None, "source id, 1-based"), ("x", "pix", "centre, 0-based column"),
-    ("y", "pix", "centre, 0-based row"),
-    ("morph_class", None, "one of spheroid, disk, irregular, point_source"),
-    ("sersic_n", None, "Sersic index (NaN for point sources)"),
-    ("r_eff_px", "pix", "semi-major half-light radius before PSF (0 for point sources)"),
-    ("axis_ratio", None, "minor/major axis ratio"),
-    ("pa_deg", "deg", "major-axis angle counter-clockwise from +x"),
-    *((f"mag_{b}", "mag(AB)", f"total AB magnitude in {b}") for b in BANDS),
-    ("snr_H", None, f"noiseless H flux of the source alone in a {SNR_APERTURE_RADIUS_ARCSEC}\" "
-                    "radius aperture over the aperture noise sigma (inf if noiseless)"),
-)
+def reference_band(bands: Sequence[Passband], reference: str | None) -> Passband:
+    """The band ``mag_range`` refers to: ``reference``, else H, else the band nearest H."""
+    by_name = {b.name: b for b in bands}
+    if not bands or len(by_name) != len(bands):
+        raise ValueError(f"bands must be distinct and at least one, got {[b.name for b in bands]}")
+    if reference is not None:
+        if reference not in by_name:
+            raise ValueError(f"reference band {reference!r} is not one of {list(by_name)}")
+        return by_name[reference]
+    if "H" in by_name:
+        return by_name["H"]
+    h = _HST_WAVELENGTH["H"]
+    return min(bands, key=lambda b: abs(math.log(b.wavelength_um / h)))
+
+
+def _columns(bands: Sequence[str], reference: str) -> tuple:
+    """Truth-table columns: name, unit, description."""
+    return (
+        ("id", None, "source id, 1-based"), ("x", "pix", "centre, 0-based column"),
+        ("y", "pix", "centre, 0-based row"),
+        ("morph_class", None, "one of spheroid, disk, irregular, point_source"),
+        ("sersic_n", None, "Sersic index (NaN for point sources)"),
+        ("r_eff_px", "pix", "semi-major half-light radius before PSF (0 for point sources)"),
+        ("axis_ratio", None, "minor/major axis ratio"),
+        ("pa_deg", "deg", "major-axis angle counter-clockwise from +x"),
+        *((f"mag_{b}", "mag(AB)", f"total AB magnitude in {b}") for b in bands),
+        (f"snr_{reference}", None, f"noiseless {reference} flux of the source alone in a "
+                                   f"{SNR_APERTURE_RADIUS_ARCSEC}\" radius aperture over the aperture noise "
+                                   "sigma (inf if noiseless)"),
+    )
 
 
 def _truth_table(rows: list, wcs: WCS, coverage: np.ndarray, seed: int,
-                 pixel_scale: float) -> Table:
-    names = [c[0] for c in _COLUMNS]
+                 pixel_scale: float, bands: Sequence[Passband] = HST_BANDS, reference: str = "H") -> Table:
+    columns = _columns([b.name for b in bands], reference)
+    names = [c[0] for c in columns]
     dtype = ["i8", "f8", "f8", "U12"] + ["f8"] * (len(names) - 4)
     t = Table(rows=rows, names=names, dtype=dtype) if rows else Table(names=names, dtype=dtype)
-    for name, unit, desc in _COLUMNS:
+    for name, unit, desc in columns:
         t[name].unit, t[name].description = unit, desc
     ra, dec = wcs.pixel_to_world_values(np.asarray(t["x"]), np.asarray(t["y"]))
     t.add_column(np.asarray(ra, dtype=float), name="ra", index=3)
@@ -479,6 +616,7 @@ def _truth_table(rows: list, wcs: WCS, coverage: np.ndarray, seed: int,
     ix, iy = (np.round(np.asarray(t[c])).astype(int) for c in ("x", "y"))
     t["in_coverage"] = coverage[iy, ix]
     t["in_coverage"].description = "coverage is True at the centre pixel"
-    t.meta.update({"seed": seed, "pixel_scale_arcsec": pixel_scale, "bands": list(BANDS),
-                   "zero_points_ab": ZERO_POINTS_AB, "psf_fwhm_arcsec": PSF_FWHM_ARCSEC})
+    t.meta.update({"seed": seed, "pixel_scale_arcsec": pixel_scale, "bands": [b.name for b in bands],
+                   "zero_points_ab": {b.name: b.zero_point_ab for b in bands},
+                   "psf_fwhm_arcsec": {b.name: b.psf_fwhm_arcsec for b in bands}})
     return t

@@ -70,8 +70,10 @@ def load_classifier(config: RunSettings) -> Any:
                     configure_threads(config.threads_per_worker)
                     from morpheus_core.engine import KerasWindowClassifier
                     from morpheus_core.model import load_model
+                    from pipeline.model_cards import card_for
 
-                    model = load_model(config.weights, crop=True, precision=config.precision)
+                    model = load_model(config.weights, crop=True, precision=config.precision,
+                                       card=card_for(config.model))
                     _CACHE[key] = KerasWindowClassifier(model, border=config.border)
             logger.info("loaded classifier %s", key)
         return _CACHE[key]
@@ -178,7 +180,7 @@ def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: in
     ``(class, y, x)`` and ``n`` ``(y, x)``.
     """
     group = as_location(path).open_group(mode="w", zarr_format=3, attributes=attrs)
-    c = len(CLASSES)
+    c = len(attrs.get("classes", CLASSES))
     for name, dtype in OUTPUT_ARRAYS.items():
         if name == "n":
             group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
@@ -209,7 +211,8 @@ def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
     """
     ledger = Ledger(run_dir)
     core = target.core_box
-    total = WindowStats.zeros(core.shape, len(CLASSES))
+    group = as_location(out_store).open_group(mode="r+")
+    total = WindowStats.zeros(core.shape, group["mean"].shape[0])  # the model card's classes
     for tile in tiles:
         read = tile.read_box
         overlap = read.intersection(core)
@@ -223,7 +226,6 @@ def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
                                f"has shape {part.n.shape}, not the tile's read region")
         total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
     result = finalize(total)
-    group = as_location(out_store).open_group(mode="r+")
     ys, xs = core.slices
     group["mean"][:, ys, xs] = result.mean
     group["variance"][:, ys, xs] = result.variance

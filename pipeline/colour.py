@@ -14,6 +14,7 @@ from typing import Any
 
 import dask
 
+from morpheus_core import CLASSES
 from morpheus_core.colour import colour_image
 from morpheus_core.tiling import Box
 from pipeline.graph import run_tasks
@@ -41,5 +42,6 @@ def _colour_block(class_store: Location, seg_store: Location, box: Box) -> None:
     """Task: one chunk of the colour image (from the rank-vote images, as the released code)."""
     cls = class_store.open_group(mode="r")
     ys, xs = box.slices
-    rgb = colour_image(cls["rank"][:, ys, xs], cls["n"][ys, xs] > 0)
+    rgb = colour_image(cls["rank"][:, ys, xs], cls["n"][ys, xs] > 0,
+                       classes=tuple(cls.attrs.get("classes", CLASSES)))
     seg_store.open_group(mode="r+")["colour"][ys, xs, :] = rgb

@@ -47,6 +47,9 @@ class RunSettings:
         Where mosaic files live (default: ``$MORPHEUS_DATA_DIR`` or the user cache).
     mosaics_file : Path, optional
         TOML file defining more mosaics.
+    accept_pixel_scale : bool
+        Classify a mosaic whose pixel scale differs from the model card's by more than
+        10% (:func:`pipeline.preflight.check_pixel_scale`) instead of refusing it.
     model : str
         The network: ``released`` (morpheus-astro 0.5.1's weights), ``standin`` (the
         cheap deterministic stand-in of :mod:`morpheus_core.testing`, for smoke runs),
@@ -107,6 +110,10 @@ class RunSettings:
     data_dir: Path | None = setting(None, kind="input", metavar="DIR", help="mosaic files folder (default $MORPHEUS_DATA_DIR "
                                                              "or ~/.cache/morpheus-survey/data)")
     mosaics_file: Path | None = setting(None, kind="input", metavar="TOML", help="TOML file defining more mosaics")
+    accept_pixel_scale: bool = setting(False, kind="input",
+                                       help="classify a mosaic whose pixel scale differs from the model card's by "
+                                            "more than 10%% (refused by default: the network learned its "
+                                            "morphologies at the card's scale)")
     # -- science: the result depends on these -----------------------------------------
     model: str = setting("released", kind="science", result=True, aliases=("--weights",), metavar="MODEL",
                          help="the network: released (morpheus-astro 0.5.1), standin or standin-sky (cheap "

@@ -48,6 +48,7 @@ from pipeline.large_segments import default_segment_limit, oversize_record
 from pipeline.layout import RunLayout
 from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
+from pipeline.model_cards import catalog_meta, recorded_header_cards
 from pipeline.options import field_default, setting
 from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
@@ -380,8 +381,10 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
                        "NDMAX": settings.nd_max, "FLUXBAND": settings.flux_band,
                        "MARKERS": Path(settings.markers).name if settings.markers else "",
                        "APERTURE": settings.aperture_arcsec})
+    table.meta.update(catalog_meta(cls.attrs.get("model_card")))  # the model card's bands, scale, classes
     products = dict(table=table, segmentation=seg_path.open_group(mode="r"), wcs_header=cls.attrs["wcs_header"],
-                    cards=_provenance(settings, run_id, model, precision), chunk=chunk,
+                    cards={**_provenance(settings, run_id, model, precision),
+                           **recorded_header_cards(cls.attrs.get("model_card"))}, chunk=chunk,
                     value_added=markers is not None)
     with stage("products"), written_locally(run_dir) as local:  # an object store: written locally, then uploaded
         written = write_downstream_products(local.root, **products)

@@ -108,9 +108,11 @@ class RunLayout:
         """The FITS file of one class image, e.g. ``("variance", "disk")`` -> ``fits/disk_var.fits``."""
         return self.fits / f"{name}_{FITS_SUFFIX[kind]}.fits"
 
-    def classification_fits(self) -> list[Location]:
-        """The 15 class images and ``n.fits``: the classification's FITS products."""
-        return [self.class_image(kind, name) for kind in FITS_SUFFIX for name in CLASSES] + [self.fits / "n.fits"]
+    def classification_fits(self, classes: tuple[str, ...] = CLASSES) -> list[Location]:
+        """The class images (15 for the released model's classes) and ``n.fits``: the
+        classification's FITS products; ``classes`` those of the model card.
+        """
+        return [self.class_image(kind, name) for kind in FITS_SUFFIX for name in classes] + [self.fits / "n.fits"]
 
     @property
     def catalog(self) -> Location:

@@ -76,14 +76,15 @@ def internal_catalog(client: Any, class_store: Location, mosaic_store: Location,
         ``id``, ``label``, ``parent_id``, ``sub_id``, ``detection_flag``,
         ``segment_flag``, then the measured columns.
     """
-    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1])
+    classes = _classes(class_store)
+    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1], classes)
     ids = objects.index.to_numpy(dtype=np.int64)
     parent = objects["parent_id"].to_numpy(dtype=np.int64)
     sub = objects["sub_id"].to_numpy(dtype=np.int64)
     sums = sums.reindex(ids)
     missing = sums["area"].isna().to_numpy()
     sums = sums.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = _catalog_body(sums, wcs, shape, bands, flux_unit, missing)
+    body = _catalog_body(sums, wcs, shape, bands, flux_unit, missing, classes)
     flags = detection_flag(sums["peak_background"].to_numpy(), ~missing)
     head = Table()
     head["id"] = ids
@@ -131,7 +132,8 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     """
     from astropy.wcs.utils import proj_plane_pixel_scales
 
-    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1])
+    classes = _classes(class_store)
+    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1], classes)
     n_rows = len(markers["id"])
     seg = seg_store.open_group(mode="r")
     cls = class_store.open_group(mode="r")
@@ -143,7 +145,7 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     if inside.any():
         owner[inside] = seg["deblended"].get_coordinate_selection((iy[inside], ix[inside]))
         bvalue[inside] = cls["rank"].get_coordinate_selection(
-            (np.full(inside.sum(), len(CLASSES) - 1), iy[inside], ix[inside]))
+            (np.full(inside.sum(), len(classes) - 1), iy[inside], ix[inside]))
         classified[inside] = cls["n"].get_coordinate_selection((iy[inside], ix[inside])) > 0
     flags = detection_flag(bvalue, classified)
     scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 3600.0
@@ -157,7 +159,7 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     aperture_sums = merge_object_sums(run_tasks(client, [
         dask.delayed(_aperture_block)(class_store, mosaic_store, group,
                                       np.stack([markers["x"][group], markers["y"][group]], 1),
-                                      radius, flux_index, bands, shape)
+                                      radius, flux_index, bands, shape, classes)
         for group in (rows[s : s + _APERTURE_GROUP] for s in range(0, len(rows), _APERTURE_GROUP))]))
     # One row per source: its segment's sums, or its aperture's; nothing when unclassified.
     index = pd.RangeIndex(n_rows)
@@ -165,7 +167,7 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     combined.loc[use_aperture] = aperture_sums.reindex(index).loc[use_aperture]
     missing = combined["area"].isna().to_numpy()
     combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = _catalog_body(combined, wcs, shape, bands, flux_unit, missing)
+    body = _catalog_body(combined, wcs, shape, bands, flux_unit, missing, classes)
     head = Table()
     head["source_id"] = markers["id"]
     head["source_id"].description = "identifier from the input catalog"
@@ -188,11 +190,17 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     return hstack([head, body], join_type="exact")
 
 
+def _classes(class_store: Location) -> tuple[str, ...]:
+    """The classification's classes (its model card's; the released ones if unrecorded)."""
+    return tuple(class_store.open_group(mode="r").attrs.get("classes", CLASSES))
+
+
 def _catalog_sums(client: Any, class_store: Location, mosaic_store: Location, seg_store: Location,
-                  boxes: list[Box], flux_index: int, bands: list[str], width: int) -> pd.DataFrame:
+                  boxes: list[Box], flux_index: int, bands: list[str], width: int,
+                  classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
     """Per-object sums of the deblended map, chunk by chunk, merged exactly."""
     return merge_object_sums(run_tasks(client, [
-        dask.delayed(_sums_block)(class_store, mosaic_store, seg_store, b, flux_index, bands, width)
+        dask.delayed(_sums_block)(class_store, mosaic_store, seg_store, b, flux_index, bands, width, classes)
         for b in boxes]))
 
 
@@ -215,28 +223,29 @@ def _read_piece(class_store: Location, mosaic_store: Location, box: Box) -> dict
 
 
 def _piece_sums(labels: np.ndarray, piece: dict[str, np.ndarray], flux_index: int, band_names: list[str],
-                origin: tuple[int, int], width: int) -> pd.DataFrame:
+                origin: tuple[int, int], width: int, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
     """Per-object sums of one piece: Eq. 16 on the rank-vote images, plus the mean images' fractions."""
     return object_sums(labels, flux=piece["bands"][flux_index], mean=piece["rank"], variance=piece["variance"],
-                       bands=piece["bands"], band_names=band_names, origin=origin, width=width,
+                       bands=piece["bands"], band_names=band_names, classes=classes, origin=origin, width=width,
                        fractions={"mean": piece["mean"]})
 
 
 def _sums_block(class_store: Location, mosaic_store: Location, seg_store: Location, box: Box, flux_index: int,
-                band_names: list[str], width: int) -> pd.DataFrame:
+                band_names: list[str], width: int, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
     """Task: per-object sums over one chunk of the deblended map."""
     labels = seg_store.open_group(mode="r")["deblended"][box.slices]
     if not (labels > 0).any():
-        zeros = np.zeros((len(CLASSES), *labels.shape))
+        zeros = np.zeros((len(classes), *labels.shape))
         return _piece_sums(labels, {"rank": zeros, "mean": zeros, "variance": zeros,
                                     "bands": np.zeros((len(band_names), *labels.shape))},
-                           flux_index, band_names, box.origin, width)
+                           flux_index, band_names, box.origin, width, classes)
     piece = _read_piece(class_store, mosaic_store, box)
-    return _piece_sums(labels, piece, flux_index, band_names, box.origin, width)
+    return _piece_sums(labels, piece, flux_index, band_names, box.origin, width, classes)
 
 
 def _aperture_block(class_store: Location, mosaic_store: Location, rows: np.ndarray, xy: np.ndarray, radius: float,
-                    flux_index: int, band_names: list[str], shape: tuple[int, int]) -> pd.DataFrame:
+                    flux_index: int, band_names: list[str], shape: tuple[int, int],
+                    classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
     """Task: aperture sums for a group of catalogued sources (one read for the group)."""
     r = int(math.ceil(radius)) + 1
     read = Box(max(0, int(np.floor(xy[:, 1].min())) - r), min(shape[0], int(np.ceil(xy[:, 1].max())) + r + 1),
@@ -245,13 +254,13 @@ def _aperture_block(class_store: Location, mosaic_store: Location, rows: np.ndar
     frames = []
     for row, (x, y) in zip(rows, xy):
         disc = aperture_mask(read.shape, x - read.x0, y - read.y0, radius) & (piece["n"] > 0)
-        frame = _piece_sums(disc.astype(np.int64), piece, flux_index, band_names, read.origin, shape[1])
+        frame = _piece_sums(disc.astype(np.int64), piece, flux_index, band_names, read.origin, shape[1], classes)
         frames.append(frame.set_axis(pd.Index([int(row)] * len(frame), name="id")))
     return pd.concat(frames)
 
 
 def _catalog_body(sums: pd.DataFrame, wcs: Any, shape: tuple[int, int], bands: list[str], flux_unit: str | None,
-                  missing: np.ndarray) -> Table:
+                  missing: np.ndarray, classes: tuple[str, ...] = CLASSES) -> Table:
     """The measured columns, saying which classification image each comes from.
 
     ``p_<class>``, ``dominant_class``, ``agreement`` and ``background_min`` come from
@@ -259,9 +268,9 @@ def _catalog_body(sums: pd.DataFrame, wcs: Any, shape: tuple[int, int], bands: l
     exactly 0 on source cores and 1 on sky), ``p_mean_<class>`` from the mean images,
     ``sigma_<class>`` from the variance images (the spread of the mean probabilities).
     """
-    body = object_catalog(sums, wcs=wcs, width=shape[1], band_names=bands, flux_unit=flux_unit, missing=missing,
-                          fractions=("mean",))
-    for c in CLASSES:
+    body = object_catalog(sums, wcs=wcs, width=shape[1], classes=classes, band_names=bands, flux_unit=flux_unit,
+                          missing=missing, fractions=("mean",))
+    for c in classes:
         body[f"p_{c}"].description = (f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as "
                                       "the released code), classes sum to 1")
         body[f"p_mean_{c}"].description = (f"flux-weighted {c} fraction of the mean images (Eq. 16 on the mean "
@@ -269,5 +278,6 @@ def _catalog_body(sums: pd.DataFrame, wcs: Any, shape: tuple[int, int], bands: l
         body[f"sigma_{c}"].description = (f"flux-weighted mean of the per-pixel standard deviation of the {c} "
                                           "probability (variance images: describes p_mean)")
     body["background_min"].description = "minimum rank-vote background over the object's pixels"
-    body["agreement"].description = "agreement of the rank-vote fractions p, 1 - H(p)/log(5) (paper Eq. 17)"
+    body["agreement"].description = (f"agreement of the rank-vote fractions p, 1 - H(p)/log({len(classes)}) "
+                                     "(paper Eq. 17)")
     return body

@@ -5,7 +5,11 @@ problem (exit status 2), inputs that the network cannot use, before ``--restart`
 removes anything and before a tile is classified:
 
 - bands matched to the network's by name, whatever order a mosaics file lists them in
-  (:func:`order_bands`); a missing, extra or unknown band is an error;
+  (:func:`order_bands`): the model card's band names or filters, or a file's FITS
+  ``FILTER`` keyword; a missing, extra or unknown band is an error, and so is a file
+  whose ``FILTER`` names another of the model's bands;
+- a mosaic whose pixel scale differs from the model card's by more than 10%
+  (:func:`check_pixel_scale`), unless the user accepts it;
 - a band without a single finite non-zero pixel, or a mosaic without one window that
   all bands cover (:func:`check_usable_pixels`): nothing could be classified;
 - a weights file that does not load into the network (:func:`check_weights`);
@@ -20,25 +24,56 @@ from pathlib import Path
 
 import numpy as np
 
+from morpheus_core.cards import ModelCard
 from pipeline.errors import InputError
 
-__all__ = ["check_flux_band", "check_usable_pixels", "check_weights", "order_bands"]
+__all__ = ["PIXEL_SCALE_TOLERANCE", "check_card", "check_flux_band", "check_pixel_scale", "check_usable_pixels",
+           "check_weights", "order_bands"]
 
 #: Rows read at a time by :func:`check_usable_pixels` (memory: bands x rows x width).
 _STRIP_ROWS = 256
+#: Largest relative difference between a mosaic's and the model's pixel scale.
+PIXEL_SCALE_TOLERANCE = 0.10
 
 
-def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str], *, where: str) -> dict[str, Path]:
+def _fits_filter(path: Path) -> str | None:
+    """The ``FILTER`` keyword of a file's first 2-D image HDU (None if absent or unreadable)."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, mode="readonly", lazy_load_hdus=True) as hdul:
+                for hdu in hdul:
+                    if hdu.is_image and hdu.header.get("NAXIS") == 2:
+                        value = hdu.header.get("FILTER")
+                        return str(value).strip() or None if value is not None else None
+    except (OSError, ValueError, TypeError, IndexError, KeyError):
+        return None  # ingest's checks report unreadable files
+    return None
+
+
+def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCard, *, where: str,
+                read_filters: bool = True) -> dict[str, Path]:
     """The band files in the network's band order, matched by name.
+
+    A mosaic band matches a model band when its name (e.g. the TOML key) is the model
+    band's name or filter, in any case (``h``, ``H`` and ``F160W`` are the released
+    model's H); a name that matches none is looked up by the file's FITS ``FILTER``
+    keyword. A file whose ``FILTER`` is another of the model's bands is refused (the
+    mosaic calls an F125W image ``H``, say).
 
     Parameters
     ----------
     paths : mapping of str to Path
         Band name -> file, in any order (e.g. as a TOML mosaic lists them).
-    model_bands : sequence of str
-        The network's input bands, in its channel order (``morpheus_core.BANDS``).
+    model_bands : ModelCard or sequence of str
+        The network's card (:class:`morpheus_core.cards.ModelCard`), or its band
+        names in channel order.
     where : str
         What defined the mosaic (for messages), e.g. the mosaics file.
+    read_filters : bool
+        Read the files' ``FILTER`` keywords (existing files only).
 
     Returns
     -------
@@ -48,22 +83,92 @@ def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str], *, where:
     Raises
     ------
     InputError
-        A band of the network is missing, or the mosaic has bands it does not take.
-        Names match case-insensitively (``h`` is ``H``).
+        A band of the network is missing, the mosaic has bands it does not take, two
+        mosaic bands are the same model band, or a file's ``FILTER`` contradicts its name.
     """
-    by_key = {str(name).upper(): (name, path) for name, path in paths.items()}
-    wanted = [str(b).upper() for b in model_bands]
-    missing = [b for b in model_bands if str(b).upper() not in by_key]
-    extra = [by_key[k][0] for k in by_key if k not in wanted]
+    from morpheus_core.cards import Band
+
+    card = model_bands if isinstance(model_bands, ModelCard) else None
+    bands = card.bands if card is not None else tuple(Band(str(b)) for b in model_bands)
+    names = [b.name for b in bands]
+
+    def index(label: str) -> int | None:
+        key = str(label).strip().upper()
+        return next((i for i, b in enumerate(bands) if key in b.labels()), None)
+
+    assigned: dict[int, tuple[str, Path]] = {}
+    extra = []
+    for name, path in paths.items():
+        path = Path(path)
+        filt = _fits_filter(path) if read_filters and path.is_file() else None
+        i = index(name)
+        if i is None and filt is not None:
+            i = index(filt)
+        elif i is not None and filt is not None and index(filt) not in (None, i):
+            raise InputError(f"{path}: the mosaic calls it band {name!r} (the model's {names[i]}), but its FITS "
+                             f"FILTER = {filt!r} is the model's band {names[index(filt)]}; fix the band name "
+                             f"in {where}")
+        if i is None:
+            extra.append(name + (f" (FILTER {filt})" if filt else ""))
+        elif i in assigned:
+            raise InputError(f"{where}: bands {assigned[i][0]!r} and {name!r} are both the model's band {names[i]}")
+        else:
+            assigned[i] = (name, path)
+    missing = [n for i, n in enumerate(names) if i not in assigned]
     if missing or extra:
         parts = []
         if missing:
             parts.append(f"missing band(s) {', '.join(missing)}")
         if extra:
             parts.append(f"band(s) the network does not take: {', '.join(extra)}")
-        raise InputError(f"{where}: {'; '.join(parts)} (the network takes {', '.join(model_bands)}, "
-                         "matched by name in any order)")
-    return {band: Path(by_key[str(band).upper()][1]) for band in model_bands}
+        takes = ", ".join(f"{b.name} ({b.filter})" if b.filter and b.filter != b.name else b.name for b in bands)
+        raise InputError(f"{where}: {'; '.join(parts)} (the network takes {takes}, matched by name, filter or "
+                         "FITS FILTER, in any order)")
+    return {names[i]: assigned[i][1] for i in range(len(names))}
+
+
+def check_pixel_scale(scale: float, card: ModelCard, *, where: str, accept: bool = False,
+                      tolerance: float = PIXEL_SCALE_TOLERANCE) -> str | None:
+    """Refuse a mosaic whose pixel scale differs from the model's by more than ``tolerance``.
+
+    Parameters
+    ----------
+    scale : float
+        The mosaic's pixel scale (arcsec/px).
+    card : ModelCard
+        The model's card.
+    where : str
+        The mosaic (for messages).
+    accept : bool
+        Accept a mismatch knowingly (``--accept-pixel-scale``): a warning, not an error.
+
+    Returns
+    -------
+    str or None
+        The warning when a mismatch is accepted.
+
+    Raises
+    ------
+    InputError
+        The scales differ by more than ``tolerance`` (relative) and ``accept`` is False.
+    """
+    model = card.pixel_scale_arcsec
+    off = abs(scale / model - 1.0)
+    if off <= tolerance:
+        return None
+    text = (f"{where}: pixel scale {scale:.4g}\"/px differs from the model's {model:.4g}\"/px by {100 * off:.0f}% "
+            f"(more than {100 * tolerance:.0f}%)")
+    if accept:
+        return f"warning: {text}; classifying anyway (--accept-pixel-scale)"
+    raise InputError(f"{text}: the network learned its morphologies at {model:.4g}\"/px; resample the mosaic, "
+                     "use a model trained at this scale, or pass --accept-pixel-scale to classify anyway")
+
+
+def check_card(card: ModelCard, *, window: int, border: int, model: str) -> None:
+    """Refuse a model whose card's window or border is not the run's."""
+    if (card.window, card.border) != (window, border):
+        raise InputError(f"--model {model}: its card says window {card.window} and border {card.border}, this run "
+                         f"uses {window} and {border}")
 
 
 def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: Sequence[int],
@@ -128,7 +233,8 @@ def _has_square(tall: np.ndarray, window: int) -> bool:
     return bool(((sums[window:] - sums[:-window]) == window).any())
 
 
-def check_weights(weights: Path | str, *, precision: str = "float32", quiet: bool = True) -> None:
+def check_weights(weights: Path | str, *, precision: str = "float32", quiet: bool = True,
+                  card: ModelCard | None = None) -> None:
     """Refuse a weights file that does not load into the network (on the driver,
     before the workers start).
 
@@ -146,7 +252,7 @@ def check_weights(weights: Path | str, *, precision: str = "float32", quiet: boo
         with native_stderr_captured(quiet):  # TensorFlow's start-up lines
             from morpheus_core.model import load_model
 
-            load_model(path, crop=True, precision=precision)
+            load_model(path, crop=True, precision=precision, card=card)
     except Exception as exc:  # h5py, Keras and shape errors alike
         raise InputError(f"--model {path}: not weights of this network ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None

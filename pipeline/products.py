@@ -323,9 +323,10 @@ def write_classification_products(fits_dir: Path, *, classification: Any, covera
 
     fits_dir.mkdir(parents=True, exist_ok=True)
     written = []
+    classes = tuple(classification.attrs.get("classes", CLASSES))  # the model card's
     for kind, suffix in FITS_SUFFIX.items():
         cube = classification[kind]
-        for i, name in enumerate(CLASSES):
+        for i, name in enumerate(classes):
             written.append(write_fits_image_strips(
                 fits_dir / f"{name}_{suffix}.fits", _Plane(cube, i), strip=strip, wcs_header=wcs_header,
                 provenance=cards, extname=f"{name.upper()}_{suffix.upper()}"))

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morpheus_core import BANDS, CLASSES
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify import (
     PROGRESS_TOPIC,
@@ -40,8 +39,16 @@ from pipeline.errors import InputError, RunError
 from pipeline.ingest import ingest, validate_bands
 from pipeline.layout import RunLayout
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
+from pipeline.model_cards import card_for, header_cards, pixel_scale_arcsec
 from pipeline.mosaics import resolve_mosaic
-from pipeline.preflight import check_flux_band, check_usable_pixels, check_weights, order_bands
+from pipeline.preflight import (
+    check_card,
+    check_flux_band,
+    check_pixel_scale,
+    check_usable_pixels,
+    check_weights,
+    order_bands,
+)
 from pipeline.storage import Location, staged, written_locally
 from pipeline.timing import stage
 
@@ -156,6 +163,7 @@ def _check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict
         "config": config.to_json(),
         "result_settings": config.result_settings(),
         "model": config.model_description(),
+        "model_card": card_for(config.model).to_dict(),
         "inputs": inputs,
         "versions": _versions(),
         "plan": plan,
@@ -169,7 +177,8 @@ def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = No
     The weights must load into the network (:func:`~pipeline.preflight.check_weights`).
     """
     if config.weights is not None:
-        check_weights(config.weights, precision=config.precision, quiet=not config.verbose)
+        check_weights(config.weights, precision=config.precision, quiet=not config.verbose,
+                      card=card_for(config.model))
 
 
 def run(config: RunSettings, *, client: Any = None, echo: Any = print,
@@ -200,7 +209,13 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     check_inputs(config, downstream)
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
-    bandset = validate_bands(order_bands(paths, BANDS, where=where))
+    card = card_for(config.model)
+    check_card(card, window=config.window, border=config.border, model=config.model)
+    bandset = validate_bands(order_bands(paths, card, where=where))
+    scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
+                                      accept=config.accept_pixel_scale)
+    if scale_warning:
+        echo(scale_warning)
     with stage("preflight"):
         check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
     if downstream is not None:
@@ -427,7 +442,8 @@ def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: t
             if not work.is_local:
                 work.remove(recursive=True)
             create_output_store(work, shape, config.tile, {
-                "classes": list(CLASSES), "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
+                "classes": list(card_for(config.model).classes), "model_card": card_for(config.model).to_dict(),
+                "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
                 "precision": config.precision, "model": config.model_description(), "run_id": run_id,
             })
             futures = client.map(merge_chunk, tiles, overlaps, run_dir=config.location,
@@ -449,7 +465,8 @@ def _export_fits(config: RunSettings, run_id: str, wcs_header: str) -> list[Path
 
     layout = RunLayout(config.location)
     cards = provenance(run_id, model=config.model_description(), precision=config.precision,
-                       extra={"STRIDE": (config.stride, "window stride (pixels)")})
+                       extra={"STRIDE": (config.stride, "window stride (pixels)"),
+                              **header_cards(card_for(config.model))})
     with written_locally(config.location) as local:
         written = write_classification_products(
             local.root / layout.fits.name, classification=layout.classification.open_group(mode="r"),
@@ -477,7 +494,8 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
         _, problems = ledger.verify(names, run_id=manifest["run_id"])
         states = ledger.summary(names, untrusted=set(problems))
     layout = RunLayout(location)
-    products = [*layout.classification_fits(), layout.downstream_record]
+    classes = (manifest.get("model_card") or {}).get("classes")
+    products = [*layout.classification_fits(*([tuple(classes)] if classes else [])), layout.downstream_record]
     missing = [str(p) for p in products if not p.exists()]
     return {"manifest": manifest, "states": states, "failed": ledger.failed(), "corrupt": problems,
             "products": not missing, "missing_products": missing}

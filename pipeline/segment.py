@@ -24,7 +24,6 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from morpheus_core import CLASSES
 from morpheus_core.segmentation import segment_sources, unmarked_components, watershed_markers
 from morpheus_core.tiling import Box
 from pipeline.graph import run_tasks
@@ -121,7 +120,7 @@ def _detection_images(group: zarr.Group, detection: str, read: Box) -> tuple[np.
         The image whose values ``<= threshold`` mark sources, when not ``background``.
     """
     rule = DETECTION_RULES[detection]
-    sl = (len(CLASSES) - 1, *read.slices)
+    sl = (group["rank"].shape[0] - 1, *read.slices)  # background: the last class
     background = group[rule["background"]][sl]
     source_background = None if rule["sources"] == rule["background"] else group[rule["sources"]][sl]
     return background, source_background
@@ -204,6 +203,6 @@ def no_source_message(cls: zarr.Group, detection: str, threshold: float) -> str:
 
 def _min_background(cls: zarr.Group, image: str = "rank") -> float:
     """Smallest classified background value of ``image`` (``rank`` or ``mean``), chunk by chunk."""
-    background = da.from_zarr(cls[image])[len(CLASSES) - 1]
+    background = da.from_zarr(cls[image])[-1]  # background: the last class
     n = da.from_zarr(cls["n"])
     return float(da.where(n > 0, background, np.inf).min().compute(scheduler="threads"))

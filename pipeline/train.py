@@ -4,9 +4,10 @@ Writes into the output folder:
 
 - ``model.weights.h5``: the weights after the last epoch, a Keras weights file of
   :func:`morpheus_core.model.build_model`'s network (``run --model FILE`` classifies
-  with it);
+  with it), with its model card ``model.card.json`` beside it (and inside it):
+  bands, pixel scale, classes, provenance (:mod:`pipeline.model_cards`);
 - ``best.weights.h5``: the weights at the epoch with the best test accuracy (the paper
-  kept the local maximum of accuracy and IoU);
+  kept the local maximum of accuracy and IoU), and ``best.card.json``;
 - ``training_log.csv``: one row per epoch (epoch 0 = the initial weights): training
   loss, evaluation loss, pixel accuracy overall and per class (Eq. 14), background IoU
   at thresholds 0.5-0.9 (Eq. 15), for the training and the test objects;
@@ -72,6 +73,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/train"), help="output folder (default runs/train)")
     p.add_argument("--init", default="released",
                    help="released (fine-tune the released weights, default), scratch, or a .weights.h5 file")
+    p.add_argument("--bands", metavar="B1,B2,...",
+                   help="the training set's bands in channel order (thumbnails <id>_<band>.fits): names such as "
+                        "H or F150W (known HST and NIRCam bands take their filter and wavelength), or "
+                        "NAME:FILTER:WAVELENGTH_UM; default: training_set.json in --data-dir, else H,J,V,Z")
+    p.add_argument("--classes", metavar="C1,C2,...",
+                   help="output classes (background is added last); the votes table has one column per class and "
+                        "'unknown'; default: training_set.json, else spheroid,disk,irregular,point_source")
+    p.add_argument("--pixel-scale", type=float, metavar="ARCSEC",
+                   help="arcsec per pixel of the thumbnails (the model card records it; runs check mosaics "
+                        "against it); default: training_set.json, else 0.06 (0.03 for a simulated NIRCam set)")
+    p.add_argument("--first-layer", choices=("wavelength", "random"), default="wavelength",
+                   help="when fine-tuning onto other bands: start the first convolution from the released "
+                        "band nearest in wavelength (default), or at random")
     from morpheus_core.training.settings import TrainSettings
     from pipeline.options import add_options
 
@@ -82,7 +96,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="held-out fraction when the votes table has no split column (default 0.2)")
     p.add_argument("--threads", type=int, help="TensorFlow / BLAS threads (default: all cores)")
     p.add_argument("--synthetic", type=int, metavar="N",
-                   help="first write N simulated objects to --data-dir (if it has no votes table yet)")
+                   help="first write N simulated objects to --data-dir (if it has no votes table yet), in the "
+                        "--bands given (HST H,J,V,Z or NIRCam filters)")
     p.add_argument("--synthetic-size", type=int, default=84, help="thumbnail side of simulated objects (px)")
     return p
 
@@ -106,8 +121,11 @@ class TrainSummary:
 
     @property
     def best_weights(self) -> Path:
-        """Weights of the epoch with the lowest test loss."""
+        """Weights of the epoch with the highest test accuracy."""
         return self.out_dir / BEST_WEIGHTS
+
+    card: Any = None
+    first_layer: dict[str, str] = field(default_factory=dict)
 
 
 def _fmt(row: dict[str, float], epochs: int) -> str:
@@ -123,7 +141,7 @@ def _fmt(row: dict[str, float], epochs: int) -> str:
     return "  ".join(parts)
 
 
-def plot_history(history: list[dict[str, float]], path: Path) -> None:
+def plot_history(history: list[dict[str, float]], path: Path, classes: tuple[str, ...] | None = None) -> None:
     """Save a PNG of loss, accuracy per class and background IoU against epoch."""
     import matplotlib
 
@@ -152,7 +170,7 @@ def plot_history(history: list[dict[str, float]], path: Path) -> None:
     ax.set(xlabel="epoch", ylabel="accuracy A (%)", title="Pixel accuracy, all classes (Eq. 14)", ylim=(0, 100))
     ax.legend()
     ax = axes[1, 0]
-    for name in CLASSES:
+    for name in classes or CLASSES:
         ax.plot(epochs, [100 * r[f"{ev}_accuracy_{name}"] for r in history], label=name)
     ax.set(xlabel="epoch", ylabel="accuracy (%)", title=f"Accuracy per class ({ev} objects)", ylim=(0, 100))
     ax.legend()
@@ -177,9 +195,14 @@ def run_training(
     synthetic: int | None = None,
     synthetic_size: int = 84,
     threads: int | None = None,
+    bands: str | None = None,
+    classes: str | None = None,
+    pixel_scale: float | None = None,
+    first_layer: str = "wavelength",
+    command: str = "",
     echo: Callable[[str], None] = print,
 ) -> TrainSummary:
-    """Train on a training-set folder and write weights, log and plot to ``out_dir``.
+    """Train on a training-set folder and write weights, their cards, log and plot to ``out_dir``.
 
     Parameters
     ----------
@@ -190,7 +213,7 @@ def run_training(
     settings : morpheus_core.training.fit.TrainSettings, optional
         Hyper-parameters (default: the paper's).
     init : str
-        ``released``, ``scratch`` or a ``.weights.h5`` path.
+        ``released``, ``scratch`` or a ``.weights.h5`` path (its card says its bands).
     test_fraction : float
         Held-out fraction when the votes table has no ``split`` column.
     synthetic : int, optional
@@ -200,6 +223,15 @@ def run_training(
         Thumbnail side of the simulated objects.
     threads : int, optional
         Compute threads (:func:`morpheus_core.runtime.configure_threads`).
+    bands, classes : str, optional
+        Comma-separated bands (channel order) and classes; default the folder's
+        ``training_set.json``, else the released model's.
+    pixel_scale : float, optional
+        Arcsec per pixel of the thumbnails (default: the folder's description).
+    first_layer : {"wavelength", "random"}
+        Initialisation of the band layers when ``init`` has other bands.
+    command : str
+        The command line, recorded in the cards' provenance.
     echo : callable
         Receives one progress line per epoch.
 
@@ -210,7 +242,7 @@ def run_training(
     Raises
     ------
     InputError
-        Bad training set, settings or initial weights file.
+        Bad training set, settings, bands, classes or initial weights file.
     """
     from morpheus_core.runtime import configure_threads
 
@@ -221,13 +253,21 @@ def run_training(
 
     settings = settings or TrainSettings()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
+    description = _description(data_dir, bands, classes, pixel_scale)
     if synthetic is not None and find_votes_table(data_dir) is None:
+        from morpheus_core import CLASSES
         from morpheus_core.training.data import synthetic_training_set
 
-        echo(f"simulating {synthetic} training objects into {data_dir}")
-        objects = synthetic_training_set(synthetic, seed=settings.seed, size=synthetic_size)
-        write_training_set(objects, data_dir, test_fraction=test_fraction, seed=settings.seed)
-    data = read_training_set(data_dir, test_fraction=test_fraction, seed=settings.seed)
+        if description.classes != CLASSES:
+            raise InputError("--synthetic simulates the released classes (spheroid, disk, irregular, point_source) "
+                             "only; give your own training set for --classes")
+
+        echo(f"simulating {synthetic} training objects in bands {', '.join(description.band_names)} into {data_dir}")
+        objects = synthetic_training_set(synthetic, seed=settings.seed, size=synthetic_size,
+                                         bands=_passbands(description), pixel_scale=description.pixel_scale_arcsec)
+        write_training_set(objects, data_dir, test_fraction=test_fraction, seed=settings.seed,
+                           description=description)
+    data = read_training_set(data_dir, test_fraction=test_fraction, seed=settings.seed, description=description)
     if not data.train:
         raise InputError(f"{data.votes_file}: no training objects left")
     small = [o.name for o in data.train + data.test if min(o.image.shape[:2]) < settings.crop]
@@ -237,15 +277,27 @@ def run_training(
     init_arg = None if init == "scratch" else init
     if init_arg not in (None, "released") and not Path(init_arg).is_file():
         raise InputError(f"{init_arg}: initial weights file not found")
+    card = _card(description, out_dir)
+    source_card = None
+    if init_arg not in (None, "released"):
+        from pipeline.model_cards import read_card
+
+        source_card = read_card(init_arg)
+    report: dict[str, str] = {}
     try:
-        model = initial_model(init_arg, seed=settings.seed)
-    except ReleasedWeightsError as exc:
-        raise InputError(str(exc)) from exc
+        model = initial_model(init_arg, seed=settings.seed, card=card, source_card=source_card,
+                              first_layer=first_layer, report=report)
+    except (ReleasedWeightsError, ValueError) as exc:
+        raise InputError(f"--init {init}: {exc}") from exc
+    mapped = {k: v for k, v in report.items() if v != "copied"}
+    if mapped:
+        echo(f"initialised from {init}: {sum(v == 'copied' for v in report.values())} layers copied; "
+             + "; ".join(f"{k}: {v}" for k, v in mapped.items()))
 
     out_dir.mkdir(parents=True, exist_ok=True)
     echo(f"training on {len(data.train)} objects, testing on {len(data.test)} ({len(data.dropped)} dropped: "
-         f"unknown primary class); init {init}, learning rate {settings.learning_rate:g}, "
-         f"{settings.epochs} epochs of batches of {settings.batch_size}")
+         f"unknown primary class); bands {', '.join(card.band_names)}; init {init}, learning rate "
+         f"{settings.learning_rate:g}, {settings.epochs} epochs of batches of {settings.batch_size}")
     csv_path = out_dir / LOG_CSV
     writer: list[csv.DictWriter] = []
     start = time.perf_counter()
@@ -259,27 +311,123 @@ def run_training(
             echo(_fmt(row, settings.epochs))
             logger.info(_fmt(row, settings.epochs))
 
-        result = train(model, data.train, data.test, settings, on_epoch=on_epoch)
+        result = train(model, data.train, data.test, settings, on_epoch=on_epoch, classes=card.classes)
     seconds = time.perf_counter() - start
+    provenance = {
+        "trained_from": _init_description(init, source_card),
+        "initialisation": {"layers_copied": sum(v == "copied" for v in report.values()), **mapped}
+        if report else ("scratch" if init_arg is None else "all layers copied"),
+        "command": command, "data": {"data_dir": str(data_dir), "votes_file": str(data.votes_file),
+                                     "n_train": len(data.train), "n_test": len(data.test),
+                                     "n_dropped_unknown": len(data.dropped)},
+        "settings": settings.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "software": _software(),
+    }
+    from pipeline.model_cards import write_card
+
     model.save_weights(out_dir / FINAL_WEIGHTS)
+    write_card(out_dir / FINAL_WEIGHTS, card.with_provenance(
+        **provenance, metrics=_metrics(result.history[-1], "last epoch")))
     final = model.get_weights()
     model.set_weights(result.best_weights)
     model.save_weights(out_dir / BEST_WEIGHTS)
+    write_card(out_dir / BEST_WEIGHTS, card.with_provenance(
+        **provenance, metrics=_metrics(result.history[result.best_epoch], "best test accuracy")))
     model.set_weights(final)
-    plot_history(result.history, out_dir / PLOT_PNG)
+    plot_history(result.history, out_dir / PLOT_PNG, card.classes)
     summary = TrainSummary(out_dir, len(data.train), len(data.test), len(data.dropped), result.best_epoch,
-                           result.history, seconds)
+                           result.history, seconds, card=card, first_layer=report)
     _write_summary(summary, settings, data_dir, init, data.votes_file)
     echo(f"done in {seconds:.0f} s: {out_dir / FINAL_WEIGHTS} (last epoch), {out_dir / BEST_WEIGHTS} "
-         f"(epoch {result.best_epoch}), {csv_path}, {out_dir / PLOT_PNG}")
+         f"(epoch {result.best_epoch}), with their model cards, {csv_path}, {out_dir / PLOT_PNG}")
     return summary
 
 
-def _write_summary(summary: TrainSummary, settings: Any, data_dir: Path, init: str, votes_file: Path) -> None:
+def _description(data_dir: Path, bands: str | None, classes: str | None, pixel_scale: float | None) -> Any:
+    """The training set's bands, scale and classes: the options over the folder's description."""
+    from morpheus_core.cards import JWST_NIRCAM_BANDS, parse_band
+    from pipeline.training_set import DESCRIPTION, SetDescription, read_description
+
+    recorded = (data_dir / DESCRIPTION).is_file()
+    desc = read_description(data_dir) if data_dir.is_dir() else SetDescription()
+    new_bands, new_classes, scale = desc.bands, desc.classes, desc.pixel_scale_arcsec
+    if bands:
+        try:
+            new_bands = tuple(parse_band(b) for b in bands.split(",") if b.strip())
+        except ValueError as exc:
+            raise InputError(f"--bands: {exc}") from None
+        if recorded and [b.name for b in new_bands] != list(desc.band_names):
+            raise InputError(f"--bands {bands}: {data_dir / DESCRIPTION} says the set's bands are "
+                             f"{', '.join(desc.band_names)}")
+        if len({b.name.upper() for b in new_bands}) != len(new_bands):
+            raise InputError(f"--bands {bands}: a band is given twice")
+    if classes:
+        names = tuple(c.strip() for c in classes.split(",") if c.strip())
+        new_classes = names if names[-1:] == ("background",) else (*names, "background")
+        if len(set(new_classes)) != len(new_classes) or "unknown" in new_classes or len(new_classes) < 2:
+            raise InputError(f"--classes {classes}: give distinct class names other than 'unknown' "
+                             "(background is added last)")
+    if pixel_scale is not None:
+        if not pixel_scale > 0:
+            raise InputError(f"--pixel-scale must be > 0, got {pixel_scale}")
+        scale = pixel_scale
+    elif not recorded and bands and all(b.name in JWST_NIRCAM_BANDS for b in new_bands):
+        scale = 0.03
+    return SetDescription(tuple(new_bands), float(scale), tuple(new_classes))
+
+
+def _passbands(description: Any) -> tuple:
+    """The simulator's passbands for a description's bands (HST or NIRCam names)."""
+    from morpheus_core.simulate import HST_BANDS, NIRCAM_BANDS
+
+    known = {b.name.upper(): b for b in (*HST_BANDS, *NIRCAM_BANDS)}
+    missing = [b for b in description.band_names if b.upper() not in known]
+    if missing:
+        raise InputError(f"--synthetic: the simulator knows the bands {', '.join(b.name for b in HST_BANDS)} and "
+                         f"{', '.join(b.name for b in NIRCAM_BANDS)}, not {', '.join(missing)}")
+    return tuple(known[b.upper()] for b in description.band_names)
+
+
+def _card(description: Any, out_dir: Path) -> Any:
+    """The model card of the network trained on a described set (provenance added after training)."""
+    from morpheus_core.cards import ModelCard
+
+    try:
+        return ModelCard(bands=description.bands, classes=description.classes,
+                         pixel_scale_arcsec=description.pixel_scale_arcsec, name=f"trained: {out_dir.name}")
+    except ValueError as exc:
+        raise InputError(f"bands or classes of the training set: {exc}") from None
+
+
+def _init_description(init: str, source_card: Any) -> str:
+    if init == "scratch":
+        return "scratch (random initialisation, seeded)"
+    if init == "released":
+        return "released weights (morpheus-astro 0.5.1 model-440)"
+    return f"{init} ({source_card.describe() if source_card is not None else 'no card'})"
+
+
+def _metrics(row: dict[str, float], which: str) -> dict[str, Any]:
+    """Test (else train) metrics of one history row, for a card's provenance."""
+    prefix = "test_" if "test_accuracy" in row else "train_"
+    out: dict[str, Any] = {"epoch": int(row["epoch"]), "which": which,
+                           "objects": "test" if prefix == "test_" else "train"}
+    for key, value in row.items():
+        if key.startswith(prefix):
+            out[key[len(prefix):]] = None if isinstance(value, float) and math.isnan(value) else round(value, 5)
+    return out
+
+
+def _software() -> dict[str, str]:
     import keras
 
     import morpheus_core
 
+    return {"morpheus_core": morpheus_core.__version__, "keras": keras.__version__,
+            "backend": keras.backend.backend(), "python": platform.python_version()}
+
+
+def _write_summary(summary: TrainSummary, settings: Any, data_dir: Path, init: str, votes_file: Path) -> None:
     def clean(v: Any) -> Any:
         return None if isinstance(v, float) and math.isnan(v) else v
 
@@ -289,11 +437,26 @@ def _write_summary(summary: TrainSummary, settings: Any, data_dir: Path, init: s
         "n_dropped_unknown": summary.n_dropped, "best_epoch": summary.best_epoch,
         "seconds": round(summary.seconds, 1),
         "final": {k: clean(v) for k, v in summary.history[-1].items()},
-        "versions": {"morpheus_core": morpheus_core.__version__, "keras": keras.__version__,
-                     "backend": keras.backend.backend(), "python": platform.python_version()},
-        "outputs": [FINAL_WEIGHTS, BEST_WEIGHTS, LOG_CSV, PLOT_PNG],
+        "versions": _software(),
+        "card": summary.card.to_dict() if summary.card is not None else None,
+        "first_layer": summary.first_layer,
+        "outputs": [FINAL_WEIGHTS, BEST_WEIGHTS, "model.card.json", "best.card.json", LOG_CSV, PLOT_PNG],
     }
     (summary.out_dir / SUMMARY_JSON).write_text(json.dumps(doc, indent=2))
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The ``train`` command line that these parsed arguments correspond to."""
+    import shlex
+
+    parts = ["python", "-m", "pipeline", "train"]
+    for key, value in vars(args).items():
+        if value is None or value is False or key in ("command", "func", "handler"):
+            continue
+        parts.append(f"--{key.replace('_', '-')}")
+        if value is not True:
+            parts.append(str(value))
+    return shlex.join(parts)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -317,6 +480,8 @@ def main(args: argparse.Namespace) -> int:
         run_training(
             args.data_dir, out_dir, settings, init=args.init, test_fraction=args.test_fraction,
             synthetic=args.synthetic, synthetic_size=args.synthetic_size, threads=args.threads,
+            bands=args.bands, classes=args.classes, pixel_scale=args.pixel_scale, first_layer=args.first_layer,
+            command=_command(args),
         )
         return 0
     except InputError as exc:

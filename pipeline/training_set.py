@@ -8,10 +8,18 @@ A training set is one folder::
     <id>_V.fits
     <id>_Z.fits
     <id>_segmap.fits       segmentation map (integer labels, 0 = sky)
+    training_set.json      optional: the bands, pixel scale and classes of the set
+
+For another instrument the thumbnails are named by its bands (``<id>_F150W.fits``,
+...); ``training_set.json`` (or the ``train`` command's ``--bands`` and
+``--pixel-scale``) says which bands, in which channel order, with their filters and
+wavelengths (:func:`describe_training_set`, :func:`read_description`). Without it
+the set is the released model's: H, J, V, Z at 0.06"/px.
 
 The votes table has a column ``id`` and one column of expert votes per class:
 ``spheroid``, ``disk``, ``irregular``, ``point_source``, ``unknown`` (counts or
-fractions). Optional columns: ``segmap_id`` (the object's label in its segmentation
+fractions); for another label set (``--classes``), one column per class but
+background, then ``unknown``. Optional columns: ``segmap_id`` (the object's label in its segmentation
 map; default: the label at the thumbnail centre) and ``split`` (``train`` / ``test``;
 default: a seeded random 80% / 20% split, as in the paper). Other columns are ignored.
 Objects whose primary class is ``unknown`` are dropped and their other votes
@@ -33,9 +41,9 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from morpheus_core import BANDS
+from morpheus_core import BANDS, CLASSES
+from morpheus_core.cards import RELEASED_BANDS, Band
 from morpheus_core.training.data import (
-    VOTE_CLASSES,
     SyntheticObject,
     TrainingObject,
     split_train_test,
@@ -46,6 +54,82 @@ from pipeline.errors import InputError
 logger = logging.getLogger(__name__)
 
 VOTES_NAMES = ("votes.csv", "votes.ecsv", "votes.fits")
+#: The optional description of a training set's bands, pixel scale and classes.
+DESCRIPTION = "training_set.json"
+
+
+@dataclass(frozen=True)
+class SetDescription:
+    """What a training set holds: bands (channel order), pixel scale, classes.
+
+    Attributes
+    ----------
+    bands : tuple of Band
+        The thumbnails' bands, in the network's channel order.
+    pixel_scale_arcsec : float
+        Arcseconds per pixel of the thumbnails.
+    classes : tuple of str
+        The network's classes, background last (votes: all but background, then
+        ``unknown``).
+    """
+
+    bands: tuple[Band, ...] = RELEASED_BANDS
+    pixel_scale_arcsec: float = 0.06
+    classes: tuple[str, ...] = CLASSES
+
+    @property
+    def band_names(self) -> tuple[str, ...]:
+        """Band names, channel order."""
+        return tuple(b.name for b in self.bands)
+
+    @property
+    def vote_columns(self) -> tuple[str, ...]:
+        """Columns of the votes table: the classes but background, then ``unknown``."""
+        return (*self.classes[:-1], "unknown")
+
+    def to_dict(self) -> dict:
+        """JSON-ready form (:func:`read_description` reads it)."""
+        return {"bands": [b.to_dict() for b in self.bands], "pixel_scale_arcsec": self.pixel_scale_arcsec,
+                "classes": list(self.classes)}
+
+
+def read_description(data_dir: str | Path) -> SetDescription:
+    """The folder's ``training_set.json``, or the released model's bands and classes without one.
+
+    Raises
+    ------
+    InputError
+        A malformed description (naming the file).
+    """
+    import json
+
+    path = Path(data_dir) / DESCRIPTION
+    if not path.is_file():
+        return SetDescription()
+    try:
+        doc = json.loads(path.read_text())
+        bands = tuple(Band(str(b["name"]), str(b.get("filter") or ""),
+                           None if b.get("wavelength_um") is None else float(b["wavelength_um"]))
+                      for b in doc["bands"])
+        classes = tuple(str(c) for c in doc.get("classes", CLASSES))
+        scale = float(doc.get("pixel_scale_arcsec", 0.06))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a training-set description ({type(exc).__name__}: {exc}); expected "
+                         '{"bands": [{"name": ..., "filter": ..., "wavelength_um": ...}], '
+                         '"pixel_scale_arcsec": ..., "classes": [...]}') from None
+    if not bands or not (scale > 0) or not classes or classes[-1] != "background":
+        raise InputError(f"{path}: needs at least one band, a positive pixel_scale_arcsec and classes ending "
+                         "with 'background'")
+    return SetDescription(bands, scale, classes)
+
+
+def describe_training_set(data_dir: str | Path, description: SetDescription) -> Path:
+    """Write ``training_set.json`` into a training-set folder."""
+    import json
+
+    path = Path(data_dir) / DESCRIPTION
+    path.write_text(json.dumps(description.to_dict(), indent=2) + "\n")
+    return path
 
 
 @dataclass
@@ -76,9 +160,9 @@ def find_votes_table(data_dir: Path) -> Path | None:
     return None
 
 
-def _read_image(path: Path) -> np.ndarray:
+def _read_image(path: Path, bands: tuple[str, ...] = BANDS) -> np.ndarray:
     if not path.is_file():
-        raise InputError(f"{path}: missing (every object needs {', '.join(BANDS)} thumbnails and a segmap)")
+        raise InputError(f"{path}: missing (every object needs {', '.join(bands)} thumbnails and a segmap)")
     try:
         with fits.open(path) as hdul:
             hdu = next((h for h in hdul if h.data is not None), None)
@@ -92,14 +176,15 @@ def _read_image(path: Path) -> np.ndarray:
     return data
 
 
-def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None) -> TrainingObject:
-    bands = [_read_image(data_dir / f"{name}_{b}.fits").astype(np.float32) for b in BANDS]
-    for b, img in zip(BANDS[1:], bands[1:]):
+def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None,
+                 band_names: tuple[str, ...] = BANDS) -> TrainingObject:
+    bands = [_read_image(data_dir / f"{name}_{b}.fits", band_names).astype(np.float32) for b in band_names]
+    for b, img in zip(band_names[1:], bands[1:]):
         if img.shape != bands[0].shape:
             raise InputError(f"{data_dir / f'{name}_{b}.fits'}: shape {img.shape} differs from "
-                             f"{name}_{BANDS[0]}.fits {bands[0].shape}")
+                             f"{name}_{band_names[0]}.fits {bands[0].shape}")
     seg_path = data_dir / f"{name}_segmap.fits"
-    segmap = _read_image(seg_path)
+    segmap = _read_image(seg_path, band_names)
     if segmap.shape != bands[0].shape:
         raise InputError(f"{seg_path}: shape {segmap.shape} differs from the thumbnails {bands[0].shape}")
     if segmap_id is None:
@@ -117,7 +202,8 @@ def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None
 
 
 def read_training_set(
-    data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0, votes_file: str | Path | None = None
+    data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0, votes_file: str | Path | None = None,
+    description: SetDescription | None = None,
 ) -> TrainingSet:
     """Read a training-set folder (format in the module docstring).
 
@@ -131,6 +217,8 @@ def read_training_set(
         Seed of that random split.
     votes_file : str or Path, optional
         The votes table if not ``data_dir/votes.{csv,ecsv,fits}``.
+    description : SetDescription, optional
+        Bands and classes to read (default the folder's :func:`read_description`).
 
     Returns
     -------
@@ -151,11 +239,14 @@ def read_training_set(
         table = Table.read(path)
     except Exception as exc:
         raise InputError(f"{path}: cannot read the votes table ({exc})") from exc
-    missing = [c for c in ("id", *VOTE_CLASSES) if c not in table.colnames]
+    description = read_description(data_dir) if description is None else description
+    columns = description.vote_columns
+    missing = [c for c in ("id", *columns) if c not in table.colnames]
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     try:
-        q, keep = vote_distribution(np.stack([np.asarray(table[c], float) for c in VOTE_CLASSES], axis=1))
+        q, keep = vote_distribution(np.stack([np.asarray(table[c], float) for c in columns], axis=1),
+                                    n_columns=len(columns))
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
     ids = [str(v) for v in table["id"]]
@@ -174,19 +265,22 @@ def read_training_set(
             dropped.append(name)
             continue
         sid = None if seg_ids[i] is None else int(seg_ids[i])
-        (test if is_test[i] else train).append(_read_object(data_dir, name, q[i], sid))
+        (test if is_test[i] else train).append(_read_object(data_dir, name, q[i], sid, description.band_names))
     logger.info("read %s: %d train, %d test, %d dropped (unknown primary class)", path, len(train),
                 len(test), len(dropped))
     return TrainingSet(train, test, dropped, path)
 
 
 def write_training_set(
-    objects: Sequence[SyntheticObject], data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0
+    objects: Sequence[SyntheticObject], data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0,
+    description: SetDescription | None = None,
 ) -> Path:
     """Write synthetic objects as a training-set folder readable by :func:`read_training_set`.
 
     The votes table (``votes.csv``) also records each object's simulated class,
-    magnitudes and SNR, and a seeded ``split`` column.
+    magnitudes and SNR, and a seeded ``split`` column. With ``description`` (other
+    bands than H, J, V, Z), the thumbnails are named by its bands and
+    ``training_set.json`` describes them.
 
     Returns
     -------
@@ -195,20 +289,26 @@ def write_training_set(
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    band_names = BANDS if description is None else description.band_names
+    if description is not None:
+        describe_training_set(data_dir, description)
     for obj in objects:
-        for band, img in zip(BANDS, obj.images):
+        if len(obj.images) != len(band_names):
+            raise ValueError(f"{obj.name}: {len(obj.images)} images for bands {band_names}")
+        for band, img in zip(band_names, obj.images):
             header = fits.Header({"BAND": band, "BUNIT": "electron/s", "OBJECT": obj.name})
             fits.PrimaryHDU(img, header=header).writeto(data_dir / f"{obj.name}_{band}.fits", overwrite=True)
         fits.PrimaryHDU(obj.segmap.astype(np.int32)).writeto(data_dir / f"{obj.name}_segmap.fits", overwrite=True)
     is_test = split_train_test(len(objects), test_fraction=test_fraction, seed=seed)
     table = Table()
     table["id"] = [o.name for o in objects]
-    for k, cls in enumerate(VOTE_CLASSES):
+    for k, cls in enumerate((*CLASSES[:-1], "unknown")):
         table[cls] = np.array([int(o.votes[k]) for o in objects], dtype=np.int64)
     table["segmap_id"] = np.ones(len(objects), dtype=np.int64)
     table["split"] = np.where(is_test, "test", "train")
     table["morph_class"] = [o.morph_class for o in objects]
-    for key in ("mag_H", "snr_H", "sersic_n", "r_eff_px"):
+    snr = next((k for k in (objects[0].truth if objects else {}) if k.startswith("snr_")), "snr_H")
+    for key in (f"mag_{snr[4:]}", snr, "sersic_n", "r_eff_px"):  # the reference band's (H for HST)
         table[key] = np.array([float(o.truth.get(key, np.nan)) for o in objects])
     path = data_dir / "votes.csv"
     table.write(path, format="ascii.csv", overwrite=True)

@@ -27,8 +27,8 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
-from morpheus_core import BANDS, CLASSES
-from morpheus_core.simulate import PSF_FWHM_ARCSEC, gaussian_psf, render_sky
+from morpheus_core import CLASSES
+from morpheus_core.simulate import HST_BANDS, Passband, gaussian_psf, reference_band, render_sky
 
 #: Vote columns of a K15-like table, in this order.
 VOTE_CLASSES: tuple[str, ...] = (*CLASSES[:-1], "unknown")
@@ -82,14 +82,17 @@ class TrainingObject:
         return pixel_targets(self.mask, self.q)
 
 
-def vote_distribution(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def vote_distribution(votes: np.ndarray, *, n_columns: int = len(VOTE_CLASSES)) -> tuple[np.ndarray, np.ndarray]:
     """Per-object class distributions from expert votes, handling ``unknown`` (3.1).
 
     Parameters
     ----------
     votes : numpy.ndarray
         ``(n_objects, 5)`` vote counts (or fractions) in :data:`VOTE_CLASSES` order:
-        spheroid, disk, irregular, point_source, unknown.
+        spheroid, disk, irregular, point_source, unknown; for another label set, one
+        column per class but background, then ``unknown``.
+    n_columns : int
+        Number of vote columns (the classes but background, plus ``unknown``).
 
     Returns
     -------
@@ -108,8 +111,9 @@ def vote_distribution(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         If ``votes`` is not ``(n, 5)`` or has negative or non-finite entries.
     """
     v = np.asarray(votes, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != len(VOTE_CLASSES):
-        raise ValueError(f"votes must be (n_objects, {len(VOTE_CLASSES)}) {VOTE_CLASSES}, got {v.shape}")
+    if v.ndim != 2 or v.shape[1] != n_columns or n_columns < 2:
+        names = VOTE_CLASSES if n_columns == len(VOTE_CLASSES) else "(classes but background, unknown)"
+        raise ValueError(f"votes must be (n_objects, {n_columns}) {names}, got {v.shape}")
     if not (np.isfinite(v).all() and (v >= 0).all()):
         raise ValueError("votes must be finite and >= 0")
     known = v[:, :-1]
@@ -264,6 +268,8 @@ def synthetic_training_set(
     mag_range: tuple[float, float] = (20.0, 24.5),
     voters: tuple[int, int] = (3, 10),
     max_segmap_fraction: float = 0.5,
+    bands: tuple[Passband, ...] | None = None,
+    pixel_scale: float = 0.06,
 ) -> list[SyntheticObject]:
     """Simulate K15-like training objects: thumbnails, segmentation maps and votes.
 
@@ -292,6 +298,12 @@ def synthetic_training_set(
         An object whose segmentation map covers more of the thumbnail is drawn again
         (up to 20 times), so that every thumbnail keeps some sky, as cut-outs around
         catalogued objects do; this thins out the largest bright galaxies.
+    bands : tuple of Passband, optional
+        The bands to simulate (default the HST H, J, V, Z; e.g.
+        :data:`morpheus_core.simulate.NIRCAM_BANDS`). Magnitudes, the SNR and the
+        segmentation map refer to the reference band (H, or the band nearest H).
+    pixel_scale : float
+        Arcseconds per pixel (0.06 for the HST set; 0.03 for a NIRCam-like one).
 
     Returns
     -------
@@ -299,7 +311,10 @@ def synthetic_training_set(
     """
     if n_objects < 0 or size < 60:
         raise ValueError(f"need n_objects >= 0 and size >= 60, got {n_objects} and {size}")
-    fwhm_h = PSF_FWHM_ARCSEC["H"] / 0.06
+    bands = tuple(HST_BANDS if bands is None else bands)
+    ref = reference_band(bands, None)
+    k_ref = [b.name for b in bands].index(ref.name)
+    fwhm_h = ref.psf_fwhm_arcsec / pixel_scale
     objects = []
     for i in range(n_objects):
         rng = np.random.default_rng([seed, i])
@@ -307,14 +322,17 @@ def synthetic_training_set(
         for _ in range(_MAX_REDRAWS):  # like K15 cut-outs, keep sky around the object
             sky = render_sky(
                 (size, size), seed=int(rng.integers(2**31)), n_galaxies=int(not star),
-                n_stars=int(star), mag_range=mag_range, margin_px=(size - 1) / 2.0 - 2.0,
+                n_stars=int(star), mag_range=mag_range, margin_px=(size - 1) / 2.0 - 2.0, bands=bands,
+                pixel_scale=pixel_scale,
             )
             row = sky.truth[0]
-            mask = detection_segmap(sky.images[0], float(sky.noise_sigma[0]), fwhm_h, x=row["x"], y=row["y"])
+            mask = detection_segmap(sky.images[k_ref], float(sky.noise_sigma[k_ref]), fwhm_h, x=row["x"],
+                                    y=row["y"])
             if mask.mean() <= max_segmap_fraction:
                 break
         truth = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in
-                 ("x", "y", "sersic_n", "r_eff_px", "axis_ratio", "snr_H", *(f"mag_{b}" for b in BANDS))}
+                 ("x", "y", "sersic_n", "r_eff_px", "axis_ratio", f"snr_{ref.name}",
+                  *(f"mag_{b.name}" for b in bands))}
         objects.append(SyntheticObject(
             name=f"synth{seed:04d}_{i:06d}", images=sky.images, segmap=mask.astype(np.int32),
             votes=draw_votes(rng, str(row["morph_class"]), voters=voters),

@@ -24,7 +24,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from morpheus_core.model import build_model, load_model
+from morpheus_core import CLASSES
+from morpheus_core.cards import RELEASED_CARD, ModelCard
+from morpheus_core.model import build_for_card, load_model, transfer_weights
 from morpheus_core.training.augment import CROP, WINDOW, augment, draw_augmentation
 from morpheus_core.training.data import TrainingObject, pixel_targets
 from morpheus_core.training.losses import MorpheusLoss, morpheus_loss
@@ -63,7 +65,9 @@ class TrainResult:
     best_weights: list[np.ndarray]
 
 
-def initial_model(init: str | Path | None = None, *, seed: int = 0) -> keras.Model:
+def initial_model(init: str | Path | None = None, *, seed: int = 0, card: ModelCard | None = None,
+                  source_card: ModelCard | None = None, first_layer: str = "wavelength",
+                  report: dict[str, str] | None = None) -> keras.Model:
     """The network to train: seeded random weights, the released ones, or a file.
 
     Parameters
@@ -75,25 +79,44 @@ def initial_model(init: str | Path | None = None, *, seed: int = 0) -> keras.Mod
         ``.weights.h5`` file of this network.
     seed : int
         Seed of the random initialisation.
+    card : ModelCard, optional
+        The network to train: its bands and classes (default the released card's).
+        When they differ from those of the starting weights, every layer whose shape
+        fits is reused and the band and class layers are initialised by
+        :func:`morpheus_core.model.transfer_weights` (first convolution from the
+        nearest bands in wavelength, or at random).
+    source_card : ModelCard, optional
+        The card of the ``init`` weights file (default the released card's).
+    first_layer : {"wavelength", "random"}
+        How the band-dependent first layers start when the bands change.
+    report : dict, optional
+        Filled with what :func:`~morpheus_core.model.transfer_weights` did per layer.
 
     Returns
     -------
     keras.Model
-        The full-window softmax network of :func:`morpheus_core.model.build_model`.
+        The full-window softmax network of :func:`morpheus_core.model.build_for_card`.
     """
+    card = RELEASED_CARD if card is None else card
     keras.utils.set_random_seed(seed)
-    if init is None or init == "scratch":
-        model = build_model()
-        # The released code initialised kernels with TF1's variance_scaling_initializer
-        # defaults (scale 1, fan-in, truncated normal) and biases with zeros.
-        init_kernel = keras.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal", seed=seed)
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.Conv2D):
-                layer.kernel.assign(init_kernel(layer.kernel.shape))
-        return model
-    if init == "released":
-        return load_model(None)
-    return load_model(init)
+    source = None
+    if init is not None and init != "scratch":
+        source_card = RELEASED_CARD if init == "released" or source_card is None else source_card
+        source = load_model(None if init == "released" else init, card=source_card)
+        if (source_card.band_names, source_card.classes) == (card.band_names, card.classes):
+            return source
+    model = build_for_card(card)
+    # The released code initialised kernels with TF1's variance_scaling_initializer
+    # defaults (scale 1, fan-in, truncated normal) and biases with zeros.
+    init_kernel = keras.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal", seed=seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            layer.kernel.assign(init_kernel(layer.kernel.shape))
+    if source is not None:
+        done = transfer_weights(source, model, source_card=source_card, target_card=card, first_layer=first_layer)
+        if report is not None:
+            report.update(done)
+    return model
 
 
 def logits_model(model: keras.Model) -> keras.Model:
@@ -141,7 +164,7 @@ def evaluation_views(
 
 
 def evaluate_network(
-    net: keras.Model, x: np.ndarray, y: np.ndarray, settings: TrainSettings
+    net: keras.Model, x: np.ndarray, y: np.ndarray, settings: TrainSettings, classes: tuple[str, ...] = CLASSES
 ) -> dict[str, float]:
     """Loss and Table 3 metrics of a logits network on windows, inference mode.
 
@@ -161,7 +184,7 @@ def evaluate_network(
         sizes.append(len(logits[sl]))
     p = np.exp(logits - logits.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
-    return {"loss": float(np.average(losses, weights=sizes)), **evaluate(p, y)}
+    return {"loss": float(np.average(losses, weights=sizes)), **evaluate(p, y, classes)}
 
 
 def train(
@@ -171,6 +194,7 @@ def train(
     settings: TrainSettings = TrainSettings(),
     *,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    classes: tuple[str, ...] = CLASSES,
 ) -> TrainResult:
     """Train (or fine-tune) a Morpheus network in place.
 
@@ -185,6 +209,8 @@ def train(
         Hyper-parameters.
     on_epoch : callable, optional
         Called with each history row as soon as it exists (epoch 0 included).
+    classes : tuple of str
+        The network's classes, background last (names of the per-class metrics).
 
     Returns
     -------
@@ -199,7 +225,7 @@ def train(
     for layer in dropouts:
         layer.rate = settings.dropout
     try:
-        return _train(model, train_objects, test_objects, settings, on_epoch)
+        return _train(model, train_objects, test_objects, settings, on_epoch, tuple(classes))
     finally:
         for layer, rate in zip(dropouts, saved_rates):
             layer.rate = rate
@@ -211,6 +237,7 @@ def _train(
     test_objects: Sequence[TrainingObject],
     settings: TrainSettings,
     on_epoch: Callable[[dict[str, float]], None] | None,
+    classes: tuple[str, ...] = CLASSES,
 ) -> TrainResult:
     net = logits_model(model)
     net.compile(
@@ -232,7 +259,7 @@ def _train(
     def row(epoch: int, loss: float, seconds: float) -> dict[str, float]:
         out: dict[str, float] = {"epoch": epoch, "loss": loss, "seconds": seconds}
         for prefix, (x, y) in eval_sets.items():
-            out.update({f"{prefix}_{k}": v for k, v in evaluate_network(net, x, y, settings).items()})
+            out.update({f"{prefix}_{k}": v for k, v in evaluate_network(net, x, y, settings, classes).items()})
         if on_epoch is not None:
             on_epoch(out)
         return out

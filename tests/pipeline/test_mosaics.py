@@ -67,7 +67,7 @@ def fake_simulator(monkeypatch):
 
 
 def test_registry():
-    assert set(MOSAICS) == {"demo", "goods-s"}
+    assert set(MOSAICS) == {"demo", "goods-s", "demo-nircam"}
     assert GOODS_S.bands == DEMO.bands == ("H", "J", "V", "Z")
     assert tuple(GOODS_S.files.values()) == HLF_NAMES
     assert "archive.stsci.edu/prepds/hlf" in GOODS_S.source_hint
