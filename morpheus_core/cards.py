@@ -198,6 +198,14 @@ class ModelCard:
         """The card as indented JSON text."""
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
 
+    def flux_band(self) -> str:
+        """The band that deblends and weights Eq. 16 by default: the reddest (longest
+        nominal wavelength), as the paper's F160W; the first band if no wavelength is
+        known.
+        """
+        known = [b for b in self.bands if b.wavelength_um is not None]
+        return max(known, key=lambda b: b.wavelength_um).name if known else self.bands[0].name
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelCard:
         """Read a card written by :meth:`to_dict`.

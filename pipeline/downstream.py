@@ -48,7 +48,7 @@ from pipeline.large_segments import default_segment_limit, oversize_record
 from pipeline.layout import RunLayout
 from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
-from pipeline.model_cards import catalog_meta, recorded_header_cards
+from pipeline.model_cards import catalog_meta, default_flux_band, recorded_header_cards
 from pipeline.options import field_default, setting
 from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
@@ -77,8 +77,9 @@ class DownstreamSettings:
         or ``mixed``.
     min_distance, nd_max : int
         Deblending: minimum peak separation (pixels) and most children per segment.
-    flux_band : str
-        Band whose flux deblends and weights (Eq. 16); F160W (``H``) by default.
+    flux_band : str, optional
+        Band whose flux deblends and weights (Eq. 16); by default the model card's
+        reddest band (F160W, ``H``, for the released model).
     markers : str, optional
         External catalog (CSV or FITS table with RA/Dec) for value-added mode.
     aperture_arcsec : float
@@ -98,7 +99,8 @@ class DownstreamSettings:
                    "else 0 for --detection paper, 0.3 for mean and mixed)")
     min_distance: int = setting(DEFAULT_MIN_DISTANCE, help="deblending: min peak separation, pixels")
     nd_max: int = setting(DEFAULT_ND_MAX, help="deblending: max children per segment")
-    flux_band: str = setting("H", help="band that deblends and weights Eq. 16 (H = F160W)")
+    flux_band: str | None = setting(None, help="band that deblends and weights Eq. 16 (default: the model's "
+                                                "reddest band, as the paper's F160W = H for the released model)")
     markers: str | None = setting(
         None, metavar="TABLE", help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
     aperture_arcsec: float = setting(
@@ -336,6 +338,8 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     class_store, mosaic_store = layout.classification, layout.mosaic
     mosaic = mosaic_store.open_group(mode="r")
     bands = list(mosaic.attrs["bands"])
+    if settings.flux_band is None:
+        settings = replace(settings, flux_band=default_flux_band(cls.attrs.get("model_card"), bands))
     check_flux_band(settings.flux_band, bands)
     flux_index = bands.index(settings.flux_band)
     shape = tuple(cls["n"].shape)

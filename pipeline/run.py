@@ -219,7 +219,8 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     with stage("preflight"):
         check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
     if downstream is not None:
-        check_flux_band(downstream.flux_band, bandset.bands)
+        if downstream.flux_band is not None:  # None: the card's reddest band, one of these
+            check_flux_band(downstream.flux_band, bandset.bands)
     if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
         from astropy.wcs import WCS
 

@@ -106,3 +106,14 @@ def test_parse_band_forms():
     assert parse_band("k:F160W") == Band("k", "F160W", 1.5369)  # wavelength from a known filter
     with pytest.raises(ValueError, match="not a number"):
         parse_band("r:SDSS_r:red")
+
+
+def test_the_default_flux_band_is_the_reddest_band():
+    from morpheus_core.cards import JWST_NIRCAM_BANDS
+
+    assert RELEASED_CARD.flux_band() == "H"  # F160W, as the paper
+    nircam = ModelCard(bands=tuple(JWST_NIRCAM_BANDS[b] for b in ("F150W", "F444W", "F090W")),
+                       classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.03)
+    assert nircam.flux_band() == max(nircam.bands, key=lambda b: b.wavelength_um).name == "F444W"
+    unknown = ModelCard(bands=(Band("a", "A"), Band("b", "B")), classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.1)
+    assert unknown.flux_band() == "a"

@@ -147,10 +147,12 @@ def _train(tmp_path: Path, bands: tuple[str, ...], *extra: str) -> Path:
     return out
 
 
-def _run(tmp_path: Path, toml: Path, weights: Path, flux_band: str) -> Path:
+def _run(tmp_path: Path, toml: Path, weights: Path, flux_band: str | None) -> Path:
+    """``run`` with the model; ``flux_band`` None leaves it to the card (its reddest band)."""
     run_dir = tmp_path / "run"
+    flux = ["--flux-band", flux_band] if flux_band else []
     proc = run_cli("run", "--mosaic", "jw", "--mosaics-file", str(toml), "--run-dir", str(run_dir), "--tile", "64",
-                   "--model", str(weights), "--flux-band", flux_band, "--no-progress", "--workers", "1",
+                   "--model", str(weights), *flux, "--no-progress", "--workers", "1",
                    env=python_env(), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return run_dir
@@ -208,8 +210,10 @@ def test_two_band_model_with_its_own_classes(tmp_path):
     assert card.classes == ("compact", "extended", "background") and card.band_names == bands
     assert "classes background copied" in card.provenance["initialisation"]["final_conv_conv"]
     toml = _mosaic(tmp_path / "mosaic", bands, [1, 0])
-    run_dir = _run(tmp_path, toml, out / "model.weights.h5", "F444W")
+    run_dir = _run(tmp_path, toml, out / "model.weights.h5", None)
     _check_products(run_dir, card)
+    # no --flux-band: the card's reddest band deblends and weights Eq. 16
+    assert json.loads((run_dir / "downstream.json").read_text())["settings"]["flux_band"] == "F444W"
     assert set(Table.read(run_dir / "catalog" / "catalog.fits")["dominant_class"]) <= {"compact", "extended"}
 
 
