@@ -101,8 +101,24 @@ def _setup_logging(run_dir: Path | str) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # Dask's own logger does not propagate to the root: its warnings (a worker lost, a
-    # nanny killing a worker at shutdown) go to the log file too.
-    logging.getLogger("distributed").addHandler(handler)
+    # nanny killing a worker at shutdown) go to the log file too, through a handler of
+    # their own (a local cluster sets the level of the "distributed" logger's handlers
+    # to WARNING while it runs; the file's handler must keep INFO).
+    forward = _Forwarding(handler)
+    forward.setLevel(logging.WARNING)
+    logging.getLogger("distributed").addHandler(forward)
+
+
+class _Forwarding(logging.Handler):
+    """Passes records on to another handler (which applies its own level and format)."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__()
+        self.target = target
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Hand the record to the target handler."""
+        self.target.handle(record)
 
 
 def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -> None:

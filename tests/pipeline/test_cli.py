@@ -100,3 +100,31 @@ def test_test_hooks_are_not_settings(capsys):
     assert RunSettings.from_json(old).model == "standin"
     assert RunSettings.from_json({**old, "classifier": "released", "weights": "w.weights.h5"}).model == "w.weights.h5"
     assert RunSettings.from_json({**old, "classifier": "released"}).model == "released"
+
+
+def test_log_file_keeps_info_lines_while_a_local_cluster_silences_dask(tmp_path):
+    """Stage lines and Dask's warnings reach pipeline.log, also while a LocalCluster has
+    set its loggers' handlers to WARNING (what once dropped every stage line)."""
+    import logging
+
+    from distributed.utils import silence_logging_cmgr
+
+    from pipeline.__main__ import _setup_logging
+
+    root, dask_logger = logging.getLogger(), logging.getLogger("distributed")
+    before = (list(root.handlers), list(dask_logger.handlers), root.level)
+    try:
+        _setup_logging(tmp_path)
+        with silence_logging_cmgr(logging.WARNING):  # as LocalCluster(silence_logs=...) does
+            logging.getLogger("pipeline.stage").info("stage classify: start")
+            logging.getLogger("distributed.nanny").warning("Worker process still alive after 4.0 seconds, killing")
+    finally:
+        for handler in set(root.handlers) - set(before[0]):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in set(dask_logger.handlers) - set(before[1]):
+            dask_logger.removeHandler(handler)
+        root.setLevel(before[2])
+    text = (tmp_path / "pipeline.log").read_text()
+    assert "INFO pipeline.stage: stage classify: start" in text
+    assert "WARNING distributed.nanny: Worker process still alive" in text
