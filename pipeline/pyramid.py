@@ -24,9 +24,15 @@ rounding of the stored coarser levels.
 
 Resumable and reused. A square's done mark is written after its tiles; a killed
 build resumes with the squares not done. ``pyramid.json`` records a fingerprint of
-the products it was built from (the stores' attributes: run id, segmentation
-settings and objects); a pyramid with the same fingerprint is reused, one with
-another is removed and rebuilt.
+the products it was built from (the stores' attributes: run id, bands, classes and
+model card, segmentation settings and objects); a pyramid with the same fingerprint
+(and the same layers and composite bands) is reused, one with another is removed and
+rebuilt.
+
+Any model's run. The class layers follow the classification store's ``classes``
+(its model card's; the released classes for runs that do not record them), and the
+colour composite shows H, J, V when the mosaic has them, else three bands chosen by
+wavelength from the model card (:func:`pipeline.composite.composite_bands`).
 """
 
 from __future__ import annotations
@@ -42,18 +48,20 @@ from typing import Any
 import dask
 import numpy as np
 
+from morpheus_core import CLASSES
 from morpheus_core.colour import colour_image
 from morpheus_core.tiling import Box
+from pipeline.composite import RGB_BANDS, band_wavelengths, composite_bands
 from pipeline.errors import InputError
 from pipeline.graph import run_tasks
 from pipeline.layout import RunLayout
 from pipeline.storage import Location, as_location
-from pipeline.tile_images import LAYERS, PLANES, LuptonSettings, encode_png, reduce_planes, render
+from pipeline.tile_images import LuptonSettings, encode_png, layer_labels, plane_names, reduce_planes, render
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FORMAT_VERSION", "LEVELS_PER_PASS", "TILE", "Grid", "Pyramid", "build_pyramid", "read_pyramid",
-           "rgb_bands"]
+__all__ = ["FORMAT_VERSION", "LEVELS_PER_PASS", "RGB_BANDS", "TILE", "Grid", "Pyramid", "band_wavelengths",
+           "build_pyramid", "composite_bands", "read_pyramid"]
 
 #: Version of the pyramid's layout and rendering (part of the fingerprint): increase it
 #: when tiles would come out differently (:mod:`pipeline.tile_images`), so that existing
@@ -63,8 +71,6 @@ FORMAT_VERSION = 1
 TILE = 256
 #: Levels written per pass: a task reads ``TILE * 2**LEVELS_PER_PASS`` pixels square.
 LEVELS_PER_PASS = 2
-#: Bands of the colour composite (red, green, blue): F160W, F125W, F606W.
-RGB_BANDS = ("H", "J", "V")
 #: Mosaic chunks sampled for the colour composite's sky level and stretch.
 _SAMPLE_CHUNKS = 64
 
@@ -119,7 +125,7 @@ class Pyramid:
     grid : Grid
         The tile grid.
     layers : list of str
-        The layers built (keys of :data:`pipeline.tile_images.LAYERS`).
+        The layers built (keys of :func:`pipeline.tile_images.layer_labels`).
     lupton : LuptonSettings
         The colour composite's parameters.
     fingerprint : str
@@ -130,6 +136,12 @@ class Pyramid:
         Tile files written by this build.
     seconds : float
         Time of this build.
+    record : dict
+        ``pyramid.json``.
+    classes : tuple of str
+        The run's classes in channel order (one layer each).
+    composite : tuple of str
+        The bands of the colour composite (red, green, blue).
     """
 
     location: Location
@@ -141,6 +153,8 @@ class Pyramid:
     tiles: int = 0
     seconds: float = 0.0
     record: dict[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = CLASSES
+    composite: tuple[str, str, str] = RGB_BANDS
 
     @property
     def tiles_location(self) -> Location:
@@ -156,21 +170,7 @@ class _Sources:
     classification: Location
     segmentation: Location | None
     rgb: tuple[int, int, int]
-
-
-def rgb_bands(bands: list[str]) -> tuple[int, int, int]:
-    """Indices of H, J and V (red, green, blue of the composite) among a mosaic's bands.
-
-    Raises
-    ------
-    InputError
-        A band is missing.
-    """
-    lower = [b.lower() for b in bands]
-    missing = [b for b in RGB_BANDS if b.lower() not in lower]
-    if missing:
-        raise InputError(f"mosaic bands {bands} lack {', '.join(missing)} for the colour composite")
-    return tuple(lower.index(b.lower()) for b in RGB_BANDS)
+    classes: tuple[str, ...] = CLASSES
 
 
 def _open(location: Location, what: str) -> Any:
@@ -247,17 +247,26 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
         if not seg_attrs.get("complete", False):
             seg_attrs = None
     grid = Grid(tuple(int(v) for v in cls["n"].shape), tile)
-    sources = _Sources(layout.mosaic, layout.classification, layout.segmentation if seg_attrs else None,
-                       rgb_bands(list(mosaic.attrs["bands"])))
-    layers = [name for name in LAYERS if name != "segmentation" or seg_attrs]
+    classes = tuple(str(c) for c in cls.attrs.get("classes", CLASSES))
+    if len(classes) != cls["mean"].shape[0]:
+        raise InputError(f"{layout.classification}: {cls['mean'].shape[0]} class images but classes "
+                         f"{list(classes)} in its attributes")
+    bands = [str(b) for b in mosaic.attrs["bands"]]
+    rgb = composite_bands(bands, band_wavelengths(bands, cls.attrs.get("model_card")))
+    composite = tuple(bands[i] for i in rgb)
+    sources = _Sources(layout.mosaic, layout.classification, layout.segmentation if seg_attrs else None, rgb,
+                       classes)
+    layers = [name for name in layer_labels(classes, composite) if name != "segmentation" or seg_attrs]
     fingerprint = _fingerprint({"mosaic": mosaic.attrs.asdict(), "classification": cls.attrs.asdict(),
                                 "segmentation": seg_attrs}, tile, levels_per_pass)
     viewer = layout.viewer
     record = read_pyramid(root)
-    if record and record.get("fingerprint") == fingerprint and not rebuild:
+    same = (record and record.get("fingerprint") == fingerprint and record.get("layers") == layers
+            and record.get("bands") == list(composite))
+    if same and not rebuild:
         if record.get("complete"):
             return Pyramid(viewer, grid, record["layers"], LuptonSettings.from_json(record["lupton"]),
-                           fingerprint, reused=True, record=record)
+                           fingerprint, reused=True, record=record, classes=classes, composite=composite)
         lupton = LuptonSettings.from_json(record["lupton"])
         echo("map: resuming the tile pyramid")
     else:
@@ -268,7 +277,7 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
         lupton = _lupton_settings(client, sources, grid)
     record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "grid": grid.to_json(),
               "layers": layers, "lupton": lupton.to_json(), "levels_per_pass": levels_per_pass,
-              "bands": [list(mosaic.attrs["bands"])[i] for i in sources.rgb], "complete": False}
+              "bands": list(composite), "classes": list(classes), "complete": False}
     (viewer / "pyramid.json").write_json(record)
     echo(f"map: building the tile pyramid of {grid.shape[1]} x {grid.shape[0]} pixels, levels 0-{grid.max_level}, "
          f"{len(layers)} layers")
@@ -278,9 +287,9 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     while True:
         last = level <= levels_per_pass
         if not last:
-            _new_level(work, grid, level - levels_per_pass)
+            _new_level(work, grid, level - levels_per_pass, len(plane_names(classes)))
         tasks = [dask.delayed(_square)(sources if level == grid.max_level else None, viewer, grid, level, box,
-                                       layers, lupton, levels_per_pass, last)
+                                       layers, lupton, levels_per_pass, last, classes)
                  for box in _squares(grid, level, levels_per_pass)]
         written += sum(run_tasks(client, tasks))
         if last:
@@ -292,7 +301,8 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     (viewer / "pyramid.json").write_json(record)  # the "complete" mark, last
     seconds = time.perf_counter() - t0
     echo(f"map: {written} tiles written in {seconds:.1f} s")
-    return Pyramid(viewer, grid, layers, lupton, fingerprint, tiles=written, seconds=seconds, record=record)
+    return Pyramid(viewer, grid, layers, lupton, fingerprint, tiles=written, seconds=seconds, record=record,
+                   classes=classes, composite=composite)
 
 
 def _squares(grid: Grid, level: int, levels_per_pass: int) -> list[Box]:
@@ -302,18 +312,18 @@ def _squares(grid: Grid, level: int, levels_per_pass: int) -> list[Box]:
     return [Box(y, min(y + side, h), x, min(x + side, w)) for y in range(0, h, side) for x in range(0, w, side)]
 
 
-def _new_level(work: Location, grid: Grid, level: int) -> None:
+def _new_level(work: Location, grid: Grid, level: int, n_planes: int) -> None:
     """The Zarr array of a coarser level (kept if it exists: a resumed build)."""
     group = (work / "levels.zarr").open_group(mode="a", zarr_format=3)
     name = f"level{level}"
     if name not in group:
         h, w = grid.level_shape(level)
-        group.create_array(name, shape=(len(PLANES), h, w), chunks=(len(PLANES), grid.tile, grid.tile),
+        group.create_array(name, shape=(n_planes, h, w), chunks=(n_planes, grid.tile, grid.tile),
                            dtype=np.float32, fill_value=0.0)
 
 
 def _square(sources: _Sources | None, viewer: Location, grid: Grid, level: int, box: Box, layers: list[str],
-            lupton: LuptonSettings, levels_per_pass: int, last: bool) -> int:
+            lupton: LuptonSettings, levels_per_pass: int, last: bool, classes: tuple[str, ...] = CLASSES) -> int:
     """Task: the tiles of one square over ``levels_per_pass`` levels (all levels to 0 in the
     last pass) and its block of the next coarser level; returns the tiles written.
     """
@@ -327,7 +337,7 @@ def _square(sources: _Sources | None, viewer: Location, grid: Grid, level: int, 
         ys, xs = box.slices
         planes = np.asarray((work / "levels.zarr").open_group(mode="r")[f"level{level}"][:, ys, xs], dtype=np.float64)
     side = grid.tile * 2 ** min(levels_per_pass, level)
-    padded = np.zeros((len(PLANES), side, side))
+    padded = np.zeros((len(plane_names(classes)), side, side))
     padded[:, : box.shape[0], : box.shape[1]] = planes
     writer = _TileWriter(viewer / "tiles")
     n_levels = level + 1 if last else levels_per_pass
@@ -339,7 +349,7 @@ def _square(sources: _Sources | None, viewer: Location, grid: Grid, level: int, 
         ty0, tx0 = box.y0 // 2 ** m // grid.tile, box.x0 // 2 ** m // grid.tile
         n = padded.shape[1] // grid.tile
         for name in layers:
-            image = render(name, padded, factor=2 ** (grid.max_level - z), lupton=lupton)
+            image = render(name, padded, factor=2 ** (grid.max_level - z), lupton=lupton, classes=classes)
             for i in range(min(n, rows - ty0)):
                 for j in range(min(n, cols - tx0)):
                     part = image[i * grid.tile : (i + 1) * grid.tile, j * grid.tile : (j + 1) * grid.tile]
@@ -384,11 +394,11 @@ class _TileWriter:
 
 
 def read_full_resolution(sources: _Sources, box: Box, shape: tuple[int, int]) -> np.ndarray:
-    """The planes (:data:`pipeline.tile_images.PLANES`) of a box of the full-resolution image.
+    """The planes (:func:`pipeline.tile_images.plane_names`) of a box of the full-resolution image.
 
-    Bands where the mosaic is covered, class images and the morphological colour image
-    (:func:`morpheus_core.colour.colour_image` of the rank-vote images, as
-    ``colour.png``) where classified, 0 elsewhere; ``outline`` marks pixels of a
+    The composite's bands where the mosaic is covered, class images and the
+    morphological colour image (:func:`morpheus_core.colour.colour_image` of the
+    rank-vote images with the run's classes, as ``colour.png``) where classified, 0 elsewhere; ``outline`` marks pixels of a
     deblended object with a 4-neighbour outside it (read with a one-pixel halo).
     """
     ys, xs = box.slices
@@ -398,8 +408,8 @@ def read_full_resolution(sources: _Sources, box: Box, shape: tuple[int, int]) ->
     image = np.asarray(mosaic["image"][:, ys, xs], dtype=np.float64)[list(sources.rgb)]
     classified = np.asarray(cls["n"][ys, xs]) > 0
     mean = np.asarray(cls["mean"][:, ys, xs], dtype=np.float64)
-    colour = colour_image(cls["rank"][:, ys, xs], classified).astype(np.float64) / 255.0
-    planes = np.zeros((len(PLANES), *box.shape))
+    colour = colour_image(cls["rank"][:, ys, xs], classified, classes=sources.classes).astype(np.float64) / 255.0
+    planes = np.zeros((len(plane_names(sources.classes)), *box.shape))
     planes[0] = 1.0
     planes[1], planes[2] = cov, classified
     if sources.segmentation is not None:
@@ -449,7 +459,7 @@ def _lupton_settings(client: Any, sources: _Sources, grid: Grid) -> LuptonSettin
 
 
 def _sample(sources: _Sources, box: Box) -> np.ndarray:
-    """Task: the covered H, J, V values of one mosaic chunk, every 4th pixel each way."""
+    """Task: the covered values of the composite's bands in one mosaic chunk, every 4th pixel each way."""
     ys, xs = box.slices
     mosaic = sources.mosaic.open_group(mode="r")
     cov = np.asarray(mosaic["coverage"][ys, xs], dtype=bool)[::4, ::4]

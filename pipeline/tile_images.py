@@ -8,21 +8,29 @@ at level ``z``):
   the last tiles), ``cov`` (the mosaic's coverage), ``clsw`` (classified pixels,
   ``n > 0``) and ``outline`` (pixels on the boundary of a deblended object);
 - weighted means: the three bands of the colour composite over covered pixels
-  (weight ``cov``), the five class images and the morphological colour image over
-  classified pixels (weight ``clsw``).
+  (weight ``cov``), the class images (one per class of the run, in channel order) and
+  the morphological colour image over classified pixels (weight ``clsw``).
+
+The planes and layers follow the run's classes (its model card's, the
+classification store's ``classes`` attribute): :func:`plane_names`,
+:func:`layer_labels`, :func:`class_colours`; the constants :data:`PLANES`,
+:data:`LAYERS` and :data:`CLASS_COLOURS` are those of the released classes.
 
 :func:`reduce_planes` averages a level into the next coarser one exactly (a weighted
 mean of weighted means, with the weights' own means), so every level equals the
 float64 block mean of the full image. :func:`render` draws one layer as RGBA:
 
 ========================  =========================================================
-``bands``                 Lupton et al. (2004) asinh RGB of H, J, V
+``bands``                 Lupton et al. (2004) asinh RGB of three bands (H, J, V
+                          for the released bands: :func:`pipeline.composite.composite_bands`)
                           (:func:`astropy.visualization.make_lupton_rgb`)
 ``colour``                the morphological colour image of paper section 6
                           (:func:`morpheus_core.colour.colour_image`, averaged)
-``spheroid`` ... ``background``  the class image in the paper's colour: spheroid red,
-                          disk blue, irregular green, point source yellow,
-                          background white-black (intensity = probability)
+one layer per class       the class image in its colour (:func:`class_colours`):
+                          the paper's for spheroid (red), disk (blue), irregular
+                          (green), point source (yellow); the last class, background,
+                          white-black; other classes colours of :data:`PALETTE`
+                          (intensity = probability)
 ``segmentation``          outlines of the deblended objects
 ``coverage``              white where all bands have data, black where not
 ========================  =========================================================
@@ -30,32 +38,151 @@ float64 block mean of the full image. :func:`render` draws one layer as RGBA:
 
 from __future__ import annotations
 
+import colorsys
 import io
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from morpheus_core import CLASSES
+from pipeline.composite import RGB_BANDS
 
-__all__ = ["CLASS_COLOURS", "LAYERS", "PLANES", "LuptonSettings", "encode_png", "reduce_planes", "render"]
+__all__ = ["CLASS_COLOURS", "LAYERS", "PALETTE", "PLANES", "RGB_BANDS", "LuptonSettings", "class_colours",
+           "class_layers", "encode_png", "layer_labels", "plane_names", "reduce_planes", "render"]
 
-#: The planes of a level, in storage order.
-PLANES = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b",
-          *(f"p_{c}" for c in CLASSES), "colour_r", "colour_g", "colour_b")
-_INDEX = {name: i for i, name in enumerate(PLANES)}
-#: Weight plane of each weighted plane (the others are plain area means).
-_WEIGHT = {**{f"band_{c}": "cov" for c in "rgb"}, **{f"p_{c}": "clsw" for c in CLASSES},
-           **{f"colour_{c}": "clsw" for c in "rgb"}}
+#: Bands of the released colour composite (red, green, blue): F160W, F125W, F606W.
+#: Planes before the class images: area fractions, then the composite's bands (weight ``cov``).
+_HEAD = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b")
+#: Planes after the class images: the morphological colour image (weight ``clsw``).
+_TAIL = ("colour_r", "colour_g", "colour_b")
+#: Index of each plane that is not a class image (the colour planes counted from the end).
+_INDEX = {**{name: i for i, name in enumerate(_HEAD)}, **{name: i - len(_TAIL) for i, name in enumerate(_TAIL)}}
+#: First weighted plane, first plane weighted by ``clsw`` (the class images, then the colour image).
+_FIRST_BAND, _FIRST_CLASS = _HEAD.index("band_r"), len(_HEAD)
 
-#: The paper's colour of each class image (intensity scales with the probability).
+#: The paper's colour of each released class image (intensity scales with the probability).
 CLASS_COLOURS = {"spheroid": (255, 0, 0), "disk": (0, 0, 255), "irregular": (0, 255, 0),
                  "point_source": (255, 255, 0), "background": (255, 255, 255)}
+#: Colours of the classes of other models, in channel order: none is one of the paper's
+#: (so red always means spheroid), the outlines' cyan or the selection's magenta.
+PALETTE = ((255, 128, 0), (0, 160, 255), (170, 0, 255), (128, 255, 0), (255, 0, 128), (0, 255, 170),
+           (255, 200, 120), (140, 140, 255))
 _OUTLINE_COLOUR = (0, 255, 255)
+#: Layers that are not class images (class layers may not take these keys).
+_BELOW, _ABOVE = ("bands", "colour"), ("segmentation", "coverage")
+_PLAIN_KEY = re.compile(r"[a-z][a-z0-9_]*")
 
-#: Layers of the map, bottom to top: name -> label shown in the layer list.
-LAYERS = {"bands": "H, J, V colour composite (asinh)", "colour": "morphological colour (section 6)",
-          **{c: f"{c.replace('_', ' ')} (p)" for c in CLASSES},
-          "segmentation": "segmentation outlines (deblended objects)", "coverage": "coverage"}
+
+def plane_names(classes: Sequence[str] = CLASSES) -> tuple[str, ...]:
+    """The planes of a level, in storage order, for a run with these classes.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The run's classes in channel order.
+
+    Returns
+    -------
+    tuple of str
+        ``inside``, ``cov``, ``clsw``, ``outline``, ``band_r``, ``band_g``, ``band_b``,
+        ``p_<class>`` per class, ``colour_r``, ``colour_g``, ``colour_b``.
+    """
+    return (*_HEAD, *(f"p_{c}" for c in classes), *_TAIL)
+
+
+def class_colours(classes: Sequence[str] = CLASSES) -> dict[str, tuple[int, int, int]]:
+    """The colour of each class image (full probability; intensity scales with it).
+
+    The released class names take the paper's colours (:data:`CLASS_COLOURS`: spheroid
+    red, disk blue, irregular green, point source yellow); the last class is the
+    background (the pipeline's convention) and is white; the other classes take the
+    colours of :data:`PALETTE` in channel order, then, past its end, hues spread by the
+    golden ratio around the colour wheel.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The run's classes in channel order (background last).
+
+    Returns
+    -------
+    dict of str to tuple of int
+        Class -> ``(r, g, b)`` in 0-255, in channel order.
+
+    Examples
+    --------
+    >>> class_colours(("compact", "extended", "background"))
+    {'compact': (255, 128, 0), 'extended': (0, 160, 255), 'background': (255, 255, 255)}
+    """
+    classes = tuple(classes)
+    out: dict[str, tuple[int, int, int]] = {}
+    k = 0
+    for i, name in enumerate(classes):
+        if i == len(classes) - 1:
+            out[name] = CLASS_COLOURS["background"]
+        elif name in CLASS_COLOURS and name != "background":
+            out[name] = CLASS_COLOURS[name]
+        else:
+            if k < len(PALETTE):
+                out[name] = PALETTE[k]
+            else:
+                rgb = colorsys.hsv_to_rgb((0.0833 + 0.618034 * (k - len(PALETTE))) % 1.0, 0.8, 1.0)
+                out[name] = tuple(int(round(255 * v)) for v in rgb)
+            k += 1
+    return out
+
+
+def class_layers(classes: Sequence[str] = CLASSES) -> dict[str, str]:
+    """The layer key of each class image: its name, or ``class-<channel>``.
+
+    A layer key names the tiles' folder and URL (``tiles/<key>/<z>/<x>/<y>.png``): a
+    class name that is a plain lower-case identifier (``[a-z][a-z0-9_]*``) and not one
+    of the other layers is its own key (all the released classes); any other name
+    (``Sa-b``, ``type 1``, ``coverage``) is keyed by its channel.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The run's classes in channel order.
+
+    Returns
+    -------
+    dict of str to str
+        Layer key -> class, in channel order.
+    """
+    return {(c if _PLAIN_KEY.fullmatch(c) and c not in (*_BELOW, *_ABOVE) else f"class-{i}"): c
+            for i, c in enumerate(classes)}
+
+
+def layer_labels(classes: Sequence[str] = CLASSES, composite: Sequence[str] = RGB_BANDS) -> dict[str, str]:
+    """The layers of a run's map, bottom to top: key -> label shown in the layer list.
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The run's classes in channel order (one layer each, :func:`class_layers`).
+    composite : sequence of str
+        The bands of the colour composite (red, green, blue).
+
+    Returns
+    -------
+    dict of str to str
+        ``bands``, ``colour``, the class layers, ``segmentation``, ``coverage``.
+    """
+    names = list(dict.fromkeys(composite))
+    bands = (f"{names[0]} (grey, asinh)" if len(names) == 1
+             else f"{', '.join(names)} colour composite (asinh)")
+    return {"bands": bands, "colour": "morphological colour (section 6)",
+            **{key: f"{c.replace('_', ' ')} (p)" for key, c in class_layers(classes).items()},
+            "segmentation": "segmentation outlines (deblended objects)", "coverage": "coverage"}
+
+
+#: The planes of a level of a run with the released classes.
+PLANES = plane_names(CLASSES)
+#: Layers of the map of a run with the released classes and bands (:func:`layer_labels`).
+LAYERS = layer_labels(CLASSES, RGB_BANDS)
 
 
 @dataclass(frozen=True)
@@ -65,7 +192,8 @@ class LuptonSettings:
     Attributes
     ----------
     minimum : tuple of float
-        Value subtracted from each of the red (H), green (J) and blue (V) bands.
+        Value subtracted from each of the red, green and blue bands (H, J, V for the
+        released bands).
     stretch : float
         Linear stretch of the asinh (in band units).
     Q : float
@@ -97,24 +225,33 @@ def reduce_planes(planes: np.ndarray, factor: int = 2) -> np.ndarray:
     Parameters
     ----------
     planes : numpy.ndarray
-        ``(len(PLANES), h, w)``; ``h`` and ``w`` multiples of ``factor``.
+        ``(P, h, w)`` with the planes of :func:`plane_names` (``P = 10 + C`` for ``C``
+        classes); ``h`` and ``w`` multiples of ``factor``.
     factor : int
         Block size.
 
     Returns
     -------
     numpy.ndarray
-        ``(len(PLANES), h // factor, w // factor)`` float64.
+        ``(P, h // factor, w // factor)`` float64.
+
+    Raises
+    ------
+    ValueError
+        Fewer planes than two classes need, or a size that is not a multiple of ``factor``.
     """
     p, h, w = planes.shape
-    if p != len(PLANES) or h % factor or w % factor:
-        raise ValueError(f"planes must be ({len(PLANES)}, h, w) with h, w multiples of {factor}, got {planes.shape}")
+    least = len(plane_names(CLASSES[-2:]))
+    if p < least or h % factor or w % factor:
+        raise ValueError(f"planes must be (P, h, w) with P >= {least} (10 + the number of classes) and h, w "
+                         f"multiples of {factor}, got {planes.shape}")
     blocks = np.asarray(planes, dtype=np.float64).reshape(p, h // factor, factor, w // factor, factor)
     out = blocks.mean(axis=(2, 4))
-    for name, weight in _WEIGHT.items():
-        wsum = (blocks[_INDEX[weight]] * blocks[_INDEX[name]]).sum(axis=(1, 3))
-        norm = blocks[_INDEX[weight]].sum(axis=(1, 3))
-        out[_INDEX[name]] = np.divide(wsum, norm, out=np.zeros_like(wsum), where=norm > 0)
+    for index in range(_FIRST_BAND, p):
+        weight = _INDEX["cov"] if index < _FIRST_CLASS else _INDEX["clsw"]
+        wsum = (blocks[weight] * blocks[index]).sum(axis=(1, 3))
+        norm = blocks[weight].sum(axis=(1, 3))
+        out[index] = np.divide(wsum, norm, out=np.zeros_like(wsum), where=norm > 0)
     return out
 
 
@@ -122,27 +259,41 @@ def _plane(planes: np.ndarray, name: str) -> np.ndarray:
     return planes[_INDEX[name]]
 
 
-def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSettings) -> np.ndarray:
+def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSettings,
+           classes: Sequence[str] = CLASSES) -> np.ndarray:
     """One layer of one level as an RGBA image.
 
     Parameters
     ----------
     layer : str
-        A key of :data:`LAYERS`.
+        A key of :func:`layer_labels` for ``classes``.
     planes : numpy.ndarray
-        ``(len(PLANES), h, w)`` planes of the level (row 0 = lowest ``y``, as FITS).
+        ``(P, h, w)`` planes of the level (:func:`plane_names` of ``classes``; row 0 =
+        lowest ``y``, as FITS).
     factor : int
         Full-resolution pixels per side of one pixel of this level (outlines are
         drawn with an opacity of ``factor`` x their area fraction, so that a line
         across a block stays visible at every zoom).
     lupton : LuptonSettings
         The colour composite's parameters.
+    classes : sequence of str
+        The run's classes in channel order (default: the released ones).
 
     Returns
     -------
     numpy.ndarray
         ``(h, w, 4)`` uint8, transparent outside the layer's data, rows as ``planes``.
+
+    Raises
+    ------
+    ValueError
+        An unknown layer, or planes that are not those of ``classes``.
     """
+    classes = tuple(classes)
+    if planes.shape[0] != len(plane_names(classes)):
+        raise ValueError(f"planes of {len(classes)} classes must be ({len(plane_names(classes))}, h, w), "
+                         f"got {planes.shape}")
+    by_key = class_layers(classes)
     h, w = planes.shape[1:]
     rgba = np.zeros((h, w, 4), dtype=np.uint8)
     if layer == "bands":
@@ -155,9 +306,10 @@ def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSetting
         rgb = np.stack([_plane(planes, f"colour_{c}") for c in "rgb"], axis=-1)
         rgba[..., :3] = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
         alpha = _plane(planes, "clsw") > 0
-    elif layer in CLASS_COLOURS:
-        p = np.clip(_plane(planes, f"p_{layer}"), 0.0, 1.0)[..., None]
-        rgba[..., :3] = np.round(p * np.asarray(CLASS_COLOURS[layer], dtype=np.float64)).astype(np.uint8)
+    elif layer in by_key:
+        name = by_key[layer]
+        p = np.clip(planes[_FIRST_CLASS + classes.index(name)], 0.0, 1.0)[..., None]
+        rgba[..., :3] = np.round(p * np.asarray(class_colours(classes)[name], dtype=np.float64)).astype(np.uint8)
         alpha = _plane(planes, "clsw") > 0
     elif layer == "segmentation":
         rgba[..., :3] = _OUTLINE_COLOUR
@@ -167,7 +319,7 @@ def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSetting
         rgba[..., :3] = np.round(np.clip(_plane(planes, "cov"), 0.0, 1.0) * 255.0).astype(np.uint8)[..., None]
         alpha = _plane(planes, "inside") > 0
     else:
-        raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
+        raise ValueError(f"unknown layer {layer!r}; expected one of {', '.join(layer_labels(classes))}")
     rgba[..., 3] = np.where(alpha, 255, 0)
     return rgba
 

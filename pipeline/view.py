@@ -45,7 +45,7 @@ __all__ = ["DEFAULT_PORT", "MapServer", "ViewSettings", "add_parser", "export_si
 
 #: Port of ``view`` unless ``--port`` says otherwise.
 DEFAULT_PORT = 8765
-_TILE_PATH = re.compile(r"^/tiles/([a-z_]+)/(\d+)/(\d+)/(\d+)\.png$")
+_TILE_PATH = re.compile(r"^/tiles/([a-z0-9_-]+)/(\d+)/(\d+)/(\d+)\.png$")
 
 
 def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> str:

@@ -12,6 +12,11 @@ as markers coloured by dominant class (a tap shows the row; at most
 :data:`MAX_MARKERS` of the brightest in view are drawn), search by id and by RA/Dec,
 a filter by dominant class, the cursor's RA/Dec (:mod:`pipeline.sky_readout`) and a
 scale bar in arcseconds (:class:`~bokeh.models.ScaleBar`).
+
+The class layers, their colours, the class columns of a marker's row, the marker
+colours and the class filter follow the run's classes (:attr:`Pyramid.classes
+<pipeline.pyramid.Pyramid>`, from the classification store), and the composite's
+label its bands.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import io
 import json
 import re
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,9 +40,10 @@ from pipeline.layout import RunLayout
 from pipeline.pyramid import Pyramid
 from pipeline.sky_readout import sky_model
 from pipeline.storage import Location
-from pipeline.tile_images import CLASS_COLOURS, LAYERS
+from pipeline.tile_images import class_colours, layer_labels
 
-__all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "catalog_columns", "map_catalog", "render_page"]
+__all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "catalog_columns", "map_catalog", "marker_colours",
+           "render_page"]
 
 #: Our script and style sheet.
 STATIC = Path(__file__).with_name("viewer_static")
@@ -44,8 +51,6 @@ STATIC = Path(__file__).with_name("viewer_static")
 MAX_MARKERS = 2000
 #: Layers shown when the page opens, with their opacity.
 _SHOWN = {"bands": 1.0, "segmentation": 0.8}
-#: Marker colours of the dominant classes (the class images' colours; white reads as background).
-_MARKER_COLOURS = {c: "#{:02x}{:02x}{:02x}".format(*CLASS_COLOURS[c]) for c in CLASSES}
 
 _FOLLOW = "dst.setv({start: src.start * scale, end: src.end * scale})"
 
@@ -88,16 +93,24 @@ def bokeh_files(html: str) -> dict[str, Path]:
     return {f"static/js/{name}": root / "js" / name for name in names}
 
 
-def catalog_columns(names: list[str], bands: list[str]) -> list[tuple[str, str]]:
+def marker_colours(classes: Sequence[str] = CLASSES) -> dict[str, str]:
+    """Marker colour of each dominant class: its class image's colour as ``#rrggbb``
+    (:func:`pipeline.tile_images.class_colours`; white reads as background).
+    """
+    return {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in class_colours(classes).items()}
+
+
+def catalog_columns(names: list[str], bands: list[str], classes: Sequence[str] = CLASSES) -> list[tuple[str, str]]:
     """The catalog columns a marker's row shows, ``(column, label)``, in order.
 
     Internal catalogs show ``id``; value-added ones their input ``source_id``,
-    ``object_id`` and input position first.
+    ``object_id`` and input position first. The class fractions are ``p_<class>``
+    of the run's ``classes``.
     """
     wanted = [("source_id", "input id"), ("id", "id"), ("object_id", "object id"), ("label", "label"),
               ("ra_input", "RA input (deg)"), ("dec_input", "Dec input (deg)"), ("ra", "RA (deg)"),
               ("dec", "Dec (deg)"), ("dominant_class", "dominant class"),
-              *((f"p_{c}", f"p {c.replace('_', ' ')}") for c in CLASSES), ("agreement", "agreement"),
+              *((f"p_{c}", f"p {c.replace('_', ' ')}") for c in classes), ("agreement", "agreement"),
               ("detection_flag", "detection flag"), ("segment_flag", "segment flag"), ("area", "area (pix)"),
               *((f"flux_{b}", f"flux {b}") for b in bands)]
     return [(name, label) for name, label in wanted if name in names]
@@ -113,7 +126,8 @@ def _read_table(location: Location) -> Any:
         raise InputError(f"{location}: cannot read the catalog ({type(exc).__name__}: {exc})") from exc
 
 
-def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | None) -> dict[str, Any] | None:
+def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | None,
+                classes: Sequence[str] = CLASSES) -> dict[str, Any] | None:
     """The catalog's rows as the map shows them, brightest first (``None``: no catalog).
 
     Parameters
@@ -126,6 +140,8 @@ def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | 
         The mosaic's bands.
     flux_band : str or None
         Band whose flux orders the rows (the brightest are drawn first when thinning).
+    classes : sequence of str
+        The run's classes (their ``p_<class>`` columns are shown).
 
     Returns
     -------
@@ -137,7 +153,7 @@ def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | 
     if not path.exists():
         return None
     table = _read_table(path)
-    shown = catalog_columns(list(table.columns), bands)
+    shown = catalog_columns(list(table.columns), bands, classes)
     x = table["x"].to_numpy(np.float64) if "x" in table else np.full(len(table), np.nan)
     y = table["y"].to_numpy(np.float64) if "y" in table else np.full(len(table), np.nan)
     if "ra_input" in table:  # value-added rows outside the classified area: their input position
@@ -197,12 +213,13 @@ def render_page(pyramid: Pyramid, layout: RunLayout) -> Page:
     model = sky_model(wcs, grid.shape)
     record = layout.downstream_record.read_json() if layout.downstream_record.exists() else {}
     flux_band = (record.get("settings") or {}).get("flux_band") or (bands[0] if bands else None)
-    catalog = map_catalog(layout, wcs, bands, flux_band)
+    classes = tuple(pyramid.classes)
+    catalog = map_catalog(layout, wcs, bands, flux_band, classes)
     mosaic_name = (manifest.get("config") or {}).get("mosaic", "")
     title = f"Morpheus map: {mosaic_name or layout.root.name}"
     root = _document(pyramid, catalog, model["pixel_scale"], title=title, run_id=manifest.get("run_id", ""))
     config = {"tiles": [list(v) for v in (grid.tile_counts(z) for z in range(grid.max_level + 1))],
-              "sky": model, "maxMarkers": MAX_MARKERS, "classes": list(CLASSES),
+              "sky": model, "maxMarkers": MAX_MARKERS, "classes": list(classes),
               "columns": catalog["columns"] if catalog else []}
     html = file_html(root, resources=Resources(mode="server", root_url="./"), title=title, template=_TEMPLATE,
                      template_variables={"viewer_config": json.dumps(config, separators=(",", ":"))})
@@ -232,6 +249,7 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
     controls = [bm.Div(text=f"<h3>{title}</h3><p class='mv-run'>run {run_id}</p>", name="title")]
     controls.append(bm.Div(text="<b>layers</b>"))
     version = pyramid.fingerprint[:8]
+    labels = layer_labels(pyramid.classes, pyramid.composite)
     for name in pyramid.layers:
         source = bm.TMSTileSource(url=f"tiles/{name}/{{Z}}/{{X}}/{{Y}}.png?v={version}", tile_size=grid.tile,
                                min_zoom=0, max_zoom=grid.max_level, initial_resolution=float(2 ** grid.max_level),
@@ -239,7 +257,7 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
         renderer = bm.TileRenderer(tile_source=source, alpha=_SHOWN.get(name, 1.0), visible=name in _SHOWN,
                                 smoothing=False, name=f"layer-{name}")
         fig.renderers.append(renderer)
-        toggle = bm.Checkbox(label=LAYERS[name], active=name in _SHOWN, name=f"toggle-{name}", width=210)
+        toggle = bm.Checkbox(label=labels[name], active=name in _SHOWN, name=f"toggle-{name}", width=210)
         toggle.js_link("active", renderer, "visible")
         opacity = bm.Slider(start=0, end=1, step=0.05, value=_SHOWN.get(name, 1.0), title=None, show_value=False,
                          width=80, name=f"opacity-{name}")
@@ -265,24 +283,24 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
                                background_fill_color="black", name="scalebar"))
     controls.append(readout)
     if catalog is not None:
-        controls += _catalog_controls(fig, catalog)
+        controls += _catalog_controls(fig, catalog, tuple(pyramid.classes))
     return row(column(*controls, width=330, sizing_mode="stretch_height", css_classes=["mv-controls"]), fig,
                sizing_mode="stretch_both")
 
 
-def _catalog_controls(fig: Any, catalog: dict[str, Any]) -> list:
-    """Markers, their row on a tap, search and the class filter."""
+def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...]) -> list:
+    """Markers, their row on a tap, search and the filter by dominant class (all classes but background)."""
     from bokeh import models as bm
     from bokeh.transform import factor_cmap
 
     data = catalog["data"]
+    colours = marker_colours(classes)
     source = bm.ColumnDataSource(data, name="catalog")
     first = list(range(min(MAX_MARKERS, len(data["mx"]))))
     view = bm.CDSView(filter=bm.IndexFilter(first, name="thin"))
     markers = fig.scatter("mx", "my", source=source, view=view, size=12, marker="circle", fill_alpha=0,
                           line_width=1.5, name="markers",
-                          line_color=factor_cmap("dominant_class", list(_MARKER_COLOURS.values()),
-                                                 list(_MARKER_COLOURS)),
+                          line_color=factor_cmap("dominant_class", list(colours.values()), list(colours)),
                           selection_line_color="#ff00ff", selection_line_width=3, nonselection_line_alpha=0.9)
     target = bm.ColumnDataSource({"mx": [], "my": []}, name="target")
     fig.scatter("mx", "my", source=target, marker="circle_cross", size=22, fill_alpha=0, line_color="#ff00ff",
@@ -291,11 +309,11 @@ def _catalog_controls(fig: Any, catalog: dict[str, Any]) -> list:
                   bm.TapTool(renderers=[markers]))
     info = bm.Div(text="click a marker to see its catalog row", name="row", css_classes=["mv-row"],
                   stylesheets=[bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")])
-    classes = bm.CheckboxGroup(labels=[c.replace("_", " ") for c in CLASSES[:-1]], active=list(range(len(CLASSES) - 1)),
-                            name="class-filter", inline=True)
-    args = {"source": source, "filter": view.filter, "classes": classes, "fig": fig}
+    chosen = bm.CheckboxGroup(labels=[c.replace("_", " ") for c in classes[:-1]], active=list(range(len(classes) - 1)),
+                              name="class-filter", inline=True)
+    args = {"source": source, "filter": view.filter, "classes": chosen, "fig": fig}
     thin = bm.CustomJS(args=args, code="MorpheusViewer.thin(source, filter, classes, fig)")
-    classes.js_on_change("active", thin)
+    chosen.js_on_change("active", thin)
     for rng in (fig.x_range, fig.y_range):
         rng.js_on_change("start", thin)
         rng.js_on_change("end", thin)
@@ -309,4 +327,4 @@ def _catalog_controls(fig: Any, catalog: dict[str, Any]) -> list:
     find_sky = bm.TextInput(title="find RA Dec (deg or h:m:s d:m:s)", placeholder="53.1234 -27.8123", name="find-sky")
     find_sky.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
                                             code="MorpheusViewer.findSky(cb_obj.value, source, target, fig, div)"))
-    return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), classes, find_id, find_sky, info]
+    return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), chosen, find_id, find_sky, info]

@@ -7,7 +7,8 @@
  *     (TMSTileSource.is_valid_tile, a public method of BokehJS's MercatorTileSource);
  *   - sky coordinates: the mosaic's WCS as a TAN projection plus a correction grid
  *     (pipeline/sky_readout.py computes it and checks it against astropy);
- *   - the catalog: thinning to the brightest objects in view, the filter by class,
+ *   - the catalog: thinning to the brightest objects in view, the filter by dominant
+ *     class (the run's classes, config.classes: the released five or a model card's),
  *     the tapped object's row, search by id and by RA/Dec.
  * Map coordinates are mosaic pixels with pixel i spanning [i, i + 1); astropy's
  * 0-based pixel coordinate is the map coordinate minus 0.5.

@@ -1,5 +1,5 @@
 """``python -m pipeline view`` (issue #16): the map in a real headless browser, the exported
-static site, the command line.
+static site, the command line; the page of a model with its own bands and classes (issue #17).
 
 The browser test drives Chromium from the distribution's packages (``/usr/bin/chromium``
 and ``/usr/bin/chromedriver``, ``apt-get install chromium chromium-driver``) through
@@ -28,12 +28,13 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from morpheus_core import CLASSES
 from pipeline.pyramid import build_pyramid
 from pipeline.storage import Location
 from pipeline.view import MapServer, add_parser, export_site, main, prepare, view_command
 from pipeline.view_page import render_page
 from tests.pipeline.test_s3 import BUCKET, endpoint  # noqa: F401 - the moto S3 server fixture
-from tests.pipeline.view_runs import classified_run, scene_run
+from tests.pipeline.view_runs import CARD_BANDS, CARD_CLASSES, card_run, classified_run, scene_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -46,6 +47,12 @@ WINDOW = (1400, 900)
 def scene_dir(tmp_path_factory) -> Path:
     """A finished run of a constructed 300 x 420 scene (two zoom levels, dozens of objects)."""
     return scene_run(tmp_path_factory.mktemp("view-scene") / "run")
+
+
+@pytest.fixture(scope="session")
+def card_dir(tmp_path_factory) -> Path:
+    """A finished run of a model with six NIRCam bands and the classes compact, extended, background."""
+    return card_run(tmp_path_factory.mktemp("view-card") / "run")
 
 
 @pytest.fixture(scope="session")
@@ -175,6 +182,31 @@ def _deep_text(driver, css: str) -> str:
         };
         const el = find(document);
         return el ? el.textContent : '';""", css)
+
+
+def _page_config(html: str) -> dict:
+    """The configuration the page hands to our script (``MorpheusViewer.configure``)."""
+    return json.loads(re.search(r"MorpheusViewer\.configure\((.*?)\);", html).group(1))
+
+
+def _page_models(html: str) -> dict[str, dict]:
+    """The Bokeh document's models embedded in a page, by name (or type when unnamed): their attributes."""
+    found: dict[str, dict] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            attributes = node.get("attributes")
+            if node.get("type") == "object" and isinstance(attributes, dict):
+                found.setdefault(attributes.get("name") or node["name"], attributes)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for text in re.findall(r'<script type="application/json" id="[^"]+">\s*(.*?)\s*</script>', html, re.S):
+        walk(json.loads(text))
+    return found
 
 
 def _static_server(site: Path) -> http.server.ThreadingHTTPServer:
@@ -318,6 +350,50 @@ def test_pages_list_every_catalog_row_and_the_sky_model(scene_dir):
     assert page.objects == len(Table.read(scene_dir / "catalog" / "catalog.parquet"))
     assert set(page.static) >= {"static/js/bokeh.min.js", "static/morpheus/viewer.js"}
     assert all(path.is_file() for path in page.static.values())
+    # The released model's map: its layers, labels, class columns, marker colours and filter.
+    config, models = _page_config(page.html), _page_models(page.html)
+    assert config["classes"] == list(CLASSES)
+    assert [c for c, _ in config["columns"] if c.startswith("p_")] == [f"p_{c}" for c in CLASSES]
+    assert pyramid.layers == ["bands", "colour", *CLASSES, "segmentation", "coverage"]
+    assert [models[f"toggle-{name}"]["label"] for name in pyramid.layers] == [
+        "H, J, V colour composite (asinh)", "morphological colour (section 6)", "spheroid (p)", "disk (p)",
+        "irregular (p)", "point source (p)", "background (p)", "segmentation outlines (deblended objects)", "coverage"]
+    assert models["class-filter"]["labels"] == ["spheroid", "disk", "irregular", "point source"]
+    assert models["CategoricalColorMapper"] == {"factors": list(CLASSES),
+                                                "palette": ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"]}
+
+
+def test_page_of_a_model_with_its_own_bands_and_classes(card_dir):
+    import urllib.request
+
+    from pipeline.layout import RunLayout
+
+    pyramid = build_pyramid(card_dir, echo=lambda *_: None)
+    page = render_page(pyramid, RunLayout(Location(card_dir)))
+    catalog = Table.read(card_dir / "catalog" / "catalog.parquet")
+    assert page.objects == len(catalog) > 0 and set(catalog["dominant_class"]) <= set(CARD_CLASSES[:-1])
+    config, models = _page_config(page.html), _page_models(page.html)
+    assert config["classes"] == list(CARD_CLASSES)
+    columns = [c for c, _ in config["columns"]]
+    assert [c for c in columns if c.startswith("p_")] == ["p_compact", "p_extended", "p_background"]
+    assert [c for c in columns if c.startswith("flux_")] == [f"flux_{b}" for b in CARD_BANDS]
+    assert pyramid.layers == ["bands", "colour", *CARD_CLASSES, "segmentation", "coverage"]
+    assert models["toggle-bands"]["label"] == "F444W, F200W, F090W colour composite (asinh)"
+    assert [models[f"toggle-{c}"]["label"] for c in CARD_CLASSES] == ["compact (p)", "extended (p)", "background (p)"]
+    assert not any(f"toggle-{c}" in models for c in CLASSES[:-1])
+    assert models["class-filter"]["labels"] == ["compact", "extended"] and models["class-filter"]["active"] == [0, 1]
+    assert models["CategoricalColorMapper"] == {"factors": list(CARD_CLASSES),
+                                                "palette": ["#ff8000", "#00a0ff", "#ffffff"]}
+    catalog_data = models["catalog"]["data"]
+    assert "p_compact" in json.dumps(catalog_data) and "p_spheroid" not in json.dumps(catalog_data)
+    server = MapServer(pyramid, page, port=0).start()
+    try:
+        for layer in ("compact", "bands"):
+            with urllib.request.urlopen(server.url + f"tiles/{layer}/0/0/0.png") as response:
+                assert response.status == 200
+                assert response.read() == (card_dir / "viewer" / "tiles" / layer / "0/0/0.png").read_bytes()
+    finally:
+        server.stop()
 
 
 def test_value_added_catalogs_show_their_input_ids(scene_dir, tmp_path):

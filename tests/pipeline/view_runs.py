@@ -34,3 +34,58 @@ def classified_run(folder: Path) -> Path:
                            progress=False, workers=1,
                            model="standin")  # <- the stand-in network: the one line that chooses it
     return Path(run(settings, echo=lambda *_: None).run_dir)
+
+
+#: The bands of :func:`card_run`: six NIRCam filters (as the built-in mosaic ``demo-nircam``).
+CARD_BANDS = ("F090W", "F115W", "F150W", "F200W", "F277W", "F444W")
+#: The classes of :func:`card_run`: a model trained with ``--classes compact,extended``.
+CARD_CLASSES = ("compact", "extended", "background")
+
+
+def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, chunk: int = 32,
+             bands: tuple[str, ...] = CARD_BANDS, classes: tuple[str, ...] = CARD_CLASSES) -> Path:
+    """A finished run directory of a model with its own bands and classes (issue #17).
+
+    The constructed scene of :func:`scene_run` with its classes merged into ``classes``
+    (spheroid and point source -> the first, disk and irregular -> the second,
+    background kept; ``classes`` has three entries) and one band per name of ``bands``
+    (the scene's flux times a different factor each, so every band is told apart), the
+    model card in the classification store's attributes as ``pipeline run`` records
+    it, then the real downstream graph (flux band the third band).
+    """
+    import json
+
+    import numpy as np
+    import zarr
+
+    from morpheus_core.cards import JWST_NIRCAM_BANDS, ModelCard, parse_band
+    from morpheus_core.simulate import make_wcs
+    from pipeline.downstream import DownstreamSettings, run_downstream
+
+    assert len(classes) == 3, classes
+    scene = make_scene(shape, random_sources(shape, per_megapixel=2000.0, seed=seed), seed=seed)
+    merge = [[0, 3], [1, 2], [4]]  # spheroid + point_source, disk + irregular, background
+    mean = np.stack([scene["mean"][m].sum(axis=0) for m in merge]).astype(np.float32)
+    rank = np.stack([scene["rank"][m].sum(axis=0) for m in merge]).astype(np.float32)
+    variance = np.stack([scene["variance"][m].sum(axis=0) for m in merge]).astype(np.float32)
+    flux = scene["bands"][0].astype(np.float64)
+    images = np.stack([flux * (0.4 + 0.25 * k) + 0.01 * k for k in range(len(bands))]).astype(np.float32)
+    card = ModelCard(bands=tuple(JWST_NIRCAM_BANDS.get(b) or parse_band(b) for b in bands), classes=classes,
+                     pixel_scale_arcsec=0.03, name="test card")
+    folder.mkdir(parents=True, exist_ok=True)
+    wcs_header = make_wcs(shape).to_header_string()
+    mosaic = zarr.open_group(str(folder / "mosaic.zarr"), mode="w", zarr_format=3,
+                             attributes={"bands": list(bands), "wcs_header": wcs_header, "shape": list(shape)})
+    mosaic.create_array("image", data=images, chunks=(len(bands), chunk, chunk))
+    mosaic.create_array("coverage", data=scene["n"] > 0, chunks=(chunk, chunk))
+    cls = zarr.open_group(str(folder / "classification.zarr"), mode="w", zarr_format=3,
+                          attributes={"classes": list(classes), "model_card": card.to_dict(), "bands": list(bands),
+                                      "wcs_header": wcs_header, "complete": True})
+    for name, data in (("mean", mean), ("variance", variance), ("rank", rank)):
+        cls.create_array(name, data=data, chunks=(len(classes), chunk, chunk))
+    cls.create_array("n", data=scene["n"], chunks=(chunk, chunk))
+    (folder / "manifest.json").write_text(json.dumps({
+        "run_id": "test-card-run", "model": "constructed", "model_card": card.to_dict(),
+        "config": {"mosaic": "card-scene", "precision": "float32"}}))
+    run_downstream(folder, DownstreamSettings(flux_band=bands[2]), echo=lambda *_: None)
+    return folder
