@@ -262,7 +262,7 @@ def test_hpc_driver_script(script, kind):
     path = DEPLOY / "hpc" / script
     args = _parser().parse_args(_driver_command(path))
     assert args.command == "run" and args.cluster == kind and args.workers == 8
-    assert args.gpu == "require" and args.no_progress
+    assert args.gpu == "require" and not args.progress
     assert str(args.cluster_config).endswith("deploy/hpc/jobqueue.yaml")
     prefix = "#SBATCH" if kind == "slurm" else "#PBS"
     directives = [ln for ln in path.read_text().splitlines() if ln.startswith(prefix)]

@@ -44,6 +44,17 @@ def finished(tmp_path, mosaic, client) -> Path:
     return summary.run_dir
 
 
+@pytest.fixture
+def unmerged(tmp_path, mosaic, client) -> Path:
+    """A run killed after its tiles were classified but before its merge was recorded:
+    the partials are there and are what a resumed run merges (a finished run removes
+    them, and its merged store is the result)."""
+    summary = run(small_config(tmp_path / "run", mosaic, keep_partials=True), client=client, echo=lambda *_: None)
+    assert not summary.failed
+    (summary.run_dir / "ledger" / "merged.json").unlink()
+    return summary.run_dir
+
+
 def _snapshot(run_dir: Path) -> dict[str, str]:
     """SHA-256 of every file in the run directory (logs excluded)."""
     return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -67,10 +78,10 @@ def _executions(run_dir: Path) -> dict[str, int]:
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "swap", "delete"])
 def test_bad_partial_is_named_counts_as_pending_and_resubmit_recomputes_only_it(
-        finished, client, damage):
-    reference = outputs(finished)
-    victim, other = _same_size_tiles(finished)
-    path = finished / "partials" / f"{victim}.npz"
+        unmerged, client, damage):
+    reference = outputs(unmerged)
+    victim, other = _same_size_tiles(unmerged)
+    path = unmerged / "partials" / f"{victim}.npz"
     data = path.read_bytes()
     if damage == "truncate":
         path.write_bytes(data[: len(data) // 2])
@@ -79,31 +90,31 @@ def test_bad_partial_is_named_counts_as_pending_and_resubmit_recomputes_only_it(
         flipped[len(data) // 2] ^= 0x10
         path.write_bytes(bytes(flipped))
     elif damage == "swap":  # another tile's partial of the same shape: used to merge silently
-        path.write_bytes((finished / "partials" / f"{other}.npz").read_bytes())
+        path.write_bytes((unmerged / "partials" / f"{other}.npz").read_bytes())
     else:
         path.unlink()
 
-    report = status(finished)
+    report = status(unmerged)
     assert victim in report["states"]["pending"] and victim not in report["states"]["finished"]
     if damage != "delete":
         assert victim in report["corrupt"] and str(path.name) in report["corrupt"][victim]
 
-    before = _executions(finished)
+    before = _executions(unmerged)
     lines: list[str] = []
-    summary = resubmit(finished, client=client, echo=lines.append)
+    summary = resubmit(unmerged, client=client, echo=lines.append)
     assert not summary.failed and summary.executed == 1
-    after = _executions(finished)
+    after = _executions(unmerged)
     assert {name for name in after if after[name] != before.get(name, 0)} == {victim}
     if damage != "delete":
         assert any(victim in line and "recomputed" in line for line in lines)
-    assert_same(outputs(finished), reference)
-    assert status(finished)["corrupt"] == {}
+    assert_same(outputs(unmerged), reference)
+    assert status(unmerged)["corrupt"] == {}
 
 
-def test_cli_status_names_a_corrupt_partial(finished):
-    victim, _ = _same_size_tiles(finished)
-    (finished / "partials" / f"{victim}.npz").write_bytes(b"PK\x03\x04 not a partial")
-    proc = run_cli("status", "--run-dir", str(finished))
+def test_cli_status_names_a_corrupt_partial(unmerged):
+    victim, _ = _same_size_tiles(unmerged)
+    (unmerged / "partials" / f"{victim}.npz").write_bytes(b"PK\x03\x04 not a partial")
+    proc = run_cli("status", "--run-dir", str(unmerged))
     assert proc.returncode == 0, proc.stderr
     assert "1 with a bad partial" in proc.stdout and victim in proc.stdout
 
@@ -146,11 +157,11 @@ def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
     assert (finished / "manifest.json").exists()
 
 
-def test_a_failed_merge_leaves_the_finished_classification_intact(finished, client, monkeypatch):
+def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, client, monkeypatch):
     import pipeline.classify as classify
 
-    store = finished / "classification.zarr"
-    before = {k: v for k, v in _snapshot(finished).items() if k.startswith("classification.zarr")}
+    store = unmerged / "classification.zarr"
+    before = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
     assert before
 
     def broken(*args, **kwargs):
@@ -159,10 +170,10 @@ def test_a_failed_merge_leaves_the_finished_classification_intact(finished, clie
     monkeypatch.setattr(classify, "merge_chunk", broken)
     monkeypatch.setattr("pipeline.run.merge_chunk", broken)
     with pytest.raises(OSError, match="injected"):
-        resubmit(finished, client=client, echo=lambda *_: None)
-    after = {k: v for k, v in _snapshot(finished).items() if k.startswith("classification.zarr")}
+        resubmit(unmerged, client=client, echo=lambda *_: None)
+    after = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
     assert after == before and store.is_dir()
-    assert not (finished / "classification.zarr.partial").exists()
+    assert not (unmerged / "classification.zarr.partial").exists()
 
 
 # ------------------------------------------------------------------ one writer
@@ -365,16 +376,16 @@ def test_every_product_is_readable_by_the_group_like_the_fits_files(finished):
     assert modes == {name: expected for name in modes}
 
 
-def test_a_truncated_ledger_record_is_named_and_its_tile_recomputed(finished, client):
-    reference = outputs(finished)
-    victim, _ = _same_size_tiles(finished)
-    record = finished / "ledger" / f"{victim}.done"
+def test_a_truncated_ledger_record_is_named_and_its_tile_recomputed(unmerged, client):
+    reference = outputs(unmerged)
+    victim, _ = _same_size_tiles(unmerged)
+    record = unmerged / "ledger" / f"{victim}.done"
     record.write_bytes(record.read_bytes()[:20])
-    report = status(finished)
+    report = status(unmerged)
     assert victim in report["states"]["pending"] and f"{victim}.done" in report["corrupt"][victim]
-    summary = resubmit(finished, client=client, echo=lambda *_: None)
+    summary = resubmit(unmerged, client=client, echo=lambda *_: None)
     assert summary.executed == 1 and not summary.failed
-    assert_same(outputs(finished), reference)
+    assert_same(outputs(unmerged), reference)
 
 
 def test_status_says_products_written_only_when_they_are(finished):

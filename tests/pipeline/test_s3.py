@@ -111,8 +111,9 @@ def test_s3_run_equals_local_run(s3_run, local_run, endpoint):
     assert_same(outputs(config.location), outputs(local_run))
     # Everything is in the bucket, written by two worker processes.
     root = config.location
-    assert {"manifest.json", "ledger", "partials", "mosaic.zarr", "classification.zarr", "fits"} <= set(
-        root.listdir())
+    assert {"manifest.json", "ledger", "mosaic.zarr", "classification.zarr", "fits"} <= set(root.listdir())
+    assert not (root / "partials").listdir()  # removed after the verified merge
+    assert (root / "ledger" / "merged.json").exists()
     assert len({r["worker"] for r in done_records(root).values()}) == 2
     in_bucket = (root / "fits").listdir()
     assert set(FITS_NAMES) <= set(in_bucket)
