@@ -16,18 +16,23 @@ RUNS = {"finetune-wavelength": "fine-tuned, first layer by wavelength",
 CLASSES = ("spheroid", "disk", "irregular", "point_source", "background")
 
 
-def main(work: Path) -> None:
-    """Print one Markdown table row per run and selected epoch."""
-    print("| run | epoch (steps) | training loss | test loss | test A | "
-          + " | ".join(c.replace("_", " ") for c in CLASSES) + " | IoU B>0.5 | B>0.7 | B>0.9 |")
-    print("|" + " --- |" * (8 + len(CLASSES)))
+def _runs(work: Path):
+    """``(name, label, rows, summary, steps per epoch)`` of each training found in ``work``."""
     for name, label in RUNS.items():
         path = work / name / "training_log.csv"
         if not path.is_file():
             continue
         rows = list(csv.DictReader(path.open()))
         summary = json.loads((work / name / "training.json").read_text())
-        steps = -(-summary["n_train"] // summary["settings"]["batch_size"])
+        yield name, label, rows, summary, -(-summary["n_train"] // summary["settings"]["batch_size"])
+
+
+def main(work: Path) -> None:
+    """Print one Markdown table row per run and selected epoch."""
+    print("| run | epoch (steps) | training loss | test loss | test A | "
+          + " | ".join(c.replace("_", " ") for c in CLASSES) + " | IoU B>0.5 | B>0.7 | B>0.9 |")
+    print("|" + " --- |" * (8 + len(CLASSES)))
+    for name, label, rows, summary, steps in _runs(work):
         best = summary["best_epoch"]
         for row in rows:
             epoch = int(float(row["epoch"]))
@@ -50,13 +55,7 @@ def plot(work: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
-    for name, label in RUNS.items():
-        path = work / name / "training_log.csv"
-        if not path.is_file():
-            continue
-        rows = list(csv.DictReader(path.open()))
-        summary = json.loads((work / name / "training.json").read_text())
-        steps = -(-summary["n_train"] // summary["settings"]["batch_size"])
+    for _, label, rows, _, steps in _runs(work):
         x = [int(float(r["epoch"])) * steps for r in rows]
         axes[0].plot(x, [100 * float(r["test_accuracy"]) for r in rows], label=label)
         axes[1].plot(x, [float(r["test_iou_0.5"]) for r in rows], label=label)
