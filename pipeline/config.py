@@ -12,7 +12,7 @@ from typing import Any
 
 from morpheus_core import BORDER, PRECISIONS, WINDOW
 from pipeline.errors import InputError
-from pipeline.options import field_default, setting
+from pipeline.options import setting
 from pipeline.storage import Location, check_storage_options, run_dir_value
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
@@ -222,8 +222,3 @@ def upgrade_recorded(data: dict[str, Any]) -> dict[str, Any]:
     for name in ("fail_tiles", "tile_delay"):
         data.pop(name, None)
     return data
-
-
-def run_default(name: str) -> Any:
-    """The default of a :class:`RunSettings` setting."""
-    return field_default(RunSettings, name)

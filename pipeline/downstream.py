@@ -49,7 +49,7 @@ from pipeline.layout import RunLayout
 from pipeline.markers import read_markers
 from pipeline.measure import APERTURE_ARCSEC, internal_catalog, value_added_catalog
 from pipeline.model_cards import catalog_meta, default_flux_band, recorded_header_cards
-from pipeline.options import field_default, setting
+from pipeline.options import setting
 from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
@@ -144,11 +144,6 @@ class DownstreamSettings:
                 "nd_max": self.nd_max,
                 "flux_band": self.flux_band, "markers": marker_file, "max_segment_pixels": self.max_segment_pixels}
 
-
-
-def downstream_default(name: str) -> Any:
-    """The default of a :class:`DownstreamSettings` field."""
-    return field_default(DownstreamSettings, name)
 
 @dataclass
 class DownstreamSummary:
