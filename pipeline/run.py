@@ -296,7 +296,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         if not config.keep_partials:  # also what an interrupted removal left
             summary.partials_removed = ledger.remove_partials()
         with stage("fits"):
-            summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"])
+            summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"], merged_before=merged)
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
         summary.downstream = run_downstream(config.location, downstream, client=client, echo=echo, run_id=run_id,
@@ -458,13 +458,22 @@ def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: t
                        f"{config.run_dir}'") from None
 
 
-def _export_fits(config: RunSettings, run_id: str, wcs_header: str) -> list[Path | str]:
+def _export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_before: bool = False
+                 ) -> list[Path | str]:
     """The classification's FITS products (:func:`pipeline.products.write_classification_products`);
     for an object store written locally, then uploaded (:class:`~pipeline.storage.written_locally`).
+
+    A run whose store was merged before this command keeps its FITS products when all
+    of them are there: each is written atomically from that same store (7.3 GB at
+    10^8 pixels, not rewritten on every resume); a missing one has them all written.
     """
     from pipeline.products import provenance, write_classification_products
 
     layout = RunLayout(config.location)
+    if merged_before:
+        existing = [*layout.classification_fits(card_for(config.model).classes), layout.fits / "coverage.fits"]
+        if all(p.exists() for p in existing):
+            return [p.path if p.is_local else str(p) for p in existing]
     cards = provenance(run_id, model=config.model_description(), precision=config.precision,
                        extra={"STRIDE": (config.stride, "window stride (pixels)"),
                               **header_cards(card_for(config.model))})

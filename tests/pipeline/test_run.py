@@ -264,8 +264,14 @@ def test_partials_are_removed_after_the_verified_merge_and_every_stage_resumes(t
 
     # Again: the merged store is the result; nothing is classified or merged.
     lines: list[str] = []
+    written = {p.name: p.stat().st_mtime_ns for p in (config.run_dir / "fits").glob("*.fits")}
     again = run(config, client=client, echo=lines.append)
     assert again.executed == 0 and again.finished_before == 12 and "merged already" in "\n".join(lines)
+    # the classification's FITS products of the merged store are kept, not written again
+    kept = {p.name: p.stat().st_mtime_ns for p in (config.run_dir / "fits").glob("*.fits")}
+    classification = [f"{c}_{k}.fits" for c in CLASSES for k in ("mean", "var", "rank")] + ["n.fits", "coverage.fits"]
+    assert all(kept[name] == written[name] for name in classification)
+    assert set(classification) <= {Path(p).name for p in again.outputs}
     # Killed while writing the FITS products: they are written again from the store.
     (config.run_dir / "fits" / "disk_mean.fits").unlink()
     run(config, client=client, echo=lambda s: None)
