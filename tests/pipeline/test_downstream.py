@@ -21,6 +21,7 @@ from morpheus_core.simulate import make_wcs
 from pipeline.downstream import DownstreamSettings, run_downstream
 from pipeline.errors import InputError
 from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, write_run
+from tests.pipeline.stage_fixtures import assert_catalog_equal
 
 #: Algorithm 1 on the whole image for each detection rule, written out from the paper
 #: and the issue (not from pipeline.downstream): (sky markers + Sobel image, source-marker image).
@@ -92,12 +93,7 @@ def test_chunked_graph_equals_whole_image(tmp_path, scene, detection):
     catalog = Table.read(run_dir / "catalog" / "catalog.fits")
     assert list(catalog["label"]) == result.labels
     assert any("." in label for label in result.labels)
-    for name in reference.colnames:
-        if reference[name].dtype.kind in "fi":
-            np.testing.assert_allclose(np.asarray(catalog[name], float), np.asarray(reference[name], float),
-                                       rtol=1e-10, atol=1e-12, err_msg=name)
-        else:
-            assert list(catalog[name]) == list(reference[name]), name
+    assert_catalog_equal(catalog, reference)
     # detection flag and colour image from the rank-vote images, as the released code
     flux = scene["bands"][0]
     peak = [np.unravel_index(np.argmax(np.where(result.segmap == i, flux, -np.inf)), SHAPE)
@@ -283,7 +279,4 @@ def test_chunked_graph_equals_whole_image_around_an_unobserved_footprint(tmp_pat
     np.testing.assert_array_equal(seg["deblended"][:], result.segmap)
     catalog = Table.read(run_dir / "catalog" / "catalog.fits")
     assert list(catalog["label"]) == result.labels
-    for name in reference.colnames:
-        if reference[name].dtype.kind in "fi":
-            np.testing.assert_allclose(np.asarray(catalog[name], float), np.asarray(reference[name], float),
-                                       rtol=1e-10, atol=1e-12, err_msg=name)
+    assert_catalog_equal(catalog, reference)
