@@ -10,15 +10,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from tests.pipeline.downstream_scene import make_scene, random_sources, write_run
 
 
-def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 11, chunk: int = 64) -> Path:
-    """A finished run directory of a constructed scene: classification, segmentation, catalog."""
+def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 11, chunk: int = 64,
+              unobserved: np.ndarray | None = None) -> Path:
+    """A finished run directory of a constructed scene: classification, segmentation, catalog.
+
+    ``unobserved``: pixels outside the footprint or censored, as in a real mosaic (NaN
+    bands, ``n = 0``, class images 0, coverage 0).
+    """
     from pipeline.downstream import run_downstream
 
     sources = random_sources(shape, per_megapixel=400.0, seed=seed)
-    run_dir = write_run(folder, make_scene(shape, sources, seed=seed), chunk=chunk)
+    scene = make_scene(shape, sources, seed=seed)
+    if unobserved is not None:
+        scene["n"][unobserved] = 0
+        for key in ("mean", "rank", "variance"):
+            scene[key][:, unobserved] = 0
+        scene["bands"][:, unobserved] = np.nan
+    run_dir = write_run(folder, scene, chunk=chunk)
     run_downstream(run_dir, echo=lambda *_: None)
     return run_dir
 
