@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import ipaddress
 import json
 import os
 import re
@@ -19,7 +20,9 @@ import shutil
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -90,28 +93,78 @@ def _browser():
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='morpheus-chromium-')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    time.sleep(1.0)  # Chromium's own start-up page (offline: a failed DNS lookup) is not ours:
-    driver.get_log("performance")  # drop its log before the map loads
-    driver.get_log("browser")
-    return driver
+    return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
 
 
-def _network(driver) -> tuple[list[str], list[tuple[str, int]], list[str]]:
-    """Requested URLs, responses ``(url, status)`` and failed loads of the page's requests,
-    from Chrome's performance log (and since the last call)."""
-    requested, responses, failed, urls = [], [], [], {}
-    for entry in driver.get_log("performance"):
-        message = json.loads(entry["message"])["message"]
+@dataclass
+class Traffic:
+    """The page's requests, from Chrome's performance log.
+
+    Attributes
+    ----------
+    external : list of str
+        URLs of requests that leave the machine (``http(s)``/``ws(s)`` to a host that
+        is not loopback): the page must make none.
+    ours : list of str
+        URLs of requests to our own server.
+    bad : list of str
+        Requests to our own server that failed or got a status other than 200 or 304
+        (304: not modified, from the cache).
+
+    The browser's own loads (``chrome://`` pages and their resources, ``data:``,
+    ``blob:``, extensions) and requests it cancelled itself are none of these.
+    """
+
+    external: list[str] = field(default_factory=list)
+    ours: list[str] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+
+
+def _leaves_the_machine(url: str) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss", "ftp"):
+        return False
+    host = parts.hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
+
+
+def _internal(entry: dict) -> bool:
+    """Whether a console entry of the browser log comes from the browser's own pages, not the map's."""
+    return entry.get("message", "").startswith(("chrome://", "chrome-untrusted://", "chrome-extension://",
+                                                  "devtools://"))
+
+
+def _traffic(messages: list[dict], own: str) -> Traffic:
+    """What :class:`Traffic` says of the DevTools ``Network.*`` messages, ``own`` being our server's URL."""
+    traffic, urls = Traffic(), {}
+    for message in messages:
         params = message.get("params", {})
         if message["method"] == "Network.requestWillBeSent":
-            requested.append(params["request"]["url"])
-            urls[params.get("requestId")] = params["request"]["url"]
+            url = params["request"]["url"]
+            urls[params.get("requestId")] = url
+            if _leaves_the_machine(url):
+                traffic.external.append(url)
+            elif url.startswith(own):
+                traffic.ours.append(url)
         elif message["method"] == "Network.responseReceived":
-            responses.append((params["response"]["url"], int(params["response"]["status"])))
-        elif message["method"] == "Network.loadingFailed" and params.get("requestId") in urls:
-            failed.append(f"{urls[params['requestId']]}: {params.get('errorText')}")
-    return requested, responses, failed
+            url, status = params["response"]["url"], int(params["response"]["status"])
+            if url.startswith(own) and status not in (200, 304):
+                traffic.bad.append(f"{url}: HTTP {status}")
+        elif message["method"] == "Network.loadingFailed" and not params.get("canceled"):
+            url = urls.get(params.get("requestId"), "")
+            if url.startswith(own):
+                traffic.bad.append(f"{url}: {params.get('errorText')}")
+    return traffic
+
+
+def _network(driver, own: str) -> Traffic:
+    """The page's requests since the last call (``own``: our server's URL)."""
+    return _traffic([json.loads(entry["message"])["message"] for entry in driver.get_log("performance")], own)
 
 
 _JS_MODEL = "return Bokeh.documents[0].get_model_by_name(arguments[0])"
@@ -290,12 +343,10 @@ def test_map_in_a_headless_browser(scene_dir, tmp_path):
             "return Array.from(keep).filter((i) => !sel.includes(i)).map((i) => s.data.dominant_class[i])")
         assert shown_classes and set(shown_classes) == {"spheroid"}
 
-        requested, responses, failed = _network(driver)
-        assert not failed, failed
-        assert all(status == 200 for _, status in responses), [r for r in responses if r[1] != 200]
-        assert all(url.startswith(server.url) or url.startswith("data:") for url in requested), requested
-        assert any("/tiles/bands/" in url for url in requested)
-        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        traffic = _network(driver, server.url)
+        assert not traffic.external and not traffic.bad, (traffic.external, traffic.bad)
+        assert any("/tiles/bands/" in url for url in traffic.ours)
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and not _internal(e)]
         assert not severe, severe
 
         # The exported folder on a plain static web server: same page, no failed request.
@@ -308,16 +359,67 @@ def test_map_in_a_headless_browser(scene_dir, tmp_path):
             _wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 60, "the site")
             _wait(lambda: _loaded_tiles(driver, "bands") >= 1, 60, "a tile of the exported site")
             time.sleep(1.0)
-            requested, responses, failed = _network(driver)
-            bad = [r for r in responses if r[1] not in (200, 304)]  # 304: not modified, from the cache
-            assert not failed and not bad, (failed, bad)
-            assert all(u.startswith(url) or u.startswith("data:") for u in requested), requested
+            traffic = _network(driver, url)
+            assert not traffic.external and not traffic.bad, (traffic.external, traffic.bad)
+            assert any("/tiles/bands/" in u for u in traffic.ours)
         finally:
             static.shutdown()
             static.server_close()
     finally:
         driver.quit()
         server.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_network_check_counts_what_leaves_the_machine_not_the_browsers_own_loads(card_dir):
+    driver = _browser()
+    pyramid, page = prepare(Location(card_dir), echo=lambda *_: None)
+    server = MapServer(pyramid, page, port=0).start()
+    try:
+        # The browser's own pages load chrome:// resources (some fail when a page is left
+        # half loaded): none of it counts.
+        driver.get("chrome://version")
+        driver.get("chrome://new-tab-page")
+        driver.get(server.url)
+        _wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 60, "the page")
+        _wait(lambda: _loaded_tiles(driver, "bands") >= 1, 60, "a tile")
+        traffic = _network(driver, server.url)
+        assert not traffic.external and not traffic.bad, (traffic.external, traffic.bad)
+        assert any("/tiles/bands/0/0/0.png" in url for url in traffic.ours), traffic.ours
+        # ... but the page loading anything from the internet, or a failed request to our
+        # server, does.
+        internet = ["https://cdn.example.invalid/bokeh.min.js", "http://192.0.2.1/tile.png"]
+        driver.execute_script("fetch(arguments[0]).catch(() => null); (new Image()).src = arguments[1];"
+                              "fetch(arguments[2]).catch(() => null)", *internet, server.url + "tiles/none/0/0/0.png")
+        found = Traffic()
+
+        def seen():
+            more = _network(driver, server.url)
+            found.external += more.external
+            found.bad += more.bad
+            return len(found.external) >= 2 and found.bad
+
+        _wait(seen, 30, "the requests")
+        assert sorted(found.external) == sorted(internet)
+        assert found.bad == [f"{server.url}tiles/none/0/0/0.png: HTTP 404"]
+    finally:
+        driver.quit()
+        server.stop()
+
+
+def test_a_rebuilt_pyramid_does_not_follow_links_out_of_its_folder(tmp_path):
+    run_dir = card_run(tmp_path / "run")
+    build_pyramid(run_dir, echo=lambda *_: None)
+    outside = tmp_path / "outside"
+    (outside / "0").mkdir(parents=True)
+    (outside / "0" / "0.png").write_bytes(b"not a tile")
+    (run_dir / "viewer" / "tiles" / "linked").symlink_to(outside)
+    (run_dir / "viewer" / "work").symlink_to(outside)
+    pyramid = build_pyramid(run_dir, echo=lambda *_: None, rebuild=True)
+    assert not pyramid.reused and (run_dir / "viewer" / "tiles" / "compact" / "0" / "0" / "0.png").is_file()
+    assert not os.path.lexists(run_dir / "viewer" / "tiles" / "linked")
+    assert (outside / "0" / "0.png").read_bytes() == b"not a tile"
 
 
 def _args(*argv: str) -> argparse.Namespace:
