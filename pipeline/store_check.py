@@ -19,7 +19,7 @@ Where the files live does not matter: a local folder is walked, an object store
 (:class:`~pipeline.storage.Location` with an fsspec URL) is listed with one recursive
 listing and each object is read once. Reading and hashing run in threads (``hashlib``
 and file reads release the GIL); with a Dask client, :func:`record_store` spreads the
-files over the workers. The cost at GOODS-S size (10^8 pixels, 2.7 GB of chunks) is
+files over the workers. The cost at GOODS-S size (10^8 pixels, 2.95 GB of files) is
 measured by ``benchmarks/store_verify.py`` (``docs/performance.md``).
 
 The record (a JSON document in the run's ``ledger/``, :class:`pipeline.layout.RunLayout`)::
@@ -44,9 +44,9 @@ from pipeline.storage import Location
 __all__ = ["ALGORITHM", "StoreCheck", "StoreProblem", "chunk_of", "hash_files", "list_files", "read_record",
            "record_store", "verify_files", "verify_record", "write_record"]
 
-#: Checksum of every file (``hashlib`` name). SHA-256 is the fastest of ``hashlib``'s
-#: secure hashes on CPUs with SHA extensions (1.2 GB/s per core on the development
-#: machine, BLAKE2b 1.0 GB/s; ``benchmarks/store_verify.py``), and the partials'.
+#: Checksum of every file (``hashlib`` name). SHA-256, the partials' checksum too, is
+#: faster than BLAKE2b on CPUs with SHA extensions: 0.65-0.92 GB/s read and hashed per
+#: thread on the development machine, BLAKE2b 0.47-0.52 GB/s (``benchmarks/store_verify.py``).
 ALGORITHM = "sha256"
 
 #: Bytes read at a time from a local file.
