@@ -205,6 +205,16 @@ def print_status(report: dict) -> None:
         print(f"  {name}: {record['error']}")
     for name, problem in sorted(corrupt.items()):
         print(f"  {problem}: 'resubmit' recomputes it")
+    for name, store in report.get("stores", {}).items():
+        if not store["recorded"] and not store["problems"]:
+            print(f"{name}.zarr: unverified (made before checksums were recorded; {store['advice']})")
+        elif store["problems"]:
+            print(f"{name}.zarr: DAMAGED, {len(store['problems'])} file(s) differ from its checksum record; "
+                  f"{store['advice']}")
+            for problem in store["problems"]:
+                print(f"  {problem}")
+        else:
+            print(f"{name}.zarr: every file matches its checksum record")
 
 
 if __name__ == "__main__":

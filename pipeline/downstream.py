@@ -54,7 +54,9 @@ from pipeline.preflight import check_flux_band
 from pipeline.products import CATALOG_FORMATS, provenance, write_downstream_products
 from pipeline.segment import DETECTION_RULES, no_source_message, segment_chunks
 from pipeline.storage import Location, as_location, staged, written_locally
+from pipeline.store_check import record_store, write_record
 from pipeline.timing import stage
+from pipeline.verified_stores import refuse_damaged_classification, segmentation_problem
 
 logger = logging.getLogger(__name__)
 
@@ -177,14 +179,16 @@ class DownstreamSummary:
         return out
 
 
-
 def check_classification(run_dir: Path | str | Location) -> zarr.Group:
-    """Open a run directory's finished classification.
+    """Open a run directory's finished classification, its files' sizes checked against
+    their checksum record (one listing; ``run``, ``segment`` and ``catalog`` compare the
+    checksums themselves before: :mod:`pipeline.verified_stores`).
 
     Raises
     ------
     InputError
-        No classification, or one that is not finished.
+        No classification, one that is not finished, or one whose files do not match
+        their checksum record (naming the array, the chunk and the file, and what to do).
     """
     run_dir = as_location(run_dir)
     store = RunLayout(run_dir).classification
@@ -198,6 +202,7 @@ def check_classification(run_dir: Path | str | Location) -> zarr.Group:
     if not group.attrs.get("complete", False):
         raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
                          f"'python -m pipeline resubmit --run-dir {run_dir}' first")
+    refuse_damaged_classification(run_dir, group.attrs.get("run_id"), hashes=False)
     return group
 
 
@@ -350,15 +355,22 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
 
     old = seg_path.open_group(mode="r").attrs.asdict() if (seg_path / "zarr.json").exists() else {}
     reused = bool(reuse_segmentation and old.get("complete") and old.get("settings") == settings.segmentation_key())
+    problem = segmentation_problem(run_dir, run_id) if reused else ""  # reused only as recorded when finished
+    if problem:
+        reused = False
+        echo(f"warning: {problem}: the segmentation is made again")
     if reused:
         record = SegmentationRecord.from_attrs(old)
     else:
         # On a file system the new store is built aside and swapped in when complete; an
         # object store cannot rename a folder, so the store is rebuilt in place and its
         # "complete" mark, written last, tells a finished store from an interrupted one.
+        layout.segmentation_checksums.remove()  # first: it no longer describes the store
         with staged(seg_path) as work:
             record = _build_segmentation(client, settings, work, class_store, mosaic_store, boxes, shape, chunk,
                                          flux_index, source_pixels)
+            files = record_store(work, client=client)  # keys are relative: the same after the swap
+        write_record(layout.segmentation_checksums, seg_path, files, run_id=run_id)
     summary = DownstreamSummary(segments=record.segments, split_segments=record.split_segments,
                                 approximate_chunks=record.approximate_chunks, chunk_halos=record.chunk_halos,
                                 reused_segmentation=reused, oversize_segments=record.oversize_segments,

@@ -5,7 +5,9 @@ holds::
 
     manifest.json              settings, versions, input checksums, plan, run id
     .lock                      the one-writer lock (pipeline.lock)
-    ledger/                    <tile>.done, <tile>.failed, executions/<tile>.<id>
+    ledger/                    <tile>.done, <tile>.failed, executions/<tile>.<id>,
+                               merged.json, classification.checksums.json,
+                               segmentation.checksums.json (pipeline.store_check)
     partials/                  <tile>.npz: a finished tile's partial statistics
     mosaic.zarr/               image (band, y, x), coverage (y, x)
     classification.zarr/       mean, variance, rank (class, y, x), n (y, x)
@@ -71,6 +73,25 @@ class RunLayout:
     def ledger(self) -> Location:
         """The ledger folder (one record per tile)."""
         return self.root / "ledger"
+
+    @property
+    def merged_record(self) -> Location:
+        """``ledger/merged.json``: the partials are merged (:meth:`pipeline.ledger.Ledger.mark_merged`)."""
+        return self.ledger / "merged.json"
+
+    @property
+    def classification_checksums(self) -> Location:
+        """``ledger/classification.checksums.json``: the size and checksum of every file of
+        ``classification.zarr`` (:mod:`pipeline.store_check`), named by :attr:`merged_record`.
+        """
+        return self.ledger / "classification.checksums.json"
+
+    @property
+    def segmentation_checksums(self) -> Location:
+        """``ledger/segmentation.checksums.json``: likewise for ``segmentation.zarr``,
+        written when the downstream graph finishes it.
+        """
+        return self.ledger / "segmentation.checksums.json"
 
     @property
     def partials(self) -> Location:

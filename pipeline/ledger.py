@@ -14,9 +14,10 @@ never leaves a half-written record:
   counts as pending (and is recomputed) instead of being merged;
 - ``<tile>.failed``: the tile kept failing; holds the error and traceback;
 - ``merged.json``: every partial is merged into the complete classification store
-  (written after the store's ``complete`` mark); the partials are then removed
-  unless the run keeps them (``--keep-partials``), and a resumed run goes straight
-  to the products;
+  (written after the store's ``complete`` mark and its checksum record,
+  ``classification.checksums.json``, which it names: :mod:`pipeline.store_check`);
+  the partials are then removed unless the run keeps them (``--keep-partials``), and
+  a resumed run verifies the store and goes straight to the products;
 - ``executions/<tile>.<id>``: one file per started execution (a random id) (counts retries and
   recomputations).
 
@@ -47,8 +48,8 @@ from pipeline.errors import RunError
 from pipeline.layout import RunLayout
 from pipeline.storage import Location, as_location
 
-#: The record that the partials are merged (:meth:`Ledger.mark_merged`).
-MERGED = "merged.json"
+__all__ = ["PARTIAL_ARRAYS", "Ledger", "PartialError", "atomic_write_json", "compact_partial", "merged_record",
+           "tile_id"]
 
 #: Arrays of a partial file (besides its ``tile`` and ``run_id`` labels).
 PARTIAL_ARRAYS = ("n", "mean", "m2", "votes")
@@ -113,6 +114,7 @@ class Ledger:
                  storage_options: Mapping[str, Any] | None = None) -> None:
         self.root = as_location(run_dir, storage_options)
         layout = RunLayout(self.root)
+        self.layout = layout
         self.dir = layout.ledger
         self.partials = layout.partials
         self._executions = self.dir / "executions"
@@ -219,16 +221,18 @@ class Ledger:
         """Record that every tile's partial is merged into the complete classification
         store of run ``run_id``: from now on the store, not the partials, is the result,
         and the partials may be removed (:meth:`remove_partials`).
+
+        Written after the store's checksum record (``classification.checksums.json``,
+        :mod:`pipeline.store_check`), which the record names: a store is trusted only
+        when its files match it. A ``merged.json`` without ``checksums`` is of a run
+        made before they were recorded.
         """
-        (self.dir / MERGED).write_json({"run_id": run_id, "tiles": tiles, "time": time.time()})
+        self.layout.merged_record.write_json({"run_id": run_id, "tiles": tiles, "time": time.time(),
+                                              "checksums": self.layout.classification_checksums.name})
 
     def merged(self, run_id: str) -> bool:
         """True if the tiles of run ``run_id`` are merged (:meth:`mark_merged`)."""
-        try:
-            record = _parse_record((self.dir / MERGED).read_bytes())
-        except FileNotFoundError:
-            return False
-        return record is not None and record.get("run_id") == run_id
+        return merged_record(self.root, run_id) is not None
 
     def remove_partials(self) -> int:
         """Remove the partial files (after :meth:`mark_merged`); returns their number."""
@@ -310,6 +314,19 @@ class Ledger:
             else:
                 out["pending"].append(name)
         return out
+
+
+def merged_record(run_dir: Location, run_id: str | None = None) -> dict[str, Any] | None:
+    """``merged.json`` of a run directory (of run ``run_id`` when given), or None when it
+    is missing, unreadable or another run's.
+    """
+    try:
+        record = _parse_record(RunLayout(run_dir).merged_record.read_bytes())
+    except FileNotFoundError:
+        return None
+    if record is None or (run_id is not None and record.get("run_id") != run_id):
+        return None
+    return record
 
 
 def _parse_record(data: bytes) -> dict[str, Any] | None:

@@ -238,7 +238,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     run_id = _check_or_write_manifest(config, list(group.attrs["inputs"]), plan)
 
     ledger = Ledger(config.location)
-    merged = _merged(config.location, ledger, run_id)
+    merged = _merged(config.location, run_id, echo=echo)
     names = [tile_id(t) for t in tiles]
     if merged:  # the classification store is the result: no tile to verify or run
         finished, problems = set(names), {}
@@ -318,15 +318,45 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     return summary
 
 
-def _merged(location: Location, ledger: Ledger, run_id: str) -> bool:
-    """True if run ``run_id``'s tiles are merged into its complete classification store."""
-    if not ledger.merged(run_id):
+def _merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
+    """True if run ``run_id``'s tiles are merged into its complete classification store
+    and the store's files match their checksum record (:mod:`pipeline.store_check`).
+
+    The merged store is the only copy of the classification once the partials are
+    removed, so it is checked before anything reads it. A damaged store (a chunk file
+    missing, truncated or altered) is merged again when every tile's partial is kept
+    (``--keep-partials``): ``echo`` says so and False is returned, so that the run
+    verifies the partials and merges them; without them it is refused. A store merged
+    before checksums were recorded gets them now, from the store as it is, once the
+    checks that need no record pass (:func:`~pipeline.verified_stores.classification_gaps`);
+    ``echo`` says so.
+
+    Raises
+    ------
+    InputError
+        The store is damaged and the partials needed to merge it again are gone.
+    """
+    from pipeline.verified_stores import (
+        check_classification_store,
+        damaged_classification,
+        partials_kept,
+        record_unrecorded,
+    )
+
+    check = check_classification_store(location, run_id)
+    if check is None:  # not merged yet
         return False
-    store = RunLayout(location).classification
-    if not (store / "zarr.json").exists():
+    if check.ok:
+        if not check.recorded:  # merged before checksums were recorded
+            note = record_unrecorded(location, run_id)
+            if echo is not None:
+                echo(note)
+        return True
+    if partials_kept(location, run_id):
+        if echo is not None:
+            echo(f"warning: {check.message()}: the store is merged again from the kept partials")
         return False
-    attrs = store.open_group(mode="r").attrs
-    return bool(attrs.get("complete")) and attrs.get("run_id") == run_id
+    raise InputError(damaged_classification(check, location, kept=False))
 
 
 def _classify_tiles(client, todo: list[Tile], store: Location, config: RunSettings, ledger: Ledger,
@@ -426,20 +456,27 @@ class WindowsBar:
 
 def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: tuple[int, int], run_id: str,
            ledger: Ledger) -> None:
-    """Merge the verified partials into ``classification.zarr``.
+    """Merge the verified partials into ``classification.zarr`` and record its checksums.
 
     On a file system the new store is built aside and swapped in when complete, so a
     failed merge leaves a finished classification as it was; an object store cannot
     rename a folder, so the store is rebuilt in place and its ``complete`` mark,
     written last, tells a finished store from an interrupted one. A partial that fails
     its check while merging makes its tile pending again (RunError naming it).
+
+    The size and SHA-256 of every file of the finished store are computed on the
+    workers (reading back what the merge tasks wrote) and written to
+    ``ledger/classification.checksums.json`` (:mod:`pipeline.store_check`), before
+    ``merged.json`` (:meth:`~pipeline.ledger.Ledger.mark_merged`) names them.
     """
     from pipeline.ledger import PartialError
+    from pipeline.store_check import record_store, write_record
 
+    layout = RunLayout(config.location)
     # Each merge task gets only the tiles overlapping its chunk, found once here.
     overlaps = [overlapping(tiles, target.core_box) for target in tiles]
     try:
-        with staged(RunLayout(config.location).classification) as work:
+        with staged(layout.classification) as work:
             if not work.is_local:
                 work.remove(recursive=True)
             create_output_store(work, shape, config.tile, {
@@ -452,10 +489,12 @@ def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: t
             client.gather(futures)
             # Only now is the classification finished: the downstream graph checks this mark.
             work.open_group(mode="r+").attrs["complete"] = True
+            files = record_store(work, client=client)  # keys are relative: the same after the swap
     except PartialError as exc:
         ledger.discard(exc.tile)
         raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
                        f"{config.run_dir}'") from None
+    write_record(layout.classification_checksums, layout.classification, files, run_id=run_id)
 
 
 def _export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_before: bool = False
@@ -486,10 +525,17 @@ def _export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_be
 
 
 def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Ledger of a run directory: tiles by state and the failures' errors.
+    """Ledger of a run directory: tiles by state, the failures' errors, and whether the
+    finished stores match their checksum records.
 
     ``storage_options`` are those of a URL run directory (as for :class:`RunSettings`).
+    The stores' files are read and hashed (:mod:`pipeline.store_check`); nothing is
+    written. ``stores`` holds, per store, the problems found (strings naming the array,
+    the chunk and the file) and what to do, or ``unverified`` for a store made before
+    checksums were recorded.
     """
+    from pipeline.verified_stores import merged_store_complete, store_report
+
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)
     config = RunSettings.from_json(manifest["config"])
@@ -497,7 +543,7 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
     ledger = Ledger(location)
     names = [tile_id(t) for t in tiles]
-    if _merged(location, ledger, manifest["run_id"]):  # partials merged (and maybe removed)
+    if merged_store_complete(location, manifest["run_id"]):  # partials merged (and maybe removed)
         problems: dict[str, str] = {}
         states = {"finished": names, "failed": [], "pending": []}
     else:
@@ -508,7 +554,8 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     products = [*layout.classification_fits(*([tuple(classes)] if classes else [])), layout.downstream_record]
     missing = [str(p) for p in products if not p.exists()]
     return {"manifest": manifest, "states": states, "failed": ledger.failed(), "corrupt": problems,
-            "products": not missing, "missing_products": missing}
+            "products": not missing, "missing_products": missing,
+            "stores": store_report(location, manifest["run_id"])}
 
 
 #: Downstream settings, or a function of the recorded mosaic (name, mosaics file) that
@@ -551,16 +598,23 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
     Raises
     ------
     InputError
-        No run, an unfinished classification, or a bad markers file.
+        No run, an unfinished or damaged classification (:mod:`pipeline.verified_stores`),
+        or a bad markers file.
     """
     from pipeline.cluster import close_client, make_client
     from pipeline.downstream import check_classification
     from pipeline.ingest import read_wcs
     from pipeline.markers import read_markers
+    from pipeline.verified_stores import record_unrecorded, refuse_damaged_classification
 
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)
+    # Every file of the classification against its checksums before anything reads it
+    # (the graph checks their sizes again).
+    check = refuse_damaged_classification(location, manifest["run_id"])
     check_classification(location)
+    if check is not None and not check.recorded:  # merged before checksums were recorded
+        echo(record_unrecorded(location, manifest["run_id"]))
     settings = _settings_for(downstream, manifest["config"]) or DownstreamSettings()
     if settings.markers:  # refuse a bad markers file before starting a cluster
         mosaic = RunLayout(location).mosaic.open_group(mode="r")

@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.errors import InputError
 from pipeline.ledger import Ledger
-from pipeline.run import resubmit, run, status
+from pipeline.run import redo_downstream, resubmit, run, status
 from tests.faults import inject
 from tests.pipeline.small_runs import assert_same, outputs, run_cli, small_config, write_mosaic
 
@@ -404,3 +404,162 @@ def test_a_cube_is_named_as_a_cube(tmp_path):
     fits.PrimaryHDU(np.zeros((4, 8, 8), np.float32)).writeto(path)
     with pytest.raises(InputError, match=r"cube.fits.*3-D cube of shape \(4, 8, 8\)"):
         validate_bands({"H": path})
+
+
+# ------------------------------------------- the finished stores: checked against their checksums
+
+def _damage(path: Path, how: str) -> None:
+    """Delete, truncate or flip one bit of a file."""
+    data = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    else:
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(flipped))
+
+
+def _products(run_dir: Path) -> dict[str, str]:
+    """SHA-256 of the FITS products, the catalog and the segmentation maps."""
+    return {k: v for k, v in _snapshot(run_dir).items()
+            if k.startswith(("fits/", "catalog/", "segmentation.zarr/", "colour.png"))}
+
+
+@pytest.mark.parametrize("damage", ["delete", "truncate", "bitflip"])
+def test_a_damaged_chunk_of_the_merged_classification_is_named_and_never_used(finished, mosaic, client, damage):
+    # The partials are gone after the merge: the store is the only copy. A deleted chunk
+    # used to read as zeros ("merged already", exit 0, a catalog made from the zeros).
+    victim = finished / "classification.zarr" / "mean" / "c" / "0" / "1" / "2"
+    before = _products(finished)
+    _damage(victim, damage)
+    report = status(finished)["stores"]["classification"]
+    assert len(report["problems"]) == 1, report
+    assert "array 'mean' chunk (0, 1, 2)" in report["problems"][0] and str(victim) in report["problems"][0]
+    assert "--restart" in report["advice"]
+    with pytest.raises(InputError, match=r"classification.zarr is damaged: array 'mean' chunk \(0, 1, 2\).*--restart"):
+        run(small_config(finished, mosaic), client=client, echo=lambda *_: None)
+    with pytest.raises(InputError, match=r"mean/c/0/1/2"):
+        redo_downstream(finished, reuse_segmentation=True, client=client, echo=lambda *_: None)
+    assert _products(finished) == before  # nothing exported or measured from the damaged store
+
+
+def test_the_cli_refuses_a_damaged_classification_and_status_names_the_chunk(finished, mosaic):
+    from tests.pipeline.small_runs import cli_args
+
+    victim = finished / "classification.zarr" / "mean" / "c" / "0" / "1" / "2"
+    victim.unlink()
+    proc = run_cli(*cli_args(finished, mosaic))  # the same command again
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert str(victim) in proc.stderr and "is missing" in proc.stderr and "--restart" in proc.stderr
+    proc = run_cli("status", "--run-dir", str(finished))
+    assert proc.returncode == 0, proc.stderr
+    assert "classification.zarr: DAMAGED" in proc.stdout and f"chunk (0, 1, 2): file {victim} is missing" in proc.stdout
+
+
+def test_with_kept_partials_a_damaged_classification_is_merged_again_identically(tmp_path, mosaic, client):
+    config = small_config(tmp_path / "run", mosaic, keep_partials=True)
+    run(config, client=client, echo=lambda *_: None)
+    run_dir = config.run_dir
+    from astropy.io import fits
+
+    def fits_data() -> dict[str, np.ndarray]:
+        return {p.name: fits.getdata(p) for p in sorted((run_dir / "fits").glob("*.fits"))}
+
+    reference, before, products = outputs(run_dir), _snapshot(run_dir), fits_data()
+    store = run_dir / "classification.zarr"
+    _damage(store / "mean" / "c" / "0" / "1" / "2", "delete")
+    _damage(store / "rank" / "c" / "0" / "0" / "1", "bitflip")
+    report = status(run_dir)["stores"]["classification"]
+    assert len(report["problems"]) == 2 and "resubmit" in report["advice"]
+    lines: list[str] = []
+    summary = run(config, client=client, echo=lines.append)
+    assert summary.executed == 0 and not summary.failed
+    assert any("merged again from the kept partials" in line and "mean/c/0/1/2" in line for line in lines), lines
+    for name, values in outputs(run_dir).items():  # the same partials, merged in the same order
+        np.testing.assert_array_equal(values, reference[name], err_msg=name)
+    after = _snapshot(run_dir)
+    for key in before:  # the store and the catalog: byte-identical
+        if key.startswith(("classification.zarr/", "catalog/")):
+            assert after[key] == before[key], key
+    again = fits_data()  # written again from the new store (their headers hold the time)
+    assert again.keys() == products.keys()
+    for name, data in again.items():
+        np.testing.assert_array_equal(data, products[name], err_msg=name)
+    assert status(run_dir)["stores"]["classification"] == {"problems": [], "recorded": True, "advice": ""}
+
+
+@pytest.mark.parametrize("damage", ["delete", "bitflip"])
+def test_a_damaged_segmentation_is_not_reused_by_catalog(finished, client, damage):
+    import zarr
+
+    seg = finished / "segmentation.zarr"
+    labels = np.asarray(zarr.open_group(str(seg), mode="r")["deblended"][:])
+    catalog = (finished / "catalog" / "catalog.csv").read_bytes()
+    chunks = sorted(p for p in (seg / "deblended" / "c").rglob("*") if p.is_file())
+    assert chunks, "the run must have labelled pixels"
+    _damage(chunks[0], damage)
+    report = status(finished)["stores"]["segmentation"]
+    assert len(report["problems"]) == 1 and str(chunks[0]) in report["problems"][0]
+    lines: list[str] = []
+    summary = redo_downstream(finished, reuse_segmentation=True, client=client, echo=lines.append)
+    assert not summary.reused_segmentation
+    assert any("segmentation.zarr is damaged" in line and "made again" in line for line in lines), lines
+    np.testing.assert_array_equal(zarr.open_group(str(seg), mode="r")["deblended"][:], labels)
+    assert (finished / "catalog" / "catalog.csv").read_bytes() == catalog
+    # made again and recorded: the next catalog reuses it
+    assert status(finished)["stores"]["segmentation"]["problems"] == []
+    assert redo_downstream(finished, reuse_segmentation=True, client=client,
+                           echo=lambda *_: None).reused_segmentation
+
+
+def test_a_run_merged_before_checksums_were_recorded_gets_them_on_first_use(finished, mosaic, client):
+    import json
+
+    def as_before_checksums() -> None:
+        merged = finished / "ledger" / "merged.json"
+        record = json.loads(merged.read_text())
+        record.pop("checksums", None)
+        merged.write_text(json.dumps(record))
+        for name in ("classification", "segmentation"):
+            (finished / "ledger" / f"{name}.checksums.json").unlink(missing_ok=True)
+
+    as_before_checksums()
+    report = status(finished)["stores"]
+    assert report["classification"] == {"problems": [], "recorded": False,
+                                         "advice": "the next 'run', 'resubmit', 'segment' or 'catalog' records them"}
+    assert not report["segmentation"]["recorded"]
+    # catalog: the classification's checksums recorded from the store as it is; the
+    # segmentation, without a record to check it against, is made again, not reused
+    lines: list[str] = []
+    summary = redo_downstream(finished, reuse_segmentation=True, client=client, echo=lines.append)
+    assert not summary.reused_segmentation
+    assert any("merged before its checksums were recorded; recorded them now" in line for line in lines), lines
+    assert json.loads((finished / "ledger" / "merged.json").read_text())["checksums"]
+    report = status(finished)["stores"]
+    assert report["classification"]["recorded"] and report["segmentation"]["recorded"]
+    assert not report["classification"]["problems"] and not report["segmentation"]["problems"]
+    # run: the same on first use
+    as_before_checksums()
+    lines = []
+    run(small_config(finished, mosaic), client=client, echo=lines.append)
+    assert any("recorded them now" in line for line in lines) and status(finished)["stores"]["classification"][
+        "recorded"]
+    # Without a record a deleted chunk is still found: its n chunk has counted pixels.
+    as_before_checksums()
+    (finished / "classification.zarr" / "mean" / "c" / "0" / "1" / "2").unlink()
+    assert "mean/c/0/1/2 is missing (n has values" in status(finished)["stores"]["classification"]["problems"][0]
+    with pytest.raises(InputError, match=r"mean/c/0/1/2 is missing"):
+        run(small_config(finished, mosaic), client=client, echo=lambda *_: None)
+
+
+def test_a_merged_classification_without_its_metadata_is_refused_not_classified_again(finished, mosaic, client):
+    # merged.json records the merge, the partials are gone: a store that no longer opens
+    # used to count as "not merged", and every tile was classified again without a word.
+    before = _executions(finished)
+    (finished / "classification.zarr" / "zarr.json").unlink()
+    with pytest.raises(InputError, match=r"classification.zarr/zarr.json is missing.*records the merge.*--restart"):
+        run(small_config(finished, mosaic), client=client, echo=lambda *_: None)
+    assert _executions(finished) == before
+    assert status(finished)["stores"]["classification"]["problems"]

@@ -9,7 +9,9 @@ import pytest
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import WindowStats, finalize
 from morpheus_core.testing import StandInClassifier
-from pipeline.ledger import Ledger, compact_partial
+from pipeline.layout import RunLayout
+from pipeline.ledger import Ledger, compact_partial, merged_record
+from pipeline.storage import Location
 
 
 def _stats(rng, shape=(60, 70)) -> WindowStats:
@@ -58,6 +60,11 @@ def test_merged_record_names_its_run_and_partials_can_go(tmp_path, rng):
     assert not ledger.merged("r1")
     ledger.mark_merged("r1", 2)
     assert ledger.merged("r1") and not ledger.merged("r2")
+    # it names the store's checksum record, written before it (pipeline.store_check)
+    record = merged_record(Location(tmp_path), "r1")
+    assert record["tiles"] == 2 and record["checksums"] == "classification.checksums.json"
+    assert RunLayout(Location(tmp_path)).classification_checksums.path == tmp_path / "ledger" / record["checksums"]
+    assert merged_record(Location(tmp_path), "r2") is None
     assert ledger.remove_partials() == 2 and ledger.finished() == set()
     assert ledger.remove_partials() == 0
     (tmp_path / "ledger" / "merged.json").write_text("{trunc")
