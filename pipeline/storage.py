@@ -55,12 +55,22 @@ __all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "atomic_path", "c
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
 #: Storage option names refused in run settings, at any depth: secrets would land in
-#: the manifest.
-SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|credential|^key$|_key$|account_key|"
-                                   r"api_?key|^sas|sas_|authori[sz]ation|^auth$|cookie|signature|"
-                                   r"private|session_?key)", re.IGNORECASE)
+#: the manifest. Matched against the name with every run of other characters than
+#: letters and digits made one ``_`` (``X-Api-Key`` -> ``X_Api_Key``).
+SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|passphrase|credential|^key$|_key$|"
+                                   r"account_?key|access_?key|api_?key|pkey|^sas|sas_|_sas$|"
+                                   r"authori[sz]ation|authenticat|(^|_)auth($|_)|cookie|signature(?!_version)|"
+                                   r"connection_?string|conn_?str|private|session_?key)", re.IGNORECASE)
 #: ``scheme://user:password@host`` (or ``user@host``) in a value: credentials in a URL.
-_URL_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
+_URL_USERINFO = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
+#: Values that hold a credential whatever their option's name: connection strings
+#: (``AccountKey=``), signed URLs and SAS tokens (``X-Amz-Signature=``, ``sig=``,
+#: ``SharedAccessSignature``), ``Authorization`` header values (``Bearer ...``).
+_SECRET_VALUE = re.compile(r"(accountkey\s*=|sharedaccesskey\s*=|sharedaccesssignature|"
+                           r"(^|[?&;\s])[\w.-]*(signature|sig|credential|token|password|passwd|secret|key)\s*=|"
+                           r"(^|[\s:=,])(bearer|basic|digest)\s+[\w.~+/=-]+)", re.IGNORECASE)
+#: ``Name: value``, a header written as one string.
+_HEADER_LINE = re.compile(r"^\s*([\w-]+)\s*:\s*\S")
 
 
 def file_mode() -> int:
@@ -226,15 +236,20 @@ def run_dir_value(value: str | os.PathLike[str]) -> Path | str:
 def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Refuse credentials in storage options that run settings will record.
 
-    The options are screened recursively, since fsspec passes nested dictionaries on
-    (``client_kwargs``, ``config_kwargs``, ``headers``): an option name at any depth
-    that looks like a secret, or a value that is a URL with a user name or password,
-    is refused. (A whitelist of option names would also refuse every harmless option
-    of the many fsspec back ends that nobody listed.)
+    The options are screened recursively, since fsspec passes nested dictionaries and
+    lists on (``client_kwargs``, ``config_kwargs``, ``headers`` as a dict or a list of
+    ``[name, value]`` pairs): refused are an option name at any depth that looks like
+    a secret (:data:`SECRET_OPTION_PATTERN`, also as the first item of a pair or the
+    name of a ``"Name: value"`` string), and a value that holds a credential whatever
+    its name: a URL with a user name or password, a connection string
+    (``AccountKey=``), a signed URL or SAS token (``Signature=``,
+    ``X-Amz-Signature=``, ``sig=``, ``SharedAccessSignature``) or an
+    ``Authorization`` value (``Bearer ...``). (A whitelist of option names would also
+    refuse every harmless option of the many fsspec back ends that nobody listed.)
 
     Raises
     ------
-    ValueError
+    InputError
         Naming every offending option by its path (``client_kwargs.aws_secret_access_key``)
         and where credentials go instead; the values are never echoed.
     """
@@ -249,21 +264,35 @@ def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _secret_name(name: Any) -> bool:
+    """Whether an option name looks like a credential's (``-``, ``.``, spaces as ``_``)."""
+    return bool(SECRET_OPTION_PATTERN.search(re.sub(r"[^0-9A-Za-z]+", "_", str(name))))
+
+
 def _secret_paths(value: Any, path: str) -> list[str]:
-    """Dotted paths of secret-looking names and credential URLs inside ``value``."""
+    """Paths of secret-looking names and credential values inside ``value``."""
     found = []
     if isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if SECRET_OPTION_PATTERN.search(str(key)):
+            if _secret_name(key):
                 found.append(where)
             else:
                 found += _secret_paths(item, where)
     elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            found += _secret_paths(item, f"{path}[{i}]")
-    elif isinstance(value, str) and _URL_USERINFO.match(value.strip()):
-        found.append(f"{path} (a URL with a user name or password)")
+        if len(value) == 2 and isinstance(value[0], str) and _secret_name(value[0]):
+            found.append(f"{path} ({value[0]})")  # a [name, value] pair, as header lists hold
+        else:
+            for i, item in enumerate(value):
+                found += _secret_paths(item, f"{path}[{i}]")
+    elif isinstance(value, str):
+        header = _HEADER_LINE.match(value)
+        if _URL_USERINFO.search(value):
+            found.append(f"{path} (a URL with a user name or password)")
+        elif header and _secret_name(header[1]):
+            found.append(f"{path} ({header[1]})")
+        elif _SECRET_VALUE.search(value):
+            found.append(f"{path} (its value holds a credential)")
     return found
 
 
