@@ -241,6 +241,24 @@ def test_object_store_lock_refuses_a_live_holder_and_takes_over_a_stale_one():
     assert not (root / ".lock").exists()
 
 
+def test_an_object_store_lock_taken_over_stops_its_holder():
+    import json
+
+    from pipeline.errors import RunError
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    root = Location("memory://locks/taken")
+    with run_lock(root, "run") as held:
+        held.check()
+        mine = json.loads((root / ".lock").read_bytes())
+        (root / ".lock").write_bytes(json.dumps({**mine, "token": "another command's"}).encode())
+        with pytest.raises(RunError, match="memory://locks/taken: the lock file .* was removed or replaced"):
+            held.check()
+    assert (root / ".lock").exists()  # the other command's lock is left alone
+    (root / ".lock").remove()
+
+
 def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosaic):
     import subprocess
     import sys
