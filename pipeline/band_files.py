@@ -6,8 +6,9 @@ Band files are read strip by strip through ``hdu.section`` without a memory map
 as astropy does, on the fly, with one difference: astropy seeks back to where it was
 after each section read, and a backward seek in a compressed stream restarts the
 decompression from the file's start, so reading a band in strips cost one whole
-decompression per strip (21 s instead of 1.2 s for a 6000 x 6000 float32 band,
-measured on the 2-core development machine). The file object given to astropy here
+decompression per strip (18-30 s instead of 0.9-1.9 s for a 6000 x 6000 float32
+band in 256-row strips, ``benchmarks/compressed_bands.py`` on the shared 2-core
+development machine). The file object given to astropy here
 postpones seeks to the next read (:class:`_Forward`), so strips read in order
 decompress the file once. Memory stays one strip per band, as for an uncompressed
 file; each pass over a band (the pixel check, the ingest) decompresses it once.
