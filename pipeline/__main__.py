@@ -2,15 +2,20 @@
 
 Exit codes: 0 success; 2 bad input (one line naming the file and the problem); 1 a
 failure during the run (failed tiles are named; ``resubmit`` or ``run`` again resumes).
-Tracebacks go to ``<run-dir>/pipeline.log``.
+Tracebacks go to ``<run-dir>/pipeline.log``, which is opened only once the command has
+checked its inputs and holds the run directory's lock: a refused command adds nothing
+to the folder (log lines until then are kept in memory and written then).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import logging.handlers
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,12 +97,38 @@ def _log_path(run_dir: Path | str) -> Path:
     return run_dir / "pipeline.log" if isinstance(run_dir, Path) else Path("pipeline.log").absolute()
 
 
-def _setup_logging(run_dir: Path | str) -> None:
+def _buffer_logging() -> logging.handlers.MemoryHandler:
+    """Keep log records in memory until the log file can be opened (:func:`_setup_logging`)."""
+    buffer = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+    root = logging.getLogger()
+    root.addHandler(buffer)
+    root.setLevel(logging.INFO)
+    return buffer
+
+
+def _setup_logging(run_dir: Path | str, buffer: logging.handlers.MemoryHandler | None = None) -> Path:
+    """Open the log file (appending), write the records ``buffer`` kept, and log there.
+
+    Raises
+    ------
+    InputError
+        The log file cannot be opened (naming it and why).
+    """
+    from pipeline.errors import InputError
+
     log_path = _log_path(run_dir)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(log_path)
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_path)
+    except OSError as exc:
+        raise InputError(f"{log_path}: cannot write the log file ({exc.strerror or exc})") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
+    if buffer is not None:
+        buffer.setTarget(handler)
+        buffer.flush()
+        root.removeHandler(buffer)
+        buffer.close()
     root.addHandler(handler)
     root.setLevel(logging.INFO)
     # Dask's own logger does not propagate to the root: its warnings (a worker lost, a
@@ -107,6 +138,7 @@ def _setup_logging(run_dir: Path | str) -> None:
     forward = _Forwarding(handler)
     forward.setLevel(logging.WARNING)
     logging.getLogger("distributed").addHandler(forward)
+    return log_path
 
 
 class _Forwarding(logging.Handler):
@@ -121,15 +153,61 @@ class _Forwarding(logging.Handler):
         self.target.handle(record)
 
 
-def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -> None:
-    """``run``, ``resubmit``, ``segment`` or ``catalog``, under the run directory's lock."""
+class _Log:
+    """Where this command's log goes: memory until the run directory is claimed, then
+    the log file (:func:`_setup_logging`).
+    """
+
+    def __init__(self, run_dir: Path | str) -> None:
+        self.run_dir = run_dir
+        self.buffer: logging.handlers.MemoryHandler | None = None
+        self.path: Path | None = None
+
+    def claim(self, command: str) -> Any:
+        """The :data:`pipeline.run.Claim` of ``command``: the lock, then the log file."""
+        @contextlib.contextmanager
+        def claim(location: Any) -> Iterator[Any]:
+            from pipeline.lock import run_lock
+
+            with run_lock(location, command) as held:
+                if self.path is None:
+                    self.path = _setup_logging(self.run_dir, self.buffer)
+                    self.buffer = None
+                yield held
+
+        return claim
+
+
+def _storage_note(args: argparse.Namespace, run_dir: Path | str) -> None:
+    """Storage options are for URL run directories: a local one ignores them (and does
+    not record them).
+    """
+    from pipeline.storage import is_url
+
+    given = _storage_options(args)  # screened first: credentials are refused, never echoed
+    if given and not is_url(str(run_dir)):
+        names = ", ".join(given)
+        print(f"note: --storage-option {names} ignored: {run_dir} is a local run directory (storage options "
+              "are for URLs such as s3://bucket/run) and is not recorded", file=sys.stderr)
+
+
+def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any, log: _Log) -> None:
+    """``run``, ``resubmit``, ``segment`` or ``catalog``: each takes the run directory's
+    lock (and opens the log file) only once it knows the folder is one it may use.
+    """
     def settings_for(mosaic: str, mosaics_file: Path | None):
         return _downstream_settings(args, mosaic, mosaics_file)
 
+    claim = log.claim(args.command)
     if args.command in ("segment", "catalog"):
-        runner.redo_downstream(run_dir, settings_for, reuse_segmentation=args.command == "catalog",
-                               storage_options=_storage_options(args), scheduler=getattr(args, "scheduler", None),
-                               workers=getattr(args, "workers", None))
+        from pipeline.storage import Location
+
+        location = Location(run_dir, _storage_options(args))
+        runner.read_manifest(location)  # no run here: refused before the folder changes
+        with claim(location):
+            runner.redo_downstream(run_dir, settings_for, reuse_segmentation=args.command == "catalog",
+                                   storage_options=_storage_options(args), scheduler=getattr(args, "scheduler", None),
+                                   workers=getattr(args, "workers", None))
         return
     from pipeline.config import RunSettings
     from pipeline.options import from_args
@@ -139,10 +217,10 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any) -
                      **from_args(args, RunSettings, ("scheduler", "workers", "verbose"))}
         if args.storage_option:
             overrides["storage_options"] = _storage_options(args)
-        runner.resubmit(run_dir, downstream=settings_for, **overrides)
+        runner.resubmit(run_dir, downstream=settings_for, claim=claim, **overrides)
         return
     config = RunSettings(**from_args(args, RunSettings), run_dir=run_dir, storage_options=_storage_options(args))
-    runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file))
+    runner.run(config, downstream=_downstream_settings(args, args.mosaic, args.mosaics_file), claim=claim)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,19 +238,19 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_environment(getattr(args, "verbose", False))  # before any worker starts
     run_dir = args.run_dir or Path("runs") / getattr(args, "mosaic", "demo")
+    if isinstance(run_dir, Path):  # recorded absolute: resubmit works from any directory
+        run_dir = run_dir.expanduser().absolute()
     log = logging.getLogger("pipeline")
+    where = _Log(run_dir)
     try:
         from pipeline import run as runner
 
         if args.command == "status":
             print_status(runner.status(run_dir, _storage_options(args)))
             return 0
-        _setup_logging(run_dir)
-        from pipeline.lock import run_lock
-        from pipeline.storage import Location
-
-        with run_lock(Location(run_dir, _storage_options(args)), args.command):
-            _write_command(args, run_dir, runner)
+        where.buffer = _buffer_logging()
+        _storage_note(args, run_dir)
+        _write_command(args, run_dir, runner, where)
         return 0
     except InputError as exc:
         log.error("input error: %s", exc)
@@ -187,8 +265,18 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except Exception as exc:  # unexpected: one line here, the traceback in the log
         log.exception("unexpected failure")
-        print(f"run failed: {type(exc).__name__}: {exc} (traceback in {_log_path(run_dir)})", file=sys.stderr)
+        if where.path is not None:
+            print(f"run failed: {type(exc).__name__}: {exc} (traceback in {where.path})", file=sys.stderr)
+        else:  # failed before the run directory was claimed: no log file to point to
+            import traceback
+
+            print(f"run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+            traceback.print_exc(file=sys.stderr)
         return 1
+    finally:
+        if where.buffer is not None:  # never claimed: the kept records go nowhere
+            logging.getLogger().removeHandler(where.buffer)
+            where.buffer.close()
 
 
 def print_status(report: dict) -> None:

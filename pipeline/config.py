@@ -5,6 +5,8 @@ command's options (:mod:`pipeline.options`) and is recorded in the manifest.
 from __future__ import annotations
 
 import dataclasses
+import math
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,14 +154,31 @@ class RunSettings:
                                  "(quiet by default; pipeline.log has the details either way)")
 
     def __post_init__(self) -> None:
-        self.run_dir = run_dir_value(self.run_dir)
-        self.storage_options = check_storage_options(self.storage_options or {})
+        # Paths are recorded absolute, so that resubmit works from any directory (a batch
+        # job's); a manifest with relative ones resumes from the directory it was made in.
+        self.run_dir = _absolute(run_dir_value(self.run_dir))
+        for name in ("data_dir", "mosaics_file", "cluster_config"):
+            setattr(self, name, _absolute(getattr(self, name)))
+        if self.model and self.model not in MODELS:
+            self.model = str(_absolute(Path(self.model)))
+        self.storage_options = check_storage_options(self.storage_options or {})  # refuses credentials
+        if isinstance(self.run_dir, Path):  # a local run directory ignores them: never record them
+            self.storage_options = {}
         if self.cluster not in CLUSTERS:
             raise InputError(f"cluster must be one of {CLUSTERS}, got {self.cluster!r}")
         if self.scheduler and self.cluster != "local":
             raise InputError(f"give either a scheduler address or cluster={self.cluster!r}, not both")
-        if self.tile < 1 or self.batch_size < 1 or self.stride < 1 or self.retries < 0:
-            raise InputError("tile, batch_size and stride must be >= 1 and retries >= 0")
+        self.tile = _whole("--tile", self.tile, 1)
+        self.stride = _whole("--stride", self.stride, 1, self.window,
+                             "(a larger stride leaves pixels that no window covers)")
+        self.batch_size = _whole("--batch-size", self.batch_size, 1)
+        self.retries = _whole("--retries", self.retries, 0)
+        if self.workers is not None:
+            self.workers = _whole("--workers", self.workers, 1)
+        self.threads_per_worker = _whole("--threads-per-worker", self.threads_per_worker, 1)
+        if isinstance(self.wait_workers, bool) or not isinstance(self.wait_workers, (int, float)) \
+                or not math.isfinite(self.wait_workers) or self.wait_workers < 0:
+            raise InputError(f"--wait-workers must be a number of seconds >= 0, got {self.wait_workers!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if self.gpu not in GPU_MODES:
@@ -208,6 +227,27 @@ class RunSettings:
         if self.model in MODELS:
             return MODELS[self.model]
         return f"Keras weights {os.path.basename(self.model)}"
+
+
+def _absolute(path: Path | str | None) -> Path | str | None:
+    """A local path made absolute (``~`` expanded, ``..`` folded); URLs and None as they are."""
+    if path is None or isinstance(path, str) and "://" in path:
+        return path
+    return Path(os.path.abspath(Path(path).expanduser()))
+
+
+def _whole(option: str, value: Any, low: int, high: int | None = None, why: str = "") -> int:
+    """``value`` as an int in ``[low, high]``, else an InputError naming the option."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise InputError(f"{option} must be a whole number, got {value!r}") from None
+    if number < low or high is not None and number > high:
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise InputError(f"{option} must be {span}{' ' + why if why else ''}, got {number}")
+    return number
 
 
 def upgrade_recorded(data: dict[str, Any]) -> dict[str, Any]:

@@ -129,11 +129,29 @@ class DownstreamSettings:
             object.__setattr__(self, "threshold", check_threshold(self.threshold))
         except (TypeError, ValueError) as exc:
             raise InputError(f"--threshold: {exc}") from None
+        import math
+        import operator
+        import os
+
         for name in ("min_distance", "nd_max", "halo", "max_halo", "chunk", "max_segment_pixels"):
-            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
-                raise InputError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.aperture_arcsec <= 0:
-            raise InputError(f"aperture radius must be > 0 arcsec, got {self.aperture_arcsec}")
+            value = getattr(self, name)
+            if value is None:
+                continue
+            try:
+                if isinstance(value, bool):
+                    raise TypeError
+                value = operator.index(value)
+            except TypeError:
+                raise InputError(f"--{name.replace('_', '-')} must be a whole number, got {value!r}") from None
+            if value < 1:
+                raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+            object.__setattr__(self, name, value)
+        aperture = self.aperture_arcsec
+        if isinstance(aperture, bool) or not isinstance(aperture, (int, float)) or not math.isfinite(aperture) \
+                or aperture <= 0:
+            raise InputError(f"--aperture-radius must be a finite number of arcsec > 0, got {aperture!r}")
+        if self.markers and "://" not in str(self.markers):  # recorded absolute, as the run's paths
+            object.__setattr__(self, "markers", os.path.abspath(os.path.expanduser(str(self.markers))))
 
     def segmentation_key(self) -> dict[str, Any]:
         """Settings the segmentation maps depend on."""

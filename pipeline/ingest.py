@@ -14,9 +14,11 @@ four bands have coverage; a genuine sky value of exactly 0.0 in float data is
 vanishingly rare. ``image`` keeps every value as read (NaN stays NaN, zeros stay
 zero); only ``coverage`` encodes the rule.
 
-The FITS files are read through memory maps, one row of chunks at a time with
+The FITS files are read without memory maps, one row of chunks at a time with
 ``hdu.section[y0:y1, :]`` (full-width strips are contiguous on disk, so each is a
 single read), so memory is bounded by ``n_bands x C x W`` pixels, never the mosaic.
+Bands compressed as a whole (``.fits.gz``, ``.bz2``, ``.xz``, ``.zip``) are read the
+same way, decompressed on the fly (:mod:`pipeline.band_files`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import lzma
 import warnings
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +39,12 @@ import zarr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from pipeline.band_files import compression, not_a_file, open_band, read_error
 from pipeline.errors import InputError, RunError
+from pipeline.preflight import check_distinct_files
 from pipeline.storage import Location, as_location, staged
 
-__all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "read_wcs",
+__all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "open_band", "read_wcs",
            "validate_bands"]
 
 log = logging.getLogger(__name__)
@@ -90,17 +96,6 @@ class _BandInfo:
     wcs: WCS
 
 
-def open_band(path: Path) -> fits.HDUList:
-    """A band file opened for reading strips through ``hdu.section``.
-
-    Without a memory map: sections then read just their rows from the file, whereas
-    through a map every page read stays mapped, and so resident, until the file is
-    closed (1.6 GB for four 10^4 x 10^4 float32 bands, ``benchmarks/survey_scale.py``).
-    BZERO/BSCALE images are scaled as usual.
-    """
-    return fits.open(path, mode="readonly", lazy_load_hdus=True, memmap=False)
-
-
 def _inspect(path: Path) -> _BandInfo:
     """Read the headers of one file; raise InputError naming it on any problem."""
     try:
@@ -133,7 +128,9 @@ def _inspect(path: Path) -> _BandInfo:
         raise InputError(f"{path}: HDU {index} has non-numeric BITPIX {bitpix!r}")
     expected = info["datLoc"] + info["datSpan"]
     actual = path.stat().st_size
-    if actual < expected:
+    # A compressed file's size says nothing of its content's: a truncated one fails when
+    # read (the pixel check, pipeline.preflight.check_usable_pixels, reads every pixel).
+    if actual < expected and compression(path) is None:
         raise InputError(f"{path}: truncated FITS file: {actual} bytes on disk, the "
                          f"header of HDU {index} implies at least {expected}")
     with warnings.catch_warnings():
@@ -166,9 +163,9 @@ def _wcs_differences(a: WCS, b: WCS) -> list[str]:
 
 
 def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
-    """Check that band files exist, are FITS images, and share one pixel grid.
+    """Check that band files exist, are distinct FITS images, and share one pixel grid.
 
-    Only headers are read (lazily, through memory maps); no pixel data is loaded.
+    Only headers are read (lazily); no pixel data is loaded.
 
     Parameters
     ----------
@@ -184,16 +181,21 @@ def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
     Raises
     ------
     InputError
-        If no bands are given; if files are missing (all of them are listed at once);
+        If no bands are given; if files are missing (all of them are listed at once,
+        a symbolic-link loop or a folder said as such); if two bands are one file;
         if a file is not FITS, is truncated, or has no 2-D image with a celestial
         WCS; or if two bands differ in shape or WCS (both files are named).
     """
     if not paths:
         raise InputError("no band files given")
     resolved = {band: Path(p).expanduser().absolute() for band, p in paths.items()}
-    missing = [f"{band}: {p}" for band, p in resolved.items() if not p.is_file()]
-    if missing:
-        raise InputError(f"missing band file(s): {'; '.join(missing)}")
+    unusable = {band: (p, not_a_file(p)) for band, p in resolved.items()}
+    problems = [f"{band}: {p}" + ("" if why == "missing" else f" ({why})")
+                for band, (p, why) in unusable.items() if why]
+    if problems:
+        kinds = {why for _, why in unusable.values() if why}
+        raise InputError(f"{'missing' if kinds == {'missing'} else 'unusable'} band file(s): {'; '.join(problems)}")
+    check_distinct_files(resolved)
     infos = {band: _inspect(p) for band, p in resolved.items()}
     (ref_band, ref), *others = infos.items()
     for band, info in others:
@@ -265,8 +267,8 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
             for b, (hdu, path) in enumerate(zip(hdus, bandset.paths)):
                 try:
                     strip[b] = _read_strip(hdu, y0, y1)  # -> native float32
-                except (OSError, ValueError) as exc:
-                    raise RunError(f"{path}: reading rows {y0}:{y1} failed ({exc})") \
+                except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                    raise RunError(f"{path}: reading rows {y0}:{y1} failed ({read_error(path, exc)})") \
                         from exc
             image[:, y0:y1, :] = strip
             coverage[y0:y1, :] = np.all(np.isfinite(strip) & (strip != 0), axis=0)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from pipeline.band_files import not_a_file
 from pipeline.errors import InputError, RunError
 from pipeline.storage import atomic_path
 
@@ -237,15 +238,22 @@ def resolve_mosaic(name: str, *, data_dir: Path | None = None,
     data_dir = (Path(data_dir) if data_dir is not None
                 else default_data_dir()).expanduser().absolute()
     paths = {band: data_dir / mosaic.files[band] for band in mosaic.bands}
-    missing = [f"{band}: {path}" for band, path in paths.items() if not path.is_file()]
-    if mosaic.name in _TRUTH_FILES and mosaic is MOSAICS.get(mosaic.name) and (
-            missing or not (data_dir / _TRUTH_FILES[mosaic.name]).is_file()):
+    why = {band: not_a_file(path) for band, path in paths.items()}
+    builtin = mosaic is MOSAICS.get(mosaic.name)
+    if mosaic.name in _TRUTH_FILES and builtin and (
+            any(w == "missing" for w in why.values()) or not (data_dir / _TRUTH_FILES[mosaic.name]).is_file()):
         return generate_demo(data_dir, mosaic=mosaic.name)
-    if missing:
-        raise InputError(f"mosaic {name!r}: {len(missing)} of {len(paths)} band files "
-                         f"missing: {'; '.join(missing)}. Data dir: {data_dir} (set "
-                         f"{DATA_DIR_ENV} or pass a data dir to use another); "
-                         f"{mosaic.source_hint}")
+    problems = {band: w for band, w in why.items() if w}
+    if problems:
+        listed = "; ".join(f"{band}: {paths[band]}" + ("" if w == "missing" else f" ({w})")
+                           for band, w in problems.items())
+        if set(problems.values()) != {"missing"}:  # a link loop, a folder, ...: the data dir is not the issue
+            raise InputError(f"mosaic {name!r}: {len(problems)} of {len(paths)} band files cannot be read: "
+                             f"{listed}")
+        where = (f"Data dir: {data_dir} (set {DATA_DIR_ENV} or pass a data dir to use another)" if builtin
+                 else "paths in a mosaics file are relative to its folder")
+        raise InputError(f"mosaic {name!r}: {len(problems)} of {len(paths)} band files "
+                         f"missing: {listed}. {where}; {mosaic.source_hint}")
     return paths
 
 
@@ -278,6 +286,8 @@ def generate_demo(data_dir: Path, *, shape: tuple[int, int] = (512, 512),
 
     Raises
     ------
+    InputError
+        If ``data_dir`` cannot be created or written (naming it).
     RunError
         If the simulator returns images of an unexpected shape.
     """
@@ -287,7 +297,12 @@ def generate_demo(data_dir: Path, *, shape: tuple[int, int] = (512, 512),
         raise ValueError(f"mosaic must be one of {sorted(_TRUTH_FILES)}, got {mosaic!r}")
     demo = MOSAICS[mosaic]
     data_dir = Path(data_dir).expanduser().absolute()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(data_dir, mosaic, exc) from None
+    if not os.access(data_dir, os.W_OK | os.X_OK):
+        raise _unwritable(data_dir, mosaic, PermissionError(13, "Permission denied"))
     log.info("rendering the %s mosaic %s (seed %d) into %s", mosaic, shape, seed, data_dir)
     if demo is DEMO:
         sky = render_sky(shape=tuple(shape), seed=seed)
@@ -316,9 +331,21 @@ def generate_demo(data_dir: Path, *, shape: tuple[int, int] = (512, 512),
                            "render_sky; not an observation.")
         hdu = fits.PrimaryHDU(data=images[i], header=header)
         path = data_dir / demo.files[band]
-        with atomic_path(path) as tmp:
-            hdu.writeto(tmp)
+        try:
+            with atomic_path(path) as tmp:
+                hdu.writeto(tmp)
+        except OSError as exc:
+            raise _unwritable(data_dir, mosaic, exc) from None
         paths[band] = path
-    with atomic_path(data_dir / _TRUTH_FILES[mosaic]) as tmp:
-        sky.truth.write(tmp, format="ascii.ecsv")
+    try:
+        with atomic_path(data_dir / _TRUTH_FILES[mosaic]) as tmp:
+            sky.truth.write(tmp, format="ascii.ecsv")
+    except OSError as exc:
+        raise _unwritable(data_dir, mosaic, exc) from None
     return paths
+
+
+def _unwritable(data_dir: Path, mosaic: str, exc: OSError) -> InputError:
+    return InputError(f"{data_dir}: cannot write the {mosaic} mosaic's files in this data dir "
+                      f"({exc.strerror or exc}); pass --data-dir with a folder you can write (or set "
+                      f"{DATA_DIR_ENV})")

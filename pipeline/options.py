@@ -170,10 +170,10 @@ def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:
     from pipeline.storage import check_storage_options
 
     options: dict[str, Any] = {}
-    for item in items or []:
+    for number, item in enumerate(items or [], 1):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"--storage-option {item!r}: expected KEY=VALUE")
+        if not sep or not key.strip():  # not echoed: it may be a credential given by mistake
+            raise InputError(f"--storage-option number {number}: expected KEY=VALUE (its text is not shown)")
         try:
             options[key.strip()] = json.loads(value)
         except json.JSONDecodeError:

@@ -13,27 +13,46 @@ removes anything and before a tile is classified:
 - a band without a single finite non-zero pixel, or a mosaic without one window that
   all bands cover (:func:`check_usable_pixels`): nothing could be classified;
 - a weights file that does not load into the network (:func:`check_weights`);
-- a flux band that is not a band of the mosaic (:func:`check_flux_band`).
+- a flux band that is not a band of the mosaic (:func:`check_flux_band`);
+- one file given for two bands (:func:`check_distinct_files`): the same path, another
+  name of it (a link), or a copy with the same bytes;
+- a tile size that would cut the mosaic into more than :data:`MAX_TILES` tiles
+  (:func:`fit_tile`; one larger than the mosaic is brought down to it, with a note);
+- a run directory that cannot be created or written, and ``--restart`` in a folder
+  that holds files but no run (:func:`check_run_dir`).
 """
 
 from __future__ import annotations
 
+import filecmp
+import lzma
+import math
+import os
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from morpheus_core.cards import ModelCard
 from pipeline.errors import InputError
 
-__all__ = ["PIXEL_SCALE_TOLERANCE", "check_card", "check_flux_band", "check_pixel_scale", "check_usable_pixels",
-           "check_weights", "order_bands"]
+if TYPE_CHECKING:
+    from pipeline.storage import Location
+
+__all__ = ["MAX_TILES", "PIXEL_SCALE_TOLERANCE", "check_card", "check_distinct_files", "check_flux_band",
+           "check_pixel_scale", "check_run_dir", "check_usable_pixels", "check_weights", "fit_tile",
+           "order_bands"]
 
 #: Rows read at a time by :func:`check_usable_pixels` (memory: bands x rows x width).
 _STRIP_ROWS = 256
 #: Largest relative difference between a mosaic's and the model's pixel scale.
 PIXEL_SCALE_TOLERANCE = 0.10
+#: Most tiles a run may plan: beyond this the scheduler, the ledger (a record per tile)
+#: and the per-tile halo reads cost more than the network.
+MAX_TILES = 10_000
 
 
 def _fits_filter(path: Path) -> str | None:
@@ -184,7 +203,8 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
     ------
     InputError
         Naming every band without a usable pixel, or saying that no window is
-        covered in all bands.
+        covered in all bands; naming a file whose data cannot be read (a compressed
+        file truncated or corrupt).
     """
     height, width = shape
     usable = np.zeros(len(bands), np.int64)
@@ -192,7 +212,7 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
     found = False
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from pipeline.ingest import open_band
+        from pipeline.band_files import open_band, read_error
 
         hduls = [open_band(f) for f in files]  # strips read from the files, not mapped
         try:
@@ -201,7 +221,11 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
                 y1 = min(y0 + _STRIP_ROWS, height)
                 covered = np.ones((y1 - y0, width), bool)
                 for k, hdu in enumerate(hdus):
-                    strip = np.asarray(hdu.section[y0:y1, :])
+                    try:
+                        strip = np.asarray(hdu.section[y0:y1, :])
+                    except (OSError, ValueError, TypeError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                        raise InputError(f"{files[k]}: cannot read rows {y0}:{y1} of band {bands[k]} "
+                                         f"({read_error(files[k], exc)})") from None
                     good = np.isfinite(strip) & (strip != 0)
                     usable[k] += int(good.sum())
                     covered &= good
@@ -262,3 +286,137 @@ def check_flux_band(flux_band: str, bands: Sequence[str]) -> None:
     """Refuse a flux band that is not one of the mosaic's bands."""
     if flux_band not in bands:
         raise InputError(f"--flux-band {flux_band!r} is not a band of this mosaic (bands: {', '.join(bands)})")
+
+
+def check_distinct_files(paths: Mapping[str, Path], *, where: str = "") -> None:
+    """Refuse one file given for two bands.
+
+    Two bands are the same file when their paths resolve to the same file (the same
+    path, a symbolic or hard link: same device and inode) or when the files have the
+    same size and the same bytes (a copy). Files of equal size are compared until
+    their first difference, so distinct bands cost a few blocks, not a read of each.
+
+    Parameters
+    ----------
+    paths : mapping of str to Path
+        Band name -> file (files that do not exist are left to the later checks).
+    where : str
+        What defined the mosaic (for messages).
+
+    Raises
+    ------
+    InputError
+        Naming both bands and the file.
+    """
+    where = f"{where}: " if where else ""
+    seen: dict[tuple[int, int], tuple[str, Path]] = {}
+    by_size: dict[int, list[tuple[str, Path]]] = {}
+    for band, path in paths.items():
+        path = Path(path)
+        try:
+            st = os.stat(path)
+        except (OSError, ValueError):
+            continue  # missing, a loop, ...: named by the checks of the files
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            other, first = seen[key]
+            names = f"{path}" if first == path else f"{first}, also reached as {path}"
+            raise InputError(f"{where}bands {other!r} and {band!r} are the same file ({names}); each band needs "
+                             "its own image")
+        seen[key] = (band, path)
+        for other, first in by_size.get(st.st_size, []):
+            try:
+                equal = filecmp.cmp(first, path, shallow=False)
+            except OSError:
+                continue
+            if equal:
+                raise InputError(f"{where}bands {other!r} and {band!r} are identical files ({first} and {path} "
+                                 "have the same bytes); each band needs its own image")
+        by_size.setdefault(st.st_size, []).append((band, path))
+
+
+def fit_tile(tile: int, shape: tuple[int, int]) -> tuple[int, str | None]:
+    """The tile size a run uses on a mosaic of ``shape``, and a note when it differs.
+
+    A tile larger than the mosaic is brought down to the mosaic's larger side (one
+    tile covers it; the Zarr chunks of the stores are that size, not the requested
+    one, which could not fit in memory). A tile that cuts the mosaic into more than
+    :data:`MAX_TILES` tiles is refused.
+
+    Parameters
+    ----------
+    tile : int
+        The requested tile core size (``--tile``).
+    shape : tuple of int
+        ``(H, W)`` of the mosaic.
+
+    Returns
+    -------
+    tile : int
+        The size to use (and to record: a resumed run with the same request gets the
+        same size).
+    note : str or None
+        What was changed, for the user.
+
+    Raises
+    ------
+    InputError
+        Too many tiles; the message gives the smallest tile size that is allowed.
+    """
+    height, width = shape
+    side = max(height, width)
+    if tile > side:
+        return side, (f"note: --tile {tile} is larger than the {height}x{width} mosaic: using --tile {side} "
+                      "(one tile covers it)")
+    n_tiles = math.ceil(height / tile) * math.ceil(width / tile)
+    if n_tiles > MAX_TILES:
+        smallest = next(t for t in range(max(tile, math.isqrt(height * width // MAX_TILES)), side + 1)
+                        if math.ceil(height / t) * math.ceil(width / t) <= MAX_TILES)
+        raise InputError(f"--tile {tile} cuts the {height}x{width} mosaic into {n_tiles:,} tiles (at most "
+                         f"{MAX_TILES:,}: beyond that scheduling and the ledger cost more than the network); "
+                         f"use --tile {smallest} or larger (256 to 2048 suits most mosaics)")
+    return tile, None
+
+
+def check_run_dir(run_dir: Location, *, restart: bool) -> None:
+    """Refuse a run directory that cannot be used, before anything is read or written.
+
+    Changes nothing: a refused command leaves the folder as it was. For a local path:
+    the folder (or, if it does not exist yet, its nearest existing parent) must be a
+    folder this process can write in. With ``restart``: the folder must hold a run
+    (``manifest.json``), be empty or not exist, since ``--restart`` deletes the run's
+    files and these would be the user's.
+
+    Raises
+    ------
+    InputError
+        Naming the folder and the problem.
+    """
+    from pipeline.layout import RunLayout
+
+    if run_dir.is_local:
+        path = run_dir.path
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise InputError(f"{path}: cannot use as the run directory: it is not a folder; choose another "
+                                 "--run-dir")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: cannot write in the run directory (permission denied); choose another "
+                                 "--run-dir")
+        else:
+            parent = path.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise InputError(f"{path}: cannot create the run directory ({parent} is not a folder); choose "
+                                 "another --run-dir")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: cannot create the run directory (permission denied in {parent}); "
+                                 "choose another --run-dir")
+    if restart and run_dir.exists() and not RunLayout(run_dir).manifest.exists():
+        others = [n for n in run_dir.listdir() if not n.startswith(".") and n != "pipeline.log"]
+        if others:
+            raise InputError(
+                f"{run_dir}: --restart refused: this folder holds no run (no manifest.json) but other files "
+                f"({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); choose an empty or new "
+                "--run-dir")

@@ -14,15 +14,19 @@ way. The FITS products are written locally first and then uploaded.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.metadata
 import logging
+import os
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify import (
@@ -33,26 +37,48 @@ from pipeline.classify import (
     overlapping,
     run_tile,
 )
-from pipeline.config import RunSettings, upgrade_recorded
+from pipeline.config import MODELS, RunSettings, upgrade_recorded
 from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
-from pipeline.ingest import ingest, validate_bands
+from pipeline.ingest import BandSet, ingest, validate_bands
 from pipeline.layout import RunLayout
 from pipeline.ledger import Ledger, atomic_write_json, tile_id
 from pipeline.model_cards import card_for, header_cards, pixel_scale_arcsec
 from pipeline.mosaics import resolve_mosaic
 from pipeline.preflight import (
     check_card,
+    check_distinct_files,
     check_flux_band,
     check_pixel_scale,
+    check_run_dir,
     check_usable_pixels,
     check_weights,
+    fit_tile,
     order_bands,
 )
 from pipeline.storage import Location, staged, written_locally
 from pipeline.timing import stage
 
+if TYPE_CHECKING:
+    from pipeline.lock import HeldLock
+
 logger = logging.getLogger(__name__)
+
+#: How a command takes the run directory's lock once its inputs passed their checks:
+#: called with the run directory, it gives a context manager holding the lock
+#: (:func:`pipeline.lock.run_lock`; the command line's also starts the log file there).
+Claim = Callable[[Location], AbstractContextManager["HeldLock"]]
+
+
+def claim_lock(command: str) -> Claim:
+    """The default :data:`Claim`: :func:`pipeline.lock.run_lock` for ``command``."""
+    def claim(location: Location) -> AbstractContextManager[HeldLock]:
+        from pipeline.lock import run_lock
+
+        return run_lock(location, command)
+
+    return claim
+
 
 @dataclass
 class RunSummary:
@@ -74,7 +100,9 @@ class RunSummary:
     partials_removed: int = 0
 
     def lines(self) -> list[str]:
-        """A short human-readable summary."""
+        """A short human-readable summary (``windows``: those of the tiles finished by
+        this command, failed runs included).
+        """
         rate = self.windows / self.classify_seconds if self.classify_seconds else 0.0
         out = [
             f"tiles: {self.tiles} total, {self.finished_before} already finished, "
@@ -118,18 +146,13 @@ def read_manifest(run_dir: Path | str | Location,
 def _prepare_run_dir(config: RunSettings) -> None:
     """Create the run directory; with ``restart``, first remove the old run's files.
 
-    Called only after the inputs passed their checks. ``restart`` refuses a folder
-    that holds files but no run (no ``manifest.json``): it would delete the user's own.
+    Called only after the inputs passed their checks, under the run directory's lock.
+    ``restart`` refuses a folder that holds files but no run (no ``manifest.json``): it
+    would delete the user's own (:func:`~pipeline.preflight.check_run_dir`).
     """
     run_dir = config.location
+    check_run_dir(run_dir, restart=config.restart)  # again, now under the lock
     if config.restart and run_dir.exists():
-        if not RunLayout(run_dir).manifest.exists():
-            others = [n for n in run_dir.listdir() if not n.startswith(".") and n != "pipeline.log"]
-            if others:
-                raise InputError(
-                    f"{config.run_dir}: --restart refused: this folder holds no run (no manifest.json) but "
-                    f"other files ({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); "
-                    "choose an empty or new --run-dir")
         # The manifest goes last: an interrupted restart is still recognised as a run.
         for path in RunLayout(run_dir).run_files():
             path.remove(recursive=True)
@@ -141,6 +164,8 @@ def _check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict
     if path.exists():
         old = path.read_json()
         recorded = upgrade_recorded(old["result_settings"])
+        if recorded.get("model") not in (None, *MODELS):  # a weights file, recorded relative before
+            recorded["model"] = os.path.abspath(os.path.expanduser(recorded["model"]))
         differences = [
             f"{key}: {recorded.get(key)!r} -> {value!r}"
             for key, value in config.result_settings().items()
@@ -182,7 +207,7 @@ def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = No
 
 
 def run(config: RunSettings, *, client: Any = None, echo: Any = print,
-        downstream: DownstreamSettings | None = None) -> RunSummary:
+        downstream: DownstreamSettings | None = None, claim: Claim | None = None) -> RunSummary:
     """Classify a mosaic into the run directory (resuming what is finished).
 
     Parameters
@@ -196,22 +221,39 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     downstream : DownstreamSettings, optional
         Segmentation, deblending and catalog settings (default: the paper's); the
         downstream graph runs after the classification on the same cluster.
+    claim : callable, optional
+        Takes the run directory's lock (:data:`Claim`; default
+        :func:`pipeline.lock.run_lock`). It is called once the inputs passed their
+        checks, so a refused run leaves the folder as it was (not even a lock file);
+        the lock is checked again before each stage (:meth:`HeldLock.check
+        <pipeline.lock.HeldLock.check>`).
 
     Raises
     ------
     InputError
-        Bad inputs or a run directory made with other inputs/settings.
+        Bad inputs, a run directory that cannot be used, one locked by another
+        command, or one made with other inputs/settings.
     RunError
-        Tiles that kept failing (the others are finished and kept).
+        Tiles that kept failing (the others are finished and kept), or a lock lost
+        while running.
+
+    Notes
+    -----
+    A ``tile`` larger than the mosaic is brought down to it
+    (:func:`~pipeline.preflight.fit_tile`, with a note); the manifest records the
+    size used, so the same command resumes the run.
     """
     t_start = time.perf_counter()
     # Everything is checked before anything in the run directory changes.
+    check_run_dir(config.location, restart=config.restart)
     check_inputs(config, downstream)
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
     card = card_for(config.model)
     check_card(card, window=config.window, border=config.border, model=config.model)
-    bandset = validate_bands(order_bands(paths, card, where=where))
+    ordered = order_bands(paths, card, where=where)
+    check_distinct_files(paths, where=where)  # by the mosaic's band names
+    bandset = validate_bands(ordered)
     scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
                                       accept=config.accept_pixel_scale)
     if scale_warning:
@@ -227,8 +269,34 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         from pipeline.markers import read_markers
 
         read_markers(downstream.markers, wcs=WCS(bandset.wcs_header), shape=bandset.shape)
+    tile, note = fit_tile(config.tile, bandset.shape)
+    if tile != config.tile and not config.restart:
+        # A run made before tiles were fitted to the mosaic resumes with its recorded size.
+        recorded = _recorded_tile(config.location)
+        if recorded is not None and recorded > tile and fit_tile(recorded, bandset.shape)[0] == tile:
+            tile, note = recorded, None
+    if note:
+        echo(note)
+    if tile != config.tile:
+        config = dataclasses.replace(config, tile=tile)
+    with (claim or claim_lock("run"))(config.location) as lock:
+        return _run_claimed(config, bandset, lock, t_start, client=client, echo=echo, downstream=downstream)
+
+
+def _recorded_tile(location: Location) -> int | None:
+    """The tile size recorded by the run in ``location``, if there is one."""
+    try:
+        return int(upgrade_recorded(RunLayout(location).manifest.read_json()["result_settings"])["tile"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start: float, *, client: Any, echo: Any,
+                 downstream: DownstreamSettings | None) -> RunSummary:
+    """:func:`run` once the inputs passed their checks and the run directory's lock is held."""
     _prepare_run_dir(config)
     store_path = RunLayout(config.location).mosaic
+    lock.check()
     with stage("ingest"):
         group = ingest(bandset, store_path, chunk=config.tile)
     shape = tuple(group.attrs["shape"])
@@ -273,6 +341,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         echo(f"dashboard: {summary.dashboard}")
     try:
         if todo:
+            lock.check()
             t_classify = time.perf_counter()
             with stage("classify"):
                 _classify_tiles(client, todo, store_path, config, ledger, summary, resources, echo, run_id)
@@ -282,6 +351,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         )
         if summary.failed:
             summary.seconds = time.perf_counter() - t_start
+            summary.windows = _windows(ledger, todo)
             for line in summary.lines():
                 echo(line)
             raise RunError(
@@ -290,15 +360,18 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
                 f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
             )
         if not merged:
+            lock.check()
             with stage("merge"):
                 _merge(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
             ledger.mark_merged(run_id, len(tiles))
+        lock.check()
         if not config.keep_partials:  # also what an interrupted removal left
             summary.partials_removed = ledger.remove_partials()
         with stage("fits"):
             summary.outputs = _export_fits(config, run_id, group.attrs["wcs_header"], merged_before=merged)
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
+        lock.check()
         summary.downstream = run_downstream(config.location, downstream, client=client, echo=echo, run_id=run_id,
                                             model=config.model_description(), precision=config.precision)
         summary.outputs += summary.downstream.outputs
@@ -308,14 +381,18 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
 
             close_client(client)
     summary.seconds = time.perf_counter() - t_start
-    # Windows of the tiles classified by this command only (not those finished before).
-    summary.windows = sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
+    summary.windows = _windows(ledger, todo)
     for line in summary.lines():
         echo(line)
     from pipeline.view import view_command
 
     echo(f"map: {view_command(config.run_dir, config.storage_options)}")
     return summary
+
+
+def _windows(ledger: Ledger, todo: list[Tile]) -> int:
+    """Windows of the tiles classified by this command only (not those finished before)."""
+    return sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
 
 
 def _merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
@@ -571,19 +648,30 @@ def _settings_for(downstream: SettingsFor, recorded: dict[str, Any]) -> Downstre
 
 
 def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
-             downstream: SettingsFor = None, **overrides: Any) -> RunSummary:
+             downstream: SettingsFor = None, claim: Claim | None = None, **overrides: Any) -> RunSummary:
     """Re-run the failed or missing tiles of a run with its recorded settings.
 
     ``overrides`` replace recorded settings (``scheduler``, ``workers``,
     ``storage_options``, ...); ``downstream`` may be a function of the recorded mosaic.
+    The recorded paths are absolute (:class:`RunSettings` makes them so), so it works
+    from any working directory; a manifest written with relative paths resumes from
+    the directory it was made in. ``claim`` takes the lock as for :func:`run`; the
+    failed tiles are cleared once it is held.
     """
     manifest = read_manifest(run_dir, overrides.get("storage_options"))
     downstream = _settings_for(downstream, manifest["config"])
     config = RunSettings.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
-    cleared = Ledger(config.location).clear_failed()
-    if cleared:
-        echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
-    return run(config, client=client, echo=echo, downstream=downstream)
+    take = claim or claim_lock("resubmit")
+
+    @contextlib.contextmanager
+    def claim_and_clear(location: Location) -> Iterator[HeldLock]:
+        with take(location) as lock:
+            cleared = Ledger(location).clear_failed()
+            if cleared:
+                echo(f"resubmitting {len(cleared)} failed tile(s): {', '.join(sorted(cleared))}")
+            yield lock
+
+    return run(config, client=client, echo=echo, downstream=downstream, claim=claim_and_clear)
 
 
 def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,

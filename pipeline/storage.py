@@ -21,7 +21,8 @@ that workers write.
 
 Credentials are never part of a run's settings (they would be written to its
 manifest): they come from the store's usual sources (for S3: ``AWS_ACCESS_KEY_ID`` /
-``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials``, an instance or pod role). A
+``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials``, an instance or pod role), and
+storage options holding them are refused (:mod:`pipeline.credentials`). A
 non-AWS endpoint is given with ``AWS_ENDPOINT_URL`` or ``storage_options=
 {"endpoint_url": ...}`` (``--storage-option endpoint_url=...`` on the command line).
 
@@ -47,21 +48,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.errors import InputError
+from pipeline.credentials import SECRET_OPTION_PATTERN, check_storage_options
 
 __all__ = ["Location", "SECRET_OPTION_PATTERN", "as_location", "atomic_path", "check_storage_options",
            "file_mode", "is_url", "run_dir_value", "staged", "written_locally"]
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
-
-#: Storage option names refused in run settings, at any depth: secrets would land in
-#: the manifest.
-SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|credential|^key$|_key$|account_key|"
-                                   r"api_?key|^sas|sas_|authori[sz]ation|^auth$|cookie|signature|"
-                                   r"private|session_?key)", re.IGNORECASE)
-#: ``scheme://user:password@host`` (or ``user@host``) in a value: credentials in a URL.
-_URL_USERINFO = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
-
 
 def file_mode() -> int:
     """Permissions of a new file: ``0o666`` less the process's umask (what ``open``
@@ -221,50 +213,6 @@ def run_dir_value(value: str | os.PathLike[str]) -> Path | str:
         if match:  # file:// or local://
             value = value[match.end():]
     return Path(value)
-
-
-def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Refuse credentials in storage options that run settings will record.
-
-    The options are screened recursively, since fsspec passes nested dictionaries on
-    (``client_kwargs``, ``config_kwargs``, ``headers``): an option name at any depth
-    that looks like a secret, or a value that is a URL with a user name or password,
-    is refused. (A whitelist of option names would also refuse every harmless option
-    of the many fsspec back ends that nobody listed.)
-
-    Raises
-    ------
-    ValueError
-        Naming every offending option by its path (``client_kwargs.aws_secret_access_key``)
-        and where credentials go instead; the values are never echoed.
-    """
-    out = dict(options)
-    found = sorted(set(_secret_paths(out, "")))
-    if found:
-        raise InputError(
-            f"storage option(s) {', '.join(found)} look like credentials, which would be "
-            "recorded in the run's manifest: give them through the environment "
-            "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or the store's credential "
-            "files instead")
-    return out
-
-
-def _secret_paths(value: Any, path: str) -> list[str]:
-    """Dotted paths of secret-looking names and credential URLs inside ``value``."""
-    found = []
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if SECRET_OPTION_PATTERN.search(str(key)):
-                found.append(where)
-            else:
-                found += _secret_paths(item, where)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            found += _secret_paths(item, f"{path}[{i}]")
-    elif isinstance(value, str) and _URL_USERINFO.match(value.strip()):
-        found.append(f"{path} (a URL with a user name or password)")
-    return found
 
 
 class Location:

@@ -140,6 +140,8 @@ def test_restart_refuses_a_folder_that_holds_no_run(tmp_path, mosaic):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no manifest.json" in proc.stdout + proc.stderr
     assert (own / "fits" / "precious.fits").read_bytes() == b"SIMPLE"
+    # exactly as it was: no .lock, no pipeline.log added (they used to be)
+    assert sorted(str(p.relative_to(own)) for p in own.rglob("*")) == ["fits", "fits/precious.fits"]
 
 
 def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
@@ -239,6 +241,24 @@ def test_object_store_lock_refuses_a_live_holder_and_takes_over_a_stale_one():
     assert not (root / ".lock").exists()
 
 
+def test_an_object_store_lock_taken_over_stops_its_holder():
+    import json
+
+    from pipeline.errors import RunError
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    root = Location("memory://locks/taken")
+    with run_lock(root, "run") as held:
+        held.check()
+        mine = json.loads((root / ".lock").read_bytes())
+        (root / ".lock").write_bytes(json.dumps({**mine, "token": "another command's"}).encode())
+        with pytest.raises(RunError, match="memory://locks/taken: the lock file .* was removed or replaced"):
+            held.check()
+    assert (root / ".lock").exists()  # the other command's lock is left alone
+    (root / ".lock").remove()
+
+
 def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosaic):
     import subprocess
     import sys
@@ -262,6 +282,92 @@ def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosa
     assert set(executions.values()) == {1}  # no tile computed twice
 
 
+def test_a_deleted_or_replaced_lock_file_stops_its_holder_and_lets_no_second_one_in(tmp_path):
+    # The lock held only while .lock existed: deleting it let a second command in.
+    import os
+
+    from pipeline.errors import RunError
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    for damage in ("delete", "replace"):
+        run_dir = Location(tmp_path / damage)
+        with run_lock(run_dir, "run") as held:
+            held.check()  # still ours
+            lock = tmp_path / damage / ".lock"
+            lock.unlink()
+            if damage == "replace":
+                lock.write_text("{}")
+            with pytest.raises(InputError, match=r"in use by another command \(its lock file .* was removed"):
+                with run_lock(run_dir, "catalog"):
+                    pass
+            with pytest.raises(RunError, match=rf"{tmp_path / damage}: the lock file .* was removed or replaced "
+                                               "while this command ran, so another command may be writing"):
+                held.check()
+        with run_lock(run_dir, "catalog") as again:  # released when the holder ends
+            again.check()
+        assert os.listdir(tmp_path / damage) == [".lock"]
+
+
+def test_a_lock_file_replaced_while_being_locked_is_not_held_twice(tmp_path, monkeypatch):
+    # A command that opened .lock, then found it replaced (deleted and recreated) when its
+    # flock returned, used to hold the old file while the next command took the new one.
+    import fcntl
+
+    from pipeline.lock import run_lock
+    from pipeline.storage import Location
+
+    lock = tmp_path / ".lock"
+    real = fcntl.flock
+    replaced = []
+
+    def flock(fd, op):
+        if not replaced:  # another command's new lock file, between our open and our flock
+            lock.unlink()
+            lock.write_text("")
+            replaced.append(True)
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with run_lock(Location(tmp_path), "run") as held:
+        assert replaced
+        held.check()
+        with open(lock) as other, pytest.raises(BlockingIOError):  # the file at the path is the one held
+            real(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+@pytest.mark.slow
+def test_a_run_whose_lock_file_is_deleted_stops_and_a_second_run_is_refused(tmp_path, mosaic):
+    import subprocess
+    import sys
+
+    from tests.pipeline.small_runs import REPO, cli_args, python_env, wait_for
+
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "tests.faults", "--tile-delay", "0.3", "--",
+            *cli_args(run_dir, mosaic, "--workers", "1")]
+    first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    try:
+        wait_for(lambda: any((run_dir / "ledger").glob("*.done")), 120, "the first run's first tile")
+        (run_dir / ".lock").unlink()  # "a stale lock", deleted while the first run classifies
+        second = run_cli(*cli_args(run_dir, mosaic))
+        assert second.returncode == 2 and "in use by another command" in second.stderr, \
+            second.stdout + second.stderr
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    # The first run stops at its next check (before the merge), naming the lock file.
+    assert first.returncode == 1, out + err
+    assert f"{run_dir}: the lock file {run_dir / '.lock'} was removed or replaced while this command ran" in err
+    assert set(_executions(run_dir).values()) == {1}  # no tile computed twice
+    assert not (run_dir / "classification.zarr").exists()  # stopped before the merge
+    # Nothing is lost: the same command finishes the run.
+    proc = run_cli(*cli_args(run_dir, mosaic))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(_executions(run_dir).values()) == {1}
+
+
 # ------------------------------------------------------- inputs the network cannot use
 
 def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom") -> Path:
@@ -274,8 +380,8 @@ def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom
 def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
     from pipeline.config import RunSettings
 
-    config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
-                       model="standin", progress=False, **kwargs)
+    config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused",
+                       model="standin", progress=False, **{"tile": 40, **kwargs})
     with pytest.raises(InputError, match=match):
         run(config, echo=lambda *_: None)
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
@@ -339,6 +445,159 @@ def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mo
                    "--weights", str(bad), "--no-progress")
     assert proc.returncode == 2 and "bad.weights.h5" in proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "w" / "manifest.json").exists()  # the corrected rerun is not refused
+
+
+@pytest.mark.parametrize("how", ["same path", "link", "copy"])
+def test_one_file_for_two_bands_is_refused_naming_both(tmp_path, mosaic, how):
+    # H = "h.fits", J = "h.fits" used to run, classifying H as J.
+    import os
+    import shutil
+
+    h = mosaic.parent / "small_H.fits"
+    other = {"same path": h, "link": tmp_path / "link.fits", "copy": tmp_path / "copy.fits"}[how]
+    if how == "link":
+        os.symlink(h, other)
+    elif how == "copy":
+        shutil.copyfile(h, other)
+    toml = tmp_path / "twice.toml"
+    toml.write_text(f'[mosaics.custom]\nbands = {{ H = "{h}", J = "{other}", '
+                    f'V = "{mosaic.parent / "small_V.fits"}", Z = "{mosaic.parent / "small_Z.fits"}" }}\n')
+    _refused_before_anything(tmp_path, toml, rf"twice.toml \(mosaic 'custom'\): bands 'H' and 'J' are "
+                                             rf"(the same file|identical files).*{h.name}")
+
+
+def test_a_tile_larger_than_the_mosaic_is_fitted_to_it_and_the_same_command_resumes(tmp_path, mosaic, client,
+                                                                                    finished):
+    # --tile 100000 on a 150x170 mosaic ended in MemoryError (Zarr chunks of the tile's size).
+    import dataclasses
+
+    lines: list[str] = []
+    config = dataclasses.replace(small_config(tmp_path / "fitted", mosaic), tile=2000)
+    summary = run(config, client=client, echo=lines.append)
+    assert not summary.failed and summary.tiles == 1
+    assert "note: --tile 2000 is larger than the 101x131 mosaic: using --tile 131 (one tile covers it)" in lines
+    manifest = __import__("json").loads((tmp_path / "fitted" / "manifest.json").read_text())
+    assert manifest["result_settings"]["tile"] == 131 and manifest["plan"]["tile"] == 131
+    import zarr
+
+    assert zarr.open_group(tmp_path / "fitted" / "mosaic.zarr", mode="r")["image"].chunks == (4, 131, 131)
+    again = run(config, client=client, echo=lambda *_: None)  # the same command resumes
+    assert again.executed == 0 and again.finished_before == 1
+    assert_same(outputs(tmp_path / "fitted"), outputs(finished))  # one tile or twelve: the same result
+
+
+def test_fit_tile_on_a_150x170_mosaic():
+    from pipeline.preflight import MAX_TILES, fit_tile
+
+    for asked in (100_000, 20_000, 171):
+        assert fit_tile(asked, (150, 170)) == (170, f"note: --tile {asked} is larger than the 150x170 mosaic: "
+                                                    "using --tile 170 (one tile covers it)")
+    assert fit_tile(170, (150, 170)) == (170, None) and fit_tile(40, (150, 170)) == (40, None)
+    with pytest.raises(InputError, match=r"--tile 1 cuts the 150x170 mosaic into 25,500 tiles .* use --tile 2 or"):
+        fit_tile(1, (150, 170))
+    # the suggested size is the smallest allowed one
+    with pytest.raises(InputError, match=r"use --tile 10 or larger"):
+        fit_tile(9, (1000, 1000))
+    assert fit_tile(10, (1000, 1000)) == (10, None) and 100 * 100 <= MAX_TILES
+
+
+def test_a_tile_that_makes_too_many_tiles_is_refused(tmp_path, mosaic):
+    # --tile 1 started 13,231 tiles on this mosaic (25,500 on a 150x170 one) without a word.
+    _refused_before_anything(tmp_path, _toml(tmp_path, mosaic, {b: b for b in "HJVZ"}),
+                             r"--tile 1 cuts the 101x131 mosaic into 13,231 tiles \(at most 10,000.*use --tile 2 "
+                             r"or larger", tile=1)
+
+
+def test_a_failed_run_counts_the_windows_of_the_tiles_it_finished(tmp_path, mosaic, client):
+    from pipeline.errors import RunError
+
+    lines: list[str] = []
+    with inject(fail=["t0000_0000"]), pytest.raises(RunError, match="t0000_0000"):
+        run(small_config(tmp_path / "run", mosaic, retries=0), client=client, echo=lines.append)
+    done = Ledger(tmp_path / "run").done_infos([f"t{r:04d}_{c:04d}" for r in range(3) for c in range(4)])
+    windows = sum(info["windows"] for info in done.values())
+    assert len(done) == 11 and windows > 0
+    assert any(f"({windows} windows, " in line for line in lines), lines  # used to say "0 windows"
+
+
+def test_an_unusable_run_directory_is_one_line_and_exit_2(tmp_path, mosaic):
+    # A read-only or uncreatable run directory printed a traceback and named a log file
+    # that could not exist.
+    import os
+    import subprocess
+
+    from tests.pipeline.small_runs import cli_args
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cases = [(blocker / "run", f"{blocker / 'run'}: cannot create the run directory ({blocker} is not a folder)")]
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        locked = None  # root ignores permissions; no immutable folders here
+    if locked is not None:
+        cases += [(locked, f"{locked}: cannot write in the run directory (permission denied)"),
+                  (locked / "run", f"{locked / 'run'}: cannot create the run directory (permission denied in "
+                                   f"{locked})")]
+    try:
+        for run_dir, says in cases:
+            proc = run_cli(*cli_args(run_dir, mosaic))
+            assert proc.returncode == 2, proc.stdout + proc.stderr
+            assert proc.stderr.strip().splitlines() == [f"error: {says}; choose another --run-dir"], proc.stderr
+            assert "Traceback" not in proc.stderr and "pipeline.log" not in proc.stderr
+    finally:
+        if locked is not None:
+            subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+            locked.chmod(0o755)
+
+
+def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_theirs(tmp_path, mosaic, client,
+                                                                                  monkeypatch):
+    # Relative --mosaics-file and --run-dir were recorded as given: resubmit from a batch
+    # job's directory exited 2.
+    import json
+    import os
+
+    from pipeline.config import RunSettings
+
+    work, job = tmp_path / "work", tmp_path / "job"
+    work.mkdir()
+    job.mkdir()
+    monkeypatch.chdir(work)
+    toml = Path(os.path.relpath(mosaic, work))
+    config = RunSettings(mosaic="small", mosaics_file=toml, run_dir="run", tile=40, model="standin",
+                         progress=False, batch_size=256, keep_partials=True)
+    run(config, client=client, echo=lambda *_: None)
+    manifest_path = work / "run" / "manifest.json"
+    recorded = json.loads(manifest_path.read_text())["config"]
+    assert recorded["mosaics_file"] == str(mosaic) and recorded["run_dir"] == str(work / "run")
+    (work / "run" / "ledger" / "merged.json").unlink()  # something for resubmit to do
+    (work / "run" / "ledger" / "t0000_0000.done").unlink()
+    monkeypatch.chdir(job)
+    summary = resubmit(work / "run", client=client, echo=lambda *_: None)
+    assert summary.executed == 1 and not summary.failed
+    # A manifest written before (relative paths) resumes from the directory it was made in.
+    manifest = json.loads(manifest_path.read_text())
+    manifest["config"].update(mosaics_file=str(toml), run_dir="run")
+    manifest_path.write_text(json.dumps(manifest))
+    (work / "run" / "ledger" / "merged.json").unlink()
+    monkeypatch.chdir(work)
+    summary = resubmit("run", client=client, echo=lambda *_: None)
+    assert summary.executed == 0 and not summary.failed
+
+
+def test_a_truncated_gzip_band_is_refused_before_anything(tmp_path, mosaic):
+    import gzip
+
+    data = gzip.compress((mosaic.parent / "small_J.fits").read_bytes())
+    (tmp_path / "small_J.fits.gz").write_bytes(data[: len(data) * 2 // 3])
+    entries = {b: mosaic.parent / f"small_{b}.fits" for b in "HVZ"} | {"J": tmp_path / "small_J.fits.gz"}
+    toml = tmp_path / "gz.toml"
+    toml.write_text("[mosaics.custom]\nbands = { " + ", ".join(f'{b} = "{p}"' for b, p in entries.items()) + " }\n")
+    _refused_before_anything(tmp_path, toml, r"small_J.fits.gz: cannot read rows .* of band J \(the gzip file is "
+                                             r"truncated or corrupt")
 
 
 def test_mosaic_names_and_mosaics_files_are_checked(tmp_path):

@@ -129,6 +129,8 @@ def test_round_trip_any_grid(height, width, chunk, seed):
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = {b: write_band(tmp / f"{b}.fits", data[i]) for i, b in enumerate("HJ")}
+        for band, path in paths.items():  # tiny bands may hold the same pixels: distinct files all the same
+            fits.setval(path, "BAND", value=band)
         group = ingest(validate_bands(paths), tmp / "m.zarr", chunk=chunk)
         np.testing.assert_array_equal(group["image"][:], data)  # NaN == NaN here
         np.testing.assert_array_equal(group["coverage"][:],
@@ -352,3 +354,87 @@ def test_bandset_is_frozen(band_files):
     assert isinstance(bandset, BandSet)
     with pytest.raises(AttributeError):
         bandset.shape = (1, 1)
+
+
+@pytest.mark.parametrize("suffix", [".fits.gz", ".fits.bz2", ".fits.xz"])
+def test_compressed_bands_are_read_like_plain_ones(band_files, tmp_path, suffix, monkeypatch):
+    # .fits.gz bands were refused as "truncated" (the compressed size against the data span).
+    paths, arrays = band_files
+    packed = dict(paths)
+    for band in ("J", "Z"):  # written by astropy, which compresses by the file name
+        packed[band] = tmp_path / f"packed_{band}{suffix}"
+        fits.PrimaryHDU(arrays[band], header=make_wcs(SHAPE).to_header()).writeto(packed[band])
+    assert packed["J"].stat().st_size < paths["J"].stat().st_size  # really compressed
+    bandset = validate_bands(packed)
+    calls = []
+    real_read = ingest_mod._read_strip
+
+    def recording_read(hdu, y0, y1):
+        calls.append((y0, y1))
+        return real_read(hdu, y0, y1)
+
+    monkeypatch.setattr(ingest_mod, "_read_strip", recording_read)  # strips, as for plain files
+    group = ingest(bandset, tmp_path / "m.zarr", chunk=32)
+    assert len(calls) == 4 * len(BANDS)
+    np.testing.assert_array_equal(group["image"][:], np.stack([arrays[b] for b in BANDS]))
+    with fits.open(packed["J"]) as hdul:  # astropy's own reading, the reference
+        np.testing.assert_array_equal(group["image"][1], hdul[0].data)
+    assert [r["path"] for r in group.attrs["inputs"]][1] == str(packed["J"])
+
+
+def test_strips_of_a_gzip_band_read_in_order_decompress_it_once(tmp_path, monkeypatch):
+    # astropy seeks back after each section read, which restarts a gzip stream: each
+    # strip used to decompress the file from its start.
+    import gzip
+
+    from pipeline.band_files import open_band
+
+    data = random_image(3, shape=(400, 300))
+    path = tmp_path / "band.fits.gz"
+    fits.PrimaryHDU(data).writeto(path)
+    rewinds = []
+    real = gzip._GzipReader._rewind
+
+    def counted(self):
+        rewinds.append(1)
+        return real(self)
+
+    monkeypatch.setattr(gzip._GzipReader, "_rewind", counted)
+    with open_band(path) as hdul:
+        strips = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+    with fits.open(path, memmap=False) as hdul:  # astropy on its own: a restart per strip
+        _ = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+    assert len(rewinds) >= 25
+    rewinds.clear()
+    with open_band(path) as hdul:
+        strips = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+    np.testing.assert_array_equal(np.concatenate(strips), data)
+    assert len(rewinds) == 0, f"{len(rewinds)} restarts of the decompression for {len(strips)} strips"
+
+
+def test_one_file_for_two_bands_is_refused(band_files, tmp_path):
+    import os
+    import shutil
+
+    paths, _ = band_files
+    os.link(paths["H"], tmp_path / "hard_H.fits")
+    shutil.copyfile(paths["H"], tmp_path / "copy_H.fits")
+    for other, says in ((paths["H"], rf"the same file \({paths['H']}\)"),
+                        (tmp_path / "hard_H.fits", r"the same file \(.*band_H.fits, also reached as .*hard_H.fits\)"),
+                        (tmp_path / "copy_H.fits", r"identical files \(.*band_H.fits and .*copy_H.fits have the "
+                                                   r"same bytes\)")):
+        with pytest.raises(InputError, match=rf"bands 'H' and 'J' are {says}; each band needs its own image"):
+            validate_bands(dict(paths, J=other))
+
+
+def test_a_symlink_loop_or_a_folder_is_named_as_such(band_files, tmp_path):
+    import os
+
+    paths, _ = band_files
+    loop = tmp_path / "loop_J.fits"
+    os.symlink(loop, loop)
+    folder = tmp_path / "folder_Z.fits"
+    folder.mkdir()
+    with pytest.raises(InputError, match=r"unusable band file\(s\): J: .*loop_J.fits \(a symbolic link loop\); "
+                                         r"Z: .*folder_Z.fits \(a folder, not a file\)"):
+        validate_bands(dict(paths, J=loop, Z=folder))

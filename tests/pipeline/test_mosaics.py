@@ -243,3 +243,53 @@ def test_generate_demo_checks_simulator_output(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "morpheus_core.simulate", module)
     with pytest.raises(RunError, match="shape"):
         generate_demo(tmp_path, shape=(8, 8))
+
+
+def test_a_symlink_loop_is_named_as_such_not_missing(tmp_path, monkeypatch):
+    # A link loop was reported as "missing" with a MORPHEUS_DATA_DIR hint that does not apply.
+    import os
+
+    loop = tmp_path / "h.fits"
+    os.symlink(loop, loop)
+    (tmp_path / "j.fits").write_bytes(b"")
+    toml = write_toml(tmp_path / "m.toml", '[mosaics.field]\nbands = { H = "h.fits", J = "j.fits" }\n')
+    with pytest.raises(InputError, match=r"mosaic 'field': 1 of 2 band files cannot be read: H: .*h.fits "
+                                         r"\(a symbolic link loop\)$") as err:
+        resolve_mosaic("field", mosaics_file=toml)
+    assert "MORPHEUS_DATA_DIR" not in str(err.value)
+    os.symlink(HLF_NAMES[0], tmp_path / HLF_NAMES[0])  # the built-in mosaic's data dir
+    with pytest.raises(InputError, match=r"a symbolic link loop") as err:
+        resolve_mosaic("goods-s", data_dir=tmp_path)
+    assert "MORPHEUS_DATA_DIR" not in str(err.value)
+
+
+def test_a_missing_file_of_a_mosaics_file_gets_no_data_dir_hint(tmp_path):
+    toml = write_toml(tmp_path / "m.toml", '[mosaics.field]\nbands = { H = "h.fits" }\n')
+    with pytest.raises(InputError, match="relative to its folder") as err:
+        resolve_mosaic("field", mosaics_file=toml)
+    assert "MORPHEUS_DATA_DIR" not in str(err.value)
+
+
+def test_the_demo_in_a_data_dir_that_cannot_be_written_is_an_input_error(tmp_path, fake_simulator):
+    # It named a hidden temporary file and exited 1.
+    import os
+    import subprocess
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(InputError, match=rf"^{blocker / 'data'}: cannot write the demo mosaic's files in this "
+                                         r"data dir \(.*\); pass --data-dir with a folder you can write"):
+        resolve_mosaic("demo", data_dir=blocker / "data")
+    locked = tmp_path / "read-only"
+    locked.mkdir()
+    if os.geteuid() != 0:
+        locked.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("root ignores permissions and no immutable folders here")
+    try:
+        with pytest.raises(InputError, match=rf"^{locked}: cannot write the demo mosaic's files .*--data-dir"):
+            resolve_mosaic("demo", data_dir=locked)
+        assert list(locked.iterdir()) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)], capture_output=True)
+        locked.chmod(0o755)

@@ -17,6 +17,7 @@ import pytest
 
 from morpheus_core.stats import WindowStats
 from pipeline.config import RunSettings
+from pipeline.errors import InputError
 from pipeline.ledger import Ledger
 from pipeline.storage import Location, as_location, check_storage_options, is_url, run_dir_value
 
@@ -134,10 +135,53 @@ def test_nested_secrets_are_refused_and_never_echoed(options, where):
     assert where in str(info.value) and "hunter2" not in str(info.value)
 
 
+_PRESIGNED = ("https://survey.s3.amazonaws.com/run?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1"
+              "&X-Amz-Date=20250101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=hunter2")
+
+
+@pytest.mark.parametrize("options, where", [
+    # names that used to pass: separators other than "_", and missing words
+    ({"headers": {"X-Api-Key": "hunter2"}}, "headers.X-Api-Key"),
+    ({"client_kwargs": {"headers": {"X-Auth": "hunter2"}}}, "client_kwargs.headers.X-Auth"),
+    ({"connection_string": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=hunter2"}, "connection_string"),
+    ({"passphrase": "hunter2"}, "passphrase"),
+    ({"pkey": "hunter2"}, "pkey"),
+    ({"client_kwargs": {"aws_access_key_id": "AKIAhunter2"}}, "client_kwargs.aws_access_key_id"),
+    # credentials in values, whatever the option's name, in dicts and lists
+    ({"headers": [["Authorization", "Bearer hunter2"]]}, "headers[0] (Authorization)"),
+    ({"headers": [["X-Forwarded", "Bearer hunter2"]]}, "headers[0][1]"),
+    ({"headers": ["X-Auth: hunter2"]}, "headers[0] (X-Auth)"),
+    ({"client_kwargs": {"conn": "BlobEndpoint=https://a.blob.core.windows.net;AccountKey=hunter2"}},
+     "client_kwargs.conn"),
+    ({"endpoint_url": _PRESIGNED}, "endpoint_url"),
+    ({"config_kwargs": {"urls": ["https://a.blob.core.windows.net/c?sv=2022-11-02&sr=c&sig=hunter2"]}},
+     "config_kwargs.urls[0]"),
+    ({"extra": {"conn": "SharedAccessSignature sr=a&se=1&skn=b&hunter2"}}, "extra.conn"),
+    ({"extra": {"sas_value": "x"}, "proxy": {"list": ["http://alice:hunter2@proxy:3128"]}}, "proxy.list[0]"),
+])
+def test_credentials_in_names_and_values_are_refused_at_any_depth(options, where):
+    # Each of these reached manifest.json: names with "-", words the screen lacked, and
+    # credentials in values (a list of header pairs, a connection string, signed URLs).
+    with pytest.raises(InputError, match="environment") as info:
+        RunSettings(run_dir="s3://b/r", storage_options=options)
+    assert where in str(info.value) and "hunter2" not in str(info.value)
+
+
 def test_harmless_nested_options_are_kept():
     options = {"endpoint_url": "http://127.0.0.1:9000", "anon": False,
-               "client_kwargs": {"region_name": "eu-west-1"}, "config_kwargs": {"retries": {"max_attempts": 5}}}
+               "client_kwargs": {"region_name": "eu-west-1"}, "config_kwargs": {"retries": {"max_attempts": 5},
+                                                                               "signature_version": "s3v4"},
+               "headers": {"User-Agent": "morpheus-survey"}, "requester_pays": True, "default_block_size": 2**22}
     assert check_storage_options(options) == options
+    assert RunSettings(run_dir="s3://b/r", storage_options=options).to_json()["storage_options"] == options
+
+
+def test_a_local_run_directory_records_no_storage_options(tmp_path):
+    # A local run directory ignores storage options; they used to be recorded anyway.
+    config = RunSettings(run_dir=tmp_path / "run", storage_options={"endpoint_url": "http://127.0.0.1:9000"})
+    assert config.storage_options == {} and config.to_json()["storage_options"] == {}
+    with pytest.raises(InputError, match="headers.X-Api-Key"):  # credentials are refused all the same
+        RunSettings(run_dir=tmp_path / "run", storage_options={"headers": {"X-Api-Key": "hunter2"}})
 
 
 def test_run_config_keeps_urls_through_json():
@@ -146,9 +190,9 @@ def test_run_config_keeps_urls_through_json():
     assert config.run_dir == "s3://bucket/goods-s"
     again = RunSettings.from_json(config.to_json())
     assert again.run_dir == "s3://bucket/goods-s" and again.location == config.location
-    assert again.cluster_config == Path("deploy/hpc/jobqueue.yaml")
+    assert again.cluster_config == Path("deploy/hpc/jobqueue.yaml").absolute()  # recorded absolute
     local = RunSettings.from_json(RunSettings(run_dir="runs/x").to_json())
-    assert local.run_dir == Path("runs/x") and local.location.is_local
+    assert local.run_dir == Path("runs/x").absolute() and local.location.is_local
     with pytest.raises(ValueError, match="cluster must be"):
         RunSettings(cluster="lsf")
     with pytest.raises(ValueError, match="not both"):
