@@ -74,7 +74,12 @@ class RunSettings:
         Local cluster size; each worker's TensorFlow/BLAS threads follow
         ``threads_per_worker``.
     scheduler : str, optional
-        Address of an existing Dask scheduler to use instead of a local cluster.
+        Address of an existing Dask scheduler to use instead of a local cluster
+        (``tls://host:8786``, or ``tcp://`` for one without TLS).
+    scheduler_security : Path, optional
+        With ``scheduler``: a Dask configuration file naming the TLS CA, client
+        certificate and key (``distributed.comm.tls``; :mod:`pipeline.security`);
+        default: the Dask configuration.
     wait_workers : float
         With ``scheduler``: seconds to wait for a worker (a GPU worker when ``gpu``
         is ``"require"``) before starting, for clusters whose workers are still
@@ -87,6 +92,11 @@ class RunSettings:
         Dask configuration (``~/.config/dask/jobqueue.yaml``).
     gpu : {"auto", "never", "require"}
         Whether to use a dask-cuda cluster when GPUs are visible.
+    tls : bool
+        Start the run's cluster (local, dask-cuda or batch jobs) with TLS on
+        credentials made for the run, so that no other process can join it or run
+        code on it. ``False`` (``--no-tls``) is warned about: any local user (any
+        host on the batch cluster's network) can then run code as you.
     run_dir : Path or str
         Folder holding the manifest, ledger, partial results and products: a local
         (or shared) path, or an fsspec URL such as ``s3://bucket/run`` (kept as a
@@ -131,7 +141,12 @@ class RunSettings:
     retries: int = setting(2, kind="compute", help="retries of a failing tile")
     workers: int | None = setting(None, kind="compute", help="local Dask workers (default: one per core)")
     threads_per_worker: int = setting(1, kind="compute", help="threads per worker, TensorFlow included")
-    scheduler: str | None = setting(None, kind="compute", metavar="ADDRESS", help="address of an existing Dask scheduler")
+    scheduler: str | None = setting(None, kind="compute", metavar="ADDRESS",
+                                    help="address of an existing Dask scheduler (tls://host:8786)")
+    scheduler_security: Path | None = setting(None, kind="compute", metavar="YAML",
+                                              help="with --scheduler tls://...: a Dask configuration file naming "
+                                                   "the TLS CA, certificate and key (distributed.comm.tls; "
+                                                   "default: the Dask configuration; see deploy/README.md)")
     wait_workers: float = setting(600.0, kind="compute", metavar="SECONDS",
                                   help="with --scheduler: wait this long for a (GPU, with --gpu require) worker")
     cluster: str = setting("local", kind="compute", choices=CLUSTERS,
@@ -141,6 +156,9 @@ class RunSettings:
                                                "deploy/hpc/jobqueue.yaml; default ~/.config/dask/jobqueue.yaml)")
     gpu: str = setting("auto", kind="compute", choices=GPU_MODES,
                        help="use a dask-cuda cluster when GPUs are visible (auto), never, or refuse to run without")
+    tls: bool = setting(True, kind="compute",
+                        help="start the cluster without TLS: any user of this machine (of the batch cluster's "
+                             "network, for --cluster slurm/pbs) can then connect to it and run code as you")
     # -- storage (run_dir and storage_options are options of every command: __main__) --
     run_dir: Path | str = setting(Path("runs/demo"), kind="storage")
     storage_options: dict[str, Any] = setting(default_factory=dict, kind="storage")
@@ -200,7 +218,7 @@ class RunSettings:
         data = upgrade_recorded(data)
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("data_dir", "mosaics_file", "cluster_config"):
+        for key in ("data_dir", "mosaics_file", "cluster_config", "scheduler_security"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
         if kwargs.get("run_dir") is not None:

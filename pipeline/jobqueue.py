@@ -11,6 +11,13 @@ without that option, the Dask configuration (``~/.config/dask/jobqueue.yaml``).
 A worker is a GPU worker when its arguments advertise a ``GPU`` resource
 (``worker-extra-args: ["--resources", "GPU=1"]``); classification tasks then
 request it (:func:`pipeline.cluster.gpu_resources`).
+
+The scheduler listens on the cluster's network, where any user of the batch system can
+reach it; :func:`pipeline.cluster.make_client` therefore gives it TLS credentials made
+for the run (``security=``, :func:`pipeline.security.temporary_security`). The worker
+jobs read them from files that dask-jobqueue writes (readable by you alone) into the
+configuration's ``shared-temp-directory``, a folder the compute nodes must see
+(default :data:`SHARED_TEMP_DEFAULT`), and deletes once the cluster object is gone.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ from typing import Any
 
 from pipeline.errors import InputError
 
-__all__ = ["JOBQUEUE_CLASSES", "advertises_gpu", "jobqueue_cluster", "jobqueue_settings"]
+__all__ = ["JOBQUEUE_CLASSES", "SHARED_TEMP_DEFAULT", "advertises_gpu", "jobqueue_cluster", "jobqueue_settings"]
 
 log = logging.getLogger(__name__)
 
 #: ``--cluster`` value -> dask-jobqueue cluster class.
 JOBQUEUE_CLASSES = {"slurm": "SLURMCluster", "pbs": "PBSCluster"}
+#: Where the worker jobs' TLS files go when the configuration names no
+#: ``shared-temp-directory``: the home directory, which compute nodes usually share
+#: (dask-jobqueue's own default, the driver's working directory, is often not).
+SHARED_TEMP_DEFAULT = "~"
 
 _HPC_INSTALL_HINT = "pip install 'morpheus-survey[hpc]'"
 _EXAMPLE = "deploy/hpc/jobqueue.yaml"
@@ -110,7 +121,7 @@ def _check_kind(kind: str) -> None:
 
 
 def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
-                     env: Mapping[str, str] | None = None,
+                     env: Mapping[str, str] | None = None, security: Any = None,
                      **overrides: Any) -> Any:
     """Create a dask-jobqueue cluster (no jobs submitted yet) from our configuration.
 
@@ -125,6 +136,10 @@ def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
         Variables exported at the top of each job script, after the file's
         ``job-script-prologue`` (thread limits, ``TF_FORCE_GPU_ALLOW_GROWTH``);
         a variable the prologue already exports is not repeated.
+    security : distributed.Security, optional
+        TLS credentials of the scheduler and workers; in-memory ones are written for
+        the jobs into ``shared-temp-directory`` (:data:`SHARED_TEMP_DEFAULT` unless
+        the configuration names one). ``None``: plain TCP.
     **overrides
         Keyword arguments of the cluster class that take precedence over the file.
 
@@ -149,6 +164,11 @@ def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
     import dask
 
     kwargs = {**jobqueue_settings(kind, config_file), **overrides}
+    if security is not None:
+        kwargs["security"] = security
+        if not (kwargs.get("shared_temp_directory")
+                or dask.config.get(f"jobqueue.{kind}.shared-temp-directory", None)):
+            kwargs["shared_temp_directory"] = SHARED_TEMP_DEFAULT
     if env:
         prologue = list(kwargs.get("job_script_prologue")
                         or dask.config.get(f"jobqueue.{kind}.job-script-prologue", None)

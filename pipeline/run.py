@@ -322,16 +322,17 @@ def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start:
 
     own_client = client is None
     if own_client:
-        from pipeline.cluster import gpu_resources, make_client
+        from pipeline.cluster import cluster_lines, gpu_resources, make_client
 
         client, info = make_client(
             scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
             n_workers=config.workers, threads_per_worker=config.threads_per_worker, gpu=config.gpu,
-            wait_workers=config.wait_workers,
+            wait_workers=config.wait_workers, tls=config.tls, scheduler_security=config.scheduler_security,
         )
         summary.cluster, summary.dashboard = f"{info.kind} ({info.n_workers} workers)", info.dashboard_link
         resources = gpu_resources(info)
-        echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
+        for line in cluster_lines(info):
+            echo(line)
     else:
         from pipeline.cluster import describe_client, gpu_resources
 
@@ -689,7 +690,7 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
         No run, an unfinished or damaged classification (:mod:`pipeline.verified_stores`),
         or a bad markers file.
     """
-    from pipeline.cluster import close_client, make_client
+    from pipeline.cluster import close_client, cluster_lines, make_client
     from pipeline.downstream import check_classification
     from pipeline.ingest import read_wcs
     from pipeline.markers import read_markers
@@ -710,7 +711,8 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
     own = client is None
     if own:
         client, info = make_client(scheduler=scheduler, n_workers=workers, gpu="never")
-        echo(f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})")
+        for line in cluster_lines(info):
+            echo(line)
     try:
         return run_downstream(location, settings, client=client, echo=echo, run_id=manifest["run_id"],
                               model=manifest.get("model", ""),

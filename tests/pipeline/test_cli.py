@@ -65,7 +65,8 @@ def test_command_line_options_are_generated_from_the_settings():
     # non-default values reach the settings object.
     given = {"mosaic": "goods-s", "model": "standin", "tile": 128, "stride": 2, "precision": "bfloat16",
              "batch_size": 64, "retries": 0, "workers": 3, "threads_per_worker": 2, "scheduler": "tcp://h:1",
-             "wait_workers": 5.0, "gpu": "never", "data_dir": Path("d"), "mosaics_file": Path("m.toml")}
+             "wait_workers": 5.0, "gpu": "never", "data_dir": Path("d"), "mosaics_file": Path("m.toml"),
+             "scheduler_security": Path("tls.yaml")}
     argv = ["run", "--restart", "--no-progress"]
     for name, value in given.items():
         argv += ["--" + name.replace("_", "-"), str(value)]

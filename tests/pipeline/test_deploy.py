@@ -28,6 +28,8 @@ K8S = DEPLOY / "kubernetes"
 #: Oldest and newest Kubernetes versions whose schemas the manifests must satisfy.
 K8S_VERSIONS = ("1.28", kubernetes_validate.utils.major_minor(kubernetes_validate.utils.latest_version()))
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+#: Where every pod mounts the cluster's TLS credentials (the secret morpheus-dask-tls).
+TLS_MOUNT = "/etc/dask-tls"
 
 
 def _manifests() -> dict[str, list[dict]]:
@@ -175,6 +177,11 @@ def test_cpu_workers_join_the_cluster_without_gpu():
     assert "nvidia.com/gpu" not in str(worker["resources"]) and "--resources" not in worker["args"]
 
 
+def _claims(spec: dict) -> dict[str, str]:
+    """Volume name -> claim name, for the volumes of a PodSpec that are claims."""
+    return {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"] if "persistentVolumeClaim" in v}
+
+
 def _pipeline_args(container: dict) -> list[str]:
     args = container.get("command", []) + container["args"]
     assert args[:3] == ["python", "-m", "pipeline"]
@@ -190,27 +197,74 @@ def test_driver_jobs_parse_and_point_at_the_cluster_and_storage():
         cluster = _doc("DaskCluster", file="daskcluster.yaml" if run_dir_kind == "path"
                        else "object-store/daskcluster-s3.yaml")
         assert args.command == "run" and args.mosaic == "goods-s" and args.gpu == "require"
-        assert args.scheduler == f"tcp://{cluster['metadata']['name']}-scheduler:8786"
+        assert args.scheduler == f"tls://{cluster['metadata']['name']}-scheduler:8786"
+        assert str(args.scheduler_security) == f"{TLS_MOUNT}/dask-tls.yaml"
         spec = job["spec"]["template"]["spec"]
-        volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]}
+        volumes = _claims(spec)
         assert set(volumes.values()) <= claims
-        mounts = {m["mountPath"]: volumes[m["name"]] for m in driver["volumeMounts"]}
+        mounts = {m["mountPath"]: volumes.get(m["name"]) for m in driver["volumeMounts"]}
         assert mounts["/data"] == "morpheus-data" and str(args.data_dir) == "/data"
         if run_dir_kind == "path":
             assert str(args.run_dir).startswith("/runs/") and mounts["/runs"] == "morpheus-runs"
             # The GPU workers see the same run directory at the same path.
             worker_spec = cluster["spec"]["worker"]["spec"]
-            worker_volumes = {v["name"]: v["persistentVolumeClaim"]["claimName"] for v in worker_spec["volumes"]}
+            worker_volumes = _claims(worker_spec)
             (worker,) = worker_spec["containers"]
-            assert {m["mountPath"]: worker_volumes[m["name"]] for m in worker["volumeMounts"]} == {
-                "/runs": "morpheus-runs"}
+            assert {m["mountPath"]: worker_volumes.get(m["name"]) for m in worker["volumeMounts"]} == {
+                "/runs": "morpheus-runs", TLS_MOUNT: None}
         else:
             assert args.run_dir == "s3://morpheus-runs/goods-s"
             secret = _doc("Secret")["metadata"]["name"]
             assert driver["envFrom"] == [{"secretRef": {"name": secret}}]
             (worker,) = cluster["spec"]["worker"]["spec"]["containers"]
             assert worker["envFrom"] == [{"secretRef": {"name": secret}}]
-            assert "volumeMounts" not in worker
+            assert [m["mountPath"] for m in worker["volumeMounts"]] == [TLS_MOUNT]  # no run-directory volume
+
+
+def _tls_files(tmp_path: Path) -> set[str]:
+    """What deploy/tls/make-credentials.sh puts in the secret, seen from a pod, and the
+    paths its Dask configuration names."""
+    proc = subprocess.run(["bash", str(DEPLOY / "tls" / "make-credentials.sh"), str(tmp_path / "tls"), TLS_MOUNT],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    made = {f"{TLS_MOUNT}/{p.name}" for p in (tmp_path / "tls").iterdir()}
+    tls = yaml.safe_load((tmp_path / "tls" / "dask-tls.yaml").read_text())["distributed"]["comm"]["tls"]
+    named = {tls["ca-file"]} | {tls[role][part] for role in ("scheduler", "worker", "client") for part in ("cert", "key")}
+    assert named <= made
+    return made
+
+
+@pytest.mark.parametrize("file", ["daskcluster.yaml", "object-store/daskcluster-s3.yaml"])
+def test_every_pod_speaks_tls_with_the_secret(file, tmp_path):
+    """Scheduler, GPU and CPU workers and the driver use the TLS credentials of one secret,
+    at paths that the credentials script writes; the workers join the scheduler by tls://."""
+    made = _tls_files(tmp_path)
+    cluster = _doc("DaskCluster", file=file)
+    docs = [cluster, _doc("Job", file="driver-job.yaml" if "/" not in file else "object-store/driver-job-s3.yaml")]
+    docs += [_doc("DaskWorkerGroup")] if "/" not in file else []
+    scheduler_address = f"tls://{cluster['metadata']['name']}-scheduler:8786"
+    roles = []
+    for doc in docs:
+        for role, spec in _pod_specs(doc):
+            (container,) = spec["containers"]
+            volumes = {v["name"]: v for v in spec["volumes"]}
+            (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == TLS_MOUNT]
+            assert mount["readOnly"] and volumes[mount["name"]]["secret"]["secretName"] == "morpheus-dask-tls"
+            args = container.get("command", []) + container["args"]
+            paths = {a for a in args if a.startswith(TLS_MOUNT)}
+            assert paths and paths <= made, (role, paths)
+            if role == "scheduler":
+                assert args[:2] == ["dask", "scheduler"] and args[args.index("--protocol") + 1] == "tls"
+            if role in ("scheduler", "worker"):
+                flags = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--tls-")}
+                assert flags == {"--tls-ca-file": f"{TLS_MOUNT}/tls.crt", "--tls-cert": f"{TLS_MOUNT}/tls.crt",
+                                 "--tls-key": f"{TLS_MOUNT}/tls.key"}
+            if role == "worker":
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                assert "$(DASK_SCHEDULER_ADDRESS)" in args and env["DASK_SCHEDULER_ADDRESS"] == scheduler_address
+            roles.append(role)
+    assert sorted(roles) == (["driver", "scheduler", "worker", "worker"] if "/" not in file
+                             else ["driver", "scheduler", "worker"])
 
 
 def test_example_secret_holds_no_real_credentials():
@@ -240,7 +294,8 @@ def test_container_recipe():
     assert any("dask-cuda[cu12]" in dep for dep in extras["gpu"])
 
 
-@pytest.mark.parametrize("script", ["container/build.sh", "hpc/driver.slurm", "hpc/driver.pbs"])
+@pytest.mark.parametrize("script", ["container/build.sh", "hpc/driver.slurm", "hpc/driver.pbs",
+                                    "tls/make-credentials.sh"])
 def test_shell_scripts_are_valid_bash(script):
     proc = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -263,6 +318,7 @@ def test_hpc_driver_script(script, kind):
     args = _parser().parse_args(_driver_command(path))
     assert args.command == "run" and args.cluster == kind and args.workers == 8
     assert args.gpu == "require" and not args.progress
+    assert args.tls  # the worker jobs join over TLS (credentials made for the run)
     assert str(args.cluster_config).endswith("deploy/hpc/jobqueue.yaml")
     prefix = "#SBATCH" if kind == "slurm" else "#PBS"
     directives = [ln for ln in path.read_text().splitlines() if ln.startswith(prefix)]

@@ -39,7 +39,8 @@ EXAMPLE = REPO / "deploy" / "hpc" / "jobqueue.yaml"
 
 
 def _site_config(tmp_path: Path, **changes) -> Path:
-    """The example configuration, with the scheduler on 127.0.0.1 and logs under tmp_path.
+    """The example configuration, with the scheduler on 127.0.0.1, and logs and TLS files
+    under tmp_path.
 
     Everything the tests check about the job scripts (GPU request, memory, walltime,
     environment set-up) comes from the example file unchanged, unless ``changes`` say.
@@ -49,6 +50,7 @@ def _site_config(tmp_path: Path, **changes) -> Path:
         section = document["jobqueue"][kind]
         section["scheduler-options"] = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
         section["log-directory"] = str(tmp_path / "worker-logs")
+        section["shared-temp-directory"] = str(tmp_path)
         section.update(changes)
     path = tmp_path / "jobqueue.yaml"
     path.write_text(yaml.safe_dump(document))
@@ -151,6 +153,13 @@ def test_submitted_job_scripts(kind, tmp_path, recording_batch_system):
         wait_for(lambda: len(_submitted(recording_batch_system)) == 2, 60, "2 submitted jobs")
         scripts = _submitted(recording_batch_system)
         assert client.cluster.job_script().splitlines()[:-1] == scripts[0].splitlines()[:-1]
+        # TLS: the scheduler speaks it, and each worker presents the run's certificate,
+        # from files that only this user can read.
+        assert info.address.startswith("tls://127.0.0.1:") and info.warning is None
+        tls_files = [dict(re.findall(r"--tls-(ca-file|cert|key) (\S+)", script.splitlines()[-1])) for script in scripts]
+        assert tls_files[0] == tls_files[1] and set(tls_files[0]) == {"ca-file", "cert", "key"}
+        for path in tls_files[0].values():
+            assert Path(path).parent == tmp_path and stat.S_IMODE(Path(path).stat().st_mode) == 0o600
     finally:
         cluster = client.cluster
         client.close()
@@ -170,9 +179,9 @@ def test_submitted_job_scripts(kind, tmp_path, recording_batch_system):
                 "export TF_NUM_INTRAOP_THREADS=4"} <= set(exports)
         worker = lines[-1]
         assert activate < lines.index(exports[0]) < len(lines) - 1
-        assert re.search(r"-m distributed\.cli\.dask_worker tcp://127\.0\.0\.1:\d+ ", worker)
+        assert re.search(r"-m distributed\.cli\.dask_worker tls://127\.0\.0\.1:\d+ ", worker)
         assert "--resources GPU=1" in worker and "--nthreads 1" in worker
-        assert "--memory-limit 32.00GiB" in worker
+        assert "--memory-limit 32.00GiB" in worker and "--protocol tls://" in worker
     # Closing the cluster cancelled both jobs.
     cancelled = (recording_batch_system / "cancelled").read_text().split()
     assert sorted(cancelled) == _job_ids(recording_batch_system)
@@ -214,9 +223,12 @@ def test_cli_run_on_emulated_slurm_cluster(tmp_path):
                                  "--cluster-config", str(config), "--gpu", "require"), env=env, timeout=400)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "cluster: slurm" in proc.stdout and "submitted with sbatch" in proc.stdout
+        assert "; scheduler tls://127.0.0.1:" in proc.stdout  # the jobs joined over TLS
         assert_same(outputs(run_dir), reference)
         workers = {record["worker"] for record in done_records(run_dir).values()}
         assert len(done_records(run_dir)) == 12 and 1 <= len(workers) <= 2
+        assert all(worker.startswith("tls://") for worker in workers)
+        assert not list(tmp_path.glob(".dask-jobqueue.*"))  # the TLS files are gone with the run
         # Both jobs were cancelled, and their processes are gone.
         ids = _job_ids(records)
         assert len(ids) == 2 and sorted((records / "cancelled").read_text().split()) == ids
