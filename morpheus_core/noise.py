@@ -14,9 +14,13 @@ The error array of the photometry is then :func:`total_error`: with an effective
 (exposure time for images in electrons/s, :func:`effective_gain`) photutils'
 ``calc_total_error`` adds the sources' Poisson noise to the background rms; without
 one it is the **background-only** error (the rms itself), which underestimates the
-error of bright sources. Drizzled images have correlated noise: a per-pixel rms, from
-any of the three, underestimates the error of a sum over many pixels (typically by a
-factor 1.5-2 for HST mosaics); no correction is applied here.
+error of bright sources. Drizzled images have correlated noise, so the scatter of
+single pixels is smaller than what sums over apertures show: on the XDF F160W cut of
+``tests/data/hst_xdf`` the sky pixels' rms is 0.45 of the weight map's, and sums over
+3-pixel-radius apertures scatter as the weight map predicts, 2.1 times what the pixel
+rms predicts (docs/validation.md, "Real HST data"). Errors from :func:`sky_noise` are
+therefore too small for drizzled data (no correction is applied here); prefer a
+weight map.
 """
 
 from __future__ import annotations
