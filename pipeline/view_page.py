@@ -5,13 +5,16 @@ Everything the page loads comes from this machine: BokehJS from the installed
 ``pipeline/viewer_static``, the tiles from ``viewer/tiles``. The same page is served
 by ``python -m pipeline view`` and written by ``--export`` (relative URLs only).
 
-The document: one figure in mosaic pixel coordinates (pixel ``i`` spans ``[i, i+1)``)
-with a :class:`~bokeh.models.TileRenderer` per layer (TMS tiles, see
-:mod:`pipeline.pyramid`), a check box and an opacity slider per layer, the catalog
-as markers coloured by dominant class (a tap shows the row; at most
-:data:`MAX_MARKERS` of the brightest in view are drawn), search by id and by RA/Dec,
-a filter by dominant class, the cursor's RA/Dec (:mod:`pipeline.sky_readout`) and a
-scale bar in arcseconds (:class:`~bokeh.models.ScaleBar`).
+The document fills the browser's window without scrolling it: the controls on the
+left, one figure in mosaic pixel coordinates (pixel ``i`` spans ``[i, i+1)``) in the
+middle, and a panel on the right with the legend of the class colours
+(:func:`legend_html`) and the details of the selected object. The figure has a
+:class:`~bokeh.models.TileRenderer` per layer (TMS tiles, see :mod:`pipeline.pyramid`),
+a check box and an opacity slider per layer, the catalog as markers coloured by
+dominant class (a tap shows the row in the details; at most :data:`MAX_MARKERS` of the
+brightest in view are drawn), search by id and by RA/Dec, a filter by dominant class,
+the cursor's RA/Dec (:mod:`pipeline.sky_readout`) and a scale bar in arcseconds
+(:class:`~bokeh.models.ScaleBar`).
 
 The class layers, their colours, the class columns of a marker's row, the marker
 colours and the class filter follow the run's classes (:attr:`Pyramid.classes
@@ -21,6 +24,7 @@ label its bands.
 
 from __future__ import annotations
 
+import html as html_text
 import io
 import json
 import re
@@ -40,10 +44,10 @@ from pipeline.layout import RunLayout
 from pipeline.pyramid import Pyramid
 from pipeline.sky_readout import sky_model
 from pipeline.storage import Location
-from pipeline.tile_images import class_colours, layer_labels
+from pipeline.tile_images import class_colours, class_layers, layer_labels
 
-__all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "catalog_columns", "map_catalog", "marker_colours",
-           "render_page"]
+__all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "catalog_columns", "legend_html", "map_catalog",
+           "marker_colours", "render_page"]
 
 #: Our script and style sheet.
 STATIC = Path(__file__).with_name("viewer_static")
@@ -98,6 +102,46 @@ def marker_colours(classes: Sequence[str] = CLASSES) -> dict[str, str]:
     (:func:`pipeline.tile_images.class_colours`; white reads as background).
     """
     return {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in class_colours(classes).items()}
+
+
+def legend_html(classes: Sequence[str] = CLASSES, *, markers: bool = True) -> str:
+    """The legend of the class colours: one entry per class layer, with its marker colour.
+
+    Each entry (``<tr data-layer=... data-class=...>``) shows the class image's colour
+    as a ramp from black (probability 0) to its colour (probability 1,
+    :func:`pipeline.tile_images.class_colours`: the paper's colours for the released
+    classes, the run's palette for a model card's) and, for the classes a dominant class
+    can be (all but the last, background), the marker's ring in its colour
+    (:func:`marker_colours`).
+
+    Parameters
+    ----------
+    classes : sequence of str
+        The run's classes in channel order (background last).
+    markers : bool
+        Whether the map draws a catalog (the marker column).
+
+    Returns
+    -------
+    str
+        HTML for a :class:`~bokeh.models.Div`.
+    """
+    classes = tuple(classes)
+    layers = {c: key for key, c in class_layers(classes).items()}
+    rings = marker_colours(classes)
+    rows = []
+    for i, (name, rgb) in enumerate(class_colours(classes).items()):
+        colour = "#{:02x}{:02x}{:02x}".format(*rgb)
+        ring = rings[name] if markers and i < len(classes) - 1 else ""
+        cell = f'<span class="mv-ring" style="border-color: {ring}"></span>' if ring else ""
+        rows.append(f'<tr data-layer="{html_text.escape(layers[name])}" data-class="{html_text.escape(name)}" '
+                    f'data-colour="{colour}" data-marker="{ring}">'
+                    f'<td><span class="mv-ramp" style="background: linear-gradient(to right, #000000, {colour})">'
+                    f'</span></td><td>{cell}</td><td>{html_text.escape(name.replace("_", " "))}</td></tr>')
+    head = "<tr><th>image p = 0 \u2192 1</th><th>{}</th><th>class</th></tr>".format("marker" if markers else "")
+    note = ("markers: dominant class (background excluded); " if markers else "") + \
+        "outlines cyan, selection magenta"
+    return f'<b>class colours</b><table class="mv-legend">{head}{"".join(rows)}</table><p class="mv-note">{note}</p>'
 
 
 def catalog_columns(names: list[str], bands: list[str], classes: Sequence[str] = CLASSES) -> list[tuple[str, str]]:
@@ -219,7 +263,7 @@ def render_page(pyramid: Pyramid, layout: RunLayout) -> Page:
     title = f"Morpheus map: {mosaic_name or layout.root.name}"
     root = _document(pyramid, catalog, model["pixel_scale"], title=title, run_id=manifest.get("run_id", ""))
     config = {"tiles": [list(v) for v in (grid.tile_counts(z) for z in range(grid.max_level + 1))],
-              "sky": model, "maxMarkers": MAX_MARKERS, "classes": list(classes),
+              "sky": model, "maxMarkers": MAX_MARKERS, "shape": list(grid.shape), "classes": list(classes),
               "columns": catalog["columns"] if catalog else []}
     html = file_html(root, resources=Resources(mode="server", root_url="./"), title=title, template=_TEMPLATE,
                      template_variables={"viewer_config": json.dumps(config, separators=(",", ":"))})
@@ -282,14 +326,20 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
                                background_fill_alpha=0.6, label_text_color="white", bar_line_color="white",
                                background_fill_color="black", name="scalebar"))
     controls.append(readout)
+    legend = bm.Div(text=legend_html(pyramid.classes, markers=catalog is not None), name="legend", stylesheets=style)
+    panel = [legend]
     if catalog is not None:
-        controls += _catalog_controls(fig, catalog, tuple(pyramid.classes))
-    return row(column(*controls, width=330, sizing_mode="stretch_height", css_classes=["mv-controls"]), fig,
+        more, details = _catalog_controls(fig, catalog, tuple(pyramid.classes))
+        controls += more
+        panel += [bm.Div(text="<b>selected object</b>"), details]
+    # The side columns scroll on their own (viewer.css): the map and the details stay in the window.
+    return row(column(*controls, width=300, sizing_mode="stretch_height", css_classes=["mv-controls"]), fig,
+               column(*panel, width=260, sizing_mode="stretch_height", css_classes=["mv-controls"]),
                sizing_mode="stretch_both")
 
 
-def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...]) -> list:
-    """Markers, their row on a tap, search and the filter by dominant class (all classes but background)."""
+def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...]) -> tuple[list, Any]:
+    """Markers, search and the filter by dominant class (all classes but background); the row shown on a tap."""
     from bokeh import models as bm
     from bokeh.transform import factor_cmap
 
@@ -327,4 +377,4 @@ def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...
     find_sky = bm.TextInput(title="find RA Dec (deg or h:m:s d:m:s)", placeholder="53.1234 -27.8123", name="find-sky")
     find_sky.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
                                             code="MorpheusViewer.findSky(cb_obj.value, source, target, fig, div)"))
-    return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), chosen, find_id, find_sky, info]
+    return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), chosen, find_id, find_sky], info

@@ -7,6 +7,9 @@
  *     (TMSTileSource.is_valid_tile, a public method of BokehJS's MercatorTileSource);
  *   - sky coordinates: the mosaic's WCS as a TAN projection plus a correction grid
  *     (pipeline/sky_readout.py computes it and checks it against astropy);
+ *   - the map's aspect (MV.fit): square mosaic pixels, set in one place for all layers,
+ *     markers and axes (BokehJS's tile renderer would adjust the shared ranges once per
+ *     layer);
  *   - the catalog: thinning to the brightest objects in view, the filter by dominant
  *     class (the run's classes, config.classes: the released five or a model card's),
  *     the tapped object's row, search by id and by RA/Dec.
@@ -34,6 +37,21 @@
     const children = TMS.prototype.children_by_tile_xyz;
     TMS.prototype.children_by_tile_xyz = function (x, y, z) {
       return children.call(this, x, y, z).filter(([cx, cy, cz]) => this.is_valid_tile(cx, cy, cz));
+    };
+    // The map's aspect has one owner, MV.fit. BokehJS's tile renderer adjusts the
+    // figure's shared ranges itself while it paints, each layer on its own: its first
+    // paint snaps them (and moves the reset tool's view), and each visible layer that
+    // sees a new frame size rescales them from the ranges that the layer painted before
+    // it has already rescaled. With two layers shown, a change of the frame's height by
+    // a factor f scaled the y range by f twice in one paint: the first layer was drawn
+    // after one rescale, the other layers, the markers and the axes after two, so the
+    // image stood a factor f off its outlines and markers until the next repaint (in a
+    // screenshot taken on that paint), and the pixels were no longer square until the
+    // figure's size change was seen (MV.square).
+    const TileView = Bokeh.Models.get("TileRenderer").prototype.default_view.prototype;
+    TileView._map_data = TileView._enforce_aspect_ratio = function () {
+      const {width, height} = this.plot_view.frame.bbox;
+      MV.fit(this.plot_model, width, height);
     };
   };
 
@@ -120,17 +138,57 @@
       `<span class="mv-sex">${sexagesimal(ra, true)} ${sexagesimal(dec, false)}</span>`;
   };
 
-  /** Square mosaic pixels on screen: the y range follows the x range's scale (after layout and resizes). */
-  MV.square = function (fig) {
-    const w = fig.inner_width, h = fig.inner_height;
-    if (!(w > 0 && h > 0)) {
+  // What MV.fit did to each figure: the frame size and the ranges it left last, whether
+  // they showed the whole mosaic, and its first ranges (the reset tool's view).
+  const fitted = new WeakMap();
+
+  /** Square mosaic pixels on a frame of width x height screen pixels: the one place that sets the map's aspect.
+   *
+   * Until the view is panned or zoomed, and after the reset tool, it shows the whole
+   * mosaic, centred, whatever the frame's size (layout changes while the page loads,
+   * window resizes). Otherwise a new frame size keeps each axis's scale (a larger
+   * window shows more around the same centre), and the axis with the finer scale widens
+   * to the other's, so the view shows at least what was asked for (a box zoom).
+   * Idempotent: each tile layer calls it before it draws (the first to see a new size
+   * adjusts the ranges; the other layers, the markers and the axes are drawn with the
+   * same ones), and so does a change of the figure's inner size (when no tile layer is
+   * shown).
+   */
+  MV.fit = function (fig, width, height) {
+    const w = Math.round(width), h = Math.round(height);
+    const xr = fig.x_range, yr = fig.y_range;
+    const now = [xr.start, xr.end, yr.start, yr.end];
+    if (!(w > 0 && h > 0) || !now.every(isFinite)) {
       return;
     }
-    const scale = (fig.x_range.end - fig.x_range.start) / w;
-    const yc = (fig.y_range.start + fig.y_range.end) / 2;
-    if (Math.abs((fig.y_range.end - fig.y_range.start) / h - scale) > 1e-9 * scale) {
-      fig.y_range.setv({start: yc - scale * h / 2, end: yc + scale * h / 2});
+    const last = fitted.get(fig);
+    const same = (ranges) => ranges.every((v, k) => v === now[k]);
+    const whole = last == null || (last.whole && same(last.ranges)) || same(last.home);
+    let scale, xc, yc;
+    if (whole) {
+      const [ny, nx] = MV.config.shape;
+      scale = Math.max(nx / w, ny / h);
+      [xc, yc] = [nx / 2, ny / 2];
+    } else {
+      const [lw, lh] = [last.width, last.height];  // the scale the ranges had on the last frame
+      scale = Math.max((now[1] - now[0]) / lw, (now[3] - now[2]) / lh);
+      [xc, yc] = [(now[0] + now[1]) / 2, (now[2] + now[3]) / 2];
     }
+    const want = [xc - scale * w / 2, xc + scale * w / 2, yc - scale * h / 2, yc + scale * h / 2];
+    const off = (k) => Math.abs(want[k] - now[k]) > 1e-9 * scale * (w + h);
+    if (off(0) || off(1)) {
+      xr.setv({start: want[0], end: want[1]});
+    }
+    if (off(2) || off(3)) {
+      yr.setv({start: want[2], end: want[3]});
+    }
+    const ranges = [xr.start, xr.end, yr.start, yr.end];
+    fitted.set(fig, {width: w, height: h, whole, ranges, home: last == null ? ranges : last.home});
+  };
+
+  /** Square mosaic pixels after a change of the figure's inner size (layout, window resize). */
+  MV.square = function (fig) {
+    MV.fit(fig, fig.inner_width, fig.inner_height);
   };
 
   // -- catalog -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import html
 import http.server
 import ipaddress
 import json
@@ -212,7 +213,7 @@ def _readout(driver) -> tuple[float, float, float, float]:
 
 def _screen_to_pixel(driver) -> tuple[np.ndarray, np.ndarray]:
     """The linear map from viewport to astropy pixel coordinates, from the readout at two points."""
-    a, b = np.array([800.0, 300.0]), np.array([1100.0, 600.0])
+    a, b = np.array([500.0, 300.0]), np.array([900.0, 600.0])  # inside the map, between the side columns
     _move(driver, *a)
     pa = np.array(_readout(driver)[:2])
     _move(driver, *b)
@@ -222,9 +223,9 @@ def _screen_to_pixel(driver) -> tuple[np.ndarray, np.ndarray]:
     return pa - scale * a, scale
 
 
-def _deep_text(driver, css: str) -> str:
-    """Text of the first element matching ``css`` anywhere, shadow DOMs included (Bokeh's widgets)."""
-    return driver.execute_script("""
+#: Script lines that set ``el`` to the first element matching ``arguments[0]`` anywhere,
+#: shadow DOMs included (Bokeh's widgets live in shadow roots).
+_FIND_DEEP = """
         const find = (root) => {
           const hit = root.querySelector(arguments[0]);
           if (hit) return hit;
@@ -234,7 +235,12 @@ def _deep_text(driver, css: str) -> str:
           return null;
         };
         const el = find(document);
-        return el ? el.textContent : '';""", css)
+"""
+
+
+def _deep_text(driver, css: str) -> str:
+    """Text of the first element matching ``css`` anywhere, shadow DOMs included (Bokeh's widgets)."""
+    return driver.execute_script(_FIND_DEEP + "return el ? el.textContent : '';", css)
 
 
 def _page_config(html: str) -> dict:
@@ -370,6 +376,142 @@ def test_map_in_a_headless_browser(scene_dir, tmp_path):
         server.stop()
 
 
+#: Installed before the page's own scripts: records, for every paint of the map, where each
+#: tile image was drawn (``drawImage`` on the canvas) and the figure's data-to-screen
+#: mapping at the end of that paint (what the markers and axes of the paint used).
+_PAINT_RECORDER = """
+(() => {
+  const draws = [];
+  window.__mapPaints = [];
+  const drawImage = CanvasRenderingContext2D.prototype.drawImage;
+  CanvasRenderingContext2D.prototype.drawImage = function (img, ...args) {
+    if (img instanceof HTMLImageElement && img.src.includes('/tiles/') && args.length === 4) {
+      draws.push([img.src, ...args]);
+    }
+    return drawImage.call(this, img, ...args);
+  };
+  let bokeh;
+  Object.defineProperty(window, 'Bokeh', {configurable: true, get: () => bokeh, set(value) {
+    bokeh = value;
+    const view = value.Models.get('Plot').prototype.default_view.prototype;
+    const paint = view._actual_paint;
+    view._actual_paint = function () {
+      draws.length = 0;
+      paint.call(this);
+      const xs = this.frame.x_scale, ys = this.frame.y_scale, box = this.frame.bbox;
+      window.__mapPaints.push({draws: draws.splice(0), x: [xs.compute(0), xs.compute(1)],
+                               y: [ys.compute(0), ys.compute(1)], frame: [box.width, box.height]});
+    };
+  }});
+})();
+"""
+
+_TILE_URL = re.compile(r"/tiles/([\w-]+)/(\d+)/(\d+)/(\d+)\.png")
+
+
+def _misdrawn_tiles(paints: list[dict], tile: int, max_level: int) -> list[str]:
+    """Tile draws whose screen rectangle is not their tile's extent under the paint's mapping.
+
+    A TMS tile ``(z, x, y)`` covers map ``[x, x + 1) * s`` by ``[y, y + 1) * s`` with
+    ``s = tile * 2**(max_level - z)`` mosaic pixels (:mod:`pipeline.pyramid`).
+    """
+    bad = []
+    for k, paint in enumerate(paints):
+        (ax0, ax1), (ay0, ay1) = paint["x"], paint["y"]
+        for url, dx, dy, dw, dh in paint["draws"]:
+            layer, z, tx, ty = _TILE_URL.search(url).groups()
+            size = tile * 2 ** (max_level - int(z))
+            x0, x1 = int(tx) * size, (int(tx) + 1) * size
+            y0, y1 = int(ty) * size, (int(ty) + 1) * size
+            want = np.array([ax0 + (ax1 - ax0) * x0, ay0 + (ay1 - ay0) * y1,  # left, top (y flips)
+                             (ax1 - ax0) * (x1 - x0), (ay1 - ay0) * (y0 - y1)])  # width, height
+            # Bokeh draws a tile at exactly its mapped extent: half a screen pixel is all rounding allows.
+            if np.abs(np.array([dx, dy, dw, dh]) - want).max() > 0.5:
+                bad.append(f"paint {k} (frame {paint['frame']}): {layer} {z}/{tx}/{ty} drawn at "
+                           f"{np.round([dx, dy, dw, dh], 1).tolist()}, its extent is at {np.round(want, 1).tolist()}")
+    return bad
+
+
+def _deep_rect(driver, css: str) -> dict | None:
+    """``getBoundingClientRect`` of the first element matching ``css``, shadow DOMs included."""
+    return driver.execute_script(_FIND_DEEP + """
+        if (!el) return null;
+        const r = el.getBoundingClientRect();
+        return {left: r.left, top: r.top, right: r.right, bottom: r.bottom,
+                width: window.innerWidth, height: window.innerHeight};""", css)
+
+
+def _in_window(rect: dict | None) -> bool:
+    return rect is not None and rect["top"] >= 0 and rect["left"] >= 0 and \
+        rect["bottom"] <= rect["height"] and rect["right"] <= rect["width"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_first_paint_legend_and_details_in_the_window(scene_dir):
+    """In a window of 1400 x 900: every paint draws the tiles where the markers and axes put their
+    extent (from the first paint on, and on the first paint after each window resize,
+    the frame a one-shot screenshot captures); the legend shows each class layer's
+    colour; a clicked object's row is in the window without scrolling."""
+    driver = _browser()
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": _PAINT_RECORDER})
+    pyramid, page = prepare(Location(scene_dir), echo=lambda *_: None)
+    server = MapServer(pyramid, page, port=0).start()
+    grid = pyramid.grid
+    paints = lambda: driver.execute_script("return window.__mapPaints")  # noqa: E731
+
+    def drawn(since: int = 0) -> set[str]:  # layers drawn by the paints since the one numbered `since`
+        return {_TILE_URL.search(d[0]).group(1) for p in paints()[since:] for d in p["draws"]}
+
+    try:
+        driver.get(server.url)
+        _wait(lambda: {"bands", "segmentation"} <= drawn(), 60, "a paint with tiles of both layers shown")
+        # The window sizes change: the first paint at each new size draws the tiles right.
+        for size in ((1400, 760), (1150, 900), WINDOW):
+            before = len(paints())
+            driver.set_window_size(*size)
+            _wait(lambda: {"bands", "segmentation"} <= drawn(before), 30, f"a paint at {size}")
+            time.sleep(0.3)  # and the paints that follow it
+        everything = paints()
+        assert sum(len(p["draws"]) for p in everything) > 0
+        bad = _misdrawn_tiles(everything, grid.tile, grid.max_level)
+        assert not bad, "\n".join(bad[:8])
+        last = everything[-1]
+        x_scale, y_scale = last["x"][1] - last["x"][0], last["y"][0] - last["y"][1]
+        assert x_scale == pytest.approx(y_scale, rel=1e-6), "mosaic pixels are not square on screen"
+
+        # The legend: one entry per class layer, in the class image's colour (ramp from
+        # black) and, but for background, the marker's; in the window.
+        assert _in_window(_deep_rect(driver, ".mv-legend"))
+        entries = driver.execute_script(_FIND_DEEP + """
+            return Array.from(el.querySelectorAll('tr[data-layer]')).map((tr) => {
+              const ring = tr.querySelector('.mv-ring');
+              return [tr.dataset.layer, getComputedStyle(tr.querySelector('.mv-ramp')).backgroundImage,
+                      ring ? getComputedStyle(ring).borderTopColor : null];
+            });""", ".mv-legend")
+        paper = {"spheroid": "rgb(255, 0, 0)", "disk": "rgb(0, 0, 255)", "irregular": "rgb(0, 255, 0)",
+                 "point_source": "rgb(255, 255, 0)", "background": "rgb(255, 255, 255)"}  # paper section 6
+        assert [layer for layer, _, _ in entries] == list(CLASSES)
+        for layer, ramp, ring in entries:
+            assert ramp == f"linear-gradient(to right, rgb(0, 0, 0), {paper[layer]})"
+            assert ring == (None if layer == "background" else paper[layer])
+
+        # Click the brightest object: its row is in the window, the page does not scroll.
+        offset, scale = _screen_to_pixel(driver)
+        mx, my, name = driver.execute_script("const s = Bokeh.documents[0].get_model_by_name('catalog').data;"
+                                             "return [s.mx[0], s.my[0], s.name[0]]")
+        _move(driver, *((np.array([mx, my]) - 0.5 - offset) / scale), click=True)
+        _wait(lambda: f'data-column="id">{name}<' in driver.execute_script(
+            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the clicked object's row")
+        rect = _wait(lambda: _deep_rect(driver, ".mv-table"), 10, "the row on the page")
+        assert _in_window(rect), rect
+        assert driver.execute_script("const e = document.scrollingElement;"
+                                     "return e.scrollHeight <= e.clientHeight && e.scrollTop === 0")
+    finally:
+        driver.quit()
+        server.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_network_check_counts_what_leaves_the_machine_not_the_browsers_own_loads(card_dir):
@@ -444,6 +586,36 @@ def test_export_of_a_classified_run(classified_dir, tmp_path, capsys):
     assert f"({n} catalog objects)" in out
 
 
+_LEGEND_ENTRY = re.compile(r'<tr data-layer="([^"]+)" data-class="([^"]+)" data-colour="(#[0-9a-f]{6})" '
+                           r'data-marker="(#[0-9a-f]{6}|)">')
+
+
+def _check_legend(run_dir: Path, pyramid, models: dict[str, dict]) -> list[tuple[str, str, str, str]]:
+    """The legend's entries, checked against what the map draws: one per class layer, in
+    order; the colour of each is that of its tiles (every pixel of the finest level is
+    ``round(p * colour)``), the marker colour that of the markers' colour mapper (none
+    for background, never a dominant class)."""
+    from PIL import Image
+
+    entries = _LEGEND_ENTRY.findall(html.unescape(models["legend"]["text"]))  # escaped in the page's JSON
+    class_layers = pyramid.layers[2:-2]  # between the composite/colour image and outlines/coverage
+    assert [layer for layer, *_ in entries] == class_layers and [c for _, c, *_ in entries] == list(pyramid.classes)
+    mapper = models["CategoricalColorMapper"]
+    for k, (layer, name, colour, marker) in enumerate(entries):
+        c = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+        z = pyramid.grid.max_level
+        pixels = np.concatenate([np.asarray(Image.open(path).convert("RGBA")).reshape(-1, 4)
+                                 for path in sorted((run_dir / "viewer" / "tiles" / layer / str(z)).rglob("*.png"))])
+        v = pixels[pixels[:, 3] > 0, :3].astype(float)
+        lit = c > 0  # each pixel is round(p * colour) for some p: its channels' intervals of p meet
+        low = ((v[:, lit] - 0.5) / c[lit]).max(axis=1)
+        high = ((v[:, lit] + 0.5) / c[lit]).min(axis=1)
+        assert np.all(low <= high) and not v[:, ~lit].any(), (layer, colour)
+        assert high.max() > 0.5, (layer, high.max())  # bright pixels, so that the colour is pinned down
+        assert marker == ("" if k == len(entries) - 1 else mapper["palette"][mapper["factors"].index(name)])
+    return entries
+
+
 def test_pages_list_every_catalog_row_and_the_sky_model(scene_dir):
     pyramid = build_pyramid(scene_dir, echo=lambda *_: None)
     from pipeline.layout import RunLayout
@@ -463,6 +635,8 @@ def test_pages_list_every_catalog_row_and_the_sky_model(scene_dir):
     assert models["class-filter"]["labels"] == ["spheroid", "disk", "irregular", "point source"]
     assert models["CategoricalColorMapper"] == {"factors": list(CLASSES),
                                                 "palette": ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"]}
+    legend = _check_legend(scene_dir, pyramid, models)  # the paper's colours (section 6), as its tiles
+    assert [colour for *_, colour, _ in legend] == ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"]
 
 
 def test_page_of_a_model_with_its_own_bands_and_classes(card_dir):
@@ -486,6 +660,9 @@ def test_page_of_a_model_with_its_own_bands_and_classes(card_dir):
     assert models["class-filter"]["labels"] == ["compact", "extended"] and models["class-filter"]["active"] == [0, 1]
     assert models["CategoricalColorMapper"] == {"factors": list(CARD_CLASSES),
                                                 "palette": ["#ff8000", "#00a0ff", "#ffffff"]}
+    legend = _check_legend(card_dir, pyramid, models)  # the run's palette, as its tiles
+    assert [(name, colour, marker) for _, name, colour, marker in legend] == [
+        ("compact", "#ff8000", "#ff8000"), ("extended", "#00a0ff", "#00a0ff"), ("background", "#ffffff", "")]
     catalog_data = models["catalog"]["data"]
     assert "p_compact" in json.dumps(catalog_data) and "p_spheroid" not in json.dumps(catalog_data)
     server = MapServer(pyramid, page, port=0).start()
