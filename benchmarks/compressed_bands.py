@@ -1,4 +1,4 @@
-"""Reading a compressed band in strips: astropy on its own against ``pipeline.band_files``.
+"""Reading a compressed band in strips: astropy on its own against ``pipeline.inputs.band_files``.
 
 Writes one float32 band of ``--size`` x ``--size`` pixels as a plain ``.fits`` and as a
 ``.fits.gz`` (astropy compresses by the name), then reads each in ``--rows``-row strips
@@ -10,7 +10,7 @@ it (a child process per pass, Python, NumPy and astropy included; a strip is
 - ``plain``: the uncompressed file (the reference);
 - ``gzip_astropy``: ``fits.open`` on the ``.fits.gz``; astropy seeks back after every
   section read, which restarts the decompression from the file's start;
-- ``gzip_band_files``: :func:`pipeline.band_files.open_band`, whose reader postpones
+- ``gzip_band_files``: :func:`pipeline.inputs.band_files.open_band`, whose reader postpones
   seeks to the next read, so strips read in order decompress the file once.
 
 Usage::
@@ -32,7 +32,7 @@ _PASS = """
 import json, sys, time
 import numpy as np
 from astropy.io import fits
-from pipeline.band_files import open_band
+from pipeline.inputs.band_files import open_band
 
 path, how, rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.perf_counter()

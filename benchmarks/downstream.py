@@ -3,7 +3,7 @@
 Builds constructed classifications (``tests/pipeline/downstream_scene.py``: exact 0/1
 background cores and skies, a fixed source density) of 1x, 4x and 16x the area,
 writes each as a run directory, then runs segmentation, deblending, the catalog and
-the colour image (``pipeline.downstream.run_downstream``, Dask's threaded scheduler)
+the colour image (``pipeline.downstream.driver.run_downstream``, Dask's threaded scheduler)
 in a fresh process per size and prints its peak resident memory and wall time. With
 the memory bounded by the chunk size, the peak should stay nearly flat while the area
 grows 16x (the driver keeps per-object tables, which grow with the number of objects).
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # inherit the parent's resident size across fork + exec.
 CHILD = """
 import json, sys, time
-from pipeline.downstream import DownstreamSettings, run_downstream
+from pipeline.downstream.driver import DownstreamSettings, run_downstream
 t = time.perf_counter()
 s = run_downstream(sys.argv[1], DownstreamSettings(), client=None, echo=lambda *a: None)
 print(json.dumps({"seconds": time.perf_counter() - t, "segments": s.segments, "objects": s.objects,

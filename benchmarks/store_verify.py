@@ -2,7 +2,7 @@
 
 Builds a classification-like Zarr store of ``side**2`` pixels (default 10,000², 10^8
 pixels, GOODS-S's size) exactly as a run lays it out
-(:func:`pipeline.classify.create_output_store`: ``mean``, ``variance``, ``rank`` as
+(:func:`pipeline.classify.tasks.create_output_store`: ``mean``, ``variance``, ``rank`` as
 5 classes x float32, ``n`` int32, chunks of ``tile``² pixels, Zarr v3's Zstd codec),
 filled without the network with synthetic values that compress about as much as a
 run's (means and variances with their low 16 mantissa bits cleared, rank votes ``k /
@@ -10,9 +10,9 @@ run's (means and variances with their low 16 mantissa bits cleared, rank votes `
 ``docs/performance.md``). Then prints, for the store's files:
 
 - ``record``: list + read + SHA-256 every file, in threads on this machine
-  (:func:`pipeline.store_check.record_store` without a client), and with ``--workers``
+  (:func:`pipeline.rundir.checksums.record_store` without a client), and with ``--workers``
   on a local Dask cluster as the merge does it;
-- ``verify``: the same against the record (:func:`~pipeline.store_check.verify_files`),
+- ``verify``: the same against the record (:func:`~pipeline.rundir.checksums.verify_files`),
   with the page cache warm (just written) and cold (each file's pages dropped with
   ``posix_fadvise(DONTNEED)``, which needs no privileges and touches no other file);
 - ``verify sizes``: one listing, sizes compared, nothing read;
@@ -41,9 +41,9 @@ import numpy as np
 
 from morpheus_core import CLASSES
 from morpheus_core.tiling import chunk_boxes
-from pipeline import store_check
-from pipeline.classify import create_output_store
-from pipeline.storage import Location
+from pipeline.classify.tasks import create_output_store
+from pipeline.rundir import checksums as store_check
+from pipeline.rundir.location import Location
 
 
 def build(where: Location, side: int, tile: int, seed: int = 0) -> None:

@@ -4,7 +4,7 @@
     python benchmarks/viewer.py --sides 2500 --no-browser    # quick
     python benchmarks/viewer.py --out benchmarks/viewer.json
 
-Each pyramid is built in a child process (``pipeline.pyramid.build_pyramid``, Dask's
+Each pyramid is built in a child process (``pipeline.viewer.pyramid.build_pyramid``, Dask's
 threaded scheduler with ``--threads`` threads); its peak resident memory is the child's
 ``ru_maxrss``. The large runs are synthetic run directories written chunk by chunk with
 the stores the pyramid reads (bands, coverage, class images, rank votes, counts,
@@ -96,7 +96,7 @@ def synthetic_run(folder: Path, side: int, *, block: int = 1024, chunk: int = 25
 
 def build_in_child(run_dir: Path, threads: int) -> dict:
     """Build the pyramid in a child process; its time, tiles and peak resident memory."""
-    code = ("import json, sys, time, dask; from pipeline.pyramid import build_pyramid; t = time.perf_counter();"
+    code = ("import json, sys, time, dask; from pipeline.viewer.pyramid import build_pyramid; t = time.perf_counter();"
             f"dask.config.set(num_workers={threads});"
             f"p = build_pyramid({str(run_dir)!r}, echo=lambda *_: None, rebuild=True);"
             "print(json.dumps({'seconds': time.perf_counter() - t, 'tiles': p.tiles, 'levels': p.grid.max_level + 1}))")
@@ -114,9 +114,9 @@ def build_in_child(run_dir: Path, threads: int) -> dict:
 
 def first_tile_seconds(run_dir: Path) -> dict:
     """Seconds from navigation to the page drawn and to the first colour-composite tile drawn."""
-    from pipeline.storage import Location
-    from pipeline.view import MapServer, prepare
-    from tests.pipeline.test_view import _browser, _loaded_tiles, _wait
+    from pipeline.rundir.location import Location
+    from pipeline.viewer.command import MapServer, prepare
+    from tests.pipeline.viewer.test_command import _browser, _loaded_tiles, _wait
 
     pyramid, page = prepare(Location(run_dir), echo=lambda *_: None)
     server = MapServer(pyramid, page, port=0).start()

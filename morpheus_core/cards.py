@@ -1,7 +1,7 @@
 """Model cards: what a set of Morpheus weights expects and where it came from.
 
 Every set of weights travels with a small card (a JSON document; the file handling
-is :mod:`pipeline.model_cards`): the input bands in channel order (name, filter and
+is :mod:`pipeline.inputs.model_cards`): the input bands in channel order (name, filter and
 nominal wavelength), the pixel scale it was trained at, the output classes in channel
 order, the window and its uncounted border, the input standardisation, and its
 provenance (trained from what, by which command, with which metrics). A run matches

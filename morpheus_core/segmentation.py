@@ -22,7 +22,7 @@ classified area, gives the source mask; its connected components are the segment
 This follows the released reference code (``segmap_from_classified``): Sobel and
 watershed from scikit-image, 4-connectivity for the watershed and for the labels.
 
-Locality, used by the chunked Dask graph (``pipeline.segment``): a watershed only
+Locality, used by the chunked Dask graph (``pipeline.downstream.segment``): a watershed only
 floods unmarked pixels, from the markers that touch them, so the outcome of an
 unmarked pixel depends only on its connected component of unmarked pixels and a
 3-pixel ring around it (Sobel reads one pixel, the seeding markers sit one pixel

@@ -23,13 +23,13 @@ from pipeline.errors import InputError, RunError
 
 
 def _parser() -> argparse.ArgumentParser:
-    from pipeline.config import RunSettings
-    from pipeline.options import add_location_options, add_options
+    from pipeline.cli.options import add_location_options, add_options
+    from pipeline.settings.run import RunSettings
 
     parser = argparse.ArgumentParser(prog="python -m pipeline", description="Morpheus at survey scale")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    # Every option below is generated from the settings dataclasses (pipeline.options):
+    # Every option below is generated from the settings dataclasses (pipeline.cli.options):
     # each default, choice and help text is written once, on the field.
     run = sub.add_parser("run", help="classify a mosaic (resumes an existing run directory)")
     add_location_options(run, required=False)
@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     for command in (segment, catalog, resub):
         _downstream_options(command)
 
-    from pipeline.train import add_parser as add_train_parser
-    from pipeline.view import add_parser as add_view_parser
+    from pipeline.training.command import add_parser as add_train_parser
+    from pipeline.viewer.command import add_parser as add_view_parser
 
     add_train_parser(sub)
     add_view_parser(sub)
@@ -62,21 +62,21 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _kind(cls: type, kind: str) -> list[str]:
-    """The option fields of ``cls`` of one ``kind`` (see :class:`~pipeline.config.RunSettings`)."""
+    """The option fields of ``cls`` of one ``kind`` (see :class:`~pipeline.settings.run.RunSettings`)."""
     return [f.name for f in dataclasses.fields(cls) if f.metadata.get("kind") == kind and "help" in f.metadata]
 
 
 def _downstream_options(parser: argparse.ArgumentParser) -> None:
-    from pipeline.downstream import DownstreamSettings
-    from pipeline.options import add_options
+    from pipeline.cli.options import add_options
+    from pipeline.downstream.driver import DownstreamSettings
 
     add_options(parser.add_argument_group("segmentation and catalog (paper sections 4, 5, 8)"), DownstreamSettings)
 
 
 def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Path | None):
-    from pipeline.downstream import DownstreamSettings
-    from pipeline.mosaics import known_mosaics
-    from pipeline.options import from_args
+    from pipeline.cli.options import from_args
+    from pipeline.downstream.driver import DownstreamSettings
+    from pipeline.inputs.mosaics import known_mosaics
 
     values = from_args(args, DownstreamSettings)
     if values["threshold"] is None:  # a TOML mosaic's own threshold, else the detection rule's default
@@ -87,7 +87,7 @@ def _downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pa
 
 def _storage_options(args: argparse.Namespace) -> dict:
     """The command's ``--storage-option`` items as a dict."""
-    from pipeline.options import storage_options_from
+    from pipeline.cli.options import storage_options_from
 
     return storage_options_from(getattr(args, "storage_option", None))
 
@@ -167,7 +167,7 @@ class _Log:
         """The :data:`pipeline.run.Claim` of ``command``: the lock, then the log file."""
         @contextlib.contextmanager
         def claim(location: Any) -> Iterator[Any]:
-            from pipeline.lock import run_lock
+            from pipeline.rundir.lock import run_lock
 
             with run_lock(location, command) as held:
                 if self.path is None:
@@ -182,7 +182,7 @@ def _storage_note(args: argparse.Namespace, run_dir: Path | str) -> None:
     """Storage options are for URL run directories: a local one ignores them (and does
     not record them).
     """
-    from pipeline.storage import is_url
+    from pipeline.rundir.location import is_url
 
     given = _storage_options(args)  # screened first: credentials are refused, never echoed
     if given and not is_url(str(run_dir)):
@@ -200,7 +200,7 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any, l
 
     claim = log.claim(args.command)
     if args.command in ("segment", "catalog"):
-        from pipeline.storage import Location
+        from pipeline.rundir.location import Location
 
         location = Location(run_dir, _storage_options(args))
         runner.read_manifest(location)  # no run here: refused before the folder changes
@@ -209,8 +209,8 @@ def _write_command(args: argparse.Namespace, run_dir: Path | str, runner: Any, l
                                    storage_options=_storage_options(args), scheduler=getattr(args, "scheduler", None),
                                    workers=getattr(args, "workers", None))
         return
-    from pipeline.config import RunSettings
-    from pipeline.options import from_args
+    from pipeline.cli.options import from_args
+    from pipeline.settings.run import RunSettings
 
     if args.command == "resubmit":
         overrides = {"progress": sys.stderr.isatty(),
@@ -227,11 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = _parser().parse_args(argv)
     if args.command == "train":
-        from pipeline.train import main as train_main
+        from pipeline.training.command import main as train_main
 
         return train_main(args)
     if args.command == "view":  # takes the run directory's lock itself, while it builds the map
-        from pipeline.view import main as view_main
+        from pipeline.viewer.command import main as view_main
 
         return view_main(args)
     from pipeline.quiet import quiet_environment

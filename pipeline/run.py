@@ -8,7 +8,7 @@ tiles are never recomputed. Changed inputs or settings are refused unless the ca
 asks to start over.
 
 The run directory is a local (or shared) path or an fsspec URL such as
-``s3://bucket/run`` (:mod:`pipeline.storage`); everything above lives there either
+``s3://bucket/run`` (:mod:`pipeline.rundir.location`); everything above lives there either
 way. The FITS products are written locally first and then uploaded.
 """
 
@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from morpheus_core.tiling import Tile, plan_tiles
-from pipeline.classify import (
+from pipeline.classify.tasks import (
     PROGRESS_TOPIC,
     ClassifierPlugin,
     create_output_store,
@@ -37,15 +37,12 @@ from pipeline.classify import (
     overlapping,
     run_tile,
 )
-from pipeline.config import MODELS, RunSettings, upgrade_recorded
-from pipeline.downstream import DownstreamSettings, DownstreamSummary, run_downstream
+from pipeline.downstream.driver import DownstreamSettings, DownstreamSummary, run_downstream
 from pipeline.errors import InputError, RunError
-from pipeline.ingest import BandSet, ingest, validate_bands
-from pipeline.layout import RunLayout
-from pipeline.ledger import Ledger, atomic_write_json, tile_id
-from pipeline.model_cards import card_for, header_cards, pixel_scale_arcsec
-from pipeline.mosaics import resolve_mosaic
-from pipeline.preflight import (
+from pipeline.inputs.ingest import BandSet, ingest, validate_bands
+from pipeline.inputs.model_cards import card_for, header_cards, pixel_scale_arcsec
+from pipeline.inputs.mosaics import resolve_mosaic
+from pipeline.inputs.preflight import (
     check_card,
     check_distinct_files,
     check_flux_band,
@@ -56,24 +53,27 @@ from pipeline.preflight import (
     fit_tile,
     order_bands,
 )
-from pipeline.storage import Location, staged, written_locally
+from pipeline.rundir.layout import RunLayout
+from pipeline.rundir.ledger import Ledger, atomic_write_json, tile_id
+from pipeline.rundir.location import Location, staged, written_locally
+from pipeline.settings.run import MODELS, RunSettings, upgrade_recorded
 from pipeline.timing import stage
 
 if TYPE_CHECKING:
-    from pipeline.lock import HeldLock
+    from pipeline.rundir.lock import HeldLock
 
 logger = logging.getLogger(__name__)
 
 #: How a command takes the run directory's lock once its inputs passed their checks:
 #: called with the run directory, it gives a context manager holding the lock
-#: (:func:`pipeline.lock.run_lock`; the command line's also starts the log file there).
+#: (:func:`pipeline.rundir.lock.run_lock`; the command line's also starts the log file there).
 Claim = Callable[[Location], AbstractContextManager["HeldLock"]]
 
 
 def claim_lock(command: str) -> Claim:
-    """The default :data:`Claim`: :func:`pipeline.lock.run_lock` for ``command``."""
+    """The default :data:`Claim`: :func:`pipeline.rundir.lock.run_lock` for ``command``."""
     def claim(location: Location) -> AbstractContextManager[HeldLock]:
-        from pipeline.lock import run_lock
+        from pipeline.rundir.lock import run_lock
 
         return run_lock(location, command)
 
@@ -148,7 +148,7 @@ def _prepare_run_dir(config: RunSettings) -> None:
 
     Called only after the inputs passed their checks, under the run directory's lock.
     ``restart`` refuses a folder that holds files but no run (no ``manifest.json``): it
-    would delete the user's own (:func:`~pipeline.preflight.check_run_dir`).
+    would delete the user's own (:func:`~pipeline.inputs.preflight.check_run_dir`).
     """
     run_dir = config.location
     check_run_dir(run_dir, restart=config.restart)  # again, now under the lock
@@ -199,7 +199,7 @@ def _check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict
 def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = None) -> None:
     """Check the settings that need no band file.
 
-    The weights must load into the network (:func:`~pipeline.preflight.check_weights`).
+    The weights must load into the network (:func:`~pipeline.inputs.preflight.check_weights`).
     """
     if config.weights is not None:
         check_weights(config.weights, precision=config.precision, quiet=not config.verbose,
@@ -223,10 +223,10 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         downstream graph runs after the classification on the same cluster.
     claim : callable, optional
         Takes the run directory's lock (:data:`Claim`; default
-        :func:`pipeline.lock.run_lock`). It is called once the inputs passed their
+        :func:`pipeline.rundir.lock.run_lock`). It is called once the inputs passed their
         checks, so a refused run leaves the folder as it was (not even a lock file);
         the lock is checked again before each stage (:meth:`HeldLock.check
-        <pipeline.lock.HeldLock.check>`).
+        <pipeline.rundir.lock.HeldLock.check>`).
 
     Raises
     ------
@@ -240,7 +240,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     Notes
     -----
     A ``tile`` larger than the mosaic is brought down to it
-    (:func:`~pipeline.preflight.fit_tile`, with a note); the manifest records the
+    (:func:`~pipeline.inputs.preflight.fit_tile`, with a note); the manifest records the
     size used, so the same command resumes the run.
     """
     t_start = time.perf_counter()
@@ -266,7 +266,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
         from astropy.wcs import WCS
 
-        from pipeline.markers import read_markers
+        from pipeline.inputs.markers import read_markers
 
         read_markers(downstream.markers, wcs=WCS(bandset.wcs_header), shape=bandset.shape)
     tile, note = fit_tile(config.tile, bandset.shape)
@@ -322,7 +322,7 @@ def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start:
 
     own_client = client is None
     if own_client:
-        from pipeline.cluster import cluster_lines, gpu_resources, make_client
+        from pipeline.cluster.client import cluster_lines, gpu_resources, make_client
 
         client, info = make_client(
             scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
@@ -334,7 +334,7 @@ def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start:
         for line in cluster_lines(info):
             echo(line)
     else:
-        from pipeline.cluster import describe_client, gpu_resources
+        from pipeline.cluster.client import describe_client, gpu_resources
 
         info = describe_client(client, gpu=config.gpu, what="client given")
         summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, gpu_resources(info)
@@ -378,14 +378,14 @@ def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start:
         summary.outputs += summary.downstream.outputs
     finally:
         if own_client:
-            from pipeline.cluster import close_client
+            from pipeline.cluster.client import close_client
 
             close_client(client)
     summary.seconds = time.perf_counter() - t_start
     summary.windows = _windows(ledger, todo)
     for line in summary.lines():
         echo(line)
-    from pipeline.view import view_command
+    from pipeline.viewer.command import view_command
 
     echo(f"map: {view_command(config.run_dir, config.storage_options)}")
     return summary
@@ -398,7 +398,7 @@ def _windows(ledger: Ledger, todo: list[Tile]) -> int:
 
 def _merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
     """True if run ``run_id``'s tiles are merged into its complete classification store
-    and the store's files match their checksum record (:mod:`pipeline.store_check`).
+    and the store's files match their checksum record (:mod:`pipeline.rundir.checksums`).
 
     The merged store is the only copy of the classification once the partials are
     removed, so it is checked before anything reads it. A damaged store (a chunk file
@@ -406,7 +406,7 @@ def _merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
     (``--keep-partials``): ``echo`` says so and False is returned, so that the run
     verifies the partials and merges them; without them it is refused. A store merged
     before checksums were recorded gets them now, from the store as it is, once the
-    checks that need no record pass (:func:`~pipeline.verified_stores.classification_gaps`);
+    checks that need no record pass (:func:`~pipeline.rundir.verified.classification_gaps`);
     ``echo`` says so.
 
     Raises
@@ -414,7 +414,7 @@ def _merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
     InputError
         The store is damaged and the partials needed to merge it again are gone.
     """
-    from pipeline.verified_stores import (
+    from pipeline.rundir.verified import (
         check_classification_store,
         damaged_classification,
         partials_kept,
@@ -478,7 +478,7 @@ class WindowsBar:
     """The classification's progress bar: windows evaluated, with rate and ETA.
 
     Workers send the windows of the tile they are running every second or so
-    (:class:`pipeline.classify.WindowProgress`, a Dask event); when a tile ends, the
+    (:class:`pipeline.classify.tasks.WindowProgress`, a Dask event); when a tile ends, the
     bar is brought to the tile's planned windows (windows on unusable pixels are
     planned but never evaluated).
 
@@ -544,11 +544,11 @@ def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: t
 
     The size and SHA-256 of every file of the finished store are computed on the
     workers (reading back what the merge tasks wrote) and written to
-    ``ledger/classification.checksums.json`` (:mod:`pipeline.store_check`), before
-    ``merged.json`` (:meth:`~pipeline.ledger.Ledger.mark_merged`) names them.
+    ``ledger/classification.checksums.json`` (:mod:`pipeline.rundir.checksums`), before
+    ``merged.json`` (:meth:`~pipeline.rundir.ledger.Ledger.mark_merged`) names them.
     """
-    from pipeline.ledger import PartialError
-    from pipeline.store_check import record_store, write_record
+    from pipeline.rundir.checksums import record_store, write_record
+    from pipeline.rundir.ledger import PartialError
 
     layout = RunLayout(config.location)
     # Each merge task gets only the tiles overlapping its chunk, found once here.
@@ -577,14 +577,14 @@ def _merge(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: t
 
 def _export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_before: bool = False
                  ) -> list[Path | str]:
-    """The classification's FITS products (:func:`pipeline.products.write_classification_products`);
-    for an object store written locally, then uploaded (:class:`~pipeline.storage.written_locally`).
+    """The classification's FITS products (:func:`pipeline.products.fits.write_classification_products`);
+    for an object store written locally, then uploaded (:class:`~pipeline.rundir.location.written_locally`).
 
     A run whose store was merged before this command keeps its FITS products when all
     of them are there: each is written atomically from that same store (7.3 GB at
     10^8 pixels, not rewritten on every resume); a missing one has them all written.
     """
-    from pipeline.products import provenance, write_classification_products
+    from pipeline.products.fits import provenance, write_classification_products
 
     layout = RunLayout(config.location)
     if merged_before:
@@ -607,12 +607,12 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     finished stores match their checksum records.
 
     ``storage_options`` are those of a URL run directory (as for :class:`RunSettings`).
-    The stores' files are read and hashed (:mod:`pipeline.store_check`); nothing is
+    The stores' files are read and hashed (:mod:`pipeline.rundir.checksums`); nothing is
     written. ``stores`` holds, per store, the problems found (strings naming the array,
     the chunk and the file) and what to do, or ``unverified`` for a store made before
     checksums were recorded.
     """
-    from pipeline.verified_stores import merged_store_complete, store_report
+    from pipeline.rundir.verified import merged_store_complete, store_report
 
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)
@@ -687,14 +687,14 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
     Raises
     ------
     InputError
-        No run, an unfinished or damaged classification (:mod:`pipeline.verified_stores`),
+        No run, an unfinished or damaged classification (:mod:`pipeline.rundir.verified`),
         or a bad markers file.
     """
-    from pipeline.cluster import close_client, cluster_lines, make_client
-    from pipeline.downstream import check_classification
-    from pipeline.ingest import read_wcs
-    from pipeline.markers import read_markers
-    from pipeline.verified_stores import record_unrecorded, refuse_damaged_classification
+    from pipeline.cluster.client import close_client, cluster_lines, make_client
+    from pipeline.downstream.driver import check_classification
+    from pipeline.inputs.ingest import read_wcs
+    from pipeline.inputs.markers import read_markers
+    from pipeline.rundir.verified import record_unrecorded, refuse_damaged_classification
 
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)

@@ -23,10 +23,10 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from morpheus_core.tiling import Tile
-from pipeline import classify
 from pipeline import run as run_module
-from pipeline.ledger import Ledger, tile_id
-from pipeline.storage import Location
+from pipeline.classify.tasks import tasks as classify
+from pipeline.rundir.ledger import Ledger, tile_id
+from pipeline.rundir.location import Location
 
 
 def run_tile(tile: Tile, store: Any, config_json: dict[str, Any], run_id: str = "", *,

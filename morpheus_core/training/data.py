@@ -15,7 +15,7 @@ per band, a segmentation map and the number of expert votes for each class. Sect
 simulator (:func:`morpheus_core.simulate.render_sky`): one source per thumbnail, a
 SExtractor-like segmentation map from the noisy H band, and votes drawn around a
 confusion matrix like the paper's Figure 14 (so labels are distributions, not one-hot).
-Reading and writing them as FITS files is :mod:`pipeline.training_set`.
+Reading and writing them as FITS files is :mod:`pipeline.training.training_set`.
 """
 
 from __future__ import annotations

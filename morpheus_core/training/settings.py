@@ -48,7 +48,7 @@ class TrainSettings:
         At most this many training objects are evaluated after each epoch.
     """
 
-    # ``help`` metadata: these are also the ``train`` command's options (pipeline.options).
+    # ``help`` metadata: these are also the ``train`` command's options (pipeline.cli.options).
     epochs: int = field(default=500, metadata={"help": "passes over the training objects (the paper: ~500)"})
     batch_size: int = field(default=200, metadata={"help": "windows per step (released configuration: 200)"})
     learning_rate: float = field(default=LEARNING_RATE_PAPER, metadata={

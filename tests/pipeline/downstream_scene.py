@@ -20,7 +20,7 @@ import zarr
 
 from morpheus_core import BANDS, CLASSES
 from morpheus_core.simulate import make_wcs
-from pipeline.storage import Location
+from pipeline.rundir.location import Location
 
 SHAPE = (150, 170)
 CHUNK = 32
@@ -103,7 +103,7 @@ def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = T
 def segmentation_store(path: Path, shape: tuple[int, int], chunk: int = CHUNK, **data: np.ndarray) -> Location:
     """A ``segmentation.zarr`` as the downstream graph makes it, arrays zero or from ``data``.
 
-    For the tests of single stages (:mod:`pipeline.segment`, :mod:`pipeline.labels`,
+    For the tests of single stages (:mod:`pipeline.downstream.segment`, :mod:`pipeline.downstream.labels`,
     ...): each stage reads the arrays the stages before it wrote.
     """
     group = zarr.open_group(str(path), mode="w", zarr_format=3)

@@ -15,8 +15,8 @@ import numpy as np
 from astropy.io import fits
 
 from morpheus_core.simulate import render_sky
-from pipeline.config import RunSettings
-from pipeline.storage import as_location
+from pipeline.rundir.location import as_location
+from pipeline.settings.run import RunSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 = 12 tiles

@@ -6,7 +6,7 @@ import numpy as np
 
 from morpheus_core.deblend import deblend
 from morpheus_core.segmentation import label_segments, segment_sources
-from pipeline.storage import Location
+from pipeline.rundir.location import Location
 from tests.pipeline.downstream_scene import SHAPE, write_run
 
 

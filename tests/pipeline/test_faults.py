@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.ledger import Ledger
 from pipeline.run import redo_downstream, resubmit, run, status
+from pipeline.rundir.ledger import Ledger
 from tests.faults import inject
 from tests.pipeline.small_runs import assert_same, outputs, run_cli, small_config, write_mosaic
 
@@ -120,7 +120,7 @@ def test_cli_status_names_a_corrupt_partial(unmerged):
 
 
 def test_restart_with_a_typo_deletes_nothing(finished, mosaic):
-    from pipeline.config import RunSettings
+    from pipeline.settings.run import RunSettings
 
     before = _snapshot(finished)
     for name, toml in (("smal", mosaic), ("small", mosaic.with_name("nope.toml"))):
@@ -160,8 +160,7 @@ def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
 
 
 def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, client, monkeypatch):
-    import pipeline.classify as classify
-
+    import pipeline.classify.tasks.tasks as classify
     store = unmerged / "classification.zarr"
     before = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
     assert before
@@ -181,8 +180,8 @@ def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, clie
 # ------------------------------------------------------------------ one writer
 
 def test_a_second_command_on_a_locked_run_directory_exits_2_naming_the_holder(finished):
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
     with run_lock(Location(finished), "run"):
         proc = run_cli("catalog", "--run-dir", str(finished))
@@ -198,10 +197,10 @@ def test_the_lock_of_a_killed_command_is_taken_over(tmp_path):
     import subprocess
     import sys
 
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
-    code = ("import time; from pipeline.lock import run_lock; from pipeline.storage import Location; "
+    code = ("import time; from pipeline.rundir.lock import run_lock; from pipeline.rundir.location import Location; "
             f"cm = run_lock(Location({str(tmp_path)!r}), 'run'); cm.__enter__(); print('held', flush=True); "
             "time.sleep(120)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -224,9 +223,9 @@ def test_object_store_lock_refuses_a_live_holder_and_takes_over_a_stale_one():
     import socket
     import time
 
-    import pipeline.lock as lock_module
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    import pipeline.rundir.lock as lock_module
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
     root = Location("memory://locks/run")
     live = {"host": socket.gethostname(), "pid": os.getpid(), "command": "run", "since": time.time(),
@@ -245,8 +244,8 @@ def test_an_object_store_lock_taken_over_stops_its_holder():
     import json
 
     from pipeline.errors import RunError
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
     root = Location("memory://locks/taken")
     with run_lock(root, "run") as held:
@@ -287,8 +286,8 @@ def test_a_deleted_or_replaced_lock_file_stops_its_holder_and_lets_no_second_one
     import os
 
     from pipeline.errors import RunError
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
     for damage in ("delete", "replace"):
         run_dir = Location(tmp_path / damage)
@@ -314,8 +313,8 @@ def test_a_lock_file_replaced_while_being_locked_is_not_held_twice(tmp_path, mon
     # flock returned, used to hold the old file while the next command took the new one.
     import fcntl
 
-    from pipeline.lock import run_lock
-    from pipeline.storage import Location
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.lock import run_lock
 
     lock = tmp_path / ".lock"
     real = fcntl.flock
@@ -378,7 +377,7 @@ def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom
 
 
 def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
-    from pipeline.config import RunSettings
+    from pipeline.settings.run import RunSettings
 
     config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused",
                        model="standin", progress=False, **{"tile": 40, **kwargs})
@@ -388,7 +387,7 @@ def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
 
 
 def test_bands_are_fed_by_name_whatever_order_the_toml_lists_them(tmp_path, mosaic, finished, client):
-    from pipeline.config import RunSettings
+    from pipeline.settings.run import RunSettings
 
     # Listed Z, V, J, H (and in lower case): used to classify in that order with exit 0.
     toml = _toml(tmp_path, mosaic, {"z": "Z", "V": "V", "J": "J", "h": "H"})
@@ -429,10 +428,10 @@ def test_an_all_nan_band_or_no_covered_window_is_refused(tmp_path, mosaic):
 
 
 def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mosaic):
-    from pipeline.downstream import DownstreamSettings
+    from pipeline.downstream.driver import DownstreamSettings
 
     toml = _toml(tmp_path, mosaic, {b: b for b in "HJVZ"})
-    from pipeline.config import RunSettings
+    from pipeline.settings.run import RunSettings
 
     config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
                        model="standin", progress=False)
@@ -487,7 +486,7 @@ def test_a_tile_larger_than_the_mosaic_is_fitted_to_it_and_the_same_command_resu
 
 
 def test_fit_tile_on_a_150x170_mosaic():
-    from pipeline.preflight import MAX_TILES, fit_tile
+    from pipeline.inputs.preflight import MAX_TILES, fit_tile
 
     for asked in (100_000, 20_000, 171):
         assert fit_tile(asked, (150, 170)) == (170, f"note: --tile {asked} is larger than the 150x170 mosaic: "
@@ -560,7 +559,7 @@ def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_their
     import json
     import os
 
-    from pipeline.config import RunSettings
+    from pipeline.settings.run import RunSettings
 
     work, job = tmp_path / "work", tmp_path / "job"
     work.mkdir()
@@ -601,7 +600,7 @@ def test_a_truncated_gzip_band_is_refused_before_anything(tmp_path, mosaic):
 
 
 def test_mosaic_names_and_mosaics_files_are_checked(tmp_path):
-    from pipeline.mosaics import known_mosaics
+    from pipeline.inputs.mosaics import known_mosaics
 
     escaping = tmp_path / "escape.toml"
     escaping.write_text('[mosaics."../x"]\nbands = { H = "h.fits" }\n')
@@ -657,7 +656,7 @@ def test_status_says_products_written_only_when_they_are(finished):
 def test_a_cube_is_named_as_a_cube(tmp_path):
     from astropy.io import fits
 
-    from pipeline.ingest import validate_bands
+    from pipeline.inputs.ingest import validate_bands
 
     path = tmp_path / "cube.fits"
     fits.PrimaryHDU(np.zeros((4, 8, 8), np.float32)).writeto(path)

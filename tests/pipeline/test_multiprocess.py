@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
-from pipeline.ledger import Ledger
 from pipeline.run import run
+from pipeline.rundir.ledger import Ledger
 from tests.pipeline.small_runs import (
     N_TILES,
     assert_same,

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from tests.pipeline.cluster.test_client import cpu_hogs
 from tests.pipeline.small_runs import REPO, python_env, write_mosaic
-from tests.pipeline.test_cluster import cpu_hogs
 
 #: Lines TensorFlow, absl, XLA or Dask's nanny print that a quiet run must not show.
 CHATTER = ("oneDNN", "absl", "cuda", "I0000", "E0000", "XLA", "cpu_feature_guard", "still alive", "killing")

@@ -22,8 +22,8 @@ from morpheus_core.engine import classify_image
 from morpheus_core.model import load_released_model
 from morpheus_core.simulate import render_sky
 from morpheus_core.stats import finalize
-from pipeline.config import RunSettings
 from pipeline.run import run
+from pipeline.settings.run import RunSettings
 
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 tiles
 

@@ -14,10 +14,10 @@ import pytest
 from astropy.io import fits
 from distributed import Client, LocalCluster
 
-from pipeline.downstream import DownstreamSettings
+from pipeline.downstream.driver import DownstreamSettings
 from pipeline.errors import RunError
 from pipeline.run import resubmit, run, status
-from pipeline.storage import Location
+from pipeline.rundir.location import Location
 from tests.faults import inject
 from tests.pipeline.small_runs import (
     FITS_NAMES,

@@ -22,7 +22,7 @@ def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 
     ``unobserved``: pixels outside the footprint or censored, as in a real mosaic (NaN
     bands, ``n = 0``, class images 0, coverage 0).
     """
-    from pipeline.downstream import run_downstream
+    from pipeline.downstream.driver import run_downstream
 
     sources = random_sources(shape, per_megapixel=400.0, seed=seed)
     scene = make_scene(shape, sources, seed=seed)
@@ -38,8 +38,8 @@ def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 
 
 def classified_run(folder: Path) -> Path:
     """A run directory made by ``pipeline.run.run`` on the small synthetic mosaic with the stand-in network."""
-    from pipeline.config import RunSettings
     from pipeline.run import run
+    from pipeline.settings.run import RunSettings
     from tests.pipeline.small_runs import write_mosaic
 
     toml = write_mosaic(folder / "mosaic")
@@ -73,7 +73,7 @@ def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, 
 
     from morpheus_core.cards import JWST_NIRCAM_BANDS, ModelCard, parse_band
     from morpheus_core.simulate import make_wcs
-    from pipeline.downstream import DownstreamSettings, run_downstream
+    from pipeline.downstream.driver import DownstreamSettings, run_downstream
 
     assert len(classes) == 3, classes
     scene = make_scene(shape, random_sources(shape, per_megapixel=2000.0, seed=seed), seed=seed)

@@ -1,0 +1,234 @@
+"""Classification as Dask tasks: one task per tile, then exact merges per output chunk.
+
+A tile task reads its core plus halo from the mosaic store, runs the statistics engine
+(:func:`morpheus_core.engine.classify_image`) on the windows it owns, saves the
+partial statistics and marks the tile finished in the ledger. The network is loaded
+once per worker process (:class:`ClassifierPlugin`, registered with
+``Client.register_plugin``; a task that finds no loaded network loads it itself).
+
+A merge task builds one output chunk (a tile core): it merges the partial statistics
+of every tile whose read region overlaps the chunk and finalises them into the 15
+classification images plus ``n``, written into the output Zarr store. Each chunk is
+written by exactly one task, so no two tasks touch the same Zarr chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from morpheus_core import CLASSES
+from morpheus_core.engine import classify_image
+from morpheus_core.stats import WindowStats, finalize
+from morpheus_core.tiling import Box, Tile
+from pipeline.rundir.ledger import Ledger, tile_id
+from pipeline.rundir.location import Location, as_location
+from pipeline.settings.run import RunSettings
+
+logger = logging.getLogger(__name__)
+
+_CACHE: dict[str, Any] = {}
+_LOCK = threading.Lock()
+
+#: Dask event topic of the windows evaluated during tile tasks (:class:`WindowProgress`).
+PROGRESS_TOPIC = "morpheus-windows"
+
+#: Output images of a classification store: name -> (cube or plane, dtype).
+OUTPUT_ARRAYS = {"mean": np.float32, "variance": np.float32, "rank": np.float32, "n": np.int32}
+
+
+def classifier_key(config: RunSettings) -> str:
+    """Identity of the network a run uses (cache key)."""
+    return f"{config.model}|{config.precision}"
+
+
+def load_classifier(config: RunSettings) -> Any:
+    """Load (once per process) the window classifier the run's settings name."""
+    key = classifier_key(config)
+    with _LOCK:
+        if key not in _CACHE:
+            if config.model in ("standin", "standin-sky"):
+                from morpheus_core.testing import SkyStandInClassifier, StandInClassifier
+
+                standin = StandInClassifier if config.model == "standin" else SkyStandInClassifier
+                _CACHE[key] = standin(window=config.window, border=config.border)
+            else:
+                from pipeline.quiet import native_stderr_captured, quiet_environment
+
+                quiet_environment(config.verbose)
+                with native_stderr_captured(not config.verbose):  # TensorFlow's start-up lines
+                    from morpheus_core.runtime import configure_gpu_memory_growth, configure_threads
+
+                    # Before the first model: TensorFlow fixes both when it initialises.
+                    configure_gpu_memory_growth()
+                    configure_threads(config.threads_per_worker)
+                    from morpheus_core.engine import KerasWindowClassifier
+                    from morpheus_core.model import load_model
+                    from pipeline.inputs.model_cards import card_for
+
+                    model = load_model(config.weights, crop=True, precision=config.precision,
+                                       card=card_for(config.model))
+                    _CACHE[key] = KerasWindowClassifier(model, border=config.border)
+            logger.info("loaded classifier %s", key)
+        return _CACHE[key]
+
+
+class ClassifierPlugin(WorkerPlugin):
+    """Load the network once when each worker starts (and on restarted workers)."""
+
+    name = "morpheus-classifier"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+
+    def setup(self, worker: Any) -> None:
+        """Load the network on this worker (a ``distributed`` hook)."""
+        load_classifier(RunSettings.from_json(self.config))
+
+
+def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run_id: str = "") -> dict[str, Any]:
+    """Classify one tile and persist its partial statistics (a Dask task).
+
+    ``store`` is the mosaic store (a path, or a :class:`~pipeline.rundir.location.Location`);
+    ``run_id`` labels the partial (:meth:`pipeline.rundir.ledger.Ledger.save_partial`).
+
+    Returns
+    -------
+    dict
+        ``tile``, ``worker`` (address), ``windows`` and ``seconds``.
+    """
+    from distributed import get_worker
+
+    config = RunSettings.from_json(config_json)
+    ledger = Ledger(config.location)
+    name = tile_id(tile)
+    if ledger.is_finished(name):
+        # Finished already: Dask recomputes a task whose result was held by a worker
+        # that died; the partial statistics are safe in the run directory.
+        return ledger.done_info(name)
+    ledger.record_start(name)
+    t0 = time.perf_counter()
+    clf = load_classifier(config)
+    group = as_location(store, config.storage_options).open_group(mode="r")
+    ys, xs = tile.read_slices
+    image = np.asarray(group["image"][:, ys, xs])
+    coverage = np.asarray(group["coverage"][ys, xs])
+    try:
+        worker = get_worker()
+    except ValueError:  # run outside a worker (tests)
+        worker = None
+    progress = WindowProgress(name, worker)
+    stats = classify_image(
+        image,
+        clf,
+        stride=config.stride,
+        anchor_start=tile.anchor_start,
+        anchor_stop=tile.anchor_stop,
+        coverage=coverage,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
+    progress.flush()
+    info = {"tile": name, "worker": worker.address if worker else "local", "windows": progress.total,
+            "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
+    ledger.save_partial(name, stats, info, run_id=run_id)
+    return info
+
+
+class WindowProgress:
+    """The engine's progress callback in a tile task: counts the windows evaluated and
+    sends the count to the client as a Dask event (topic :data:`PROGRESS_TOPIC`,
+    message ``{"tile": name, "windows": k}``) at most every ``interval`` seconds, so
+    the driver's progress bar moves during a tile.
+    """
+
+    def __init__(self, tile: str, worker: Any = None, interval: float = 1.0) -> None:
+        self.tile, self.worker, self.interval = tile, worker, interval
+        self.total = self._unsent = 0
+        self._last = time.monotonic()
+
+    def __call__(self, windows: int) -> None:
+        """Count ``windows`` more evaluated windows (called after each batch)."""
+        self.total += windows
+        self._unsent += windows
+        if time.monotonic() - self._last >= self.interval:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the windows counted since the last event."""
+        if self.worker is not None and self._unsent:
+            self.worker.log_event(PROGRESS_TOPIC, {"tile": self.tile, "windows": self._unsent})
+        self._unsent, self._last = 0, time.monotonic()
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this worker process so far (MiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: int,
+                        attrs: dict[str, Any]) -> None:
+    """Create the (empty) classification store: ``mean``, ``variance``, ``rank``
+    ``(class, y, x)`` and ``n`` ``(y, x)``.
+    """
+    group = as_location(path).open_group(mode="w", zarr_format=3, attributes=attrs)
+    c = len(attrs.get("classes", CLASSES))
+    for name, dtype in OUTPUT_ARRAYS.items():
+        if name == "n":
+            group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
+                               dimension_names=("y", "x"))
+        else:
+            group.create_array(name, shape=(c, *shape), chunks=(c, chunk, chunk), dtype=dtype,
+                               fill_value=0.0, dimension_names=("class", "y", "x"))
+
+
+def overlapping(tiles: list[Tile], region: Box | tuple[int, int, int, int]) -> list[Tile]:
+    """Tiles whose read region intersects ``region``.
+
+    ``region`` is a :class:`~morpheus_core.tiling.Box` or ``(y0, y1, x0, x1)``.
+    """
+    region = Box(*region)
+    return [t for t in tiles if t.read_box.intersection(region) is not None]
+
+
+def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
+                out_store: str | Location, run_id: str | None = None) -> str:
+    """Merge the partials overlapping one tile core and write its output chunk (a task).
+
+    ``tiles`` are the tiles whose read region overlaps the core, computed once on the
+    driver (:func:`overlapping`); a tile that does not overlap is skipped.
+    Every partial is verified as it is read (:meth:`~pipeline.rundir.ledger.Ledger.load_partial`:
+    size, checksum, tile and run); a bad one raises
+    :class:`~pipeline.rundir.ledger.PartialError` naming the tile.
+    """
+    ledger = Ledger(run_dir)
+    core = target.core_box
+    group = as_location(out_store).open_group(mode="r+")
+    total = WindowStats.zeros(core.shape, group["mean"].shape[0])  # the model card's classes
+    for tile in tiles:
+        read = tile.read_box
+        overlap = read.intersection(core)
+        if overlap is None:
+            continue
+        part = ledger.load_partial(tile_id(tile), run_id=run_id)
+        if part.n.shape != read.shape:
+            from pipeline.rundir.ledger import PartialError
+
+            raise PartialError(tile_id(tile), ledger.partials / f"{tile_id(tile)}.npz",
+                               f"has shape {part.n.shape}, not the tile's read region")
+        total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
+    result = finalize(total)
+    ys, xs = core.slices
+    group["mean"][:, ys, xs] = result.mean
+    group["variance"][:, ys, xs] = result.variance
+    group["rank"][:, ys, xs] = result.rank
+    group["n"][ys, xs] = result.n
+    return tile_id(target)

@@ -1,0 +1,181 @@
+"""Command-line options generated from settings dataclasses.
+
+Each setting is written once, as a dataclass field: its default, and in the field's
+metadata its help text and, where they apply, ``choices``, ``flag``, ``aliases``,
+``metavar`` and ``type`` (the argparse converter; otherwise taken from the field's
+annotation). :func:`add_options` turns the fields into ``argparse`` options and
+:func:`from_args` turns the parsed namespace back into the dataclass's keywords, so
+the command line never restates a default, a choice or a help text.
+
+A field without ``help`` in its metadata is not a command-line option.
+
+Examples
+--------
+>>> from dataclasses import dataclass
+>>> @dataclass
+... class Settings:
+...     tile: int = setting(256, help="tile size in pixels")
+>>> parser = argparse.ArgumentParser()
+>>> _ = add_options(parser, Settings)
+>>> Settings(**from_args(parser.parse_args(["--tile", "64"]), Settings))
+Settings(tile=64)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_location_options", "add_options", "field_default", "from_args", "setting",
+           "storage_options_from"]
+
+
+def setting(default: Any = dataclasses.MISSING, *, help: str | None = None,  # noqa: A002 - argparse's name
+            default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+    """A dataclass field that is also a command-line option (when it has ``help``).
+
+    Parameters
+    ----------
+    default, default_factory
+        As for :func:`dataclasses.field`.
+    help : str, optional
+        The option's help text; the default is appended to it.
+    **metadata
+        ``choices``, ``flag``, ``aliases``, ``metavar``, ``type``, and any keys of the
+        settings class's own (e.g. ``result``).
+    """
+    if help is not None:
+        metadata["help"] = help
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def field_default(cls: type, name: str) -> Any:
+    """The default value of a dataclass field (its default or default factory)."""
+    field_ = {f.name: f for f in dataclasses.fields(cls)}[name]
+    if field_.default is not dataclasses.MISSING:
+        return field_.default
+    return field_.default_factory()  # type: ignore[misc]
+
+
+def _option_fields(cls: type, names: Iterable[str] | None) -> list[dataclasses.Field]:
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    if names is None:
+        return [f for f in fields.values() if "help" in f.metadata]
+    chosen = [fields[name] for name in names]
+    missing = [f.name for f in chosen if "help" not in f.metadata]
+    if missing:
+        raise TypeError(f"{cls.__name__} fields without help are not options: {missing}")
+    return chosen
+
+
+def _converter(annotation: Any) -> Any:
+    """The argparse ``type`` for a field annotation (``int | None`` -> ``int``)."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = args[0] if len(args) == 1 else str
+    if annotation in (int, float, Path):
+        return annotation
+    return str
+
+
+def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterable[str] | None = None, *,
+                keep_defaults: bool = True, types: dict[str, Any] | None = None) -> list[str]:
+    """Add one option per setting of ``cls`` to ``parser`` (a parser or argument group).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser or argparse argument group
+        Where the options go.
+    cls : type
+        A dataclass whose option fields carry ``help`` in their metadata.
+    names : iterable of str, optional
+        The fields to add, in this order (default: every field with ``help``).
+    keep_defaults : bool
+        ``False`` leaves an option that is not given out of the namespace instead of
+        filling in the default: for commands whose settings come from a record and
+        the command line only overrides some of them (``resubmit``).
+    types : dict, optional
+        Argparse converters by field name, for classes that cannot name them in their
+        metadata (the core's settings do not import the pipeline).
+
+    Returns
+    -------
+    list of str
+        The names of the fields added (the namespace's attribute names).
+
+    Notes
+    -----
+    A ``bool`` field that defaults to ``False`` becomes ``--flag``; one that defaults to
+    ``True`` becomes ``--no-flag``.
+    """
+    hints = typing.get_type_hints(cls)
+    added = []
+    for field_ in _option_fields(cls, names):
+        meta = field_.metadata
+        default = field_default(cls, field_.name)
+        flag = meta.get("flag", "--" + field_.name.replace("_", "-"))
+        kwargs: dict[str, Any] = {"dest": field_.name, "help": meta["help"]}
+        if hints[field_.name] is bool:
+            if default:
+                flag = meta.get("flag", "--no-" + field_.name.replace("_", "-"))
+            kwargs["action"] = "store_false" if default else "store_true"
+        else:
+            kwargs["type"] = (types or {}).get(field_.name) or meta.get("type") or _converter(hints[field_.name])
+            for key in ("choices", "metavar"):
+                if key in meta:
+                    kwargs[key] = meta[key]
+            if default is not None and default != "":
+                kwargs["help"] += f" (default: {default})"
+        kwargs["default"] = default if keep_defaults else argparse.SUPPRESS
+        parser.add_argument(flag, *meta.get("aliases", ()), **kwargs)
+        added.append(field_.name)
+    return added
+
+
+def from_args(args: argparse.Namespace, cls: type, names: Iterable[str] | None = None) -> dict[str, Any]:
+    """The keywords of ``cls`` found in ``args`` (options added by :func:`add_options`)."""
+    return {f.name: getattr(args, f.name) for f in _option_fields(cls, names) if hasattr(args, f.name)}
+
+
+def add_location_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    """``--run-dir`` and ``--storage-option``: where a run lives (options of every command)."""
+    from pipeline.rundir.location import run_dir_value
+
+    parser.add_argument("--run-dir", type=run_dir_value, required=required,
+                        help="run directory: a path, or a URL such as s3://bucket/run"
+                             + ("" if required else " (default runs/<mosaic>)"))
+    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
+                             "(repeatable; values are JSON when they parse, else strings; "
+                             "credentials come from the environment, never from here)")
+
+
+def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:
+    """``--storage-option KEY=VALUE`` items as a dict (JSON values where they parse),
+    screened for credentials (:func:`pipeline.rundir.location.check_storage_options`).
+
+    Raises
+    ------
+    InputError
+        An item that is not ``KEY=VALUE``, or a credential.
+    """
+    import json
+
+    from pipeline.errors import InputError
+    from pipeline.rundir.location import check_storage_options
+
+    options: dict[str, Any] = {}
+    for number, item in enumerate(items or [], 1):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():  # not echoed: it may be a credential given by mistake
+            raise InputError(f"--storage-option number {number}: expected KEY=VALUE (its text is not shown)")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return check_storage_options(options)  # no credentials on command lines

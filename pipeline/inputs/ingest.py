@@ -1,0 +1,430 @@
+"""Ingest: per-band FITS mosaics -> one chunked Zarr v3 store.
+
+The store layout (``format_version`` 1)::
+
+    <store>/                       Zarr v3 group
+        image     (n_bands, H, W)  float32, chunks (n_bands, C, C), fill NaN
+        coverage  (H, W)           bool,    chunks (C, C),           fill False
+        attrs: bands, wcs_header, shape, chunk, inputs, format_version
+
+Coverage rule: a pixel is covered when it is finite **and** non-zero in every band.
+The Hubble Legacy Fields censor some bright pixels with exactly 0.0 and leave areas
+outside a band's footprint at 0.0 (or NaN), and the paper classifies only where all
+four bands have coverage; a genuine sky value of exactly 0.0 in float data is
+vanishingly rare. ``image`` keeps every value as read (NaN stays NaN, zeros stay
+zero); only ``coverage`` encodes the rule.
+
+The FITS files are read without memory maps, one row of chunks at a time with
+``hdu.section[y0:y1, :]`` (full-width strips are contiguous on disk, so each is a
+single read), so memory is bounded by ``n_bands x C x W`` pixels, never the mosaic.
+Bands compressed as a whole (``.fits.gz``, ``.bz2``, ``.xz``, ``.zip``) are read the
+same way, decompressed on the fly (:mod:`pipeline.inputs.band_files`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import lzma
+import warnings
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+
+from pipeline.errors import InputError, RunError
+from pipeline.inputs.band_files import compression, not_a_file, open_band, read_error
+from pipeline.inputs.preflight import check_distinct_files
+from pipeline.rundir.location import Location, as_location, staged
+
+__all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "open_band", "read_wcs",
+           "validate_bands"]
+
+log = logging.getLogger(__name__)
+
+#: Version of the store layout written by :func:`ingest`.
+FORMAT_VERSION = 1
+
+_FITS_BLOCK = 2880
+_HASH_BLOCK = 8 * 1024 * 1024
+_NUMERIC_BITPIX = (8, 16, 32, 64, -32, -64)
+# WCS tolerances. CRVAL: 1e-9 deg (3.6 micro-arcsec). CRPIX: 1e-6 px. CD matrix:
+# relative 1e-9 of the pixel scale, i.e. a drift below 3e-5 px across a 30,000 px
+# mosaic, yet tolerant of headers written with fewer significant digits.
+_CRVAL_ATOL_DEG = 1e-9
+_CRPIX_ATOL_PX = 1e-6
+_CD_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class BandSet:
+    """Validated band files that share one pixel grid.
+
+    Attributes
+    ----------
+    bands : tuple of str
+        Band names, in the order the image array will hold them.
+    paths : tuple of Path
+        Absolute path of each band's FITS file.
+    shape : tuple of int
+        ``(H, W)`` of every band.
+    hdu_index : tuple of int
+        Index of the image HDU used in each file.
+    wcs_header : str
+        Celestial WCS of the grid, from ``WCS.to_header_string()``.
+    """
+
+    bands: tuple[str, ...]
+    paths: tuple[Path, ...]
+    shape: tuple[int, int]
+    hdu_index: tuple[int, ...]
+    wcs_header: str
+
+
+@dataclass(frozen=True)
+class _BandInfo:
+    path: Path
+    hdu_index: int
+    shape: tuple[int, int]
+    wcs: WCS
+
+
+def _inspect(path: Path) -> _BandInfo:
+    """Read the headers of one file; raise InputError naming it on any problem."""
+    try:
+        with warnings.catch_warnings():
+            # Truncation is checked below; header problems end in InputError.
+            warnings.filterwarnings("ignore", message="File may have been truncated")
+            warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+            with open_band(path) as hdul:
+                cubes = []
+                for index, hdu in enumerate(hdul):
+                    if hdu.is_image and len(hdu.shape) == 2:
+                        break
+                    if hdu.is_image and len(hdu.shape) > 2:
+                        cubes.append(f"HDU {index} is a {len(hdu.shape)}-D cube of shape {hdu.shape}")
+                else:
+                    if cubes:
+                        raise InputError(f"{path}: no 2-D image HDU found ({'; '.join(cubes)}); give one "
+                                         "2-D image per band")
+                    raise InputError(f"{path}: no 2-D image HDU found (tables or "
+                                     "empty HDUs only)")
+                header = hdu.header
+                info = hdu.fileinfo()
+                shape = (int(hdu.shape[0]), int(hdu.shape[1]))
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise InputError(f"{path}: not a readable FITS file ({exc})") from exc
+    bitpix = header.get("BITPIX")
+    if bitpix not in _NUMERIC_BITPIX:
+        raise InputError(f"{path}: HDU {index} has non-numeric BITPIX {bitpix!r}")
+    expected = info["datLoc"] + info["datSpan"]
+    actual = path.stat().st_size
+    # A compressed file's size says nothing of its content's: a truncated one fails when
+    # read (the pixel check, pipeline.inputs.preflight.check_usable_pixels, reads every pixel).
+    if actual < expected and compression(path) is None:
+        raise InputError(f"{path}: truncated FITS file: {actual} bytes on disk, the "
+                         f"header of HDU {index} implies at least {expected}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        try:
+            wcs = WCS(header).celestial
+        except Exception as exc:  # astropy.wcs raises many types on bad headers
+            raise InputError(f"{path}: cannot parse the WCS of HDU {index} ({exc})") \
+                from exc
+    if not wcs.has_celestial or wcs.naxis != 2:
+        raise InputError(f"{path}: HDU {index} has no celestial WCS (RA/Dec)")
+    return _BandInfo(path, index, shape, wcs)
+
+
+def _wcs_differences(a: WCS, b: WCS) -> list[str]:
+    """Human-readable differences between two celestial WCS, empty if equal."""
+    diffs = []
+    if list(a.wcs.ctype) != list(b.wcs.ctype):
+        diffs.append(f"CTYPE {list(a.wcs.ctype)} vs {list(b.wcs.ctype)}")
+    if a.wcs.radesys != b.wcs.radesys:
+        diffs.append(f"RADESYS {a.wcs.radesys!r} vs {b.wcs.radesys!r}")
+    if not np.allclose(a.wcs.crval, b.wcs.crval, rtol=0, atol=_CRVAL_ATOL_DEG):
+        diffs.append(f"CRVAL {a.wcs.crval.tolist()} vs {b.wcs.crval.tolist()}")
+    if not np.allclose(a.wcs.crpix, b.wcs.crpix, rtol=0, atol=_CRPIX_ATOL_PX):
+        diffs.append(f"CRPIX {a.wcs.crpix.tolist()} vs {b.wcs.crpix.tolist()}")
+    cd_a, cd_b = a.pixel_scale_matrix, b.pixel_scale_matrix
+    if not np.allclose(cd_a, cd_b, rtol=0, atol=_CD_RTOL * np.abs(cd_a).max()):
+        diffs.append(f"CD matrix {cd_a.tolist()} vs {cd_b.tolist()}")
+    return diffs
+
+
+def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
+    """Check that band files exist, are distinct FITS images, and share one pixel grid.
+
+    Only headers are read (lazily); no pixel data is loaded.
+
+    Parameters
+    ----------
+    paths : Mapping of str to Path
+        Band name -> FITS file, in the order the bands should be stored,
+        e.g. ``{"H": ..., "J": ..., "V": ..., "Z": ...}``.
+
+    Returns
+    -------
+    BandSet
+        The validated bands with their common shape and celestial WCS.
+
+    Raises
+    ------
+    InputError
+        If no bands are given; if files are missing (all of them are listed at once,
+        a symbolic-link loop or a folder said as such); if two bands are one file;
+        if a file is not FITS, is truncated, or has no 2-D image with a celestial
+        WCS; or if two bands differ in shape or WCS (both files are named).
+    """
+    if not paths:
+        raise InputError("no band files given")
+    resolved = {band: Path(p).expanduser().absolute() for band, p in paths.items()}
+    unusable = {band: (p, not_a_file(p)) for band, p in resolved.items()}
+    problems = [f"{band}: {p}" + ("" if why == "missing" else f" ({why})")
+                for band, (p, why) in unusable.items() if why]
+    if problems:
+        kinds = {why for _, why in unusable.values() if why}
+        raise InputError(f"{'missing' if kinds == {'missing'} else 'unusable'} band file(s): {'; '.join(problems)}")
+    check_distinct_files(resolved)
+    infos = {band: _inspect(p) for band, p in resolved.items()}
+    (ref_band, ref), *others = infos.items()
+    for band, info in others:
+        if info.shape != ref.shape:
+            raise InputError(f"{info.path} (band {band}) has shape {info.shape}, but "
+                             f"{ref.path} (band {ref_band}) has {ref.shape}")
+        diffs = _wcs_differences(ref.wcs, info.wcs)
+        if diffs:
+            raise InputError(f"{info.path} (band {band}) and {ref.path} (band "
+                             f"{ref_band}) have different WCS: {'; '.join(diffs)}")
+    return BandSet(
+        bands=tuple(infos),
+        paths=tuple(info.path for info in infos.values()),
+        shape=ref.shape,
+        hdu_index=tuple(info.hdu_index for info in infos.values()),
+        wcs_header=ref.wcs.to_header_string(),
+    )
+
+
+def file_fingerprint(path: Path | str) -> dict[str, Any]:
+    """Size and SHA-256 of a file, read in 8 MiB blocks.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file.
+
+    Returns
+    -------
+    dict
+        ``{"size": int (bytes), "sha256": str (hex digest)}``.
+    """
+    digest = hashlib.sha256()
+    buffer = bytearray(_HASH_BLOCK)
+    view = memoryview(buffer)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+            size += n
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
+def _read_strip(hdu: fits.hdu.base._BaseHDU, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of an image HDU, full width, as stored (possibly big-endian)."""
+    return hdu.section[y0:y1, :]
+
+
+def _write_store(bandset: BandSet, target: Any, chunk: int,
+                 inputs: list[dict[str, Any]]) -> None:
+    """Write the store; its attributes come last, so a store without
+    ``format_version`` is one whose writing did not finish.
+    """
+    n, (height, width) = len(bandset.bands), bandset.shape
+    root = zarr.create_group(target, zarr_format=3, overwrite=True)
+    image = root.create_array("image", shape=(n, height, width), dtype="float32",
+                              chunks=(n, chunk, chunk), fill_value=np.nan,
+                              dimension_names=("band", "y", "x"))
+    coverage = root.create_array("coverage", shape=(height, width), dtype="bool",
+                                 chunks=(chunk, chunk), fill_value=False,
+                                 dimension_names=("y", "x"))
+    buffer = np.empty((n, min(chunk, height), width), dtype=np.float32)
+    with contextlib.ExitStack() as stack:
+        hdus = [stack.enter_context(open_band(path))[index]
+                for path, index in zip(bandset.paths, bandset.hdu_index)]
+        for y0 in range(0, height, chunk):
+            y1 = min(y0 + chunk, height)
+            strip = buffer[:, : y1 - y0]
+            for b, (hdu, path) in enumerate(zip(hdus, bandset.paths)):
+                try:
+                    strip[b] = _read_strip(hdu, y0, y1)  # -> native float32
+                except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError) as exc:
+                    raise RunError(f"{path}: reading rows {y0}:{y1} failed ({read_error(path, exc)})") \
+                        from exc
+            image[:, y0:y1, :] = strip
+            coverage[y0:y1, :] = np.all(np.isfinite(strip) & (strip != 0), axis=0)
+            log.debug("ingested rows %d:%d of %d", y0, y1, height)
+    root.update_attributes({
+        "bands": list(bandset.bands),
+        "wcs_header": bandset.wcs_header,
+        "shape": [height, width],
+        "chunk": chunk,
+        "inputs": inputs,
+        "format_version": FORMAT_VERSION,
+    })
+
+
+def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, Any]],
+                    chunk: int) -> zarr.Group:
+    """Return the existing store if it was written from these inputs and chunk."""
+    try:
+        group = store.open_group(mode="r", zarr_format=3)
+        attrs = group.attrs.asdict()
+        recorded = list(attrs["inputs"])
+        version = attrs["format_version"]
+    except Exception as exc:  # not a group, or not one of ours
+        raise InputError(f"{store} exists but is not a mosaic store ({exc!r}); "
+                         "remove it or rerun with --restart (overwrite=True)") from exc
+    if version != FORMAT_VERSION:
+        raise InputError(f"{store} has format_version {version}, this version writes "
+                         f"{FORMAT_VERSION}; rerun with --restart (overwrite=True) to re-ingest")
+    old = {r["band"]: r for r in recorded}
+    changed = []
+    for new in inputs:
+        prev = old.pop(new["band"], None)
+        if prev is None:
+            changed.append(f"band {new['band']} ({new['path']}) was not in the store")
+        elif (prev["size"], prev["sha256"]) != (new["size"], new["sha256"]):
+            changed.append(f"band {new['band']}: {new['path']} differs from the "
+                           f"recorded {prev['path']} (size {prev['size']} -> "
+                           f"{new['size']}, sha256 {prev['sha256'][:12]} -> "
+                           f"{new['sha256'][:12]})")
+    changed += [f"band {b} ({r['path']}) is no longer given" for b, r in old.items()]
+    if changed or [r["band"] for r in recorded] != list(bandset.bands):
+        detail = "; ".join(changed) or "band order changed"
+        raise InputError(f"inputs changed since {store} was written: {detail}; "
+                         "rerun with --restart (overwrite=True) to re-ingest")
+    if attrs.get("chunk") != chunk:
+        raise InputError(f"{store} was written with chunk {attrs.get('chunk')}, not "
+                         f"{chunk}; rerun with --restart (overwrite=True) to rewrite it")
+    return group
+
+
+def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
+           overwrite: bool = False) -> zarr.Group:
+    """Write validated bands into one chunked Zarr v3 store.
+
+    On a file system the store is written to ``<store>.partial`` and renamed to
+    ``<store>`` only when complete, so a crash never leaves a store that looks
+    finished; a leftover ``.partial`` is discarded and rewritten. In an object store
+    (no renames) it is written in place with its attributes last: a store without
+    them is an interrupted ingest, discarded and rewritten. Memory use is bounded by
+    one row of chunks (``n_bands x chunk x W`` float32 pixels).
+
+    Parameters
+    ----------
+    bandset : BandSet
+        Output of :func:`validate_bands`.
+    store : str, Path or Location
+        Directory of the store, e.g. ``run/mosaic.zarr``, or a
+        :class:`~pipeline.rundir.location.Location` such as ``s3://bucket/run/mosaic.zarr``
+        (the band files themselves are read from the local file system).
+    chunk : int, optional
+        Chunk edge ``C`` in pixels; ``image`` is chunked ``(n_bands, C, C)``.
+    overwrite : bool, optional
+        Rewrite the store even if it exists.
+
+    Returns
+    -------
+    zarr.Group
+        The store, opened read-only.
+
+    Raises
+    ------
+    InputError
+        If the store exists, ``overwrite`` is false, and it was written from other
+        inputs (size or SHA-256 differ), another chunk size, or is not a mosaic store.
+    RunError
+        If reading an input or writing the store fails part-way.
+
+    Examples
+    --------
+    >>> bands = validate_bands({"H": "h.fits", "J": "j.fits"})  # doctest: +SKIP
+    >>> group = ingest(bands, "mosaic.zarr", chunk=512)           # doctest: +SKIP
+    >>> group["image"].shape, group.attrs["bands"]                # doctest: +SKIP
+    ((2, 4096, 4096), ['H', 'J'])
+    """
+    if int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    chunk = int(chunk)
+    location = as_location(store)
+    inputs = [{"band": band, "path": str(path), **file_fingerprint(path)}
+              for band, path in zip(bandset.bands, bandset.paths)]
+    if not location.is_local:
+        return _ingest_in_place(bandset, location, chunk, inputs, overwrite)
+    store = location.path
+    if store.exists() and not overwrite:
+        group = _check_existing(location, bandset, inputs, chunk)
+        log.info("%s already holds these inputs; reusing it", store)
+        return group
+    store.parent.mkdir(parents=True, exist_ok=True)
+    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
+             bandset.shape, ",".join(bandset.bands), store)
+    try:
+        with staged(location) as work:  # a leftover staging folder is discarded
+            _write_store(bandset, work.path, chunk, inputs)
+    except RunError:
+        raise
+    except Exception as exc:
+        raise RunError(f"ingest into {store} failed: {exc!r}") from exc
+    return zarr.open_group(store, mode="r", zarr_format=3)
+
+
+def _ingest_in_place(bandset: BandSet, store: Location, chunk: int,
+                     inputs: list[dict[str, Any]], overwrite: bool) -> zarr.Group:
+    """:func:`ingest` into an object store, where folders cannot be renamed."""
+    if (store / "zarr.json").exists() and not overwrite:
+        attrs = store.open_group(mode="r", zarr_format=3).attrs.asdict()
+        if "format_version" in attrs:
+            group = _check_existing(store, bandset, inputs, chunk)
+            log.info("%s already holds these inputs; reusing it", store)
+            return group
+        log.warning("removing %s left by an interrupted ingest", store)
+    store.remove(recursive=True)
+    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
+             bandset.shape, ",".join(bandset.bands), store)
+    try:
+        _write_store(bandset, store.zarr_store(), chunk, inputs)
+    except Exception as exc:
+        if isinstance(exc, RunError):
+            raise
+        raise RunError(f"ingest into {store} failed: {exc!r}") from exc
+    return store.open_group(mode="r", zarr_format=3)
+
+
+def read_wcs(group: zarr.Group) -> WCS:
+    """The celestial WCS recorded in a store written by :func:`ingest`.
+
+    Parameters
+    ----------
+    group : zarr.Group
+        The store's root group.
+
+    Returns
+    -------
+    astropy.wcs.WCS
+        Two-axis celestial WCS of the ``(y, x)`` pixel grid.
+    """
+    header = fits.Header.fromstring(group.attrs["wcs_header"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header)

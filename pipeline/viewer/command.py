@@ -1,0 +1,179 @@
+"""``python -m pipeline view``: the run as an interactive map in the browser.
+
+::
+
+    python -m pipeline view --run-dir DIR [--port 8765] [--host 127.0.0.1]
+    python -m pipeline view --run-dir DIR --export SITE/
+
+The first builds the run's tile pyramid if it is missing or out of date
+(:func:`pipeline.viewer.pyramid.build_pyramid`, under the run directory's lock), then serves
+the map (:mod:`pipeline.viewer.page`) on the loopback interface and prints its URL
+until Ctrl-C (:mod:`pipeline.viewer.server`; another ``--host`` prints a warning and the
+addresses others can use). The second writes the same map as a static folder
+(``index.html``, ``static/``, ``tiles/``) that any static web host serves, into a new
+or empty folder or one of an earlier export only, checked before the pyramid is built
+(:mod:`pipeline.viewer.export`). Nothing is fetched from the internet: BokehJS comes
+from the installed ``bokeh`` package. The run directory may be a path or an
+object-store URL (``--storage-option``); the tiles are then served from the object
+store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.cli.options import add_location_options, add_options, from_args, setting, storage_options_from
+from pipeline.errors import InputError, RunError
+from pipeline.rundir.layout import RunLayout
+from pipeline.rundir.location import Location
+from pipeline.viewer.export import check_export_site, export_site
+from pipeline.viewer.page import Page, render_page
+from pipeline.viewer.pyramid import Pyramid, build_pyramid
+from pipeline.viewer.server import DEFAULT_PORT, MapServer
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DEFAULT_PORT", "MapServer", "ViewSettings", "add_parser", "export_site", "main", "prepare",
+           "view_command"]
+
+
+def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> str:
+    """The command that shows a run's map (what ``run`` prints at its end).
+
+    Parameters
+    ----------
+    run_dir : Path or str
+        The run directory (a path or a URL).
+    storage_options : dict, optional
+        fsspec options of a URL run directory (screened: they hold no credentials).
+
+    Returns
+    -------
+    str
+        ``python -m pipeline view --run-dir DIR [--storage-option KEY=VALUE ...]``.
+    """
+    options = "".join(f" --storage-option {key}={json.dumps(value) if not isinstance(value, str) else value}"
+                      for key, value in (storage_options or {}).items())
+    return f"python -m pipeline view --run-dir {run_dir}{options}"
+
+
+@dataclass(frozen=True)
+class ViewSettings:
+    """How ``view`` shows a run (its command-line options are generated from these
+    fields, :mod:`pipeline.cli.options`).
+
+    Attributes
+    ----------
+    port : int
+        Port to serve on (0: any free one).
+    host : str
+        Interface to serve on: loopback by default, so only this machine sees the map
+        (another prints a warning and the addresses others can use).
+    export : Path, optional
+        Write the map as a static folder here instead of serving it: a new or empty
+        folder, or one of an earlier export (:mod:`pipeline.viewer.export`).
+    rebuild : bool
+        Rebuild the tile pyramid even if it is up to date.
+    threads : int, optional
+        Threads that build the tile pyramid (default: one per core).
+    """
+
+    port: int = setting(DEFAULT_PORT, help="port to serve on (0: any)")
+    host: str = setting("127.0.0.1", help="interface to serve on (127.0.0.1: this machine only; 0.0.0.0: all, "
+                                          "visible to the network without authentication)")
+    export: Path | None = setting(None, metavar="SITE", help="write the map as a static folder instead of serving it "
+                                                             "(a new or empty folder, or one of an earlier export)")
+    rebuild: bool = setting(False, help="rebuild the tile pyramid even if it is up to date")
+    threads: int | None = setting(None, help="threads that build the tile pyramid (default: one per core)")
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add the ``view`` sub-command to an ``argparse`` sub-parsers object."""
+    p = sub.add_parser("view", help="show a run as an interactive map in the browser (or export it as a static site)",
+                       description="Serve the run's classification images, colour images, segmentation and catalog "
+                                   "as a web map (offline: BokehJS from the installed bokeh package), or write it as "
+                                   "a static folder with --export. Builds the tile pyramid on first use.")
+    add_location_options(p, required=True)
+    add_options(p, ViewSettings)
+    return p
+
+
+def prepare(run_dir: Location, *, echo: Any = print, rebuild: bool = False, threads: int | None = None,
+            client: Any = None) -> tuple[Pyramid, Page]:
+    """Build (or reuse) the tile pyramid under the run's lock and render the page.
+
+    Parameters
+    ----------
+    run_dir : Location
+        The run directory.
+    echo : callable
+        Where progress lines go.
+    rebuild : bool
+        Rebuild the pyramid even when it is up to date.
+    threads : int, optional
+        Threads of Dask's threaded scheduler (when ``client`` is ``None``).
+    client : distributed.Client, optional
+        Build on this cluster instead.
+
+    Returns
+    -------
+    tuple of (Pyramid, Page)
+    """
+    import dask
+
+    from pipeline.rundir.lock import run_lock
+
+    if not (run_dir / "manifest.json").exists():
+        raise InputError(f"{run_dir}: not a run directory (manifest.json not found)")
+    with run_lock(run_dir, "view"), dask.config.set(num_workers=threads) if threads else contextlib.nullcontext():
+        pyramid = build_pyramid(run_dir, client=client, echo=echo, rebuild=rebuild)
+    return pyramid, render_page(pyramid, RunLayout(run_dir))
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the ``view`` sub-command; returns the exit code (0, 1 or 2)."""
+    try:
+        run_dir = Location(args.run_dir, storage_options_from(args.storage_option))
+        settings = ViewSettings(**from_args(args, ViewSettings))
+        if settings.export is not None:  # before the pyramid is built
+            check_export_site(settings.export, RunLayout(run_dir).viewer)
+        pyramid, page = prepare(run_dir, rebuild=settings.rebuild, threads=settings.threads)
+        if settings.export is not None:
+            index = export_site(pyramid, page, settings.export)
+            print(f"map written to {settings.export} ({page.objects} catalog objects): serve it with any static web "
+                  f"server, e.g. 'python -m http.server -d {settings.export}', or open {index}")
+            return 0
+        server = MapServer(pyramid, page, host=settings.host, port=settings.port)
+        print(f"map of {run_dir} ({page.objects} catalog objects) at {server.url}  (Ctrl-C to stop)", flush=True)
+        others = [url for url in server.urls if url != server.url]
+        if others:
+            print(f"  from other machines: {', '.join(others)}", flush=True)
+        if server.exposed:
+            print(f"warning: serving on {settings.host} port {server.port}: the map is visible to the network, to "
+                  "anyone who can reach this machine, with no authentication (--host 127.0.0.1 keeps it to this "
+                  "machine)", file=sys.stderr, flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("stopped", file=sys.stderr)
+        finally:
+            server.httpd.server_close()
+        return 0
+    except InputError as exc:  # the printed line is the message (view has no log file: an error record
+        logger.debug("input error: %s", exc)  # would print the same line again through logging's last resort)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (RunError, OSError) as exc:
+        logger.debug("view failed: %s", exc)
+        print(f"view failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume building the map", file=sys.stderr)
+        return 1
