@@ -45,7 +45,7 @@ def write_mosaic(folder: Path, size: int, seed: int = 1) -> Path:
 def distributed_rate(toml: Path, run_dir: Path, workers: int, tile: int, classifier: str = "released"):
     from pipeline.run import run
     from pipeline.rundir.ledger import Ledger
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     config = RunSettings(mosaic="bench", mosaics_file=toml, run_dir=run_dir, tile=tile, workers=workers,
                        threads_per_worker=1, model=classifier, progress=False, gpu="never")

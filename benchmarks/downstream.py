@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # inherit the parent's resident size across fork + exec.
 CHILD = """
 import json, sys, time
-from pipeline.downstream.driver import DownstreamSettings, run_downstream
+from pipeline.downstream.driver import run_downstream
+from pipeline.settings import DownstreamSettings
 t = time.perf_counter()
 s = run_downstream(sys.argv[1], DownstreamSettings(), client=None, echo=lambda *a: None)
 print(json.dumps({"seconds": time.perf_counter() - t, "segments": s.segments, "objects": s.objects,

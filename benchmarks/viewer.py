@@ -115,7 +115,8 @@ def build_in_child(run_dir: Path, threads: int) -> dict:
 def first_tile_seconds(run_dir: Path) -> dict:
     """Seconds from navigation to the page drawn and to the first colour-composite tile drawn."""
     from pipeline.rundir.location import Location
-    from pipeline.viewer.command import MapServer, prepare
+    from pipeline.viewer.command import prepare
+    from pipeline.viewer.server import MapServer
     from tests.pipeline.viewer.test_command import _browser, _loaded_tiles, _wait
 
     pyramid, page = prepare(Location(run_dir), echo=lambda *_: None)

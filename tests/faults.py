@@ -1,6 +1,6 @@
 """Test-only fault injection: tiles that always fail, and tiles that take longer.
 
-The pipeline has no such settings: a test swaps the tile task that :mod:`pipeline.run`
+The pipeline has no such settings: a test swaps the tile task that :mod:`pipeline.classify.driver`
 submits for :func:`run_tile` below (bound to its faults with :func:`functools.partial`).
 Dask sends the task by reference, so every worker process runs it too (workers import
 this module; the test processes put the repository on ``sys.path``).
@@ -23,8 +23,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from morpheus_core.tiling import Tile
-from pipeline import run as run_module
-from pipeline.classify.tasks import tasks as classify
+from pipeline.classify import driver as run_module
+from pipeline.classify import tasks as classify
 from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fail-tile", action="append", default=[])
     parser.add_argument("--tile-delay", type=float, default=0.0)
     faults = parser.parse_args(argv[:split])
-    from pipeline.__main__ import main as pipeline_main
+    from pipeline.cli import main as pipeline_main
 
     with inject(faults.fail_tile, faults.tile_delay):
         return pipeline_main(argv[split + 1:])

@@ -1,1 +1,10 @@
-"""TODO"""
+"""The classification stage: tiles on a Dask cluster, merged exactly.
+
+- :mod:`~pipeline.classify.driver`: submits the tile tasks, merges their partials into
+  ``classification.zarr``, writes the FITS products;
+- :mod:`~pipeline.classify.tasks`: what runs on the workers (the network loaded once per worker,
+  one task per tile, one merge task per output chunk);
+- :mod:`~pipeline.classify.progress`: windows evaluated, from the workers to the progress bar.
+"""
+
+__all__: list[str] = []

@@ -27,17 +27,16 @@ from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import WindowStats, finalize
 from morpheus_core.tiling import Box, Tile
+from pipeline.classify.progress import WindowProgress
 from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location, as_location
-from pipeline.settings.run import RunSettings
+from pipeline.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
 _CACHE: dict[str, Any] = {}
 _LOCK = threading.Lock()
 
-#: Dask event topic of the windows evaluated during tile tasks (:class:`WindowProgress`).
-PROGRESS_TOPIC = "morpheus-windows"
 
 #: Output images of a classification store: name -> (cube or plane, dtype).
 OUTPUT_ARRAYS = {"mean": np.float32, "variance": np.float32, "rank": np.float32, "n": np.int32}
@@ -139,32 +138,6 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
             "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
     ledger.save_partial(name, stats, info, run_id=run_id)
     return info
-
-
-class WindowProgress:
-    """The engine's progress callback in a tile task: counts the windows evaluated and
-    sends the count to the client as a Dask event (topic :data:`PROGRESS_TOPIC`,
-    message ``{"tile": name, "windows": k}``) at most every ``interval`` seconds, so
-    the driver's progress bar moves during a tile.
-    """
-
-    def __init__(self, tile: str, worker: Any = None, interval: float = 1.0) -> None:
-        self.tile, self.worker, self.interval = tile, worker, interval
-        self.total = self._unsent = 0
-        self._last = time.monotonic()
-
-    def __call__(self, windows: int) -> None:
-        """Count ``windows`` more evaluated windows (called after each batch)."""
-        self.total += windows
-        self._unsent += windows
-        if time.monotonic() - self._last >= self.interval:
-            self.flush()
-
-    def flush(self) -> None:
-        """Send the windows counted since the last event."""
-        if self.worker is not None and self._unsent:
-            self.worker.log_event(PROGRESS_TOPIC, {"tile": self.tile, "windows": self._unsent})
-        self._unsent, self._last = 0, time.monotonic()
 
 
 def _peak_rss_mb() -> float:

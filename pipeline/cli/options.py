@@ -12,6 +12,7 @@ A field without ``help`` in its metadata is not a command-line option.
 Examples
 --------
 >>> from dataclasses import dataclass
+>>> from pipeline.settings.fields import setting
 >>> @dataclass
 ... class Settings:
 ...     tile: int = setting(256, help="tile size in pixels")
@@ -31,35 +32,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_location_options", "add_options", "field_default", "from_args", "setting",
-           "storage_options_from"]
+from pipeline.settings.fields import field_default
 
-
-def setting(default: Any = dataclasses.MISSING, *, help: str | None = None,  # noqa: A002 - argparse's name
-            default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
-    """A dataclass field that is also a command-line option (when it has ``help``).
-
-    Parameters
-    ----------
-    default, default_factory
-        As for :func:`dataclasses.field`.
-    help : str, optional
-        The option's help text; the default is appended to it.
-    **metadata
-        ``choices``, ``flag``, ``aliases``, ``metavar``, ``type``, and any keys of the
-        settings class's own (e.g. ``result``).
-    """
-    if help is not None:
-        metadata["help"] = help
-    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
-
-
-def field_default(cls: type, name: str) -> Any:
-    """The default value of a dataclass field (its default or default factory)."""
-    field_ = {f.name: f for f in dataclasses.fields(cls)}[name]
-    if field_.default is not dataclasses.MISSING:
-        return field_.default
-    return field_.default_factory()  # type: ignore[misc]
+__all__ = ["add_location_options", "add_options", "from_args", "storage_options_from"]
 
 
 def _option_fields(cls: type, names: Iterable[str] | None) -> list[dataclasses.Field]:
@@ -157,7 +132,7 @@ def add_location_options(parser: argparse.ArgumentParser, *, required: bool) -> 
 
 def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:
     """``--storage-option KEY=VALUE`` items as a dict (JSON values where they parse),
-    screened for credentials (:func:`pipeline.rundir.location.check_storage_options`).
+    screened for credentials (:func:`pipeline.rundir.credentials.check_storage_options`).
 
     Raises
     ------
@@ -167,7 +142,7 @@ def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:
     import json
 
     from pipeline.errors import InputError
-    from pipeline.rundir.location import check_storage_options
+    from pipeline.rundir.credentials import check_storage_options
 
     options: dict[str, Any] = {}
     for number, item in enumerate(items or [], 1):

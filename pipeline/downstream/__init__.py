@@ -1,1 +1,11 @@
-"""TODO"""
+"""Segmentation, deblending and the catalog as a Dask graph (paper sections 4, 5, 8).
+
+:func:`pipeline.downstream.driver.run_downstream` calls the stages in order, each a
+public function over private chunk kernels that call :mod:`morpheus_core`:
+:mod:`~pipeline.downstream.segment` (Algorithm 1), :mod:`~pipeline.downstream.labels`,
+:mod:`~pipeline.downstream.deblend` (Algorithm 2, bounded by
+:mod:`~pipeline.downstream.large_segments`), :mod:`~pipeline.downstream.measure` (the
+catalog) and :mod:`~pipeline.downstream.colour` (the colour image).
+"""
+
+__all__: list[str] = []

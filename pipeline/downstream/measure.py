@@ -34,11 +34,10 @@ from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.large_segments import segment_flag_column
 from pipeline.rundir.location import Location
+from pipeline.settings.downstream import APERTURE_ARCSEC
 
-__all__ = ["APERTURE_ARCSEC", "internal_catalog", "value_added_catalog"]
+__all__ = ["internal_catalog", "value_added_catalog"]
 
-#: Paper section 8: aperture radius for undetected sources and small segments.
-APERTURE_ARCSEC = 0.36
 #: Value-added sources measured per aperture task (sorted so that a group's sources lie close).
 _APERTURE_GROUP = 64
 

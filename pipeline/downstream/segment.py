@@ -28,24 +28,15 @@ from morpheus_core.segmentation import segment_sources, unmarked_components, wat
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
 from pipeline.rundir.location import Location
+from pipeline.settings.downstream import DETECTION_RULES
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DETECTION_RULES", "LOCAL_MARGIN", "SegmentedChunks", "no_source_message", "segment_chunks"]
+__all__ = ["LOCAL_MARGIN", "SegmentedChunks", "no_source_message", "segment_chunks"]
 
 #: Pixels an unmarked component must stay inside a chunk's read region (Sobel + seeds).
 LOCAL_MARGIN = 3
 
-#: Detection rules of Algorithm 1: which image gives the sky markers (``== 1``) and
-#: Sobel edges, which gives the source markers (``<= threshold``), and the default
-#: threshold. ``paper``: the released code (rank-vote background, 0). ``mean``: the
-#: normalised mean background (few exact 1s, so the watershed is nearly global).
-#: ``mixed``: rank-vote sky markers and edges, mean-image source markers.
-DETECTION_RULES: dict[str, dict[str, Any]] = {
-    "paper": {"background": "rank", "sources": "rank", "threshold": 0.0},
-    "mean": {"background": "mean", "sources": "mean", "threshold": 0.3},
-    "mixed": {"background": "rank", "sources": "mean", "threshold": 0.3},
-}
 
 
 @dataclass

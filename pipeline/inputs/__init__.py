@@ -1,1 +1,11 @@
-"""TODO"""
+"""What a run reads, checked before anything changes, and ingested.
+
+- :mod:`~pipeline.inputs.mosaics`: named mosaics (``demo``, ``goods-s``, TOML files) and their band files;
+- :mod:`~pipeline.inputs.band_files`: opening band files (compressed or not) for strip reads;
+- :mod:`~pipeline.inputs.model_cards`: the network's model card on disk (bands, pixel scale, classes);
+- :mod:`~pipeline.inputs.preflight`: every check made before the run directory changes;
+- :mod:`~pipeline.inputs.ingest`: FITS bands -> ``mosaic.zarr`` (bands, coverage, WCS);
+- :mod:`~pipeline.inputs.markers`: external source catalogs of the value-added mode.
+"""
+
+__all__: list[str] = []

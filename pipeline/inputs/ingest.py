@@ -42,7 +42,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import compression, not_a_file, open_band, read_error
 from pipeline.inputs.preflight import check_distinct_files
-from pipeline.rundir.location import Location, as_location, staged
+from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.staging import staged
 
 __all__ = ["BandSet", "FORMAT_VERSION", "file_fingerprint", "ingest", "open_band", "read_wcs",
            "validate_bands"]

@@ -100,7 +100,7 @@ def read_card(weights: str | Path) -> ModelCard:
 
 def card_for(model: str) -> ModelCard:
     """The card of a run's ``model`` setting: a named network, or a weights file's card."""
-    from pipeline.settings.run import MODELS
+    from pipeline.settings import MODELS
 
     if model == "released":
         return RELEASED_CARD

@@ -217,21 +217,23 @@ def hash_files(store: Location, keys: Iterable[str], *, threads: int | None = No
     return {key: list(result) for key, result in zip(keys, results) if result is not None}
 
 
-def record_store(store: Location, *, client: Any = None) -> dict[str, list]:
+def record_store(store: Location, *, client: Any = None, batches: int = 8) -> dict[str, list]:
     """Size and checksum of every metadata and chunk file of a finished store.
 
-    With a Dask ``client`` the files are hashed on its workers (each task a share of
-    the files, read where the workers read the store), else in threads here.
+    The files are hashed in ``batches`` tasks (:func:`pipeline.cluster.tasks.run_tasks`:
+    on the client's workers, where they read the store, or Dask's threaded scheduler
+    here without one).
     """
+    import dask
+
+    from pipeline.cluster.tasks import run_tasks
+
     keys = sorted(list_files(store))
-    if client is None or len(keys) < 2:
-        return hash_files(store, keys)
-    workers = max(1, len(client.scheduler_info().get("workers", {})))
-    size = max(1, -(-len(keys) // (4 * workers)))
-    batches = [keys[i:i + size] for i in range(0, len(keys), size)]
-    futures = client.map(hash_files, [store] * len(batches), batches, threads=1, pure=False)
+    size = max(1, -(-len(keys) // max(1, batches)))
+    tasks = [dask.delayed(hash_files, pure=False)(store, keys[i:i + size], threads=1)
+             for i in range(0, len(keys), size)]
     out: dict[str, list] = {}
-    for part in client.gather(futures):
+    for part in run_tasks(client, tasks):
         out.update(part)
     return dict(sorted(out.items()))
 

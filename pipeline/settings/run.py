@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from morpheus_core import BORDER, PRECISIONS, WINDOW
-from pipeline.cli.options import setting
 from pipeline.errors import InputError
-from pipeline.rundir.location import Location, check_storage_options, run_dir_value
+from pipeline.rundir.credentials import check_storage_options
+from pipeline.rundir.location import Location, run_dir_value
+from pipeline.settings.fields import setting
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
 CLUSTERS = ("local", "slurm", "pbs")

@@ -25,23 +25,22 @@ import contextlib
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.options import add_location_options, add_options, from_args, setting, storage_options_from
+from pipeline.cli.options import add_location_options, add_options, from_args, storage_options_from
 from pipeline.errors import InputError, RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
+from pipeline.settings.view import ViewSettings
 from pipeline.viewer.export import check_export_site, export_site
 from pipeline.viewer.page import Page, render_page
 from pipeline.viewer.pyramid import Pyramid, build_pyramid
-from pipeline.viewer.server import DEFAULT_PORT, MapServer
+from pipeline.viewer.server import MapServer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PORT", "MapServer", "ViewSettings", "add_parser", "export_site", "main", "prepare",
-           "view_command"]
+__all__ = ["add_parser", "main", "prepare", "view_command"]
 
 
 def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> str:
@@ -62,36 +61,6 @@ def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = N
     options = "".join(f" --storage-option {key}={json.dumps(value) if not isinstance(value, str) else value}"
                       for key, value in (storage_options or {}).items())
     return f"python -m pipeline view --run-dir {run_dir}{options}"
-
-
-@dataclass(frozen=True)
-class ViewSettings:
-    """How ``view`` shows a run (its command-line options are generated from these
-    fields, :mod:`pipeline.cli.options`).
-
-    Attributes
-    ----------
-    port : int
-        Port to serve on (0: any free one).
-    host : str
-        Interface to serve on: loopback by default, so only this machine sees the map
-        (another prints a warning and the addresses others can use).
-    export : Path, optional
-        Write the map as a static folder here instead of serving it: a new or empty
-        folder, or one of an earlier export (:mod:`pipeline.viewer.export`).
-    rebuild : bool
-        Rebuild the tile pyramid even if it is up to date.
-    threads : int, optional
-        Threads that build the tile pyramid (default: one per core).
-    """
-
-    port: int = setting(DEFAULT_PORT, help="port to serve on (0: any)")
-    host: str = setting("127.0.0.1", help="interface to serve on (127.0.0.1: this machine only; 0.0.0.0: all, "
-                                          "visible to the network without authentication)")
-    export: Path | None = setting(None, metavar="SITE", help="write the map as a static folder instead of serving it "
-                                                             "(a new or empty folder, or one of an earlier export)")
-    rebuild: bool = setting(False, help="rebuild the tile pyramid even if it is up to date")
-    threads: int | None = setting(None, help="threads that build the tile pyramid (default: one per core)")
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:

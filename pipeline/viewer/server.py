@@ -36,15 +36,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.errors import InputError
+from pipeline.settings.view import DEFAULT_PORT
 from pipeline.viewer.page import Page
 from pipeline.viewer.pyramid import Pyramid
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DEFAULT_PORT", "LOOPBACK_NAMES", "MapServer", "MapSite", "host_name"]
+__all__ = ["LOOPBACK_NAMES", "MapServer", "MapSite", "host_name"]
 
-#: Port of ``view`` unless ``--port`` says otherwise.
-DEFAULT_PORT = 8765
 #: ``Host:`` names always served (this machine).
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 #: Seconds a connection may stay silent before the server closes it.

@@ -16,7 +16,7 @@ from astropy.io import fits
 
 from morpheus_core.simulate import render_sky
 from pipeline.rundir.location import as_location
-from pipeline.settings.run import RunSettings
+from pipeline.settings import RunSettings
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 = 12 tiles

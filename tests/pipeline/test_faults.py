@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.run import redo_downstream, resubmit, run, status
+from pipeline.run import redo_downstream, resubmit, run
 from pipeline.rundir.ledger import Ledger
+from pipeline.rundir.status import status
 from tests.faults import inject
 from tests.pipeline.small_runs import assert_same, outputs, run_cli, small_config, write_mosaic
 
@@ -120,7 +121,7 @@ def test_cli_status_names_a_corrupt_partial(unmerged):
 
 
 def test_restart_with_a_typo_deletes_nothing(finished, mosaic):
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     before = _snapshot(finished)
     for name, toml in (("smal", mosaic), ("small", mosaic.with_name("nope.toml"))):
@@ -160,7 +161,7 @@ def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
 
 
 def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, client, monkeypatch):
-    import pipeline.classify.tasks.tasks as classify
+    import pipeline.classify.tasks as classify
     store = unmerged / "classification.zarr"
     before = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
     assert before
@@ -169,7 +170,7 @@ def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, clie
         raise OSError("disk full (injected)")
 
     monkeypatch.setattr(classify, "merge_chunk", broken)
-    monkeypatch.setattr("pipeline.run.merge_chunk", broken)
+    monkeypatch.setattr("pipeline.classify.driver.merge_chunk", broken)
     with pytest.raises(OSError, match="injected"):
         resubmit(unmerged, client=client, echo=lambda *_: None)
     after = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
@@ -377,7 +378,7 @@ def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom
 
 
 def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused",
                        model="standin", progress=False, **{"tile": 40, **kwargs})
@@ -387,7 +388,7 @@ def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
 
 
 def test_bands_are_fed_by_name_whatever_order_the_toml_lists_them(tmp_path, mosaic, finished, client):
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     # Listed Z, V, J, H (and in lower case): used to classify in that order with exit 0.
     toml = _toml(tmp_path, mosaic, {"z": "Z", "V": "V", "J": "J", "h": "H"})
@@ -428,10 +429,10 @@ def test_an_all_nan_band_or_no_covered_window_is_refused(tmp_path, mosaic):
 
 
 def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mosaic):
-    from pipeline.downstream.driver import DownstreamSettings
+    from pipeline.settings import DownstreamSettings
 
     toml = _toml(tmp_path, mosaic, {b: b for b in "HJVZ"})
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
                        model="standin", progress=False)
@@ -559,7 +560,7 @@ def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_their
     import json
     import os
 
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     work, job = tmp_path / "work", tmp_path / "job"
     work.mkdir()

@@ -22,9 +22,10 @@ from morpheus_core.engine import classify_image
 from morpheus_core.stats import finalize
 from morpheus_core.testing import StandInClassifier
 from pipeline.errors import InputError, RunError
-from pipeline.run import resubmit, run, status
+from pipeline.run import resubmit, run
 from pipeline.rundir.ledger import Ledger
-from pipeline.settings.run import RunSettings
+from pipeline.rundir.status import status
+from pipeline.settings import RunSettings
 from tests.faults import inject
 from tests.pipeline.small_runs import write_mosaic
 

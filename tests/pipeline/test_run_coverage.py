@@ -23,7 +23,7 @@ from morpheus_core.model import load_released_model
 from morpheus_core.simulate import render_sky
 from morpheus_core.stats import finalize
 from pipeline.run import run
-from pipeline.settings.run import RunSettings
+from pipeline.settings import RunSettings
 
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 tiles
 

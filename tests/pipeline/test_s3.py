@@ -14,10 +14,11 @@ import pytest
 from astropy.io import fits
 from distributed import Client, LocalCluster
 
-from pipeline.downstream.driver import DownstreamSettings
 from pipeline.errors import RunError
-from pipeline.run import resubmit, run, status
+from pipeline.run import resubmit, run
 from pipeline.rundir.location import Location
+from pipeline.rundir.status import status
+from pipeline.settings import DownstreamSettings
 from tests.faults import inject
 from tests.pipeline.small_runs import (
     FITS_NAMES,

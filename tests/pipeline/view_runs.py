@@ -39,7 +39,7 @@ def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 
 def classified_run(folder: Path) -> Path:
     """A run directory made by ``pipeline.run.run`` on the small synthetic mosaic with the stand-in network."""
     from pipeline.run import run
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
     from tests.pipeline.small_runs import write_mosaic
 
     toml = write_mosaic(folder / "mosaic")
@@ -73,7 +73,8 @@ def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, 
 
     from morpheus_core.cards import JWST_NIRCAM_BANDS, ModelCard, parse_band
     from morpheus_core.simulate import make_wcs
-    from pipeline.downstream.driver import DownstreamSettings, run_downstream
+    from pipeline.downstream.driver import run_downstream
+    from pipeline.settings import DownstreamSettings
 
     assert len(classes) == 3, classes
     scene = make_scene(shape, random_sources(shape, per_megapixel=2000.0, seed=seed), seed=seed)

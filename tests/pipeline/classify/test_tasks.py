@@ -10,7 +10,8 @@ import numpy as np
 from morpheus_core.engine import classify_image
 from morpheus_core.testing import StandInClassifier
 from morpheus_core.tiling import Box, plan_tiles
-from pipeline.classify.tasks import PROGRESS_TOPIC, WindowProgress, overlapping
+from pipeline.classify.progress import PROGRESS_TOPIC, WindowProgress
+from pipeline.classify.tasks import overlapping
 
 
 def test_overlapping_tiles_are_those_whose_read_region_meets_the_chunk():
@@ -50,7 +51,7 @@ def test_progress_reaches_the_driver_during_a_tile():
     """Windows evaluated inside a running task move the driver's bar (a Dask event)."""
     from distributed import Client, LocalCluster
 
-    from pipeline.run import WindowsBar
+    from pipeline.classify.progress import WindowsBar
 
     tile = plan_tiles((60, 60), 60, window=40, stride=3)[0]
     planned = tile.n_windows(40, 3)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.__main__ import main
+from pipeline.cli import main
 from pipeline.errors import InputError
 
 
@@ -48,9 +48,8 @@ def _option_fields(cls):
 def test_command_line_options_are_generated_from_the_settings():
     # One owner for each default, choice and help text (issue #14): the dataclasses.
     from morpheus_core.training.settings import TrainSettings
-    from pipeline.__main__ import _parser
-    from pipeline.downstream.driver import DownstreamSettings
-    from pipeline.settings.run import RunSettings
+    from pipeline.cli.main import _parser
+    from pipeline.settings import DownstreamSettings, RunSettings
 
     parser = _parser()
     run_args = parser.parse_args(["run"])
@@ -89,8 +88,8 @@ def test_command_line_options_are_generated_from_the_settings():
 
 def test_test_hooks_are_not_settings(capsys):
     # Fault injection lives in tests/faults.py; the stand-in network is a model.
-    from pipeline.__main__ import _parser
-    from pipeline.settings.run import RunSettings
+    from pipeline.cli.main import _parser
+    from pipeline.settings import RunSettings
 
     names = {f.name for f in dataclasses.fields(RunSettings)}
     assert not names & {"fail_tiles", "tile_delay", "classifier", "weights"}
@@ -115,7 +114,7 @@ def test_log_file_keeps_info_lines_while_a_local_cluster_silences_dask(tmp_path)
 
     from distributed.utils import silence_logging_cmgr
 
-    from pipeline.__main__ import _setup_logging
+    from pipeline.cli.main import _setup_logging
 
     root, dask_logger = logging.getLogger(), logging.getLogger("distributed")
     before = (list(root.handlers), list(dask_logger.handlers), root.level)
@@ -188,8 +187,7 @@ def test_storage_options_of_a_local_run_directory_are_dropped_with_a_note(tmp_pa
 
 
 def test_markers_and_other_paths_are_recorded_absolute(tmp_path, monkeypatch):
-    from pipeline.downstream.driver import DownstreamSettings
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import DownstreamSettings, RunSettings
 
     monkeypatch.chdir(tmp_path)
     assert DownstreamSettings(markers="sources.csv").markers == str(tmp_path / "sources.csv")

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cli.options import add_options, field_default, from_args, setting
+from pipeline.cli.options import add_options, from_args
+from pipeline.settings.fields import field_default, setting
 
 
 @dataclass

@@ -20,6 +20,7 @@ import psutil
 import pytest
 from distributed import Client, LocalCluster
 
+from pipeline.cluster import client as cluster_mod
 from pipeline.cluster.client import (
     THREAD_ENV_VARS,
     ClusterInfo,
@@ -29,7 +30,6 @@ from pipeline.cluster.client import (
     gpu_resources,
     make_client,
 )
-from pipeline.cluster.client import client as cluster_mod
 from pipeline.errors import InputError
 from tests.pipeline.small_runs import REPO, python_env
 
@@ -425,7 +425,7 @@ def test_closing_under_load_lets_workers_exit_without_killing(tmp_path):
 # --- what a run says about its cluster -------------------------------------------
 
 def test_tls_options():
-    from pipeline.__main__ import _parser
+    from pipeline.cli.main import _parser
 
     default = _parser().parse_args(["run"])
     assert default.tls is True and default.scheduler_security is None

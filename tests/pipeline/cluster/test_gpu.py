@@ -17,11 +17,11 @@ from distributed import Client, Scheduler, SpecCluster, Worker
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from morpheus_core import runtime
-from pipeline.classify.tasks import tasks as classify
+from pipeline.classify import tasks as classify
 from pipeline.cluster.client import describe_client, detect_gpus, gpu_resources, make_client
 from pipeline.errors import InputError
 from pipeline.run import run
-from pipeline.settings.run import RunSettings
+from pipeline.settings import RunSettings
 from tests.pipeline.small_runs import N_TILES, assert_same, done_records, outputs, small_config, write_mosaic
 
 # --- TensorFlow memory growth --------------------------------------------------------------

@@ -8,7 +8,7 @@ from astropy.table import Table
 
 from pipeline.inputs.mosaics import generate_demo
 from pipeline.run import run
-from pipeline.settings.run import RunSettings
+from pipeline.settings import RunSettings
 
 SNR_LIMIT = 20.0     # every isolated source brighter than this must be found
 ISOLATION_PX = 20.0  # no other truth source this close

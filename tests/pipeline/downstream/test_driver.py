@@ -18,8 +18,9 @@ from morpheus_core.colour import colour_image
 from morpheus_core.deblend import deblend
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
-from pipeline.downstream.driver import DownstreamSettings, run_downstream
+from pipeline.downstream.driver import run_downstream
 from pipeline.errors import InputError
+from pipeline.settings import DownstreamSettings
 from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, write_run
 from tests.pipeline.stage_fixtures import assert_catalog_equal
 

@@ -23,7 +23,7 @@ from morpheus_core.deblend import number_children, split_by_peaks
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
 from morpheus_core.tiling import chunk_boxes
-from pipeline.downstream.driver import DownstreamSettings, run_downstream
+from pipeline.downstream.driver import run_downstream
 from pipeline.downstream.large_segments import (
     default_segment_limit,
     pack_members,
@@ -31,6 +31,7 @@ from pipeline.downstream.large_segments import (
     plan_deblending,
     single_owners,
 )
+from pipeline.settings import DownstreamSettings
 from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene, random_sources, write_run
 
 # The scene of test_downstream.py plus a small touching pair at (45, 150-160): with a

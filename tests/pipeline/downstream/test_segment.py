@@ -8,7 +8,8 @@ import zarr
 
 from morpheus_core.segmentation import segment_sources
 from morpheus_core.tiling import chunk_boxes
-from pipeline.downstream.segment import DETECTION_RULES, no_source_message, segment_chunks
+from pipeline.downstream.segment import no_source_message, segment_chunks
+from pipeline.settings import DETECTION_RULES
 from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, segmentation_store
 from tests.pipeline.stage_fixtures import run_stores
 

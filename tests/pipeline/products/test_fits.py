@@ -12,7 +12,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from pipeline.errors import RunError
-from pipeline.products.fits import fits as products
+from pipeline.products import fits as products
 from pipeline.products.fits import provenance, write_fits_image
 
 SHAPE = (40, 60)

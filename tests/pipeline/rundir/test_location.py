@@ -17,9 +17,10 @@ import pytest
 
 from morpheus_core.stats import WindowStats
 from pipeline.errors import InputError
+from pipeline.rundir.credentials import check_storage_options
 from pipeline.rundir.ledger import Ledger
-from pipeline.rundir.location import Location, as_location, check_storage_options, is_url, run_dir_value
-from pipeline.settings.run import RunSettings
+from pipeline.rundir.location import Location, as_location, is_url, run_dir_value
+from pipeline.settings import RunSettings
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -328,7 +329,7 @@ def test_atomic_path_replaces_whole_or_not_at_all(tmp_path):
 
 
 def test_staged_store_is_swapped_in_whole_or_not_at_all(tmp_path):
-    from pipeline.rundir.location import staged
+    from pipeline.rundir.staging import staged
 
     store = Location(tmp_path / "x.zarr")
     with staged(store) as work:

@@ -11,7 +11,7 @@ from astropy.table import Table
 
 from morpheus_core import CLASSES
 from morpheus_core.training.data import synthetic_training_set, vote_distribution
-from pipeline.__main__ import main
+from pipeline.cli import main
 from pipeline.errors import InputError
 from pipeline.training.training_set import read_training_set, write_training_set
 
@@ -113,7 +113,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
     from morpheus_core.engine import KerasWindowClassifier
     from morpheus_core.model import load_model, load_released_model
     from pipeline.classify.tasks import load_classifier
-    from pipeline.settings.run import RunSettings
+    from pipeline.settings import RunSettings
 
     # (The worker's thread limit cannot be applied in this already-initialised process.)
     monkeypatch.setattr("morpheus_core.runtime.configure_threads", lambda n: {})

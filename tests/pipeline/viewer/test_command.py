@@ -34,9 +34,11 @@ from astropy.wcs import WCS
 
 from morpheus_core import CLASSES
 from pipeline.rundir.location import Location
-from pipeline.viewer.command import MapServer, add_parser, export_site, main, prepare, view_command
+from pipeline.viewer.command import add_parser, main, prepare, view_command
+from pipeline.viewer.export import export_site
 from pipeline.viewer.page import render_page
 from pipeline.viewer.pyramid import build_pyramid
+from pipeline.viewer.server import MapServer
 from tests.pipeline.test_s3 import BUCKET, endpoint  # noqa: F401 - the moto S3 server fixture
 from tests.pipeline.view_runs import CARD_BANDS, CARD_CLASSES, card_run, classified_run, scene_run
 
@@ -676,8 +678,9 @@ def test_page_of_a_model_with_its_own_bands_and_classes(card_dir):
 
 
 def test_value_added_catalogs_show_their_input_ids(scene_dir, tmp_path):
-    from pipeline.downstream.driver import DownstreamSettings, run_downstream
+    from pipeline.downstream.driver import run_downstream
     from pipeline.rundir.layout import RunLayout
+    from pipeline.settings import DownstreamSettings
     from pipeline.viewer.page import map_catalog
 
     copy = tmp_path / "run"

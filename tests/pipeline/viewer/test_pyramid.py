@@ -203,7 +203,8 @@ def test_reused_then_rebuilt_when_the_products_change(built, run_dir, tmp_path):
     assert again.reused and again.tiles == 0 and again.fingerprint == built.fingerprint
     import shutil
 
-    from pipeline.downstream.driver import DownstreamSettings, run_downstream
+    from pipeline.downstream.driver import run_downstream
+    from pipeline.settings import DownstreamSettings
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)

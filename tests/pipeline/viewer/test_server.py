@@ -17,8 +17,8 @@ import time
 import pytest
 
 from pipeline.rundir.location import Location
-from pipeline.viewer.command import MapServer, add_parser, main, prepare
-from pipeline.viewer.server import host_name
+from pipeline.viewer.command import add_parser, main, prepare
+from pipeline.viewer.server import MapServer, host_name
 from tests.pipeline.view_runs import card_run
 
 
