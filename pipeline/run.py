@@ -355,17 +355,16 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
         or a bad markers file.
     """
     from pipeline.cluster.client import close_client, cluster_lines, make_client
-    from pipeline.downstream.driver import check_classification
     from pipeline.inputs.ingest import read_wcs
     from pipeline.inputs.markers import read_markers
-    from pipeline.rundir.verified import record_unrecorded, refuse_damaged_classification
+    from pipeline.rundir.verified import finished_classification, record_unrecorded, refuse_damaged_classification
 
     location = Location(run_dir, storage_options)
     manifest = read_manifest(location)
     # Every file of the classification against its checksums before anything reads it
     # (the graph checks their sizes again).
     check = refuse_damaged_classification(location, manifest["run_id"])
-    check_classification(location)
+    finished_classification(location)
     if check is not None and not check.recorded:  # merged before checksums were recorded
         echo(record_unrecorded(location, manifest["run_id"]))
     settings = _settings_for(downstream, manifest["config"]) or DownstreamSettings()

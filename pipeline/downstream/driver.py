@@ -44,7 +44,6 @@ from pipeline.downstream.labels import label_chunks
 from pipeline.downstream.large_segments import default_segment_limit, oversize_record
 from pipeline.downstream.measure import internal_catalog, value_added_catalog
 from pipeline.downstream.segment import no_source_message, segment_chunks
-from pipeline.errors import InputError
 from pipeline.inputs.markers import read_markers
 from pipeline.inputs.model_cards import catalog_meta, default_flux_band, recorded_header_cards
 from pipeline.inputs.preflight import check_flux_band
@@ -53,13 +52,13 @@ from pipeline.rundir.checksums import record_store, write_record
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.staging import staged, written_locally
-from pipeline.rundir.verified import refuse_damaged_classification, segmentation_problem
+from pipeline.rundir.verified import finished_classification, segmentation_problem
 from pipeline.settings.downstream import DETECTION_RULES, DownstreamSettings
 from pipeline.timing import stage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DownstreamSummary", "SegmentationRecord", "check_classification", "run_downstream"]
+__all__ = ["DownstreamSummary", "SegmentationRecord", "run_downstream"]
 
 
 @dataclass
@@ -92,33 +91,6 @@ class DownstreamSummary:
             out.append(f"warning: {len(self.oversize_segments)} segment(s) larger than {self.max_segment_pixels} "
                        f"pixels (bounding box) kept whole, not deblended (segment_flag 1): {shown}")
         return out
-
-
-def check_classification(run_dir: Path | str | Location) -> zarr.Group:
-    """Open a run directory's finished classification, its files' sizes checked against
-    their checksum record (one listing; ``run``, ``segment`` and ``catalog`` compare the
-    checksums themselves before: :mod:`pipeline.rundir.verified`).
-
-    Raises
-    ------
-    InputError
-        No classification, one that is not finished, or one whose files do not match
-        their checksum record (naming the array, the chunk and the file, and what to do).
-    """
-    run_dir = as_location(run_dir)
-    store = RunLayout(run_dir).classification
-    if not RunLayout(run_dir).manifest.exists():
-        raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
-                         f"'python -m pipeline run'")
-    if not (store / "zarr.json").exists():
-        raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
-                         f"'python -m pipeline run' or 'resubmit' first")
-    group = store.open_group(mode="r")
-    if not group.attrs.get("complete", False):
-        raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
-                         f"'python -m pipeline resubmit --run-dir {run_dir}' first")
-    refuse_damaged_classification(run_dir, group.attrs.get("run_id"), hashes=False)
-    return group
 
 
 @dataclass
@@ -248,7 +220,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     t0 = time.perf_counter()
     settings = settings or DownstreamSettings()
     run_dir = as_location(run_dir, storage_options)
-    cls = check_classification(run_dir)
+    cls = finished_classification(run_dir)
     layout = RunLayout(run_dir)
     class_store, mosaic_store = layout.classification, layout.mosaic
     mosaic = mosaic_store.open_group(mode="r")

@@ -22,6 +22,7 @@ they are finished (:class:`pipeline.rundir.layout.RunLayout` names every file):
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -37,9 +38,9 @@ from pipeline.rundir.checksums import (
 )
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, merged_record
-from pipeline.rundir.location import Location
+from pipeline.rundir.location import Location, as_location
 
-__all__ = ["check_classification_store", "classification_advice", "classification_gaps", "damaged_classification",
+__all__ = ["finished_classification", "check_classification_store", "classification_advice", "classification_gaps", "damaged_classification",
            "merged_store_complete", "partials_kept", "record_unrecorded", "refuse_damaged_classification",
            "segmentation_problem", "store_report"]
 
@@ -209,3 +210,38 @@ def store_report(run_dir: Location, run_id: str) -> dict[str, dict[str, Any]]:
                   else "'python -m pipeline catalog' or 'segment' makes it again" if problems else "")
         out["segmentation"] = {"problems": problems, "recorded": recorded, "advice": advice}
     return out
+
+
+def finished_classification(run_dir: Location | str | os.PathLike[str]) -> Any:
+    """Open a run directory's finished classification: the one answer to "is the
+    classification finished?", with one message for each way it is not.
+
+    The store's files' sizes are checked against their checksum record (one listing;
+    ``run``, ``segment`` and ``catalog`` compare the checksums themselves before:
+    :func:`refuse_damaged_classification`).
+
+    Returns
+    -------
+    zarr.Group
+        The classification store, opened read-only.
+
+    Raises
+    ------
+    InputError
+        No classification, one that is not finished, or one whose files do not match
+        their checksum record (naming the array, the chunk and the file, and what to do).
+    """
+    run_dir = as_location(run_dir)
+    store = RunLayout(run_dir).classification
+    if not RunLayout(run_dir).manifest.exists():
+        raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
+                         f"'python -m pipeline run'")
+    if not (store / "zarr.json").exists():
+        raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
+                         f"'python -m pipeline run' or 'resubmit' first")
+    group = store.open_group(mode="r")
+    if not group.attrs.get("complete", False):
+        raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
+                         f"'python -m pipeline resubmit --run-dir {run_dir}' first")
+    refuse_damaged_classification(run_dir, group.attrs.get("run_id"), hashes=False)
+    return group

@@ -32,6 +32,7 @@ from pipeline.cli.options import add_location_options, add_options, from_args, s
 from pipeline.errors import InputError, RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
+from pipeline.rundir.verified import finished_classification
 from pipeline.settings.view import ViewSettings
 from pipeline.viewer.export import check_export_site, export_site
 from pipeline.viewer.page import Page, render_page
@@ -99,8 +100,7 @@ def prepare(run_dir: Location, *, echo: Any = print, rebuild: bool = False, thre
 
     from pipeline.rundir.lock import run_lock
 
-    if not (run_dir / "manifest.json").exists():
-        raise InputError(f"{run_dir}: not a run directory (manifest.json not found)")
+    finished_classification(run_dir)  # before the lock: a folder without a run stays as it was
     with run_lock(run_dir, "view"), dask.config.set(num_workers=threads) if threads else contextlib.nullcontext():
         pyramid = build_pyramid(run_dir, client=client, echo=echo, rebuild=rebuild)
     return pyramid, render_page(pyramid, RunLayout(run_dir))

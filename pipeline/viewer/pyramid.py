@@ -55,6 +55,7 @@ from pipeline.cluster.tasks import run_tasks
 from pipeline.errors import InputError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.verified import finished_classification
 from pipeline.viewer.composite import RGB_BANDS, band_wavelengths, composite_bands
 from pipeline.viewer.tiles import LuptonSettings, encode_png, layer_labels, plane_names, reduce_planes, render
 
@@ -233,14 +234,8 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     t0 = time.perf_counter()
     root = as_location(run_dir, storage_options)
     layout = RunLayout(root)
-    if not layout.manifest.exists():
-        raise InputError(f"{root}: not a run directory (manifest.json not found); classify first with "
-                         "'python -m pipeline run'")
+    cls = finished_classification(root)
     mosaic = _open(layout.mosaic, "mosaic store (mosaic.zarr)")
-    cls = _open(layout.classification, "classification (classification.zarr)")
-    if not cls.attrs.get("complete", False):
-        raise InputError(f"{layout.classification}: the classification is not finished; run "
-                         f"'python -m pipeline resubmit --run-dir {root}' first")
     seg_attrs = None
     if (layout.segmentation / "zarr.json").exists():
         seg_attrs = _open(layout.segmentation, "segmentation (segmentation.zarr)").attrs.asdict()

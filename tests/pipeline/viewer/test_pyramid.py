@@ -259,6 +259,7 @@ def test_bad_run_directories_are_named(tmp_path, run_dir):
     group.attrs["complete"] = False
     with pytest.raises(InputError, match="classification.zarr.*not finished"):
         build_pyramid(copy, echo=lambda *_: None)
+    group.attrs["complete"] = True
     shutil.rmtree(copy / "mosaic.zarr")
     with pytest.raises(InputError, match="mosaic.zarr"):
         build_pyramid(copy, echo=lambda *_: None)
