@@ -18,9 +18,10 @@ from skimage.segmentation import find_boundaries
 from morpheus_core import CLASSES
 from morpheus_core.colour import colour_image
 from pipeline.errors import InputError
-from pipeline.viewer import pyramid as pyramid_module
+from pipeline.viewer import passes
 from pipeline.viewer.composite import band_wavelengths, composite_bands
-from pipeline.viewer.pyramid import Grid, build_pyramid
+from pipeline.viewer.grid import Grid
+from pipeline.viewer.pyramid import build_pyramid
 from pipeline.viewer.tiles import (
     CLASS_COLOURS,
     LAYERS,
@@ -225,19 +226,19 @@ def test_a_failed_build_resumes_and_equals_an_uninterrupted_one(run_dir, tmp_pat
     build_pyramid(reference, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("viewer"))
-    square = pyramid_module._square
+    square = passes.write_square
 
-    def failing(sources, viewer, grid, level, box, *args):
+    def failing(build, level, box):
         if level == 3 and box.x0 > 0:  # the second pass fails on its right-hand square
             raise OSError("disk full")
-        return square(sources, viewer, grid, level, box, *args)
+        return square(build, level, box)
 
-    monkeypatch.setattr(pyramid_module, "_square", failing)
+    monkeypatch.setattr(passes, "write_square", failing)
     with pytest.raises(OSError, match="disk full"):
         build_pyramid(broken, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
     record = json.loads((broken / "viewer" / "pyramid.json").read_text())
     assert record["complete"] is False
-    monkeypatch.setattr(pyramid_module, "_square", square)
+    monkeypatch.setattr(passes, "write_square", square)
     lines = []
     resumed = build_pyramid(broken, tile=TILE, levels_per_pass=PER_PASS, echo=lines.append)
     full = build_pyramid(reference, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
