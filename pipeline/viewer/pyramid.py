@@ -22,6 +22,13 @@ reads the run's stores (:mod:`pipeline.viewer.sources`), so no task ever holds m
 one square, whatever the mosaic's size. Every level is the exact float64 block mean of
 the full image, up to the float32 rounding of the stored coarser levels.
 
+Checked inputs. The classification must be finished
+(:func:`pipeline.rundir.verified.finished_classification`, which also compares its
+files' sizes with their checksum record); before tiles are drawn from it, every file's
+checksum is compared too (:func:`pipeline.rundir.verified.refuse_damaged_classification`,
+as ``segment`` and ``catalog`` do), so that a damaged chunk is named, not drawn as
+zeros. A reused pyramid needs no new read.
+
 Resumable and reused. A square's done mark is written after its tiles; a killed
 build resumes with the squares not done. ``pyramid.json`` records a fingerprint of
 the products it was built from (the stores' attributes: run id, bands, classes and
@@ -47,6 +54,7 @@ from typing import Any
 from morpheus_core import CLASSES
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.verified import refuse_damaged_classification
 from pipeline.viewer.composite import RGB_BANDS
 from pipeline.viewer.grid import TILE, Grid
 from pipeline.viewer.passes import Build, write_levels
@@ -157,7 +165,8 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     Raises
     ------
     InputError
-        Not a run directory, or its classification is missing or unfinished.
+        Not a run directory, or its classification is missing, unfinished or damaged
+        (naming the array, the chunk and the file; checked before anything is removed).
     """
     t0 = time.perf_counter()
     root = as_location(run_dir, storage_options)
@@ -174,6 +183,8 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     if same and not rebuild and record.get("complete"):
         return Pyramid(viewer, grid, record["layers"], LuptonSettings.from_json(record["lupton"]),
                        fingerprint, reused=True, record=record, classes=classes, composite=composite)
+    # Tiles are drawn from the classification: every file against its checksum first.
+    refuse_damaged_classification(root, attrs["classification"].get("run_id"))
     if same and not rebuild:
         lupton = LuptonSettings.from_json(record["lupton"])
         echo("map: resuming the tile pyramid")

@@ -588,6 +588,55 @@ def test_export_of_a_classified_run(classified_dir, tmp_path, capsys):
     assert f"({n} catalog objects)" in out
 
 
+def _chunk_file(run_dir: Path, array: str = "mean") -> tuple[Path, str]:
+    """A chunk file of an array of ``classification.zarr`` in the middle of the image, and its chunk index."""
+    files = sorted(p for p in (run_dir / "classification.zarr" / array / "c").rglob("*") if p.is_file())
+    chunk = files[len(files) // 2]
+    index = tuple(int(part) for part in chunk.relative_to(run_dir / "classification.zarr" / array / "c").parts)
+    return chunk, str(index)
+
+
+@pytest.mark.slow
+def test_a_deleted_chunk_of_the_classification_is_named_not_drawn(classified_dir, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(classified_dir, run_dir, ignore=shutil.ignore_patterns("viewer"))
+    chunk, index = _chunk_file(run_dir)
+    chunk.unlink()  # zarr would read the missing chunk as its fill value: class images of 0
+    site = tmp_path / "site"
+    assert main(_args("--run-dir", str(run_dir), "--export", str(site))) == 2
+    err = capsys.readouterr().err
+    assert f"'mean' chunk {index}" in err and f"{chunk} is missing" in err, err
+    assert not site.exists() and not (run_dir / "viewer").exists()
+
+
+@pytest.mark.slow
+def test_a_corrupted_chunk_is_refused_before_the_pyramid_is_replaced(classified_dir, tmp_path, capsys):
+    """A chunk of the same size with other bytes (it still decodes, to other values) is named
+    when the map would be drawn from it; the map drawn before it was damaged stays."""
+    import zarr
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(classified_dir, run_dir, ignore=shutil.ignore_patterns("viewer"))
+    site = tmp_path / "site"
+    assert main(_args("--run-dir", str(run_dir), "--export", str(site))) == 0
+    capsys.readouterr()
+    good = zarr.open_group(str(run_dir / "classification.zarr"), mode="r")["mean"][:]
+    chunk, index = _chunk_file(run_dir)
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    chunk.write_bytes(bytes(data))
+    assert (zarr.open_group(str(run_dir / "classification.zarr"), mode="r")["mean"][:] != good).any()
+    record = (run_dir / "viewer" / "pyramid.json").read_bytes()
+    exported = {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    assert main(_args("--run-dir", str(run_dir), "--export", str(site), "--rebuild")) == 2
+    err = capsys.readouterr().err
+    assert f"'mean' chunk {index}" in err and f"{chunk} does not match its recorded" in err, err
+    assert (run_dir / "viewer" / "pyramid.json").read_bytes() == record  # not removed
+    assert {p: p.read_bytes() for p in site.rglob("*") if p.is_file()} == exported
+    # Without --rebuild the map drawn from the verified store is reused: nothing is read again.
+    assert main(_args("--run-dir", str(run_dir), "--export", str(site))) == 0
+
+
 _LEGEND_ENTRY = re.compile(r'<tr data-layer="([^"]+)" data-class="([^"]+)" data-colour="(#[0-9a-f]{6})" '
                            r'data-marker="(#[0-9a-f]{6}|)">')
 
