@@ -730,7 +730,7 @@ def test_value_added_catalogs_show_their_input_ids(scene_dir, tmp_path):
     from pipeline.downstream.driver import run_downstream
     from pipeline.rundir.layout import RunLayout
     from pipeline.settings import DownstreamSettings
-    from pipeline.viewer.page import map_catalog
+    from pipeline.viewer.catalog import map_catalog
 
     copy = tmp_path / "run"
     shutil.copytree(scene_dir, copy, ignore=shutil.ignore_patterns("viewer"))
