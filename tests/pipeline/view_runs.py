@@ -1,4 +1,4 @@
-"""Run directories for the map's tests (issue #16): a classified scene with a catalog.
+"""Run directories for the map's tests: a classified scene with a catalog.
 
 :func:`scene_run` writes a constructed classification (:mod:`tests.pipeline.downstream_scene`:
 rank-vote background 0 in source cores, 1 on sky) and runs the real downstream graph
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from astropy.io import fits
+from astropy.wcs import WCS
 from skimage.segmentation import find_boundaries
 
 from morpheus_core import CLASSES
@@ -63,7 +65,7 @@ CARD_CLASSES = ("compact", "extended", "background")
 
 def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, chunk: int = 32,
              bands: tuple[str, ...] = CARD_BANDS, classes: tuple[str, ...] = CARD_CLASSES) -> Path:
-    """A finished run directory of a model with its own bands and classes (issue #17).
+    """A finished run directory of a model with its own bands and classes.
 
     The constructed scene of :func:`scene_run` with its classes merged into ``classes``
     (spheroid and point source -> the first, disk and irregular -> the second,
@@ -131,3 +133,9 @@ def reference_planes(run_dir: Path, classes: tuple[str, ...] = CLASSES, rgb: tup
     names = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b", *(f"p_{c}" for c in classes),
              "colour_r", "colour_g", "colour_b")
     return np.stack([np.asarray(planes[name], dtype=np.float64) for name in names])
+
+
+def mosaic_wcs(run_dir: Path) -> WCS:
+    """The mosaic's WCS, as ``mosaic.zarr`` records it."""
+    header = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r").attrs["wcs_header"]
+    return WCS(fits.Header.fromstring(header))

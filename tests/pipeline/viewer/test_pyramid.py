@@ -1,11 +1,12 @@
-"""The map's tile pyramid (issue #16): every level against an independent NumPy reference,
+"""The map's tile pyramid: every level against an independent NumPy reference,
 the colour composite against astropy, resume after a failure, reuse and rebuild; a run
-of a model with its own bands and classes (issue #17) the same way."""
+of a model with its own bands and classes the same way."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -238,7 +239,21 @@ def test_tiles_are_pngs_of_the_tile_size(built, run_dir):
     assert image.size == (TILE, TILE) and image.mode == "RGBA"
 
 
-# -- a model with its own bands and classes (issue #17) ------------------------------------------
+def test_a_rebuilt_pyramid_does_not_follow_links_out_of_its_folder(tmp_path):
+    run_dir = card_run(tmp_path / "run")
+    build_pyramid(run_dir, echo=lambda *_: None)
+    outside = tmp_path / "outside"
+    (outside / "0").mkdir(parents=True)
+    (outside / "0" / "0.png").write_bytes(b"not a tile")
+    (run_dir / "viewer" / "tiles" / "linked").symlink_to(outside)
+    (run_dir / "viewer" / "work").symlink_to(outside)
+    pyramid = build_pyramid(run_dir, echo=lambda *_: None, rebuild=True)
+    assert not pyramid.reused and (run_dir / "viewer" / "tiles" / "compact" / "0" / "0" / "0.png").is_file()
+    assert not os.path.lexists(run_dir / "viewer" / "tiles" / "linked")
+    assert (outside / "0" / "0.png").read_bytes() == b"not a tile"
+
+
+# -- a model with its own bands and classes ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
