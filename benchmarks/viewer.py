@@ -1,4 +1,5 @@
-"""The map of a run (issue #16): tile-pyramid build time and peak memory, time to first tile.
+"""The map of a run: tile-pyramid build time and peak memory, time to first tile,
+and what checking the classification store costs.
 
     python benchmarks/viewer.py                              # demo run (runs/demo) + 2500^2, 5000^2, 10000^2 px
     python benchmarks/viewer.py --sides 2500 --no-browser    # quick
@@ -10,7 +11,10 @@ threaded scheduler with ``--threads`` threads); its peak resident memory is the 
 the stores the pyramid reads (bands, coverage, class images, rank votes, counts,
 deblended objects) and a catalog of ~400 objects per megapixel (10^8 pixels: ~40,000),
 from a 1024^2 constructed scene (``tests.pipeline.downstream_scene``) repeated over the
-mosaic. The time to first tile is measured in headless Chromium (``/usr/bin/chromium``)
+mosaic, with the classification's checksum record and merge record as ``run`` leaves
+them. Before a pyramid is built the classification store's files are compared with
+their checksums (``check_sha256_s``, part of the build's time); a reused pyramid only
+compares their sizes (``check_sizes_s``). The time to first tile is measured in headless Chromium (``/usr/bin/chromium``)
 from navigation to the first tile drawn by the colour-composite layer. Targets: 10^8
 pixels in under 10 minutes with under 2 GB peak on 2 cores.
 """
@@ -80,6 +84,7 @@ def synthetic_run(folder: Path, side: int, *, block: int = 1024, chunk: int = 25
             deblended[ys, xs] = np.where(part > 0, part + offset, 0)
             rows += [(y + sy, x + sx) for sy, sx, *_ in sources if sy < h and sx < w]
     (folder / "manifest.json").write_text(json.dumps({"run_id": f"bench-{side}", "config": {"mosaic": "bench"}}))
+    _record_merge(folder, f"bench-{side}")
     rng = np.random.default_rng(0)
     yx = np.asarray(rows, dtype=np.float64)
     ra, dec = wcs.pixel_to_world_values(yx[:, 1], yx[:, 0])
@@ -92,6 +97,37 @@ def synthetic_run(folder: Path, side: int, *, block: int = 1024, chunk: int = 25
     (folder / "catalog").mkdir(exist_ok=True)
     table.write(folder / "catalog" / "catalog.parquet", overwrite=True)
     return folder
+
+
+def _record_merge(folder: Path, run_id: str) -> None:
+    """The classification store's checksum record and ``merged.json``, as the merge writes them."""
+    from pipeline.rundir.checksums import record_store, write_record
+    from pipeline.rundir.layout import RunLayout
+    from pipeline.rundir.ledger import Ledger
+    from pipeline.rundir.location import Location
+
+    layout = RunLayout(Location(folder))
+    write_record(layout.classification_checksums, layout.classification, record_store(layout.classification),
+                 run_id=run_id)
+    Ledger(layout.root).mark_merged(run_id, 1)
+
+
+def check_seconds(run_dir: Path) -> dict:
+    """Seconds to compare the classification store with its checksum record: sizes only, and checksums."""
+    from pipeline.rundir.location import Location
+    from pipeline.rundir.verified import check_classification_store
+
+    run = Location(run_dir)
+    run_id = json.loads((run_dir / "manifest.json").read_text())["run_id"]
+    check_classification_store(run, run_id, hashes=False)  # imports and first reads out of the timing
+    out = {}
+    for name, hashes in (("check_sizes_s", False), ("check_sha256_s", True)):
+        t = time.perf_counter()
+        check = check_classification_store(run, run_id, hashes=hashes)
+        out[name] = None if check is None else round(time.perf_counter() - t, 4)
+    out["classification_mb"] = round(sum(f.stat().st_size for f in (run_dir / "classification.zarr").rglob("*")
+                                         if f.is_file()) / 1e6, 1)
+    return out
 
 
 def build_in_child(run_dir: Path, threads: int) -> dict:
@@ -117,17 +153,17 @@ def first_tile_seconds(run_dir: Path) -> dict:
     from pipeline.rundir.location import Location
     from pipeline.viewer.command import prepare
     from pipeline.viewer.server import MapServer
-    from tests.pipeline.viewer.test_command import _browser, _loaded_tiles, _wait
+    from tests.pipeline.viewer.browser import browser, loaded_tiles, wait
 
     pyramid, page = prepare(Location(run_dir), echo=lambda *_: None)
     server = MapServer(pyramid, page, port=0).start()
-    driver = _browser()
+    driver = browser()
     try:
         t0 = time.monotonic()
         driver.get(server.url)
-        _wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 120, "page")
+        wait(lambda: driver.execute_script("return window.Bokeh && Bokeh.documents.length > 0"), 120, "page")
         t_page = time.monotonic() - t0
-        _wait(lambda: _loaded_tiles(driver, "bands") >= 1, 120, "first tile")
+        wait(lambda: loaded_tiles(driver, "bands") >= 1, 120, "first tile")
         t_tile = time.monotonic() - t0
         return {"page_s": round(t_page, 2), "first_tile_s": round(t_tile, 2), "objects": page.objects,
                 "html_mb": round(len(page.html) / 1e6, 2)}
@@ -163,7 +199,7 @@ def main() -> None:
             print(f"synthetic run {side} x {side} written in {time.perf_counter() - t:.0f} s", flush=True)
             todo.append((f"{side}x{side}", run_dir))
         for name, run_dir in todo:
-            result = {"run": name, **build_in_child(run_dir, args.threads)}
+            result = {"run": name, **check_seconds(run_dir), **build_in_child(run_dir, args.threads)}
             if not args.no_browser:
                 result.update(first_tile_seconds(run_dir))
             results["runs"].append(result)

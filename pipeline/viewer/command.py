@@ -5,14 +5,15 @@
     python -m pipeline view --run-dir DIR [--port 8765] [--host 127.0.0.1]
     python -m pipeline view --run-dir DIR --export SITE/
 
-The first builds the run's tile pyramid if it is missing or out of date
-(:func:`pipeline.viewer.pyramid.build_pyramid`, under the run directory's lock), then serves
-the map (:mod:`pipeline.viewer.page`) on the loopback interface and prints its URL
-until Ctrl-C (:mod:`pipeline.viewer.server`; another ``--host`` prints a warning and the
-addresses others can use). The second writes the same map as a static folder
-(``index.html``, ``static/``, ``tiles/``) that any static web host serves, into a new
-or empty folder or one of an earlier export only, checked before the pyramid is built
-(:mod:`pipeline.viewer.export`). Nothing is fetched from the internet: BokehJS comes
+The first builds the run's tile pyramid if it is missing or out of date and renders
+the page (:func:`prepare`: :func:`pipeline.viewer.pyramid.build_pyramid` under the run
+directory's lock, :mod:`pipeline.viewer.page`), then serves the map on the loopback
+interface and prints its URL until Ctrl-C (:func:`serve_map`, :mod:`pipeline.viewer.server`;
+another ``--host`` prints a warning and the addresses others can use). The second
+writes the same map as a static folder (``index.html``, ``static/``, ``tiles/``) that
+any static web host serves, into a new or empty folder or one of an earlier export
+only, checked before the pyramid is built (:func:`export_map`, :mod:`pipeline.viewer.export`).
+:func:`main` parses the settings and calls these steps. Nothing is fetched from the internet: BokehJS comes
 from the installed ``bokeh`` package. The run directory may be a path or an
 object-store URL (``--storage-option``); the tiles are then served from the object
 store.
@@ -41,7 +42,7 @@ from pipeline.viewer.server import MapServer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_parser", "main", "prepare", "view_command"]
+__all__ = ["add_parser", "export_map", "main", "prepare", "serve_map", "view_command"]
 
 
 def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> str:
@@ -106,6 +107,71 @@ def prepare(run_dir: Location, *, echo: Any = print, rebuild: bool = False, thre
     return pyramid, render_page(pyramid, RunLayout(run_dir))
 
 
+def export_map(pyramid: Pyramid, page: Page, site: Path | str, *, echo: Any = print) -> Path:
+    """Write the map as a static folder (:func:`pipeline.viewer.export.export_site`) and say how to open it.
+
+    Parameters
+    ----------
+    pyramid, page : Pyramid, Page
+        What :func:`prepare` returns.
+    site : Path or str
+        The folder of ``--export``.
+    echo : callable
+        Where the closing line goes.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder's ``index.html``.
+    """
+    index = export_site(pyramid, page, site)
+    echo(f"map written to {site} ({page.objects} catalog objects): serve it with any static web server, e.g. "
+         f"'python -m http.server -d {site}', or open {index}")
+    return index
+
+
+def serve_map(pyramid: Pyramid, page: Page, run_dir: Location, *, host: str, port: int, echo: Any = print) -> None:
+    """Serve the map until Ctrl-C (:class:`pipeline.viewer.server.MapServer`).
+
+    Prints its URL, the addresses other machines can use, and on stderr a warning when
+    it is visible to the network; Ctrl-C stops it (and returns).
+
+    Parameters
+    ----------
+    pyramid, page : Pyramid, Page
+        What :func:`prepare` returns.
+    run_dir : Location
+        The run directory (named in the first line).
+    host : str
+        Interface (``127.0.0.1``: this machine only).
+    port : int
+        Port (0: any free one).
+    echo : callable
+        Where the addresses go.
+
+    Raises
+    ------
+    InputError
+        The interface is unknown or the port is taken.
+    """
+    server = MapServer(pyramid, page, host=host, port=port)
+    echo(f"map of {run_dir} ({page.objects} catalog objects) at {server.url}  (Ctrl-C to stop)")
+    others = [url for url in server.urls if url != server.url]
+    if others:
+        echo(f"  from other machines: {', '.join(others)}")
+    sys.stdout.flush()  # the addresses show now, whatever buffers the output
+    if server.exposed:
+        print(f"warning: serving on {host} port {server.port}: the map is visible to the network, to anyone who can "
+              "reach this machine, with no authentication (--host 127.0.0.1 keeps it to this machine)",
+              file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
+    finally:
+        server.httpd.server_close()
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the ``view`` sub-command; returns the exit code (0, 1 or 2)."""
     try:
@@ -115,25 +181,9 @@ def main(args: argparse.Namespace) -> int:
             check_export_site(settings.export, RunLayout(run_dir).viewer)
         pyramid, page = prepare(run_dir, rebuild=settings.rebuild, threads=settings.threads)
         if settings.export is not None:
-            index = export_site(pyramid, page, settings.export)
-            print(f"map written to {settings.export} ({page.objects} catalog objects): serve it with any static web "
-                  f"server, e.g. 'python -m http.server -d {settings.export}', or open {index}")
-            return 0
-        server = MapServer(pyramid, page, host=settings.host, port=settings.port)
-        print(f"map of {run_dir} ({page.objects} catalog objects) at {server.url}  (Ctrl-C to stop)", flush=True)
-        others = [url for url in server.urls if url != server.url]
-        if others:
-            print(f"  from other machines: {', '.join(others)}", flush=True)
-        if server.exposed:
-            print(f"warning: serving on {settings.host} port {server.port}: the map is visible to the network, to "
-                  "anyone who can reach this machine, with no authentication (--host 127.0.0.1 keeps it to this "
-                  "machine)", file=sys.stderr, flush=True)
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            print("stopped", file=sys.stderr)
-        finally:
-            server.httpd.server_close()
+            export_map(pyramid, page, settings.export)
+        else:
+            serve_map(pyramid, page, run_dir, host=settings.host, port=settings.port)
         return 0
     except InputError as exc:  # the printed line is the message (view has no log file: an error record
         logger.debug("input error: %s", exc)  # would print the same line again through logging's last resort)

@@ -19,7 +19,7 @@ an SSH tunnel to another local port works. Anything else gets 400.
 Serving beyond this machine. On an interface other than loopback the map is visible
 to everyone who can reach it, without authentication: :attr:`MapServer.exposed` is
 true and :attr:`MapServer.urls` lists the addresses others can use (the command line
-prints both, :func:`pipeline.viewer.command.main`).
+prints both, :func:`pipeline.viewer.command.serve_map`).
 """
 
 from __future__ import annotations

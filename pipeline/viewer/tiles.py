@@ -49,10 +49,9 @@ import numpy as np
 from morpheus_core import CLASSES
 from pipeline.viewer.composite import RGB_BANDS
 
-__all__ = ["CLASS_COLOURS", "LAYERS", "PALETTE", "PLANES", "RGB_BANDS", "LuptonSettings", "class_colours",
+__all__ = ["CLASS_COLOURS", "LAYERS", "PALETTE", "PLANES", "LuptonSettings", "class_colours",
            "class_layers", "encode_png", "layer_labels", "plane_names", "reduce_planes", "render"]
 
-#: Bands of the released colour composite (red, green, blue): F160W, F125W, F606W.
 #: Planes before the class images: area fractions, then the composite's bands (weight ``cov``).
 _HEAD = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b")
 #: Planes after the class images: the morphological colour image (weight ``clsw``).

@@ -1,9 +1,11 @@
-"""Run directories for the map's tests (issue #16): a classified scene with a catalog.
+"""Run directories for the map's tests: a classified scene with a catalog.
 
 :func:`scene_run` writes a constructed classification (:mod:`tests.pipeline.downstream_scene`:
 rank-vote background 0 in source cores, 1 on sky) and runs the real downstream graph
 on it, so the run has segmentation maps and a catalog of dozens of objects in seconds.
 :func:`classified_run` makes a run with ``pipeline.run.run`` and the stand-in network.
+:func:`reference_planes` is what the pyramid's finest level must hold, computed on the
+whole image with NumPy and scikit-image.
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import zarr
+from astropy.io import fits
+from astropy.wcs import WCS
+from skimage.segmentation import find_boundaries
 
+from morpheus_core import CLASSES
+from morpheus_core.colour import colour_image
 from tests.pipeline.downstream_scene import make_scene, random_sources, write_run
 
 
@@ -57,7 +65,7 @@ CARD_CLASSES = ("compact", "extended", "background")
 
 def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, chunk: int = 32,
              bands: tuple[str, ...] = CARD_BANDS, classes: tuple[str, ...] = CARD_CLASSES) -> Path:
-    """A finished run directory of a model with its own bands and classes (issue #17).
+    """A finished run directory of a model with its own bands and classes.
 
     The constructed scene of :func:`scene_run` with its classes merged into ``classes``
     (spheroid and point source -> the first, disk and irregular -> the second,
@@ -67,9 +75,6 @@ def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, 
     it, then the real downstream graph (flux band the third band).
     """
     import json
-
-    import numpy as np
-    import zarr
 
     from morpheus_core.cards import JWST_NIRCAM_BANDS, ModelCard, parse_band
     from morpheus_core.simulate import make_wcs
@@ -103,3 +108,34 @@ def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, 
         "config": {"mosaic": "card-scene", "precision": "float32"}}))
     run_downstream(folder, DownstreamSettings(flux_band=bands[2]), echo=lambda *_: None)
     return folder
+
+
+def reference_planes(run_dir: Path, classes: tuple[str, ...] = CLASSES, rgb: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
+    """The full-resolution planes (``pipeline.viewer.tiles.plane_names``) from the stores, on the
+    whole image with NumPy and scikit-image only (``rgb``: channels of the composite's bands,
+    H, J, V of the released bands)."""
+    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
+    cls = zarr.open_group(str(run_dir / "classification.zarr"), mode="r")
+    seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
+    cov = mosaic["coverage"][:].astype(bool)
+    n = cls["n"][:]
+    labels = np.pad(seg["deblended"][:], 1)  # outside the image counts as background
+    planes = {"inside": np.ones(n.shape), "cov": cov, "clsw": n > 0,
+              "outline": find_boundaries(labels, connectivity=1, mode="inner", background=0)[1:-1, 1:-1]}
+    bands = mosaic["image"][:].astype(np.float64)
+    for c, i in zip("rgb", rgb):
+        planes[f"band_{c}"] = np.where(cov, bands[i], 0.0)
+    for i, c in enumerate(classes):
+        planes[f"p_{c}"] = np.where(n > 0, cls["mean"][i].astype(np.float64), 0.0)
+    colour = colour_image(cls["rank"][:], n > 0, classes=classes) / 255.0
+    for i, c in enumerate("rgb"):
+        planes[f"colour_{c}"] = colour[..., i]
+    names = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b", *(f"p_{c}" for c in classes),
+             "colour_r", "colour_g", "colour_b")
+    return np.stack([np.asarray(planes[name], dtype=np.float64) for name in names])
+
+
+def mosaic_wcs(run_dir: Path) -> WCS:
+    """The mosaic's WCS, as ``mosaic.zarr`` records it."""
+    header = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r").attrs["wcs_header"]
+    return WCS(fits.Header.fromstring(header))

@@ -1,11 +1,12 @@
-"""The map's tile pyramid (issue #16): every level against an independent NumPy reference,
+"""The map's tile pyramid: every level against an independent NumPy reference,
 the colour composite against astropy, resume after a failure, reuse and rebuild; a run
-of a model with its own bands and classes (issue #17) the same way."""
+of a model with its own bands and classes the same way."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,13 @@ import pytest
 import zarr
 from astropy.visualization import make_lupton_rgb
 from PIL import Image
-from skimage.segmentation import find_boundaries
 
 from morpheus_core import CLASSES
-from morpheus_core.colour import colour_image
 from pipeline.errors import InputError
-from pipeline.viewer import pyramid as pyramid_module
+from pipeline.viewer import passes
 from pipeline.viewer.composite import band_wavelengths, composite_bands
-from pipeline.viewer.pyramid import Grid, build_pyramid
+from pipeline.viewer.grid import Grid
+from pipeline.viewer.pyramid import build_pyramid
 from pipeline.viewer.tiles import (
     CLASS_COLOURS,
     LAYERS,
@@ -34,7 +34,7 @@ from pipeline.viewer.tiles import (
     reduce_planes,
     render,
 )
-from tests.pipeline.view_runs import CARD_BANDS, CARD_CLASSES, card_run, scene_run
+from tests.pipeline.view_runs import CARD_BANDS, CARD_CLASSES, card_run, reference_planes, scene_run
 
 SHAPE = (101, 131)  # odd sizes: partial tiles and partly covered pixels at every level
 TILE, PER_PASS = 8, 2  # levels 0-5, three passes (5-4, 3-2, 1-0): both stored coarser levels are used
@@ -50,30 +50,6 @@ def run_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def built(run_dir):
     return build_pyramid(run_dir, tile=TILE, levels_per_pass=PER_PASS, keep_work=True, echo=lambda *_: None)
-
-
-def _full_planes(run_dir: Path, classes: tuple[str, ...] = CLASSES, rgb: tuple[int, ...] = (0, 1, 2)) -> np.ndarray:
-    """The full-resolution planes from the stores, with NumPy and scikit-image only (``rgb``:
-    channels of the composite's bands, H, J, V of the released bands)."""
-    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r")
-    cls = zarr.open_group(str(run_dir / "classification.zarr"), mode="r")
-    seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
-    cov = mosaic["coverage"][:].astype(bool)
-    n = cls["n"][:]
-    labels = np.pad(seg["deblended"][:], 1)  # outside the image counts as background
-    planes = {"inside": np.ones(n.shape), "cov": cov, "clsw": n > 0,
-              "outline": find_boundaries(labels, connectivity=1, mode="inner", background=0)[1:-1, 1:-1]}
-    bands = mosaic["image"][:].astype(np.float64)
-    for c, i in zip("rgb", rgb):
-        planes[f"band_{c}"] = np.where(cov, bands[i], 0.0)
-    for i, c in enumerate(classes):
-        planes[f"p_{c}"] = np.where(n > 0, cls["mean"][i].astype(np.float64), 0.0)
-    colour = colour_image(cls["rank"][:], n > 0, classes=classes) / 255.0
-    for i, c in enumerate("rgb"):
-        planes[f"colour_{c}"] = colour[..., i]
-    names = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b", *(f"p_{c}" for c in classes),
-             "colour_r", "colour_g", "colour_b")
-    return np.stack([np.asarray(planes[name], dtype=np.float64) for name in names])
 
 
 def _block_mean(full: np.ndarray, grid: Grid, level: int) -> np.ndarray:
@@ -112,16 +88,8 @@ def _visible(rgba: np.ndarray) -> np.ndarray:
     return out
 
 
-def test_grid():
-    assert Grid((512, 512)).max_level == 1 and Grid((256, 100)).max_level == 0 and Grid((257, 3)).max_level == 1
-    grid = Grid(SHAPE, TILE)
-    assert grid.max_level == 5  # 8 * 32 = 256 >= 131
-    assert grid.level_shape(5) == SHAPE and grid.level_shape(4) == (51, 66) and grid.level_shape(0) == (4, 5)
-    assert grid.tile_counts(5) == (13, 17) and grid.tile_counts(0) == (1, 1)
-
-
 def test_stored_levels_equal_float64_block_means_of_the_full_image(built, run_dir):
-    full = _full_planes(run_dir)
+    full = reference_planes(run_dir)
     work = zarr.open_group(str(run_dir / "viewer" / "work" / "levels.zarr"), mode="r")
     assert sorted(work.array_keys()) == ["level1", "level3"]
     for level in (3, 1):
@@ -132,7 +100,7 @@ def test_stored_levels_equal_float64_block_means_of_the_full_image(built, run_di
 
 @pytest.mark.parametrize("layer", list(LAYERS))
 def test_every_tile_of_every_level_equals_the_reference_rendering(built, run_dir, layer):
-    full = _full_planes(run_dir)
+    full = reference_planes(run_dir)
     grid, tiles = built.grid, run_dir / "viewer" / "tiles"
     for level in range(grid.max_level + 1):
         reference = render(layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level),
@@ -156,7 +124,7 @@ def test_levels_and_tiles_equal_the_reference_around_an_unobserved_footprint(tmp
     unobserved[30:35, 62:67] = True  # a censored core across the face x = 64
     run_dir = scene_run(tmp_path / "run", SHAPE, chunk=32, unobserved=unobserved)
     built = build_pyramid(run_dir, tile=TILE, levels_per_pass=PER_PASS, keep_work=True, echo=lambda *_: None)
-    full = _full_planes(run_dir)
+    full = reference_planes(run_dir)
     assert (full[1] == 0).mean() > 0.1 and not np.isnan(full).any()
     work = zarr.open_group(str(run_dir / "viewer" / "work" / "levels.zarr"), mode="r")
     for level in (3, 1):
@@ -225,19 +193,19 @@ def test_a_failed_build_resumes_and_equals_an_uninterrupted_one(run_dir, tmp_pat
     build_pyramid(reference, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
     broken = tmp_path / "broken"
     shutil.copytree(run_dir, broken, ignore=shutil.ignore_patterns("viewer"))
-    square = pyramid_module._square
+    square = passes.write_square
 
-    def failing(sources, viewer, grid, level, box, *args):
+    def failing(build, level, box):
         if level == 3 and box.x0 > 0:  # the second pass fails on its right-hand square
             raise OSError("disk full")
-        return square(sources, viewer, grid, level, box, *args)
+        return square(build, level, box)
 
-    monkeypatch.setattr(pyramid_module, "_square", failing)
+    monkeypatch.setattr(passes, "write_square", failing)
     with pytest.raises(OSError, match="disk full"):
         build_pyramid(broken, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
     record = json.loads((broken / "viewer" / "pyramid.json").read_text())
     assert record["complete"] is False
-    monkeypatch.setattr(pyramid_module, "_square", square)
+    monkeypatch.setattr(passes, "write_square", square)
     lines = []
     resumed = build_pyramid(broken, tile=TILE, levels_per_pass=PER_PASS, echo=lines.append)
     full = build_pyramid(reference, tile=TILE, levels_per_pass=PER_PASS, echo=lambda *_: None)
@@ -271,7 +239,21 @@ def test_tiles_are_pngs_of_the_tile_size(built, run_dir):
     assert image.size == (TILE, TILE) and image.mode == "RGBA"
 
 
-# -- a model with its own bands and classes (issue #17) ------------------------------------------
+def test_a_rebuilt_pyramid_does_not_follow_links_out_of_its_folder(tmp_path):
+    run_dir = card_run(tmp_path / "run")
+    build_pyramid(run_dir, echo=lambda *_: None)
+    outside = tmp_path / "outside"
+    (outside / "0").mkdir(parents=True)
+    (outside / "0" / "0.png").write_bytes(b"not a tile")
+    (run_dir / "viewer" / "tiles" / "linked").symlink_to(outside)
+    (run_dir / "viewer" / "work").symlink_to(outside)
+    pyramid = build_pyramid(run_dir, echo=lambda *_: None, rebuild=True)
+    assert not pyramid.reused and (run_dir / "viewer" / "tiles" / "compact" / "0" / "0" / "0.png").is_file()
+    assert not os.path.lexists(run_dir / "viewer" / "tiles" / "linked")
+    assert (outside / "0" / "0.png").read_bytes() == b"not a tile"
+
+
+# -- a model with its own bands and classes ------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -351,7 +333,7 @@ def test_a_card_run_has_its_classes_and_bands(card_built, card_dir):
 
 @pytest.mark.parametrize("layer", ["bands", "colour", *CARD_CLASSES, "segmentation", "coverage"])
 def test_every_tile_of_a_card_run_equals_the_reference_rendering(card_built, card_dir, layer):
-    full = _full_planes(card_dir, CARD_CLASSES, CARD_RGB)
+    full = reference_planes(card_dir, CARD_CLASSES, CARD_RGB)
     grid, tiles = card_built.grid, card_dir / "viewer" / "tiles"
     for level in range(grid.max_level + 1):
         reference = render(layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level),
