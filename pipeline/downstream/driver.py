@@ -22,7 +22,7 @@ invariant that makes its chunked result equal the whole-image one):
 
 Stages 1-3 and 5 write ``segmentation.zarr``, whose attributes
 (:class:`SegmentationRecord`) let ``catalog`` reuse it; the products are written by
-:func:`pipeline.products.fits.write_downstream_products`.
+:func:`pipeline.products.downstream.write_downstream_products`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ from pipeline.downstream.segment import no_source_message, segment_chunks
 from pipeline.inputs.markers import read_markers
 from pipeline.inputs.model_cards import catalog_meta, default_flux_band, recorded_header_cards
 from pipeline.inputs.preflight import check_flux_band
-from pipeline.products.fits import provenance, write_downstream_products
+from pipeline.products.downstream import write_downstream_products
+from pipeline.products.provenance import provenance
 from pipeline.rundir.checksums import record_store, write_record
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
