@@ -167,14 +167,15 @@ def merge_tiles(client, tiles: list[Tile], config: RunSettings, attrs: dict, sha
 
 def export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_before: bool = False
                  ) -> list[Path | str]:
-    """The classification's FITS products (:func:`pipeline.products.fits.write_classification_products`);
+    """The classification's FITS products (:func:`pipeline.products.classification.write_classification_products`);
     for an object store written locally, then uploaded (:class:`~pipeline.rundir.staging.written_locally`).
 
     A run whose store was merged before this command keeps its FITS products when all
     of them are there: each is written atomically from that same store (7.3 GB at
     10^8 pixels, not rewritten on every resume); a missing one has them all written.
     """
-    from pipeline.products.fits import provenance, write_classification_products
+    from pipeline.products.classification import write_classification_products
+    from pipeline.products.provenance import provenance
 
     layout = RunLayout(config.location)
     if merged_before:
@@ -186,7 +187,7 @@ def export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_bef
                               **header_cards(card_for(config.model))})
     with written_locally(config.location) as local:
         written = write_classification_products(
-            local.root / layout.fits.name, classification=layout.classification.open_group(mode="r"),
+            local.root, classification=layout.classification.open_group(mode="r"),
             coverage=layout.mosaic.open_group(mode="r")["coverage"], wcs_header=wcs_header, cards=cards,
             strip=config.tile)
     return [local.final(p) for p in written]

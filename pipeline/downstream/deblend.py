@@ -27,6 +27,7 @@ import pandas as pd
 from morpheus_core.deblend import number_children, split_by_markers, split_by_peaks
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
+from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import (
     RECORDED_IDS,
     Member,
@@ -64,26 +65,19 @@ class DeblendedChunks:
     oversize_segments: list[int] = field(default_factory=list)
 
 
-def deblend_segments(client: Any, seg_store: Location, mosaic_store: Location, boxes: list[Box],
-                     segments: pd.DataFrame, *, flux_index: int, width: int, chunk: int, limit: int,
-                     min_distance: int, nd_max: int, source_pixels: np.ndarray | None = None) -> DeblendedChunks:
-    """Algorithm 2 on every segment of ``seg_store``; writes ``deblended``.
+def deblend_segments(client: Any, context: StageContext, segments: pd.DataFrame, *, limit: int, min_distance: int,
+                     nd_max: int, source_pixels: np.ndarray | None = None) -> DeblendedChunks:
+    """Algorithm 2 on every segment of the segmentation store; writes ``deblended``.
 
     Parameters
     ----------
     client : distributed.Client or None
         Where the tasks run (``None``: the threaded scheduler).
-    seg_store, mosaic_store : Location
-        The segmentation store (``segments`` read, ``deblended`` written) and the
-        mosaic store (the flux band read).
-    boxes : list of Box
-        The chunks (:func:`morpheus_core.tiling.chunk_boxes`).
+    context : StageContext
+        The segmentation store (``segments`` read, ``deblended`` written), the mosaic
+        store (its flux band read), the chunks.
     segments : pandas.DataFrame
         The segment table of :func:`pipeline.downstream.labels.label_chunks`.
-    flux_index : int
-        Band of the mosaic whose flux deblends.
-    width, chunk : int
-        Image width and chunk size (pixels): the chunk of a segment's first pixel.
     limit : int
         ``max_segment_pixels``.
     min_distance, nd_max : int
@@ -97,9 +91,10 @@ def deblend_segments(client: Any, seg_store: Location, mosaic_store: Location, b
     DeblendedChunks
         The object table (internal mode), split and oversize segments.
     """
+    seg_store, mosaic_store, flux_index = context.segmentation, context.mosaic, context.flux_index
     groups, oversize = plan_deblending(zip(segments.index, segments["ymin"], segments["ymax"], segments["xmin"],
-                                           segments["xmax"], segments["first"]), width=width, chunk=chunk,
-                                       limit=limit)
+                                           segments["xmax"], segments["first"]), width=context.width,
+                                       chunk=context.chunk, limit=limit)
     if oversize:
         logger.warning("%d segment(s) with a bounding box over %d pixels not deblended: %s", len(oversize), limit,
                        ", ".join(map(str, oversize[:RECORDED_IDS])))
@@ -118,7 +113,7 @@ def deblend_segments(client: Any, seg_store: Location, mosaic_store: Location, b
         objects = None
     plookup_d = dask.delayed(parent_lookup)
     run_tasks(client, [dask.delayed(_deblended_block)(seg_store, b, plookup_d, pieces_for_chunk(pieces, b))
-                       for b in boxes])  # each task gets the children arrays cut to its chunk
+                       for b in context.boxes])  # each task gets the children arrays cut to its chunk
     return DeblendedChunks(objects=objects, split_segments=split, oversize_segments=oversize)
 
 

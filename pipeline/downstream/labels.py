@@ -22,6 +22,7 @@ import pandas as pd
 from morpheus_core.segmentation import label_segments
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
+from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
 
 __all__ = ["SEGMENT_COLUMNS", "label_chunks"]
@@ -32,8 +33,8 @@ SEGMENT_COLUMNS = ("first", "ymin", "ymax", "xmin", "xmax")
 _EXTENT_AGG = {"first": "min", "ymin": "min", "ymax": "max", "xmin": "min", "xmax": "max"}
 
 
-def label_chunks(client: Any, seg_store: Location, boxes: list[Box], shape: tuple[int, int]) -> pd.DataFrame:
-    """Label ``mask`` of ``seg_store`` across chunks; writes ``raw`` and ``segments``.
+def label_chunks(client: Any, context: StageContext) -> pd.DataFrame:
+    """Label ``mask`` of the segmentation store across chunks; writes ``raw`` and ``segments``.
 
     Per chunk, local labels and their first pixels and boxes; per chunk face, the
     pairs of labels that touch; on the driver, a sparse graph of those pairs (one
@@ -44,12 +45,8 @@ def label_chunks(client: Any, seg_store: Location, boxes: list[Box], shape: tupl
     ----------
     client : distributed.Client or None
         Where the tasks run (``None``: the threaded scheduler).
-    seg_store : Location
-        The segmentation store, with ``mask`` written.
-    boxes : list of Box
-        The chunks (:func:`morpheus_core.tiling.chunk_boxes`).
-    shape : tuple of int
-        ``(H, W)`` of the image.
+    context : StageContext
+        The segmentation store (with ``mask`` written), the chunks and the shape.
 
     Returns
     -------
@@ -60,6 +57,7 @@ def label_chunks(client: Any, seg_store: Location, boxes: list[Box], shape: tupl
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
+    seg_store, boxes, shape = context.segmentation, context.boxes, context.shape
     results = run_tasks(client, [dask.delayed(_label_block)(seg_store, b, shape[1]) for b in boxes])
     counts = np.array([r[0] for r in results], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)

@@ -32,6 +32,7 @@ from morpheus_core.catalog import aperture_mask, detection_flag, merge_object_su
 from morpheus_core.deblend import object_label
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
+from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import APERTURE_ARCSEC
@@ -42,32 +43,19 @@ __all__ = ["internal_catalog", "value_added_catalog"]
 _APERTURE_GROUP = 64
 
 
-def internal_catalog(client: Any, class_store: Location, mosaic_store: Location, seg_store: Location,
-                     boxes: list[Box], objects: pd.DataFrame, *, flux_index: int, bands: list[str], wcs: Any,
-                     shape: tuple[int, int], flux_unit: str | None = None) -> Table:
+def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame) -> Table:
     """The catalog of the deblended map: one row per object.
 
     Parameters
     ----------
     client : distributed.Client or None
         Where the tasks run (``None``: the threaded scheduler).
-    class_store, mosaic_store, seg_store : Location
-        Classification, mosaic and segmentation stores (``deblended`` read).
-    boxes : list of Box
-        The chunks (:func:`morpheus_core.tiling.chunk_boxes`).
+    context : StageContext
+        The classification, mosaic and segmentation stores (``deblended`` read), the
+        chunks, the bands and flux band (Eq. 16 weights), the WCS (``ra``, ``dec``).
     objects : pandas.DataFrame
         The object table of :func:`pipeline.downstream.deblend.deblend_segments`: indexed by
         ``id``, with ``parent_id``, ``sub_id`` and ``segment_flag``.
-    flux_index : int
-        Band of ``bands`` whose flux weights (Eq. 16).
-    bands : list of str
-        Band names of the mosaic.
-    wcs : astropy.wcs.WCS
-        For ``ra`` and ``dec``.
-    shape : tuple of int
-        ``(H, W)`` of the image.
-    flux_unit : str, optional
-        Unit of the band fluxes.
 
     Returns
     -------
@@ -75,15 +63,14 @@ def internal_catalog(client: Any, class_store: Location, mosaic_store: Location,
         ``id``, ``label``, ``parent_id``, ``sub_id``, ``detection_flag``,
         ``segment_flag``, then the measured columns.
     """
-    classes = _classes(class_store)
-    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1], classes)
+    sums = _catalog_sums(client, context)
     ids = objects.index.to_numpy(dtype=np.int64)
     parent = objects["parent_id"].to_numpy(dtype=np.int64)
     sub = objects["sub_id"].to_numpy(dtype=np.int64)
     sums = sums.reindex(ids)
     missing = sums["area"].isna().to_numpy()
     sums = sums.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = _catalog_body(sums, wcs, shape, bands, flux_unit, missing, classes)
+    body = _catalog_body(sums, context, missing)
     flags = detection_flag(sums["peak_background"].to_numpy(), ~missing)
     head = Table()
     head["id"] = ids
@@ -101,9 +88,7 @@ def internal_catalog(client: Any, class_store: Location, mosaic_store: Location,
     return hstack([head, body], join_type="exact")
 
 
-def value_added_catalog(client: Any, class_store: Location, mosaic_store: Location, seg_store: Location,
-                        boxes: list[Box], markers: dict[str, np.ndarray], *, flux_index: int, bands: list[str],
-                        wcs: Any, shape: tuple[int, int], flux_unit: str | None = None,
+def value_added_catalog(client: Any, context: StageContext, markers: dict[str, np.ndarray], *,
                         aperture_arcsec: float = APERTURE_ARCSEC, oversize_segments: Sequence[int] = ()) -> Table:
     """The value-added catalog: one row per source of an external catalog, in its order.
 
@@ -113,8 +98,8 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
 
     Parameters
     ----------
-    client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, wcs, shape, flux_unit
-        As :func:`internal_catalog`.
+    client, context
+        As :func:`internal_catalog` (the pixel scale sets the aperture in pixels).
     markers : dict of str to numpy.ndarray
         The external catalog as :func:`pipeline.inputs.markers.read_markers` returns it.
     aperture_arcsec : float
@@ -129,13 +114,11 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
         ``source_id``, ``ra_input``, ``dec_input``, ``detection_flag``,
         ``object_id``, ``aperture``, ``segment_flag``, then the measured columns.
     """
-    from astropy.wcs.utils import proj_plane_pixel_scales
-
-    classes = _classes(class_store)
-    sums = _catalog_sums(client, class_store, mosaic_store, seg_store, boxes, flux_index, bands, shape[1], classes)
+    classes, shape = context.classes, context.shape
+    sums = _catalog_sums(client, context)
     n_rows = len(markers["id"])
-    seg = seg_store.open_group(mode="r")
-    cls = class_store.open_group(mode="r")
+    seg = context.segmentation.open_group(mode="r")
+    cls = context.classification.open_group(mode="r")
     inside = markers["inside"]
     iy, ix = markers["iy"], markers["ix"]
     owner = np.zeros(n_rows, dtype=np.int64)
@@ -147,8 +130,7 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
             (np.full(inside.sum(), len(classes) - 1), iy[inside], ix[inside]))
         classified[inside] = cls["n"].get_coordinate_selection((iy[inside], ix[inside])) > 0
     flags = detection_flag(bvalue, classified)
-    scale = float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 3600.0
-    radius = aperture_arcsec / scale
+    radius = aperture_arcsec / context.pixel_scale_arcsec
     full_disc = int(aperture_mask((2 * int(radius) + 3,) * 2, int(radius) + 1, int(radius) + 1, radius).sum())
     area = np.where(owner > 0, sums["area"].reindex(owner).fillna(0).to_numpy(np.int64), 0)
     use_aperture = classified & ((owner == 0) | (area < full_disc))
@@ -156,9 +138,9 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     rows = np.flatnonzero(use_aperture)
     rows = rows[np.lexsort((markers["x"][rows], markers["y"][rows] // 256))]
     aperture_sums = merge_object_sums(run_tasks(client, [
-        dask.delayed(_aperture_block)(class_store, mosaic_store, group,
+        dask.delayed(_aperture_block)(context.classification, context.mosaic, group,
                                       np.stack([markers["x"][group], markers["y"][group]], 1),
-                                      radius, flux_index, bands, shape, classes)
+                                      radius, context.flux_index, list(context.bands), shape, classes)
         for group in (rows[s : s + _APERTURE_GROUP] for s in range(0, len(rows), _APERTURE_GROUP))]))
     # One row per source: its segment's sums, or its aperture's; nothing when unclassified.
     index = pd.RangeIndex(n_rows)
@@ -166,7 +148,7 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     combined.loc[use_aperture] = aperture_sums.reindex(index).loc[use_aperture]
     missing = combined["area"].isna().to_numpy()
     combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
-    body = _catalog_body(combined, wcs, shape, bands, flux_unit, missing, classes)
+    body = _catalog_body(combined, context, missing)
     head = Table()
     head["source_id"] = markers["id"]
     head["source_id"].description = "identifier from the input catalog"
@@ -189,18 +171,12 @@ def value_added_catalog(client: Any, class_store: Location, mosaic_store: Locati
     return hstack([head, body], join_type="exact")
 
 
-def _classes(class_store: Location) -> tuple[str, ...]:
-    """The classification's classes (its model card's; the released ones if unrecorded)."""
-    return tuple(class_store.open_group(mode="r").attrs.get("classes", CLASSES))
-
-
-def _catalog_sums(client: Any, class_store: Location, mosaic_store: Location, seg_store: Location,
-                  boxes: list[Box], flux_index: int, bands: list[str], width: int,
-                  classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
+def _catalog_sums(client: Any, context: StageContext) -> pd.DataFrame:
     """Per-object sums of the deblended map, chunk by chunk, merged exactly."""
     return merge_object_sums(run_tasks(client, [
-        dask.delayed(_sums_block)(class_store, mosaic_store, seg_store, b, flux_index, bands, width, classes)
-        for b in boxes]))
+        dask.delayed(_sums_block)(context.classification, context.mosaic, context.segmentation, b,
+                                  context.flux_index, list(context.bands), context.width, context.classes)
+        for b in context.boxes]))
 
 
 def _marker_segment_flag(seg: zarr.Group, oversize: Sequence[int], iy: np.ndarray, ix: np.ndarray,
@@ -258,8 +234,7 @@ def _aperture_block(class_store: Location, mosaic_store: Location, rows: np.ndar
     return pd.concat(frames)
 
 
-def _catalog_body(sums: pd.DataFrame, wcs: Any, shape: tuple[int, int], bands: list[str], flux_unit: str | None,
-                  missing: np.ndarray, classes: tuple[str, ...] = CLASSES) -> Table:
+def _catalog_body(sums: pd.DataFrame, context: StageContext, missing: np.ndarray) -> Table:
     """The measured columns, saying which classification image each comes from.
 
     ``p_<class>``, ``dominant_class``, ``agreement`` and ``background_min`` come from
@@ -267,8 +242,10 @@ def _catalog_body(sums: pd.DataFrame, wcs: Any, shape: tuple[int, int], bands: l
     exactly 0 on source cores and 1 on sky), ``p_mean_<class>`` from the mean images,
     ``sigma_<class>`` from the variance images (the spread of the mean probabilities).
     """
-    body = object_catalog(sums, wcs=wcs, width=shape[1], classes=classes, band_names=bands, flux_unit=flux_unit,
-                          missing=missing, fractions=("mean",))
+    classes = context.classes
+    body = object_catalog(sums, wcs=context.wcs, width=context.width, classes=classes,
+                          band_names=list(context.bands), flux_unit=context.flux_unit, missing=missing,
+                          fractions=("mean",))
     for c in classes:
         body[f"p_{c}"].description = (f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as "
                                       "the released code), classes sum to 1")

@@ -27,6 +27,7 @@ import zarr
 from morpheus_core.segmentation import segment_sources, unmarked_components, watershed_markers
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
+from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import DETECTION_RULES
 
@@ -36,7 +37,6 @@ __all__ = ["LOCAL_MARGIN", "SegmentedChunks", "no_source_message", "segment_chun
 
 #: Pixels an unmarked component must stay inside a chunk's read region (Sobel + seeds).
 LOCAL_MARGIN = 3
-
 
 
 @dataclass
@@ -55,19 +55,17 @@ class SegmentedChunks:
     approximate_chunks: list[str] = field(default_factory=list)
 
 
-def segment_chunks(client: Any, class_store: Location, seg_store: Location, boxes: list[Box], *,
-                   threshold: float, halo: int, max_halo: int, detection: str = "paper",
-                   source_pixels: np.ndarray | None = None) -> SegmentedChunks:
-    """Algorithm 1 per chunk, with the checked halo; writes ``mask`` of ``seg_store``.
+def segment_chunks(client: Any, context: StageContext, *, threshold: float, halo: int, max_halo: int,
+                   detection: str = "paper", source_pixels: np.ndarray | None = None) -> SegmentedChunks:
+    """Algorithm 1 per chunk, with the checked halo; writes ``mask`` of the segmentation store.
 
     Parameters
     ----------
     client : distributed.Client or None
         Where the tasks run (``None``: the threaded scheduler).
-    class_store, seg_store : Location
-        The classification store (read) and the segmentation store (``mask`` written).
-    boxes : list of Box
-        The chunks (:func:`morpheus_core.tiling.chunk_boxes`).
+    context : StageContext
+        The classification store (read), the segmentation store (``mask`` written)
+        and the chunks.
     threshold : float
         Background at or below which a pixel is a certain source.
     halo, max_halo : int
@@ -85,11 +83,11 @@ def segment_chunks(client: Any, class_store: Location, seg_store: Location, boxe
     """
     pixels = np.zeros((0, 3), dtype=np.int64) if source_pixels is None else source_pixels
     tasks = []
-    for box in boxes:  # each task gets the sources its largest read region can hold
+    for box in context.boxes:  # each task gets the sources its largest read region can hold
         reach = Box(box.y0 - max_halo, box.y1 + max_halo, box.x0 - max_halo, box.x1 + max_halo)
         near = reach.contains(pixels[:, 0], pixels[:, 1])
         tasks.append(dask.delayed(_segment_block, pure=False)(
-            class_store, seg_store, box, threshold, halo, max_halo, pixels[near], detection))
+            context.classification, context.segmentation, box, threshold, halo, max_halo, pixels[near], detection))
     out = SegmentedChunks()
     for name, used, exact in run_tasks(client, tasks):
         out.chunk_halos[name] = int(used)
@@ -179,11 +177,11 @@ def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: fl
     return not np.isin(components[near_frame], reaching).any()
 
 
-def no_source_message(cls: zarr.Group, detection: str, threshold: float) -> str:
+def no_source_message(context: StageContext, detection: str, threshold: float) -> str:
     """Why no source was found, and what to try, for a detection rule."""
     image = DETECTION_RULES[detection]["sources"]
     name = "rank-vote" if image == "rank" else "mean"
-    bmin = _min_background(cls, image)
+    bmin = _min_background(context.classification.open_group(mode="r"), image)
     hint = "a larger --threshold finds the sources this classification sees"
     if detection == "paper":
         hint = ("try --detection mixed (source markers from the mean background <= 0.3) or a larger "

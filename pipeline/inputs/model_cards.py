@@ -155,11 +155,11 @@ def pixel_scale_arcsec(wcs_header: str) -> float:
     return float(math.sqrt(scales[0] * scales[1]))
 
 
-def default_flux_band(card_dict: dict[str, Any] | None, bands: list[str]) -> str:
+def default_flux_band(card: ModelCard | None, bands: list[str]) -> str:
     """The flux band when the user names none: the recorded model card's reddest band
     (:meth:`~morpheus_core.cards.ModelCard.flux_band`; H = F160W for the released
-    model); for a run recorded before cards, H if the mosaic has it, else its first band.
+    model); for a run recorded before cards (``card`` None), H if the mosaic has it, else its first band.
     """
-    if card_dict:
-        return ModelCard.from_dict(card_dict).flux_band()
+    if card is not None:
+        return card.flux_band()
     return "H" if "H" in bands else bands[0]

@@ -13,10 +13,9 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from pipeline.rundir.layout import CATALOG_FORMATS
 from pipeline.rundir.location import atomic_path
 
-__all__ = ["CATALOG_FORMATS", "write_catalog_table"]
+__all__ = ["write_catalog_table"]
 
 
 def _significant(values: np.ndarray, digits: int) -> np.ndarray:
@@ -57,7 +56,7 @@ def _write_parquet(table: Table, path: Path) -> None:
 
 
 def write_catalog_table(table: Table, path: Path, fmt: str) -> Path:
-    """Write a catalog table atomically in one of :data:`CATALOG_FORMATS`.
+    """Write a catalog table atomically in one of :data:`~pipeline.rundir.layout.CATALOG_FORMATS`.
 
     Masked values become nulls (Parquet), blanks (FITS, MRT) or empty fields (CSV);
     the machine-readable table rounds floats to sensible digits.
@@ -69,7 +68,7 @@ def write_catalog_table(table: Table, path: Path, fmt: str) -> Path:
     path : pathlib.Path
         Destination; an existing file is replaced.
     fmt : str
-        A value of :data:`CATALOG_FORMATS`.
+        A value of :data:`~pipeline.rundir.layout.CATALOG_FORMATS`.
 
     Returns
     -------

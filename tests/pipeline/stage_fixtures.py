@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from morpheus_core.deblend import deblend
 from morpheus_core.segmentation import label_segments, segment_sources
+from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
-from tests.pipeline.downstream_scene import SHAPE, write_run
+from tests.pipeline.downstream_scene import CHUNK, SHAPE, segmentation_store, write_run
 
 
 def whole_image_stages(scene: dict[str, np.ndarray], *, threshold: float = 0.0, min_distance: int = 6):
@@ -22,6 +25,15 @@ def run_stores(tmp_path, scene) -> tuple[Location, Location]:
     run_dir = write_run(tmp_path / "run", scene)
     assert scene["n"].shape == SHAPE
     return Location(run_dir / "classification.zarr"), Location(run_dir / "mosaic.zarr")
+
+
+def stage_context(tmp_path, scene, chunk: int = CHUNK, **data: np.ndarray) -> StageContext:
+    """The context of a run directory holding ``scene``, its segmentation store a fresh one
+    at ``tmp_path / "seg.zarr"`` (arrays zero or from ``data``), as a stage test needs it.
+    """
+    run_dir = write_run(tmp_path / "run", scene)
+    seg = segmentation_store(tmp_path / "seg.zarr", scene["n"].shape, chunk, **data)
+    return replace(StageContext.from_run(Location(run_dir), chunk=chunk), segmentation=seg)
 
 
 def assert_catalog_equal(table, reference) -> None:

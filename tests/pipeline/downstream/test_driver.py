@@ -133,6 +133,24 @@ def test_products_carry_wcs_provenance_and_metadata(tmp_path, scene):
     assert record["settings"]["detection"] == "paper" and record["detection"]["threshold"] == 0.0
 
 
+def test_the_recorded_model_card_is_read_once_and_its_keywords_reach_every_product(tmp_path, scene, monkeypatch):
+    from morpheus_core.cards import RELEASED_CARD, ModelCard
+
+    run_dir = write_run(tmp_path / "run", scene)
+    zarr.open_group(str(run_dir / "classification.zarr"), mode="r+").attrs["model_card"] = RELEASED_CARD.to_dict()
+    parsed = []
+    original = ModelCard.from_dict.__func__
+    monkeypatch.setattr(ModelCard, "from_dict", classmethod(lambda cls, data: parsed.append(1) or original(cls, data)))
+    run_downstream(run_dir, SETTINGS, client=None, echo=lambda *_: None, run_id="r2", model="m")
+    assert len(parsed) == 1  # one parse for the flux band, the FITS headers and the catalog's metadata
+    meta = Table.read(run_dir / "catalog" / "catalog.parquet").meta
+    for name in ("segmap.fits", "segmap_deblended.fits"):
+        header = fits.getheader(run_dir / "fits" / name)
+        for key in ("DETECT", "SEGTHR", "MINDIST", "NDMAX", "FLUXBAND", "MODBANDS", "MODSCALE", "MODCLASS"):
+            assert header[key] == meta[key], (name, key)
+    assert meta["FLUXBAND"] == "H" and meta["MODBANDS"] == "H,J,V,Z" and meta["RUNID"] == header["RUNID"] == "r2"
+
+
 def test_value_added_mode_reports_every_source(tmp_path, scene):
     run_dir = write_run(tmp_path / "run", scene)
     wcs = make_wcs(SHAPE)

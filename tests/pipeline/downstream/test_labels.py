@@ -8,9 +8,9 @@ import zarr
 from scipy import ndimage as ndi
 
 from morpheus_core.segmentation import label_segments
-from morpheus_core.tiling import chunk_boxes
 from pipeline.downstream.labels import label_chunks
-from tests.pipeline.downstream_scene import segmentation_store
+from tests.pipeline.downstream_scene import make_scene
+from tests.pipeline.stage_fixtures import stage_context
 
 
 def _blobs(shape, seed):
@@ -22,10 +22,10 @@ def _blobs(shape, seed):
 @pytest.mark.parametrize("shape, chunk, seed", [((150, 170), 32, 0), ((64, 200), 17, 1), ((40, 40), 64, 2)])
 def test_labels_equal_whole_image_label_in_raster_order(tmp_path, shape, chunk, seed):
     mask = _blobs(shape, seed)
-    seg = segmentation_store(tmp_path / "seg.zarr", shape, chunk, mask=mask.astype(np.uint8))
-    table = label_chunks(None, seg, chunk_boxes(shape, chunk), shape)
+    context = stage_context(tmp_path, make_scene(shape, []), chunk, mask=mask.astype(np.uint8))
+    table = label_chunks(None, context)
     whole, count = label_segments(mask)
-    np.testing.assert_array_equal(zarr.open_group(str(seg.path))["segments"][:], whole)
+    np.testing.assert_array_equal(zarr.open_group(str(context.segmentation.path))["segments"][:], whole)
     assert len(table) == count > 5 and list(table.index) == list(range(1, count + 1))
     for label, box in enumerate(ndi.find_objects(whole), start=1):
         row = table.loc[label]
@@ -36,7 +36,7 @@ def test_labels_equal_whole_image_label_in_raster_order(tmp_path, shape, chunk, 
 
 
 def test_an_empty_mask_has_no_segment(tmp_path):
-    seg = segmentation_store(tmp_path / "seg.zarr", (50, 60), 32)
-    table = label_chunks(None, seg, chunk_boxes((50, 60), 32), (50, 60))
+    context = stage_context(tmp_path, make_scene((50, 60), []), 32)
+    table = label_chunks(None, context)
     assert len(table) == 0 and list(table.columns) == ["ymin", "ymax", "xmin", "xmax", "first"]
-    assert not zarr.open_group(str(seg.path))["segments"][:].any()
+    assert not zarr.open_group(str(context.segmentation.path))["segments"][:].any()

@@ -7,16 +7,13 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from morpheus_core import CLASSES
+from morpheus_core import BANDS, CLASSES
 from morpheus_core.catalog import merge_object_sums, object_catalog, object_sums
 from morpheus_core.simulate import make_wcs
-from morpheus_core.tiling import chunk_boxes
 from pipeline.downstream.measure import internal_catalog, value_added_catalog
 from pipeline.inputs.markers import read_markers
-from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, segmentation_store
-from tests.pipeline.stage_fixtures import assert_catalog_equal, run_stores, whole_image_stages
-
-BANDS = ["H", "J", "V", "z"]
+from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene
+from tests.pipeline.stage_fixtures import assert_catalog_equal, stage_context, whole_image_stages
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +22,14 @@ def scene():
 
 
 def test_internal_catalog_equals_whole_image(tmp_path, scene):
-    class_store, mosaic_store = run_stores(tmp_path, scene)
     _, segments, result = whole_image_stages(scene)
-    seg = segmentation_store(tmp_path / "seg.zarr", SHAPE, segments=segments, deblended=result.segmap)
+    context = stage_context(tmp_path, scene, segments=segments, deblended=result.segmap)
+    assert context.bands == tuple(BANDS) and context.flux_band == "H"  # the mosaic's bands; no recorded card: H
     objects = pd.DataFrame({"parent_id": result.parent_id, "sub_id": result.sub_id,
                             "segment_flag": np.zeros(len(result.id), dtype=np.int16)},
                            index=pd.Index(result.id, name="id"))
     wcs = make_wcs(SHAPE)
-    table = internal_catalog(None, class_store, mosaic_store, seg, chunk_boxes(SHAPE, CHUNK), objects,
-                             flux_index=0, bands=BANDS, wcs=wcs, shape=SHAPE)
+    table = internal_catalog(None, context, objects)
     flux = scene["bands"][0]
     sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["rank"], variance=scene["variance"],
                                           bands=scene["bands"], band_names=BANDS, fractions={"mean": scene["mean"]})])
@@ -44,7 +40,6 @@ def test_internal_catalog_equals_whole_image(tmp_path, scene):
 
 
 def test_value_added_catalog_has_a_row_per_source(tmp_path, scene):
-    class_store, mosaic_store = run_stores(tmp_path, scene)
     _, segments, result = whole_image_stages(scene)
     wcs = make_wcs(SHAPE)
     # (x, y): the large source, empty sky (aperture), the unclassified border, off the image
@@ -54,9 +49,8 @@ def test_value_added_catalog_has_a_row_per_source(tmp_path, scene):
     Table({"id": [1, 2, 3, 4], "ra": ra, "dec": dec}).write(path, format="ascii.csv")
     markers = read_markers(str(path), wcs=wcs, shape=SHAPE)
     deblended = np.where(segments == segments[64, 64], 1, 0).astype(np.int32)  # source 1 owns its segment
-    seg = segmentation_store(tmp_path / "seg.zarr", SHAPE, segments=segments, deblended=deblended)
-    table = value_added_catalog(None, class_store, mosaic_store, seg, chunk_boxes(SHAPE, CHUNK), markers,
-                                flux_index=0, bands=BANDS, wcs=wcs, shape=SHAPE)
+    context = stage_context(tmp_path, scene, segments=segments, deblended=deblended)
+    table = value_added_catalog(None, context, markers)
     assert list(table["source_id"]) == [1, 2, 3, 4]
     assert list(table["object_id"]) == [1, 0, 0, 0] and list(table["aperture"]) == [0, 1, 0, 0]
     assert table["area"][0] == (deblended == 1).sum() and 100 < table["area"][1] < 120

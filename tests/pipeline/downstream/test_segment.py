@@ -7,11 +7,10 @@ import pytest
 import zarr
 
 from morpheus_core.segmentation import segment_sources
-from morpheus_core.tiling import chunk_boxes
 from pipeline.downstream.segment import no_source_message, segment_chunks
 from pipeline.settings import DETECTION_RULES
-from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, segmentation_store
-from tests.pipeline.stage_fixtures import run_stores
+from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene
+from tests.pipeline.stage_fixtures import stage_context
 
 IMAGES = {"rank": "background", "mean": "mean_background"}
 
@@ -23,48 +22,39 @@ def scene():
 
 @pytest.mark.parametrize("detection", list(DETECTION_RULES))
 def test_chunked_mask_equals_whole_image(tmp_path, scene, detection):
-    class_store, _ = run_stores(tmp_path, scene)
-    seg = segmentation_store(tmp_path / "seg.zarr", SHAPE)
+    context = stage_context(tmp_path, scene)
     rule = DETECTION_RULES[detection]
-    boxes = chunk_boxes(SHAPE, CHUNK)
-    out = segment_chunks(None, class_store, seg, boxes, threshold=rule["threshold"], halo=8, max_halo=256,
-                         detection=detection)
+    out = segment_chunks(None, context, threshold=rule["threshold"], halo=8, max_halo=256, detection=detection)
     source_image = None if rule["sources"] == rule["background"] else scene[IMAGES[rule["sources"]]]
     whole = segment_sources(scene[IMAGES[rule["background"]]], scene["n"] > 0, threshold=rule["threshold"],
                             source_background=source_image)
-    np.testing.assert_array_equal(zarr.open_group(str(seg.path))["mask"][:], whole.astype(np.uint8))
+    np.testing.assert_array_equal(zarr.open_group(str(context.segmentation.path))["mask"][:], whole.astype(np.uint8))
     assert out.approximate_chunks == []
-    assert list(out.chunk_halos) == [b.name for b in boxes]
+    assert list(out.chunk_halos) == [b.name for b in context.boxes]
     assert set(out.chunk_halos.values()) <= {8, 16, 32, 64, 128, 256}
 
 
 def test_external_sources_are_marked_as_on_the_whole_image(tmp_path, scene):
-    class_store, _ = run_stores(tmp_path, scene)
-    seg = segmentation_store(tmp_path / "seg.zarr", SHAPE)
+    context = stage_context(tmp_path, scene)
     # (y, x, id): a faint sky position, one on a source, one on a chunk corner
     pixels = np.array([[30, 150, 1], [64, 100, 2], [64, 64, 3]], dtype=np.int64)
-    segment_chunks(None, class_store, seg, chunk_boxes(SHAPE, CHUNK), threshold=0.0, halo=8, max_halo=256,
-                   source_pixels=pixels)
+    segment_chunks(None, context, threshold=0.0, halo=8, max_halo=256, source_pixels=pixels)
     marked = np.zeros(SHAPE, dtype=np.uint8)
     marked[pixels[:, 0], pixels[:, 1]] = 1
     whole = segment_sources(scene["background"], scene["n"] > 0, threshold=0.0, sources=marked)
-    np.testing.assert_array_equal(zarr.open_group(str(seg.path))["mask"][:], whole.astype(np.uint8))
+    np.testing.assert_array_equal(zarr.open_group(str(context.segmentation.path))["mask"][:], whole.astype(np.uint8))
 
 
 def test_a_halo_too_small_is_reported_approximate(tmp_path, scene):
-    class_store, _ = run_stores(tmp_path, scene)
-    seg = segmentation_store(tmp_path / "seg.zarr", SHAPE)
-    out = segment_chunks(None, class_store, seg, chunk_boxes(SHAPE, CHUNK), threshold=0.3, halo=2, max_halo=4,
-                         detection="mean")
+    out = segment_chunks(None, stage_context(tmp_path, scene), threshold=0.3, halo=2, max_halo=4, detection="mean")
     assert out.approximate_chunks and set(out.approximate_chunks) <= set(out.chunk_halos)
     assert all(out.chunk_halos[name] == 4 for name in out.approximate_chunks)
 
 
 def test_no_source_message_names_the_rule_and_the_smallest_background(tmp_path, scene):
-    class_store, _ = run_stores(tmp_path, scene)
-    cls = class_store.open_group(mode="r")
-    message = no_source_message(cls, "paper", 0.0)
+    context = stage_context(tmp_path, scene)
+    message = no_source_message(context, "paper", 0.0)
     assert "rank-vote background <= 0.0" in message and "smallest rank-vote background 0" in message
     assert "--detection mixed" in message
-    message = no_source_message(cls, "mean", 0.3)
+    message = no_source_message(context, "mean", 0.3)
     assert "mean background" in message and "larger --threshold" in message

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
-from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -12,8 +10,8 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from pipeline.errors import RunError
-from pipeline.products import fits as products
-from pipeline.products.fits import provenance, write_fits_image
+from pipeline.products.fits import write_fits_image, write_fits_image_strips
+from pipeline.products.provenance import provenance
 
 SHAPE = (40, 60)
 MODEL = "morpheus-astro 0.5.1 model-440"
@@ -57,47 +55,6 @@ def assert_same_sky(written: fits.Header, expected: WCS) -> None:
     # The high-level API agrees too.
     sky = got.pixel_to_world(*PIXELS)
     assert np.all(sky.separation(expected.pixel_to_world(*PIXELS)).deg < WCS_ATOL_DEG)
-
-
-def test_provenance_keywords():
-    before = datetime.now(timezone.utc).replace(microsecond=0)
-    cards = provenance("run-7", model=MODEL, precision="mixed_float16",
-                       extra={"TILE": 256, "MOSAIC": ("goods-s", "mosaic name")})
-    assert list(cards)[:6] == ["SOFTWARE", "SWVERSN", "MODEL", "PRECISN", "RUNID", "DATE"]
-    assert cards["SOFTWARE"][0] == "morpheus-survey"
-    assert cards["SWVERSN"][0] == importlib.metadata.version("morpheus-survey")
-    assert cards["MODEL"][0] == MODEL
-    assert cards["PRECISN"][0] == "mixed_float16"
-    assert cards["RUNID"][0] == "run-7"
-    assert cards["TILE"] == (256, "")
-    assert cards["MOSAIC"] == ("goods-s", "mosaic name")
-    date = datetime.strptime(cards["DATE"][0], "%Y-%m-%dT%H:%M:%S").replace(
-        tzinfo=timezone.utc)
-    assert before <= date <= datetime.now(timezone.utc)
-    for key, (_, comment) in cards.items():
-        assert len(key) <= 8
-        assert len(comment) <= 40
-
-
-def test_software_version_falls_back_to_morpheus_core(monkeypatch):
-    import morpheus_core
-
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", missing)
-    assert products.software_version() == morpheus_core.__version__
-
-
-@pytest.mark.parametrize("key", ["SOFTWAREX", "lower", "BAD KEY", "", "É"])
-def test_provenance_rejects_invalid_keywords(key):
-    with pytest.raises(ValueError, match="FITS keyword"):
-        provenance("r", model=MODEL, precision="float32", extra={key: 1})
-
-
-def test_provenance_rejects_unstorable_values():
-    with pytest.raises(ValueError, match="LIST"):
-        provenance("r", model=MODEL, precision="float32", extra={"LIST": [1, 2]})
 
 
 def test_image_round_trip(tmp_path, wcs, cards, rng):
@@ -203,8 +160,8 @@ def test_strip_writer_equals_the_whole_image_writer(tmp_path, wcs, cards, rng):
 
     whole = write_fits_image(tmp_path / "whole.fits", data, wcs_header=wcs.to_header_string(), provenance=cards,
                              extname="IMG")
-    strips = products.write_fits_image_strips(tmp_path / "strips.fits", Strips(), strip=16,
-                                              wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG")
+    strips = write_fits_image_strips(tmp_path / "strips.fits", Strips(), strip=16,
+                                     wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG")
     assert Strips.reads == 1 + 5  # one row for the dtype, then ceil(70 / 16) strips
     with fits.open(whole) as a, fits.open(strips) as b:
         np.testing.assert_array_equal(b[0].data, data)  # the strips reassemble the image
