@@ -378,7 +378,7 @@ def _description(data_dir: Path, bands: str | None, classes: str | None, pixel_s
 
 def _passbands(description: Any) -> tuple:
     """The simulator's passbands for a description's bands (HST or NIRCam names)."""
-    from morpheus_core.simulate import HST_BANDS, NIRCAM_BANDS
+    from morpheus_core.passbands import HST_BANDS, NIRCAM_BANDS
 
     known = {b.name.upper(): b for b in (*HST_BANDS, *NIRCAM_BANDS)}
     missing = [b for b in description.band_names if b.upper() not in known]
