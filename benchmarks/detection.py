@@ -177,7 +177,7 @@ class Classifier:
     def _network(self):
         if self._clf is None:
             from morpheus_core.classifier import KerasWindowClassifier
-            from morpheus_core.model import load_released_model
+            from morpheus_core.weights import load_released_model
 
             self._clf = KerasWindowClassifier(load_released_model(crop=True))
         return self._clf

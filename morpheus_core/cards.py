@@ -14,7 +14,7 @@ point source and background.
 
 :func:`nearest_bands` maps new bands onto a card's bands by wavelength; fine-tuning
 uses it to initialise the first convolution of a network with other bands
-(:func:`morpheus_core.model.adapt_weights`).
+(:func:`morpheus_core.transfer.transfer_weights`).
 
 No dependency beyond the standard library and NumPy.
 """
