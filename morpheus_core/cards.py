@@ -29,8 +29,8 @@ from typing import Any
 
 from morpheus_core import BANDS, BORDER, CLASSES, WINDOW
 
-__all__ = ["CARD_FORMAT", "CARD_VERSION", "JWST_NIRCAM_BANDS", "RELEASED_CARD", "STANDARDIZATION", "Band",
-           "ModelCard", "nearest_bands", "parse_band"]
+__all__ = ["BACKGROUND", "CARD_FORMAT", "CARD_VERSION", "JWST_NIRCAM_BANDS", "RELEASED_BANDS", "RELEASED_CARD",
+           "STANDARDIZATION", "Band", "ModelCard", "nearest_bands", "parse_band"]
 
 #: ``format`` of a card document.
 CARD_FORMAT = "morpheus-model-card"
