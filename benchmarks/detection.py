@@ -18,7 +18,7 @@ network (cached), this script compares detection rules:
   then Algorithm 2;
 - ``photutils``: :func:`photutils.segmentation.detect_sources` on the H image
   convolved with a Gaussian of the H PSF FWHM (3 px,
-  :data:`morpheus_core.simulate.PSF_FWHM_ARCSEC`), threshold 1.5 sigma, then
+  :data:`morpheus_core.passbands.PSF_FWHM_ARCSEC`), threshold 1.5 sigma, then
   :func:`~photutils.segmentation.deblend_sources` (32 levels, contrast 0.001). Two
   thresholds: 1.5 x the known per-pixel H noise (photutils' documented habit of a
   threshold in units of the unfiltered background rms) and 1.5 x the noise of the
@@ -126,7 +126,9 @@ def correlated_noise(shape: tuple[int, int], seed: int, fwhm: float) -> np.ndarr
     """``(4, H, W)`` float32 Gaussian noise correlated by a Gaussian of ``fwhm`` pixels, at the default depth."""
     from scipy.signal import fftconvolve
 
-    from morpheus_core.simulate import BANDS, DEFAULT_NOISE_SIGMA, SNR_APERTURE_RADIUS_ARCSEC, gaussian_psf
+    from morpheus_core import BANDS
+    from morpheus_core.profiles import gaussian_psf
+    from morpheus_core.simulate import DEFAULT_NOISE_SIGMA, SNR_APERTURE_RADIUS_ARCSEC
 
     rng = np.random.default_rng([seed, 12])
     kernel = gaussian_psf(fwhm)
@@ -175,7 +177,7 @@ class Classifier:
     def _network(self):
         if self._clf is None:
             from morpheus_core.classifier import KerasWindowClassifier
-            from morpheus_core.model import load_released_model
+            from morpheus_core.weights import load_released_model
 
             self._clf = KerasWindowClassifier(load_released_model(crop=True))
         return self._clf
@@ -447,7 +449,8 @@ def main() -> None:
     from morpheus_core.runtime import configure_threads
 
     configure_threads(args.threads)
-    from morpheus_core.simulate import DEFAULT_NOISE_SIGMA, PSF_FWHM_ARCSEC
+    from morpheus_core.passbands import PSF_FWHM_ARCSEC
+    from morpheus_core.simulate import DEFAULT_NOISE_SIGMA
 
     started = time.perf_counter()
     load0 = os.getloadavg()

@@ -100,11 +100,12 @@ def main() -> None:
     configure_threads(args.threads)
     import keras
 
+    from morpheus_core import BORDER, WINDOW
     from morpheus_core.accumulate import block_sums
     from morpheus_core.engine import KerasWindowClassifier, block_shape, classify_image
-    from morpheus_core.model import BORDER, WINDOW, load_released_model
     from morpheus_core.simulate import render_sky
     from morpheus_core.stats import deviation_report, finalize
+    from morpheus_core.weights import load_released_model
     from morpheus_core.windows import cut_windows, standardize_windows, window_moments
 
     size = args.tile + WINDOW - 1

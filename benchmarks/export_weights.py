@@ -1,7 +1,7 @@
 """Export the released Morpheus weights to a Keras ``.weights.h5`` file (issue #15).
 
 Reading the released TF1 checkpoint needs TensorFlow; the exported file loads on any
-Keras backend (``morpheus_core.model.load_model(path)``, ``--weights path`` on the
+Keras backend (``morpheus_core.weights.load_model(path)``, ``--weights path`` on the
 command line), e.g. on a GPU machine with JAX and no TensorFlow.
 
 Usage::
@@ -17,7 +17,7 @@ from pathlib import Path
 
 def export(out: Path) -> Path:
     """Write the released weights (full-window network) to ``out``, atomically."""
-    from morpheus_core.model import load_released_model
+    from morpheus_core.weights import load_released_model
 
     out = Path(out)
     if not out.name.endswith(".weights.h5"):

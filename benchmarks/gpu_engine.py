@@ -83,8 +83,8 @@ def main() -> None:
 
     from morpheus_core import BORDER, WINDOW
     from morpheus_core.engine import KerasWindowClassifier, classify_image
-    from morpheus_core.model import load_model
     from morpheus_core.stats import deviation_report, finalize
+    from morpheus_core.weights import load_model
 
     size = args.tile + WINDOW - 1
     image = sky_image(size, seed=7)

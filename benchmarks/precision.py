@@ -25,9 +25,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from morpheus_core.engine import KerasWindowClassifier, classify_image
-    from morpheus_core.model import load_released_model
     from morpheus_core.simulate import render_sky
     from morpheus_core.stats import deviation_report, finalize
+    from morpheus_core.weights import load_released_model
 
     image = render_sky((512, 512), seed=2020).images
     results = {}

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["VOTE_BASE", "block_sums", "count_map", "unpack_votes", "vote_channels"]
+
 #: Packed-vote base: a count per pixel and call never reaches it (at most 900 windows).
 VOTE_BASE = 1024
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["bicubic_matrix"]
+
 _TABLE_SIZE = 1024
 _A = np.float32(-0.75)
 

@@ -14,7 +14,7 @@ point source and background.
 
 :func:`nearest_bands` maps new bands onto a card's bands by wavelength; fine-tuning
 uses it to initialise the first convolution of a network with other bands
-(:func:`morpheus_core.model.adapt_weights`).
+(:func:`morpheus_core.transfer.transfer_weights`).
 
 No dependency beyond the standard library and NumPy.
 """
@@ -29,8 +29,8 @@ from typing import Any
 
 from morpheus_core import BANDS, BORDER, CLASSES, WINDOW
 
-__all__ = ["CARD_FORMAT", "CARD_VERSION", "JWST_NIRCAM_BANDS", "RELEASED_CARD", "STANDARDIZATION", "Band",
-           "ModelCard", "nearest_bands", "parse_band"]
+__all__ = ["BACKGROUND", "CARD_FORMAT", "CARD_VERSION", "JWST_NIRCAM_BANDS", "RELEASED_BANDS", "RELEASED_CARD",
+           "STANDARDIZATION", "Band", "ModelCard", "nearest_bands", "parse_band"]
 
 #: ``format`` of a card document.
 CARD_FORMAT = "morpheus-model-card"

@@ -19,6 +19,8 @@ import numpy as np
 from morpheus_core.accumulate import block_sums
 from morpheus_core.windows import cut_windows, standardization_scale, standardize_windows, window_moments
 
+__all__ = ["PAD_STEPS", "KerasWindowClassifier"]
+
 #: On backends that compile per input shape (JAX), the windows of a partly valid
 #: block are padded to a multiple of 1 / PAD_STEPS of the block.
 PAD_STEPS = 4

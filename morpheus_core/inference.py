@@ -45,6 +45,8 @@ from morpheus_core.model import (
     BicubicUpsample2D,
 )
 
+__all__ = ["InferenceNetwork"]
+
 
 class InferenceNetwork:
     """Class logits of a Morpheus network (full-window or cropped), for inference.

@@ -1,4 +1,4 @@
-"""The Morpheus U-Net (paper Table 1) in Keras 3, and the released weights.
+"""The Morpheus U-Net (paper Table 1) in Keras 3.
 
 The network follows the conventions of the released model (morpheus-astro 0.5.1, its
 TF1 graph and checkpoint):
@@ -17,21 +17,24 @@ engine: only the inner ``window - 2 * border`` pixels of each window's output ar
 counted, so the last expansion block and the final convolution run with 'valid'
 padding on the central region that reaches them. On those pixels it computes exactly
 the same values as the full-window network, with about a quarter fewer FLOPs.
+
+Weights: :mod:`morpheus_core.weights` loads the released checkpoint or a weights file
+into these networks, :mod:`morpheus_core.transfer` moves weights between them.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 from keras import layers, ops
 
-from morpheus_core import BANDS, BORDER, CLASSES, PRECISIONS, WINDOW  # noqa: F401 (re-exported)
+from morpheus_core import BANDS, BORDER, CLASSES, PRECISIONS, WINDOW
 from morpheus_core.bicubic import bicubic_matrix
-from morpheus_core.cards import RELEASED_CARD, ModelCard, nearest_bands
+from morpheus_core.cards import ModelCard
+
+__all__ = ["BN_EPSILON", "BN_MOMENTUM", "DOWN_FILTERS", "DROPOUT_RATE", "INTERMEDIATE_FILTERS", "NUM_DOWN_CONVS",
+           "NUM_UP_CONVS", "UP_FILTERS", "BicubicUpsample2D", "build_for_card", "build_model"]
 
 #: Hyper-parameters of the released model (``morpheus/core/model_config.json``).
 DOWN_FILTERS = (8, 16, 32)
@@ -42,15 +45,6 @@ NUM_UP_CONVS = 2
 DROPOUT_RATE = 0.5
 BN_EPSILON = 1e-3  # TF1 default
 BN_MOMENTUM = 0.99  # TF1 default
-
-RELEASED_PACKAGE = "morpheus-astro"
-RELEASED_VERSION = "0.5.1"
-RELEASED_CHECKPOINT = "model-440"
-_OPTIMIZER_MARKERS = ("/Adam", "beta1_power", "beta2_power")
-
-
-class ReleasedWeightsError(RuntimeError):
-    """The released Morpheus weights cannot be found or do not fit the network."""
 
 
 @keras.saving.register_keras_serializable(package="morpheus_core")
@@ -185,134 +179,6 @@ def build_model(
     return keras.Model(inputs, outputs, name=name)
 
 
-def released_weights_dir() -> Path:
-    """Return the folder holding the released TF1 checkpoint of morpheus-astro 0.5.1.
-
-    The package is used for its weight files only; its Python code is never imported.
-
-    Raises
-    ------
-    ReleasedWeightsError
-        If the package is not installed or its checkpoint files are missing.
-    """
-    try:
-        dist = importlib.metadata.distribution(RELEASED_PACKAGE)
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise ReleasedWeightsError(
-            f"the released Morpheus weights come from the PyPI package "
-            f"'{RELEASED_PACKAGE}=={RELEASED_VERSION}', which is not installed: "
-            f"pip install '{RELEASED_PACKAGE}=={RELEASED_VERSION}'"
-        ) from exc
-    if dist.version != RELEASED_VERSION:
-        raise ReleasedWeightsError(
-            f"found {RELEASED_PACKAGE} {dist.version}, need {RELEASED_VERSION} "
-            f"(the weights this port was checked against)"
-        )
-    for f in dist.files or ():
-        if f.name == "checkpoint" and "model_weights" in f.parts:
-            folder = Path(dist.locate_file(f)).parent
-            break
-    else:
-        raise ReleasedWeightsError(
-            f"{RELEASED_PACKAGE} {dist.version} lists no model_weights/checkpoint file"
-        )
-    for suffix in (".index", ".data-00000-of-00001"):
-        path = folder / f"{RELEASED_CHECKPOINT}{suffix}"
-        if not path.is_file():
-            raise ReleasedWeightsError(f"released checkpoint file missing: {path}")
-    return folder
-
-
-def read_released_checkpoint() -> dict[str, np.ndarray]:
-    """Read every non-optimizer tensor of the released checkpoint.
-
-    Returns
-    -------
-    dict of str to numpy.ndarray
-        Checkpoint variable name (e.g. ``downconv-0/conv-0/conv/kernel``) to value.
-    """
-    import tensorflow as tf  # the TF1 checkpoint format needs TensorFlow's reader
-
-    prefix = str(released_weights_dir() / RELEASED_CHECKPOINT)
-    try:
-        reader = tf.train.load_checkpoint(prefix)
-    except Exception as exc:  # corrupted or unreadable files
-        raise ReleasedWeightsError(f"cannot read checkpoint {prefix}: {exc}") from exc
-    names = reader.get_variable_to_shape_map()
-    return {
-        name: reader.get_tensor(name)
-        for name in sorted(names)
-        if not any(marker in name for marker in _OPTIMIZER_MARKERS)
-    }
-
-
-def _checkpoint_names(layer_name: str, kind: str) -> list[str]:
-    """Checkpoint variable names of one Keras layer, in Keras weight order."""
-    # "downconv-0_conv-1_bn" -> "downconv-0/conv-1"; "intermediate-conv_bn" ->
-    # "intermediate-conv"; "final_conv_conv" -> "final_conv".
-    scope = layer_name.rsplit("_", 1)[0].replace("_conv-", "/conv-")
-    if kind == "bn":
-        base = f"{scope}/batch_normalization/"
-        return [base + v for v in ("gamma", "beta", "moving_mean", "moving_variance")]
-    return [f"{scope}/conv/kernel", f"{scope}/conv/bias"]
-
-
-def assign_checkpoint(model: keras.Model, tensors: dict[str, np.ndarray]) -> None:
-    """Fill every weight of ``model`` from TF1 checkpoint tensors, each used once.
-
-    Raises
-    ------
-    ReleasedWeightsError
-        If a layer finds no tensor, a shape differs, or a tensor is left over.
-    """
-    unused = set(tensors)
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        kind = "bn" if isinstance(layer, layers.BatchNormalization) else "conv"
-        names = _checkpoint_names(layer.name, kind)
-        missing = [n for n in names if n not in tensors]
-        if missing:
-            raise ReleasedWeightsError(f"layer {layer.name}: checkpoint lacks {missing}")
-        values = [tensors[n] for n in names]
-        for name, value, weight in zip(names, values, layer.weights):
-            if tuple(value.shape) != tuple(weight.shape):
-                raise ReleasedWeightsError(
-                    f"{name}: checkpoint shape {value.shape} != layer shape {weight.shape}"
-                )
-            if name not in unused:
-                raise ReleasedWeightsError(f"checkpoint tensor {name} used twice")
-            unused.discard(name)
-        layer.set_weights(values)
-    if unused:
-        raise ReleasedWeightsError(f"checkpoint tensors not mapped: {sorted(unused)}")
-
-
-def load_released_model(*, crop: bool = False, precision: str = "float32") -> keras.Model:
-    """Build the network and load the released morpheus-astro 0.5.1 weights into it.
-
-    Parameters
-    ----------
-    crop : bool
-        Build the cropped network (see :func:`build_model`).
-    precision : {"float32", "bfloat16"}
-        Compute precision (see :func:`build_model`).
-
-    Returns
-    -------
-    keras.Model
-        The released Morpheus classifier.
-
-    Raises
-    ------
-    ReleasedWeightsError
-        If the morpheus-astro package or its checkpoint is missing or does not map.
-    """
-    model = build_model(crop=crop, precision=precision)
-    assign_checkpoint(model, read_released_checkpoint())
-    return model
-
-
 def build_for_card(card: ModelCard, *, crop: bool = False, precision: str = "float32") -> keras.Model:
     """The network a model card describes: its bands, classes, window and border.
 
@@ -325,136 +191,3 @@ def build_for_card(card: ModelCard, *, crop: bool = False, precision: str = "flo
     """
     return build_model(len(card.bands), len(card.classes), card.window, crop=crop, border=card.border,
                        precision=precision)
-
-
-def load_model(weights: str | Path | None = None, *, crop: bool = False, precision: str = "float32",
-               card: ModelCard | None = None) -> keras.Model:
-    """Load the released weights, or a Keras weights file written by training.
-
-    Parameters
-    ----------
-    weights : str or Path, optional
-        A ``.weights.h5`` file saved from :func:`build_model`'s network; None for the
-        released weights.
-    crop, precision
-        As :func:`build_model`.
-    card : ModelCard, optional
-        The weights' card (bands, classes, window); default the released one's
-        (:data:`morpheus_core.cards.RELEASED_CARD`).
-    """
-    card = RELEASED_CARD if card is None else card
-    if weights is None:
-        if (card.band_names, card.classes, card.window) != (BANDS, CLASSES, WINDOW):
-            raise ReleasedWeightsError(f"the released weights take bands {', '.join(BANDS)} and give classes "
-                                       f"{', '.join(CLASSES)}, not those of the card ({card.describe()})")
-        return load_released_model(crop=crop, precision=precision)
-    path = Path(weights)
-    if not path.is_file():
-        raise ReleasedWeightsError(f"weights file not found: {path}")
-    full = build_for_card(card, precision=precision)
-    try:
-        full.load_weights(path)
-    except Exception as exc:
-        raise ReleasedWeightsError(f"cannot load weights from {path}: {exc}") from exc
-    if not crop:
-        return full
-    model = build_for_card(card, crop=True, precision=precision)
-    copy_weights(full, model)
-    return model
-
-
-#: Layers whose weights depend on the number of input bands (batch normalisation of
-#: the input, first convolution) and on the number of classes (final convolution).
-FIRST_LAYERS = ("downconv-0_conv-0_bn", "downconv-0_conv-0_conv")
-FINAL_LAYER = "final_conv_conv"
-
-
-def transfer_weights(source: keras.Model, target: keras.Model, *, source_card: ModelCard,
-                     target_card: ModelCard, first_layer: str = "wavelength") -> dict[str, str]:
-    """Initialise a network for other bands or classes from trained weights.
-
-    Every weighted layer whose weights have the same shapes in both networks is
-    copied. The layers whose shapes change:
-
-    - the input batch normalisation and the first convolution (their input channels
-      are the bands): with ``first_layer="wavelength"``, each new band ``j`` takes the
-      channel of the source band nearest in log wavelength, ``m(j)``
-      (:func:`~morpheus_core.cards.nearest_bands`): batch-normalisation parameters
-      and statistics are copied, and the kernel slice is
-      ``K_new[:, :, j, :] = K_src[:, :, m(j), :] / N(m(j))`` with ``N(m)`` the number
-      of new bands mapped to source band ``m``, so that new bands that saw the same
-      image as their source band would give the same first-layer response; the bias
-      is copied. With ``first_layer="random"`` both keep ``target``'s initialisation;
-    - the final convolution (its output channels are the classes): each class of the
-      target that the source also has (by name) takes its kernel column and bias; the
-      other classes keep ``target``'s initialisation.
-
-    Parameters
-    ----------
-    source, target : keras.Model
-        Full-window networks of :func:`build_for_card` for ``source_card`` and
-        ``target_card``; ``target`` is changed in place.
-    source_card, target_card : ModelCard
-        Their cards.
-    first_layer : {"wavelength", "random"}
-        How the band-dependent layers start.
-
-    Returns
-    -------
-    dict of str to str
-        Layer name -> what was done (``copied``, ``mapped ...``, ``initialised``).
-    """
-    if first_layer not in ("wavelength", "random"):
-        raise ValueError(f"first_layer must be 'wavelength' or 'random', got {first_layer!r}")
-    if (source_card.window, source_card.border) != (target_card.window, target_card.border):
-        raise ValueError("source and target must have the same window and border")
-    mapping = nearest_bands(target_card.bands, source_card.bands) if first_layer == "wavelength" else None
-    report = {}
-    for layer in target.layers:
-        if not layer.weights:
-            continue
-        src = source.get_layer(layer.name).get_weights()
-        new = layer.get_weights()
-        if [w.shape for w in src] == [w.shape for w in new] and not (
-                layer.name in FIRST_LAYERS and source_card.band_names != target_card.band_names) and not (
-                layer.name == FINAL_LAYER and source_card.classes != target_card.classes):
-            layer.set_weights(src)
-            report[layer.name] = "copied"
-        elif layer.name in FIRST_LAYERS:
-            if mapping is None:
-                report[layer.name] = "initialised (random)"
-                continue
-            counts = np.bincount(mapping, minlength=len(source_card.bands))
-            if layer.name.endswith("_bn"):
-                values = [w[mapping] for w in src]
-            else:
-                kernel = src[0][:, :, mapping, :] / counts[mapping][None, None, :, None]
-                values = [kernel.astype(src[0].dtype), src[1]]
-            layer.set_weights(values)
-            pairs = ", ".join(f"{b.name}<-{source_card.bands[m].name}" for b, m in zip(target_card.bands, mapping))
-            report[layer.name] = f"mapped by wavelength ({pairs})"
-        elif layer.name == FINAL_LAYER:
-            kernel, bias = new
-            shared = [(k, source_card.classes.index(c)) for k, c in enumerate(target_card.classes)
-                      if c in source_card.classes]
-            for k, m in shared:
-                kernel[..., k] = src[0][..., m]
-                bias[k] = src[1][m]
-            layer.set_weights([kernel, bias])
-            report[layer.name] = (f"classes {', '.join(target_card.classes[k] for k, _ in shared)} copied, "
-                                  "others initialised")
-        else:
-            raise ValueError(f"layer {layer.name}: shapes {[w.shape for w in src]} and {[w.shape for w in new]} "
-                             "differ and it is not a band or class layer")
-    return report
-
-
-def copy_weights(source: keras.Model, target: keras.Model) -> None:
-    """Copy weights layer by layer (matched by name) between Morpheus networks.
-
-    The full-window and cropped networks share all weighted layers, so either can
-    be filled from the other.
-    """
-    for layer in target.layers:
-        if layer.weights:
-            layer.set_weights(source.get_layer(layer.name).get_weights())

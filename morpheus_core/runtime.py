@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import os
 
+__all__ = ["configure_gpu_memory_growth", "configure_threads"]
+
 logger = logging.getLogger(__name__)
 
 _BLAS_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")

@@ -1,9 +1,14 @@
 """Synthetic HST-like four-band skies with truth tables (our ``photutils.datasets``).
 
-Other instruments: ``render_sky(bands=...)`` renders any set of :class:`Passband`
-(name, pivot wavelength, PSF FWHM, zero point, depth), e.g. :data:`NIRCAM_BANDS`
-(a JWST NIRCam-like set at 0.03"/px); colours are then interpolated in log
-wavelength between the HST bands' colour ranges (:func:`colour_range`).
+:func:`render_sky` draws a seeded scene (positions, classes, magnitudes, shapes,
+colours), renders each source with :mod:`morpheus_core.profiles`, adds noise and
+masks, and returns the images with their WCS and truth table.
+
+Other instruments: ``render_sky(bands=...)`` renders any set of
+:class:`~morpheus_core.passbands.Passband` (a card's band with a PSF FWHM, zero point
+and depth), e.g. :data:`~morpheus_core.passbands.NIRCAM_BANDS` (a JWST NIRCam-like
+set at 0.03"/px); colours are then interpolated in log wavelength between the HST
+bands' colour ranges (:func:`colour_range`).
 
 Follows the simulated tests of the Morpheus paper (Sections 7.2-7.3): Sersic
 galaxies and point sources on the HLF GOODS-S grid (0.06"/px, electrons/s, HLF AB
@@ -20,33 +25,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.modeling.models import Sersic2D
 from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.signal import fftconvolve
-from scipy.special import erf
 
-from . import BANDS
+from morpheus_core import BANDS
+from morpheus_core.passbands import HST_BANDS, Passband, reference_band
+from morpheus_core.profiles import add_stamp, check_shape, gaussian_psf, gaussian_stamp, sersic_stamp
 
-__all__ = ["BANDS", "DEFAULT_NOISE_SIGMA", "DEPTH_5SIGMA_AB", "HST_BANDS", "MORPH_CLASSES", "NIRCAM_BANDS",
-           "PSF_FWHM_ARCSEC", "SNR_APERTURE_RADIUS_ARCSEC", "ZERO_POINTS_AB", "Passband", "SyntheticSky",
-           "colour_range", "gaussian_psf", "make_wcs", "point_source_image", "reference_band", "render_sky",
-           "sersic_image"]
+__all__ = ["DEFAULT_NOISE_SIGMA", "MORPH_CLASSES", "SNR_APERTURE_RADIUS_ARCSEC", "SyntheticSky", "colour_range",
+           "make_wcs", "render_sky"]
 
-#: Approximate PSF FWHM of the 60 mas drizzled HLF mosaics (WFC3/IR is broadened
-#: by drizzling from 0.13" native pixels; ACS is near its diffraction limit).
-PSF_FWHM_ARCSEC: dict[str, float] = {"H": 0.18, "J": 0.16, "V": 0.09, "Z": 0.10}
-#: AB zero points for 1 electron/s (HLF v2.0: F160W, F125W, F606W, F850LP).
-ZERO_POINTS_AB: dict[str, float] = {"H": 25.94, "J": 26.23, "V": 26.49, "Z": 24.87}
-#: 5-sigma point-source depth in a 0.5"-diameter aperture used for the default
-#: noise (K15 quotes H ~ 27 AB at 5 sigma; GOODS-S ACS V is somewhat deeper).
-DEPTH_5SIGMA_AB: dict[str, float] = {"H": 27.0, "J": 27.0, "V": 27.5, "Z": 27.0}
 #: Radius of the aperture in which ``snr_H`` is measured (0.5" diameter, paper 7.2).
 SNR_APERTURE_RADIUS_ARCSEC = 0.25
 MORPH_CLASSES: tuple[str, ...] = ("spheroid", "disk", "irregular", "point_source")
 
-_FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-_CORE_HALF = 3  # the central (2*3+1)^2 pixels of a Sersic stamp are oversampled
 _GALAXY_CLASS_P = {"spheroid": 0.30, "disk": 0.45, "irregular": 0.25}
 # Structural ranges per class: Sersic n, axis ratio q, r_eff (px) at H = 23.
 _SHAPES = {"spheroid": {"n": (3.5, 5.0), "q": (0.55, 1.0), "r0": 5.0},
@@ -61,48 +54,6 @@ _COLOURS = {"spheroid": {"J": (0.3, 0.6), "V": (1.6, 2.4), "Z": (0.8, 1.3)},
             "point_source": {"J": (0.0, 0.5), "V": (0.3, 2.0), "Z": (0.1, 1.0)}}
 _COUNT_SLOPE = 0.3  # d log10 N / dm of the galaxy number counts
 
-
-@dataclass(frozen=True)
-class Passband:
-    """One simulated band.
-
-    Attributes
-    ----------
-    name : str
-        Band name (image order follows the tuple of bands given to :func:`render_sky`).
-    wavelength_um : float
-        Pivot wavelength (micrometres): colours are interpolated in it.
-    psf_fwhm_arcsec : float
-        FWHM of the band's Gaussian PSF.
-    zero_point_ab : float
-        AB magnitude of 1 electron/s.
-    depth_5sigma_ab : float
-        5-sigma point-source depth in a 0.25"-radius aperture (sets the default noise).
-    """
-
-    name: str
-    wavelength_um: float
-    psf_fwhm_arcsec: float
-    zero_point_ab: float
-    depth_5sigma_ab: float
-
-
-#: The HST bands of the default scene (pivot wavelengths of WFC3/IR and ACS/WFC).
-HST_BANDS: tuple[Passband, ...] = tuple(
-    Passband(b, wl, PSF_FWHM_ARCSEC[b], ZERO_POINTS_AB[b], DEPTH_5SIGMA_AB[b])
-    for b, wl in zip(BANDS, (1.5369, 1.2486, 0.5921, 0.9033)))
-#: A JWST NIRCam-like set (six wide filters, meant for 0.03"/px mosaics): pivot
-#: wavelengths; PSF FWHM of NIRCam's (0.03"-0.14"); zero points of order those of
-#: NIRCam count-rate images; depths like a deep extragalactic survey (~29 AB).
-#: Approximate by design: a test bed for other band sets, not an instrument model.
-NIRCAM_BANDS: tuple[Passband, ...] = (
-    Passband("F090W", 0.9022, 0.033, 27.45, 28.9),
-    Passband("F115W", 1.1543, 0.040, 27.60, 29.0),
-    Passband("F150W", 1.5007, 0.050, 27.80, 29.1),
-    Passband("F200W", 1.9886, 0.066, 27.90, 29.2),
-    Passband("F277W", 2.7617, 0.092, 27.80, 29.3),
-    Passband("F444W", 4.4043, 0.145, 27.40, 28.9),
-)
 #: Log-wavelength slope (mag per unit ln lambda, as mag_band - mag_ref) of each
 #: colour range beyond the reddest HST band (H): old populations stay red, star
 #: formation flattens out.
@@ -185,12 +136,6 @@ class SyntheticSky:
     coverage: np.ndarray
 
 
-def _check_shape(shape: Sequence[int]) -> tuple[int, int]:
-    if len(shape) != 2 or any(int(s) != s or s < 1 for s in shape):
-        raise ValueError(f"shape must be two positive integers (ny, nx), got {tuple(shape)}")
-    return int(shape[0]), int(shape[1])
-
-
 def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81,
              pixel_scale: float = 0.06) -> WCS:
     """Build a north-up, east-left TAN WCS centred on ``(ra, dec)``.
@@ -206,7 +151,7 @@ def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81,
     -------
     astropy.wcs.WCS
     """
-    ny, nx = _check_shape(shape)
+    ny, nx = check_shape(shape)
     if not pixel_scale > 0:
         raise ValueError(f"pixel_scale must be > 0 arcsec, got {pixel_scale}")
     w = WCS(naxis=2)
@@ -216,141 +161,6 @@ def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81,
     w.wcs.cdelt = [-pixel_scale / 3600.0, pixel_scale / 3600.0]
     w.pixel_shape = (nx, ny)
     return w
-
-
-def _gauss_on_grid(size: int, x: float, y: float, fwhm_px: float) -> np.ndarray:
-    """Unit-sum circular Gaussian integrated over the pixels of a ``size``^2 grid."""
-    edges, s = np.arange(size + 1) - 0.5, math.sqrt(2.0) * fwhm_px * _FWHM_TO_SIGMA
-    k = np.outer(np.diff(erf((edges - y) / s)), np.diff(erf((edges - x) / s)))
-    return k / k.sum()
-
-
-def gaussian_psf(fwhm_px: float, size: int | None = None) -> np.ndarray:
-    """Pixel-integrated circular Gaussian PSF kernel, normalised to unit sum.
-
-    Parameters
-    ----------
-    fwhm_px : float
-        Full width at half maximum in pixels.
-    size : int, optional
-        Odd kernel side; default ``2 * ceil(3 * fwhm_px) + 1`` (+-3 FWHM).
-
-    Returns
-    -------
-    np.ndarray
-        ``(size, size)`` float64 kernel centred on the middle pixel.
-    """
-    if not fwhm_px > 0:
-        raise ValueError(f"fwhm_px must be > 0, got {fwhm_px}")
-    size = 2 * math.ceil(3 * fwhm_px) + 1 if size is None else size
-    if int(size) != size or size < 1 or size % 2 == 0:
-        raise ValueError(f"size must be a positive odd integer, got {size}")
-    c = (size - 1) / 2.0
-    return _gauss_on_grid(int(size), c, c, fwhm_px)
-
-
-def _paste(image: np.ndarray, stamp: np.ndarray, iy0: int, ix0: int) -> None:
-    """Add ``stamp`` (lower corner at ``(iy0, ix0)``) into ``image`` where they overlap."""
-    ny, nx = image.shape[-2:]
-    sy, sx = stamp.shape
-    y0, x0, y1, x1 = max(iy0, 0), max(ix0, 0), min(iy0 + sy, ny), min(ix0 + sx, nx)
-    if y0 < y1 and x0 < x1:
-        image[..., y0:y1, x0:x1] += stamp[y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
-
-
-def _pixel_average(model, start: int, count: int, sub: int) -> np.ndarray:
-    """Mean of ``model`` over ``sub``^2 points in each pixel of a square block."""
-    offs = (np.arange(sub) + 0.5) / sub - 0.5
-    g = (np.arange(start, start + count)[:, None] + offs[None, :]).ravel()
-    fy, fx = np.meshgrid(g, g, indexing="ij")
-    return model(fx, fy).reshape(count, sub, count, sub).mean(axis=(1, 3))
-
-
-def _sersic_stamp(x: float, y: float, *, r_eff: float, n: float, axis_ratio: float,
-                  pa_deg: float, oversample: int, truncate: float, pad: int):
-    """Unit-flux Sersic stamp around ``(x, y)``; returns ``(stamp, iy0, ix0)``."""
-    if not (r_eff > 0 and n > 0 and 0 < axis_ratio <= 1 and truncate > 0):
-        raise ValueError(f"need r_eff > 0, n > 0, 0 < axis_ratio <= 1 and truncate > 0, got "
-                         f"r_eff={r_eff}, n={n}, axis_ratio={axis_ratio}, truncate={truncate}")
-    if int(oversample) != oversample or oversample < 1:
-        raise ValueError(f"oversample must be a positive integer, got {oversample}")
-    half = math.ceil(truncate * r_eff) + 1 + pad
-    ix0, iy0 = int(round(x)) - half, int(round(y)) - half
-    dx, dy, size = x - ix0, y - iy0, 2 * half + 1
-    theta = math.radians(pa_deg)
-    model = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=dx, y_0=dy,
-                     ellip=1.0 - axis_ratio, theta=theta)
-    # 3x3 sub-samples everywhere (curvature error / 9), oversample^2 in the core.
-    img = _pixel_average(model, 0, size, 3)
-    c = min(_CORE_HALF, half)
-    img[half - c:half + c + 1, half - c:half + c + 1] = _pixel_average(
-        model, half - c, 2 * c + 1, int(oversample))
-    yy, xx = np.mgrid[:size, :size].astype(float)
-    # Truncate along the ellipse with a one-pixel linear taper (~ area fraction).
-    u = (xx - dx) * math.cos(theta) + (yy - dy) * math.sin(theta)
-    v = -(xx - dx) * math.sin(theta) + (yy - dy) * math.cos(theta)
-    img *= np.clip(truncate * r_eff + 0.5 - np.hypot(u, v / axis_ratio), 0.0, 1.0)
-    return img / img.sum(), iy0, ix0
-
-
-def sersic_image(shape: Sequence[int], *, x: float, y: float, flux: float, r_eff: float,
-                 n: float, axis_ratio: float, pa_deg: float, oversample: int = 10,
-                 truncate: float = 8.0) -> np.ndarray:
-    """Render a flux-normalised elliptical Sersic profile (no PSF, no noise).
-
-    ``astropy.modeling.models.Sersic2D`` averaged over 3x3 points per pixel
-    (``oversample``^2 in the central 7x7 pixels, where the cusp is), truncated at
-    ``truncate`` effective radii along the ellipse and scaled so the stamp sums to
-    ``flux``; flux falling outside ``shape`` is lost.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Output shape ``(ny, nx)``.
-    x, y, flux : float
-        Centre (0-based pixels); total flux (e.g. electrons/s).
-    r_eff, n : float
-        Semi-major-axis half-light radius in pixels; Sersic index.
-    axis_ratio, pa_deg : float
-        Minor/major axis ratio in (0, 1]; major-axis angle, degrees CCW from +x.
-    oversample, truncate : int, float
-        Core sub-sampling factor; truncation radius in units of ``r_eff``.
-
-    Returns
-    -------
-    np.ndarray
-        float64 image of ``shape``.
-    """
-    out = np.zeros(_check_shape(shape))
-    stamp, iy0, ix0 = _sersic_stamp(x, y, r_eff=r_eff, n=n, axis_ratio=axis_ratio, pa_deg=pa_deg,
-                                    oversample=oversample, truncate=truncate, pad=0)
-    _paste(out, flux * stamp, iy0, ix0)
-    return out
-
-
-def point_source_image(shape: Sequence[int], *, x: float, y: float, flux: float,
-                       fwhm_px: float) -> np.ndarray:
-    """Render a point source: a pixel-integrated Gaussian PSF summing to ``flux``.
-
-    Parameters
-    ----------
-    shape : (int, int)
-        Output shape ``(ny, nx)``.
-    x, y, flux, fwhm_px : float
-        Centre (0-based pixels), total flux, PSF FWHM in pixels.
-
-    Returns
-    -------
-    np.ndarray
-        float64 image of ``shape``.
-    """
-    if not fwhm_px > 0:
-        raise ValueError(f"fwhm_px must be > 0, got {fwhm_px}")
-    out = np.zeros(_check_shape(shape))
-    half = math.ceil(4 * fwhm_px) + 1
-    ix0, iy0 = int(round(x)) - half, int(round(y)) - half
-    _paste(out, flux * _gauss_on_grid(2 * half + 1, x - ix0, y - iy0, fwhm_px), iy0, ix0)
-    return out
 
 
 def _noise_array(noise_sigma, pixel_scale: float, bands: Sequence[Passband] = HST_BANDS) -> np.ndarray:
@@ -383,7 +193,7 @@ def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float
     return pos
 
 
-def _flux(mag: float, band: str, zero_points: Mapping[str, float] = ZERO_POINTS_AB) -> float:
+def _flux(mag: float, band: str, zero_points: Mapping[str, float]) -> float:
     return 10 ** (-0.4 * (mag - zero_points[band]))
 
 
@@ -413,7 +223,7 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
     if cls == "point_source":
         half = math.ceil(4 * max(fwhm_px.values())) + 1
         ix0, iy0 = int(round(x)) - half, int(round(y)) - half
-        stamps = [comp[b] * _gauss_on_grid(2 * half + 1, x - ix0, y - iy0, fwhm_px[b])
+        stamps = [comp[b] * gaussian_stamp(2 * half + 1, x - ix0, y - iy0, fwhm_px[b])
                   for b in names]
         return stamps, iy0, ix0, (np.nan, 0.0, 1.0, 0.0), comp
     shp = _SHAPES[cls]
@@ -421,14 +231,14 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
     r_eff = float(np.clip(r_eff, 2.0, 20.0))
     params = (rng.uniform(*shp["n"]), r_eff, rng.uniform(*shp["q"]), rng.uniform(0.0, 180.0))
     pad = max(k.shape[0] for k in kernels) // 2  # room for the PSF: no flux lost at the edge
-    unit, iy0, ix0 = _sersic_stamp(x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2],
+    unit, iy0, ix0 = sersic_stamp(x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2],
                                    pa_deg=params[3], oversample=10, truncate=8.0, pad=pad)
     raws, totals = [comp[b] * unit for b in names], comp
     if cls == "irregular":  # low-n disc plus 2-5 compact, blue, off-centre clumps
         frac, n_cl = rng.uniform(0.15, 0.35), int(rng.integers(2, 6))
         rad, ang = rng.uniform(0.3, 1.5, n_cl) * r_eff, rng.uniform(0.0, 2 * math.pi, n_cl)
         w = rng.dirichlet(np.ones(n_cl))
-        clumps = sum(wj * _gauss_on_grid(unit.shape[0], x - ix0 + rj * math.cos(aj),
+        clumps = sum(wj * gaussian_stamp(unit.shape[0], x - ix0 + rj * math.cos(aj),
                                          y - iy0 + rj * math.sin(aj), fj)
                      for wj, rj, aj, fj in zip(w, rad, ang, rng.uniform(1.0, 2.5, n_cl)))
         cl_col = _colours(rng, "clump", bands, reference)
@@ -495,10 +305,11 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     mag_range : (float, float)
         Range of total H magnitudes (AB).
     noise_sigma : float, sequence of 4 or mapping band -> float, optional
-        Per-pixel sky sigma, electrons/s; default from ``DEPTH_5SIGMA_AB``; 0: noiseless.
+        Per-pixel sky sigma, electrons/s; default from the bands' ``depth_5sigma_ab``; 0: noiseless.
     bands : sequence of Passband, optional
-        The bands to render, in image order (default :data:`HST_BANDS`: H, J, V, Z);
-        e.g. :data:`NIRCAM_BANDS` with ``pixel_scale=0.03``.
+        The bands to render, in image order (default
+        :data:`~morpheus_core.passbands.HST_BANDS`: H, J, V, Z); e.g.
+        :data:`~morpheus_core.passbands.NIRCAM_BANDS` with ``pixel_scale=0.03``.
     reference : str, optional
         The band whose magnitudes ``mag_range`` draws and whose SNR ``snr_<band>``
         reports: default H, or for other sets the band nearest H in wavelength.
@@ -516,7 +327,7 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     ValueError
         For invalid arguments or when the sources cannot be placed.
     """
-    ny, nx = _check_shape(shape)
+    ny, nx = check_shape(shape)
     if not mag_range[0] < mag_range[1]:
         raise ValueError(f"mag_range must be (bright, faint) with bright < faint, got {mag_range}")
     n_gal = round(ny * nx / 2500) if n_galaxies is None else int(n_galaxies)
@@ -551,7 +362,7 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     for i, (cls, (x, y), mag_h) in enumerate(zip(classes, pos, mags)):
         stamps, iy0, ix0, params, totals = _render_source(rng, cls, x, y, mag_h, fwhm_px, kernels, bands, ref)
         for j, st in enumerate(stamps):
-            _paste(image[j], st, iy0, ix0)
+            add_stamp(image[j], st, iy0, ix0)
         gy, gx = np.ogrid[:stamps[0].shape[0], :stamps[0].shape[1]]
         in_ap = np.hypot(gx - (x - ix0), gy - (y - iy0)) <= r_ap
         noise_ap = sigma[k_ref] * math.sqrt(in_ap.sum())
@@ -567,20 +378,6 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
                         truth=_truth_table(rows, wcs, coverage, seed, pixel_scale, bands, ref.name),
                         noise_sigma=sigma, coverage=coverage)
 
-
-def reference_band(bands: Sequence[Passband], reference: str | None) -> Passband:
-    """The band ``mag_range`` refers to: ``reference``, else H, else the band nearest H."""
-    by_name = {b.name: b for b in bands}
-    if not bands or len(by_name) != len(bands):
-        raise ValueError(f"bands must be distinct and at least one, got {[b.name for b in bands]}")
-    if reference is not None:
-        if reference not in by_name:
-            raise ValueError(f"reference band {reference!r} is not one of {list(by_name)}")
-        return by_name[reference]
-    if "H" in by_name:
-        return by_name["H"]
-    h = _HST_WAVELENGTH["H"]
-    return min(bands, key=lambda b: abs(math.log(b.wavelength_um / h)))
 
 
 def _columns(bands: Sequence[str], reference: str) -> tuple:

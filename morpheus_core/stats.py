@@ -20,6 +20,8 @@ import numpy as np
 
 from morpheus_core import CLASSES
 
+__all__ = ["Classification", "WindowStats", "deviation_report", "finalize", "stats_from_sums"]
+
 
 @dataclass
 class WindowStats:

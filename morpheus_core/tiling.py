@@ -23,6 +23,8 @@ import numpy as np
 
 from morpheus_core.stats import WindowStats
 
+__all__ = ["Box", "Tile", "assemble", "chunk_boxes", "halo", "plan_tiles"]
+
 
 @dataclass(frozen=True)
 class Box:

@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["MOMENTS_RTOL", "cut_windows", "standardization_scale", "standardize_windows", "valid_anchors",
+           "valid_pixels", "window_moments"]
+
 
 def valid_pixels(image: np.ndarray, coverage: np.ndarray | None = None) -> np.ndarray:
     """Return the ``(H, W)`` mask of pixels finite in every band (and covered).

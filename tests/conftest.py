@@ -14,14 +14,14 @@ from morpheus_core.testing import StandInClassifier
 
 @pytest.fixture(scope="session")
 def released_full():
-    from morpheus_core.model import load_released_model
+    from morpheus_core.weights import load_released_model
 
     return load_released_model()
 
 
 @pytest.fixture(scope="session")
 def released_cropped():
-    from morpheus_core.model import load_released_model
+    from morpheus_core.weights import load_released_model
 
     return load_released_model(crop=True)
 

@@ -5,22 +5,43 @@ login node with only the analysis stack)."""
 from __future__ import annotations
 
 import ast
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: Run ``python -m pipeline ARGS`` with the deep-learning frameworks made unimportable.
-_BLOCKED = """
-import runpy, sys
+#: Makes the deep-learning frameworks unimportable in the process that runs it.
+_BLOCK = """
+import sys
 class _Block:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in ("keras", "tensorflow", "jax", "torch"):
             raise ImportError(f"{name} is not installed here (blocked by the test)")
 sys.meta_path.insert(0, _Block())
+"""
+
+#: Run ``python -m pipeline ARGS`` with the deep-learning frameworks made unimportable.
+_BLOCKED = _BLOCK + """
+import runpy
 sys.argv = ["pipeline", *sys.argv[1:]]
 runpy.run_module("pipeline", run_name="__main__")
+"""
+
+#: Import each module named in ARGS, in order, with the frameworks made unimportable;
+#: print {module: null, or the ImportError}.
+_IMPORT_EACH = _BLOCK + """
+import importlib, json
+result = {}
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+        result[name] = None
+    except ImportError as exc:
+        result[name] = str(exc)
+print(json.dumps(result))
 """
 
 
@@ -63,3 +84,37 @@ def test_segment_and_catalog_run_without_keras(tmp_path):
     assert (run_dir / "catalog" / "catalog.parquet").exists()
     proc = _blocked("catalog", "--run-dir", str(run_dir), "--min-distance", "6")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def _core_modules() -> list[str]:
+    """Every module of morpheus_core, by dotted name (packages by their own name)."""
+    names = []
+    for path in sorted((REPO / "morpheus_core").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _declared_keras_modules() -> list[str]:
+    """The modules morpheus_core's docstring says import Keras (its one list of them)."""
+    doc = ast.get_docstring(ast.parse((REPO / "morpheus_core" / "__init__.py").read_text()))
+    section = doc.split("Deep-learning frameworks", 1)[1].split("\n\n")
+    listed = next(block for block in section if block.lstrip().startswith("- "))
+    return re.findall(r"^- ``(morpheus_core[\w.]*)``", listed, flags=re.MULTILINE)
+
+
+def test_the_declared_keras_free_modules_import_without_the_frameworks():
+    declared = _declared_keras_modules()
+    modules = _core_modules()
+    assert declared and set(declared) <= set(modules), (declared, modules)
+    free = [m for m in modules if m not in declared]
+    assert {"morpheus_core.cards", "morpheus_core.simulate", "morpheus_core.transfer"} <= set(free)
+    # The Keras-free modules first, so that none of them is imported for the first time
+    # while one of the declared modules is being imported.
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *free, *declared], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {m: result[m] for m in free if result[m] is not None} == {}, "declared Keras-free, but it imports Keras"
+    # And the list holds no module that imports without Keras: it is the list of those that need it.
+    assert [m for m in declared if result[m] is None] == [], "listed as importing Keras, but it does not"

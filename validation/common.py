@@ -7,7 +7,7 @@ points, Gaussian PSFs of each band's FWHM instead of Tiny Tim.
 Noise: per band, Gaussian variates, white or convolved with a kernel (the paper's
 section 7.2 convolved them with the PSF), scaled so that the sum over a 0.5" diameter
 aperture has the standard deviation ``sigma_ap`` of the band's 5-sigma depth
-(:data:`morpheus_core.simulate.DEPTH_5SIGMA_AB`: ``sigma_ap = F(depth) / 5``). The
+(:data:`morpheus_core.passbands.DEPTH_5SIGMA_AB`: ``sigma_ap = F(depth) / 5``). The
 scripts default to white noise, the simulator's: the released network takes noise
 correlated on the scale of the H PSF for a field of faint sources (measured by
 ``validation.false_positives``, see ``docs/validation.md``), which the paper's test
@@ -32,14 +32,9 @@ from astropy.table import Table
 from scipy.signal import fftconvolve
 
 from morpheus_core import BANDS, CLASSES, catalog
-from morpheus_core.simulate import (
-    DEPTH_5SIGMA_AB,
-    PSF_FWHM_ARCSEC,
-    SNR_APERTURE_RADIUS_ARCSEC,
-    ZERO_POINTS_AB,
-    gaussian_psf,
-    point_source_image,
-)
+from morpheus_core.passbands import DEPTH_5SIGMA_AB, PSF_FWHM_ARCSEC, ZERO_POINTS_AB
+from morpheus_core.profiles import gaussian_psf, point_source_image
+from morpheus_core.simulate import SNR_APERTURE_RADIUS_ARCSEC
 
 PIXEL_SCALE = 0.06
 #: Radius of the SNR aperture in pixels (0.25" = 4.17 px).
@@ -138,7 +133,7 @@ def aperture_snr(image: np.ndarray, band: str, x: float, y: float) -> float:
 def make_classifier(weights: str | Path | None = None) -> Any:
     """The released network (or a ``.weights.h5`` file) as an engine classifier."""
     from morpheus_core.engine import KerasWindowClassifier
-    from morpheus_core.model import load_model
+    from morpheus_core.weights import load_model
 
     return KerasWindowClassifier(load_model(weights, crop=True))
 

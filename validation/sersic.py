@@ -33,7 +33,8 @@ from astropy.table import Table
 from scipy.signal import fftconvolve
 
 from morpheus_core import BANDS
-from morpheus_core.simulate import ZERO_POINTS_AB, gaussian_psf, sersic_image
+from morpheus_core.passbands import ZERO_POINTS_AB
+from morpheus_core.profiles import gaussian_psf, sersic_image
 from validation.common import (
     MORPH,
     NoiseModel,

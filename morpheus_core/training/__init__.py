@@ -12,28 +12,8 @@
   its hyper-parameters in :mod:`~morpheus_core.training.settings` (no Keras).
 
 Plain functions on NumPy arrays and Keras models; reading and writing training sets,
-logs and weights files is done by :mod:`pipeline.training.command`.
+logs and weights files is done by :mod:`pipeline.training.command`. Each name is
+imported from its module (``from morpheus_core.training.losses import morpheus_loss``).
 """
 
-__all__ = [
-    "IOU_THRESHOLDS",
-    "background_iou",
-    "class_weights",
-    "dice_loss",
-    "evaluate",
-    "morpheus_loss",
-    "pixel_accuracy",
-    "weighted_cross_entropy",
-]
-
-_EXPORTS = {name: "losses" for name in ("class_weights", "dice_loss", "morpheus_loss", "weighted_cross_entropy")}
-_EXPORTS.update({name: "metrics" for name in ("IOU_THRESHOLDS", "background_iou", "evaluate", "pixel_accuracy")})
-
-
-def __getattr__(name: str):
-    """Import the Keras-backed exports on first use (the settings need no Keras)."""
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f"morpheus_core.training.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__: list[str] = []

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+__all__ = ["CROP", "WINDOW", "Augmentation", "augment", "augmentation_coordinates", "draw_augmentation"]
+
 #: Side of the centre crop and of the network window (section 3.2).
 CROP = 60
 WINDOW = 40

@@ -28,7 +28,13 @@ from scipy import ndimage
 from scipy.signal import fftconvolve
 
 from morpheus_core import CLASSES
-from morpheus_core.simulate import HST_BANDS, Passband, gaussian_psf, reference_band, render_sky
+from morpheus_core.passbands import HST_BANDS, Passband, reference_band
+from morpheus_core.profiles import gaussian_psf
+from morpheus_core.simulate import render_sky
+
+__all__ = ["MORPH_CLASSES", "SYNTHETIC_CONFUSION", "VOTE_CLASSES", "SyntheticObject", "TrainingObject",
+           "detection_segmap", "draw_votes", "pixel_targets", "split_train_test", "synthetic_training_set",
+           "vote_distribution"]
 
 #: Vote columns of a K15-like table, in this order.
 VOTE_CLASSES: tuple[str, ...] = (*CLASSES[:-1], "unknown")
@@ -300,7 +306,7 @@ def synthetic_training_set(
         catalogued objects do; this thins out the largest bright galaxies.
     bands : tuple of Passband, optional
         The bands to simulate (default the HST H, J, V, Z; e.g.
-        :data:`morpheus_core.simulate.NIRCAM_BANDS`). Magnitudes, the SNR and the
+        :data:`morpheus_core.passbands.NIRCAM_BANDS`). Magnitudes, the SNR and the
         segmentation map refer to the reference band (H, or the band nearest H).
     pixel_scale : float
         Arcseconds per pixel (0.06 for the HST set; 0.03 for a NIRCam-like one).

@@ -26,17 +26,18 @@ import numpy as np
 
 from morpheus_core import CLASSES
 from morpheus_core.cards import RELEASED_CARD, ModelCard
-from morpheus_core.model import build_for_card, load_model, transfer_weights
+from morpheus_core.model import build_for_card
 from morpheus_core.training.augment import CROP, WINDOW, augment, draw_augmentation
 from morpheus_core.training.data import TrainingObject, pixel_targets
 from morpheus_core.training.losses import MorpheusLoss, morpheus_loss
 from morpheus_core.training.metrics import evaluate
-from morpheus_core.training.settings import (  # noqa: F401 - re-exported
-    LEARNING_RATE_PAPER,
-    LEARNING_RATE_RELEASED,
-    TrainSettings,
-)
+from morpheus_core.training.settings import TrainSettings
+from morpheus_core.transfer import transfer_weights
+from morpheus_core.weights import load_model
 from morpheus_core.windows import standardize_windows
+
+__all__ = ["LOGITS_LAYER", "TrainResult", "evaluate_network", "evaluation_views", "initial_model", "logits_model",
+           "make_batch", "train"]
 
 #: Name of the layer whose output is the class logits.
 LOGITS_LAYER = "final_conv_conv"
@@ -83,14 +84,14 @@ def initial_model(init: str | Path | None = None, *, seed: int = 0, card: ModelC
         The network to train: its bands and classes (default the released card's).
         When they differ from those of the starting weights, every layer whose shape
         fits is reused and the band and class layers are initialised by
-        :func:`morpheus_core.model.transfer_weights` (first convolution from the
+        :func:`morpheus_core.transfer.transfer_weights` (first convolution from the
         nearest bands in wavelength, or at random).
     source_card : ModelCard, optional
         The card of the ``init`` weights file (default the released card's).
     first_layer : {"wavelength", "random"}
         How the band-dependent first layers start when the bands change.
     report : dict, optional
-        Filled with what :func:`~morpheus_core.model.transfer_weights` did per layer.
+        Filled with what :func:`~morpheus_core.transfer.transfer_weights` did per layer.
 
     Returns
     -------

@@ -38,6 +38,9 @@ from typing import Any
 import keras
 from keras import ops
 
+__all__ = ["LAMBDA_D", "LAMBDA_W", "MorpheusLoss", "class_weights", "dice_loss", "morpheus_loss",
+           "weighted_cross_entropy"]
+
 #: lambda_w and lambda_D of Eq. 11 in the paper.
 LAMBDA_W = 1.0
 LAMBDA_D = 1.0

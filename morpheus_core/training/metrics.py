@@ -12,6 +12,8 @@ import numpy as np
 
 from morpheus_core import CLASSES
 
+__all__ = ["IOU_THRESHOLDS", "background_iou", "evaluate", "pixel_accuracy"]
+
 #: Background thresholds ``B`` of Table 3.
 IOU_THRESHOLDS: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
 

@@ -68,7 +68,7 @@ def load_classifier(config: RunSettings) -> Any:
                     configure_gpu_memory_growth()
                     configure_threads(config.threads_per_worker)
                     from morpheus_core.engine import KerasWindowClassifier
-                    from morpheus_core.model import load_model
+                    from morpheus_core.weights import load_model
                     from pipeline.inputs.model_cards import card_for
 
                     model = load_model(config.weights, crop=True, precision=config.precision,

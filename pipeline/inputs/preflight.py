@@ -274,7 +274,7 @@ def check_weights(weights: Path | str, *, precision: str = "float32", quiet: boo
 
     try:
         with native_stderr_captured(quiet):  # TensorFlow's start-up lines
-            from morpheus_core.model import load_model
+            from morpheus_core.weights import load_model
 
             load_model(path, crop=True, precision=precision, card=card)
     except Exception as exc:  # h5py, Keras and shape errors alike

@@ -48,7 +48,7 @@ def parse_learning_rate(text: str) -> float:
     """``paper`` (Table 2, 9.929e-5), ``released`` (released configuration, 9.929e-4)
     or a positive number.
     """
-    from morpheus_core.training.fit import LEARNING_RATE_PAPER, LEARNING_RATE_RELEASED
+    from morpheus_core.training.settings import LEARNING_RATE_PAPER, LEARNING_RATE_RELEASED
 
     named = {"paper": LEARNING_RATE_PAPER, "released": LEARNING_RATE_RELEASED}
     if text.lower() in named:
@@ -210,7 +210,7 @@ def run_training(
         Training-set folder (:mod:`pipeline.training.training_set`).
     out_dir : Path
         Output folder (created).
-    settings : morpheus_core.training.fit.TrainSettings, optional
+    settings : morpheus_core.training.settings.TrainSettings, optional
         Hyper-parameters (default: the paper's).
     init : str
         ``released``, ``scratch`` or a ``.weights.h5`` path (its card says its bands).
@@ -247,8 +247,9 @@ def run_training(
     from morpheus_core.runtime import configure_threads
 
     configure_threads(threads)
-    from morpheus_core.model import ReleasedWeightsError
-    from morpheus_core.training.fit import TrainSettings, initial_model, train
+    from morpheus_core.training.fit import initial_model, train
+    from morpheus_core.training.settings import TrainSettings
+    from morpheus_core.weights import ReleasedWeightsError
     from pipeline.training.training_set import find_votes_table, read_training_set, write_training_set
 
     settings = settings or TrainSettings()
@@ -378,7 +379,7 @@ def _description(data_dir: Path, bands: str | None, classes: str | None, pixel_s
 
 def _passbands(description: Any) -> tuple:
     """The simulator's passbands for a description's bands (HST or NIRCam names)."""
-    from morpheus_core.simulate import HST_BANDS, NIRCAM_BANDS
+    from morpheus_core.passbands import HST_BANDS, NIRCAM_BANDS
 
     known = {b.name.upper(): b for b in (*HST_BANDS, *NIRCAM_BANDS)}
     missing = [b for b in description.band_names if b.upper() not in known]
@@ -470,7 +471,7 @@ def main(args: argparse.Namespace) -> int:
     level = root.level
     root.setLevel(logging.INFO)
     try:
-        from morpheus_core.training.fit import TrainSettings
+        from morpheus_core.training.settings import TrainSettings
         from pipeline.cli.options import from_args
 
         try:

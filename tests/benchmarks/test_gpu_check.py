@@ -38,7 +38,7 @@ import sys
 import numpy as np
 import keras
 assert keras.backend.backend() == "jax", keras.backend.backend()
-from morpheus_core.model import load_model
+from morpheus_core.weights import load_model
 windows = np.load(sys.argv[2])
 for crop in (False, True):
     model = load_model(sys.argv[1], crop=crop)
@@ -47,7 +47,7 @@ for crop in (False, True):
 
 
 def test_exported_weights_under_jax_give_tensorflow_probabilities(exported, tmp_path):
-    from morpheus_core.model import load_released_model
+    from morpheus_core.weights import load_released_model
 
     rng = np.random.default_rng(15)
     windows = rng.standard_normal((6, 40, 40, 4)).astype(np.float32)

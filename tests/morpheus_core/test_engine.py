@@ -204,8 +204,9 @@ def test_compiled_path_equals_float64_generic_path(released_classifier, stride):
 def test_bfloat16_runs_end_to_end_with_deviation_report(released_classifier):
     import inspect
 
-    from morpheus_core.model import build_model, load_released_model
+    from morpheus_core.model import build_model
     from morpheus_core.stats import deviation_report
+    from morpheus_core.weights import load_released_model
 
     assert inspect.signature(build_model).parameters["precision"].default == "float32"
     assert released_classifier.network.compute_dtype == "float32"

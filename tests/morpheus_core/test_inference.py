@@ -36,7 +36,8 @@ def test_inference_network_equals_keras_model(which, request, rng):
 
 
 def test_bfloat16_inference_network_stays_close_to_float32(released_full, rng):
-    from morpheus_core.model import build_model, copy_weights
+    from morpheus_core.model import build_model
+    from morpheus_core.transfer import copy_weights
 
     low = build_model(precision="bfloat16")
     copy_weights(released_full, low)

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
 import numpy as np
 import pytest
 
-from morpheus_core import model as model_mod
 from morpheus_core.bicubic import bicubic_matrix
-from morpheus_core.model import (
-    ReleasedWeightsError,
-    assign_checkpoint,
-    build_model,
-    read_released_checkpoint,
-)
+from morpheus_core.model import build_model
 from morpheus_core.windows import standardize_windows
 from tests.morpheus_core import numpy_reference as ref
 
@@ -24,30 +16,6 @@ def test_parameter_count_matches_released_model():
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 75_421
     assert len(model.weights) == 116  # 75,421 trainable + BN moving statistics
-
-
-def test_checkpoint_maps_completely_each_tensor_once(released_full):
-    tensors = read_released_checkpoint()
-    assert len(tensors) == 116
-    for layer in released_full.layers:
-        for w in layer.weights:
-            assert np.isfinite(np.asarray(w)).all()
-    # An extra tensor is reported, a missing one is reported.
-    with pytest.raises(ReleasedWeightsError, match="not mapped"):
-        assign_checkpoint(build_model(), {**tensors, "extra/conv/kernel": np.zeros(1)})
-    partial = dict(tensors)
-    del partial["final_conv/conv/bias"]
-    with pytest.raises(ReleasedWeightsError, match="final_conv_conv"):
-        assign_checkpoint(build_model(), partial)
-
-
-def test_missing_package_gives_clear_error(monkeypatch):
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(model_mod.importlib.metadata, "distribution", missing)
-    with pytest.raises(ReleasedWeightsError, match=r"morpheus-astro==0\.5\.1"):
-        model_mod.released_weights_dir()
 
 
 @pytest.mark.parametrize("n_in,n_out", [(5, 10), (10, 20), (20, 40)])

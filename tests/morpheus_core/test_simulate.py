@@ -11,16 +11,9 @@ from scipy.signal import fftconvolve
 from scipy.special import gammainc, gammaincinv
 
 from morpheus_core import BANDS
-from morpheus_core.simulate import (
-    MORPH_CLASSES,
-    PSF_FWHM_ARCSEC,
-    ZERO_POINTS_AB,
-    gaussian_psf,
-    make_wcs,
-    point_source_image,
-    render_sky,
-    sersic_image,
-)
+from morpheus_core.passbands import PSF_FWHM_ARCSEC, ZERO_POINTS_AB
+from morpheus_core.profiles import gaussian_psf, point_source_image, sersic_image
+from morpheus_core.simulate import MORPH_CLASSES, make_wcs, render_sky
 
 SHAPE = (256, 256)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from morpheus_core.simulate import gaussian_psf
+from morpheus_core.profiles import gaussian_psf
 from morpheus_core.training.data import (
     VOTE_CLASSES,
     TrainingObject,

@@ -7,15 +7,8 @@ import pytest
 
 from morpheus_core import CLASSES
 from morpheus_core.training.data import split_train_test, synthetic_training_set
-from morpheus_core.training.fit import (
-    LEARNING_RATE_PAPER,
-    LEARNING_RATE_RELEASED,
-    TrainSettings,
-    evaluation_views,
-    initial_model,
-    make_batch,
-    train,
-)
+from morpheus_core.training.fit import evaluation_views, initial_model, make_batch, train
+from morpheus_core.training.settings import LEARNING_RATE_PAPER, LEARNING_RATE_RELEASED, TrainSettings
 
 
 @pytest.fixture(scope="module")

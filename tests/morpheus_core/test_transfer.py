@@ -1,4 +1,4 @@
-"""Networks for other bands and classes (morpheus_core.model.transfer_weights, build_for_card,
+"""Networks for other bands and classes (morpheus_core.transfer.transfer_weights, build_for_card,
 load_model with a card, training.fit.initial_model)."""
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from morpheus_core.cards import RELEASED_CARD, Band, ModelCard
-from morpheus_core.model import FINAL_LAYER, FIRST_LAYERS, build_for_card, load_model, transfer_weights
+from morpheus_core.model import build_for_card
+from morpheus_core.transfer import FINAL_LAYER, FIRST_LAYERS, transfer_weights
+from morpheus_core.weights import load_model
 
 #: Six bands whose nearest released bands (log wavelength) are V, Z, J, H, H, H: every
 #: released band is used, H three times.
@@ -88,7 +90,7 @@ def test_weights_file_round_trip_with_a_card(tmp_path, source):
     assert full.input_shape[-1] == 6 and full.output_shape[-1] == 3 and cropped.output_shape[1] == 30
     x = np.random.default_rng(1).normal(size=(2, 40, 40, 6)).astype(np.float32)
     np.testing.assert_allclose(np.asarray(cropped(x)), np.asarray(full(x))[:, 5:-5, 5:-5], rtol=0, atol=1e-6)
-    from morpheus_core.model import ReleasedWeightsError
+    from morpheus_core.weights import ReleasedWeightsError
 
     with pytest.raises(ReleasedWeightsError, match="cannot load"):
         load_model(path)  # the released card's 4 bands do not fit

@@ -19,9 +19,9 @@ from astropy.io import fits
 
 from morpheus_core.classifier import KerasWindowClassifier
 from morpheus_core.engine import classify_image
-from morpheus_core.model import load_released_model
 from morpheus_core.simulate import render_sky
 from morpheus_core.stats import finalize
+from morpheus_core.weights import load_released_model
 from pipeline.run import run
 from pipeline.settings import RunSettings
 

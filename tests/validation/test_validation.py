@@ -13,7 +13,7 @@ import pytest
 from astropy.table import Table
 
 from morpheus_core import BANDS, CLASSES
-from morpheus_core.simulate import ZERO_POINTS_AB
+from morpheus_core.passbands import ZERO_POINTS_AB
 from validation import false_negatives, false_positives, sersic
 from validation.common import (
     APERTURE_RADIUS_PX,

@@ -13,7 +13,8 @@ from astropy.io import fits
 from astropy.table import Table
 
 from morpheus_core.cards import JWST_NIRCAM_BANDS, RELEASED_CARD, Band, ModelCard
-from morpheus_core.simulate import NIRCAM_BANDS, render_sky
+from morpheus_core.passbands import NIRCAM_BANDS
+from morpheus_core.simulate import render_sky
 from pipeline.errors import InputError
 from pipeline.inputs.model_cards import H5_ATTRIBUTE, card_for, card_path, read_card, write_card
 from pipeline.inputs.preflight import check_pixel_scale, order_bands

@@ -89,13 +89,8 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
 
     # Fine-tuning starts from the released weights: before any step they already
     # classify the held-out objects far better than a random initialisation does.
-    from morpheus_core.training.fit import (
-        TrainSettings,
-        evaluate_network,
-        evaluation_views,
-        initial_model,
-        logits_model,
-    )
+    from morpheus_core.training.fit import evaluate_network, evaluation_views, initial_model, logits_model
+    from morpheus_core.training.settings import TrainSettings
 
     data = read_training_set(data_dir)
     x, y = evaluation_views(data.test, seed=1)  # the views train() uses for test objects (seed + 1)
@@ -111,7 +106,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
     # The weights file classifies in `run --model`: the run's classifier gives the
     # trained network's outputs (and not the released ones).
     from morpheus_core.engine import KerasWindowClassifier
-    from morpheus_core.model import load_model, load_released_model
+    from morpheus_core.weights import load_model, load_released_model
     from pipeline.classify.tasks import load_classifier
     from pipeline.settings import RunSettings
 
