@@ -190,6 +190,9 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         echo(note)
     if tile != config.tile:
         config = dataclasses.replace(config, tile=tile)
+    from pipeline.rundir.manifest import check_resumable
+
+    check_resumable(config)  # recorded with other settings: refused before anything starts
     with (claim or claim_lock("run"))(config.location) as lock:
         return _run_claimed(config, bandset, lock, t_start, client=client, echo=echo, downstream=downstream)
 
@@ -341,12 +344,14 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
 
 def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,
                     storage_options: dict[str, Any] | None = None, scheduler: str | None = None,
-                    workers: int | None = None, client: Any = None, echo: Any = print) -> DownstreamSummary:
+                    workers: int | None = None, tls: bool = True, scheduler_security: Path | None = None,
+                    client: Any = None, echo: Any = print) -> DownstreamSummary:
     """Segmentation, deblending and the catalog again on a finished classification
     (the ``segment`` and ``catalog`` commands; ``catalog`` reuses matching maps).
 
     Checks the run, its classification and a markers file before starting a cluster
-    (a local one, or ``scheduler``), which it closes again; ``client`` uses one given.
+    (a local one, with TLS unless ``tls`` is false, or ``scheduler``, reached with
+    ``scheduler_security``), which it closes again; ``client`` uses one given.
 
     Raises
     ------
@@ -373,7 +378,8 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
         read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
     own = client is None
     if own:
-        client, info = make_client(scheduler=scheduler, n_workers=workers, gpu="never")
+        client, info = make_client(scheduler=scheduler, n_workers=workers, gpu="never", tls=tls,
+                                   scheduler_security=scheduler_security)
         for line in cluster_lines(info):
             echo(line)
     try:

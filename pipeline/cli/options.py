@@ -32,9 +32,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pipeline.settings.fields import field_default
+from pipeline.settings.fields import field_default, option_flag
 
-__all__ = ["add_location_options", "add_options", "from_args", "storage_options_from"]
+__all__ = ["add_location_options", "add_options", "from_args", "given_options", "storage_options_from"]
 
 
 def _option_fields(cls: type, names: Iterable[str] | None) -> list[dataclasses.Field]:
@@ -59,7 +59,8 @@ def _converter(annotation: Any) -> Any:
 
 
 def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterable[str] | None = None, *,
-                keep_defaults: bool = True, types: dict[str, Any] | None = None) -> list[str]:
+                keep_defaults: bool = True, types: dict[str, Any] | None = None,
+                recorded: str | None = None) -> list[str]:
     """Add one option per setting of ``cls`` to ``parser`` (a parser or argument group).
 
     Parameters
@@ -77,6 +78,10 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterabl
     types : dict, optional
         Argparse converters by field name, for classes that cannot name them in their
         metadata (the core's settings do not import the pipeline).
+    recorded : str, optional
+        With ``keep_defaults=False``: where a value not given comes from, for the help
+        text (``"the run's recorded value"`` -> ``(default: the run's recorded value)``;
+        ``", else DEFAULT"`` is added where the field has a default).
 
     Returns
     -------
@@ -86,27 +91,33 @@ def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterabl
     Notes
     -----
     A ``bool`` field that defaults to ``False`` becomes ``--flag``; one that defaults to
-    ``True`` becomes ``--no-flag``.
+    ``True`` becomes ``--no-flag`` (:func:`~pipeline.settings.fields.option_flag`). A
+    field without a default is a required option.
     """
     hints = typing.get_type_hints(cls)
     added = []
     for field_ in _option_fields(cls, names):
         meta = field_.metadata
         default = field_default(cls, field_.name)
-        flag = meta.get("flag", "--" + field_.name.replace("_", "-"))
+        flag = option_flag(cls, field_.name)
         kwargs: dict[str, Any] = {"dest": field_.name, "help": meta["help"]}
+        if default is dataclasses.MISSING:
+            kwargs["required"] = True
+            default = None
         if hints[field_.name] is bool:
-            if default:
-                flag = meta.get("flag", "--no-" + field_.name.replace("_", "-"))
             kwargs["action"] = "store_false" if default else "store_true"
         else:
             kwargs["type"] = (types or {}).get(field_.name) or meta.get("type") or _converter(hints[field_.name])
             for key in ("choices", "metavar"):
                 if key in meta:
                     kwargs[key] = meta[key]
-            if default is not None and default != "":
+            shown = default is not None and default != ""
+            if recorded:
+                kwargs["help"] += f" (default: {recorded}{f', else {default}' if shown else ''})"
+            elif shown:
                 kwargs["help"] += f" (default: {default})"
-        kwargs["default"] = default if keep_defaults else argparse.SUPPRESS
+        if not kwargs.get("required"):
+            kwargs["default"] = default if keep_defaults else argparse.SUPPRESS
         parser.add_argument(flag, *meta.get("aliases", ()), **kwargs)
         added.append(field_.name)
     return added
@@ -117,13 +128,32 @@ def from_args(args: argparse.Namespace, cls: type, names: Iterable[str] | None =
     return {f.name: getattr(args, f.name) for f in _option_fields(cls, names) if hasattr(args, f.name)}
 
 
+def given_options(args: argparse.Namespace, cls: type, names: Iterable[str] | None = None) -> list[str]:
+    """The command line of the options of ``cls`` in ``args``: every value that is not
+    ``None``, flags only when given (``--epochs 3 --out runs/train --verbose``).
+    """
+    hints = typing.get_type_hints(cls)
+    words: list[str] = []
+    for field_ in _option_fields(cls, names):
+        value = getattr(args, field_.name, None)
+        if value is None:
+            continue
+        flag = option_flag(cls, field_.name)
+        if hints[field_.name] is bool:
+            if value != field_default(cls, field_.name):
+                words.append(flag)
+        else:
+            words += [flag, str(value)]
+    return words
+
+
 def add_location_options(parser: argparse.ArgumentParser, *, required: bool) -> None:
     """``--run-dir`` and ``--storage-option``: where a run lives (options of every command)."""
     from pipeline.rundir.location import run_dir_value
 
     parser.add_argument("--run-dir", type=run_dir_value, required=required,
                         help="run directory: a path, or a URL such as s3://bucket/run"
-                             + ("" if required else " (default runs/<mosaic>)"))
+                             + ("" if required else " (default: runs/<mosaic>)"))
     parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
                         help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
                              "(repeatable; values are JSON when they parse, else strings; "

@@ -198,9 +198,9 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     if gpu not in _GPU_MODES:
         raise InputError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
     if threads_per_worker < 1:
-        raise InputError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+        raise InputError(f"--threads-per-worker must be >= 1, got {threads_per_worker}")
     if n_workers is not None and n_workers < 1:
-        raise InputError(f"n_workers must be >= 1, got {n_workers}")
+        raise InputError(f"--workers must be >= 1, got {n_workers}")
     if cluster not in _CLUSTERS:
         raise InputError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
 
@@ -236,7 +236,7 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
                                    reason=f"{gpu_reason}; dask-cuda, one worker per GPU")
             reason = f"{gpu_reason}, but {cuda_reason}"
         if gpu == "require":
-            raise InputError(f"a GPU is required (gpu='require') but {reason}")
+            raise InputError(f"a GPU is required (--gpu require) but {reason}")
 
     local = start_local(n_workers=n_workers, threads_per_worker=threads_per_worker,
                         memory_limit=memory_limit, dashboard=dashboard,
@@ -356,7 +356,7 @@ def describe_client(client: distributed.Client, *, gpu: str = "auto",
         use_gpu = False
         reason = f"none of {len(workers)} worker(s) advertises a GPU resource"
         if gpu == "require":
-            raise InputError(f"{what}: a GPU is required (gpu='require') but {reason}; "
+            raise InputError(f"{what}: a GPU is required (--gpu require) but {reason}; "
                              f"start workers with '--resources GPU=1' or "
                              f"'dask cuda worker --resources GPU=1'")
     return _info(client, kind=kind, gpu=use_gpu, reason=f"{what}; {reason}")
@@ -414,7 +414,7 @@ def _start_jobqueue(kind: str, *, config_file: str | os.PathLike[str] | None,
             reason = ("worker jobs advertise no GPU resource (worker-extra-args "
                       "without '--resources GPU=1')")
             if gpu == "require":
-                raise InputError(f"--cluster {kind}: a GPU is required (gpu='require') "
+                raise InputError(f"--cluster {kind}: a GPU is required (--gpu require) "
                                  f"but {reason}")
         cluster.scale(n_workers)
         client = distributed.Client(cluster)

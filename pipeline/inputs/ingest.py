@@ -294,10 +294,10 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
         version = attrs["format_version"]
     except Exception as exc:  # not a group, or not one of ours
         raise InputError(f"{store} exists but is not a mosaic store ({exc!r}); "
-                         "remove it or rerun with --restart (overwrite=True)") from exc
+                         "remove it or rerun with --restart") from exc
     if version != FORMAT_VERSION:
-        raise InputError(f"{store} has format_version {version}, this version writes "
-                         f"{FORMAT_VERSION}; rerun with --restart (overwrite=True) to re-ingest")
+        raise InputError(f"{store} has format version {version}, this version writes "
+                         f"{FORMAT_VERSION}; rerun with --restart to re-ingest")
     old = {r["band"]: r for r in recorded}
     changed = []
     for new in inputs:
@@ -313,10 +313,10 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
     if changed or [r["band"] for r in recorded] != list(bandset.bands):
         detail = "; ".join(changed) or "band order changed"
         raise InputError(f"inputs changed since {store} was written: {detail}; "
-                         "rerun with --restart (overwrite=True) to re-ingest")
+                         "rerun with --restart to re-ingest")
     if attrs.get("chunk") != chunk:
-        raise InputError(f"{store} was written with chunk {attrs.get('chunk')}, not "
-                         f"{chunk}; rerun with --restart (overwrite=True) to rewrite it")
+        raise InputError(f"{store} was written with --tile {attrs.get('chunk')}, not --tile {chunk}; give "
+                         f"--tile {attrs.get('chunk')} to resume, or --restart to rewrite it")
     return group
 
 

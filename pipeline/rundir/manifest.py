@@ -5,7 +5,6 @@ run id, written when a run starts and checked when it resumes.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import time
 import uuid
 from pathlib import Path
@@ -16,9 +15,9 @@ from pipeline.inputs.preflight import check_run_dir
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import atomic_write_json
 from pipeline.rundir.location import Location
-from pipeline.settings import MODELS, RunSettings, upgrade_recorded
+from pipeline.settings import RunSettings, upgrade_recorded
 
-__all__ = ['check_or_write_manifest', 'prepare_run_dir', 'read_manifest', 'recorded_tile', 'software_versions']
+__all__ = ['check_or_write_manifest', 'check_resumable', 'prepare_run_dir', 'read_manifest', 'recorded_tile', 'software_versions']
 
 
 def software_versions() -> dict[str, str]:
@@ -90,21 +89,7 @@ def check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict[
     path = RunLayout(config.location).manifest
     if path.exists():
         old = path.read_json()
-        recorded = upgrade_recorded(old["result_settings"])
-        if recorded.get("model") not in (None, *MODELS):  # a weights file, recorded relative before
-            recorded["model"] = os.path.abspath(os.path.expanduser(recorded["model"]))
-        differences = [
-            f"{key}: {recorded.get(key)!r} -> {value!r}"
-            for key, value in config.result_settings().items()
-            if recorded.get(key) != value
-        ]
-        if old.get("inputs") != inputs:
-            differences.append("input files changed (sizes or checksums differ)")
-        if differences:
-            raise InputError(
-                f"{config.run_dir}: this run directory was made with other inputs or settings "
-                f"({'; '.join(differences)}); use --restart to start over or another --run-dir"
-            )
+        config.refuse_other_results(old, changed_inputs=old.get("inputs") != inputs)
         old["config"] = config.to_json()
         atomic_write_json(path, old)
         return old["run_id"]
@@ -122,6 +107,16 @@ def check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict[
     })
     return run_id
 
+
+
+def check_resumable(config: RunSettings) -> None:
+    """Refuse, before anything starts (no ingest, no cluster), to resume a run directory
+    recorded with other result settings (:meth:`RunSettings.refuse_other_results
+    <pipeline.settings.run.RunSettings.refuse_other_results>`); ``restart`` starts over.
+    """
+    path = RunLayout(config.location).manifest
+    if not config.restart and path.exists():
+        config.refuse_other_results(path.read_json())
 
 
 def recorded_tile(location: Location) -> int | None:

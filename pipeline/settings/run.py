@@ -16,7 +16,9 @@ from morpheus_core import BORDER, PRECISIONS, WINDOW
 from pipeline.errors import InputError
 from pipeline.rundir.credentials import check_storage_options
 from pipeline.rundir.location import Location, run_dir_value
-from pipeline.settings.fields import setting
+from pipeline.settings.fields import VERBOSE_HELP, option_text, setting
+
+__all__ = ["CLUSTERS", "GPU_MODES", "MODELS", "RunSettings", "upgrade_recorded"]
 
 #: Clusters a run can start itself (``scheduler`` joins an existing one instead).
 CLUSTERS = ("local", "slurm", "pbs")
@@ -168,9 +170,7 @@ class RunSettings:
                                   help="keep the tiles' partial statistics after the verified merge (they are "
                                        "removed by default: the classification store holds the result)")
     progress: bool = setting(True, kind="storage", help="no progress bar")
-    verbose: bool = setting(False, kind="storage",
-                            help="show TensorFlow's start-up lines and other libraries' messages "
-                                 "(quiet by default; pipeline.log has the details either way)")
+    verbose: bool = setting(False, kind="storage", help=VERBOSE_HELP)
 
     def __post_init__(self) -> None:
         # Paths are recorded absolute, so that resubmit works from any directory (a batch
@@ -184,9 +184,9 @@ class RunSettings:
         if isinstance(self.run_dir, Path):  # a local run directory ignores them: never record them
             self.storage_options = {}
         if self.cluster not in CLUSTERS:
-            raise InputError(f"cluster must be one of {CLUSTERS}, got {self.cluster!r}")
+            raise InputError(f"--cluster must be one of {', '.join(CLUSTERS)}, got {self.cluster!r}")
         if self.scheduler and self.cluster != "local":
-            raise InputError(f"give either a scheduler address or cluster={self.cluster!r}, not both")
+            raise InputError(f"give either --scheduler {self.scheduler} or --cluster {self.cluster}, not both")
         self.tile = _whole("--tile", self.tile, 1)
         self.stride = _whole("--stride", self.stride, 1, self.window,
                              "(a larger stride leaves pixels that no window covers)")
@@ -199,11 +199,11 @@ class RunSettings:
                 or not math.isfinite(self.wait_workers) or self.wait_workers < 0:
             raise InputError(f"--wait-workers must be a number of seconds >= 0, got {self.wait_workers!r}")
         if self.precision not in PRECISIONS:
-            raise InputError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.gpu not in GPU_MODES:
-            raise InputError(f"gpu must be auto, never or require, got {self.gpu!r}")
+            raise InputError(f"--gpu must be one of {', '.join(GPU_MODES)}, got {self.gpu!r}")
         if not self.model:
-            raise InputError("model must be 'released', 'standin' or a .weights.h5 file")
+            raise InputError(f"--model must be one of {', '.join(MODELS)} or a .weights.h5 file")
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serialisable settings (paths as strings)."""
@@ -235,6 +235,52 @@ class RunSettings:
         """The settings that determine the result (compared on resume)."""
         data = self.to_json()
         return {f.name: data[f.name] for f in dataclasses.fields(self) if f.metadata.get("result")}
+
+    def result_changes(self, recorded: dict[str, Any]) -> list[tuple[str, str]]:
+        """How these settings' result settings differ from a manifest's
+        ``result_settings``, in the command line's words: ``("--tile 128", "--tile 256")``
+        (recorded, then these).
+
+        Older manifests' names are understood (:func:`upgrade_recorded`), and a weights
+        file recorded relative is compared as an absolute path.
+        """
+        recorded = upgrade_recorded(recorded)
+        if recorded.get("model") not in (None, *MODELS):  # a weights file, recorded relative before
+            recorded["model"] = os.path.abspath(os.path.expanduser(recorded["model"]))
+        return [(option_text(RunSettings, key, recorded.get(key)), option_text(RunSettings, key, value))
+                for key, value in self.result_settings().items() if recorded.get(key) != value]
+
+    def refuse_other_results(self, recorded: dict[str, Any], changed_inputs: bool = False) -> None:
+        """Refuse to resume a run recorded with other result settings (or inputs).
+
+        Parameters
+        ----------
+        recorded : dict
+            The run's manifest.
+        changed_inputs : bool
+            The input files differ from those the manifest records.
+
+        Raises
+        ------
+        InputError
+            Naming each difference as the command line gives it, and the ways out (the
+            recorded options, ``--restart`` or another ``--run-dir``), e.g.
+            ``runs/demo: this run directory was made with --tile 128, not --tile 256;
+            give --tile 128 to resume it, --restart to start over, or another --run-dir``.
+        """
+        changes = self.result_changes(recorded.get("result_settings", {}))
+        if not changes and not changed_inputs:
+            return
+        made = []
+        if changes:
+            old, new = (" ".join(words) for words in zip(*changes))
+            made.append(f"with {old}, not {new}")
+        if changed_inputs:
+            made.append("from other input files (sizes or checksums differ)")
+        way_out = f"give {old} to resume it, --restart to start over" if not changed_inputs else \
+            "--restart starts over"
+        raise InputError(f"{self.run_dir}: this run directory was made {', and '.join(made)}; {way_out}, or "
+                         "give another --run-dir")
 
     @property
     def weights(self) -> str | None:

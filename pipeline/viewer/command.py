@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.cli.options import add_location_options, add_options, from_args, storage_options_from
-from pipeline.errors import InputError, RunError
+from pipeline.errors import RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 from pipeline.rundir.verified import finished_classification
@@ -173,7 +173,14 @@ def serve_map(pyramid: Pyramid, page: Page, run_dir: Location, *, host: str, por
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run the ``view`` sub-command; returns the exit code (0, 1 or 2)."""
+    """Run the ``view`` sub-command; returns the exit code (0, 1 or 2: :func:`pipeline.cli.exits.run_command`)."""
+    from pipeline.cli.exits import run_command
+
+    return run_command("view", lambda: _view(args))
+
+
+def _view(args: argparse.Namespace) -> None:
+    """Build the map, then serve or export it."""
     try:
         run_dir = Location(args.run_dir, storage_options_from(args.storage_option))
         settings = ViewSettings(**from_args(args, ViewSettings))
@@ -183,16 +190,7 @@ def main(args: argparse.Namespace) -> int:
         if settings.export is not None:
             export_map(pyramid, page, settings.export)
         else:
-            serve_map(pyramid, page, run_dir, host=settings.host, port=settings.port)
-        return 0
-    except InputError as exc:  # the printed line is the message (view has no log file: an error record
-        logger.debug("input error: %s", exc)  # would print the same line again through logging's last resort)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (RunError, OSError) as exc:
-        logger.debug("view failed: %s", exc)
-        print(f"view failed: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: run the same command again to resume building the map", file=sys.stderr)
-        return 1
+            serve_map(pyramid, page, run_dir, host=settings.host, port=settings.port,
+                      echo=lambda line: print(line, flush=True))
+    except OSError as exc:  # a port in use, a folder that cannot be written: one line, no traceback
+        raise RunError(str(exc)) from exc

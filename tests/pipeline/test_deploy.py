@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from pipeline.cli.main import _parser
+from pipeline.cli.parser import build_parser as _parser
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -64,3 +64,24 @@ def test_a_run_with_the_released_network_is_quiet_unless_verbose(tmp_path):
     # The check can fail: with --verbose TensorFlow's start-up lines are there.
     assert "oneDNN" in outputs[True] or "I0000" in outputs[True], outputs[True]
     assert "tiles: " in outputs[False] and os.path.exists(tmp_path / "rFalse" / "catalog" / "catalog.csv")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_train_is_as_quiet_as_run_unless_verbose(tmp_path):
+    # `train` printed TensorFlow's start-up lines (oneDNN, cuda drivers, "E0000 ... failed
+    # call to cuInit"), which `run` already kept off the terminal.
+    env = {k: v for k, v in python_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
+    outputs = {}
+    for verbose in (False, True):
+        args = ["train", "--data-dir", str(tmp_path / "set"), "--out", str(tmp_path / f"out{verbose}"),
+                "--synthetic", "12", "--synthetic-size", "64", "--init", "scratch", "--epochs", "1",
+                "--batch-size", "4", "--eval-max", "2", "--threads", "1"] + (["--verbose"] if verbose else [])
+        proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=REPO,
+                              env=env, timeout=500)
+        assert proc.returncode == 0, proc.stderr
+        outputs[verbose] = proc.stdout + proc.stderr
+    assert not [w for w in CHATTER if w in outputs[False]], outputs[False]
+    assert "done in " in outputs[False] and (tmp_path / "outFalse" / "model.weights.h5").exists()
+    # The check can fail: with --verbose TensorFlow's start-up lines are there.
+    assert "oneDNN" in outputs[True] or "I0000" in outputs[True], outputs[True]

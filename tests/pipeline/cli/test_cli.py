@@ -48,7 +48,7 @@ def _option_fields(cls):
 def test_command_line_options_are_generated_from_the_settings():
     # One owner for each default, choice and help text (issue #14): the dataclasses.
     from morpheus_core.training.settings import TrainSettings
-    from pipeline.cli.main import _parser
+    from pipeline.cli.parser import build_parser as _parser
     from pipeline.settings import DownstreamSettings, RunSettings
 
     parser = _parser()
@@ -88,7 +88,7 @@ def test_command_line_options_are_generated_from_the_settings():
 
 def test_test_hooks_are_not_settings(capsys):
     # Fault injection lives in tests/faults.py; the stand-in network is a model.
-    from pipeline.cli.main import _parser
+    from pipeline.cli.parser import build_parser as _parser
     from pipeline.settings import RunSettings
 
     names = {f.name for f in dataclasses.fields(RunSettings)}
@@ -114,22 +114,16 @@ def test_log_file_keeps_info_lines_while_a_local_cluster_silences_dask(tmp_path)
 
     from distributed.utils import silence_logging_cmgr
 
-    from pipeline.cli.main import _setup_logging
+    from pipeline.cli.logs import CommandLog
 
     root, dask_logger = logging.getLogger(), logging.getLogger("distributed")
     before = (list(root.handlers), list(dask_logger.handlers), root.level)
-    try:
-        _setup_logging(tmp_path)
+    with CommandLog(tmp_path / "pipeline.log"):
         with silence_logging_cmgr(logging.WARNING):  # as LocalCluster(silence_logs=...) does
             logging.getLogger("pipeline.stage").info("stage classify: start")
             logging.getLogger("distributed.nanny").warning("Worker process still alive after 4.0 seconds, killing")
-    finally:
-        for handler in set(root.handlers) - set(before[0]):
-            root.removeHandler(handler)
-            handler.close()
-        for handler in set(dask_logger.handlers) - set(before[1]):
-            dask_logger.removeHandler(handler)
-        root.setLevel(before[2])
+    # and nothing is left behind (the handlers once leaked across commands in one process)
+    assert (list(root.handlers), list(dask_logger.handlers), root.level) == before
     text = (tmp_path / "pipeline.log").read_text()
     assert "INFO pipeline.stage: stage classify: start" in text
     assert "WARNING distributed.nanny: Worker process still alive" in text

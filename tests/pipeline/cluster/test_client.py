@@ -425,7 +425,7 @@ def test_closing_under_load_lets_workers_exit_without_killing(tmp_path):
 # --- what a run says about its cluster -------------------------------------------
 
 def test_tls_options():
-    from pipeline.cli.main import _parser
+    from pipeline.cli.parser import build_parser as _parser
 
     default = _parser().parse_args(["run"])
     assert default.tls is True and default.scheduler_security is None

@@ -171,7 +171,8 @@ def test_bad_toml(tmp_path, text, match):
 
 
 def test_threshold_default_is_the_detection_rules_unless_the_mosaic_sets_one(tmp_path):
-    from pipeline.cli.main import _downstream_settings, _parser
+    from pipeline.cli.downstream import downstream_settings as _downstream_settings
+    from pipeline.cli.parser import build_parser as _parser
 
     assert DEMO.threshold is None and GOODS_S.threshold is None  # no tuned threshold for any built-in
     toml = write_toml(tmp_path / "m.toml", """

@@ -127,3 +127,71 @@ def test_train_command_bad_input_exits_2(tmp_path, capsys):
     assert "training-set folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--data-dir", str(tmp_path), "--learning-rate", "fast"])
+
+
+def _parser_before():
+    """``train``'s options as they were written by hand before they were generated from
+    TrainRunSettings (flags, types, choices, defaults)."""
+    import argparse
+    from pathlib import Path
+
+    from morpheus_core.training.settings import TrainSettings
+    from pipeline.cli.options import add_options
+    from pipeline.training.command import parse_learning_rate
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--data-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=Path("runs/train"))
+    p.add_argument("--init", default="released")
+    p.add_argument("--bands", metavar="B1,B2,...")
+    p.add_argument("--classes", metavar="C1,C2,...")
+    p.add_argument("--pixel-scale", type=float, metavar="ARCSEC")
+    p.add_argument("--first-layer", choices=("wavelength", "random"), default="wavelength")
+    add_options(p, TrainSettings, types={"learning_rate": parse_learning_rate})
+    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--synthetic", type=int, metavar="N")
+    p.add_argument("--synthetic-size", type=int, default=84)
+    return p
+
+
+@pytest.mark.parametrize("argv", [
+    ["--data-dir", "d"],
+    ["--data-dir", "d", "--out", "o", "--init", "scratch", "--bands", "F150W,F200W", "--classes", "a,b",
+     "--pixel-scale", "0.03", "--first-layer", "random", "--test-fraction", "0.5", "--threads", "3",
+     "--synthetic", "12", "--synthetic-size", "64", "--epochs", "2", "--batch-size", "8", "--learning-rate",
+     "released", "--dropout", "0.5", "--seed", "4", "--eval-max", "9"],
+    ["--data-dir", "d", "--init", "w.weights.h5", "--learning-rate", "1e-3"],
+])
+def test_train_options_parse_as_before(argv):
+    # The options are generated from TrainRunSettings now: every flag of the hand-written
+    # parser parses to the same value (--out is the field out_dir).
+    from pipeline.cli.options import from_args
+    from pipeline.cli.parser import build_parser
+    from pipeline.settings import TrainRunSettings
+
+    before = vars(_parser_before().parse_args(argv))
+    now = build_parser().parse_args(["train", *argv])
+    assert {("out" if k == "out_dir" else k): v for k, v in vars(now).items()
+            if k not in ("command", "verbose")} == before
+    run = TrainRunSettings(**from_args(now, TrainRunSettings))
+    assert run.out_dir == before["out"] and run.data_dir == before["data_dir"] and run.verbose is False
+
+
+def test_train_help_lists_the_same_options_as_before():
+    from pipeline.cli.parser import build_parser
+
+    parser = build_parser()
+    train = parser._subparsers._group_actions[0].choices["train"]
+    flags = {s for a in train._actions for s in a.option_strings}
+    before = {s for a in _parser_before()._actions for s in a.option_strings}
+    assert flags == before | {"--verbose"}  # --verbose: TensorFlow's lines, hidden by default
+    text = train.format_help()
+    for line in ("training-set folder (votes.csv + FITS thumbnails)", "output folder (default: runs/train)",
+                 "thumbnail side of simulated objects (px) (default: 84)"):
+        assert line in " ".join(text.split())
+
+
+def test_hyper_parameter_errors_name_the_options(tmp_path, capsys):
+    assert main(["train", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--eval-max", "-1"]) == 2
+    assert capsys.readouterr().err.startswith("error: need --epochs >= 0, --batch-size >= 1, --eval-max >= 0")
