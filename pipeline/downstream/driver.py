@@ -240,7 +240,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     boxes = chunk_boxes(shape, chunk)
     source_pixels = None if markers is None else _source_pixels(markers)
 
-    old = seg_path.open_group(mode="r").attrs.asdict() if (seg_path / "zarr.json").exists() else {}
+    old = seg_path.open_group(mode="r").attrs.asdict() if seg_path.is_zarr_group() else {}
     reused = bool(reuse_segmentation and old.get("complete") and old.get("settings") == settings.segmentation_key())
     problem = segmentation_problem(run_dir, run_id) if reused else ""  # reused only as recorded when finished
     if problem:

@@ -176,7 +176,7 @@ class _Sources:
 
 def _open(location: Location, what: str) -> Any:
     """Open a store of the run, or say which one is missing or unreadable."""
-    if not (location / "zarr.json").exists():
+    if not location.is_zarr_group():
         raise InputError(f"{location}: {what} not found; is this a finished run directory?")
     try:
         return location.open_group(mode="r")
@@ -192,7 +192,7 @@ def _fingerprint(attrs: dict[str, Any], tile: int, levels_per_pass: int) -> str:
 
 def read_pyramid(run_dir: Location | str | os.PathLike) -> dict[str, Any] | None:
     """``viewer/pyramid.json`` of a run directory (``None`` if there is none)."""
-    record = RunLayout(as_location(run_dir)).viewer / "pyramid.json"
+    record = RunLayout(as_location(run_dir)).pyramid_record
     return record.read_json() if record.exists() else None
 
 
@@ -237,7 +237,7 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     cls = finished_classification(root)
     mosaic = _open(layout.mosaic, "mosaic store (mosaic.zarr)")
     seg_attrs = None
-    if (layout.segmentation / "zarr.json").exists():
+    if layout.segmentation.is_zarr_group():
         seg_attrs = _open(layout.segmentation, "segmentation (segmentation.zarr)").attrs.asdict()
         if not seg_attrs.get("complete", False):
             seg_attrs = None
@@ -273,10 +273,10 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "grid": grid.to_json(),
               "layers": layers, "lupton": lupton.to_json(), "levels_per_pass": levels_per_pass,
               "bands": list(composite), "classes": list(classes), "complete": False}
-    (viewer / "pyramid.json").write_json(record)
+    layout.pyramid_record.write_json(record)
     echo(f"map: building the tile pyramid of {grid.shape[1]} x {grid.shape[0]} pixels, levels 0-{grid.max_level}, "
          f"{len(layers)} layers")
-    work = viewer / "work"
+    work = layout.viewer_work
     written = 0
     level = grid.max_level
     while True:
@@ -293,7 +293,7 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     if not keep_work:
         work.remove(recursive=True)
     record["complete"] = True
-    (viewer / "pyramid.json").write_json(record)  # the "complete" mark, last
+    layout.pyramid_record.write_json(record)  # the "complete" mark, last
     seconds = time.perf_counter() - t0
     echo(f"map: {written} tiles written in {seconds:.1f} s")
     return Pyramid(viewer, grid, layers, lupton, fingerprint, tiles=written, seconds=seconds, record=record,
