@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from pipeline.errors import InputError, RunError
 from pipeline.inputs import ingest as ingest_mod
-from pipeline.inputs.ingest import BandSet, file_fingerprint, ingest, read_wcs, validate_bands
+from pipeline.inputs.grid import BandSet, validate_bands
+from pipeline.inputs.ingest import file_fingerprint, ingest, read_wcs
 
 BANDS = ("H", "J", "V", "Z")
 SHAPE = (97, 131)  # odd sizes: a 4 x 5 grid of 32-pixel chunks with ragged edges
