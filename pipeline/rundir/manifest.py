@@ -42,7 +42,7 @@ def read_manifest(run_dir: Location) -> dict[str, Any]:
     try:
         return RunLayout(run_dir).manifest.read_json()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise InputError(f"{run_dir}: no run here (manifest.json not found)") from None
+        raise InputError(f"{run_dir}: no run here ({RunLayout(run_dir).manifest.name} not found)") from None
 
 
 def prepare_run_dir(run_dir: Location, *, restart: bool) -> None:
@@ -164,6 +164,6 @@ def check_run_dir(run_dir: Location, *, restart: bool) -> None:
         others = [n for n in run_dir.listdir() if not n.startswith(".") and n != layout.log.name]
         if others:
             raise InputError(
-                f"{run_dir}: --restart refused: this folder holds no run (no manifest.json) but other files "
+                f"{run_dir}: --restart refused: this folder holds no run (no {layout.manifest.name}) but other files "
                 f"({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); choose an empty or new "
                 "--run-dir")

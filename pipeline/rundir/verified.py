@@ -232,12 +232,13 @@ def finished_classification(run_dir: Location | str | os.PathLike[str]) -> Any:
         their checksum record (naming the array, the chunk and the file, and what to do).
     """
     run_dir = as_location(run_dir)
-    store = RunLayout(run_dir).classification
-    if not RunLayout(run_dir).manifest.exists():
-        raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
+    layout = RunLayout(run_dir)
+    store = layout.classification
+    if not layout.manifest.exists():
+        raise InputError(f"{run_dir}: no run here ({layout.manifest.name} not found); classify first with "
                          f"'python -m pipeline run'")
     if not store.is_zarr_group():
-        raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
+        raise InputError(f"{run_dir}: no classification ({store.name} missing); finish the run with "
                          f"'python -m pipeline run' or 'resubmit' first")
     group = store.open_group(mode="r")
     if not group.attrs.get("complete", False):
