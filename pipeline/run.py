@@ -26,9 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 from morpheus_core.tiling import Tile, plan_tiles
 from pipeline.classify.driver import classification_merged, classify_tiles, export_fits, merge_tiles
+from pipeline.classify.job import ClassificationJob
+from pipeline.cluster.client import owned_client
+from pipeline.cluster.info import gpu_resources
 from pipeline.downstream.driver import DownstreamSummary, run_downstream
 from pipeline.errors import RunError
-from pipeline.inputs.ingest import BandSet, ingest, validate_bands
+from pipeline.inputs.grid import BandSet, validate_bands
+from pipeline.inputs.ingest import ingest
 from pipeline.inputs.model_cards import card_for, pixel_scale_arcsec
 from pipeline.inputs.mosaics import resolve_mosaic
 from pipeline.inputs.preflight import (
@@ -36,7 +40,6 @@ from pipeline.inputs.preflight import (
     check_distinct_files,
     check_flux_band,
     check_pixel_scale,
-    check_run_dir,
     check_usable_pixels,
     check_weights,
     fit_tile,
@@ -44,13 +47,25 @@ from pipeline.inputs.preflight import (
 )
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, tile_id
-from pipeline.rundir.location import Location
-from pipeline.rundir.manifest import check_or_write_manifest, prepare_run_dir, read_manifest, recorded_tile
+from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.manifest import (
+    check_or_write_manifest,
+    check_resumable,
+    check_run_dir,
+    prepare_run_dir,
+    read_manifest,
+    recorded_tile,
+)
 from pipeline.settings import DownstreamSettings, RunSettings
 from pipeline.timing import stage
 
 if TYPE_CHECKING:
+    import zarr
+
+    from morpheus_core.cards import ModelCard
     from pipeline.rundir.lock import HeldLock
+
+__all__ = ["Claim", "RunSummary", "SettingsFor", "claim_lock", "redo_downstream", "resubmit", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -102,19 +117,21 @@ class RunSummary:
         if self.failed:
             out.append(f"failed tiles: {', '.join(self.failed)}")
         if self.outputs:
-            out.append(f"outputs: {self.run_dir}/classification.zarr, {self.run_dir}/fits/, "
-                       f"{self.run_dir}/catalog/, {self.run_dir}/colour.png")
+            layout = RunLayout(as_location(self.run_dir))
+            out.append(f"outputs: {layout.classification}, {layout.fits}/, {layout.catalog}/, {layout.colour}")
         return out
 
 
-def check_inputs(config: RunSettings, downstream: DownstreamSettings | None = None) -> None:
-    """Check the settings that need no band file.
-
-    The weights must load into the network (:func:`~pipeline.inputs.preflight.check_weights`).
+@dataclass(frozen=True)
+class _Checked:
+    """A run's inputs once they passed their checks: the settings (``tile`` fitted to the
+    mosaic), the run directory, the model card (read once) and the band files.
     """
-    if config.weights is not None:
-        check_weights(config.weights, precision=config.precision, quiet=not config.verbose,
-                      card=card_for(config.model))
+
+    config: RunSettings
+    run_dir: Location
+    card: ModelCard
+    bandset: BandSet
 
 
 def run(config: RunSettings, *, client: Any = None, echo: Any = print,
@@ -155,12 +172,23 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     size used, so the same command resumes the run.
     """
     t_start = time.perf_counter()
-    # Everything is checked before anything in the run directory changes.
-    check_run_dir(config.location, restart=config.restart)
-    check_inputs(config, downstream)
+    checked = _preflight(config, config.location, downstream, echo)
+    with (claim or claim_lock("run"))(checked.run_dir) as lock:
+        return _run_claimed(checked, lock, t_start, client=client, echo=echo, downstream=downstream)
+
+
+def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSettings | None,
+               echo: Any) -> _Checked:
+    """Everything checked before anything in the run directory changes: the run directory,
+    the network and its model card (read here, once), the band files, the downstream
+    settings that name a band or a file, and the tile size.
+    """
+    check_run_dir(run_dir, restart=config.restart)
+    card = card_for(config.model)
+    if config.weights is not None:  # the weights must load into the network
+        check_weights(config.weights, precision=config.precision, quiet=not config.verbose, card=card)
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
-    card = card_for(config.model)
     check_card(card, window=config.window, border=config.border, model=config.model)
     ordered = order_bands(paths, card, where=where)
     check_distinct_files(paths, where=where)  # by the mosaic's band names
@@ -171,9 +199,8 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         echo(scale_warning)
     with stage("preflight"):
         check_usable_pixels(bandset.bands, bandset.paths, bandset.hdu_index, bandset.shape, window=config.window)
-    if downstream is not None:
-        if downstream.flux_band is not None:  # None: the card's reddest band, one of these
-            check_flux_band(downstream.flux_band, bandset.bands)
+    if downstream is not None and downstream.flux_band is not None:  # None: the card's reddest band
+        check_flux_band(downstream.flux_band, bandset.bands)
     if downstream is not None and downstream.markers:  # a bad markers file fails before classifying
         from astropy.wcs import WCS
 
@@ -183,85 +210,40 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
     tile, note = fit_tile(config.tile, bandset.shape)
     if tile != config.tile and not config.restart:
         # A run made before tiles were fitted to the mosaic resumes with its recorded size.
-        recorded = recorded_tile(config.location)
+        recorded = recorded_tile(run_dir)
         if recorded is not None and recorded > tile and fit_tile(recorded, bandset.shape)[0] == tile:
             tile, note = recorded, None
     if note:
         echo(note)
     if tile != config.tile:
         config = dataclasses.replace(config, tile=tile)
-    from pipeline.rundir.manifest import check_resumable
-
     check_resumable(config)  # recorded with other settings: refused before anything starts
-    with (claim or claim_lock("run"))(config.location) as lock:
-        return _run_claimed(config, bandset, lock, t_start, client=client, echo=echo, downstream=downstream)
+    return _Checked(config, run_dir, card, bandset)
 
 
-def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start: float, *, client: Any, echo: Any,
+def _run_claimed(checked: _Checked, lock: HeldLock, t_start: float, *, client: Any, echo: Any,
                  downstream: DownstreamSettings | None) -> RunSummary:
-    """:func:`run` once the inputs passed their checks and the run directory's lock is held."""
-    prepare_run_dir(config)
-    store_path = RunLayout(config.location).mosaic
+    """:func:`run` once the inputs passed their checks and the run directory's lock is
+    held: ingest, plan and manifest, then on the cluster classify, merge, FITS and the
+    downstream graph, each stage after checking the lock.
+    """
+    config = checked.config
+    prepare_run_dir(checked.run_dir, restart=config.restart)
     lock.check()
     with stage("ingest"):
-        group = ingest(bandset, store_path, chunk=config.tile)
-    shape = tuple(group.attrs["shape"])
-    tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
-    plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
-            "stride": config.stride, "tiles": len(tiles)}
-    run_id = check_or_write_manifest(config, list(group.attrs["inputs"]), plan, card=card_for(config.model).to_dict())
-
-    ledger = Ledger(config.location)
-    merged = classification_merged(config.location, run_id, echo=echo)
-    names = [tile_id(t) for t in tiles]
-    if merged:  # the classification store is the result: no tile to verify or run
-        finished, problems = set(names), {}
-        echo("classification: merged already; making the products")
-    else:
-        finished, problems = ledger.verify(names, run_id=run_id)
-    for name, problem in sorted(problems.items()):
-        echo(f"warning: {problem}: the tile is recomputed")
-        ledger.discard(name)
-    todo = [t for t, name in zip(tiles, names) if name not in finished]
+        mosaic = ingest(checked.bandset, RunLayout(checked.run_dir).mosaic, chunk=config.tile)
+    job, tiles = _plan(checked, mosaic)
+    merged, todo = _pending(job, tiles, echo)
     summary = RunSummary(config.run_dir, len(tiles), len(tiles) - len(todo))
-    before = ledger.executions()
-
-    own_client = client is None
-    if own_client:
-        from pipeline.cluster.client import cluster_lines, gpu_resources, make_client
-
-        client, info = make_client(
-            scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
-            n_workers=config.workers, threads_per_worker=config.threads_per_worker, gpu=config.gpu,
-            wait_workers=config.wait_workers, tls=config.tls, scheduler_security=config.scheduler_security,
-        )
-        summary.cluster, summary.dashboard = f"{info.kind} ({info.n_workers} workers)", info.dashboard_link
-        resources = gpu_resources(info)
-        for line in cluster_lines(info):
-            echo(line)
-    else:
-        from pipeline.cluster.client import describe_client, gpu_resources
-
-        info = describe_client(client, gpu=config.gpu, what="client given")
-        summary.cluster, summary.dashboard, resources = "given client", client.dashboard_link, gpu_resources(info)
-    if summary.dashboard:
-        echo(f"dashboard: {summary.dashboard}")
-    try:
-        if todo:
-            lock.check()
-            t_classify = time.perf_counter()
-            with stage("classify"):
-                summary.executed, summary.failed = classify_tiles(client, todo, store_path, config, ledger, resources,
-                                                                   run_id)
-            summary.classify_seconds = time.perf_counter() - t_classify
-        summary.retried = sum(
-            max(0, n - before.get(name, 0) - 1) for name, n in ledger.executions().items()
-        )
+    given = client is not None
+    with owned_client(config, client=client, echo=echo) as (client, info):
+        summary.cluster = "given client" if given else f"{info.kind} ({info.n_workers} workers)"
+        summary.dashboard = info.dashboard_link
+        if summary.dashboard:
+            echo(f"dashboard: {summary.dashboard}")
+        _classify(client, job, todo, gpu_resources(info), lock, summary)
         if summary.failed:
-            summary.seconds = time.perf_counter() - t_start
-            summary.windows = _windows(ledger, todo)
-            for line in summary.lines():
-                echo(line)
+            _finish(summary, job, todo, t_start, echo)
             raise RunError(
                 f"{len(summary.failed)} tile(s) failed after {config.retries} retries: "
                 f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
@@ -270,37 +252,75 @@ def _run_claimed(config: RunSettings, bandset: BandSet, lock: HeldLock, t_start:
         if not merged:
             lock.check()
             with stage("merge"):
-                merge_tiles(client, tiles, config, group.attrs.asdict(), shape, run_id, ledger)
-            ledger.mark_merged(run_id, len(tiles))
+                merge_tiles(client, job, tiles, mosaic.attrs.asdict())
         lock.check()
         if not config.keep_partials:  # also what an interrupted removal left
-            summary.partials_removed = ledger.remove_partials()
+            summary.partials_removed = job.ledger.remove_partials()
         with stage("fits"):
-            summary.outputs = export_fits(config, run_id, group.attrs["wcs_header"], merged_before=merged)
+            summary.outputs = export_fits(job, mosaic.attrs["wcs_header"], merged_before=merged)
+        lock.check()
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
-        lock.check()
-        summary.downstream = run_downstream(config.location, downstream, client=client, echo=echo, run_id=run_id,
+        summary.downstream = run_downstream(job.run_dir, downstream, client=client, echo=echo, run_id=job.run_id,
                                             model=config.model_description(), precision=config.precision)
         summary.outputs += summary.downstream.outputs
-    finally:
-        if own_client:
-            from pipeline.cluster.client import close_client
-
-            close_client(client)
-    summary.seconds = time.perf_counter() - t_start
-    summary.windows = _windows(ledger, todo)
-    for line in summary.lines():
-        echo(line)
+    _finish(summary, job, todo, t_start, echo)
     from pipeline.viewer.command import view_command
 
     echo(f"map: {view_command(config.run_dir, config.storage_options)}")
     return summary
 
 
-def _windows(ledger: Ledger, todo: list[Tile]) -> int:
-    """Windows of the tiles classified by this command only (not those finished before)."""
-    return sum(info.get("windows", 0) for info in ledger.done_infos([tile_id(t) for t in todo]).values())
+def _plan(checked: _Checked, mosaic: zarr.Group) -> tuple[ClassificationJob, list[Tile]]:
+    """The tiles of the ingested mosaic, and the job of the run its manifest names
+    (written for a new run, checked for a resumed one).
+    """
+    config = checked.config
+    shape = tuple(mosaic.attrs["shape"])
+    tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
+    plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
+            "stride": config.stride, "tiles": len(tiles)}
+    run_id = check_or_write_manifest(checked.run_dir, config, list(mosaic.attrs["inputs"]), plan,
+                                     card=checked.card.to_dict())
+    return ClassificationJob.start(config, checked.run_dir, run_id, checked.card), tiles
+
+
+def _pending(job: ClassificationJob, tiles: list[Tile], echo: Any) -> tuple[bool, list[Tile]]:
+    """Whether the classification is merged already, and the tiles still to classify:
+    those without a finished tile whose partial passes its checks (a bad one is discarded).
+    """
+    merged = classification_merged(job, echo=echo)
+    names = [tile_id(t) for t in tiles]
+    if merged:  # the classification store is the result: no tile to verify or run
+        finished, problems = set(names), {}
+        echo("classification: merged already; making the products")
+    else:
+        finished, problems = job.ledger.verify(names, run_id=job.run_id)
+    for name, problem in sorted(problems.items()):
+        echo(f"warning: {problem}: the tile is recomputed")
+        job.ledger.discard(name)
+    return merged, [t for t, name in zip(tiles, names) if name not in finished]
+
+
+def _classify(client: Any, job: ClassificationJob, todo: list[Tile], resources: dict[str, int] | None,
+              lock: HeldLock, summary: RunSummary) -> None:
+    """Classify the tiles of ``todo``; the tiles run, failed and retried go to ``summary``."""
+    before = job.ledger.executions()
+    if todo:
+        lock.check()
+        t_classify = time.perf_counter()
+        with stage("classify"):
+            summary.executed, summary.failed = classify_tiles(client, job, todo, resources)
+        summary.classify_seconds = time.perf_counter() - t_classify
+    summary.retried = sum(max(0, n - before.get(name, 0) - 1) for name, n in job.ledger.executions().items())
+
+
+def _finish(summary: RunSummary, job: ClassificationJob, todo: list[Tile], t_start: float, echo: Any) -> None:
+    """Complete ``summary`` (time, windows of the tiles classified by this command only) and print it."""
+    summary.seconds = time.perf_counter() - t_start
+    summary.windows = sum(info.get("windows", 0) for info in job.ledger.done_infos([tile_id(t) for t in todo]).values())
+    for line in summary.lines():
+        echo(line)
 
 
 #: Downstream settings, or a function of the recorded mosaic (name, mosaics file) that
@@ -326,7 +346,7 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
     the directory it was made in. ``claim`` takes the lock as for :func:`run`; the
     failed tiles are cleared once it is held.
     """
-    manifest = read_manifest(run_dir, overrides.get("storage_options"))
+    manifest = read_manifest(as_location(run_dir, overrides.get("storage_options")))
     downstream = _settings_for(downstream, manifest["config"])
     config = RunSettings.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
     take = claim or claim_lock("resubmit")
@@ -342,16 +362,17 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
     return run(config, client=client, echo=echo, downstream=downstream, claim=claim_and_clear)
 
 
-def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,
+def redo_downstream(run_dir: Path | str | Location, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,
                     storage_options: dict[str, Any] | None = None, scheduler: str | None = None,
                     workers: int | None = None, tls: bool = True, scheduler_security: Path | None = None,
                     client: Any = None, echo: Any = print) -> DownstreamSummary:
     """Segmentation, deblending and the catalog again on a finished classification
     (the ``segment`` and ``catalog`` commands; ``catalog`` reuses matching maps).
 
-    Checks the run, its classification and a markers file before starting a cluster
-    (a local one, with TLS unless ``tls`` is false, or ``scheduler``, reached with
-    ``scheduler_security``), which it closes again; ``client`` uses one given.
+    ``run_dir`` is a :class:`~pipeline.rundir.location.Location`, or a path or URL with its
+    ``storage_options``. Checks the run, its classification and a markers file before
+    starting a cluster (a local one, with TLS unless ``tls`` is false, or ``scheduler``,
+    reached with ``scheduler_security``), which it closes again; ``client`` uses one given.
 
     Raises
     ------
@@ -359,12 +380,11 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
         No run, an unfinished or damaged classification (:mod:`pipeline.rundir.verified`),
         or a bad markers file.
     """
-    from pipeline.cluster.client import close_client, cluster_lines, make_client
     from pipeline.inputs.ingest import read_wcs
     from pipeline.inputs.markers import read_markers
     from pipeline.rundir.verified import finished_classification, record_unrecorded, refuse_damaged_classification
 
-    location = Location(run_dir, storage_options)
+    location = as_location(run_dir, storage_options)
     manifest = read_manifest(location)
     # Every file of the classification against its checksums before anything reads it
     # (the graph checks their sizes again).
@@ -376,17 +396,10 @@ def redo_downstream(run_dir: Path | str, downstream: SettingsFor = None, *, reus
     if settings.markers:  # refuse a bad markers file before starting a cluster
         mosaic = RunLayout(location).mosaic.open_group(mode="r")
         read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
-    own = client is None
-    if own:
-        client, info = make_client(scheduler=scheduler, n_workers=workers, gpu="never", tls=tls,
-                                   scheduler_security=scheduler_security)
-        for line in cluster_lines(info):
-            echo(line)
-    try:
+    cluster = {"scheduler": scheduler, "n_workers": workers, "gpu": "never", "tls": tls,
+               "scheduler_security": scheduler_security}
+    with owned_client(cluster, client=client, echo=echo) as (client, _):
         return run_downstream(location, settings, client=client, echo=echo, run_id=manifest["run_id"],
                               model=manifest.get("model", ""),
                               precision=manifest["config"].get("precision", "float32"),
                               reuse_segmentation=reuse_segmentation)
-    finally:
-        if own:
-            close_client(client)

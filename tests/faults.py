@@ -25,23 +25,21 @@ from typing import Any
 from morpheus_core.tiling import Tile
 from pipeline.classify import driver as run_module
 from pipeline.classify import tasks as classify
-from pipeline.rundir.ledger import Ledger, tile_id
-from pipeline.rundir.location import Location
+from pipeline.classify.job import ClassificationJob
+from pipeline.rundir.ledger import tile_id
 
 
-def run_tile(tile: Tile, store: Any, config_json: dict[str, Any], run_id: str = "", *,
-             fail: tuple[str, ...] = (), delay: float = 0.0) -> dict[str, Any]:
+def run_tile(tile: Tile, job: ClassificationJob, *, fail: tuple[str, ...] = (), delay: float = 0.0) -> dict[str, Any]:
     """The pipeline's tile task, failing for the tiles in ``fail`` (after recording the
     start, as a real failure would) and sleeping ``delay`` seconds before the others."""
     name = tile_id(tile)
     if name in fail:
-        ledger = Ledger(Location(config_json["run_dir"], config_json.get("storage_options")))
-        if not ledger.is_finished(name):
-            ledger.record_start(name)
+        if not job.ledger.is_finished(name):
+            job.ledger.record_start(name)
             raise RuntimeError(f"injected failure in tile {name} (tests/faults.py)")
     if delay:
         time.sleep(delay)
-    return classify.run_tile(tile, store, config_json, run_id)
+    return classify.run_tile(tile, job)
 
 
 def faulty_task(fail: Iterable[str] = (), delay: float = 0.0) -> Any:

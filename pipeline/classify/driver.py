@@ -1,5 +1,8 @@
 """The classification on a cluster: one task per unfinished tile, the exact merge of
 their partial statistics into ``classification.zarr``, and its FITS products.
+
+Each function takes the run's :class:`~pipeline.classify.job.ClassificationJob`: its
+settings, run directory, run id, model card and ledger, made once per command.
 """
 
 from __future__ import annotations
@@ -11,23 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from morpheus_core.tiling import Tile
+from pipeline.classify.job import ClassificationJob
 from pipeline.classify.progress import PROGRESS_TOPIC, WindowsBar
 from pipeline.classify.tasks import ClassifierPlugin, create_output_store, merge_chunk, overlapping, run_tile
 from pipeline.errors import InputError, RunError
-from pipeline.inputs.model_cards import card_for, header_cards
-from pipeline.rundir.layout import RunLayout
-from pipeline.rundir.ledger import Ledger, tile_id
-from pipeline.rundir.location import Location
+from pipeline.inputs.model_cards import header_cards
+from pipeline.rundir.ledger import tile_id
 from pipeline.rundir.staging import staged, written_locally
-from pipeline.settings import RunSettings
 
 logger = logging.getLogger(__name__)
 
 __all__ = ['classification_merged', 'classify_tiles', 'export_fits', 'merge_tiles']
 
 
-def classification_merged(location: Location, run_id: str, *, echo: Any = None) -> bool:
-    """True if run ``run_id``'s tiles are merged into its complete classification store
+def classification_merged(job: ClassificationJob, *, echo: Any = None) -> bool:
+    """True if the job's tiles are merged into its run's complete classification store
     and the store's files match their checksum record (:mod:`pipeline.rundir.checksums`).
 
     The merged store is the only copy of the classification once the partials are
@@ -51,26 +52,26 @@ def classification_merged(location: Location, run_id: str, *, echo: Any = None) 
         record_unrecorded,
     )
 
-    check = check_classification_store(location, run_id)
+    check = check_classification_store(job.run_dir, job.run_id)
     if check is None:  # not merged yet
         return False
     if check.ok:
         if not check.recorded:  # merged before checksums were recorded
-            note = record_unrecorded(location, run_id)
+            note = record_unrecorded(job.run_dir, job.run_id)
             if echo is not None:
                 echo(note)
         return True
-    if partials_kept(location, run_id):
+    if partials_kept(job.run_dir, job.run_id):
         if echo is not None:
             echo(f"warning: {check.message()}: the store is merged again from the kept partials")
         return False
-    raise InputError(damaged_classification(check, location, kept=False))
+    raise InputError(damaged_classification(check, job.run_dir, kept=False))
 
 
-
-def classify_tiles(client: Any, todo: list[Tile], store: Location, config: RunSettings, ledger: Ledger,
-                   resources: dict | None, run_id: str) -> tuple[int, list[str]]:
-    """Run one :func:`~pipeline.classify.tasks.run_tile` task per tile of ``todo``.
+def classify_tiles(client: Any, job: ClassificationJob, todo: list[Tile],
+                   resources: dict | None) -> tuple[int, list[str]]:
+    """Run one :func:`~pipeline.classify.tasks.run_tile` task per tile of ``todo``
+    (``resources``: what each task asks of a worker, :func:`~pipeline.cluster.info.gpu_resources`).
 
     A tile that keeps failing after its retries is recorded in the ledger with its
     error and traceback; the others go on. The windows evaluated drive a progress bar
@@ -86,14 +87,10 @@ def classify_tiles(client: Any, todo: list[Tile], store: Location, config: RunSe
     from distributed import as_completed
 
     executed, failed = 0, []
-
-    config_json = config.to_json()
-    # Workers may run in another working directory: give them the run directory as an
-    # absolute path (or its URL).
-    config_json["run_dir"] = str(config.location)
-    client.register_plugin(ClassifierPlugin(config_json), name=ClassifierPlugin.name)
+    config = job.config
+    client.register_plugin(ClassifierPlugin(job), name=ClassifierPlugin.name)
     futures = {
-        client.submit(run_tile, tile, store, config_json, run_id, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
+        client.submit(run_tile, tile, job, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
                       retries=config.retries, resources=resources, pure=False): tile_id(tile)
         for tile in todo
     }
@@ -107,7 +104,7 @@ def classify_tiles(client: Any, todo: list[Tile], store: Location, config: RunSe
             else:
                 exc = future.exception()
                 tb = "".join(traceback.format_exception(type(exc), exc, future.traceback()))
-                ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
+                job.ledger.mark_failed(name, f"{type(exc).__name__}: {exc}", tb)
                 failed.append(name)
                 logger.error("tile %s failed: %s", name, exc)
             # Forget the result (the ledger holds it), so that losing the worker that
@@ -120,10 +117,11 @@ def classify_tiles(client: Any, todo: list[Tile], store: Location, config: RunSe
     return executed, sorted(failed)
 
 
+def merge_tiles(client: Any, job: ClassificationJob, tiles: list[Tile], mosaic_attrs: dict[str, Any]) -> None:
+    """Merge the verified partials of ``tiles`` (the whole plan) into ``classification.zarr``,
+    record its checksums and mark the tiles merged.
 
-def merge_tiles(client, tiles: list[Tile], config: RunSettings, attrs: dict, shape: tuple[int, int], run_id: str,
-           ledger: Ledger) -> None:
-    """Merge the verified partials into ``classification.zarr`` and record its checksums.
+    ``mosaic_attrs`` are the mosaic store's attributes (its shape, bands and WCS).
 
     On a file system the new store is built aside and swapped in when complete, so a
     failed merge leaves a finished classification as it was; an object store cannot
@@ -139,34 +137,32 @@ def merge_tiles(client, tiles: list[Tile], config: RunSettings, attrs: dict, sha
     from pipeline.rundir.checksums import record_store, write_record
     from pipeline.rundir.ledger import PartialError
 
-    layout = RunLayout(config.location)
+    config, layout = job.config, job.layout
     # Each merge task gets only the tiles overlapping its chunk, found once here.
     overlaps = [overlapping(tiles, target.core_box) for target in tiles]
     try:
         with staged(layout.classification) as work:
             if not work.is_local:
                 work.remove(recursive=True)
-            create_output_store(work, shape, config.tile, {
-                "classes": list(card_for(config.model).classes), "model_card": card_for(config.model).to_dict(),
-                "bands": attrs["bands"], "wcs_header": attrs["wcs_header"],
-                "precision": config.precision, "model": config.model_description(), "run_id": run_id,
+            create_output_store(work, tuple(mosaic_attrs["shape"]), config.tile, {
+                "classes": list(job.card.classes), "model_card": job.card.to_dict(),
+                "bands": mosaic_attrs["bands"], "wcs_header": mosaic_attrs["wcs_header"],
+                "precision": config.precision, "model": config.model_description(), "run_id": job.run_id,
             })
-            futures = client.map(merge_chunk, tiles, overlaps, run_dir=config.location,
-                                 out_store=work, run_id=run_id, pure=False)
+            futures = client.map(merge_chunk, tiles, overlaps, job=job, out_store=work, pure=False)
             client.gather(futures)
             # Only now is the classification finished: the downstream graph checks this mark.
             work.open_group(mode="r+").attrs["complete"] = True
             files = record_store(work, client=client)  # keys are relative: the same after the swap
     except PartialError as exc:
-        ledger.discard(exc.tile)
+        job.ledger.discard(exc.tile)
         raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
                        f"{config.run_dir}'") from None
-    write_record(layout.classification_checksums, layout.classification, files, run_id=run_id)
+    write_record(layout.classification_checksums, layout.classification, files, run_id=job.run_id)
+    job.ledger.mark_merged(job.run_id, len(tiles))
 
 
-
-def export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_before: bool = False
-                 ) -> list[Path | str]:
+def export_fits(job: ClassificationJob, wcs_header: str, *, merged_before: bool = False) -> list[Path | str]:
     """The classification's FITS products (:func:`pipeline.products.classification.write_classification_products`);
     for an object store written locally, then uploaded (:class:`~pipeline.rundir.staging.written_locally`).
 
@@ -177,15 +173,14 @@ def export_fits(config: RunSettings, run_id: str, wcs_header: str, *, merged_bef
     from pipeline.products.classification import write_classification_products
     from pipeline.products.provenance import provenance
 
-    layout = RunLayout(config.location)
+    config, layout = job.config, job.layout
     if merged_before:
-        existing = [*layout.classification_fits(card_for(config.model).classes), layout.fits / "coverage.fits"]
+        existing = [*layout.classification_fits(job.card.classes), layout.fits_file("coverage")]
         if all(p.exists() for p in existing):
             return [p.path if p.is_local else str(p) for p in existing]
-    cards = provenance(run_id, model=config.model_description(), precision=config.precision,
-                       extra={"STRIDE": (config.stride, "window stride (pixels)"),
-                              **header_cards(card_for(config.model))})
-    with written_locally(config.location) as local:
+    cards = provenance(job.run_id, model=config.model_description(), precision=config.precision,
+                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card)})
+    with written_locally(job.run_dir) as local:
         written = write_classification_products(
             local.root, classification=layout.classification.open_group(mode="r"),
             coverage=layout.mosaic.open_group(mode="r")["coverage"], wcs_header=wcs_header, cards=cards,

@@ -1,10 +1,12 @@
 """Classification as Dask tasks: one task per tile, then exact merges per output chunk.
 
-A tile task reads its core plus halo from the mosaic store, runs the statistics engine
-(:func:`morpheus_core.engine.classify_image`) on the windows it owns, saves the
-partial statistics and marks the tile finished in the ledger. The network is loaded
-once per worker process (:class:`ClassifierPlugin`, registered with
-``Client.register_plugin``; a task that finds no loaded network loads it itself).
+Every task gets the run's :class:`~pipeline.classify.job.ClassificationJob` (settings,
+run directory, run id, model card). A tile task reads its core plus halo from the
+mosaic store, runs the statistics engine (:func:`morpheus_core.engine.classify_image`)
+on the windows it owns, saves the partial statistics and marks the tile finished in
+the ledger. The network is loaded once per worker process (:class:`ClassifierPlugin`,
+registered with ``Client.register_plugin``; a task that finds no loaded network loads
+it itself), with the job's model card.
 
 A merge task builds one output chunk (a tile core): it merges the partial statistics
 of every tile whose read region overlaps the chunk and finalises them into the 15
@@ -17,8 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -27,10 +28,17 @@ from morpheus_core import CLASSES
 from morpheus_core.engine import classify_image
 from morpheus_core.stats import WindowStats, finalize
 from morpheus_core.tiling import Box, Tile
+from pipeline.classify.job import ClassificationJob
 from pipeline.classify.progress import WindowProgress
-from pipeline.rundir.ledger import Ledger, tile_id
-from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.ledger import PartialError, tile_id
+from pipeline.rundir.location import Location
 from pipeline.settings import RunSettings
+
+if TYPE_CHECKING:
+    from morpheus_core.cards import ModelCard
+
+__all__ = ["OUTPUT_ARRAYS", "ClassifierPlugin", "classifier_key", "create_output_store", "load_classifier",
+           "merge_chunk", "overlapping", "run_tile"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +55,12 @@ def classifier_key(config: RunSettings) -> str:
     return f"{config.model}|{config.precision}"
 
 
-def load_classifier(config: RunSettings) -> Any:
-    """Load (once per process) the window classifier the run's settings name."""
+def load_classifier(config: RunSettings, card: ModelCard | None = None) -> Any:
+    """Load (once per process) the window classifier the run's settings name.
+
+    ``card`` is the network's model card as the command read it (default: read it
+    here, :func:`pipeline.inputs.model_cards.card_for`).
+    """
     key = classifier_key(config)
     with _LOCK:
         if key not in _CACHE:
@@ -69,10 +81,12 @@ def load_classifier(config: RunSettings) -> Any:
                     configure_threads(config.threads_per_worker)
                     from morpheus_core.engine import KerasWindowClassifier
                     from morpheus_core.weights import load_model
-                    from pipeline.inputs.model_cards import card_for
 
-                    model = load_model(config.weights, crop=True, precision=config.precision,
-                                       card=card_for(config.model))
+                    if card is None:
+                        from pipeline.inputs.model_cards import card_for
+
+                        card = card_for(config.model)
+                    model = load_model(config.weights, crop=True, precision=config.precision, card=card)
                     _CACHE[key] = KerasWindowClassifier(model, border=config.border)
             logger.info("loaded classifier %s", key)
         return _CACHE[key]
@@ -83,19 +97,19 @@ class ClassifierPlugin(WorkerPlugin):
 
     name = "morpheus-classifier"
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        self.config = config
+    def __init__(self, job: ClassificationJob) -> None:
+        self.job = job
 
     def setup(self, worker: Any) -> None:
         """Load the network on this worker (a ``distributed`` hook)."""
-        load_classifier(RunSettings.from_json(self.config))
+        load_classifier(self.job.config, self.job.card)
 
 
-def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run_id: str = "") -> dict[str, Any]:
-    """Classify one tile and persist its partial statistics (a Dask task).
+def run_tile(tile: Tile, job: ClassificationJob) -> dict[str, Any]:
+    """Classify one tile of ``job`` and persist its partial statistics (a Dask task).
 
-    ``store`` is the mosaic store (a path, or a :class:`~pipeline.rundir.location.Location`);
-    ``run_id`` labels the partial (:meth:`pipeline.rundir.ledger.Ledger.save_partial`).
+    The tile is read from the run's mosaic store; the job's run id labels the partial
+    (:meth:`pipeline.rundir.ledger.Ledger.save_partial`).
 
     Returns
     -------
@@ -104,8 +118,7 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
     """
     from distributed import get_worker
 
-    config = RunSettings.from_json(config_json)
-    ledger = Ledger(config.location)
+    config, ledger = job.config, job.ledger
     name = tile_id(tile)
     if ledger.is_finished(name):
         # Finished already: Dask recomputes a task whose result was held by a worker
@@ -113,8 +126,8 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
         return ledger.done_info(name)
     ledger.record_start(name)
     t0 = time.perf_counter()
-    clf = load_classifier(config)
-    group = as_location(store, config.storage_options).open_group(mode="r")
+    clf = load_classifier(config, job.card)
+    group = job.layout.mosaic.open_group(mode="r")
     ys, xs = tile.read_slices
     image = np.asarray(group["image"][:, ys, xs])
     coverage = np.asarray(group["coverage"][ys, xs])
@@ -136,7 +149,7 @@ def run_tile(tile: Tile, store: str | Location, config_json: dict[str, Any], run
     progress.flush()
     info = {"tile": name, "worker": worker.address if worker else "local", "windows": progress.total,
             "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
-    ledger.save_partial(name, stats, info, run_id=run_id)
+    ledger.save_partial(name, stats, info, run_id=job.run_id)
     return info
 
 
@@ -147,12 +160,11 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def create_output_store(path: Path | Location, shape: tuple[int, int], chunk: int,
-                        attrs: dict[str, Any]) -> None:
+def create_output_store(store: Location, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> None:
     """Create the (empty) classification store: ``mean``, ``variance``, ``rank``
     ``(class, y, x)`` and ``n`` ``(y, x)``.
     """
-    group = as_location(path).open_group(mode="w", zarr_format=3, attributes=attrs)
+    group = store.open_group(mode="w", zarr_format=3, attributes=attrs)
     c = len(attrs.get("classes", CLASSES))
     for name, dtype in OUTPUT_ARRAYS.items():
         if name == "n":
@@ -172,30 +184,28 @@ def overlapping(tiles: list[Tile], region: Box | tuple[int, int, int, int]) -> l
     return [t for t in tiles if t.read_box.intersection(region) is not None]
 
 
-def merge_chunk(target: Tile, tiles: list[Tile], run_dir: str | Location,
-                out_store: str | Location, run_id: str | None = None) -> str:
-    """Merge the partials overlapping one tile core and write its output chunk (a task).
+def merge_chunk(target: Tile, tiles: list[Tile], job: ClassificationJob, out_store: Location) -> str:
+    """Merge the partials overlapping one tile core and write its output chunk of
+    ``out_store`` (a task).
 
     ``tiles`` are the tiles whose read region overlaps the core, computed once on the
     driver (:func:`overlapping`); a tile that does not overlap is skipped.
     Every partial is verified as it is read (:meth:`~pipeline.rundir.ledger.Ledger.load_partial`:
-    size, checksum, tile and run); a bad one raises
+    size, checksum, tile and the job's run); a bad one raises
     :class:`~pipeline.rundir.ledger.PartialError` naming the tile.
     """
-    ledger = Ledger(run_dir)
+    ledger = job.ledger
     core = target.core_box
-    group = as_location(out_store).open_group(mode="r+")
+    group = out_store.open_group(mode="r+")
     total = WindowStats.zeros(core.shape, group["mean"].shape[0])  # the model card's classes
     for tile in tiles:
         read = tile.read_box
         overlap = read.intersection(core)
         if overlap is None:
             continue
-        part = ledger.load_partial(tile_id(tile), run_id=run_id)
+        part = ledger.load_partial(tile_id(tile), run_id=job.run_id)
         if part.n.shape != read.shape:
-            from pipeline.rundir.ledger import PartialError
-
-            raise PartialError(tile_id(tile), ledger.partials / f"{tile_id(tile)}.npz",
+            raise PartialError(tile_id(tile), ledger.layout.partial(tile_id(tile)),
                                f"has shape {part.n.shape}, not the tile's read region")
         total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
     result = finalize(total)

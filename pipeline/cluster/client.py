@@ -17,14 +17,18 @@
 ``"local"``
     Anything else: a process-based :class:`distributed.LocalCluster` on this machine.
 
-Every choice comes back with a :class:`ClusterInfo` whose ``reason`` says why
-(``"dask-cuda not installed: pip install 'morpheus-survey[gpu]'"``), and is logged;
-:func:`cluster_lines` gives the lines a run prints about it.
+Every choice comes back with a :class:`~pipeline.cluster.info.ClusterInfo` whose
+``reason`` says why (``"dask-cuda not installed: pip install 'morpheus-survey[gpu]'"``),
+and is logged; :func:`~pipeline.cluster.info.cluster_lines` gives the lines a run prints
+about it. Whether GPUs are used under the ``gpu`` setting
+(:data:`~pipeline.settings.run.GPU_MODES`) is decided by
+:func:`~pipeline.cluster.info.choose_gpu`, for each kind of cluster.
 
 Clusters started here speak TLS (:mod:`pipeline.cluster.security`): another process, of this
 user or another, cannot join them or run code on their workers without the run's
 credentials. ``tls=False`` (``--no-tls``) starts plain-TCP clusters and says so in
-:attr:`ClusterInfo.warning`. :func:`close_client` is where they are closed.
+:attr:`~pipeline.cluster.info.ClusterInfo.warning`. :func:`close_client` is where they are closed;
+:func:`owned_client` starts one for the length of a command (or takes one given).
 
 Local clusters are started and closed by :mod:`pipeline.cluster.local` (the workers'
 thread variables set before they start; workers closed without being killed).
@@ -32,80 +36,55 @@ thread variables set before they start; workers closed without being killed).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
 import shlex
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import distributed
 
+from pipeline.cluster.info import ClusterInfo, choose_gpu, cluster_info, cluster_lines, describe_client, one_of
 from pipeline.cluster.local import (
     CLOSE_TIMEOUT,
     GPU_ENV,
-    THREAD_ENV_VARS,
     close_workers,
     detect_gpus,
     loopback_dashboard,
     start_cuda,
     start_local,
     thread_env,
-    worker_environment,
 )
 from pipeline.cluster.security import check_scheduler_security, load_security, temporary_security
 from pipeline.errors import InputError
+from pipeline.settings.run import CLUSTERS, GPU_MODES
 
-__all__ = ["CLOSE_TIMEOUT", "ClusterInfo", "GPU_ENV", "THREAD_ENV_VARS", "close_client", "cluster_lines",
-           "describe_client", "detect_gpus", "gpu_resources", "make_client", "worker_environment"]
+if TYPE_CHECKING:
+    from pipeline.settings import RunSettings
+
+__all__ = ["close_client", "make_client", "owned_client"]
 
 log = logging.getLogger(__name__)
 
 _GPU_INSTALL_HINT = "pip install 'morpheus-survey[gpu]'"
-_GPU_MODES = ("auto", "never", "require")
-_CLUSTERS = ("local", "slurm", "pbs")
 
 
-@dataclass(frozen=True)
-class ClusterInfo:
-    """What :func:`make_client` connected to, and why.
-
-    Attributes
-    ----------
-    kind : str
-        ``"local"``, ``"local-cuda"``, ``"external"``, ``"slurm"`` or ``"pbs"``.
-    dashboard_link : str or None
-        URL of the scheduler's dashboard, ``None`` if it has none.
-    n_workers : int
-        Workers connected when the client was made.
-    gpu : bool
-        Whether classification tasks should request ``{"GPU": 1}``
-        (see :func:`gpu_resources`).
-    reason : str
-        Why this kind was chosen, in words fit for a log line.
-    address : str
-        The scheduler's address (``tls://127.0.0.1:PORT`` for a local cluster).
-    warning : str or None
-        What the user must know about this cluster (a cluster started without TLS).
+def _local_gpus() -> tuple[tuple[ModuleType, int] | None, str]:
+    """The probe of :func:`choose_gpu` for a cluster on this machine: ``dask_cuda`` and
+    the GPUs visible (:func:`~pipeline.cluster.local.detect_gpus`), or ``None`` and why not.
     """
-
-    kind: str
-    dashboard_link: str | None
-    n_workers: int
-    gpu: bool
-    reason: str
-    address: str = ""
-    warning: str | None = None
-
-
-def _import_dask_cuda() -> tuple[ModuleType | None, str]:
-    """``dask_cuda`` if it imports, else ``None`` and a line saying how to install it."""
+    n_gpus, gpu_reason = detect_gpus()
+    if n_gpus == 0:
+        return None, gpu_reason
     try:
-        return importlib.import_module("dask_cuda"), "dask-cuda"
+        dask_cuda = importlib.import_module("dask_cuda")
     except ImportError as exc:
-        return None, f"dask-cuda not installed ({exc}): {_GPU_INSTALL_HINT}"
+        return None, f"{gpu_reason}, but dask-cuda not installed ({exc}): {_GPU_INSTALL_HINT}"
+    return (dask_cuda, n_gpus), f"{gpu_reason}; dask-cuda, one worker per GPU"
 
 
 def make_client(*, scheduler: str | None = None, cluster: str = "local",
@@ -136,7 +115,7 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
         for ``"slurm"``/``"pbs"``: the number of workers to submit.
     threads_per_worker : int
         Threads per local CPU worker (CUDA workers always get 1). Also exported
-        as ``OMP_NUM_THREADS`` and the other :data:`THREAD_ENV_VARS` (for batch
+        as ``OMP_NUM_THREADS`` and the other :data:`~pipeline.cluster.local.THREAD_ENV_VARS` (for batch
         jobs, at the top of each job script; their Dask threads are the
         configuration's ``cores``).
     memory_limit : str or None
@@ -195,14 +174,12 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     >>> info.kind, info.address, info.reason  # doctest: +SKIP
     ('local', 'tls://127.0.0.1:40671', 'GPUs not requested (gpu="never")')
     """
-    if gpu not in _GPU_MODES:
-        raise InputError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
+    one_of("gpu", gpu, GPU_MODES)
     if threads_per_worker < 1:
         raise InputError(f"--threads-per-worker must be >= 1, got {threads_per_worker}")
     if n_workers is not None and n_workers < 1:
         raise InputError(f"--workers must be >= 1, got {n_workers}")
-    if cluster not in _CLUSTERS:
-        raise InputError(f"cluster must be one of {_CLUSTERS}, got {cluster!r}")
+    one_of("cluster", cluster, CLUSTERS)
 
     if scheduler is not None:
         if cluster != "local":
@@ -220,38 +197,16 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     dashboard = loopback_dashboard(dashboard_address)
     security = temporary_security() if tls else None
 
-    if gpu == "never":
-        reason = 'GPUs not requested (gpu="never")'
-    else:
-        n_gpus, gpu_reason = detect_gpus()
-        if n_gpus == 0:
-            reason = gpu_reason
-        else:
-            dask_cuda, cuda_reason = _import_dask_cuda()
-            if dask_cuda is not None:
-                cuda = start_cuda(dask_cuda, n_workers=min(n_workers or n_gpus, n_gpus),
-                                  memory_limit=memory_limit, dashboard=dashboard,
-                                  worker_env=worker_env, security=security)
-                return _client_for(cuda, kind="local-cuda", gpu=True, dashboard=dashboard[1],
-                                   reason=f"{gpu_reason}; dask-cuda, one worker per GPU")
-            reason = f"{gpu_reason}, but {cuda_reason}"
-        if gpu == "require":
-            raise InputError(f"a GPU is required (--gpu require) but {reason}")
-
+    cuda, reason = choose_gpu(gpu, _local_gpus)
+    if cuda is not None:
+        dask_cuda, n_gpus = cuda
+        cuda_cluster = start_cuda(dask_cuda, n_workers=min(n_workers or n_gpus, n_gpus), memory_limit=memory_limit,
+                                  dashboard=dashboard, worker_env=worker_env, security=security)
+        return _client_for(cuda_cluster, kind="local-cuda", gpu=True, dashboard=dashboard[1], reason=reason)
     local = start_local(n_workers=n_workers, threads_per_worker=threads_per_worker,
                         memory_limit=memory_limit, dashboard=dashboard,
                         worker_env=worker_env, security=security)
     return _client_for(local, kind="local", gpu=False, reason=reason, dashboard=dashboard[1])
-
-
-def cluster_lines(info: ClusterInfo) -> list[str]:
-    """What a run prints about its cluster: ``cluster: KIND, N workers (REASON);
-    scheduler ADDRESS``, then ``warning: ...`` if :attr:`ClusterInfo.warning` is set.
-    """
-    line = f"cluster: {info.kind}, {info.n_workers} workers ({info.reason})"
-    if info.address and info.address not in info.reason:
-        line += f"; scheduler {info.address}"
-    return [line] + ([f"warning: {info.warning}"] if info.warning else [])
 
 
 def close_client(client: distributed.Client, *, timeout: float = CLOSE_TIMEOUT) -> None:
@@ -273,93 +228,50 @@ def close_client(client: distributed.Client, *, timeout: float = CLOSE_TIMEOUT) 
         cluster.close()
 
 
-def gpu_resources(info: ClusterInfo) -> dict[str, int] | None:
-    """Resources a classification task must request on this cluster.
+@contextlib.contextmanager
+def owned_client(settings: RunSettings | Mapping[str, Any] | None = None, *, client: distributed.Client | None = None,
+                 echo: Callable[[str], Any] | None = None) -> Iterator[tuple[distributed.Client, ClusterInfo]]:
+    """The client a command runs on, for the length of the block.
+
+    A given ``client`` is used as it is and left open (described with
+    :func:`describe_client`); otherwise one is started with :func:`make_client` and
+    closed with :func:`close_client` when the block ends, however it ends.
 
     Parameters
     ----------
-    info : ClusterInfo
-        From :func:`make_client`.
+    settings : RunSettings or mapping, optional
+        The cluster settings: a run's (``scheduler``, ``cluster``, ``workers``, ``gpu``,
+        ...), or :func:`make_client`'s keyword arguments.
+    client : distributed.Client, optional
+        A client made elsewhere.
+    echo : callable, optional
+        Gets the :func:`cluster_lines` of a cluster started here.
 
-    Returns
-    -------
-    dict or None
-        ``{"GPU": 1}`` on a GPU cluster, else ``None`` (no restriction).
-
-    Notes
-    -----
-    Graph optimisation can drop resource annotations (dask issues #7036, #10325);
-    check where GPU tasks ran rather than trusting the annotation.
-    """
-    return {"GPU": 1} if info.gpu else None
-
-
-def _n_connected(client: distributed.Client) -> int:
-    return len(client.scheduler_info().get("workers", {}))
-
-
-def _info(client: distributed.Client, *, kind: str, gpu: bool, reason: str,
-          dashboard: bool = True, started: bool = False) -> ClusterInfo:
-    """Describe the client's cluster; a cluster ``started`` here without TLS gets a warning."""
-    link = (client.dashboard_link or None) if dashboard else None
-    address = client.scheduler.address
-    warning = None
-    if started and not address.startswith("tls://"):
-        reach = "any user of this machine" if kind.startswith("local") else \
-            "anyone who can reach the cluster's network"
-        warning = (f"TLS is off (--no-tls): {reach} can connect to the scheduler at {address} "
-                   f"and run code as you")
-        log.warning(warning)
-    info = ClusterInfo(kind=kind, dashboard_link=link, n_workers=_n_connected(client), gpu=gpu,
-                       reason=reason, address=address, warning=warning)
-    log.info("Dask cluster: %s at %s, %d worker(s), gpu=%s (%s); dashboard %s",
-             info.kind, info.address, info.n_workers, info.gpu, info.reason,
-             info.dashboard_link or "off")
-    return info
-
-
-def describe_client(client: distributed.Client, *, gpu: str = "auto",
-                    kind: str = "external", what: str | None = None) -> ClusterInfo:
-    """Describe the cluster behind a client that was made elsewhere.
-
-    GPU work is planned when some connected worker advertises a ``"GPU"``
-    resource (and ``gpu`` is not ``"never"``).
-
-    Parameters
-    ----------
-    client : distributed.Client
-        A connected client.
-    gpu : {"auto", "never", "require"}
-        As for :func:`make_client`.
-    kind : str
-        The :attr:`ClusterInfo.kind` to report.
-    what : str, optional
-        How the client was obtained, for the reason (default: the scheduler address).
-
-    Raises
+    Yields
     ------
-    InputError
-        ``gpu="require"`` and no worker advertises a GPU resource.
+    client : distributed.Client
+        The client.
+    info : ClusterInfo
+        Its cluster, and why.
     """
-    if gpu not in _GPU_MODES:
-        raise InputError(f"gpu must be one of {_GPU_MODES}, got {gpu!r}")
-    what = what or f"scheduler {client.scheduler.address} given"
-    workers = client.scheduler_info().get("workers", {})
-    n_gpu_workers = sum(1 for w in workers.values()
-                        if (w.get("resources") or {}).get("GPU", 0) > 0)
-    if gpu == "never":
-        use_gpu, reason = False, 'GPUs not requested (gpu="never")'
-    elif n_gpu_workers:
-        use_gpu = True
-        reason = f"{n_gpu_workers} of {len(workers)} worker(s) advertise a GPU resource"
-    else:
-        use_gpu = False
-        reason = f"none of {len(workers)} worker(s) advertises a GPU resource"
-        if gpu == "require":
-            raise InputError(f"{what}: a GPU is required (--gpu require) but {reason}; "
-                             f"start workers with '--resources GPU=1' or "
-                             f"'dask cuda worker --resources GPU=1'")
-    return _info(client, kind=kind, gpu=use_gpu, reason=f"{what}; {reason}")
+    options = dict(settings) if isinstance(settings, Mapping) or settings is None else _client_options(settings)
+    if client is not None:
+        yield client, describe_client(client, gpu=options.get("gpu", "auto"), what="client given")
+        return
+    client, info = make_client(**options)
+    try:
+        for line in cluster_lines(info) if echo is not None else []:
+            echo(line)
+        yield client, info
+    finally:
+        close_client(client)
+
+
+def _client_options(config: RunSettings) -> dict[str, Any]:
+    """:func:`make_client`'s arguments from a run's settings."""
+    return dict(scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
+                n_workers=config.workers, threads_per_worker=config.threads_per_worker, gpu=config.gpu,
+                wait_workers=config.wait_workers, tls=config.tls, scheduler_security=config.scheduler_security)
 
 
 def _wait_for_workers(client: distributed.Client, *, gpu_only: bool, timeout: float) -> None:
@@ -403,26 +315,21 @@ def _start_jobqueue(kind: str, *, config_file: str | os.PathLike[str] | None,
     env = {**GPU_ENV, **thread_env(threads_per_worker, worker_env)}
     cluster = jobqueue_cluster(kind, config_file=config_file, env=env, security=security)
     try:
-        worker_command = cluster.job_script().strip().splitlines()[-1]
-        has_gpu = advertises_gpu(shlex.split(worker_command))
-        if gpu == "never":
-            use_gpu, reason = False, 'GPUs not requested (gpu="never")'
-        elif has_gpu:
-            use_gpu, reason = True, "worker jobs advertise a GPU resource"
-        else:
-            use_gpu = False
-            reason = ("worker jobs advertise no GPU resource (worker-extra-args "
-                      "without '--resources GPU=1')")
-            if gpu == "require":
-                raise InputError(f"--cluster {kind}: a GPU is required (--gpu require) "
-                                 f"but {reason}")
+        def job_gpus() -> tuple[bool, str]:
+            worker_command = cluster.job_script().strip().splitlines()[-1]
+            if advertises_gpu(shlex.split(worker_command)):
+                return True, "worker jobs advertise a GPU resource"
+            return False, "worker jobs advertise no GPU resource (worker-extra-args without '--resources GPU=1')"
+
+        found, reason = choose_gpu(gpu, job_gpus, where=f"--cluster {kind}: ")
+        use_gpu = found is not None
         cluster.scale(n_workers)
         client = distributed.Client(cluster)
     except BaseException:
         cluster.close()
         raise
     submit = type(cluster).job_cls.submit_command
-    return client, _info(client, kind=kind, gpu=use_gpu, started=True,
+    return client, cluster_info(client, kind=kind, gpu=use_gpu, started=True,
                          reason=f"{n_workers} worker(s) submitted with {submit} through "
                                 f"dask-jobqueue; {reason}")
 
@@ -434,4 +341,4 @@ def _client_for(cluster: distributed.LocalCluster, *, kind: str, gpu: bool, reas
     except BaseException:
         cluster.close()
         raise
-    return client, _info(client, kind=kind, gpu=gpu, reason=reason, dashboard=dashboard, started=True)
+    return client, cluster_info(client, kind=kind, gpu=gpu, reason=reason, dashboard=dashboard, started=True)

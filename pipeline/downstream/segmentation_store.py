@@ -88,7 +88,7 @@ def reusable_record(location: Location, settings_key: dict[str, Any]) -> Segment
     """The record of a complete store at ``location`` made with ``settings_key``; ``None``
     when there is no store, it is unfinished, or its settings differ.
     """
-    if not (location / "zarr.json").exists():
+    if not location.is_zarr_group():
         return None
     old = location.open_group(mode="r").attrs.asdict()
     if not old.get("complete") or old.get("settings") != settings_key:

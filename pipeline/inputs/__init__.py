@@ -3,7 +3,8 @@
 - :mod:`~pipeline.inputs.mosaics`: named mosaics (``demo``, ``goods-s``, TOML files) and their band files;
 - :mod:`~pipeline.inputs.band_files`: opening band files (compressed or not) for strip reads;
 - :mod:`~pipeline.inputs.model_cards`: the network's model card on disk (bands, pixel scale, classes);
-- :mod:`~pipeline.inputs.preflight`: every check made before the run directory changes;
+- :mod:`~pipeline.inputs.preflight`: every check of the inputs made before the run directory changes;
+- :mod:`~pipeline.inputs.grid`: the band files checked to share one pixel grid (:class:`~pipeline.inputs.grid.BandSet`);
 - :mod:`~pipeline.inputs.ingest`: FITS bands -> ``mosaic.zarr`` (bands, coverage, WCS);
 - :mod:`~pipeline.inputs.markers`: external source catalogs of the value-added mode.
 """

@@ -21,8 +21,8 @@ from typing import Any
 from morpheus_core.cards import RELEASED_CARD, ModelCard
 from pipeline.errors import InputError
 
-__all__ = ["H5_ATTRIBUTE", "card_for", "card_path", "catalog_meta", "header_cards", "pixel_scale_arcsec",
-           "read_card", "recorded_header_cards", "write_card"]
+__all__ = ["H5_ATTRIBUTE", "card_for", "card_path", "catalog_meta", "default_flux_band", "header_cards",
+           "pixel_scale_arcsec", "read_card", "recorded_header_cards", "write_card"]
 
 #: HDF5 root attribute of a weights file that holds its card (JSON text).
 H5_ATTRIBUTE = "morpheus_model_card"

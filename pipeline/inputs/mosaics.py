@@ -37,8 +37,8 @@ from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import not_a_file
 from pipeline.rundir.location import atomic_path
 
-__all__ = ["DEMO", "DEMO_NIRCAM", "GOODS_S", "MOSAICS", "Mosaic", "default_data_dir",
-           "generate_demo", "known_mosaics", "resolve_mosaic"]
+__all__ = ["DATA_DIR_ENV", "DEMO", "DEMO_NIRCAM", "GOODS_S", "MOSAICS", "Mosaic", "NIRCAM_PIXEL_SCALE",
+           "default_data_dir", "generate_demo", "known_mosaics", "resolve_mosaic"]
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ removes anything and before a tile is classified:
 - one file given for two bands (:func:`check_distinct_files`): the same path, another
   name of it (a link), or a copy with the same bytes;
 - a tile size that would cut the mosaic into more than :data:`MAX_TILES` tiles
-  (:func:`fit_tile`; one larger than the mosaic is brought down to it, with a note);
-- a run directory that cannot be created or written, and ``--restart`` in a folder
-  that holds files but no run (:func:`check_run_dir`).
+  (:func:`fit_tile`; one larger than the mosaic is brought down to it, with a note).
+
+The run directory itself is checked by :func:`pipeline.rundir.manifest.check_run_dir`.
 """
 
 from __future__ import annotations
@@ -32,19 +32,14 @@ import warnings
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from morpheus_core.cards import ModelCard
 from pipeline.errors import InputError
 
-if TYPE_CHECKING:
-    from pipeline.rundir.location import Location
-
 __all__ = ["MAX_TILES", "PIXEL_SCALE_TOLERANCE", "check_card", "check_distinct_files", "check_flux_band",
-           "check_pixel_scale", "check_run_dir", "check_usable_pixels", "check_weights", "fit_tile",
-           "order_bands"]
+           "check_pixel_scale", "check_usable_pixels", "check_weights", "fit_tile", "order_bands"]
 
 #: Rows read at a time by :func:`check_usable_pixels` (memory: bands x rows x width).
 _STRIP_ROWS = 256
@@ -376,47 +371,3 @@ def fit_tile(tile: int, shape: tuple[int, int]) -> tuple[int, str | None]:
                          f"{MAX_TILES:,}: beyond that scheduling and the ledger cost more than the network); "
                          f"use --tile {smallest} or larger (256 to 2048 suits most mosaics)")
     return tile, None
-
-
-def check_run_dir(run_dir: Location, *, restart: bool) -> None:
-    """Refuse a run directory that cannot be used, before anything is read or written.
-
-    Changes nothing: a refused command leaves the folder as it was. For a local path:
-    the folder (or, if it does not exist yet, its nearest existing parent) must be a
-    folder this process can write in. With ``restart``: the folder must hold a run
-    (``manifest.json``), be empty or not exist, since ``--restart`` deletes the run's
-    files and these would be the user's.
-
-    Raises
-    ------
-    InputError
-        Naming the folder and the problem.
-    """
-    from pipeline.rundir.layout import RunLayout
-
-    if run_dir.is_local:
-        path = run_dir.path
-        if path.exists() or path.is_symlink():
-            if not path.is_dir():
-                raise InputError(f"{path}: cannot use as the run directory: it is not a folder; choose another "
-                                 "--run-dir")
-            if not os.access(path, os.W_OK | os.X_OK):
-                raise InputError(f"{path}: cannot write in the run directory (permission denied); choose another "
-                                 "--run-dir")
-        else:
-            parent = path.parent
-            while not parent.exists() and parent != parent.parent:
-                parent = parent.parent
-            if not parent.is_dir():
-                raise InputError(f"{path}: cannot create the run directory ({parent} is not a folder); choose "
-                                 "another --run-dir")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise InputError(f"{path}: cannot create the run directory (permission denied in {parent}); "
-                                 "choose another --run-dir")
-    if restart and run_dir.exists() and not RunLayout(run_dir).manifest.exists():
-        others = [n for n in run_dir.listdir() if not n.startswith(".") and n != "pipeline.log"]
-        if others:
-            raise InputError(
-                f"{run_dir}: --restart refused: this folder holds no run (no manifest.json) but other files "
-                f"({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); choose an empty or new "
-                "--run-dir")

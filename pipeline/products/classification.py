@@ -68,10 +68,10 @@ def write_classification_products(out_root: Path, *, classification: Any, covera
             written.append(write_fits_image_strips(
                 layout.class_image(kind, name).path, _Plane(cube, i), strip=strip, wcs_header=wcs_header,
                 provenance=cards, extname=f"{name.upper()}_{suffix.upper()}"))
-    written.append(write_fits_image_strips(fits_dir / "n.fits", classification["n"], strip=strip,
+    written.append(write_fits_image_strips(layout.fits_file("n").path, classification["n"], strip=strip,
                                            wcs_header=wcs_header, provenance=cards, extname="N",
                                            comments=["windows that counted each pixel"]))
-    written.append(write_fits_image_strips(fits_dir / "coverage.fits", coverage, strip=strip,
+    written.append(write_fits_image_strips(layout.fits_file("coverage").path, coverage, strip=strip,
                                            wcs_header=wcs_header, provenance=cards, extname="COVERAGE",
                                            comments=["1 where every band has valid data"]))
     return written

@@ -101,10 +101,10 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     fits_dir = layout.fits.path
     fits_dir.mkdir(exist_ok=True)
     written = [
-        write_fits_image_strips(fits_dir / "segmap.fits", segmentation["segments"], strip=chunk,
+        write_fits_image_strips(layout.fits_file("segments").path, segmentation["segments"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="SEGMAP",
                                 comments=["segments of Algorithm 1 (before deblending); 0 = no source"]),
-        write_fits_image_strips(fits_dir / "segmap_deblended.fits", segmentation["deblended"], strip=chunk,
+        write_fits_image_strips(layout.fits_file("deblended").path, segmentation["deblended"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="DEBLENDED",
                                 comments=["objects after Algorithm 2: pixel value = catalog "
                                           + ("row number of the input markers" if value_added else "id")]),
@@ -113,9 +113,9 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     out_dir.mkdir(exist_ok=True)
     for suffix, fmt in CATALOG_FORMATS.items():
         if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
-            (out_dir / f"catalog.{suffix}").unlink(missing_ok=True)
+            layout.catalog_file(suffix).path.unlink(missing_ok=True)
             logger.warning("empty catalog: no machine-readable table written")
             continue
-        written.append(write_catalog_table(table, out_dir / f"catalog.{suffix}", fmt))
+        written.append(write_catalog_table(table, layout.catalog_file(suffix).path, fmt))
     written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
     return written

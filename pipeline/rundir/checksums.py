@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.rundir.location import Location
+from pipeline.rundir.location import ZARR_METADATA, Location
 
 __all__ = ["ALGORITHM", "StoreCheck", "StoreProblem", "chunk_of", "hash_files", "list_files", "read_record",
            "record_store", "verify_files", "verify_record", "write_record"]
@@ -145,7 +145,7 @@ def chunk_of(key: str) -> tuple[str, tuple[int, ...] | None]:
 
 def _is_store_key(key: str) -> bool:
     """True for what Zarr reads: ``zarr.json`` files and chunk files (not temporary files)."""
-    return key.rsplit("/", 1)[-1] == "zarr.json" or chunk_of(key)[1] is not None
+    return key.rsplit("/", 1)[-1] == ZARR_METADATA or chunk_of(key)[1] is not None
 
 
 def list_files(store: Location) -> dict[str, int]:

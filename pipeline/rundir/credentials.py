@@ -6,7 +6,7 @@ of an object-store run directory are written to its manifest, so that ``status``
 come from the store's usual sources (for S3: ``AWS_ACCESS_KEY_ID`` /
 ``AWS_SECRET_ACCESS_KEY``, ``~/.aws/credentials``, an instance or pod role).
 :func:`check_storage_options` refuses them, naming where they are and never echoing
-them (:mod:`pipeline.rundir.location` re-exports it).
+them; :class:`~pipeline.settings.run.RunSettings` calls it on every value it is given.
 """
 
 from __future__ import annotations

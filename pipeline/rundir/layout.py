@@ -1,10 +1,11 @@
-"""The layout of a run directory: every store, array and product path, named once.
+"""The layout of a run directory: every file, store and product name of a run, spelt once.
 
 A run directory (a local path or an object-store URL, :class:`~pipeline.rundir.location.Location`)
 holds::
 
     manifest.json              settings, versions, input checksums, plan, run id
     .lock                      the one-writer lock (pipeline.rundir.lock)
+    pipeline.log               the log of the commands run on it (local run directories)
     ledger/                    <tile>.done, <tile>.failed, executions/<tile>.<id>,
                                merged.json, classification.checksums.json,
                                segmentation.checksums.json (pipeline.rundir.checksums)
@@ -18,32 +19,41 @@ holds::
     colour.png                 the morphological colour image
     downstream.json            what the downstream graph made, with its settings
     viewer/                    the map's tile pyramid (pipeline.viewer.pyramid): pyramid.json,
-                               tiles/<layer>/<z>/<x>/<y>.png
+                               tiles/<layer>/<z>/<x>/<y>.png, work/levels.zarr while it is built
 
-Stores built aside and swapped in live next to their final name with the suffix
-:data:`STAGING` while they are written.
+Stores built aside and swapped in live next to their final name
+(:meth:`RunLayout.staging`, ``classification.zarr.partial``) while they are written.
+Writers that get a folder rather than the run directory (the FITS writers) take the
+names of the files in it from here too: :meth:`RunLayout.class_image_name` and
+:data:`FITS_FILES`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from morpheus_core import CLASSES
 from pipeline.rundir.location import Location
 
-__all__ = ["CATALOG_FORMATS", "CLASSIFICATION_ARRAYS", "FITS_SUFFIX", "STAGING", "RunLayout"]
+__all__ = ["CATALOG_FORMATS", "FITS_FILES", "FITS_SUFFIX", "RunLayout"]
 
 #: Suffix of a store being built aside (``classification.zarr.partial``).
-STAGING = ".partial"
-
-#: Arrays of ``classification.zarr``: per-class cubes and the count plane.
-CLASSIFICATION_ARRAYS = ("mean", "variance", "rank", "n")
+_STAGING = ".partial"
 
 #: FITS file suffix of each classification cube (``disk_var.fits`` holds ``variance``).
 FITS_SUFFIX = {"mean": "mean", "variance": "var", "rank": "rank"}
 
+#: FITS files of one image plane, by the array they hold: ``n`` (of the classification),
+#: ``coverage`` (of the mosaic), ``segments`` and ``deblended`` (of the segmentation).
+FITS_FILES = {"n": "n.fits", "coverage": "coverage.fits", "segments": "segmap.fits",
+              "deblended": "segmap_deblended.fits"}
+
 #: Catalog file suffix -> astropy format.
 CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
+
+#: The file suffix of each kind of per-tile file: records in ``ledger/``, partials in ``partials/``.
+_TILE_FILES = {"done": ".done", "failed": ".failed", "partial": ".npz"}
 
 
 @dataclass(frozen=True)
@@ -66,13 +76,40 @@ class RunLayout:
 
     @property
     def lock(self) -> Location:
-        """The lock file or object."""
+        """The lock file or object (:mod:`pipeline.rundir.lock`)."""
         return self.root / ".lock"
 
     @property
+    def log(self) -> Location:
+        """``pipeline.log``: the commands' log file (local run directories)."""
+        return self.root / "pipeline.log"
+
+    @property
     def ledger(self) -> Location:
-        """The ledger folder (one record per tile)."""
+        """The ledger folder (records per tile, :mod:`pipeline.rundir.ledger`)."""
         return self.root / "ledger"
+
+    def done_record(self, tile: str) -> Location:
+        """``ledger/<tile>.done``: the tile's partial statistics are in place."""
+        return self.ledger / f"{tile}{_TILE_FILES['done']}"
+
+    def failed_record(self, tile: str) -> Location:
+        """``ledger/<tile>.failed``: the tile kept failing (its error and traceback)."""
+        return self.ledger / f"{tile}{_TILE_FILES['failed']}"
+
+    @property
+    def executions(self) -> Location:
+        """``ledger/executions``: one file per started execution of a tile."""
+        return self.ledger / "executions"
+
+    def execution_record(self, tile: str, execution: str) -> Location:
+        """``ledger/executions/<tile>.<execution>``: one started execution of a tile."""
+        return self.executions / f"{tile}.{execution}"
+
+    @staticmethod
+    def execution_tile(name: str) -> str:
+        """The tile of an entry of :attr:`executions` (``t0000_0001.<id>`` -> ``t0000_0001``)."""
+        return name.split(".")[0]
 
     @property
     def merged_record(self) -> Location:
@@ -98,6 +135,18 @@ class RunLayout:
         """The finished tiles' partial statistics."""
         return self.root / "partials"
 
+    def partial(self, tile: str) -> Location:
+        """``partials/<tile>.npz``: a finished tile's partial statistics."""
+        return self.partials / f"{tile}{_TILE_FILES['partial']}"
+
+    @staticmethod
+    def tiles_listed(names: Iterable[str], kind: str) -> set[str]:
+        """The tiles whose ``kind`` file (``"done"``, ``"failed"`` or ``"partial"``) is
+        among ``names``, a listing of its folder (hidden temporary files left out).
+        """
+        suffix = _TILE_FILES[kind]
+        return {n[: -len(suffix)] for n in names if n.endswith(suffix) and not n.startswith(".")}
+
     # -- stores ---------------------------------------------------------------------
     @property
     def mosaic(self) -> Location:
@@ -116,8 +165,10 @@ class RunLayout:
 
     @staticmethod
     def staging(store: Location) -> Location:
-        """Where ``store`` is built before it is swapped in (local paths)."""
-        return Location(store.path.with_name(store.name + STAGING))
+        """Where ``store`` is built before it is swapped in (local paths;
+        :func:`pipeline.rundir.staging.staged`).
+        """
+        return Location(store.path.with_name(store.name + _STAGING))
 
     # -- products ---------------------------------------------------------------------
     @property
@@ -125,20 +176,35 @@ class RunLayout:
         """The FITS products' folder."""
         return self.root / "fits"
 
+    @staticmethod
+    def class_image_name(kind: str, name: str) -> str:
+        """The file name of one class image, e.g. ``("variance", "disk")`` -> ``disk_var.fits``."""
+        return f"{name}_{FITS_SUFFIX[kind]}.fits"
+
     def class_image(self, kind: str, name: str) -> Location:
         """The FITS file of one class image, e.g. ``("variance", "disk")`` -> ``fits/disk_var.fits``."""
-        return self.fits / f"{name}_{FITS_SUFFIX[kind]}.fits"
+        return self.fits / self.class_image_name(kind, name)
+
+    def fits_file(self, array: str) -> Location:
+        """The FITS file of one image plane (a key of :data:`FITS_FILES`), e.g.
+        ``"coverage"`` -> ``fits/coverage.fits``.
+        """
+        return self.fits / FITS_FILES[array]
 
     def classification_fits(self, classes: tuple[str, ...] = CLASSES) -> list[Location]:
         """The class images (15 for the released model's classes) and ``n.fits``: the
         classification's FITS products; ``classes`` those of the model card.
         """
-        return [self.class_image(kind, name) for kind in FITS_SUFFIX for name in classes] + [self.fits / "n.fits"]
+        return [self.class_image(kind, name) for kind in FITS_SUFFIX for name in classes] + [self.fits_file("n")]
 
     @property
     def catalog(self) -> Location:
         """The catalog's folder."""
         return self.root / "catalog"
+
+    def catalog_file(self, suffix: str) -> Location:
+        """``catalog/catalog.<suffix>``, ``suffix`` a key of :data:`CATALOG_FORMATS`."""
+        return self.catalog / f"catalog.{suffix}"
 
     @property
     def colour(self) -> Location:
@@ -146,14 +212,35 @@ class RunLayout:
         return self.root / "colour.png"
 
     @property
+    def downstream_record(self) -> Location:
+        """``downstream.json``."""
+        return self.root / "downstream.json"
+
+    # -- the interactive map (pipeline.viewer.pyramid) ---------------------------------
+    @property
     def viewer(self) -> Location:
         """The interactive map's tile pyramid (:mod:`pipeline.viewer.pyramid`)."""
         return self.root / "viewer"
 
     @property
-    def downstream_record(self) -> Location:
-        """``downstream.json``."""
-        return self.root / "downstream.json"
+    def pyramid_record(self) -> Location:
+        """``viewer/pyramid.json``: what the pyramid was built from; ``complete`` once built."""
+        return self.viewer / "pyramid.json"
+
+    @property
+    def viewer_tiles(self) -> Location:
+        """``viewer/tiles``: the PNG tiles, ``<layer>/<z>/<x>/<y>.png``."""
+        return self.viewer / "tiles"
+
+    @property
+    def viewer_work(self) -> Location:
+        """``viewer/work``: what a build keeps while it runs (removed when it ends)."""
+        return self.viewer / "work"
+
+    @property
+    def pyramid_levels(self) -> Location:
+        """``viewer/work/levels.zarr``: the coarser levels while the pyramid is built."""
+        return self.viewer_work / "levels.zarr"
 
     def run_files(self) -> list[Location]:
         """Everything a run writes, manifest last: what ``--restart`` removes."""

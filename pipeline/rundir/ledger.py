@@ -35,9 +35,8 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,8 +47,7 @@ from pipeline.errors import RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
 
-__all__ = ["PARTIAL_ARRAYS", "Ledger", "PartialError", "atomic_write_json", "compact_partial", "merged_record",
-           "tile_id"]
+__all__ = ["PARTIAL_ARRAYS", "Ledger", "PartialError", "compact_partial", "merged_record", "tile_id"]
 
 #: Arrays of a partial file (besides its ``tile`` and ``run_id`` labels).
 PARTIAL_ARRAYS = ("n", "mean", "m2", "votes")
@@ -89,42 +87,27 @@ def tile_id(tile: Tile) -> str:
     return f"t{tile.index[0]:04d}_{tile.index[1]:04d}"
 
 
-def atomic_write_json(path: Path | Location, data: dict[str, Any]) -> None:
-    """Atomically write a JSON document."""
-    as_location(path).write_json(data)
-
-
-def _stems(names: Iterable[str], suffix: str) -> set[str]:
-    return {n[: -len(suffix)] for n in names if n.endswith(suffix) and not n.startswith(".")}
-
-
 class Ledger:
     """Tile bookkeeping of one run directory.
 
     Parameters
     ----------
-    run_dir : Path, str or Location
-        The run directory: a local path, a URL (``s3://bucket/run``) or a
-        :class:`~pipeline.rundir.location.Location`.
-    storage_options : mapping, optional
-        fsspec options for a URL (ignored for a :class:`Location`, which has its own).
+    run_dir : Location or path-like
+        The run directory (a local path is made a :class:`~pipeline.rundir.location.Location`).
     """
 
-    def __init__(self, run_dir: Path | str | Location,
-                 storage_options: Mapping[str, Any] | None = None) -> None:
-        self.root = as_location(run_dir, storage_options)
-        layout = RunLayout(self.root)
-        self.layout = layout
-        self.dir = layout.ledger
-        self.partials = layout.partials
-        self._executions = self.dir / "executions"
-        for d in (self._executions, self.partials):
+    def __init__(self, run_dir: Location | str | os.PathLike[str]) -> None:
+        self.root = as_location(run_dir)
+        self.layout = RunLayout(self.root)
+        self.dir = self.layout.ledger
+        self.partials = self.layout.partials
+        for d in (self.layout.executions, self.partials):
             d.makedirs()
 
     # -- written by workers -------------------------------------------------------
     def record_start(self, name: str) -> None:
         """Note that an execution of tile ``name`` has started."""
-        marker = self._executions / f"{name}.{uuid.uuid4().hex[:12]}"
+        marker = self.layout.execution_record(name, uuid.uuid4().hex[:12])
         marker.write_json({"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()})
 
     def save_partial(self, name: str, stats: WindowStats, info: dict[str, Any], *, run_id: str = "") -> None:
@@ -137,12 +120,12 @@ class Ledger:
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **compact_partial(stats), tile=np.array(name), run_id=np.array(run_id))
         data = buffer.getvalue()
-        with (self.partials / f"{name}.npz").open_atomic() as fh:
+        with self.layout.partial(name).open_atomic() as fh:
             fh.write(data)
         record = {**info, "tile": name, "run_id": run_id,
                   "partial": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
-        (self.dir / f"{name}.done").write_json(record)
-        (self.dir / f"{name}.failed").remove()
+        self.layout.done_record(name).write_json(record)
+        self.layout.failed_record(name).remove()
 
     # -- read and written by the driver -------------------------------------------
     def load_partial(self, name: str, *, run_id: str | None = None,
@@ -170,13 +153,13 @@ class Ledger:
     def _checked_bytes(self, name: str, run_id: str | None,
                        record: dict[str, Any] | None = None) -> tuple[Location, bytes, dict[str, Any]]:
         """A partial's bytes, checked against its record (size, SHA-256, tile, run)."""
-        where = self.partials / f"{name}.npz"
+        where = self.layout.partial(name)
         try:
             record = record if record is not None else self.done_info(name)
             if not isinstance(record, dict):
                 raise json.JSONDecodeError("not a JSON object", "", 0)
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PartialError(name, self.dir / f"{name}.done", f"has no readable record ({type(exc).__name__})") \
+            raise PartialError(name, self.layout.done_record(name), f"has no readable record ({type(exc).__name__})") \
                 from None
         try:
             data = where.read_bytes()
@@ -200,7 +183,7 @@ class Ledger:
             Tile -> what is wrong, for tiles marked done whose partial fails a check
             (they count as pending).
         """
-        done = sorted(set(names) & _stems(self.dir.listdir(), ".done"))
+        done = sorted(set(names) & self.layout.tiles_listed(self.dir.listdir(), "done"))
 
         def check(name: str) -> str | None:
             try:
@@ -243,59 +226,61 @@ class Ledger:
 
     def discard(self, name: str) -> None:
         """Forget a finished tile (its partial failed a check): it becomes pending."""
-        (self.dir / f"{name}.done").remove()
+        self.layout.done_record(name).remove()
 
     def is_finished(self, name: str) -> bool:
         """True if the tile's partial result is complete and marked done."""
-        return (self.dir / f"{name}.done").exists() and (self.partials / f"{name}.npz").exists()
+        return self.layout.done_record(name).exists() and self.layout.partial(name).exists()
 
     def finished(self) -> set[str]:
         """All finished tiles (two listings, whatever the number of tiles)."""
-        return _stems(self.dir.listdir(), ".done") & _stems(self.partials.listdir(), ".npz")
+        return (self.layout.tiles_listed(self.dir.listdir(), "done")
+                & self.layout.tiles_listed(self.partials.listdir(), "partial"))
 
     def mark_failed(self, name: str, error: str, traceback_text: str) -> None:
         """Record that a tile kept failing."""
-        (self.dir / f"{name}.failed").write_json(
+        self.layout.failed_record(name).write_json(
             {"error": error, "traceback": traceback_text, "time": time.time()})
 
     def clear_failed(self) -> list[str]:
         """Forget failure records (before a resubmit); returns the tiles cleared."""
-        names = sorted(_stems(self.dir.listdir(), ".failed"))
+        names = sorted(self.layout.tiles_listed(self.dir.listdir(), "failed"))
         for name in names:
-            (self.dir / f"{name}.failed").remove()
+            self.layout.failed_record(name).remove()
         return names
 
     def failed(self) -> dict[str, dict[str, Any]]:
         """Failed tiles with their error records."""
-        names = sorted(_stems(self.dir.listdir(), ".failed"))
-        found = self.dir.read_many(f"{name}.failed" for name in names)
+        files = {name: self.layout.failed_record(name) for name in
+                 sorted(self.layout.tiles_listed(self.dir.listdir(), "failed"))}
+        found = self.dir.read_many(where.name for where in files.values())
         out = {}
-        for name in names:
-            if f"{name}.failed" in found:
-                record = _parse_record(found[f"{name}.failed"])
-                out[name] = record if record is not None else {
-                    "error": f"unreadable failure record {self.dir / f'{name}.failed'}"}
+        for name, where in files.items():
+            if where.name in found:
+                record = _parse_record(found[where.name])
+                out[name] = record if record is not None else {"error": f"unreadable failure record {where}"}
         return out
 
     def done_info(self, name: str) -> dict[str, Any]:
         """The record a worker wrote when it finished the tile."""
-        return (self.dir / f"{name}.done").read_json()
+        return self.layout.done_record(name).read_json()
 
     def done_infos(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The records of several finished tiles (read concurrently from object
         stores); tiles without a record are left out.
         """
-        found = self.dir.read_many(f"{name}.done" for name in names)
-        records = {key[: -len(".done")]: _parse_record(value) for key, value in found.items()}
+        files = {self.layout.done_record(name).name: name for name in names}
+        found = self.dir.read_many(files)
+        records = {files[key]: _parse_record(value) for key, value in found.items()}
         return {name: record for name, record in records.items() if record is not None}
 
     def executions(self) -> dict[str, int]:
         """How many times each tile was started (retries and reruns included)."""
         counts: dict[str, int] = {}
-        for entry in self._executions.listdir():
+        for entry in self.layout.executions.listdir():
             if entry.startswith("."):
                 continue
-            name = entry.split(".")[0]
+            name = self.layout.execution_tile(entry)
             counts[name] = counts.get(name, 0) + 1
         return counts
 
@@ -303,7 +288,7 @@ class Ledger:
         """Tiles by state: finished, failed, pending (``untrusted``: finished tiles
         whose partial failed :meth:`verify`, counted as pending).
         """
-        failed = _stems(self.dir.listdir(), ".failed")
+        failed = self.layout.tiles_listed(self.dir.listdir(), "failed")
         finished = self.finished() - set(untrusted)
         out: dict[str, list[str]] = {"finished": [], "failed": [], "pending": []}
         for name in names:

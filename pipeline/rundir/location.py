@@ -48,7 +48,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Location", "as_location", "atomic_path", "file_mode", "is_url", "run_dir_value"]
+__all__ = ["ZARR_METADATA", "Location", "as_location", "atomic_path", "file_mode", "is_url", "run_dir_value"]
+
+#: The metadata file of a Zarr v3 group or array.
+ZARR_METADATA = "zarr.json"
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
@@ -333,6 +336,12 @@ class Location:
             self.fs.rm(self._key, recursive=recursive)
 
     # -- Zarr -----------------------------------------------------------------------
+    def is_zarr_group(self) -> bool:
+        """Whether a Zarr v3 group is here (its :data:`ZARR_METADATA` file exists); says
+        nothing about whether it is complete.
+        """
+        return (self / ZARR_METADATA).exists()
+
     def zarr_store(self, *, read_only: bool = False) -> Any:
         """A Zarr v3 store object for this folder."""
         import zarr

@@ -43,10 +43,8 @@ from pipeline.errors import InputError, RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 
-__all__ = ["HEARTBEAT_S", "LOCK_NAME", "STALE_S", "HeldLock", "run_lock"]
+__all__ = ["HEARTBEAT_S", "STALE_S", "HeldLock", "run_lock"]
 
-#: The lock file or object in a run directory (:attr:`pipeline.rundir.layout.RunLayout.lock`).
-LOCK_NAME = ".lock"
 #: Seconds between heartbeats of an object-store lock.
 HEARTBEAT_S = 30.0
 #: An object-store lock whose heartbeat is older than this is stale.

@@ -1,23 +1,23 @@
 """A run's ``manifest.json``: settings, versions, input checksums, the tile plan and the
-run id, written when a run starts and checked when it resumes.
+run id, written when a run starts and checked when it resumes; and the run directory
+checked (:func:`check_run_dir`) and prepared (:func:`prepare_run_dir`) before it is written.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from pipeline.errors import InputError
-from pipeline.inputs.preflight import check_run_dir
 from pipeline.rundir.layout import RunLayout
-from pipeline.rundir.ledger import atomic_write_json
 from pipeline.rundir.location import Location
 from pipeline.settings import RunSettings, upgrade_recorded
 
-__all__ = ['check_or_write_manifest', 'check_resumable', 'prepare_run_dir', 'read_manifest', 'recorded_tile', 'software_versions']
+__all__ = ["check_or_write_manifest", "check_resumable", "check_run_dir", "prepare_run_dir", "read_manifest",
+           "recorded_tile", "software_versions"]
 
 
 def software_versions() -> dict[str, str]:
@@ -31,47 +31,43 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-
-def read_manifest(run_dir: Path | str | Location,
-                  storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The manifest of a run directory (a path, a URL or a Location).
+def read_manifest(run_dir: Location) -> dict[str, Any]:
+    """The manifest of a run directory.
 
     Raises
     ------
     InputError
         If the directory holds no run.
     """
-    location = run_dir if isinstance(run_dir, Location) else Location(run_dir, storage_options)
     try:
-        return RunLayout(location).manifest.read_json()
+        return RunLayout(run_dir).manifest.read_json()
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        raise InputError(f"{run_dir}: no run here (manifest.json not found)") from None
+        raise InputError(f"{run_dir}: no run here ({RunLayout(run_dir).manifest.name} not found)") from None
 
 
-
-def prepare_run_dir(config: RunSettings) -> None:
+def prepare_run_dir(run_dir: Location, *, restart: bool) -> None:
     """Create the run directory; with ``restart``, first remove the old run's files.
 
     Called only after the inputs passed their checks, under the run directory's lock.
     ``restart`` refuses a folder that holds files but no run (no ``manifest.json``): it
-    would delete the user's own (:func:`~pipeline.inputs.preflight.check_run_dir`).
+    would delete the user's own (:func:`check_run_dir`).
     """
-    run_dir = config.location
-    check_run_dir(run_dir, restart=config.restart)  # again, now under the lock
-    if config.restart and run_dir.exists():
+    check_run_dir(run_dir, restart=restart)  # again, now under the lock
+    if restart and run_dir.exists():
         # The manifest goes last: an interrupted restart is still recognised as a run.
         for path in RunLayout(run_dir).run_files():
             path.remove(recursive=True)
     run_dir.makedirs()
 
 
-
-def check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict[str, Any], *,
+def check_or_write_manifest(run_dir: Location, config: RunSettings, inputs: list[dict], plan: dict[str, Any], *,
                             card: dict[str, Any]) -> str:
     """Write the manifest of a new run, or check a resumed one against it; returns the run id.
 
     Parameters
     ----------
+    run_dir : Location
+        The run directory.
     config : RunSettings
         The run's settings (its result settings are compared on resume).
     inputs : list of dict
@@ -86,15 +82,15 @@ def check_or_write_manifest(config: RunSettings, inputs: list[dict], plan: dict[
     InputError
         A resumed run directory made with other inputs or result settings.
     """
-    path = RunLayout(config.location).manifest
+    path = RunLayout(run_dir).manifest
     if path.exists():
         old = path.read_json()
         config.refuse_other_results(old, changed_inputs=old.get("inputs") != inputs)
         old["config"] = config.to_json()
-        atomic_write_json(path, old)
+        path.write_json(old)
         return old["run_id"]
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    atomic_write_json(path, {
+    path.write_json({
         "run_id": run_id,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": config.to_json(),
@@ -125,3 +121,46 @@ def recorded_tile(location: Location) -> int | None:
         return int(upgrade_recorded(RunLayout(location).manifest.read_json()["result_settings"])["tile"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def check_run_dir(run_dir: Location, *, restart: bool) -> None:
+    """Refuse a run directory that cannot be used, before anything is read or written.
+
+    Changes nothing: a refused command leaves the folder as it was. For a local path:
+    the folder (or, if it does not exist yet, its nearest existing parent) must be a
+    folder this process can write in. With ``restart``: the folder must hold a run
+    (``manifest.json``), be empty or not exist, since ``--restart`` deletes the run's
+    files and these would be the user's.
+
+    Raises
+    ------
+    InputError
+        Naming the folder and the problem.
+    """
+    layout = RunLayout(run_dir)
+    if run_dir.is_local:
+        path = run_dir.path
+        if path.exists() or path.is_symlink():
+            if not path.is_dir():
+                raise InputError(f"{path}: cannot use as the run directory: it is not a folder; choose another "
+                                 "--run-dir")
+            if not os.access(path, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: cannot write in the run directory (permission denied); choose another "
+                                 "--run-dir")
+        else:
+            parent = path.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise InputError(f"{path}: cannot create the run directory ({parent} is not a folder); choose "
+                                 "another --run-dir")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise InputError(f"{path}: cannot create the run directory (permission denied in {parent}); "
+                                 "choose another --run-dir")
+    if restart and run_dir.exists() and not layout.manifest.exists():
+        others = [n for n in run_dir.listdir() if not n.startswith(".") and n != layout.log.name]
+        if others:
+            raise InputError(
+                f"{run_dir}: --restart refused: this folder holds no run (no {layout.manifest.name}) but other files "
+                f"({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); choose an empty or new "
+                "--run-dir")

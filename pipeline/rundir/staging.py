@@ -13,17 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pipeline.rundir.layout import STAGING
+from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 
 __all__ = ["staged", "written_locally"]
 
 
 @contextlib.contextmanager
-def staged(store: Location, *, suffix: str = STAGING) -> Iterator[Location]:
+def staged(store: Location) -> Iterator[Location]:
     """Build a store (a folder) aside and swap it in: the one "build aside" helper.
 
-    On a file system the block writes into ``<store><suffix>`` (a leftover one from
+    On a file system the block writes into :meth:`RunLayout.staging(store)
+    <pipeline.rundir.layout.RunLayout.staging>` (a leftover one from
     an interrupted build is removed first); when the block ends without error the old
     store is renamed away, the new one renamed in and the old one deleted, so readers
     find the old store or the whole new one. On error the staging folder is removed
@@ -35,8 +36,6 @@ def staged(store: Location, *, suffix: str = STAGING) -> Iterator[Location]:
     ----------
     store : Location
         The store's final location.
-    suffix : str
-        Suffix of the staging folder.
 
     Yields
     ------
@@ -47,7 +46,7 @@ def staged(store: Location, *, suffix: str = STAGING) -> Iterator[Location]:
         yield store
         return
     final = store.path
-    work = final.with_name(final.name + suffix)
+    work = RunLayout.staging(store).path
     if work.exists():
         shutil.rmtree(work)
     try:

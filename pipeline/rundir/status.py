@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Any
 
 from morpheus_core.tiling import plan_tiles
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, tile_id
-from pipeline.rundir.location import Location
+from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.manifest import read_manifest
 from pipeline.settings import RunSettings
 
 __all__ = ['status']
 
 
-def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
     """Ledger of a run directory: tiles by state, the failures' errors, and whether the
     finished stores match their checksum records.
 
-    ``storage_options`` are those of a URL run directory (as for :class:`RunSettings`).
+    ``run_dir`` is a :class:`~pipeline.rundir.location.Location`, or a path or URL with the
+    ``storage_options`` of a URL run directory (as for :class:`RunSettings`).
     The stores' files are read and hashed (:mod:`pipeline.rundir.checksums`); nothing is
     written. ``stores`` holds, per store, the problems found (strings naming the array,
     the chunk and the file) and what to do, or ``unverified`` for a store made before
@@ -27,7 +29,7 @@ def status(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -
     """
     from pipeline.rundir.verified import merged_store_complete, store_report
 
-    location = Location(run_dir, storage_options)
+    location = as_location(run_dir, storage_options)
     manifest = read_manifest(location)
     config = RunSettings.from_json(manifest["config"])
     shape = tuple(manifest["plan"]["shape"])

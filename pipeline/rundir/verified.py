@@ -38,7 +38,7 @@ from pipeline.rundir.checksums import (
 )
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, merged_record
-from pipeline.rundir.location import Location, as_location
+from pipeline.rundir.location import ZARR_METADATA, Location, as_location
 
 __all__ = ["finished_classification", "check_classification_store", "classification_advice", "classification_gaps", "damaged_classification",
            "merged_store_complete", "partials_kept", "record_unrecorded", "refuse_damaged_classification",
@@ -101,7 +101,7 @@ def check_classification_store(run_dir: Location, run_id: str | None = None, *,
     layout = RunLayout(run_dir)
     store = layout.classification
     if not _marked_complete(store, run_id):
-        return StoreCheck(store, [StoreProblem(str(store), "zarr.json", "is missing, unreadable or not marked "
+        return StoreCheck(store, [StoreProblem(str(store), ZARR_METADATA, "is missing, unreadable or not marked "
                                                f"complete, although {layout.merged_record} records the merge")],
                           recorded="checksums" in merged)
     if "checksums" not in merged:
@@ -232,12 +232,13 @@ def finished_classification(run_dir: Location | str | os.PathLike[str]) -> Any:
         their checksum record (naming the array, the chunk and the file, and what to do).
     """
     run_dir = as_location(run_dir)
-    store = RunLayout(run_dir).classification
-    if not RunLayout(run_dir).manifest.exists():
-        raise InputError(f"{run_dir}: no run here (manifest.json not found); classify first with "
+    layout = RunLayout(run_dir)
+    store = layout.classification
+    if not layout.manifest.exists():
+        raise InputError(f"{run_dir}: no run here ({layout.manifest.name} not found); classify first with "
                          f"'python -m pipeline run'")
-    if not (store / "zarr.json").exists():
-        raise InputError(f"{run_dir}: no classification (classification.zarr missing); finish the run with "
+    if not store.is_zarr_group():
+        raise InputError(f"{run_dir}: no classification ({store.name} missing); finish the run with "
                          f"'python -m pipeline run' or 'resubmit' first")
     group = store.open_group(mode="r")
     if not group.attrs.get("complete", False):

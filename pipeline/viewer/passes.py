@@ -24,6 +24,7 @@ import numpy as np
 
 from morpheus_core.tiling import Box
 from pipeline.cluster.tasks import run_tasks
+from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 from pipeline.viewer.grid import Grid
 from pipeline.viewer.sources import Sources, read_full_resolution
@@ -54,16 +55,21 @@ class Build:
     """
 
     sources: Sources
-    viewer: Location
+    layout: RunLayout
     grid: Grid
     layers: tuple[str, ...]
     lupton: LuptonSettings
     levels_per_pass: int
 
     @property
+    def viewer(self) -> Location:
+        """``viewer/``."""
+        return self.layout.viewer
+
+    @property
     def work(self) -> Location:
         """``viewer/work``: the coarser levels (``levels.zarr``) and the squares' done marks."""
-        return self.viewer / "work"
+        return self.layout.viewer_work
 
 
 def write_levels(build: Build, *, client: Any = None) -> int:
@@ -105,7 +111,7 @@ def squares(grid: Grid, level: int, levels_per_pass: int) -> list[Box]:
 
 def new_level(build: Build, level: int) -> None:
     """The Zarr array of a coarser level (kept if it exists: a resumed build)."""
-    group = (build.work / "levels.zarr").open_group(mode="a", zarr_format=3)
+    group = build.layout.pyramid_levels.open_group(mode="a", zarr_format=3)
     name = f"level{level}"
     if name not in group:
         grid = build.grid
@@ -142,12 +148,12 @@ def write_square(build: Build, level: int, box: Box) -> int:
         planes = read_full_resolution(build.sources, box)
     else:
         ys, xs = box.slices
-        levels = (build.work / "levels.zarr").open_group(mode="r")
+        levels = build.layout.pyramid_levels.open_group(mode="r")
         planes = np.asarray(levels[f"level{level}"][:, ys, xs], dtype=np.float64)
     side = grid.tile * 2 ** min(per_pass, level)
     padded = np.zeros((len(plane_names(classes)), side, side))
     padded[:, : box.shape[0], : box.shape[1]] = planes
-    writer = _TileWriter(build.viewer / "tiles")
+    writer = _TileWriter(build.layout.viewer_tiles)
     n_levels = level + 1 if last else per_pass
     for m in range(n_levels):
         z = level - m
@@ -164,7 +170,7 @@ def write_square(build: Build, level: int, box: Box) -> int:
                     writer.write(name, z, tx0 + j, ty0 + i, part)
     if not last:
         coarse = reduce_planes(padded, 2)
-        target = (build.work / "levels.zarr").open_group(mode="r+")[f"level{level - per_pass}"]
+        target = build.layout.pyramid_levels.open_group(mode="r+")[f"level{level - per_pass}"]
         h, w = grid.level_shape(level - per_pass)
         y0, x0 = box.y0 // 2 ** per_pass, box.x0 // 2 ** per_pass
         y1, x1 = min(y0 + coarse.shape[1], h), min(x0 + coarse.shape[2], w)

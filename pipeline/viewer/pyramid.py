@@ -128,7 +128,7 @@ def _fingerprint(attrs: dict[str, Any], tile: int, levels_per_pass: int) -> str:
 
 def read_pyramid(run_dir: Location | str | os.PathLike) -> dict[str, Any] | None:
     """``viewer/pyramid.json`` of a run directory (``None`` if there is none)."""
-    record = RunLayout(as_location(run_dir)).viewer / "pyramid.json"
+    record = RunLayout(as_location(run_dir)).pyramid_record
     return record.read_json() if record.exists() else None
 
 
@@ -176,7 +176,8 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     layers = [name for name in layer_labels(classes, composite)
               if name != "segmentation" or sources.segmentation is not None]
     fingerprint = _fingerprint(attrs, tile, levels_per_pass)
-    viewer = RunLayout(root).viewer
+    layout = RunLayout(root)
+    viewer = layout.viewer
     record = read_pyramid(root)
     same = (record and record.get("fingerprint") == fingerprint and record.get("layers") == layers
             and record.get("bands") == list(composite))
@@ -197,15 +198,15 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "grid": grid.to_json(),
               "layers": layers, "lupton": lupton.to_json(), "levels_per_pass": levels_per_pass,
               "bands": list(composite), "classes": list(classes), "complete": False}
-    (viewer / "pyramid.json").write_json(record)
+    layout.pyramid_record.write_json(record)
     echo(f"map: building the tile pyramid of {grid.shape[1]} x {grid.shape[0]} pixels, levels 0-{grid.max_level}, "
          f"{len(layers)} layers")
-    build = Build(sources, viewer, grid, tuple(layers), lupton, levels_per_pass)
+    build = Build(sources, layout, grid, tuple(layers), lupton, levels_per_pass)
     written = write_levels(build, client=client)
     if not keep_work:
         build.work.remove(recursive=True)
     record["complete"] = True
-    (viewer / "pyramid.json").write_json(record)  # the "complete" mark, last
+    layout.pyramid_record.write_json(record)  # the "complete" mark, last
     seconds = time.perf_counter() - t0
     echo(f"map: {written} tiles written in {seconds:.1f} s")
     return Pyramid(viewer, grid, layers, lupton, fingerprint, tiles=written, seconds=seconds, record=record,

@@ -67,7 +67,7 @@ class Sources:
 
 def _open(location: Location, what: str) -> Any:
     """Open a store of the run, or say which one is missing or unreadable."""
-    if not (location / "zarr.json").exists():
+    if not location.is_zarr_group():
         raise InputError(f"{location}: {what} not found; is this a finished run directory?")
     try:
         return location.open_group(mode="r")
@@ -102,7 +102,7 @@ def open_sources(run_dir: Location) -> tuple[Sources, dict[str, Any]]:
     cls = finished_classification(run_dir)
     mosaic = _open(layout.mosaic, "mosaic store (mosaic.zarr)")
     seg_attrs = None
-    if (layout.segmentation / "zarr.json").exists():
+    if layout.segmentation.is_zarr_group():
         seg_attrs = _open(layout.segmentation, "segmentation (segmentation.zarr)").attrs.asdict()
         if not seg_attrs.get("complete", False):
             seg_attrs = None

@@ -657,7 +657,7 @@ def test_status_says_products_written_only_when_they_are(finished):
 def test_a_cube_is_named_as_a_cube(tmp_path):
     from astropy.io import fits
 
-    from pipeline.inputs.ingest import validate_bands
+    from pipeline.inputs.grid import validate_bands
 
     path = tmp_path / "cube.fits"
     fits.PrimaryHDU(np.zeros((4, 8, 8), np.float32)).writeto(path)

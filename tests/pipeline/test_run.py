@@ -101,6 +101,29 @@ def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, cli
         np.testing.assert_array_equal(data, reference["mean"][1])
 
 
+def test_the_model_card_is_read_once_and_is_the_one_recorded(tmp_path, mosaic, reference, client, monkeypatch):
+    """One read of the card per command: the manifest, the classification store and the
+    FITS keywords all carry that one (a weights file's card is not read again per stage)."""
+    from dataclasses import replace
+
+    import pipeline.run
+    from pipeline.inputs.model_cards import card_for
+
+    reads = []
+
+    def counted(model):
+        reads.append(model)
+        return replace(card_for(model), name=f"card read {len(reads)}")
+
+    monkeypatch.setattr(pipeline.run, "card_for", counted)
+    summary = run(_config(tmp_path, mosaic), client=client, echo=lambda s: None)
+    assert reads == ["standin"]
+    manifest = json.loads((summary.run_dir / "manifest.json").read_text())
+    store = zarr.open_group(str(summary.run_dir / "classification.zarr"), mode="r")
+    assert manifest["model_card"]["name"] == store.attrs["model_card"]["name"] == "card read 1"
+    _assert_same(_outputs(summary.run_dir), reference)
+
+
 def test_worker_killed_mid_run_still_completes(tmp_path, mosaic, reference, client):
     config = _config(tmp_path, mosaic, retries=3)
     ledger_dir = config.run_dir / "ledger"

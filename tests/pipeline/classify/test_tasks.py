@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 
 from morpheus_core.engine import classify_image
 from morpheus_core.testing import StandInClassifier
@@ -74,3 +75,46 @@ def test_progress_reaches_the_driver_during_a_tile():
         assert bar.n == planned  # brought to the plan when the tile ends, never beyond
         bar.tile_done("t0000_0000")
         assert bar.n == planned
+
+
+def _job(tmp_path):
+    from dataclasses import replace
+
+    from morpheus_core.cards import RELEASED_CARD
+    from pipeline.classify.job import ClassificationJob
+    from pipeline.settings import RunSettings
+
+    config = RunSettings(model=str(tmp_path / "fake.weights.h5"), run_dir=tmp_path / "run", threads_per_worker=2)
+    card = replace(RELEASED_CARD, name="the card the command read")
+    return ClassificationJob.start(config, config.location, "run-1", card)
+
+
+def test_a_job_travels_to_the_workers_whole(tmp_path):
+    import pickle
+
+    job = _job(tmp_path)
+    back = pickle.loads(pickle.dumps(job))
+    assert (back.config, back.run_dir, back.run_id, back.card) == (job.config, job.run_dir, job.run_id, job.card)
+    assert back.layout == job.layout and back.ledger.root == job.run_dir
+    assert (tmp_path / "run" / "ledger" / "executions").is_dir()  # made once, by the driver
+
+
+def test_workers_load_the_network_with_the_jobs_card_without_reading_it_again(tmp_path, monkeypatch):
+    import morpheus_core.engine as engine
+    import morpheus_core.model as model
+    import morpheus_core.runtime as runtime
+    import pipeline.classify.tasks as tasks
+    import pipeline.inputs.model_cards as model_cards
+
+    loaded = []
+    monkeypatch.setattr(runtime, "configure_gpu_memory_growth", lambda: [])
+    monkeypatch.setattr(runtime, "configure_threads", lambda n: {})
+    monkeypatch.setattr(model, "load_model", lambda weights, **kw: loaded.append((weights, kw["card"])) or "net")
+    monkeypatch.setattr(engine, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
+    monkeypatch.setattr(model_cards, "card_for", pytest.fail)  # the weights file's card is not read again
+    monkeypatch.setattr(tasks, "_CACHE", {})
+    job = _job(tmp_path)
+    tasks.ClassifierPlugin(job).setup(worker=None)
+    assert loaded == [(job.config.weights, job.card)]
+    assert tasks.load_classifier(job.config, job.card) == ("classifier", "net", job.config.border)
+    assert len(loaded) == 1  # once per process

@@ -21,15 +21,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 from pipeline.cluster import client as cluster_mod
-from pipeline.cluster.client import (
-    THREAD_ENV_VARS,
-    ClusterInfo,
-    close_client,
-    cluster_lines,
-    detect_gpus,
-    gpu_resources,
-    make_client,
-)
+from pipeline.cluster.client import close_client, make_client
+from pipeline.cluster.info import ClusterInfo, cluster_lines, gpu_resources
+from pipeline.cluster.local import THREAD_ENV_VARS, detect_gpus
 from pipeline.errors import InputError
 from tests.pipeline.small_runs import REPO, python_env
 

@@ -18,7 +18,9 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from morpheus_core import runtime
 from pipeline.classify import tasks as classify
-from pipeline.cluster.client import describe_client, detect_gpus, gpu_resources, make_client
+from pipeline.cluster.client import make_client
+from pipeline.cluster.info import describe_client, gpu_resources
+from pipeline.cluster.local import detect_gpus
 from pipeline.errors import InputError
 from pipeline.run import run
 from pipeline.settings import RunSettings

@@ -19,7 +19,8 @@ import pytest
 import yaml
 from distributed import Client, LocalCluster
 
-from pipeline.cluster.client import gpu_resources, make_client
+from pipeline.cluster.client import make_client
+from pipeline.cluster.info import gpu_resources
 from pipeline.cluster.jobqueue import advertises_gpu, jobqueue_cluster, jobqueue_settings
 from pipeline.errors import InputError
 from tests.pipeline.small_runs import (

@@ -13,7 +13,8 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from pipeline.errors import InputError, RunError
-from pipeline.inputs.ingest import ingest, read_wcs, validate_bands
+from pipeline.inputs.grid import validate_bands
+from pipeline.inputs.ingest import ingest, read_wcs
 from pipeline.inputs.mosaics import (
     DEMO,
     GOODS_S,

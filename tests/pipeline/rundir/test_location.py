@@ -280,7 +280,8 @@ def test_ingest_into_an_object_store_location(tmp_path):
     """Ingest into a URL: written in place, attributes last; an interrupted store (no
     attributes) is rewritten, a complete one reused, changed inputs refused."""
     from pipeline.errors import InputError
-    from pipeline.inputs.ingest import ingest, validate_bands
+    from pipeline.inputs.grid import validate_bands
+    from pipeline.inputs.ingest import ingest
     from tests.pipeline.small_runs import write_mosaic
 
     toml = write_mosaic(tmp_path / "mosaic")
@@ -298,7 +299,7 @@ def test_ingest_into_an_object_store_location(tmp_path):
         (store / "marker").write_bytes(b"x")
         ingest(bands, store, chunk=40)
         assert (store / "marker").exists()
-        with pytest.raises(InputError, match="chunk 40, not 32"):
+        with pytest.raises(InputError, match="--tile 40, not --tile 32"):
             ingest(bands, store, chunk=32)
     finally:
         Location(store.url.rsplit("/run/", 1)[0]).remove(recursive=True)
@@ -345,3 +346,13 @@ def test_staged_store_is_swapped_in_whole_or_not_at_all(tmp_path):
         (work.path / "c").mkdir(parents=True)
     assert [p.name for p in store.path.iterdir()] == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.zarr"]
+
+
+def test_a_zarr_group_is_known_by_its_metadata_file(root):
+    store = root / "classification.zarr"
+    assert not store.is_zarr_group()
+    (store / "n").makedirs()  # a folder (or prefix) without the group's zarr.json
+    (store / "n" / "c" / "0").write_bytes(b"x")
+    assert not store.is_zarr_group()
+    store.open_group(mode="w", zarr_format=3)
+    assert store.is_zarr_group() and not (root / "mosaic.zarr").is_zarr_group()
