@@ -137,7 +137,7 @@ def _parser_before():
 
     from morpheus_core.training.settings import TrainSettings
     from pipeline.cli.options import add_options
-    from pipeline.training.command import parse_learning_rate
+    from pipeline.cli.train import parse_learning_rate
 
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", type=Path, required=True)
