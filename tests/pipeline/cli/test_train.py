@@ -105,7 +105,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
 
     # The weights file classifies in `run --model`: the run's classifier gives the
     # trained network's outputs (and not the released ones).
-    from morpheus_core.engine import KerasWindowClassifier
+    from morpheus_core.classifier import KerasWindowClassifier
     from morpheus_core.weights import load_model, load_released_model
     from pipeline.classify.tasks import load_classifier
     from pipeline.settings import RunSettings
