@@ -1,4 +1,4 @@
-"""Export the released Morpheus weights to a Keras ``.weights.h5`` file (issue #15).
+"""Export the released Morpheus weights to a Keras ``.weights.h5`` file.
 
 Reading the released TF1 checkpoint needs TensorFlow; the exported file loads on any
 Keras backend (``morpheus_core.weights.load_model(path)``, ``--weights path`` on the

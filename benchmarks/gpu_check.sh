@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure the GPU path in one command (issue #15; benchmarks/GPU.md), from the
+# Measure the GPU path in one command (benchmarks/GPU.md), from the
 # repository root of a machine with an NVIDIA GPU, Python 3.12, JAX with CUDA, numpy,
 # pandas and scikit-image, after benchmarks/gpu_prepare.sh ran on a CPU machine:
 #

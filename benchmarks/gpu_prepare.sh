@@ -2,7 +2,7 @@
 # Prepare, on a CPU machine with this project's venv (TensorFlow included), what
 # benchmarks/gpu_check.sh needs on a GPU machine that has Python 3.12, JAX with CUDA,
 # numpy, pandas and scikit-image but no TensorFlow, Keras, Dask, zarr or astropy, and no
-# internet (issue #15; see benchmarks/GPU.md):
+# internet (see benchmarks/GPU.md):
 #
 #   benchmarks/gpu_bundle/morpheus-released.weights.h5   the released weights (the TF1
 #       checkpoint of morpheus-astro 0.5.1 needs TensorFlow to read; a Keras weights

@@ -15,7 +15,7 @@ Two paths, same statistics:
 
 - *compiled* (a classifier with ``prepare_block``, ``start_block`` and
   ``finish_block`` methods, e.g.
-  :class:`KerasWindowClassifier`): the windows are cut from the image by strided views
+  :class:`~morpheus_core.classifier.KerasWindowClassifier`): the windows are cut from the image by strided views
   and standardised with moments from summed-area tables (two passes over the windows);
   the network, the softmax, the votes and the fold of the block into per-pixel sums run
   as compiled code (:mod:`morpheus_core.inference`, :mod:`morpheus_core.accumulate`);
@@ -46,7 +46,7 @@ contains.
 A *window classifier* is any callable mapping standardised windows
 ``(B, N, N, bands)`` float32 to class probabilities of their counted inner region
 ``(B, N - 2B, N - 2B, C)``, with attributes ``window``, ``border`` and ``n_classes``;
-:class:`morpheus_core.classifier.KerasWindowClassifier` (also importable from here)
+:class:`morpheus_core.classifier.KerasWindowClassifier`
 wraps the Morpheus network.
 """
 
@@ -60,11 +60,10 @@ from typing import Protocol
 import numpy as np
 
 from morpheus_core.accumulate import count_map, unpack_votes, vote_channels
-from morpheus_core.classifier import KerasWindowClassifier
 from morpheus_core.stats import WindowStats, stats_from_sums
 from morpheus_core.windows import cut_windows, standardize_windows, valid_anchors, valid_pixels
 
-__all__ = ["DEFAULT_BATCH", "KerasWindowClassifier", "WindowClassifier", "anchor_range", "block_shape", "classify_image"]
+__all__ = ["DEFAULT_BATCH", "WindowClassifier", "anchor_range", "block_shape", "classify_image"]
 
 #: Default number of windows per network call.
 DEFAULT_BATCH = 512

@@ -29,7 +29,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from scipy.signal import fftconvolve
 
-from morpheus_core import BANDS
+from morpheus_core import BANDS, CLASSES
 from morpheus_core.passbands import HST_BANDS, Passband, reference_band
 from morpheus_core.profiles import add_stamp, check_shape, gaussian_psf, gaussian_stamp, sersic_stamp
 
@@ -38,7 +38,7 @@ __all__ = ["DEFAULT_NOISE_SIGMA", "MORPH_CLASSES", "SNR_APERTURE_RADIUS_ARCSEC",
 
 #: Radius of the aperture in which ``snr_H`` is measured (0.5" diameter, paper 7.2).
 SNR_APERTURE_RADIUS_ARCSEC = 0.25
-MORPH_CLASSES: tuple[str, ...] = ("spheroid", "disk", "irregular", "point_source")
+MORPH_CLASSES: tuple[str, ...] = CLASSES[:-1]  # the morphological classes, without background
 
 _GALAXY_CLASS_P = {"spheroid": 0.30, "disk": 0.45, "irregular": 0.25}
 # Structural ranges per class: Sersic n, axis ratio q, r_eff (px) at H = 23.

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
+__all__ = ["QUIET_TF_LEVEL", "native_stderr_captured", "quiet_environment"]
+
 logger = logging.getLogger(__name__)
 
 #: TensorFlow's native log level when quiet: none of its info, warning or error lines

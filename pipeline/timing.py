@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Iterator
 
+__all__ = ["stage"]
+
 logger = logging.getLogger("pipeline.stage")
 
 

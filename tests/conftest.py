@@ -28,7 +28,7 @@ def released_cropped():
 
 @pytest.fixture(scope="session")
 def released_classifier(released_cropped):
-    from morpheus_core.engine import KerasWindowClassifier
+    from morpheus_core.classifier import KerasWindowClassifier
 
     return KerasWindowClassifier(released_cropped)
 

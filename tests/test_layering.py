@@ -1,4 +1,5 @@
-"""Import layering (issue #14): the core never imports the orchestration layer, and the
+"""Import layering: the core never imports the orchestration layer, the pipeline's
+subpackages import only downwards (the order of ``pipeline/__init__.py``), and the
 commands that only read or post-process a run work where Keras is not installed (a
 login node with only the analysis stack)."""
 
@@ -45,10 +46,22 @@ print(json.dumps(result))
 """
 
 
+def _typing_only(tree: ast.AST) -> set[int]:
+    """ids of the import nodes under ``if TYPE_CHECKING:`` (annotations, not dependencies)."""
+    ids = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            ids.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return ids
+
+
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     names = set()
+    skip = _typing_only(tree)
     for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -60,6 +73,70 @@ def test_the_core_never_imports_the_pipeline():
     offenders = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "pipeline")
                  for p in (REPO / "morpheus_core").rglob("*.py")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+#: The pipeline's units, bottom up; a unit imports only from its own and lower layers.
+LAYERS = (
+    ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks"),
+    ("pipeline.rundir",),
+    ("pipeline.settings",),
+    ("pipeline.cluster",),
+    ("pipeline.inputs",),
+    ("pipeline.products",),
+    ("pipeline.classify", "pipeline.downstream"),
+    ("pipeline.viewer", "pipeline.training"),
+    ("pipeline.run",),
+    ("pipeline.cli",),
+    ("pipeline.__main__",),
+)
+
+
+def _unit(module: str) -> str | None:
+    """The unit (a layer's package or module) that ``module`` belongs to."""
+    for layer in LAYERS:
+        for unit in layer:
+            if module == unit or module.startswith(unit + "."):
+                return unit
+    return None
+
+
+def _layer(unit: str) -> int:
+    return next(i for i, layer in enumerate(LAYERS) if unit in layer)
+
+
+def _pipeline_modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted((REPO / "pipeline").rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return out
+
+
+def test_every_pipeline_module_has_a_layer():
+    assert [m for m in _pipeline_modules() if m != "pipeline" and _unit(m) is None] == []
+
+
+def test_the_pipeline_imports_only_downwards():
+    offenders = {}
+    for module, path in _pipeline_modules().items():
+        unit = _unit(module)
+        if unit is None:
+            continue
+        for name in _imports(path):
+            other = _unit(name)
+            if other is None or other == unit:
+                continue
+            if _layer(other) >= _layer(unit):  # upwards, or sideways into a neighbour
+                offenders.setdefault(module, []).append(name)
+    assert offenders == {}
+
+
+def test_the_layering_test_sees_an_upward_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from typing import TYPE_CHECKING\nfrom pipeline.run import run\n"
+                      "if TYPE_CHECKING:\n    from pipeline.cli import main\n")
+    assert _imports(source) == {"typing", "pipeline.run"}
+    assert _layer(_unit("pipeline.run")) > _layer(_unit("pipeline.rundir.layout"))
 
 
 def _blocked(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

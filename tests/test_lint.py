@@ -1,4 +1,4 @@
-"""The linter configuration in pyproject.toml passes (issue #14): pyflakes, pycodestyle
+"""The linter configuration in pyproject.toml passes: pyflakes, pycodestyle
 errors, import order and numpy-convention docstrings of the public API."""
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def aperture_snr(image: np.ndarray, band: str, x: float, y: float) -> float:
 
 def make_classifier(weights: str | Path | None = None) -> Any:
     """The released network (or a ``.weights.h5`` file) as an engine classifier."""
-    from morpheus_core.engine import KerasWindowClassifier
+    from morpheus_core.classifier import KerasWindowClassifier
     from morpheus_core.weights import load_model
 
     return KerasWindowClassifier(load_model(weights, crop=True))

@@ -12,7 +12,7 @@
   its hyper-parameters in :mod:`~morpheus_core.training.settings` (no Keras).
 
 Plain functions on NumPy arrays and Keras models; reading and writing training sets,
-logs and weights files is done by :mod:`pipeline.training.command`. Each name is
+logs and weights files is done by :mod:`pipeline.cli.train`. Each name is
 imported from its module (``from morpheus_core.training.losses import morpheus_loss``).
 """
 

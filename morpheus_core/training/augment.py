@@ -22,11 +22,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-__all__ = ["CROP", "WINDOW", "Augmentation", "augment", "augmentation_coordinates", "draw_augmentation"]
+from morpheus_core import WINDOW
 
-#: Side of the centre crop and of the network window (section 3.2).
+__all__ = ["CROP", "Augmentation", "augment", "augmentation_coordinates", "draw_augmentation"]
+
+#: Side of the centre crop (section 3.2); the window is the network's, :data:`morpheus_core.WINDOW`.
 CROP = 60
-WINDOW = 40
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,16 @@ import numpy as np
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
-from morpheus_core import CLASSES
 from morpheus_core.passbands import HST_BANDS, Passband, reference_band
 from morpheus_core.profiles import gaussian_psf
-from morpheus_core.simulate import render_sky
+from morpheus_core.simulate import MORPH_CLASSES, render_sky
 
-__all__ = ["MORPH_CLASSES", "SYNTHETIC_CONFUSION", "VOTE_CLASSES", "SyntheticObject", "TrainingObject",
+__all__ = ["SYNTHETIC_CONFUSION", "VOTE_CLASSES", "SyntheticObject", "TrainingObject",
            "detection_segmap", "draw_votes", "pixel_targets", "split_train_test", "synthetic_training_set",
            "vote_distribution"]
 
 #: Vote columns of a K15-like table, in this order.
-VOTE_CLASSES: tuple[str, ...] = (*CLASSES[:-1], "unknown")
-#: Classes an expert can vote for (all but background).
-MORPH_CLASSES: tuple[str, ...] = CLASSES[:-1]
+VOTE_CLASSES: tuple[str, ...] = (*MORPH_CLASSES, "unknown")
 
 #: Vote probabilities (rows: true class; columns: ``VOTE_CLASSES``) of the synthetic
 #: experts, shaped after the paper's Figure 14 (K15 confusion matrix).

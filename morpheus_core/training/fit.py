@@ -24,10 +24,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from morpheus_core import CLASSES
+from morpheus_core import CLASSES, WINDOW
 from morpheus_core.cards import RELEASED_CARD, ModelCard
 from morpheus_core.model import build_for_card
-from morpheus_core.training.augment import CROP, WINDOW, augment, draw_augmentation
+from morpheus_core.training.augment import CROP, augment, draw_augmentation
 from morpheus_core.training.data import TrainingObject, pixel_targets
 from morpheus_core.training.losses import MorpheusLoss, morpheus_loss
 from morpheus_core.training.metrics import evaluate

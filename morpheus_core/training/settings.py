@@ -8,7 +8,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from morpheus_core.training.augment import CROP, WINDOW
+from morpheus_core import WINDOW
+from morpheus_core.training.augment import CROP
 
 __all__ = ["LEARNING_RATE_PAPER", "LEARNING_RATE_RELEASED", "TrainSettings"]
 

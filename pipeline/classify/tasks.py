@@ -79,7 +79,7 @@ def load_classifier(config: RunSettings, card: ModelCard | None = None) -> Any:
                     # Before the first model: TensorFlow fixes both when it initialises.
                     configure_gpu_memory_growth()
                     configure_threads(config.threads_per_worker)
-                    from morpheus_core.engine import KerasWindowClassifier
+                    from morpheus_core.classifier import KerasWindowClassifier
                     from morpheus_core.weights import load_model
 
                     if card is None:

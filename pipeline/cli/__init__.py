@@ -9,6 +9,8 @@
 - :mod:`~pipeline.cli.downstream`: their downstream settings (``segment`` and
   ``catalog`` reuse the last ones);
 - :mod:`~pipeline.cli.status`: ``status``;
+- :mod:`~pipeline.cli.train`: ``train`` (its options, ``train.log``);
+- :mod:`~pipeline.cli.view`: ``view`` (its options);
 - :mod:`~pipeline.cli.reference`: ``docs/options.md``, generated from the parser.
 """
 

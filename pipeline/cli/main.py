@@ -37,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
 
     quiet_environment(getattr(args, "verbose", False))  # before TensorFlow is imported or any worker starts
     if args.command == "train":
-        from pipeline.training.command import main as train_main
+        from pipeline.cli.train import main as train_main
 
         return train_main(args)
     if args.command == "view":  # takes the run directory's lock itself, while it builds the map
-        from pipeline.viewer.command import main as view_main
+        from pipeline.cli.view import main as view_main
 
         return view_main(args)
     run_dir = _run_dir(args)

@@ -11,7 +11,7 @@ command takes is decided here, once:
 - ``segment``, ``catalog``: :data:`CLUSTER_OPTIONS` (a cluster of their own) and the
   downstream options, each over the last downstream run's;
 - ``status``: where the run is; ``train`` and ``view``: their own settings
-  (:mod:`pipeline.training.command`, :mod:`pipeline.viewer.command`).
+  (:mod:`pipeline.cli.train`, :mod:`pipeline.cli.view`).
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                 [name for name in RESUBMIT_OPTIONS if name not in compute], keep_defaults=False)
     _downstream_options(resub)
 
-    from pipeline.training.command import add_parser as add_train_parser
-    from pipeline.viewer.command import add_parser as add_view_parser
+    from pipeline.cli.train import add_parser as add_train_parser
+    from pipeline.cli.view import add_parser as add_view_parser
 
     add_train_parser(sub)
     add_view_parser(sub)

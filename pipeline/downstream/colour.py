@@ -16,9 +16,9 @@ import dask
 
 from morpheus_core.colour import colour_image
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
+from pipeline.tasks import run_tasks
 
 __all__ = ["colour_chunks"]
 

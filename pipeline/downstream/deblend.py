@@ -26,7 +26,6 @@ import pandas as pd
 
 from morpheus_core.deblend import number_children, split_by_markers, split_by_peaks
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import (
     RECORDED_IDS,
@@ -37,6 +36,7 @@ from pipeline.downstream.large_segments import (
     single_owners,
 )
 from pipeline.rundir.location import Location
+from pipeline.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import pandas as pd
 
 from morpheus_core.segmentation import label_segments
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
+from pipeline.tasks import run_tasks
 
 __all__ = ["SEGMENT_COLUMNS", "label_chunks"]
 

@@ -31,11 +31,11 @@ from morpheus_core import CLASSES
 from morpheus_core.catalog import aperture_mask, detection_flag, merge_object_sums, object_catalog, object_sums
 from morpheus_core.deblend import object_label
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import APERTURE_ARCSEC
+from pipeline.tasks import run_tasks
 
 __all__ = ["internal_catalog", "value_added_catalog"]
 

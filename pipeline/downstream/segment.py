@@ -26,10 +26,10 @@ import zarr
 
 from morpheus_core.segmentation import segment_sources, unmarked_components, watershed_markers
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import DETECTION_RULES
+from pipeline.tasks import run_tasks
 
 logger = logging.getLogger(__name__)
 

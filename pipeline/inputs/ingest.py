@@ -24,7 +24,6 @@ same way, decompressed on the fly (:mod:`pipeline.inputs.band_files`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import lzma
 import warnings
@@ -40,10 +39,11 @@ from astropy.wcs import WCS, FITSFixedWarning
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import open_band, read_error
 from pipeline.inputs.grid import BandSet
+from pipeline.rundir.checksums import file_fingerprint
 from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.staging import staged
 
-__all__ = ["FORMAT_VERSION", "file_fingerprint", "ingest", "read_wcs"]
+__all__ = ["FORMAT_VERSION", "ingest", "read_wcs"]
 
 log = logging.getLogger(__name__)
 
@@ -51,31 +51,7 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 
 _FITS_BLOCK = 2880
-_HASH_BLOCK = 8 * 1024 * 1024
 
-
-def file_fingerprint(path: Path | str) -> dict[str, Any]:
-    """Size and SHA-256 of a file, read in 8 MiB blocks.
-
-    Parameters
-    ----------
-    path : Path or str
-        The file.
-
-    Returns
-    -------
-    dict
-        ``{"size": int (bytes), "sha256": str (hex digest)}``.
-    """
-    digest = hashlib.sha256()
-    buffer = bytearray(_HASH_BLOCK)
-    view = memoryview(buffer)
-    size = 0
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(buffer):
-            digest.update(view[:n])
-            size += n
-    return {"size": size, "sha256": digest.hexdigest()}
 
 
 def _read_strip(hdu: fits.hdu.base._BaseHDU, y0: int, y1: int) -> np.ndarray:

@@ -41,7 +41,7 @@ from typing import Any
 
 from pipeline.rundir.location import ZARR_METADATA, Location
 
-__all__ = ["ALGORITHM", "StoreCheck", "StoreProblem", "chunk_of", "hash_files", "list_files", "read_record",
+__all__ = ["ALGORITHM", "StoreCheck", "StoreProblem", "chunk_of", "file_fingerprint", "hash_files", "list_files", "read_record",
            "record_store", "verify_files", "verify_record", "write_record"]
 
 #: Checksum of every file (``hashlib`` name). SHA-256, the partials' checksum too, is
@@ -197,6 +197,30 @@ def _digest(store: Location, key: str) -> tuple[int, str] | None:
     return len(data), h.hexdigest()
 
 
+def file_fingerprint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Size and SHA-256 of a file, read in 4 MiB blocks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+
+    Returns
+    -------
+    dict
+        ``{"size": int (bytes), "sha256": str (hex digest)}``.
+    """
+    digest = hashlib.sha256()
+    buffer = bytearray(_BLOCK)
+    view = memoryview(buffer)
+    size = 0
+    with open(path, "rb", buffering=0) as f:
+        while n := f.readinto(buffer):
+            digest.update(view[:n])
+            size += n
+    return {"size": size, "sha256": digest.hexdigest()}
+
+
 def hash_files(store: Location, keys: Iterable[str], *, threads: int | None = None) -> dict[str, list]:
     """Size and checksum of each file, ``key -> [bytes, hexdigest]`` (missing files left out).
 
@@ -220,13 +244,13 @@ def hash_files(store: Location, keys: Iterable[str], *, threads: int | None = No
 def record_store(store: Location, *, client: Any = None, batches: int = 8) -> dict[str, list]:
     """Size and checksum of every metadata and chunk file of a finished store.
 
-    The files are hashed in ``batches`` tasks (:func:`pipeline.cluster.tasks.run_tasks`:
+    The files are hashed in ``batches`` tasks (:func:`pipeline.tasks.run_tasks`:
     on the client's workers, where they read the store, or Dask's threaded scheduler
     here without one).
     """
     import dask
 
-    from pipeline.cluster.tasks import run_tasks
+    from pipeline.tasks import run_tasks
 
     keys = sorted(list_files(store))
     size = max(1, -(-len(keys) // max(1, batches)))

@@ -9,12 +9,14 @@ import importlib.metadata
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import InputError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
-from pipeline.settings import RunSettings, upgrade_recorded
+
+if TYPE_CHECKING:  # the run directory records settings; it does not make them
+    from pipeline.settings import RunSettings
 
 __all__ = ["check_or_write_manifest", "check_resumable", "check_run_dir", "prepare_run_dir", "read_manifest",
            "recorded_tile", "software_versions"]
@@ -104,7 +106,6 @@ def check_or_write_manifest(run_dir: Location, config: RunSettings, inputs: list
     return run_id
 
 
-
 def check_resumable(config: RunSettings) -> None:
     """Refuse, before anything starts (no ingest, no cluster), to resume a run directory
     recorded with other result settings (:meth:`RunSettings.refuse_other_results
@@ -118,7 +119,7 @@ def check_resumable(config: RunSettings) -> None:
 def recorded_tile(location: Location) -> int | None:
     """The tile size recorded by the run in ``location``, if there is one."""
     try:
-        return int(upgrade_recorded(RunLayout(location).manifest.read_json()["result_settings"])["tile"])
+        return int(RunLayout(location).manifest.read_json()["result_settings"]["tile"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

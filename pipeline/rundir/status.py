@@ -10,7 +10,6 @@ from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.manifest import read_manifest
-from pipeline.settings import RunSettings
 
 __all__ = ['status']
 
@@ -21,7 +20,7 @@ def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str
     finished stores match their checksum records.
 
     ``run_dir`` is a :class:`~pipeline.rundir.location.Location`, or a path or URL with the
-    ``storage_options`` of a URL run directory (as for :class:`RunSettings`).
+    ``storage_options`` of a URL run directory (as for :class:`~pipeline.settings.run.RunSettings`).
     The stores' files are read and hashed (:mod:`pipeline.rundir.checksums`); nothing is
     written. ``stores`` holds, per store, the problems found (strings naming the array,
     the chunk and the file) and what to do, or ``unverified`` for a store made before
@@ -31,9 +30,8 @@ def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str
 
     location = as_location(run_dir, storage_options)
     manifest = read_manifest(location)
-    config = RunSettings.from_json(manifest["config"])
-    shape = tuple(manifest["plan"]["shape"])
-    tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
+    plan = {**manifest["config"], **manifest["plan"]}  # what the run planned, as it recorded it
+    tiles = plan_tiles(tuple(plan["shape"]), int(plan["tile"]), window=int(plan["window"]), stride=int(plan["stride"]))
     ledger = Ledger(location)
     names = [tile_id(t) for t in tiles]
     if merged_store_complete(location, manifest["run_id"]):  # partials merged (and maybe removed)

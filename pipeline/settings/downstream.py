@@ -122,7 +122,7 @@ class DownstreamSettings:
         """Settings the segmentation maps depend on."""
         marker_file = None
         if self.markers:
-            from pipeline.inputs.ingest import file_fingerprint
+            from pipeline.rundir.checksums import file_fingerprint
 
             marker_file = file_fingerprint(self.markers)
         return {"detection": self.detection, "threshold": self.threshold, "min_distance": self.min_distance,

@@ -1,6 +1,5 @@
-"""``python -m pipeline train``: train or fine-tune the network.
+"""Training and fine-tuning the network (the command line is :mod:`pipeline.cli.train`).
 
-- :mod:`~pipeline.training.command`: the command (options, exit codes, ``train.log``);
 - :mod:`~pipeline.training.run`: the training run (:func:`~pipeline.training.run.run_training`);
 - :mod:`~pipeline.training.report`: its line per epoch, plot and ``training.json``;
 - :mod:`~pipeline.training.cards`: the trained network's model card and weights files;

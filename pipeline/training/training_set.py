@@ -51,6 +51,8 @@ from morpheus_core.training.data import (
 )
 from pipeline.errors import InputError
 
+__all__ = ["DESCRIPTION", "VOTES_NAMES", "SetDescription", "TrainingSet", "describe_training_set", "find_votes_table", "read_description", "read_training_set", "write_training_set"]
+
 logger = logging.getLogger(__name__)
 
 VOTES_NAMES = ("votes.csv", "votes.ecsv", "votes.fits")

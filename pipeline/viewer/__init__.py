@@ -1,6 +1,6 @@
-"""``python -m pipeline view``: a run as an interactive map in the browser.
+"""A run as an interactive map in the browser (the command line is :mod:`pipeline.cli.view`).
 
-- :mod:`~pipeline.viewer.command`: the command (prepare, then serve, or ``--export`` a static site);
+- :mod:`~pipeline.viewer.command`: what ``view`` does (prepare, then serve, or ``--export`` a static site);
 - :mod:`~pipeline.viewer.pyramid`: the tile pyramid (:func:`~pipeline.viewer.pyramid.build_pyramid`,
   :func:`~pipeline.viewer.pyramid.read_pyramid`, :class:`~pipeline.viewer.pyramid.Pyramid`), built from
   the stores as a Dask graph: :mod:`~pipeline.viewer.grid` (the tile grid), :mod:`~pipeline.viewer.sources`

@@ -21,7 +21,6 @@ store.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -29,20 +28,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.cli.options import add_location_options, add_options, from_args, storage_options_from
-from pipeline.errors import RunError
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 from pipeline.rundir.verified import finished_classification
-from pipeline.settings.view import ViewSettings
-from pipeline.viewer.export import check_export_site, export_site
+from pipeline.viewer.export import export_site
 from pipeline.viewer.page import Page, render_page
 from pipeline.viewer.pyramid import Pyramid, build_pyramid
 from pipeline.viewer.server import MapServer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["add_parser", "export_map", "main", "prepare", "serve_map", "view_command"]
+__all__ = ["export_map", "prepare", "serve_map", "view_command"]
 
 
 def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = None) -> str:
@@ -64,16 +60,6 @@ def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = N
                       for key, value in (storage_options or {}).items())
     return f"python -m pipeline view --run-dir {run_dir}{options}"
 
-
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    """Add the ``view`` sub-command to an ``argparse`` sub-parsers object."""
-    p = sub.add_parser("view", help="show a run as an interactive map in the browser (or export it as a static site)",
-                       description="Serve the run's classification images, colour images, segmentation and catalog "
-                                   "as a web map (offline: BokehJS from the installed bokeh package), or write it as "
-                                   "a static folder with --export. Builds the tile pyramid on first use.")
-    add_location_options(p, required=True)
-    add_options(p, ViewSettings)
-    return p
 
 
 def prepare(run_dir: Location, *, echo: Any = print, rebuild: bool = False, threads: int | None = None,
@@ -170,27 +156,3 @@ def serve_map(pyramid: Pyramid, page: Page, run_dir: Location, *, host: str, por
         print("stopped", file=sys.stderr)
     finally:
         server.httpd.server_close()
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run the ``view`` sub-command; returns the exit code (0, 1 or 2: :func:`pipeline.cli.exits.run_command`)."""
-    from pipeline.cli.exits import run_command
-
-    return run_command("view", lambda: _view(args))
-
-
-def _view(args: argparse.Namespace) -> None:
-    """Build the map, then serve or export it."""
-    try:
-        run_dir = Location(args.run_dir, storage_options_from(args.storage_option))
-        settings = ViewSettings(**from_args(args, ViewSettings))
-        if settings.export is not None:  # before the pyramid is built
-            check_export_site(settings.export, RunLayout(run_dir).viewer)
-        pyramid, page = prepare(run_dir, rebuild=settings.rebuild, threads=settings.threads)
-        if settings.export is not None:
-            export_map(pyramid, page, settings.export)
-        else:
-            serve_map(pyramid, page, run_dir, host=settings.host, port=settings.port,
-                      echo=lambda line: print(line, flush=True))
-    except OSError as exc:  # a port in use, a folder that cannot be written: one line, no traceback
-        raise RunError(str(exc)) from exc

@@ -23,9 +23,9 @@ import dask
 import numpy as np
 
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
+from pipeline.tasks import run_tasks
 from pipeline.viewer.grid import Grid
 from pipeline.viewer.sources import Sources, read_full_resolution
 from pipeline.viewer.tiles import LuptonSettings, encode_png, plane_names, reduce_planes, render

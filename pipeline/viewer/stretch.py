@@ -15,7 +15,7 @@ import dask
 import numpy as np
 
 from morpheus_core.tiling import Box, chunk_boxes
-from pipeline.cluster.tasks import run_tasks
+from pipeline.tasks import run_tasks
 from pipeline.viewer.sources import Sources
 from pipeline.viewer.tiles import LuptonSettings
 

@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/detection.py (issue #12): the quick mode runs end to end and
+"""Smoke test of benchmarks/detection.py: the quick mode runs end to end and
 prints one row per detection rule, photutils included."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The GPU check of issue #15 stays runnable: the released weights exported to a Keras
+"""The GPU check stays runnable: the released weights exported to a Keras
 file give TensorFlow's probabilities under KERAS_BACKEND=jax, and benchmarks/gpu_check.sh
 runs end to end on this CPU (JAX on CPU, tiny sizes)."""
 

@@ -234,7 +234,7 @@ def test_colour_image_follows_section_6():
 
 
 def test_flux_weighted_fractions_equal_the_catalog_on_one_object():
-    # validation/ and the catalog use one Eq. 16 (issue #14, item 8): compare it with a
+    # validation/ and the catalog use one Eq. 16: compare it with a
     # direct float64 evaluation and with object_sums + object_catalog.
     from morpheus_core.catalog import flux_weighted_fractions, object_catalog, object_sums
 

@@ -1,4 +1,4 @@
-"""The compiled engine next to masked pixels, against independent references (issue #12).
+"""The compiled engine next to masked pixels, against independent references.
 
 Real mosaics have NaN footprints, zero-censored star cores and masked rows, and their
 edges fall anywhere relative to the engine's blocks and the pipeline's tiles. A block
@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morpheus_core.engine import KerasWindowClassifier, block_shape, classify_image
+from morpheus_core.classifier import KerasWindowClassifier, block_shape, classify_image
 from morpheus_core.tiling import assemble, plan_tiles
 from morpheus_core.windows import window_moments
 

@@ -1,4 +1,4 @@
-"""The sky stand-in network (morpheus_core.testing.SkyStandInClassifier, issue #15):
+"""The sky stand-in network (morpheus_core.testing.SkyStandInClassifier):
 batch-independent, and through the engine a rank-vote background of exactly 1 on sky
 and 0 on source cores, with morphology varying between sources."""
 

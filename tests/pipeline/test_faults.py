@@ -1,4 +1,4 @@
-"""Fault injection on a finished run directory: nothing lost, nothing trusted blindly (issue #13).
+"""Fault injection on a finished run directory: nothing lost, nothing trusted blindly.
 
 Each case damages or misuses a finished small run (stand-in network) the way a careless
 user or a failing disk would, and checks the exit code or error, that the message names

@@ -1,4 +1,4 @@
-"""A chunked run of the released network on a mosaic with a footprint edge (issue #12).
+"""A chunked run of the released network on a mosaic with a footprint edge.
 
 The whole pipeline (ingest, tiles on Dask workers through the compiled engine, exact
 merge) on a mosaic shaped like a real one: a tilted NaN edge of the footprint, as in a

@@ -100,17 +100,17 @@ def test_a_job_travels_to_the_workers_whole(tmp_path):
 
 
 def test_workers_load_the_network_with_the_jobs_card_without_reading_it_again(tmp_path, monkeypatch):
-    import morpheus_core.engine as engine
-    import morpheus_core.model as model
+    import morpheus_core.classifier as classifier
     import morpheus_core.runtime as runtime
+    import morpheus_core.weights as weights_module
     import pipeline.classify.tasks as tasks
     import pipeline.inputs.model_cards as model_cards
 
     loaded = []
     monkeypatch.setattr(runtime, "configure_gpu_memory_growth", lambda: [])
     monkeypatch.setattr(runtime, "configure_threads", lambda n: {})
-    monkeypatch.setattr(model, "load_model", lambda weights, **kw: loaded.append((weights, kw["card"])) or "net")
-    monkeypatch.setattr(engine, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
+    monkeypatch.setattr(weights_module, "load_model", lambda weights, **kw: loaded.append((weights, kw["card"])) or "net")
+    monkeypatch.setattr(classifier, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
     monkeypatch.setattr(model_cards, "card_for", pytest.fail)  # the weights file's card is not read again
     monkeypatch.setattr(tasks, "_CACHE", {})
     job = _job(tmp_path)

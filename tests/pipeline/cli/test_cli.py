@@ -1,4 +1,4 @@
-"""The command line's exit codes (issue #14: only input errors are exit 2)."""
+"""The command line's exit codes (only input errors are exit 2)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def _option_fields(cls):
 
 
 def test_command_line_options_are_generated_from_the_settings():
-    # One owner for each default, choice and help text (issue #14): the dataclasses.
+    # One owner for each default, choice and help text: the dataclasses.
     from morpheus_core.training.settings import TrainSettings
     from pipeline.cli.parser import build_parser as _parser
     from pipeline.settings import DownstreamSettings, RunSettings

@@ -27,10 +27,10 @@ def _fake_run(tmp_path):
 def _failing(monkeypatch, tmp_path, command, raised):
     """Make ``command``'s work raise ``raised`` (after claiming the run directory where
     the command claims one, so that its log file is open); returns its argv."""
+    import pipeline.cli.view
     import pipeline.run
     import pipeline.rundir.status
     import pipeline.training.run
-    import pipeline.viewer.command
 
     def fail(*args, claim=None, **kwargs):
         if claim is not None:
@@ -45,7 +45,7 @@ def _failing(monkeypatch, tmp_path, command, raised):
     target = {"run": (pipeline.run, "run"), "resubmit": (pipeline.run, "resubmit"),
               "segment": (pipeline.run, "redo_downstream"), "catalog": (pipeline.run, "redo_downstream"),
               "status": (pipeline.rundir.status, "status"), "train": (pipeline.training.run, "run_training"),
-              "view": (pipeline.viewer.command, "prepare")}[command]
+              "view": (pipeline.cli.view, "prepare")}[command]
     monkeypatch.setattr(*target, fail)
     if command == "run":
         return ["run", "--run-dir", str(run_dir)]

@@ -92,7 +92,8 @@ def test_a_mosaic_store_of_another_tile_is_refused_in_option_words(finished, tmp
     import shutil
 
     from pipeline.errors import InputError
-    from pipeline.inputs.ingest import ingest, validate_bands
+    from pipeline.inputs.grid import validate_bands
+    from pipeline.inputs.ingest import ingest
     from pipeline.inputs.mosaics import resolve_mosaic
 
     run_dir, toml = finished

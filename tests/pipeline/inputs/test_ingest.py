@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 from pipeline.errors import InputError, RunError
 from pipeline.inputs import ingest as ingest_mod
 from pipeline.inputs.grid import validate_bands
-from pipeline.inputs.ingest import file_fingerprint, ingest, read_wcs
+from pipeline.inputs.ingest import ingest, read_wcs
+from pipeline.rundir.checksums import file_fingerprint
 from tests.pipeline.inputs.band_images import BANDS, SHAPE, make_wcs, random_image, write_band
 
 

@@ -1,4 +1,4 @@
-"""Model cards in runs (issue #17): cards beside and inside weights, bands matched by name,
+"""Model cards in runs: cards beside and inside weights, bands matched by name,
 filter or FITS FILTER, refusals before anything runs, and models of 2 and 6 bands trained,
 saved with their card, loaded and run through the command line."""
 

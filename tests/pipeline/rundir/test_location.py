@@ -241,7 +241,7 @@ def test_ledger_on_location(root):
 
 
 def test_ledger_verifies_partials_on_any_store(root):
-    """Truncated, altered or another run's partials are refused by name (issue #13)."""
+    """Truncated, altered or another run's partials are refused by name."""
     from pipeline.rundir.ledger import PartialError
 
     ledger = Ledger(root)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from astropy.table import Table
 
+from pipeline.cli.view import add_parser, main
 from pipeline.rundir.location import Location
-from pipeline.viewer.command import add_parser, main, prepare, view_command
+from pipeline.viewer.command import prepare, view_command
 from pipeline.viewer.server import MapServer
 from tests.pipeline.test_s3 import BUCKET, endpoint  # noqa: F401 - the moto S3 server fixture
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.viewer.command import add_parser, main
+from pipeline.cli.view import add_parser, main
 from tests.pipeline.view_runs import card_run
 
 MARKER = ".morpheus-export.json"

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
+from pipeline.cli.view import add_parser, main
 from pipeline.rundir.location import Location
-from pipeline.viewer.command import add_parser, main, prepare
+from pipeline.viewer.command import prepare
 from pipeline.viewer.server import MapServer, host_name
 from tests.pipeline.view_runs import card_run
 

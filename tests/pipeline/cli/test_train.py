@@ -105,7 +105,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
 
     # The weights file classifies in `run --model`: the run's classifier gives the
     # trained network's outputs (and not the released ones).
-    from morpheus_core.engine import KerasWindowClassifier
+    from morpheus_core.classifier import KerasWindowClassifier
     from morpheus_core.weights import load_model, load_released_model
     from pipeline.classify.tasks import load_classifier
     from pipeline.settings import RunSettings
@@ -137,7 +137,7 @@ def _parser_before():
 
     from morpheus_core.training.settings import TrainSettings
     from pipeline.cli.options import add_options
-    from pipeline.training.command import parse_learning_rate
+    from pipeline.cli.train import parse_learning_rate
 
     p = argparse.ArgumentParser()
     p.add_argument("--data-dir", type=Path, required=True)
