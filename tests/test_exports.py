@@ -1,4 +1,4 @@
-"""Every module says what it exports (``__all__``), and a module exports only what it
+"""Every module says what it exports (``__all__``), is at most 450 lines, and exports only what it
 defines: a name has one home, and packages (``__init__``) are the only re-exporters."""
 
 from __future__ import annotations
@@ -63,3 +63,12 @@ def test_modules_export_only_what_they_define():
 def test_the_check_sees_a_re_export():
     tree = ast.parse("from x import y\nz = 1\n__all__ = ['y', 'z']\n")
     assert set(_exported(tree)) - _defined(tree) == {"y"}
+
+
+#: Longest module, in lines: a longer one is two modules.
+MAX_LINES = 450
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {str(p.relative_to(REPO)): n for p in _modules() if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert long == {}
