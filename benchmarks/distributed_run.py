@@ -60,7 +60,8 @@ import sys, time, numpy as np
 from morpheus_core.runtime import configure_threads
 configure_threads(1)
 from astropy.io import fits
-from morpheus_core.classifier import KerasWindowClassifier, classify_image
+from morpheus_core.classifier import KerasWindowClassifier
+from morpheus_core.engine import classify_image
 from morpheus_core.weights import load_released_model
 folder = sys.argv[1]
 img = np.stack([fits.getdata(f"{folder}/b_{b}.fits") for b in "HJVZ"]).astype(np.float32)

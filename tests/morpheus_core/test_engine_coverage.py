@@ -25,7 +25,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from morpheus_core.classifier import KerasWindowClassifier, block_shape, classify_image
+from morpheus_core.classifier import KerasWindowClassifier
+from morpheus_core.engine import block_shape, classify_image
 from morpheus_core.tiling import assemble, plan_tiles
 from morpheus_core.windows import window_moments
 
