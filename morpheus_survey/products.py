@@ -25,7 +25,7 @@ import io
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import xarray as xr
 from astropy.table import Table
@@ -143,7 +143,7 @@ class Run:
                                       classes=self.classes, wcs=self.wcs, wcs_header=self._group.attrs["wcs_header"],
                                       attrs={**attrs, "stride": self.settings.stride})
 
-    def _downstream_product(self, what: str, where: Location) -> None:
+    def _downstream_product(self, what: str, where: Location) -> NoReturn:
         """Refuse a missing segmentation or catalog, saying how to make it."""
         raise InputError(f"{where}: the run has no {what} (its segmentation and catalog did not finish); make them "
                          f"with 'python -m pipeline segment --run-dir {self.run_dir}'")
