@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,8 +38,8 @@ from pipeline.settings import RunSettings
 if TYPE_CHECKING:
     from morpheus_core.cards import ModelCard
 
-__all__ = ["OUTPUT_ARRAYS", "ClassifierPlugin", "classifier_key", "create_output_store", "load_classifier",
-           "merge_chunk", "overlapping", "run_tile"]
+__all__ = ["OUTPUT_ARRAYS", "ClassifierPlugin", "classifier_key", "classify_tile", "create_output_store",
+           "load_classifier", "merge_chunk", "merge_overlapping", "overlapping", "run_tile"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,35 @@ class ClassifierPlugin(WorkerPlugin):
         load_classifier(self.job.config, self.job.card)
 
 
+def classify_tile(tile: Tile, image: np.ndarray, coverage: np.ndarray | None, classifier: Any,
+                  config: RunSettings, *, progress: Any = None) -> WindowStats:
+    """The partial statistics of one tile: the engine on the windows the tile owns.
+
+    Parameters
+    ----------
+    tile : Tile
+        The tile (:func:`morpheus_core.tiling.plan_tiles`).
+    image : numpy.ndarray
+        ``(bands, H, W)``: the tile's read region (core plus halo), bands in the network's order.
+    coverage : numpy.ndarray or None
+        ``(H, W)`` usable pixels of the read region.
+    classifier : WindowClassifier
+        The network (:func:`load_classifier`).
+    config : RunSettings
+        The run's settings (``stride``, ``batch_size``).
+    progress : callable, optional
+        Called with the windows evaluated after each batch.
+
+    Returns
+    -------
+    WindowStats
+        Over the tile's read region.
+    """
+    return classify_image(image, classifier, stride=config.stride, anchor_start=tile.anchor_start,
+                          anchor_stop=tile.anchor_stop, coverage=coverage, batch_size=config.batch_size,
+                          progress=progress)
+
+
 def run_tile(tile: Tile, job: ClassificationJob) -> dict[str, Any]:
     """Classify one tile of ``job`` and persist its partial statistics (a Dask task).
 
@@ -136,16 +166,7 @@ def run_tile(tile: Tile, job: ClassificationJob) -> dict[str, Any]:
     except ValueError:  # run outside a worker (tests)
         worker = None
     progress = WindowProgress(name, worker)
-    stats = classify_image(
-        image,
-        clf,
-        stride=config.stride,
-        anchor_start=tile.anchor_start,
-        anchor_stop=tile.anchor_stop,
-        coverage=coverage,
-        batch_size=config.batch_size,
-        progress=progress,
-    )
+    stats = classify_tile(tile, image, coverage, clf, config, progress=progress)
     progress.flush()
     info = {"tile": name, "worker": worker.address if worker else "local", "windows": progress.total,
             "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
@@ -184,6 +205,35 @@ def overlapping(tiles: list[Tile], region: Box | tuple[int, int, int, int]) -> l
     return [t for t in tiles if t.read_box.intersection(region) is not None]
 
 
+def merge_overlapping(core: Box, parts: Iterable[tuple[Tile, WindowStats]], n_classes: int) -> WindowStats:
+    """The statistics of one output chunk: the partials of the tiles that overlap it,
+    merged exactly (:meth:`~morpheus_core.stats.WindowStats.merge_`).
+
+    Parameters
+    ----------
+    core : Box
+        The output chunk (a tile core).
+    parts : iterable of (Tile, WindowStats)
+        Tiles with the partial statistics of their read region (each consumed once, so
+        a generator may read them one at a time); a tile that does not overlap
+        ``core`` adds nothing.
+    n_classes : int
+        Number of classes.
+
+    Returns
+    -------
+    WindowStats
+        Over ``core``; :func:`~morpheus_core.stats.finalize` gives its images.
+    """
+    total = WindowStats.zeros(core.shape, n_classes)
+    for tile, part in parts:
+        read = tile.read_box
+        overlap = read.intersection(core)
+        if overlap is not None:
+            total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
+    return total
+
+
 def merge_chunk(target: Tile, tiles: list[Tile], job: ClassificationJob, out_store: Location) -> str:
     """Merge the partials overlapping one tile core and write its output chunk of
     ``out_store`` (a task).
@@ -197,18 +247,18 @@ def merge_chunk(target: Tile, tiles: list[Tile], job: ClassificationJob, out_sto
     ledger = job.ledger
     core = target.core_box
     group = out_store.open_group(mode="r+")
-    total = WindowStats.zeros(core.shape, group["mean"].shape[0])  # the model card's classes
-    for tile in tiles:
-        read = tile.read_box
-        overlap = read.intersection(core)
-        if overlap is None:
-            continue
-        part = ledger.load_partial(tile_id(tile), run_id=job.run_id)
-        if part.n.shape != read.shape:
-            raise PartialError(tile_id(tile), ledger.layout.partial(tile_id(tile)),
-                               f"has shape {part.n.shape}, not the tile's read region")
-        total[overlap.relative_to(core).slices].merge_(part[overlap.relative_to(read).slices])
-    result = finalize(total)
+
+    def parts() -> Iterator[tuple[Tile, WindowStats]]:  # read one at a time, as the merge needs them
+        for tile in tiles:
+            if tile.read_box.intersection(core) is None:
+                continue
+            part = ledger.load_partial(tile_id(tile), run_id=job.run_id)
+            if part.n.shape != tile.read_box.shape:
+                raise PartialError(tile_id(tile), ledger.layout.partial(tile_id(tile)),
+                                   f"has shape {part.n.shape}, not the tile's read region")
+            yield tile, part
+
+    result = finalize(merge_overlapping(core, parts(), group["mean"].shape[0]))  # the model card's classes
     ys, xs = core.slices
     group["mean"][:, ys, xs] = result.mean
     group["variance"][:, ys, xs] = result.variance
