@@ -1,6 +1,6 @@
 """Detection on synthetic skies: the paper's rule, the mean image, the mixed rule, photutils.
 
-Issue #12. On the project's synthetic skies (:func:`morpheus_core.simulate.render_sky`,
+On the project's synthetic skies (:func:`morpheus_core.simulate.render_sky`,
 several fixed seeds, no NaN or censored regions) and on pure-noise mosaics of the same
 size (``n_galaxies=0, n_stars=0``), each mosaic classified once with the released
 network (cached), this script compares detection rules:

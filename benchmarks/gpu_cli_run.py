@@ -1,6 +1,6 @@
 """A full command-line run on a synthetic mosaic, timed against the engine alone.
 
-Issue #15, run by ``benchmarks/gpu_check.sh`` (see ``benchmarks/GPU.md``). Writes a
+Run by ``benchmarks/gpu_check.sh`` (see ``benchmarks/GPU.md``). Writes a
 ``size x size`` four-band mosaic (FITS, with a WCS) and a mosaics TOML file, then runs::
 
     python -m pipeline run --mosaic gpu-check --mosaics-file M.toml --run-dir R --restart

@@ -1,6 +1,6 @@
 """The engine on the JAX backend, as a GPU sees it: rate, precision modes, memory.
 
-Issue #15, run by ``benchmarks/gpu_check.sh`` (see ``benchmarks/GPU.md``). On one
+Run by ``benchmarks/gpu_check.sh`` (see ``benchmarks/GPU.md``). On one
 ``tile x tile`` core (its read region is ``tile + 39`` square, a synthetic sky, stride 1):
 
 - the engine rate (windows/s, all 15 images + n) in bfloat16 for each batch of

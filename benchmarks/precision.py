@@ -1,4 +1,4 @@
-"""Deviation of bfloat16 from float32 on the demo mosaic (the issue's precision report).
+"""Deviation of bfloat16 from float32 on the demo mosaic (the precision report of docs/performance.md).
 
 Classifies the demo mosaic (``render_sky((512, 512), seed=2020)``, the images
 ``python -m pipeline run --mosaic demo`` generates) with the released weights in float32

@@ -1,6 +1,6 @@
 """How close the sky stand-in's segmentation is to the released network's, on the demo.
 
-Issue #15. :class:`morpheus_core.testing.SkyStandInClassifier` is meant to give scale
+:class:`morpheus_core.testing.SkyStandInClassifier` is meant to give scale
 tests a classification that looks like the real one at no cost. This script classifies
 the demo mosaic (:func:`morpheus_core.simulate.render_sky` with the shape and seed of
 :func:`pipeline.inputs.mosaics.generate_demo`) with both, same engine settings side by side

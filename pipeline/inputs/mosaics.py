@@ -249,7 +249,7 @@ def resolve_mosaic(name: str, *, data_dir: Path | None = None,
     if problems:
         listed = "; ".join(f"{band}: {paths[band]}" + ("" if w == "missing" else f" ({w})")
                            for band, w in problems.items())
-        if set(problems.values()) != {"missing"}:  # a link loop, a folder, ...: the data dir is not the issue
+        if set(problems.values()) != {"missing"}:  # a link loop, a folder, ...: the data dir is not the problem
             raise InputError(f"mosaic {name!r}: {len(problems)} of {len(paths)} band files cannot be read: "
                              f"{listed}")
         where = (f"Data dir: {data_dir} (set {DATA_DIR_ENV} or pass a data dir to use another)" if builtin

@@ -1,4 +1,4 @@
-"""Compiled block sums: softmax, packed votes, fold (issue: classification speed)."""
+"""Compiled block sums: softmax, packed votes, fold."""
 
 from __future__ import annotations
 

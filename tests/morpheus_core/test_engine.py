@@ -1,4 +1,4 @@
-"""The unit-stride statistics engine: exactness, counts, coverage (issue: foundation)."""
+"""The unit-stride statistics engine: exactness, counts, coverage."""
 
 from __future__ import annotations
 

@@ -245,7 +245,7 @@ def test_tiled_compiled_run_equals_whole_generic_run_with_masks_on_tile_edges(re
 
 def test_a_tilted_footprint_edge_leaves_the_classification_next_to_it_unchanged(released_classifier,
                                                                                float64_weights):
-    """The issue's case, small: the unobserved area beyond a (rotated) footprint edge
+    """A tilted footprint edge, small: the unobserved area beyond a (rotated) footprint edge
     must not change the pixels next to it; the compiled path equals a direct float64
     evaluation there."""
     rng = np.random.default_rng(12)

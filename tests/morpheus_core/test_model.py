@@ -1,4 +1,4 @@
-"""The Keras port of the released Morpheus network (issue: foundation)."""
+"""The Keras port of the released Morpheus network."""
 
 from __future__ import annotations
 

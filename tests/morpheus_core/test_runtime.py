@@ -1,4 +1,4 @@
-"""Threads follow the worker (issue: classification speed)."""
+"""Threads follow the worker."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Windows: moments from summed-area tables, standardisation (issue: classification speed)."""
+"""Windows: moments from summed-area tables, standardisation."""
 
 from __future__ import annotations
 

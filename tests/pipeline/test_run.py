@@ -1,4 +1,4 @@
-"""The distributed run: exact chunked merge, failures, resume, resubmit (issue: distributed run)."""
+"""The distributed run: exact chunked merge, failures, resume, resubmit."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
               for t, d in zip(truth[bright], nearest[bright]) if d > 2.0]
     assert not misses, f"bright isolated sources missed or off by > 2 px (id, snr, distance): {misses}"
 
-    # completeness against truth magnitude, printed for the issue note (-s shows it)
+    # completeness against truth magnitude, printed for docs/downstream.md (-s shows it)
     found = nearest <= 2.0
     for lo, hi in ((20, 24), (24, 25), (25, 26), (26, 27), (27, 30)):
         sel = isolated & (truth["mag_H"] >= lo) & (truth["mag_H"] < hi)

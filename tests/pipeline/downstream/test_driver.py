@@ -25,7 +25,7 @@ from tests.pipeline.downstream_scene import CHUNK, SHAPE, SOURCES, make_scene, w
 from tests.pipeline.stage_fixtures import assert_catalog_equal
 
 #: Algorithm 1 on the whole image for each detection rule, written out from the paper
-#: and the issue (not from pipeline.downstream.driver): (sky markers + Sobel image, source-marker image).
+#: and docs/downstream.md (not from pipeline.downstream.driver): (sky markers + Sobel image, source-marker image).
 RULE_IMAGES = {"paper": ("background", None), "mean": ("mean_background", None),
                "mixed": ("background", "mean_background")}
 

@@ -130,7 +130,7 @@ def test_secrets_are_refused_in_settings():
     ({"client_kwargs": {"extra": [{"api_key": "hunter2"}]}}, "client_kwargs.extra[0].api_key"),
 ])
 def test_nested_secrets_are_refused_and_never_echoed(options, where):
-    # Issue #13: only top-level names were screened, so these reached manifest.json.
+    # Regression: only top-level names were once screened, so these reached manifest.json.
     with pytest.raises(ValueError, match="environment") as info:
         RunSettings(run_dir="s3://b/r", storage_options=options)
     assert where in str(info.value) and "hunter2" not in str(info.value)
