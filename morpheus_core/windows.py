@@ -20,7 +20,26 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MOMENTS_RTOL", "cut_windows", "standardization_scale", "standardize_windows", "valid_anchors",
-           "valid_pixels", "window_moments"]
+           "observed_pixels", "valid_pixels", "window_moments"]
+
+
+def observed_pixels(image):
+    """The pixels a mosaic observed: finite and non-zero in every band.
+
+    NaN marks unobserved pixels and exactly 0.0 the Hubble Legacy Fields' unobserved or
+    censored ones; this is the coverage mask an ingested mosaic records.
+
+    Parameters
+    ----------
+    image : numpy.ndarray or dask.array.Array
+        ``(bands, H, W)`` image.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        ``(H, W)`` boolean mask, of the same kind as ``image``.
+    """
+    return (np.isfinite(image) & (image != 0)).all(axis=0)
 
 
 def valid_pixels(image: np.ndarray, coverage: np.ndarray | None = None) -> np.ndarray:

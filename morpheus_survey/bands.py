@@ -7,7 +7,7 @@ matched to the card by name or filter in any case (``h``, ``H`` and ``F160W`` ar
 released network's H), by the same rule as a mosaic's band files
 (:func:`pipeline.inputs.preflight.order_bands`).
 
-:func:`usable_pixels` is the coverage rule of an ingested mosaic
+:func:`morpheus_core.windows.observed_pixels` is the coverage rule of an ingested mosaic
 (:mod:`pipeline.inputs.ingest`): a pixel is classified only where every band is
 finite and non-zero, so NaN (unobserved) and exactly 0.0 (the Hubble Legacy Fields'
 censored or unobserved pixels) are left out, as ``python -m pipeline run`` does.
@@ -24,7 +24,7 @@ import numpy as np
 
 from pipeline.errors import InputError
 
-__all__ = ["BandStack", "band_stack", "is_dask", "usable_pixels"]
+__all__ = ["BandStack", "band_stack", "is_dask"]
 
 
 def is_dask(array: Any) -> bool:
@@ -136,18 +136,3 @@ def band_stack(images: Any, bands: Sequence[str] | None, card: Any) -> BandStack
         image = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
     return BandStack(image, tuple(ordered), tuple(chosen))
 
-
-def usable_pixels(image: Any) -> Any:
-    """The pixels the network classifies: finite and non-zero in every band.
-
-    Parameters
-    ----------
-    image : numpy.ndarray or dask.array.Array
-        ``(band, y, x)``.
-
-    Returns
-    -------
-    numpy.ndarray or dask.array.Array
-        ``(y, x)`` boolean, of the same kind as ``image``.
-    """
-    return (np.isfinite(image) & (image != 0)).all(axis=0)

@@ -26,7 +26,8 @@ import xarray as xr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from morpheus_survey.bands import BandStack, band_stack, usable_pixels
+from morpheus_core.windows import observed_pixels
+from morpheus_survey.bands import BandStack, band_stack
 from morpheus_survey.dataset import classification_dataset
 from pipeline.errors import InputError
 from pipeline.settings import RunSettings
@@ -82,7 +83,7 @@ def _lazy_images(stack: BandStack, config: RunSettings, card: Any, tile: tuple[i
     from pipeline.classify.tasks import overlapping
 
     image = stack.image if stack.lazy else da.from_array(stack.image, chunks=(-1, *tile))
-    coverage = usable_pixels(image)
+    coverage = observed_pixels(image)
     shape, n_classes = stack.shape, len(card.classes)
     tiles = plan_tiles(shape, tile, window=config.window, stride=config.stride)
     token = dask.base.tokenize(image, config.to_json(), card.to_dict(), tile)

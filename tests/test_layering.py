@@ -75,6 +75,13 @@ def test_the_core_never_imports_the_pipeline():
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+def test_only_the_python_api_imports_itself():
+    # morpheus_survey is the notebook's facade over both packages, never their dependency.
+    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "morpheus_survey")
+                 for pkg in ("morpheus_core", "pipeline") for p in (REPO / pkg).rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 #: The pipeline's units, bottom up; a unit imports only from its own and lower layers.
 LAYERS = (
     ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks"),

@@ -36,6 +36,7 @@ import zarr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from morpheus_core.windows import observed_pixels
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import open_band, read_error
 from pipeline.inputs.grid import BandSet
@@ -86,7 +87,7 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
                     raise RunError(f"{path}: reading rows {y0}:{y1} failed ({read_error(path, exc)})") \
                         from exc
             image[:, y0:y1, :] = strip
-            coverage[y0:y1, :] = np.all(np.isfinite(strip) & (strip != 0), axis=0)
+            coverage[y0:y1, :] = observed_pixels(strip)
             log.debug("ingested rows %d:%d of %d", y0, y1, height)
     root.update_attributes({
         "bands": list(bandset.bands),

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from morpheus_core.cards import ModelCard
+from morpheus_core.windows import observed_pixels
 from pipeline.errors import InputError
 
 __all__ = ["MAX_TILES", "PIXEL_SCALE_TOLERANCE", "check_card", "check_distinct_files", "check_flux_band",
@@ -221,7 +222,7 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
                     except (OSError, ValueError, TypeError, EOFError, zlib.error, lzma.LZMAError) as exc:
                         raise InputError(f"{files[k]}: cannot read rows {y0}:{y1} of band {bands[k]} "
                                          f"({read_error(files[k], exc)})") from None
-                    good = np.isfinite(strip) & (strip != 0)
+                    good = observed_pixels(strip[np.newaxis])  # the coverage rule of the ingest
                     usable[k] += int(good.sum())
                     covered &= good
                 if found:
