@@ -51,7 +51,7 @@ class BandSet:
     error_maps : tuple of ErrorMap
         Checked weight or rms maps (:func:`pipeline.inputs.photometry_maps.with_photometry`).
     photometry : dict
-        ``zeropoints``, ``effective_gain``, ``bunit``, ``sky_subtracted``
+        ``zeropoints``, ``effective_gain``, ``flux_unit``, ``sky_subtracted``
         (:func:`~pipeline.inputs.photometry_maps.with_photometry`); empty until then.
     """
 

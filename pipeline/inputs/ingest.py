@@ -9,7 +9,7 @@ The store layout (``format_version`` 1)::
         rms       (n_rms, H, W)    float32, chunks (n_rms, C, C)     only with rms maps
         attrs: bands, wcs_header, shape, chunk, inputs, format_version,
                error_maps ({"weight": [bands], "rms": [bands]}), zeropoints, effective_gain,
-               bunit, sky_subtracted (:mod:`pipeline.inputs.photometry_maps`)
+               flux_unit, sky_subtracted (:mod:`pipeline.inputs.photometry_maps`)
 
 Weight and rms maps are stored as read, on the bands' chunk grid, so a task reads
 them with the same core and halo as the bands; ``inputs`` records every file (bands,
