@@ -34,7 +34,8 @@ from pipeline.errors import RunError
 from pipeline.inputs.grid import BandSet, validate_bands
 from pipeline.inputs.ingest import ingest
 from pipeline.inputs.model_cards import card_for, pixel_scale_arcsec
-from pipeline.inputs.mosaics import resolve_mosaic
+from pipeline.inputs.mosaics import photometry_inputs, resolve_mosaic
+from pipeline.inputs.photometry_maps import with_photometry
 from pipeline.inputs.preflight import (
     check_card,
     check_distinct_files,
@@ -192,7 +193,7 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     check_card(card, window=config.window, border=config.border, model=config.model)
     ordered = order_bands(paths, card, where=where)
     check_distinct_files(paths, where=where)  # by the mosaic's band names
-    bandset = validate_bands(ordered)
+    bandset = with_photometry(validate_bands(ordered), photometry_inputs(config.mosaic, mosaics_file=config.mosaics_file))
     scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
                                       accept=config.accept_pixel_scale)
     if scale_warning:

@@ -157,7 +157,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
 
     with stage("catalog"):
         if markers is None:
-            table = internal_catalog(client, context, record.objects)
+            table = internal_catalog(client, context, record.objects, background=settings.background)
             summary.objects = len(table)
         else:
             table = value_added_catalog(client, context, markers, aperture_arcsec=settings.aperture_arcsec,

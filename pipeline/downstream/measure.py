@@ -33,6 +33,7 @@ from morpheus_core.deblend import object_label
 from morpheus_core.tiling import Box
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
+from pipeline.downstream.photometry import object_photometry
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import APERTURE_ARCSEC
 from pipeline.tasks import run_tasks
@@ -43,7 +44,8 @@ __all__ = ["internal_catalog", "value_added_catalog"]
 _APERTURE_GROUP = 64
 
 
-def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame) -> Table:
+def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame, *,
+                     photometry: bool = True, background: str | None = None) -> Table:
     """The catalog of the deblended map: one row per object.
 
     Parameters
@@ -56,12 +58,19 @@ def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame) 
     objects : pandas.DataFrame
         The object table of :func:`pipeline.downstream.deblend.deblend_segments`: indexed by
         ``id``, with ``parent_id``, ``sub_id`` and ``segment_flag``.
+    photometry : bool
+        Add the photutils columns and ``flags``
+        (:func:`pipeline.downstream.photometry.object_photometry`).
+    background : {"sky", "none"}, optional
+        Background subtraction of the photometry (default: the mosaic's).
 
     Returns
     -------
     astropy.table.Table
         ``id``, ``label``, ``parent_id``, ``sub_id``, ``detection_flag``,
-        ``segment_flag``, then the measured columns.
+        ``segment_flag``, then the measured columns (the paper's), then the
+        photometry's and ``flags``; ``meta`` says where the errors, zero points and
+        background came from.
     """
     sums = _catalog_sums(client, context)
     ids = objects.index.to_numpy(dtype=np.int64)
@@ -85,7 +94,13 @@ def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame) 
     head["detection_flag"].description = ("rank-vote background at the brightest pixel: 1 =0, 2 between 0 "
                                           "and 1, 3 =1; 0: not classified")
     head["segment_flag"] = segment_flag_column(objects["segment_flag"].to_numpy())
-    return hstack([head, body], join_type="exact")
+    table = hstack([head, body], join_type="exact")
+    if photometry and len(ids):
+        measured = object_photometry(client, context, ids, sub_id=sub, detection_flag=flags,
+                                     oversize=objects["segment_flag"].to_numpy() > 0, background=background)
+        table = hstack([table, measured[measured.colnames[1:]]], join_type="exact", metadata_conflicts="silent")
+        table.meta.update(measured.meta)
+    return table
 
 
 def value_added_catalog(client: Any, context: StageContext, markers: dict[str, np.ndarray], *,

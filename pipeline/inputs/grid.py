@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from astropy.io import fits
@@ -17,7 +18,10 @@ from pipeline.errors import InputError
 from pipeline.inputs.band_files import compression, not_a_file, open_band
 from pipeline.inputs.preflight import check_distinct_files
 
-__all__ = ["BandSet", "validate_bands"]
+if TYPE_CHECKING:
+    from pipeline.inputs.photometry_maps import ErrorMap
+
+__all__ = ["BandSet", "inspect_band", "validate_bands", "wcs_differences"]
 
 _NUMERIC_BITPIX = (8, 16, 32, 64, -32, -64)
 # WCS tolerances. CRVAL: 1e-9 deg (3.6 micro-arcsec). CRPIX: 1e-6 px. CD matrix:
@@ -44,6 +48,11 @@ class BandSet:
         Index of the image HDU used in each file.
     wcs_header : str
         Celestial WCS of the grid, from ``WCS.to_header_string()``.
+    error_maps : tuple of ErrorMap
+        Checked weight or rms maps (:func:`pipeline.inputs.photometry_maps.with_photometry`).
+    photometry : dict
+        ``zeropoints``, ``effective_gain``, ``flux_unit``, ``sky_subtracted``
+        (:func:`~pipeline.inputs.photometry_maps.with_photometry`); empty until then.
     """
 
     bands: tuple[str, ...]
@@ -51,6 +60,8 @@ class BandSet:
     shape: tuple[int, int]
     hdu_index: tuple[int, ...]
     wcs_header: str
+    error_maps: tuple[ErrorMap, ...] = ()
+    photometry: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class _BandInfo:
     wcs: WCS
 
 
-def _inspect(path: Path) -> _BandInfo:
+def inspect_band(path: Path) -> _BandInfo:
     """Read the headers of one file; raise InputError naming it on any problem."""
     try:
         with warnings.catch_warnings():
@@ -110,7 +121,7 @@ def _inspect(path: Path) -> _BandInfo:
     return _BandInfo(path, index, shape, wcs)
 
 
-def _wcs_differences(a: WCS, b: WCS) -> list[str]:
+def wcs_differences(a: WCS, b: WCS) -> list[str]:
     """Human-readable differences between two celestial WCS, empty if equal."""
     diffs = []
     if list(a.wcs.ctype) != list(b.wcs.ctype):
@@ -161,13 +172,13 @@ def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
         kinds = {why for _, why in unusable.values() if why}
         raise InputError(f"{'missing' if kinds == {'missing'} else 'unusable'} band file(s): {'; '.join(problems)}")
     check_distinct_files(resolved)
-    infos = {band: _inspect(p) for band, p in resolved.items()}
+    infos = {band: inspect_band(p) for band, p in resolved.items()}
     (ref_band, ref), *others = infos.items()
     for band, info in others:
         if info.shape != ref.shape:
             raise InputError(f"{info.path} (band {band}) has shape {info.shape}, but "
                              f"{ref.path} (band {ref_band}) has {ref.shape}")
-        diffs = _wcs_differences(ref.wcs, info.wcs)
+        diffs = wcs_differences(ref.wcs, info.wcs)
         if diffs:
             raise InputError(f"{info.path} (band {band}) and {ref.path} (band "
                              f"{ref_band}) have different WCS: {'; '.join(diffs)}")

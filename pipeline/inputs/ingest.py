@@ -5,7 +5,15 @@ The store layout (``format_version`` 1)::
     <store>/                       Zarr v3 group
         image     (n_bands, H, W)  float32, chunks (n_bands, C, C), fill NaN
         coverage  (H, W)           bool,    chunks (C, C),           fill False
-        attrs: bands, wcs_header, shape, chunk, inputs, format_version
+        weight    (n_weight, H, W) float32, chunks (n_weight, C, C)  only with weight maps
+        rms       (n_rms, H, W)    float32, chunks (n_rms, C, C)     only with rms maps
+        attrs: bands, wcs_header, shape, chunk, inputs, format_version,
+               error_maps ({"weight": [bands], "rms": [bands]}), zeropoints, effective_gain,
+               flux_unit, sky_subtracted (:mod:`pipeline.inputs.photometry_maps`)
+
+Weight and rms maps are stored as read, on the bands' chunk grid, so a task reads
+them with the same core and halo as the bands; ``inputs`` records every file (bands,
+then maps with their ``kind``), and so does the run's manifest.
 
 Coverage rule: a pixel is covered when it is finite **and** non-zero in every band.
 The Hubble Legacy Fields censor some bright pixels with exactly 0.0 and leave areas
@@ -40,6 +48,7 @@ from morpheus_core.windows import observed_pixels
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import open_band, read_error
 from pipeline.inputs.grid import BandSet
+from pipeline.inputs.photometry_maps import ERROR_KINDS
 from pipeline.rundir.checksums import file_fingerprint
 from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.staging import staged
@@ -73,21 +82,26 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
     coverage = root.create_array("coverage", shape=(height, width), dtype="bool",
                                  chunks=(chunk, chunk), fill_value=False,
                                  dimension_names=("y", "x"))
+    kinds = {kind: [m for m in bandset.error_maps if m.kind == kind] for kind in ERROR_KINDS.values()}
+    maps = {kind: root.create_array(kind, shape=(len(ms), height, width), dtype="float32",
+                                    chunks=(len(ms), chunk, chunk), fill_value=np.nan,
+                                    dimension_names=("band", "y", "x"))
+            for kind, ms in kinds.items() if ms}
     buffer = np.empty((n, min(chunk, height), width), dtype=np.float32)
     with contextlib.ExitStack() as stack:
         hdus = [stack.enter_context(open_band(path))[index]
                 for path, index in zip(bandset.paths, bandset.hdu_index)]
+        map_hdus = {kind: [stack.enter_context(open_band(m.path))[m.hdu_index] for m in kinds[kind]] for kind in maps}
         for y0 in range(0, height, chunk):
             y1 = min(y0 + chunk, height)
             strip = buffer[:, : y1 - y0]
             for b, (hdu, path) in enumerate(zip(hdus, bandset.paths)):
-                try:
-                    strip[b] = _read_strip(hdu, y0, y1)  # -> native float32
-                except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError) as exc:
-                    raise RunError(f"{path}: reading rows {y0}:{y1} failed ({read_error(path, exc)})") \
-                        from exc
+                strip[b] = _checked_strip(hdu, path, y0, y1)  # -> native float32
             image[:, y0:y1, :] = strip
             coverage[y0:y1, :] = observed_pixels(strip)
+            for kind, array in maps.items():
+                array[:, y0:y1, :] = np.stack([_checked_strip(hdu, m.path, y0, y1)
+                                               for hdu, m in zip(map_hdus[kind], kinds[kind])]).astype(np.float32)
             log.debug("ingested rows %d:%d of %d", y0, y1, height)
     root.update_attributes({
         "bands": list(bandset.bands),
@@ -95,8 +109,30 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
         "shape": [height, width],
         "chunk": chunk,
         "inputs": inputs,
+        **_photometry_attrs(bandset),
         "format_version": FORMAT_VERSION,
     })
+
+
+def _checked_strip(hdu: fits.hdu.base._BaseHDU, path: Path, y0: int, y1: int) -> np.ndarray:
+    try:
+        return _read_strip(hdu, y0, y1)
+    except (OSError, ValueError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        raise RunError(f"{path}: reading rows {y0}:{y1} failed ({read_error(path, exc)})") from exc
+
+
+def _photometry_attrs(bandset: BandSet) -> dict[str, Any]:
+    """Attributes of the store that the photometry reads (which maps, zero points, ...)."""
+    return {"error_maps": {kind: [m.band for m in bandset.error_maps if m.kind == kind]
+                           for kind in ERROR_KINDS.values()}, **bandset.photometry}
+
+
+def _inputs(bandset: BandSet) -> list[dict[str, Any]]:
+    """The input files' records: the bands, then the weight or rms maps (with their ``kind``)."""
+    records = [{"band": band, "path": str(path), **file_fingerprint(path)}
+               for band, path in zip(bandset.bands, bandset.paths)]
+    return records + [{"band": m.band, "kind": m.kind, "path": str(m.path), **file_fingerprint(m.path)}
+                      for m in bandset.error_maps]
 
 
 def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, Any]],
@@ -113,25 +149,36 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
     if version != FORMAT_VERSION:
         raise InputError(f"{store} has format version {version}, this version writes "
                          f"{FORMAT_VERSION}; rerun with --restart to re-ingest")
-    old = {r["band"]: r for r in recorded}
+    def key(record: dict[str, Any]) -> tuple[str, str]:
+        return record["band"], record.get("kind", "band")
+
+    old = {key(r): r for r in recorded}
     changed = []
     for new in inputs:
-        prev = old.pop(new["band"], None)
+        prev = old.pop(key(new), None)
+        what = f"band {new['band']}" + (f" {new['kind']} map" if "kind" in new else "")
         if prev is None:
-            changed.append(f"band {new['band']} ({new['path']}) was not in the store")
+            changed.append(f"{what} ({new['path']}) was not in the store")
         elif (prev["size"], prev["sha256"]) != (new["size"], new["sha256"]):
-            changed.append(f"band {new['band']}: {new['path']} differs from the "
+            changed.append(f"{what}: {new['path']} differs from the "
                            f"recorded {prev['path']} (size {prev['size']} -> "
                            f"{new['size']}, sha256 {prev['sha256'][:12]} -> "
                            f"{new['sha256'][:12]})")
-    changed += [f"band {b} ({r['path']}) is no longer given" for b, r in old.items()]
-    if changed or [r["band"] for r in recorded] != list(bandset.bands):
+    changed += [f"band {b}{'' if k == 'band' else f' {k} map'} ({r['path']}) is no longer given"
+                for (b, k), r in old.items()]
+    if changed or [r["band"] for r in recorded if "kind" not in r] != list(bandset.bands):
         detail = "; ".join(changed) or "band order changed"
         raise InputError(f"inputs changed since {store} was written: {detail}; "
                          "rerun with --restart to re-ingest")
     if attrs.get("chunk") != chunk:
         raise InputError(f"{store} was written with --tile {attrs.get('chunk')}, not --tile {chunk}; give "
                          f"--tile {attrs.get('chunk')} to resume, or --restart to rewrite it")
+    photometry = _photometry_attrs(bandset)
+    if any(attrs.get(k) != v for k, v in photometry.items()):  # zero points or sky subtraction changed
+        group = store.open_group(mode="r+", zarr_format=3)
+        group.update_attributes(photometry)
+        log.info("%s: photometry settings updated (%s)", store, ", ".join(sorted(photometry)))
+        group = store.open_group(mode="r", zarr_format=3)
     return group
 
 
@@ -183,8 +230,7 @@ def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
     chunk = int(chunk)
     location = as_location(store)
-    inputs = [{"band": band, "path": str(path), **file_fingerprint(path)}
-              for band, path in zip(bandset.bands, bandset.paths)]
+    inputs = _inputs(bandset)
     if not location.is_local:
         return _ingest_in_place(bandset, location, chunk, inputs, overwrite)
     store = location.path

@@ -8,6 +8,16 @@ mosaics in a TOML file::
     [mosaics.my-field]
     description = "My field, 4 bands"
     bands = { H = "f160w.fits", J = "f125w.fits", V = "f606w.fits", Z = "f850lp.fits" }
+    weights = { H = "f160w_wht.fits", J = "f125w_wht.fits" }   # inverse variance (drizzle WHT)
+    rms = { V = "f606w_rms.fits" }                               # or 1-sigma rms maps
+    zeropoint = { H = 25.94 }                                    # AB; overrides the header's
+    sky_subtracted = true                                        # no background is subtracted
+
+The photometry keys are optional: a band without a weight or rms map gets its noise
+from the sky pixels of each chunk, a band without a zero point (in the TOML or its
+header: ``PHOTFLAM``/``PHOTPLAM``, ``ABMAG``, ``MAGZP``, ``ZP``) gets no magnitudes,
+and without ``sky_subtracted = true`` a background level estimated from the sky
+pixels of each chunk is subtracted before measuring (:func:`photometry_inputs`).
 
 Relative paths in it are resolved against the TOML file's folder. Bands keep the order
 they are written in; a run matches them to the model's bands by name (the model card's
@@ -35,10 +45,12 @@ from morpheus_core.cards import JWST_NIRCAM_BANDS, RELEASED_BANDS
 from morpheus_core.passbands import NIRCAM_BANDS
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import not_a_file
+from pipeline.inputs.photometry_maps import PHOTOMETRY_KEYS, PhotometryInputs, photometry_keys
 from pipeline.rundir.location import atomic_path
 
 __all__ = ["DATA_DIR_ENV", "DEMO", "DEMO_NIRCAM", "GOODS_S", "MOSAICS", "Mosaic", "NIRCAM_PIXEL_SCALE",
-           "default_data_dir", "generate_demo", "known_mosaics", "resolve_mosaic"]
+           "default_data_dir", "generate_demo", "known_mosaics", "photometry_inputs",
+           "resolve_mosaic"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +77,14 @@ class Mosaic:
         Background threshold of Algorithm 1's source markers for this mosaic
         (``--threshold`` overrides it); ``None`` (every built-in mosaic) takes the
         detection rule's default, 0 for the paper's rule.
+    weights, rms : dict of str to str
+        Band -> inverse-variance weight map or rms map (paths as ``files``); a band has
+        at most one of them.
+    zeropoints : dict of str to float
+        Band -> AB zero point given by the user (overrides the band's header).
+    sky_subtracted : bool
+        The bands are already sky-subtracted: no background is subtracted before the
+        photometry.
     """
 
     name: str
@@ -73,6 +93,10 @@ class Mosaic:
     description: str = ""
     source_hint: str = ""
     threshold: float | None = None
+    weights: dict[str, str] = field(default_factory=dict, hash=False)
+    rms: dict[str, str] = field(default_factory=dict, hash=False)
+    zeropoints: dict[str, float] = field(default_factory=dict, hash=False)
+    sky_subtracted: bool = False
 
     def __post_init__(self) -> None:
         if tuple(self.files) != tuple(self.bands):
@@ -159,10 +183,10 @@ def _load_user_mosaics(mosaics_file: Path) -> dict[str, Mosaic]:
             raise InputError(f"{where} reuses the built-in name {name!r}; pick another")
         if not isinstance(table, dict):
             raise InputError(f"{where} must be a table")
-        unknown = set(table) - {"bands", "description", "source_hint", "threshold"}
+        unknown = set(table) - {"bands", "description", "source_hint", "threshold", *PHOTOMETRY_KEYS}
         if unknown:
             raise InputError(f"{where} has unknown key(s) {sorted(unknown)}; expected "
-                             "bands, description, source_hint, threshold")
+                             "bands, description, source_hint, threshold, " + ", ".join(PHOTOMETRY_KEYS))
         threshold = table.get("threshold")
         if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                       or not 0 <= threshold < 1):
@@ -178,8 +202,39 @@ def _load_user_mosaics(mosaics_file: Path) -> dict[str, Mosaic]:
                               description=str(table.get("description", "")),
                               source_hint=str(table.get("source_hint",
                                                         f"defined in {mosaics_file}")),
-                              threshold=None if threshold is None else float(threshold))
+                              threshold=None if threshold is None else float(threshold),
+                              **photometry_keys(table, tuple(files), mosaics_file.parent, where))
     return result
+
+
+def photometry_inputs(name: str, *, mosaics_file: Path | None = None) -> PhotometryInputs:
+    """The weight or rms maps, zero points and sky subtraction a mosaic names.
+
+    Parameters
+    ----------
+    name : str
+        A mosaic name (built-in mosaics name none of them).
+    mosaics_file : Path, optional
+        TOML file with user mosaics.
+
+    Returns
+    -------
+    PhotometryInputs
+
+    Raises
+    ------
+    InputError
+        When a weight or rms file is missing or not a file (every one is listed).
+    """
+    mosaic = known_mosaics(mosaics_file)[name]
+    maps = {key: {band: Path(p).absolute() for band, p in getattr(mosaic, key).items()} for key in ("weights", "rms")}
+    problems = [f"{key} {band}: {path}" + ("" if why == "missing" else f" ({why})")
+                for key, paths in maps.items() for band, path in paths.items() if (why := not_a_file(path))]
+    if problems:
+        where = f"{mosaics_file} (mosaic {name!r})" if mosaics_file else f"mosaic {name!r}"
+        raise InputError(f"{where}: {len(problems)} weight/rms file(s) cannot be read: {'; '.join(problems)}")
+    return PhotometryInputs(weights=maps["weights"], rms=maps["rms"], zeropoints=dict(mosaic.zeropoints),
+                            sky_subtracted=mosaic.sky_subtracted)
 
 
 def known_mosaics(mosaics_file: Path | None = None) -> dict[str, Mosaic]:

@@ -12,7 +12,7 @@ from morpheus_core.segmentation import check_threshold
 from pipeline.errors import InputError
 from pipeline.settings.fields import setting
 
-__all__ = ["APERTURE_ARCSEC", "DETECTION_RULES", "DownstreamSettings"]
+__all__ = ["APERTURE_ARCSEC", "BACKGROUND_CHOICES", "DETECTION_RULES", "DownstreamSettings"]
 
 #: Detection rules of Algorithm 1: which image gives the sky markers (``== 1``) and
 #: Sobel edges, which gives the source markers (``<= threshold``), and the default
@@ -24,6 +24,9 @@ DETECTION_RULES: dict[str, dict[str, Any]] = {
     "mean": {"background": "mean", "sources": "mean", "threshold": 0.3},
     "mixed": {"background": "rank", "sources": "mean", "threshold": 0.3},
 }
+
+#: Background subtraction of the photometry (``DownstreamSettings.background``).
+BACKGROUND_CHOICES = ("sky", "none")
 
 #: Paper section 8: aperture radius for undetected sources and small segments.
 APERTURE_ARCSEC = 0.36
@@ -59,6 +62,10 @@ class DownstreamSettings:
         Largest segment bounding box (pixels) one deblending task reads; larger
         segments are not deblended and are flagged (default ``9 * chunk**2``, see
         :mod:`pipeline.downstream.large_segments`).
+    background : str, optional
+        Photometry: ``sky`` subtracts each chunk's sky level (sigma-clipped median of
+        the rank-vote background = 1 pixels), ``none`` nothing; default: ``none`` for a
+        mosaic whose TOML says ``sky_subtracted = true``, else ``sky``.
     """
 
     threshold: float | None = setting(
@@ -84,10 +91,17 @@ class DownstreamSettings:
     max_segment_pixels: int | None = setting(
         None, help="deblending: segments with a larger bounding box are kept whole and flagged "
                    "(default: 9 chunks of area)")
+    background: str | None = setting(
+        None, choices=BACKGROUND_CHOICES,
+        help="photometry: sky = subtract each chunk's sky level (sigma-clipped, rank-vote background = 1 "
+             "pixels); none = the mosaic is sky-subtracted (default: none when its TOML says "
+             "sky_subtracted = true, else sky)")
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTION_RULES:
             raise InputError(f"--detection must be one of {', '.join(DETECTION_RULES)}, got {self.detection!r}")
+        if self.background is not None and self.background not in BACKGROUND_CHOICES:
+            raise InputError(f"--background must be one of {', '.join(BACKGROUND_CHOICES)}, got {self.background!r}")
         if self.threshold is None:
             object.__setattr__(self, "threshold", DETECTION_RULES[self.detection]["threshold"])
         try:
