@@ -5,7 +5,7 @@ The store layout (``format_version`` 1)::
     <store>/                       Zarr v3 group
         image     (n_bands, H, W)  float32, chunks (n_bands, C, C), fill NaN
         coverage  (H, W)           bool,    chunks (C, C),           fill False
-        attrs: bands, wcs_header, shape, chunk, inputs, format_version
+        attrs: bands, wcs_header, shape, chunk, inputs, bunit, format_version
 
 Coverage rule: a pixel is covered when it is finite **and** non-zero in every band.
 The Hubble Legacy Fields censor some bright pixels with exactly 0.0 and leave areas
@@ -37,6 +37,7 @@ import zarr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from morpheus_core.catalog import image_unit
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.band_files import open_band, read_error
 from pipeline.inputs.grid import BandSet
@@ -100,6 +101,7 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
     with contextlib.ExitStack() as stack:
         hdus = [stack.enter_context(open_band(path))[index]
                 for path, index in zip(bandset.paths, bandset.hdu_index)]
+        bunit = image_unit(hdu.header.get("BUNIT") for hdu in hdus)  # the flux columns' unit (None: unknown)
         for y0 in range(0, height, chunk):
             y1 = min(y0 + chunk, height)
             strip = buffer[:, : y1 - y0]
@@ -118,6 +120,7 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
         "shape": [height, width],
         "chunk": chunk,
         "inputs": inputs,
+        "bunit": bunit,
         "format_version": FORMAT_VERSION,
     })
 

@@ -20,7 +20,9 @@ def test_fits_keywords_and_catalog_metadata_say_the_same(tmp_path):
     assert cards["RUNID"][0] == meta["RUNID"] == "r9" and cards["MODEL"][0] == "m"
     assert {k: cards[k] for k in card} == card and {k: meta[k] for k in card} == {k: v for k, (v, _) in card.items()}
     assert meta["MARKERS"] == "sources.csv" and meta["APERTURE"] == 0.5
-    assert list(meta) == ["RUNID", *SETTINGS, "MARKERS", "APERTURE", *card]
+    provenance = ["SOFTWARE", "SWVERSN", "MODEL", "PRECISN", "RUNID"]
+    assert list(meta) == [*provenance, *SETTINGS, "MARKERS", "APERTURE", *card]
+    assert {k: meta[k] for k in provenance} == {k: cards[k][0] for k in provenance}
     # no run id, model or markers, no recorded card
     cards, meta = downstream_keywords(DownstreamSettings(flux_band="H"), run_id=None, model="", precision="float32",
                                       card_keywords={})
