@@ -24,13 +24,18 @@ Masked values become Parquet nulls, FITS and MRT blanks, empty CSV fields (no
 
 from __future__ import annotations
 
+import textwrap
+import threading
 import warnings
+from functools import partial
 from pathlib import Path
+from unittest import mock
 from typing import Any
 
 import numpy as np
 from astropy import units as u
 from astropy.io import fits
+from astropy.io.ascii import mrt as astropy_mrt
 from astropy.table import Table
 
 from pipeline.products.provenance import SOFTWARE, software_version
@@ -40,6 +45,8 @@ __all__ = ["CSV_COLUMNS_LINE", "column_descriptions", "unit_text", "write_catalo
 
 #: The CSV header line that starts the column block (``name | unit | description`` lines follow).
 CSV_COLUMNS_LINE = "columns: name | unit | description"
+#: One MRT written at a time (its line wrapping is set for the write).
+_MRT_LOCK = threading.Lock()
 #: Characters of a description kept as the comment of a FITS ``TTYPEn`` card.
 _TTYPE_COMMENT = 47
 
@@ -170,7 +177,12 @@ def _write_mrt(table: Table, path: Path, final: Path) -> None:
         col[:] = values
         if mask.any():
             col.mask = mask
-    out.write(path, format="ascii.mrt", overwrite=True)
+        if mask.all():  # astropy sizes an all-null float column 2 bytes but writes it 0 wide:
+            col.format = ".1f"  # with a format it says 0 bytes, and the rows read back aligned
+    with _MRT_LOCK, mock.patch.object(astropy_mrt, "wrap", partial(textwrap.wrap, break_on_hyphens=False)):
+        # astropy wraps long explanations at hyphens too, and its reader joins the
+        # pieces with a space ("rank- vote"): wrap at spaces only.
+        out.write(path, format="ascii.mrt", overwrite=True)
     lines = path.read_text().split("\n")
     head = _mrt_lines(table, final)
     for i, prefix in enumerate(("Title:", "Authors:", "Table:")):
