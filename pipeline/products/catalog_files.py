@@ -29,8 +29,8 @@ import threading
 import warnings
 from functools import partial
 from pathlib import Path
-from unittest import mock
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from astropy import units as u

@@ -17,7 +17,6 @@ from pipeline.products.regions import KRON_SCALE, SIGMA_SCALE, write_regions
 from pipeline.viewer.tiles import class_colours
 
 
-
 def _hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
