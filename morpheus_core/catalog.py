@@ -43,6 +43,7 @@ catalog of a chunked image equals that of the whole image up to float rounding.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -54,12 +55,15 @@ from astropy.wcs import WCS
 from morpheus_core import BANDS, CLASSES
 
 __all__ = ["MORPHOLOGIES", "agreement", "aperture_mask", "detection_flag", "flux_weighted_fractions", "flux_weights",
-           "merge_object_sums", "object_catalog", "object_sums"]
+           "image_unit", "merge_object_sums", "object_catalog", "object_sums"]
 
 #: The morphological classes (all but background); the dominant class is one of these.
 MORPHOLOGIES: tuple[str, ...] = CLASSES[:-1]
 
 _MIN_COLUMNS = ("background_min",)
+#: Spellings of ``BUNIT`` words that astropy does not parse (HST: ``ELECTRONS/S``), lower case.
+_BUNIT_WORDS = {"electrons": "electron", "e-": "electron", "e": "electron", "counts": "count", "cts": "count",
+                "sec": "s", "seconds": "s", "photons": "photon"}
 _PEAK_COLUMNS = ("peak_flux", "peak_index", "peak_background")
 
 
@@ -91,6 +95,52 @@ def agreement(p: np.ndarray, axis: int = -1) -> np.ndarray:
         raise ValueError("agreement needs at least two classes")
     plogp = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
     return 1.0 - (-plogp.sum(axis=axis)) / np.log(n_c)
+
+
+def image_unit(bunits: Iterable[str | None]) -> str | None:
+    """The unit of the band images from their ``BUNIT`` values, as astropy writes it.
+
+    HST spellings astropy does not parse (``ELECTRONS/S``, ``e-/s``, ``COUNTS/S``) are
+    read as electrons or counts per second.
+
+    Parameters
+    ----------
+    bunits : iterable of str or None
+        Each band's ``BUNIT`` (``None`` or empty where the header has none).
+
+    Returns
+    -------
+    str or None
+        The common unit (e.g. ``"electron / s"``); ``None`` when a band has none, a
+        value is not a unit, or the bands disagree (then no flux column gets a unit
+        rather than a wrong one).
+
+    Examples
+    --------
+    >>> image_unit(["ELECTRONS/S", "electrons/s"])
+    'electron / s'
+    >>> image_unit(["nJy", "uJy"]) is None
+    True
+    """
+    units = set()
+    for value in bunits:
+        text = str(value or "").strip()
+        if not text:
+            return None
+        unit = None
+        words = re.sub(r"[A-Za-z-]+", lambda m: _BUNIT_WORDS.get(m[0].lower(), m[0]), text)
+        for attempt, fmt in ((text, "fits"), (text, None), (words.lower(), None)):
+            try:
+                unit = u.Unit(attempt, format=fmt)
+                break
+            except ValueError:
+                continue
+        if unit is None or isinstance(unit, u.UnrecognizedUnit):
+            return None
+        units.add(unit)
+    if len(units) != 1:
+        return None
+    return units.pop().to_string()
 
 
 def flux_weights(flux: np.ndarray) -> np.ndarray:
@@ -312,7 +362,7 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     classes, band_names : sequence of str
         Class and band names as in :func:`object_sums`.
     flux_unit : str or astropy.units.Unit, optional
-        Unit of the band images.
+        Unit of the band images (a ``BUNIT`` value, read by :func:`image_unit`).
     missing : numpy.ndarray, optional
         bool per row: rows with no pixels (masked in the output).
     fractions : sequence of str
@@ -323,7 +373,7 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     -------
     astropy.table.Table
         Columns ``x``, ``y`` (flux-weighted centroid, 0-based pixels), ``ra``, ``dec``
-        (deg), ``x_peak``, ``y_peak``, ``area`` (pix), ``background_min``,
+        (deg), ``x_peak``, ``y_peak``, ``area`` (pix2), ``background_min``,
         ``p_<class>`` (Eq. 16), ``sigma_<class>``, ``dominant_class``, ``agreement``
         (Eq. 17), ``flux_<band>``, then ``p_<name>_<class>`` per ``fractions`` entry;
         each with unit and description.
@@ -362,7 +412,7 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
         _column(table, "dec", np.asarray(dec, dtype=np.float64), u.deg, "declination of the centroid (ICRS)", gone)
     _column(table, "x_peak", peak % width, u.pix, "brightest pixel x (0-based) in the weighting band", gone)
     _column(table, "y_peak", peak // width, u.pix, "brightest pixel y (0-based) in the weighting band", gone)
-    _column(table, "area", area, u.pix, "number of pixels assigned to the object", gone)
+    _column(table, "area", area, u.pix**2, "area of the object: number of pixels assigned to it", gone)
     _column(table, "background_min", sums["background_min"].to_numpy(np.float64), None,
             "minimum background probability over the object's pixels", gone)
     for k, c in enumerate(classes):
@@ -376,7 +426,8 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     _column(table, "dominant_class", dominant, None, "morphological class with the largest p (background excluded)", gone)
     _column(table, "agreement", agreement(p, axis=1) if n else np.array([]), None,
             "agreement of the class fractions, 1 - H(p)/log(5) (paper Eq. 17)", gone)
-    unit = u.Unit(flux_unit) if flux_unit else None
+    name = flux_unit.to_string() if isinstance(flux_unit, u.UnitBase) else image_unit([flux_unit])
+    unit = u.Unit(name) if name else None
     for name in band_names:
         _column(table, f"flux_{name}", sums[f"flux_{name}"].to_numpy(np.float64), unit,
                 f"sum of the {name} band over the object's pixels", gone)

@@ -53,7 +53,7 @@ class StageContext:
     wcs_header : str
         The same WCS as header text, as the classification records it (FITS products).
     flux_unit : str or None
-        Unit of the band fluxes (the mosaic's ``bunit``).
+        Unit of the band fluxes (the mosaic's ``flux_unit``, from the bands' ``BUNIT``).
     card : ModelCard or None
         The classification's recorded model card, parsed once; ``None`` for a run
         recorded before cards.
@@ -110,7 +110,7 @@ class StageContext:
         return cls(classification=layout.classification, mosaic=layout.mosaic, segmentation=layout.segmentation,
                    shape=tuple(group["n"].shape), chunk=int(chunk or group["n"].chunks[0]), bands=bands,
                    flux_index=bands.index(flux_band), classes=tuple(group.attrs.get("classes", CLASSES)),
-                   wcs=read_wcs(mosaic), wcs_header=group.attrs["wcs_header"], flux_unit=mosaic.attrs.get("bunit"),
+                   wcs=read_wcs(mosaic), wcs_header=group.attrs["wcs_header"], flux_unit=mosaic.attrs.get("flux_unit"),
                    card=card)
 
     @property

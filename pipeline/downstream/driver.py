@@ -171,7 +171,8 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
         written = write_downstream_products(local.root, table=table,
                                             segmentation=context.segmentation.open_group(mode="r"),
                                             wcs_header=context.wcs_header, cards=cards, chunk=context.chunk,
-                                            value_added=markers is not None)
+                                            value_added=markers is not None, catalog_name=settings.catalog_name,
+                                            classes=context.classes)
     summary.outputs = [local.final(p) for p in written]
     summary.seconds = time.perf_counter() - t0
     layout.downstream_record.write_json(_downstream_record(settings, record, summary,

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from astropy import units as u
 from astropy.io import fits
 
+from morpheus_core.catalog import image_unit
 from morpheus_core.magnitudes import ab_zeropoint
-from morpheus_core.noise import ELECTRON_RATE_UNITS, effective_gain
+from morpheus_core.noise import effective_gain
 from pipeline.errors import InputError
 from pipeline.inputs.band_files import open_band
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from pipeline.inputs.grid import BandSet
 
 __all__ = ["ERROR_KINDS", "PHOTOMETRY_KEYS", "ErrorMap", "PhotometryInputs", "band_headers", "check_error_maps",
-           "flux_unit", "photometry_keys", "with_photometry", "zeropoints"]
+           "photometry_keys", "with_photometry", "zeropoints"]
 
 #: Photometry keys of a ``[mosaics.NAME]`` table.
 PHOTOMETRY_KEYS = ("weights", "rms", "zeropoint", "sky_subtracted")
@@ -233,16 +233,6 @@ def zeropoints(headers: Mapping[str, Any], given: Mapping[str, float], paths: Ma
     return out
 
 
-def flux_unit(bunit: Any) -> str | None:
-    """A header's ``BUNIT`` as an astropy unit string (``electrons/s`` -> ``electron / s``), None if unknown."""
-    text = str(bunit or "").strip()
-    if text.replace(" ", "").lower() in ELECTRON_RATE_UNITS:
-        return (u.electron / u.s).to_string()
-    try:
-        return u.Unit(text).to_string() if text else None
-    except ValueError:
-        return None
-
 
 def with_photometry(bandset: BandSet, inputs: PhotometryInputs | None) -> BandSet:
     """The bandset with its error maps checked, zero points, gains, unit and sky subtraction.
@@ -269,8 +259,7 @@ def with_photometry(bandset: BandSet, inputs: PhotometryInputs | None) -> BandSe
     maps = check_error_maps(bandset, inputs)
     headers = band_headers(bandset)
     zps = zeropoints(headers, inputs.zeropoints, dict(zip(bandset.bands, bandset.paths)))
-    units = {flux_unit(h.get("BUNIT")) for h in headers.values()}
     photometry = {"zeropoints": zps, "effective_gain": {b: effective_gain(h) for b, h in headers.items()},
-                  "flux_unit": units.pop() if len(units) == 1 else None,
+                  "flux_unit": image_unit(h.get("BUNIT") for h in headers.values()),
                   "sky_subtracted": bool(inputs.sky_subtracted)}
     return dataclasses.replace(bandset, error_maps=maps, photometry=photometry)

@@ -9,16 +9,21 @@ keywords and the recorded model card's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from astropy.io import fits
 from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning
 
+from morpheus_core import CLASSES
 from pipeline.products.catalog_files import write_catalog_table
 from pipeline.products.fits import write_fits_image_strips
 from pipeline.products.png import write_png_strips
 from pipeline.products.provenance import Card, provenance
+from pipeline.products.regions import write_regions
 from pipeline.rundir.layout import CATALOG_FORMATS, RunLayout
 from pipeline.rundir.location import Location
 from pipeline.settings.downstream import DownstreamSettings
@@ -48,8 +53,9 @@ def downstream_keywords(settings: DownstreamSettings, *, run_id: str | None, mod
         The segmentation maps' keywords: the provenance block, the settings
         (``DETECT``, ``SEGTHR``, ``MINDIST``, ``NDMAX``, ``FLUXBAND``), the model card's.
     meta : dict
-        The catalog's metadata: ``RUNID``, the same settings, ``MARKERS`` (file name),
-        ``APERTURE`` (arcsec), the model card's.
+        The catalog's metadata: the provenance block (``SOFTWARE``, ``SWVERSN``,
+        ``MODEL``, ``PRECISN``, ``RUNID``; no ``DATE``), the same settings, ``MARKERS``
+        (file name), ``APERTURE`` (arcsec), the model card's.
     """
     chosen: dict[str, Card] = {
         "DETECT": (settings.detection, "Alg. 1 rule: paper (rank vote), mean or mixed"),
@@ -60,20 +66,25 @@ def downstream_keywords(settings: DownstreamSettings, *, run_id: str | None, mod
     }
     cards = {**provenance(run_id or "", model=model or "unknown", precision=precision, extra=chosen),
              **card_keywords}
-    meta = {"RUNID": run_id or "", **{key: value for key, (value, _) in chosen.items()},
+    # No DATE: the same catalog written again is the same file.
+    meta = {**{key: value for key, (value, _) in cards.items() if key not in card_keywords and key != "DATE"},
             "MARKERS": Path(settings.markers).name if settings.markers else "",
             "APERTURE": settings.aperture_arcsec, **{key: value for key, (value, _) in card_keywords.items()}}
     return cards, meta
 
 
 def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any, wcs_header: str,
-                              cards: Mapping[str, Card], chunk: int, value_added: bool) -> list[Path]:
+                              cards: Mapping[str, Card], chunk: int, value_added: bool,
+                              catalog_name: str | None = None, classes: Sequence[str] = CLASSES) -> list[Path]:
     """Write the downstream products under ``out_root``, streamed ``chunk`` rows at a time.
 
     ``fits/segmap.fits`` and ``fits/segmap_deblended.fits`` (from the ``segments``
-    and ``deblended`` arrays of ``segmentation``), ``catalog/catalog.<suffix>`` for
-    each of :data:`~pipeline.rundir.layout.CATALOG_FORMATS` (no machine-readable table
-    for an empty catalog), and ``colour.png`` (from ``colour``).
+    and ``deblended`` arrays of ``segmentation``), the catalog
+    (:meth:`~pipeline.rundir.layout.RunLayout.catalog_files`): ``catalog/catalog.<suffix>``
+    for each of :data:`~pipeline.rundir.layout.CATALOG_FORMATS` (no machine-readable
+    table for an empty catalog) and the DS9 regions ``catalog/objects.reg``, or in
+    value-added mode ``catalog/value_added.*`` (``catalog_name``) beside an internal
+    catalog that stays as it is; and ``colour.png`` (from ``colour``).
 
     Parameters
     ----------
@@ -91,6 +102,10 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
         Rows per strip.
     value_added : bool
         Whether the deblended map's pixel values are catalog rows of external markers.
+    catalog_name : str, optional
+        Value-added mode: the catalog's name (:meth:`~pipeline.rundir.layout.RunLayout.catalog_name`).
+    classes : sequence of str
+        The run's classes (the region file's colours).
 
     Returns
     -------
@@ -111,11 +126,17 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     ]
     out_dir = layout.catalog.path
     out_dir.mkdir(exist_ok=True)
+    name = RunLayout.catalog_name(value_added, catalog_name)
     for suffix, fmt in CATALOG_FORMATS.items():
         if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
-            layout.catalog_file(suffix).path.unlink(missing_ok=True)
+            layout.catalog_file(suffix, name).path.unlink(missing_ok=True)
             logger.warning("empty catalog: no machine-readable table written")
             continue
-        written.append(write_catalog_table(table, layout.catalog_file(suffix).path, fmt))
+        written.append(write_catalog_table(table, layout.catalog_file(suffix, name).path, fmt))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        wcs = WCS(fits.Header.fromstring(wcs_header)) if wcs_header else None
+    written.append(write_regions(table, layout.regions_file(name).path, classes=classes,
+                                 wcs=wcs if wcs is not None and wcs.has_celestial else None))
     written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
     return written

@@ -15,7 +15,9 @@ holds::
     fits/                      <class>_{mean,var,rank}.fits, n.fits, coverage.fits,
                                segmap.fits, segmap_deblended.fits
     segmentation.zarr/         mask, raw, segments, deblended (y, x), colour (y, x, rgb)
-    catalog/                   catalog.{parquet,csv,fits,mrt}
+    catalog/                   catalog.{parquet,csv,fits,mrt}, objects.reg (the internal catalog);
+                               value_added.{parquet,csv,fits,mrt,reg} (a value-added catalog,
+                               or another name the user gives: --catalog-name)
     colour.png                 the morphological colour image
     downstream.json            what the downstream graph made, with its settings
     viewer/                    the map's tile pyramid (pipeline.viewer.pyramid): pyramid.json,
@@ -30,13 +32,14 @@ names of the files in it from here too: :meth:`RunLayout.class_image_name` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from morpheus_core import CLASSES
 from pipeline.rundir.location import Location
 
-__all__ = ["CATALOG_FORMATS", "FITS_FILES", "FITS_SUFFIX", "RunLayout"]
+__all__ = ["CATALOG_FORMATS", "FITS_FILES", "FITS_SUFFIX", "INTERNAL_CATALOG", "VALUE_ADDED_CATALOG", "RunLayout"]
 
 #: Suffix of a store being built aside (``classification.zarr.partial``).
 _STAGING = ".partial"
@@ -51,6 +54,15 @@ FITS_FILES = {"n": "n.fits", "coverage": "coverage.fits", "segments": "segmap.fi
 
 #: Catalog file suffix -> astropy format.
 CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
+
+#: The internal catalog's name (``catalog/catalog.*``, one row per object of the deblended map).
+INTERNAL_CATALOG = "catalog"
+#: A value-added catalog's default name (``catalog/value_added.*``, one row per input source).
+VALUE_ADDED_CATALOG = "value_added"
+#: The internal catalog's DS9 region file (``catalog/objects.reg``).
+_INTERNAL_REGIONS = "objects"
+#: A catalog name: a plain file stem (letters, digits, ``_``, ``-``, ``.``; no folder).
+_CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 #: The file suffix of each kind of per-tile file: records in ``ledger/``, partials in ``partials/``.
 _TILE_FILES = {"done": ".done", "failed": ".failed", "partial": ".npz"}
@@ -202,9 +214,44 @@ class RunLayout:
         """The catalog's folder."""
         return self.root / "catalog"
 
-    def catalog_file(self, suffix: str) -> Location:
-        """``catalog/catalog.<suffix>``, ``suffix`` a key of :data:`CATALOG_FORMATS`."""
-        return self.catalog / f"catalog.{suffix}"
+    def catalog_file(self, suffix: str, name: str = INTERNAL_CATALOG) -> Location:
+        """``catalog/<name>.<suffix>``, ``suffix`` a key of :data:`CATALOG_FORMATS`; ``name``
+        the internal catalog's (``catalog``) or a value-added one's (:meth:`catalog_name`).
+        """
+        return self.catalog / f"{name}.{suffix}"
+
+    def regions_file(self, name: str = INTERNAL_CATALOG) -> Location:
+        """The DS9 region file of a catalog: ``catalog/objects.reg`` for the internal
+        catalog, ``catalog/<name>.reg`` for a value-added one.
+        """
+        return self.catalog / f"{_INTERNAL_REGIONS if name == INTERNAL_CATALOG else name}.reg"
+
+    def catalog_files(self, name: str = INTERNAL_CATALOG) -> list[Location]:
+        """Every file of one catalog: one per :data:`CATALOG_FORMATS`, then its region file."""
+        return [*(self.catalog_file(suffix, name) for suffix in CATALOG_FORMATS), self.regions_file(name)]
+
+    @staticmethod
+    def catalog_name(value_added: bool, name: str | None = None) -> str:
+        """The name of a catalog's files: ``catalog`` for the internal catalog; for a
+        value-added one ``name``, by default ``value_added``.
+
+        Raises
+        ------
+        ValueError
+            ``name`` given for the internal catalog, not a plain file stem, or one that
+            would replace the internal catalog's files (``catalog``, ``objects``).
+        """
+        if not value_added:
+            if name:
+                raise ValueError(f"names a value-added catalog (with markers), got {name!r} without them")
+            return INTERNAL_CATALOG
+        if name is None:
+            return VALUE_ADDED_CATALOG
+        if not _CATALOG_NAME.fullmatch(name):
+            raise ValueError(f"must be a plain file name (letters, digits, _ - .), got {name!r}")
+        if name in (INTERNAL_CATALOG, _INTERNAL_REGIONS):
+            raise ValueError(f"{name!r} would replace the internal catalog's files; choose another name")
+        return name
 
     @property
     def colour(self) -> Location:

@@ -10,6 +10,7 @@ from typing import Any
 from morpheus_core.deblend import DEFAULT_MIN_DISTANCE, DEFAULT_ND_MAX
 from morpheus_core.segmentation import check_threshold
 from pipeline.errors import InputError
+from pipeline.rundir.layout import RunLayout
 from pipeline.settings.fields import setting
 
 __all__ = ["APERTURE_ARCSEC", "BACKGROUND_CHOICES", "DETECTION_RULES", "DownstreamSettings"]
@@ -54,6 +55,9 @@ class DownstreamSettings:
         External catalog (CSV or FITS table with RA/Dec) for value-added mode.
     aperture_arcsec : float
         Aperture radius for value-added sources without a large enough segment.
+    catalog_name : str, optional
+        Value-added mode: the name of the catalog's files (default ``value_added``;
+        :meth:`pipeline.rundir.layout.RunLayout.catalog_name`), beside the internal catalog.
     halo, max_halo : int
         First and largest halo (pixels) read around a chunk for the segmentation.
     chunk : int, optional
@@ -80,6 +84,9 @@ class DownstreamSettings:
     aperture_arcsec: float = setting(
         APERTURE_ARCSEC, flag="--aperture-radius", metavar="ARCSEC",
         help="value-added mode: aperture radius in arcsec for small or undetected sources")
+    catalog_name: str | None = setting(
+        None, metavar="NAME", help="value-added mode: name of the catalog's files, catalog/NAME.{parquet,csv,fits,"
+                                   "mrt,reg}, written beside the internal catalog/catalog.*; value_added if not given")
     halo: int = 64
     max_halo: int = 512
     chunk: int | None = None
@@ -129,6 +136,12 @@ class DownstreamSettings:
         if isinstance(aperture, bool) or not isinstance(aperture, (int, float)) or not math.isfinite(aperture) \
                 or aperture <= 0:
             raise InputError(f"--aperture-radius must be a finite number of arcsec > 0, got {aperture!r}")
+        if self.catalog_name and not self.markers:
+            raise InputError(f"--catalog-name {self.catalog_name} names a value-added catalog: give --markers too")
+        try:
+            RunLayout.catalog_name(bool(self.markers), self.catalog_name)
+        except ValueError as exc:
+            raise InputError(f"--catalog-name {exc}") from None
         if self.markers and "://" not in str(self.markers):  # recorded absolute, as the run's paths
             object.__setattr__(self, "markers", os.path.abspath(os.path.expanduser(str(self.markers))))
 

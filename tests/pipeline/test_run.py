@@ -89,10 +89,10 @@ def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, cli
     summary = run(_config(tmp_path, mosaic), client=client, echo=lambda s: None)
     names = sorted(Path(p).name for p in summary.outputs)
     # 15 classification images, n and coverage; two segmentation maps, four catalog
-    # files (MRT only when the catalog has rows) and the colour image
+    # files (MRT only when the catalog has rows), its region file and the colour image
     expected = {f"{c}_{k}.fits" for c in CLASSES for k in ("mean", "var", "rank")} | {
         "n.fits", "coverage.fits", "segmap.fits", "segmap_deblended.fits", "colour.png",
-        "catalog.parquet", "catalog.csv", "catalog.fits"}
+        "catalog.parquet", "catalog.csv", "catalog.fits", "objects.reg"}
     assert expected <= set(names) and set(names) - expected <= {"catalog.mrt"}
     with fits.open(summary.run_dir / "fits" / "disk_mean.fits") as hdul:
         header = hdul[0].header if hdul[0].data is not None else hdul[1].header

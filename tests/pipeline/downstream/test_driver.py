@@ -121,7 +121,7 @@ def test_products_carry_wcs_provenance_and_metadata(tmp_path, scene):
     assert fits.getdata(run_dir / "fits" / "segmap.fits").shape == SHAPE
     parquet = Table.read(run_dir / "catalog" / "catalog.parquet")
     mrt = Table.read(run_dir / "catalog" / "catalog.mrt", format="ascii.mrt")
-    csv = Table.read(run_dir / "catalog" / "catalog.csv", format="ascii.csv")
+    csv = Table.read(run_dir / "catalog" / "catalog.csv", format="ascii.csv", comment="#")  # the header block
     assert len(parquet) == len(mrt) == len(csv) > 0
     assert str(parquet["ra"].unit) == "deg" and "rank-vote" in parquet["p_disk"].description
     assert "mean images" in parquet["p_mean_disk"].description and parquet.meta["DETECT"] == "paper"
@@ -162,7 +162,7 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     Table({"ID": [11, 12, 13, 14, 15, 16], "RA": ra, "DEC": dec}).write(markers, format="ascii.csv")
     summary = run_downstream(run_dir, DownstreamSettings(markers=str(markers), min_distance=6), client=None,
                              echo=lambda *_: None)
-    table = Table.read(run_dir / "catalog" / "catalog.fits")
+    table = Table.read(run_dir / "catalog" / "value_added.fits")
     assert list(table["source_id"]) == [11, 12, 13, 14, 15, 16] and summary.catalog_rows == 6
     flags = list(table["detection_flag"])
     assert flags[:2] == [1, 1] and flags[3] == 3 and flags[4:] == [0, 0]
@@ -182,7 +182,7 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = run_dir / "catalog" / "catalog.parquet"
+    path = run_dir / "catalog" / "value_added.parquet"
     schema = pq.read_schema(path)
     assert not [name for name in schema.names if name.endswith(".mask")]
     assert schema.names == table.colnames
@@ -195,7 +195,7 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     assert str(back["ra"].unit) == "deg" and back["p_disk"].description == table["p_disk"].description
     # FITS: masked values, no extra columns
     assert table.masked or np.ma.is_masked(table["ra"][4])
-    with fits.open(run_dir / "catalog" / "catalog.fits") as hdul:
+    with fits.open(run_dir / "catalog" / "value_added.fits") as hdul:
         assert not [c for c in hdul[1].columns.names if c.endswith(".mask")]
 
 

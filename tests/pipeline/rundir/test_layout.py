@@ -7,7 +7,7 @@ import numpy as np
 
 from morpheus_core import CLASSES
 from morpheus_core.stats import WindowStats
-from pipeline.rundir.layout import CATALOG_FORMATS, FITS_FILES, RunLayout
+from pipeline.rundir.layout import FITS_FILES, RunLayout
 from pipeline.rundir.ledger import Ledger
 from pipeline.rundir.location import Location
 
@@ -37,7 +37,7 @@ def test_every_file_of_a_finished_run_is_named_by_the_layout(tmp_path):
         assert path.exists(), path
     # The files inside the folders too: every product, ledger record and partial.
     products = {*layout.classification_fits(), *(layout.fits_file(a) for a in FITS_FILES),
-                *(layout.catalog_file(s) for s in CATALOG_FORMATS)}
+                *layout.catalog_files()}  # catalog.{parquet,csv,fits,mrt} and objects.reg
     written = {*layout.fits.path.iterdir(), *layout.catalog.path.iterdir()}
     named = {p.path for p in products}
     assert written <= named and named - written <= {layout.catalog_file("mrt").path}  # MRT: a catalog with rows
