@@ -202,3 +202,10 @@ def test_the_declared_keras_free_modules_import_without_the_frameworks():
     assert {m: result[m] for m in free if result[m] is not None} == {}, "declared Keras-free, but it imports Keras"
     # And the list holds no module that imports without Keras: it is the list of those that need it.
     assert [m for m in declared if result[m] is None] == [], "listed as importing Keras, but it does not"
+
+
+def test_the_architecture_page_names_the_modules_that_import_keras():
+    text = (REPO / "docs" / "architecture.md").read_text()
+    sentence = text.split("the modules that import Keras when imported are", 1)[1].split(")", 1)[0]
+    named = {f"morpheus_core.{m}" for m in re.findall(r"`([\w.]+)`", sentence)}
+    assert named == set(_declared_keras_modules())

@@ -2,7 +2,7 @@
 ``regions`` package.
 
 One region per measured row, coloured by its dominant class with the map's colours
-(:func:`pipeline.viewer.tiles.class_colours`, the legend of ``python -m pipeline
+(:func:`morpheus_core.colour.class_colours`, the legend of ``python -m pipeline
 view``), labelled with its ``id`` (``source_id`` in a value-added catalog):
 
 - an **ellipse** when the row has shape columns (photutils' ``semimajor_sigma``,
@@ -32,9 +32,9 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from morpheus_core import CLASSES
+from morpheus_core.colour import class_colours
 from morpheus_core.photometry import KRON_PARAMS
 from pipeline.rundir.location import atomic_path
-from pipeline.viewer.tiles import class_colours
 
 __all__ = ["KRON_SCALE", "SIGMA_SCALE", "catalog_regions", "write_regions"]
 

@@ -37,11 +37,12 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from morpheus_core import CLASSES
+from morpheus_core.colour import class_colours
 from pipeline.rundir.layout import RunLayout
 from pipeline.viewer.catalog import map_catalog
 from pipeline.viewer.pyramid import Pyramid
 from pipeline.viewer.sky_readout import sky_model
-from pipeline.viewer.tiles import class_colours, class_layers, layer_labels
+from pipeline.viewer.tiles import class_layers, layer_labels
 
 __all__ = ["MAX_MARKERS", "STATIC", "Page", "bokeh_files", "legend_html", "marker_colours", "render_page"]
 
@@ -95,7 +96,7 @@ def bokeh_files(html: str) -> dict[str, Path]:
 
 def marker_colours(classes: Sequence[str] = CLASSES) -> dict[str, str]:
     """Marker colour of each dominant class: its class image's colour as ``#rrggbb``
-    (:func:`pipeline.viewer.tiles.class_colours`; white reads as background).
+    (:func:`morpheus_core.colour.class_colours`; white reads as background).
     """
     return {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in class_colours(classes).items()}
 
@@ -105,7 +106,7 @@ def legend_html(classes: Sequence[str] = CLASSES, *, markers: bool = True) -> st
 
     Each entry (``<tr data-layer=... data-class=...>``) shows the class image's colour
     as a ramp from black (probability 0) to its colour (probability 1,
-    :func:`pipeline.viewer.tiles.class_colours`: the paper's colours for the released
+    :func:`morpheus_core.colour.class_colours`: the paper's colours for the released
     classes, the run's palette for a model card's) and, for the classes a dominant class
     can be (all but the last, background), the marker's ring in its colour
     (:func:`marker_colours`).

@@ -13,8 +13,8 @@ at level ``z``):
 
 The planes and layers follow the run's classes (its model card's, the
 classification store's ``classes`` attribute): :func:`plane_names`,
-:func:`layer_labels`, :func:`class_colours`; the constants :data:`PLANES`,
-:data:`LAYERS` and :data:`CLASS_COLOURS` are those of the released classes.
+:func:`layer_labels`; the constants :data:`PLANES` and :data:`LAYERS` are those of the
+released classes; the classes' colours are :func:`morpheus_core.colour.class_colours`.
 
 :func:`reduce_planes` averages a level into the next coarser one exactly (a weighted
 mean of weighted means, with the weights' own means), so every level equals the
@@ -26,7 +26,7 @@ float64 block mean of the full image. :func:`render` draws one layer as RGBA:
                           (:func:`astropy.visualization.make_lupton_rgb`)
 ``colour``                the morphological colour image of paper section 6
                           (:func:`morpheus_core.colour.colour_image`, averaged)
-one layer per class       the class image in its colour (:func:`class_colours`):
+one layer per class       the class image in its colour (:func:`~morpheus_core.colour.class_colours`):
                           the paper's for spheroid (red), disk (blue), irregular
                           (green), point source (yellow); the last class, background,
                           white-black; other classes colours of :data:`PALETTE`
@@ -38,7 +38,6 @@ one layer per class       the class image in its colour (:func:`class_colours`):
 
 from __future__ import annotations
 
-import colorsys
 import io
 import re
 from collections.abc import Sequence
@@ -47,9 +46,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from morpheus_core import CLASSES
+from morpheus_core.colour import class_colours
 from pipeline.viewer.composite import RGB_BANDS
 
-__all__ = ["CLASS_COLOURS", "LAYERS", "PALETTE", "PLANES", "LuptonSettings", "class_colours",
+__all__ = ["LAYERS", "PLANES", "LuptonSettings",
            "class_layers", "encode_png", "layer_labels", "plane_names", "reduce_planes", "render"]
 
 #: Planes before the class images: area fractions, then the composite's bands (weight ``cov``).
@@ -61,13 +61,6 @@ _INDEX = {**{name: i for i, name in enumerate(_HEAD)}, **{name: i - len(_TAIL) f
 #: First weighted plane, first plane weighted by ``clsw`` (the class images, then the colour image).
 _FIRST_BAND, _FIRST_CLASS = _HEAD.index("band_r"), len(_HEAD)
 
-#: The paper's colour of each released class image (intensity scales with the probability).
-CLASS_COLOURS = {"spheroid": (255, 0, 0), "disk": (0, 0, 255), "irregular": (0, 255, 0),
-                 "point_source": (255, 255, 0), "background": (255, 255, 255)}
-#: Colours of the classes of other models, in channel order: none is one of the paper's
-#: (so red always means spheroid), the outlines' cyan or the selection's magenta.
-PALETTE = ((255, 128, 0), (0, 160, 255), (170, 0, 255), (128, 255, 0), (255, 0, 128), (0, 255, 170),
-           (255, 200, 120), (140, 140, 255))
 _OUTLINE_COLOUR = (0, 255, 255)
 #: Layers that are not class images (class layers may not take these keys).
 _BELOW, _ABOVE = ("bands", "colour"), ("segmentation", "coverage")
@@ -91,46 +84,6 @@ def plane_names(classes: Sequence[str] = CLASSES) -> tuple[str, ...]:
     return (*_HEAD, *(f"p_{c}" for c in classes), *_TAIL)
 
 
-def class_colours(classes: Sequence[str] = CLASSES) -> dict[str, tuple[int, int, int]]:
-    """The colour of each class image (full probability; intensity scales with it).
-
-    The released class names take the paper's colours (:data:`CLASS_COLOURS`: spheroid
-    red, disk blue, irregular green, point source yellow); the last class is the
-    background (the pipeline's convention) and is white; the other classes take the
-    colours of :data:`PALETTE` in channel order, then, past its end, hues spread by the
-    golden ratio around the colour wheel.
-
-    Parameters
-    ----------
-    classes : sequence of str
-        The run's classes in channel order (background last).
-
-    Returns
-    -------
-    dict of str to tuple of int
-        Class -> ``(r, g, b)`` in 0-255, in channel order.
-
-    Examples
-    --------
-    >>> class_colours(("compact", "extended", "background"))
-    {'compact': (255, 128, 0), 'extended': (0, 160, 255), 'background': (255, 255, 255)}
-    """
-    classes = tuple(classes)
-    out: dict[str, tuple[int, int, int]] = {}
-    k = 0
-    for i, name in enumerate(classes):
-        if i == len(classes) - 1:
-            out[name] = CLASS_COLOURS["background"]
-        elif name in CLASS_COLOURS and name != "background":
-            out[name] = CLASS_COLOURS[name]
-        else:
-            if k < len(PALETTE):
-                out[name] = PALETTE[k]
-            else:
-                rgb = colorsys.hsv_to_rgb((0.0833 + 0.618034 * (k - len(PALETTE))) % 1.0, 0.8, 1.0)
-                out[name] = tuple(int(round(255 * v)) for v in rgb)
-            k += 1
-    return out
 
 
 def class_layers(classes: Sequence[str] = CLASSES) -> dict[str, str]:

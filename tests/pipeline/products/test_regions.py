@@ -12,9 +12,9 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 from astropy.table import MaskedColumn, Table
 
+from morpheus_core.colour import class_colours
 from morpheus_core.simulate import make_wcs
 from pipeline.products.regions import KRON_SCALE, SIGMA_SCALE, write_regions
-from pipeline.viewer.tiles import class_colours
 
 
 def _hex(rgb) -> str:
@@ -27,8 +27,9 @@ def _pixel_scale_arcsec(wcs) -> float:
     return float(np.mean(proj_plane_pixel_scales(wcs.celestial))) * 3600.0
 
 
-def test_the_pipeline_catalog_as_circles_on_the_sky(catalog_run):
-    """No shape columns yet: a circle of the object's area at its RA/Dec, in its class colour."""
+def test_the_pipeline_catalog_as_ellipses_on_the_sky(catalog_run):
+    """Each object's Kron ellipse (a circle of its area where it has no shape) at its
+    RA/Dec, in its class colour, read back by the ``regions`` package."""
     from pipeline.downstream.context import StageContext
     from pipeline.rundir.location import Location
 
@@ -38,14 +39,22 @@ def test_the_pipeline_catalog_as_circles_on_the_sky(catalog_run):
     assert len(shapes) == len(table) > 3
     colours = {c: _hex(rgb) for c, rgb in class_colours().items()}
     scale = _pixel_scale_arcsec(wcs)
+    ellipses = 0
     for row, shape in zip(table, shapes):
-        assert isinstance(shape, regions.CircleSkyRegion)
         assert str(shape.meta["text"]) == str(row["id"])
         assert shape.visual["edgecolor"] == colours[row["dominant_class"]]
         centre = SkyCoord(row["ra"], row["dec"], unit="deg")
         assert shape.center.separation(centre).to_value(u.arcsec) < 1e-3  # written to 1e-8 deg
-        radius = np.sqrt(row["area"] / np.pi) * scale
-        assert shape.radius.to_value(u.arcsec) == pytest.approx(radius, rel=1e-4)
+        if np.ma.is_masked(row["semimajor_sigma"]):
+            assert isinstance(shape, regions.CircleSkyRegion)
+            assert shape.radius.to_value(u.arcsec) == pytest.approx(np.sqrt(row["area"] / np.pi) * scale, rel=1e-4)
+            continue
+        ellipses += 1
+        assert isinstance(shape, regions.EllipseSkyRegion)
+        factor = SIGMA_SCALE if np.ma.is_masked(row["kron_radius"]) else KRON_SCALE * row["kron_radius"]
+        # The major axis on the sky, to the pixel scale's precision (a TAN WCS, near its centre).
+        assert shape.width.to_value(u.arcsec) == pytest.approx(2 * factor * row["semimajor_sigma"] * scale, rel=2e-2)
+    assert ellipses > 3
 
 
 def _shape_table(n: int = 12, seed: int = 2) -> Table:

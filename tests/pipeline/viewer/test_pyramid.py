@@ -16,18 +16,16 @@ from astropy.visualization import make_lupton_rgb
 from PIL import Image
 
 from morpheus_core import CLASSES
+from morpheus_core.colour import CLASS_COLOURS, PALETTE, class_colours
 from pipeline.errors import InputError
 from pipeline.viewer import passes
 from pipeline.viewer.composite import band_wavelengths, composite_bands
 from pipeline.viewer.grid import Grid
 from pipeline.viewer.pyramid import build_pyramid
 from pipeline.viewer.tiles import (
-    CLASS_COLOURS,
     LAYERS,
-    PALETTE,
     PLANES,
     LuptonSettings,
-    class_colours,
     class_layers,
     layer_labels,
     plane_names,
