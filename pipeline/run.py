@@ -45,6 +45,7 @@ from pipeline.inputs.preflight import (
     fit_tile,
     order_bands,
 )
+from pipeline.program import command
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location, as_location
@@ -246,8 +247,8 @@ def _run_claimed(checked: _Checked, lock: HeldLock, t_start: float, *, client: A
             _finish(summary, job, todo, t_start, echo)
             raise RunError(
                 f"{len(summary.failed)} tile(s) failed after {config.retries} retries: "
-                f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
-                f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
+                f"{', '.join(summary.failed)}; see '{command('status', '--run-dir', config.run_dir)}', then "
+                f"'{command('resubmit', '--run-dir', config.run_dir)}'"
             )
         if not merged:
             lock.check()

@@ -77,7 +77,7 @@ def test_the_core_never_imports_the_pipeline():
 
 #: The pipeline's units, bottom up; a unit imports only from its own and lower layers.
 LAYERS = (
-    ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks"),
+    ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks", "pipeline.program"),
     ("pipeline.rundir",),
     ("pipeline.settings",),
     ("pipeline.cluster",),

@@ -19,6 +19,7 @@ from pipeline.classify.progress import PROGRESS_TOPIC, WindowsBar
 from pipeline.classify.tasks import ClassifierPlugin, create_output_store, merge_chunk, overlapping, run_tile
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.model_cards import header_cards
+from pipeline.program import command
 from pipeline.rundir.ledger import tile_id
 from pipeline.rundir.staging import staged, written_locally
 
@@ -156,8 +157,8 @@ def merge_tiles(client: Any, job: ClassificationJob, tiles: list[Tile], mosaic_a
             files = record_store(work, client=client)  # keys are relative: the same after the swap
     except PartialError as exc:
         job.ledger.discard(exc.tile)
-        raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
-                       f"{config.run_dir}'") from None
+        raise RunError(f"{exc}; the tile now counts as pending: run "
+                       f"'{command('resubmit', '--run-dir', config.run_dir)}'") from None
     write_record(layout.classification_checksums, layout.classification, files, run_id=job.run_id)
     job.ledger.mark_merged(job.run_id, len(tiles))
 
