@@ -172,18 +172,19 @@ def export_fits(job: ClassificationJob, wcs_header: str, *, merged_before: bool 
     10^8 pixels, not rewritten on every resume); a missing one has them all written.
     """
     from pipeline.products.classification import write_classification_products
-    from pipeline.products.provenance import provenance
+    from pipeline.products.provenance import input_cards, provenance
 
     config, layout = job.config, job.layout
     if merged_before:
         existing = [*layout.classification_fits(job.card.classes), layout.fits_file("coverage")]
         if all(p.exists() for p in existing):
             return [p.path if p.is_local else str(p) for p in existing]
+    mosaic = layout.mosaic.open_group(mode="r")
     cards = provenance(job.run_id, model=config.model_description(), precision=config.precision,
-                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card)})
+                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card),
+                              **input_cards(mosaic.attrs.get("inputs", []))})
     with written_locally(job.run_dir) as local:
         written = write_classification_products(
             local.root, classification=layout.classification.open_group(mode="r"),
-            coverage=layout.mosaic.open_group(mode="r")["coverage"], wcs_header=wcs_header, cards=cards,
-            strip=config.tile)
+            coverage=mosaic["coverage"], wcs_header=wcs_header, cards=cards, strip=config.tile)
     return [local.final(p) for p in written]

@@ -49,6 +49,7 @@ from pipeline.downstream.segment import no_source_message, segment_chunks
 from pipeline.downstream.segmentation_store import SegmentationRecord, new_segmentation_store, reusable_record
 from pipeline.inputs.markers import read_markers
 from pipeline.products.downstream import downstream_keywords, write_downstream_products
+from pipeline.products.provenance import input_cards
 from pipeline.rundir.checksums import record_store, write_record
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
@@ -166,6 +167,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     summary.catalog_rows = len(table)
     cards, meta = downstream_keywords(settings, run_id=run_id, model=model, precision=precision,
                                       card_keywords=context.card_keywords)
+    cards.update(input_cards(context.mosaic.open_group(mode="r").attrs.get("inputs", [])))  # FITS maps only
     table.meta.update(meta)
     with stage("products"), written_locally(run_dir) as local:  # an object store: written locally, then uploaded
         written = write_downstream_products(local.root, table=table,
