@@ -188,7 +188,7 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     card = card_for(config.model)
     if config.weights is not None:  # the weights must load into the network
         check_weights(config.weights, precision=config.precision, quiet=not config.verbose, card=card)
-    paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
+    paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file, echo=echo)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
     check_card(card, window=config.window, border=config.border, model=config.model)
     ordered = order_bands(paths, card, where=where)
