@@ -191,7 +191,7 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file, echo=echo)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
     check_card(card, window=config.window, border=config.border, model=config.model)
-    ordered = order_bands(paths, card, where=where)
+    ordered = order_bands(paths, card, where=where, echo=echo)
     check_distinct_files(paths, where=where)  # by the mosaic's band names
     bandset = validate_bands(ordered)
     scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
