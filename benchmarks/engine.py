@@ -102,7 +102,8 @@ def main() -> None:
 
     from morpheus_core import BORDER, WINDOW
     from morpheus_core.accumulate import block_sums
-    from morpheus_core.classifier import KerasWindowClassifier, block_shape, classify_image
+    from morpheus_core.classifier import KerasWindowClassifier
+    from morpheus_core.engine import block_shape, classify_image
     from morpheus_core.simulate import render_sky
     from morpheus_core.stats import deviation_report, finalize
     from morpheus_core.weights import load_released_model

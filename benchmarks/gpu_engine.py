@@ -82,7 +82,8 @@ def main() -> None:
     from gpu_cli_run import sky_image
 
     from morpheus_core import BORDER, WINDOW
-    from morpheus_core.classifier import KerasWindowClassifier, classify_image
+    from morpheus_core.classifier import KerasWindowClassifier
+    from morpheus_core.engine import classify_image
     from morpheus_core.stats import deviation_report, finalize
     from morpheus_core.weights import load_model
 

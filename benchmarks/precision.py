@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=512, help="windows per network call")
     args = parser.parse_args()
 
-    from morpheus_core.classifier import KerasWindowClassifier, classify_image
+    from morpheus_core.classifier import KerasWindowClassifier
+    from morpheus_core.engine import classify_image
     from morpheus_core.simulate import render_sky
     from morpheus_core.stats import deviation_report, finalize
     from morpheus_core.weights import load_released_model

@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from morpheus_core.classifier import KerasWindowClassifier, classify_image
+from morpheus_core.classifier import KerasWindowClassifier
+from morpheus_core.engine import classify_image
 from morpheus_core.stats import finalize
 from morpheus_core.testing import StandInClassifier
 from morpheus_core.tiling import assemble, plan_tiles

@@ -21,7 +21,8 @@ from morpheus_core.runtime import configure_threads
 threads = configure_threads(1)
 import numpy as np
 import tensorflow as tf
-from morpheus_core.classifier import KerasWindowClassifier, classify_image
+from morpheus_core.classifier import KerasWindowClassifier
+from morpheus_core.engine import classify_image
 from morpheus_core.model import build_model
 
 clf = KerasWindowClassifier(build_model(crop=True))
