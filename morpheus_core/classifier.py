@@ -21,8 +21,11 @@ from morpheus_core.windows import cut_windows, standardization_scale, standardiz
 
 __all__ = ["PAD_STEPS", "KerasWindowClassifier"]
 
-#: On backends that compile per input shape (JAX), the windows of a partly valid
-#: block are padded to a multiple of 1 / PAD_STEPS of the block.
+#: A partly valid block (next to NaN or zero-valued pixels, or at the image's edge)
+#: evaluates some of its windows, a different number in each block. On backends that
+#: compile per input shape (JAX) its windows are padded to a multiple of 1 / PAD_STEPS
+#: of the block; on TensorFlow its logits are, before the compiled fold (traced once,
+#: with a batch of any size; XLA then compiles at most PAD_STEPS sizes per block shape).
 PAD_STEPS = 4
 
 
@@ -140,6 +143,9 @@ class KerasWindowClassifier:
             return self._posts[key]
 
     def _compile_post(self, rows: int, cols: int, stride: int, compact: bool) -> Callable[..., Any]:
+        """The fold of one block shape; on TensorFlow with an input signature, so that
+        blocks with other numbers of evaluated windows do not trace it again.
+        """
         from keras import ops
 
         grid = rows * cols
@@ -156,7 +162,14 @@ class KerasWindowClassifier:
         if self._backend == "tensorflow":
             import tensorflow as tf
 
-            return tf.function(post, jit_compile=True)
+            inner = self.window - 2 * self.border
+            logits = tf.TensorSpec((None if compact else grid, inner, inner, self.n_classes), tf.float32)
+            if not compact:
+                fold = tf.function(lambda x: block_sums(x, rows, cols, stride), jit_compile=True,
+                                   input_signature=[logits])
+                return lambda x, index, mask: fold(x)
+            specs = [logits, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((grid,), tf.float32)]
+            return tf.function(post, jit_compile=True, input_signature=specs)
         if self._backend == "jax":
             import jax
 
@@ -235,12 +248,25 @@ class KerasWindowClassifier:
         if index is None or self._backend == "tensorflow":
             return windows, index
         n = len(index)
-        quantum = -(-grid // PAD_STEPS)
-        padded = min(grid, -(-n // quantum) * quantum)
+        padded = _padded_size(n, grid)
         if padded > n:
             windows = np.concatenate([windows, np.zeros((padded - n,) + windows.shape[1:], windows.dtype)])
             index = np.concatenate([index, np.full(padded - n, grid, np.int32)])
         return windows, index
+
+    def _pad_logits(self, logits: Any, index: np.ndarray, grid: int) -> tuple:
+        """TensorFlow: pad a partly evaluated block's logits (on the device) to a multiple
+        of 1 / PAD_STEPS of the grid, so that the fold compiles for few batch sizes; the
+        padding goes to the spare slot, which the fold drops (the same sums).
+        """
+        import tensorflow as tf
+
+        n = len(index)
+        padded = _padded_size(n, grid)
+        if padded == n:
+            return logits, index
+        logits = tf.concat([logits, tf.zeros((padded - n, *logits.shape[1:]), logits.dtype)], axis=0)
+        return logits, np.concatenate([index, np.full(padded - n, grid, np.int32)])
 
     def _device_inputs(
         self,
@@ -304,6 +330,8 @@ class KerasWindowClassifier:
     def finish_block(self, started: tuple) -> np.ndarray:
         """Softmax, votes and fold of a started block: ``(Y, X, 2C + C // 2)`` sums."""
         logits, index, mask, (rows, cols, stride) = started
+        if index is not None and self._backend == "tensorflow":
+            logits, index = self._pad_logits(logits, index, rows * cols)
         return np.asarray(self._post(rows, cols, stride, index is not None)(logits, index, mask))
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
@@ -315,6 +343,12 @@ class KerasWindowClassifier:
             c = self._crop
             out = out[:, c:-c, c:-c]
         return out.astype(np.float32, copy=False)
+
+
+def _padded_size(n: int, grid: int) -> int:
+    """``n`` windows of a ``grid``-window block rounded up to a multiple of 1 / PAD_STEPS of it."""
+    quantum = -(-grid // PAD_STEPS)
+    return min(grid, -(-n // quantum) * quantum)
 
 
 def _has_gpu(backend: str) -> bool:

@@ -4,8 +4,8 @@ Subpackages, from the bottom up (a package imports only from the ones above it i
 list; ``tests/test_layering.py`` keeps it so):
 
 - :mod:`pipeline.errors`, :mod:`pipeline.timing`, :mod:`pipeline.quiet`,
-  :mod:`pipeline.tasks`: errors and exit codes, stage timing, quiet framework logs,
-  running a list of Dask tasks;
+  :mod:`pipeline.tasks`, :mod:`pipeline.program`: errors and exit codes, stage timing,
+  quiet framework logs, running a list of Dask tasks, how a printed command is spelled;
 - :mod:`pipeline.rundir`: the run directory (where it is, what each file is called,
   manifest, ledger, lock, checksums);
 - :mod:`pipeline.settings`: every setting, its default and its option;

@@ -46,6 +46,7 @@ from pipeline.inputs.preflight import (
     fit_tile,
     order_bands,
 )
+from pipeline.program import command
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location, as_location
@@ -188,10 +189,10 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     card = card_for(config.model)
     if config.weights is not None:  # the weights must load into the network
         check_weights(config.weights, precision=config.precision, quiet=not config.verbose, card=card)
-    paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file)
+    paths = resolve_mosaic(config.mosaic, data_dir=config.data_dir, mosaics_file=config.mosaics_file, echo=echo)
     where = f"{config.mosaics_file} (mosaic {config.mosaic!r})" if config.mosaics_file else f"mosaic {config.mosaic!r}"
     check_card(card, window=config.window, border=config.border, model=config.model)
-    ordered = order_bands(paths, card, where=where)
+    ordered = order_bands(paths, card, where=where, echo=echo)
     check_distinct_files(paths, where=where)  # by the mosaic's band names
     bandset = with_photometry(validate_bands(ordered), photometry_inputs(config.mosaic, mosaics_file=config.mosaics_file))
     scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
@@ -247,8 +248,8 @@ def _run_claimed(checked: _Checked, lock: HeldLock, t_start: float, *, client: A
             _finish(summary, job, todo, t_start, echo)
             raise RunError(
                 f"{len(summary.failed)} tile(s) failed after {config.retries} retries: "
-                f"{', '.join(summary.failed)}; see 'python -m pipeline status --run-dir "
-                f"{config.run_dir}', then 'python -m pipeline resubmit --run-dir {config.run_dir}'"
+                f"{', '.join(summary.failed)}; see '{command('status', '--run-dir', config.run_dir)}', then "
+                f"'{command('resubmit', '--run-dir', config.run_dir)}'"
             )
         if not merged:
             lock.check()

@@ -84,7 +84,7 @@ def test_only_the_python_api_imports_itself():
 
 #: The pipeline's units, bottom up; a unit imports only from its own and lower layers.
 LAYERS = (
-    ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks"),
+    ("pipeline.errors", "pipeline.timing", "pipeline.quiet", "pipeline.tasks", "pipeline.program"),
     ("pipeline.rundir",),
     ("pipeline.settings",),
     ("pipeline.cluster",),

@@ -19,6 +19,7 @@ from pipeline.classify.progress import PROGRESS_TOPIC, WindowsBar
 from pipeline.classify.tasks import ClassifierPlugin, create_output_store, merge_chunk, overlapping, run_tile
 from pipeline.errors import InputError, RunError
 from pipeline.inputs.model_cards import header_cards
+from pipeline.program import command
 from pipeline.rundir.ledger import tile_id
 from pipeline.rundir.staging import staged, written_locally
 
@@ -156,8 +157,8 @@ def merge_tiles(client: Any, job: ClassificationJob, tiles: list[Tile], mosaic_a
             files = record_store(work, client=client)  # keys are relative: the same after the swap
     except PartialError as exc:
         job.ledger.discard(exc.tile)
-        raise RunError(f"{exc}; the tile now counts as pending: run 'python -m pipeline resubmit --run-dir "
-                       f"{config.run_dir}'") from None
+        raise RunError(f"{exc}; the tile now counts as pending: run "
+                       f"'{command('resubmit', '--run-dir', config.run_dir)}'") from None
     write_record(layout.classification_checksums, layout.classification, files, run_id=job.run_id)
     job.ledger.mark_merged(job.run_id, len(tiles))
 
@@ -171,18 +172,19 @@ def export_fits(job: ClassificationJob, wcs_header: str, *, merged_before: bool 
     10^8 pixels, not rewritten on every resume); a missing one has them all written.
     """
     from pipeline.products.classification import write_classification_products
-    from pipeline.products.provenance import provenance
+    from pipeline.products.provenance import input_cards, provenance
 
     config, layout = job.config, job.layout
     if merged_before:
         existing = [*layout.classification_fits(job.card.classes), layout.fits_file("coverage")]
         if all(p.exists() for p in existing):
             return [p.path if p.is_local else str(p) for p in existing]
+    mosaic = layout.mosaic.open_group(mode="r")
     cards = provenance(job.run_id, model=config.model_description(), precision=config.precision,
-                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card)})
+                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card),
+                              **input_cards(mosaic.attrs.get("inputs", []))})
     with written_locally(job.run_dir) as local:
         written = write_classification_products(
             local.root, classification=layout.classification.open_group(mode="r"),
-            coverage=layout.mosaic.open_group(mode="r")["coverage"], wcs_header=wcs_header, cards=cards,
-            strip=config.tile)
+            coverage=mosaic["coverage"], wcs_header=wcs_header, cards=cards, strip=config.tile)
     return [local.final(p) for p in written]

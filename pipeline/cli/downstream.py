@@ -58,13 +58,15 @@ def _resolved_defaults(location: Location) -> dict[str, Any]:
     """The values ``flux_band`` and ``max_segment_pixels`` take when not given (their
     owners decide: the model card's reddest band, 9 chunks of area).
     """
+    from morpheus_core.cards import ModelCard
     from pipeline.downstream.large_segments import default_segment_limit
     from pipeline.inputs.model_cards import default_flux_band
 
     layout = RunLayout(location)
     cls = layout.classification.open_group(mode="r")
     bands = list(layout.mosaic.open_group(mode="r").attrs["bands"])
-    return {"flux_band": default_flux_band(cls.attrs.get("model_card"), bands),
+    recorded = cls.attrs.get("model_card")  # as ModelCard.to_dict wrote it
+    return {"flux_band": default_flux_band(ModelCard.from_dict(recorded) if recorded else None, bands),
             "max_segment_pixels": default_segment_limit(int(cls["n"].chunks[0]))}
 
 

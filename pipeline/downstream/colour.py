@@ -2,7 +2,8 @@
 
 :func:`colour_chunks` writes the ``colour`` array of ``segmentation.zarr`` from the
 rank-vote images (as the released code); :func:`pipeline.products.png.write_png_strips`
-streams it to ``colour.png`` row by row.
+streams it to ``colour.png`` row by row, north up as DS9 shows the run's FITS images
+(the array's last row, highest ``y``, at the top of the picture).
 
 Invariant: every chunk equals :func:`morpheus_core.colour.colour_image` of the
 whole image over that chunk (the colour of a pixel depends on that pixel only).

@@ -49,6 +49,7 @@ from pipeline.downstream.segment import no_source_message, segment_chunks
 from pipeline.downstream.segmentation_store import SegmentationRecord, new_segmentation_store, reusable_record
 from pipeline.inputs.markers import read_markers
 from pipeline.products.downstream import downstream_keywords, write_downstream_products
+from pipeline.products.provenance import input_cards
 from pipeline.rundir.checksums import record_store, write_record
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location, as_location
@@ -77,12 +78,27 @@ class DownstreamSummary:
     reused_segmentation: bool = False
     oversize_segments: list[int] = field(default_factory=list)
     max_segment_pixels: int = 0
+    split_objects: int = 0
+    value_added: bool = False
 
     def lines(self) -> list[str]:
-        """A short human-readable summary."""
-        out = [f"downstream: {self.segments} segments, {self.split_segments} deblended into "
-               f"{self.objects} objects; catalog of {self.catalog_rows} rows ({self.seconds:.1f} s"
-               f"{', segmentation reused' if self.reused_segmentation else ''})"]
+        """A short human-readable summary, e.g. ``downstream: 30 objects (28 segments, 2 of
+        them split by deblending into 4); catalog of 30 rows (1.2 s)``.
+
+        ``objects`` counts the catalog's objects (value-added mode: the input markers
+        that fall on one), ``split_segments`` the segments deblended into several
+        objects, ``split_objects`` (0: not known) the objects those became.
+        """
+        split = ("none split by deblending" if not self.split_segments else
+                 f"{self.split_segments} of them split by deblending"
+                 + (f" into {self.split_objects}" if self.split_objects else ""))
+        timing = f"({self.seconds:.1f} s{', segmentation reused' if self.reused_segmentation else ''})"
+        if self.value_added:
+            out = [f"downstream: {self.segments} segments ({split}); {self.objects} of the {self.catalog_rows} "
+                   f"input markers fall on an object; catalog of {self.catalog_rows} rows {timing}"]
+        else:
+            out = [f"downstream: {self.objects} objects ({self.segments} segments, {split}); catalog of "
+                   f"{self.catalog_rows} rows {timing}"]
         if self.approximate_chunks:
             out.append(f"warning: {len(self.approximate_chunks)} chunk(s) segmented with the largest halo "
                        f"may differ from a whole-image run: {', '.join(self.approximate_chunks)}")
@@ -153,7 +169,11 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     summary = DownstreamSummary(segments=record.segments, split_segments=record.split_segments,
                                 approximate_chunks=record.approximate_chunks, chunk_halos=record.chunk_halos,
                                 reused_segmentation=reused, oversize_segments=record.oversize_segments,
-                                max_segment_pixels=settings.max_segment_pixels)
+                                max_segment_pixels=settings.max_segment_pixels, value_added=markers is not None)
+    if record.objects is not None:  # known also for a reused segmentation
+        split = record.objects["sub_id"].to_numpy() > 0
+        summary.split_segments = len(np.unique(record.objects["parent_id"].to_numpy()[split]))
+        summary.split_objects = int(split.sum())
 
     with stage("catalog"):
         if markers is None:
@@ -166,6 +186,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     summary.catalog_rows = len(table)
     cards, meta = downstream_keywords(settings, run_id=run_id, model=model, precision=precision,
                                       card_keywords=context.card_keywords)
+    cards.update(input_cards(context.mosaic.open_group(mode="r").attrs.get("inputs", [])))  # FITS maps only
     table.meta.update(meta)
     with stage("products"), written_locally(run_dir) as local:  # an object store: written locally, then uploaded
         written = write_downstream_products(local.root, table=table,

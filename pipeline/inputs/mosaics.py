@@ -35,6 +35,7 @@ import logging
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -261,7 +262,7 @@ def known_mosaics(mosaics_file: Path | None = None) -> dict[str, Mosaic]:
 
 
 def resolve_mosaic(name: str, *, data_dir: Path | None = None,
-                   mosaics_file: Path | None = None) -> dict[str, Path]:
+                   mosaics_file: Path | None = None, echo: Callable[[str], None] | None = None) -> dict[str, Path]:
     """Band files of a named mosaic, checked to exist.
 
     Parameters
@@ -272,6 +273,8 @@ def resolve_mosaic(name: str, *, data_dir: Path | None = None,
         Folder of the built-in mosaics' files; defaults to :func:`default_data_dir`.
     mosaics_file : Path, optional
         TOML file with user mosaics (their paths do not use ``data_dir``).
+    echo : callable, optional
+        Where to say that a demo mosaic was generated (and in which folder).
 
     Returns
     -------
@@ -299,7 +302,11 @@ def resolve_mosaic(name: str, *, data_dir: Path | None = None,
     builtin = mosaic is MOSAICS.get(mosaic.name)
     if mosaic.name in _TRUTH_FILES and builtin and (
             any(w == "missing" for w in why.values()) or not (data_dir / _TRUTH_FILES[mosaic.name]).is_file()):
-        return generate_demo(data_dir, mosaic=mosaic.name)
+        generated = generate_demo(data_dir, mosaic=mosaic.name)
+        if echo is not None:
+            echo(f"{mosaic.name} data generated in {data_dir} ({', '.join(p.name for p in generated.values())}, "
+                 f"{_TRUTH_FILES[mosaic.name]})")
+        return generated
     problems = {band: w for band, w in why.items() if w}
     if problems:
         listed = "; ".join(f"{band}: {paths[band]}" + ("" if w == "missing" else f" ({w})")

@@ -30,7 +30,7 @@ import math
 import os
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def _fits_filter(path: Path) -> str | None:
 
 
 def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCard, *, where: str,
-                read_filters: bool = True) -> dict[str, Path]:
+                read_filters: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Path]:
     """The band files in the network's band order, matched by name.
 
     A mosaic band matches a model band when its name (e.g. the TOML key) is the model
@@ -89,6 +89,9 @@ def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCar
         What defined the mosaic (for messages), e.g. the mosaics file.
     read_filters : bool
         Read the files' ``FILTER`` keywords (existing files only).
+    echo : callable, optional
+        Where to say, in one line each, which model band a band name the model does
+        not know became through its file's ``FILTER``.
 
     Returns
     -------
@@ -119,6 +122,9 @@ def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCar
         i = index(name)
         if i is None and filt is not None:
             i = index(filt)
+            if i is not None and echo is not None:
+                echo(f"note: band {name!r} of {where} is not a band of the model; its file {path.name} has FITS "
+                     f"FILTER = {filt!r}, so it is used as the model's band {names[i]}")
         elif i is not None and filt is not None and index(filt) not in (None, i):
             raise InputError(f"{path}: the mosaic calls it band {name!r} (the model's {names[i]}), but its FITS "
                              f"FILTER = {filt!r} is the model's band {names[index(filt)]}; fix the band name "

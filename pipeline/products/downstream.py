@@ -118,11 +118,13 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     written = [
         write_fits_image_strips(layout.fits_file("segments").path, segmentation["segments"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="SEGMAP",
-                                comments=["segments of Algorithm 1 (before deblending); 0 = no source"]),
+                                comments=["segments of Algorithm 1 (before deblending); 0 = no source",
+                                          "values are segment ids (no unit)"]),
         write_fits_image_strips(layout.fits_file("deblended").path, segmentation["deblended"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="DEBLENDED",
                                 comments=["objects after Algorithm 2: pixel value = catalog "
-                                          + ("row number of the input markers" if value_added else "id")]),
+                                          + ("row number of the input markers" if value_added else "id"),
+                                          "values are ids (no unit); 0 = no object"]),
     ]
     out_dir = layout.catalog.path
     out_dir.mkdir(exist_ok=True)

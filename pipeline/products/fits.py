@@ -129,13 +129,23 @@ def _as_fits_image(data: np.ndarray, what: str) -> np.ndarray:
     return data
 
 
+#: Time keywords that :meth:`astropy.wcs.WCS.to_header` writes as 0.0 when the input had
+#: no time reference at all (WCSLIB's default, MJD 0 = 1858-11-17): not a property of
+#: the mosaic, so left out unless it has a value.
+_UNSET_TIME_KEYWORDS = ("MJDREF", "MJDREFI", "MJDREFF")
+
+
 def _celestial_header(wcs_header: str) -> fits.Header:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(fits.Header.fromstring(wcs_header)).celestial
     if not wcs.has_celestial or wcs.naxis != 2:
         raise ValueError("wcs_header holds no 2-D celestial WCS (RA/Dec)")
-    return wcs.to_header()
+    header = wcs.to_header()
+    for key in _UNSET_TIME_KEYWORDS:
+        if key in header and header[key] == 0:
+            del header[key]
+    return header
 
 
 def _image_header(wcs_header: str | None, *, provenance: Mapping[str, Card],

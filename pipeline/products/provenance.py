@@ -1,22 +1,24 @@
 """Provenance: the FITS keywords that say which software, model, precision and run made a product.
 
-:func:`provenance` builds the keywords (checked: valid FITS names and values) and
-:func:`add_provenance` writes them into a header without overwriting its structure or
-its WCS. Every FITS product carries them.
+:func:`provenance` builds the keywords (checked: valid FITS names and values),
+:func:`input_cards` the input band files' (``BAND1 = 'H'``, ``FILE1 = 'h.fits'``, ...),
+and :func:`add_provenance` writes them into a header without overwriting its structure
+or its WCS. Every FITS product carries them.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from pathlib import PurePath
 from typing import Any
 
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["SOFTWARE", "Card", "add_provenance", "provenance", "software_version"]
+__all__ = ["SOFTWARE", "Card", "add_provenance", "input_cards", "provenance", "software_version"]
 
 SOFTWARE = "morpheus-survey"
 
@@ -92,6 +94,33 @@ def provenance(run_id: str, *, model: str, precision: str,
     for key, item in (extra or {}).items():
         value, comment = item if isinstance(item, tuple) else (item, "")
         cards[_check_keyword(key)] = (_check_value(key, value), str(comment))
+    return cards
+
+
+def input_cards(inputs: Iterable[Mapping[str, Any]]) -> dict[str, Card]:
+    """FITS keywords naming the mosaic's bands and their input files, in the mosaic's band order.
+
+    Parameters
+    ----------
+    inputs : iterable of mapping
+        The ingested mosaic's ``inputs`` records (``{"band": "H", "path": ".../h.fits", ...}``).
+
+    Returns
+    -------
+    dict of str to (value, comment)
+        ``BANDi`` (the band's name) and ``FILEi`` (its file's name, without the folder),
+        for ``i`` from 1.
+
+    Examples
+    --------
+    >>> input_cards([{"band": "H", "path": "/data/h.fits"}])["FILE1"]
+    ('h.fits', 'input file of band H')
+    """
+    cards: dict[str, Card] = {}
+    for i, record in enumerate(inputs, start=1):
+        band, name = str(record["band"]), PurePath(str(record["path"])).name
+        cards[_check_keyword(f"BAND{i}")] = (band, f"band {i} of the mosaic")
+        cards[_check_keyword(f"FILE{i}")] = (name, f"input file of band {band}")
     return cards
 
 

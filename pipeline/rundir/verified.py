@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from pipeline.errors import InputError
+from pipeline.program import command
 from pipeline.rundir.checksums import (
     StoreCheck,
     StoreProblem,
@@ -153,10 +154,10 @@ def classification_advice(run_dir: Location | str, *, kept: bool) -> str:
     ``kept``: :func:`partials_kept` (then ``resubmit``, or ``run`` again, merges them again).
     """
     if kept:
-        return (f"the tiles' partials are kept: 'python -m pipeline resubmit --run-dir {run_dir}' (or 'run' "
+        return (f"the tiles' partials are kept: '{command('resubmit', '--run-dir', run_dir)}' (or 'run' "
                 "again) merges them again")
     return ("the tiles' partials were removed after the merge, so it cannot be merged again: start over with "
-            "'python -m pipeline run --restart' and the run's options (every tile is classified again; "
+            f"'{command('run', '--restart')}' and the run's options (every tile is classified again; "
             "--keep-partials keeps what a later merge needs)")
 
 
@@ -207,7 +208,7 @@ def store_report(run_dir: Location, run_id: str) -> dict[str, dict[str, Any]]:
         recorded = layout.segmentation_checksums.exists()
         problems = [str(p) for p in verify_record(seg, layout.segmentation_checksums).problems] if recorded else []
         advice = ("'catalog' makes it again rather than reuse it" if not recorded
-                  else "'python -m pipeline catalog' or 'segment' makes it again" if problems else "")
+                  else f"'{command('catalog', '--run-dir', run_dir)}' or 'segment' makes it again" if problems else "")
         out["segmentation"] = {"problems": problems, "recorded": recorded, "advice": advice}
     return out
 
@@ -236,13 +237,13 @@ def finished_classification(run_dir: Location | str | os.PathLike[str]) -> Any:
     store = layout.classification
     if not layout.manifest.exists():
         raise InputError(f"{run_dir}: no run here ({layout.manifest.name} not found); classify first with "
-                         f"'python -m pipeline run'")
+                         f"'{command('run')}'")
     if not store.is_zarr_group():
         raise InputError(f"{run_dir}: no classification ({store.name} missing); finish the run with "
-                         f"'python -m pipeline run' or 'resubmit' first")
+                         f"'{command('run')}' or 'resubmit' first")
     group = store.open_group(mode="r")
     if not group.attrs.get("complete", False):
         raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
-                         f"'python -m pipeline resubmit --run-dir {run_dir}' first")
+                         f"'{command('resubmit', '--run-dir', run_dir)}' first")
     refuse_damaged_classification(run_dir, group.attrs.get("run_id"), hashes=False)
     return group

@@ -24,10 +24,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline.program import command
 from pipeline.rundir.layout import RunLayout
 from pipeline.rundir.location import Location
 from pipeline.rundir.verified import finished_classification
@@ -54,11 +56,12 @@ def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = N
     Returns
     -------
     str
-        ``python -m pipeline view --run-dir DIR [--storage-option KEY=VALUE ...]``.
+        ``PROGRAM view --run-dir DIR [--storage-option KEY=VALUE ...]``, spelled by
+        :func:`pipeline.program.command` (it works as printed in a new shell).
     """
-    options = "".join(f" --storage-option {key}={json.dumps(value) if not isinstance(value, str) else value}"
-                      for key, value in (storage_options or {}).items())
-    return f"python -m pipeline view --run-dir {run_dir}{options}"
+    options = [word for key, value in (storage_options or {}).items()
+               for word in ("--storage-option", f"{key}={value if isinstance(value, str) else json.dumps(value)}")]
+    return command("view", "--run-dir", run_dir, *options)
 
 
 
@@ -112,7 +115,7 @@ def export_map(pyramid: Pyramid, page: Page, site: Path | str, *, echo: Any = pr
     """
     index = export_site(pyramid, page, site)
     echo(f"map written to {site} ({page.objects} catalog objects): serve it with any static web server, e.g. "
-         f"'python -m http.server -d {site}', or open {index}")
+         f"'{shlex.join([sys.executable, '-m', 'http.server', '-d', str(site)])}', or open {index}")
     return index
 
 

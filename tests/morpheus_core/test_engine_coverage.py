@@ -278,3 +278,61 @@ def test_window_moments_ignore_invalid_pixels_outside_the_windows():
     holes = np.array([not np.isfinite(image[y : y + WINDOW, x : x + WINDOW]).all() for y, x in zip(ys, xs)])
     np.testing.assert_array_equal(np.isnan(mean), holes)
     np.testing.assert_array_equal(np.isnan(var), holes)
+
+
+def _tracing_counts(clf) -> dict[str, int]:
+    """How often each compiled function of a classifier was traced (TensorFlow)."""
+    functions = {"network": clf._logits, "cut": clf._cut,
+                 **{f"fold {key}": fn for key, fn in clf._posts.items()}}
+    return {name: int(fn.experimental_get_tracing_count()) for name, fn in functions.items()
+            if hasattr(fn, "experimental_get_tracing_count")}
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_blocks_of_many_sizes_next_to_zero_valued_pixels_trace_each_function_once(released_cropped,
+                                                                                  released_classifier, on_device):
+    """A sky with zero-valued (censored) pixels scattered over it: the blocks next to them
+    evaluate some of their windows, a different number in each block; the compiled fold
+    must not be traced again for each (TensorFlow's "triggered tf.function retracing"
+    warning), and the result still equals the generic path (the same network through
+    Keras, folded in NumPy)."""
+    import logging
+
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tracing counts are TensorFlow's")
+    rng = np.random.default_rng(31)
+    image = _sky(rng, 90, 96)
+    coverage = np.ones(image.shape[1:], bool)
+    for y, x in zip(rng.integers(0, 90, 4), rng.integers(0, 96, 4)):  # censored star cores: 0 in the data
+        image[:, y : y + 2, x : x + 2] = 0.0
+    coverage &= (image != 0).all(axis=0)
+    clf = KerasWindowClassifier(released_cropped, cut_on_device=on_device)
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("tensorflow").addHandler(handler)
+    try:
+        compiled = classify_image(image, clf, coverage=coverage, batch_size=32)
+    finally:
+        logging.getLogger("tensorflow").removeHandler(handler)
+    _, _, index_sizes = _block_sizes(coverage, batch=32)
+    assert len(index_sizes) >= 4, "the case must have partly evaluated blocks of several sizes"
+    counts = _tracing_counts(clf)
+    assert counts and all(count <= 1 for count in counts.values()), counts
+    assert not [r for r in records if "retracing" in r.getMessage()]
+    generic = classify_image(image, _Generic(released_classifier), coverage=coverage, batch_size=32)
+    _assert_same_network(compiled, generic)
+
+
+def _block_sizes(coverage: np.ndarray, *, batch: int) -> tuple[int, int, set[int]]:
+    """The engine's block grid and the numbers of evaluated windows of its partial blocks,
+    by direct inspection."""
+    h, w = coverage.shape
+    ny, nx = h - WINDOW + 1, w - WINDOW + 1
+    rows, cols = block_shape(ny, nx, batch)
+    ok = np.zeros((ny, nx), bool)
+    for y, x in _evaluated_anchors(coverage, 1):
+        ok[y, x] = True
+    sizes = {int(ok[i : i + rows, j : j + cols].sum()) for i in range(0, ny, rows) for j in range(0, nx, cols)}
+    return rows, cols, sizes - {0, rows * cols}

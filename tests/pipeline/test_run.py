@@ -99,6 +99,16 @@ def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, cli
         data = hdul[0].data if hdul[0].data is not None else hdul[1].data
         assert header["CTYPE1"].startswith("RA---") and "RUNID" in header and header["PRECISN"] == "float32"
         np.testing.assert_array_equal(data, reference["mean"][1])
+        assert (header["CLASSNAM"], header["IMGKIND"]) == ("disk", "mean") and "BUNIT" not in header
+        assert any("dimensionless" in line for line in header["COMMENT"])
+    # every FITS product names its input files, in band order, and has no time reference it was not given
+    for name in ("disk_rank.fits", "n.fits", "coverage.fits", "segmap.fits", "segmap_deblended.fits"):
+        header = fits.getheader(summary.run_dir / "fits" / name)
+        assert [header[f"BAND{i}"] for i in (1, 2, 3, 4)] == list("HJVZ"), name
+        assert [header[f"FILE{i}"] for i in (1, 2, 3, 4)] == [f"small_{b}.fits" for b in "HJVZ"], name
+        assert "MJDREF" not in header and "MJDREFI" not in header, name
+    assert fits.getheader(summary.run_dir / "fits" / "n.fits")["BUNIT"] == "count"
+    assert "ids" in str(fits.getheader(summary.run_dir / "fits" / "segmap_deblended.fits")["COMMENT"])
 
 
 def test_the_model_card_is_read_once_and_is_the_one_recorded(tmp_path, mosaic, reference, client, monkeypatch):

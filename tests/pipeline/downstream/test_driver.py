@@ -299,3 +299,32 @@ def test_chunked_graph_equals_whole_image_around_an_unobserved_footprint(tmp_pat
     catalog = Table.read(run_dir / "catalog" / "catalog.fits")
     assert list(catalog["label"]) == result.labels
     assert_catalog_equal(catalog, reference)
+
+
+def test_the_summary_line_counts_objects_segments_and_splits_also_when_the_segmentation_is_reused(tmp_path, scene):
+    """The closing line, against the whole-image segmentation and deblending: objects,
+    segments, how many segments deblending split and into how many objects; the same
+    when ``catalog`` reuses the segmentation."""
+    run_dir = write_run(tmp_path / "run", scene)
+    segments, result, _ = whole_image(scene, SETTINGS)
+    split = result.sub_id > 0
+    n_split, n_children = len(set(result.parent_id[split])), int(split.sum())
+    n_objects = len(result.labels)
+    assert n_split >= 1 and n_objects == segments.max() - n_split + n_children
+    expected = (f"downstream: {n_objects} objects ({segments.max()} segments, {n_split} of them split by "
+                f"deblending into {n_children}); catalog of {n_objects} rows")
+    for reused in (False, True):
+        lines = []
+        summary = run_downstream(run_dir, SETTINGS, client=None, echo=lines.append, reuse_segmentation=reused)
+        assert summary.reused_segmentation == reused
+        assert [line for line in lines if line.startswith("downstream:")][0].startswith(expected), lines
+
+
+def test_the_summary_line_of_no_split_and_of_value_added_mode():
+    from pipeline.downstream.driver import DownstreamSummary
+
+    assert DownstreamSummary(segments=3, objects=3, catalog_rows=3).lines()[0].startswith(
+        "downstream: 3 objects (3 segments, none split by deblending); catalog of 3 rows (")
+    assert DownstreamSummary(segments=5, objects=4, catalog_rows=6, split_segments=1, value_added=True).lines()[0] \
+        .startswith("downstream: 5 segments (1 of them split by deblending); 4 of the 6 input markers fall on an "
+                    "object; catalog of 6 rows (")

@@ -86,6 +86,15 @@ def test_bands_are_matched_by_name_filter_or_fits_filter(tmp_path):
     assert list(order_bands(shuffled, six, where="m.toml")) == list(SIX)
 
 
+def test_a_band_found_by_its_fits_filter_is_said_in_one_line(tmp_path):
+    files = _files(tmp_path, ["H", "J", "V", "I"], filters={"I": "F850LP", "H": "F160W"})
+    lines = []
+    got = order_bands(files, RELEASED_CARD, where="m.toml", echo=lines.append)
+    assert got["Z"] == files["I"]
+    assert lines == ["note: band 'I' of m.toml is not a band of the model; its file I.fits has FITS FILTER = "
+                     "'F850LP', so it is used as the model's band Z"]
+
+
 @pytest.mark.parametrize("names, filters, match", [
     (["H", "J", "V"], {}, r"m.toml: missing band\(s\) Z \(the network takes H \(F160W\)"),
     (["H", "J", "V", "Z", "K"], {}, r"does not take: K"),

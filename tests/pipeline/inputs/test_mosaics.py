@@ -238,6 +238,15 @@ def test_resolve_demo_generates_once_and_ingests(tmp_path, fake_simulator):
     np.testing.assert_allclose(read_wcs(group).wcs.crval, [53.12, -27.81])
 
 
+def test_a_generated_demo_says_where_its_files_went(tmp_path, fake_simulator):
+    lines = []
+    resolve_mosaic("demo", data_dir=tmp_path / "data", echo=lines.append)
+    assert lines == [f"demo data generated in {tmp_path / 'data'} (demo_H.fits, demo_J.fits, demo_V.fits, "
+                     "demo_Z.fits, demo_truth.ecsv)"]
+    resolve_mosaic("demo", data_dir=tmp_path / "data", echo=lines.append)
+    assert len(lines) == 1, "reused files: nothing to say"
+
+
 def test_generate_demo_checks_simulator_output(tmp_path, monkeypatch):
     module = types.ModuleType("morpheus_core.simulate")
     module.render_sky = lambda shape=(512, 512), *, seed=0: types.SimpleNamespace(

@@ -169,3 +169,18 @@ def test_strip_writer_equals_the_whole_image_writer(tmp_path, wcs, cards, rng):
         for key in ("CTYPE1", "CRVAL1", "CRPIX2", "EXTNAME", "RUNID", "NAXIS1", "NAXIS2", "BITPIX"):
             assert a[0].header[key] == b[0].header[key], key
     assert sorted(p.name for p in tmp_path.iterdir()) == ["strips.fits", "whole.fits"]
+
+
+def test_a_time_reference_only_when_the_mosaic_has_one(tmp_path, wcs, cards):
+    """astropy's ``WCS.to_header`` writes ``MJDREF = 0.0`` for a WCS with no time reference
+    (the ingested mosaic's header holds it so): not written; a real one is kept."""
+    assert "MJDREF" in wcs.to_header_string()
+    out = write_fits_image(tmp_path / "a.fits", np.zeros(SHAPE, np.float32), wcs_header=wcs.to_header_string(),
+                           provenance=cards)
+    assert "MJDREF" not in fits.getheader(out) and "MJDREFI" not in fits.getheader(out)
+    dated = wcs.deepcopy()
+    dated.wcs.mjdref = [55197.0, 0.0]
+    out = write_fits_image(tmp_path / "b.fits", np.zeros(SHAPE, np.float32), wcs_header=dated.to_header_string(),
+                           provenance=cards)
+    header = fits.getheader(out)
+    assert header.get("MJDREF", header.get("MJDREFI")) == 55197.0

@@ -51,3 +51,11 @@ def test_provenance_rejects_invalid_keywords(key):
 def test_provenance_rejects_unstorable_values():
     with pytest.raises(ValueError, match="LIST"):
         provenance("r", model=MODEL, precision="float32", extra={"LIST": [1, 2]})
+
+
+def test_input_cards_name_each_band_and_its_file_in_order():
+    from pipeline.products.provenance import input_cards
+
+    cards = input_cards([{"band": "H", "path": "/data/goods/h.fits"}, {"band": "F814W", "path": "s3://b/i.fits.fz"}])
+    assert cards == {"BAND1": ("H", "band 1 of the mosaic"), "FILE1": ("h.fits", "input file of band H"),
+                     "BAND2": ("F814W", "band 2 of the mosaic"), "FILE2": ("i.fits.fz", "input file of band F814W")}
