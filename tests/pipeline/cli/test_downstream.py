@@ -135,3 +135,18 @@ def test_an_unreadable_record_means_the_defaults(tmp_path):
     (folder / "downstream.json").write_text("{not json")
     settings, lines = _settings(tmp_path, None, "--min-distance", "7")
     assert (settings.detection, settings.min_distance, lines) == ("paper", 7, [])
+
+
+def test_segment_on_a_run_that_records_its_model_card(run_dir, clusters, capsys):
+    # A classification store records the network's card (as ModelCard.to_dict wrote it);
+    # the default flux band is the card's reddest band, here the released network's H.
+    import zarr
+
+    from morpheus_core.cards import RELEASED_CARD
+
+    zarr.open_group(str(run_dir / "classification.zarr"), mode="r+").attrs["model_card"] = RELEASED_CARD.to_dict()
+    assert main(["segment", "--run-dir", str(run_dir), "--min-distance", "6"]) == 0, capsys.readouterr().err
+    assert _record(run_dir)["settings"]["flux_band"] == "H"
+    # ... and again when a plain `catalog` compares the recorded settings with the defaults.
+    assert main(["catalog", "--run-dir", str(run_dir)]) == 0, capsys.readouterr().err
+    assert "reusing the last settings: --min-distance 6 (" in capsys.readouterr().out
