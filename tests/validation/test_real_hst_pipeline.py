@@ -39,7 +39,9 @@ def catalog(tmp_path_factory):
     toml.write_text(f"[mosaics.xdf]\nbands = {{ {', '.join(bands)} }}\nweights = {{ {', '.join(weights)} }}\n")
     config = RunSettings(mosaic="xdf", mosaics_file=toml, run_dir=folder / "run", tile=300, stride=4,
                          progress=False, batch_size=256)
-    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as client:
+    # A worker process of its own: the worker sets TensorFlow's threads before the network
+    # is built, which an in-process worker cannot do once other tests have used TensorFlow.
+    with Client(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
         run(config, client=client, echo=lambda s: None, downstream=DownstreamSettings())
     return Table.read(folder / "run" / "catalog" / "catalog.fits")
 

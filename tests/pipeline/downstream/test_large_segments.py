@@ -111,7 +111,7 @@ def test_value_added_sources_on_an_oversize_segment(tmp_path, scene):
     settings = DownstreamSettings(min_distance=6, halo=8, max_halo=256, chunk=64, max_segment_pixels=LIMIT,
                                   markers=str(markers))
     run_downstream(run_dir, settings, client=None, echo=lambda *_: None)
-    table = Table.read(run_dir / "catalog" / "catalog.fits")
+    table = Table.read(run_dir / "catalog" / "value_added.fits")
     assert list(table["segment_flag"]) == [1, 1, 1, 0, 0]
     assert "aperture" in table["segment_flag"].description
     # several sources on an oversize segment: not split, each measured in the aperture

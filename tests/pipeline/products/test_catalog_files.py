@@ -116,7 +116,7 @@ def test_every_column_of_a_pipeline_catalog_has_a_description_and_its_unit(catal
         assert table[name].unit == expected_unit(name), (name, table[name].unit)
     # the flux columns' unit comes from the bands' BUNIT (ELECTRONS/S), through the mosaic store
     assert [n for n in table.colnames if n.startswith("flux_")] == ["flux_H", "flux_J", "flux_V", "flux_Z"]
-    assert json.loads((catalog_run / "mosaic.zarr" / "zarr.json").read_text())["attributes"]["bunit"] == \
+    assert json.loads((catalog_run / "mosaic.zarr" / "zarr.json").read_text())["attributes"]["flux_unit"] == \
         "electron / s"
     assert_described_in_every_format(catalog_run / "catalog" / "catalog", table)
 
