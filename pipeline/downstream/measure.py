@@ -177,7 +177,8 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     head["detection_flag"].description = ("rank-vote background at the source: 1 =0, 2 between 0 and 1, "
                                           "3 =1; 0: not in the classified area")
     head["object_id"] = owner
-    head["object_id"].description = "pixel value of the source's segment in segmap_deblended.fits (0: none)"
+    head["object_id"].description = ("pixel value of the source's object in the value-added map "
+                                     "fits/<name>_segmap_deblended.fits: the source's row number (0: none)")
     head["aperture"] = use_aperture.astype(np.int16)
     head["aperture"].description = (f"1: measured in a {aperture_arcsec} arcsec radius aperture "
                                     "(no segment, or a segment smaller than the aperture)")

@@ -44,9 +44,9 @@ from morpheus_core.noise import rms_from_map, rms_from_weight, sky_noise, sky_pi
 from morpheus_core.photometry import measure_objects, measurement_boxes
 from morpheus_core.photometry_columns import photometry_table
 from morpheus_core.tiling import Box
-from pipeline.cluster.tasks import run_tasks
 from pipeline.downstream.context import StageContext
 from pipeline.rundir.location import Location
+from pipeline.tasks import run_tasks
 
 __all__ = ["PhotometrySetup", "object_photometry"]
 
