@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FLAG_BITS", "FLAG_DESCRIPTION", "flag_names", "object_flags"]
+__all__ = ["FLAG_BITS", "FLAG_DESCRIPTION", "flag_bit", "flag_names", "object_flags"]
 
 #: bit value -> (name, meaning).
 FLAG_BITS: dict[int, tuple[str, str]] = {
@@ -33,6 +33,8 @@ FLAG_BITS: dict[int, tuple[str, str]] = {
     64: ("unclassified_position", "detection flag 0: the source position has no classification"),
     128: ("uncertain_detection", "detection flag 2: 0 < background < 1 at the source position"),
     256: ("background_position", "detection flag 3: background = 1 at the source position"),
+    512: ("no_segment", "value-added catalogs: the source has no object in the map (measured in an aperture "
+                        "or not at all): no photometry"),
 }
 
 #: Description of the ``flags`` column.
@@ -40,6 +42,17 @@ FLAG_DESCRIPTION = "sum of quality bits: " + "; ".join(f"{bit} {name}" for bit, 
 
 _BIT = {name: bit for bit, (name, _) in FLAG_BITS.items()}
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def flag_bit(name: str) -> int:
+    """The bit value of the flag called ``name`` (a name of :data:`FLAG_BITS`).
+
+    Examples
+    --------
+    >>> flag_bit("censored_core")
+    16
+    """
+    return _BIT[name]
 
 
 def flag_names(flags: int) -> list[str]:

@@ -167,7 +167,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
             summary.objects = len(table)
         else:
             table = value_added_catalog(client, context, markers, aperture_arcsec=settings.aperture_arcsec,
-                                        oversize_segments=record.oversize_segments)
+                                        oversize_segments=record.oversize_segments, background=settings.background)
             summary.objects = int((table["object_id"] > 0).sum())
     summary.catalog_rows = len(table)
     cards, meta = downstream_keywords(settings, run_id=run_id, model=model, precision=precision,
