@@ -8,9 +8,19 @@ certain detection), so it is recoverable from ``flags``.
 
 :func:`object_flags` computes the bits of given objects from the labels, the
 unobserved-pixel mask and the band images of a cutout (vectorised over pixels with
-NumPy; no loop over objects). The cutout must hold each object's segment grown by one
-pixel (clipped to the image), as :func:`morpheus_core.photometry.measurement_boxes`'
-boxes do, for the footprint-edge and censored-core bits to see the neighbours.
+NumPy and scipy.ndimage; no loop over objects). The cutout must hold each object's
+segment grown by :data:`CENSOR_REACH` pixels (clipped to the image) for the footprint-edge
+and censored-core bits to see the neighbours.
+
+A censored core is not classified: a pixel is covered only when non-zero in every band,
+and no window touching it is evaluated, so every pixel within :data:`~morpheus_core.BORDER`
+(5) pixels of it has ``n = 0`` too. In a catalog of Morpheus' segments the zeros thus
+lie outside the objects, :data:`CENSOR_REACH` (6) pixels away at the nearest, and the
+segment around them is often a broken ring. ``censored_core`` is set for an object with
+an exact-zero pixel within :data:`CENSOR_REACH` pixels (Chebyshev distance, a square
+grown around the object's pixels), or holding zero pixels whose other neighbours in it
+are all positive. A zero-filled unobserved area (the HLF fills some with zeros, others
+with NaN) that close to an object sets it too; NaN-filled areas do not.
 """
 
 from __future__ import annotations
@@ -18,8 +28,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from scipy import ndimage
 
-__all__ = ["FLAG_BITS", "FLAG_DESCRIPTION", "flag_names", "object_flags"]
+from morpheus_core import BORDER
+
+__all__ = ["CENSOR_REACH", "FLAG_BITS", "FLAG_DESCRIPTION", "flag_bit", "flag_names", "object_flags"]
 
 #: bit value -> (name, meaning).
 FLAG_BITS: dict[int, tuple[str, str]] = {
@@ -27,19 +40,37 @@ FLAG_BITS: dict[int, tuple[str, str]] = {
     2: ("image_edge", "a pixel of the object lies on the first or last row or column of the image"),
     4: ("footprint_edge", "a pixel of the object touches (8-connectivity) an unobserved pixel"),
     8: ("unobserved_pixels", "the object's pixels include unobserved ones (masked, or non-finite in a band)"),
-    16: ("censored_core", "the object holds exact-zero pixels whose other neighbours in the object are all "
-                          "positive in that band (a censored or saturated core)"),
+    16: ("censored_core", "exact-zero pixels (a censored or saturated core) within 6 pixels of the object "
+                          "(beyond the 5 unclassified pixels around them), or in it with only positive other "
+                          "neighbours in it"),
     32: ("oversize_segment", "the object's segment exceeded the deblending limit and was not deblended"),
     64: ("unclassified_position", "detection flag 0: the source position has no classification"),
     128: ("uncertain_detection", "detection flag 2: 0 < background < 1 at the source position"),
     256: ("background_position", "detection flag 3: background = 1 at the source position"),
+    512: ("no_segment", "value-added catalogs: the source has no object in the map (measured in an aperture "
+                        "or not at all): no photometry"),
 }
 
 #: Description of the ``flags`` column.
 FLAG_DESCRIPTION = "sum of quality bits: " + "; ".join(f"{bit} {name}" for bit, (name, _) in FLAG_BITS.items())
 
+#: Chebyshev distance (pixels) from an object within which exact zeros set ``censored_core``:
+#: one more than the unclassified margin a censored pixel leaves around it.
+CENSOR_REACH = BORDER + 1
+
 _BIT = {name: bit for bit, (name, _) in FLAG_BITS.items()}
 _NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+
+
+def flag_bit(name: str) -> int:
+    """The bit value of the flag called ``name`` (a name of :data:`FLAG_BITS`).
+
+    Examples
+    --------
+    >>> flag_bit("censored_core")
+    16
+    """
+    return _BIT[name]
 
 
 def flag_names(flags: int) -> list[str]:
@@ -148,6 +179,12 @@ def object_flags(labels: np.ndarray, ids: Sequence[int], *, offset: tuple[int, i
     flags |= np.where(any_per_object(touches & ~unobserved), _BIT["footprint_edge"], 0).astype(np.int32)
 
     censored = np.zeros(n, dtype=bool)
+    outside = np.zeros(labels.shape, dtype=bool)  # exact zeros off the objects (censoring leaves them unclassified)
+    for image in images:
+        outside |= (image == 0.0) & (labels == 0)
+    if outside.any():
+        size = 2 * CENSOR_REACH + 1
+        censored |= any_per_object(ndimage.maximum_filter(outside, size=size, mode="constant", cval=False))
     for image in images:
         zero = (image == 0.0) & ~unobserved & (row >= 0)
         if not zero.any():

@@ -23,7 +23,10 @@ invariant that makes its chunked result equal the whole-image one):
 
 Every stage reads the run through one :class:`~pipeline.downstream.context.StageContext`
 (stores, chunk grid, bands, WCS, model card), made once here. Stages 1-3 and 5 write
-``segmentation.zarr``, whose attributes
+``segmentation.zarr`` (in value-added mode, stages 1-3 write the catalog's own
+``segmentation_<name>.zarr``, :meth:`~pipeline.rundir.layout.RunLayout.segmentation_store`,
+and its own FITS maps and records, so that the internal store, maps, catalog and the
+viewer stay as they are), whose attributes
 (:class:`~pipeline.downstream.segmentation_store.SegmentationRecord`) let ``catalog``
 reuse it; the products are written by
 :func:`pipeline.products.downstream.write_downstream_products`.
@@ -145,6 +148,8 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     run_dir = as_location(run_dir, storage_options)
     layout = RunLayout(run_dir)
     context = StageContext.from_run(run_dir, chunk=settings.chunk, flux_band=settings.flux_band)
+    name = RunLayout.catalog_name(bool(settings.markers), settings.catalog_name)
+    context = replace(context, segmentation=layout.segmentation_store(name))  # each kind its own store
     settings = replace(settings, flux_band=context.flux_band,
                        max_segment_pixels=settings.max_segment_pixels or default_segment_limit(context.chunk))
     markers = read_markers(settings.markers, wcs=context.wcs, shape=context.shape) if settings.markers else None
@@ -152,7 +157,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     key = settings.segmentation_key()
 
     record = reusable_record(context.segmentation, key) if reuse_segmentation else None
-    problem = segmentation_problem(run_dir, run_id) if record is not None else ""  # reused only as recorded
+    problem = segmentation_problem(run_dir, run_id, name) if record is not None else ""  # reused only as recorded
     if problem:
         record = None
         echo(f"warning: {problem}: the segmentation is made again")
@@ -161,11 +166,12 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
         # On a file system the new store is built aside and swapped in when complete; an
         # object store cannot rename a folder, so the store is rebuilt in place and its
         # "complete" mark, written last, tells a finished store from an interrupted one.
-        layout.segmentation_checksums.remove()  # first: it no longer describes the store
+        checksums = layout.segmentation_checksums_of(name)
+        checksums.remove()  # first: it no longer describes the store
         with staged(context.segmentation) as work:
             record = _build_segmentation(client, replace(context, segmentation=work), settings, key, source_pixels)
             files = record_store(work, client=client)  # keys are relative: the same after the swap
-        write_record(layout.segmentation_checksums, context.segmentation, files, run_id=run_id)
+        write_record(checksums, context.segmentation, files, run_id=run_id)
     summary = DownstreamSummary(segments=record.segments, split_segments=record.split_segments,
                                 approximate_chunks=record.approximate_chunks, chunk_halos=record.chunk_halos,
                                 reused_segmentation=reused, oversize_segments=record.oversize_segments,
@@ -181,7 +187,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
             summary.objects = len(table)
         else:
             table = value_added_catalog(client, context, markers, aperture_arcsec=settings.aperture_arcsec,
-                                        oversize_segments=record.oversize_segments)
+                                        oversize_segments=record.oversize_segments, background=settings.background)
             summary.objects = int((table["object_id"] > 0).sum())
     summary.catalog_rows = len(table)
     cards, meta = downstream_keywords(settings, run_id=run_id, model=model, precision=precision,
@@ -196,7 +202,7 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
                                             classes=context.classes)
     summary.outputs = [local.final(p) for p in written]
     summary.seconds = time.perf_counter() - t0
-    layout.downstream_record.write_json(_downstream_record(settings, record, summary,
+    layout.downstream_record_of(name).write_json(_downstream_record(settings, record, summary,
                                                            [local.relative(p) for p in written]))
     if summary.segments == 0:
         echo(no_source_message(context, settings.detection, settings.threshold))
@@ -221,8 +227,9 @@ def _build_segmentation(client: Any, context: StageContext, settings: Downstream
         deblended = deblend_segments(client, context, segments, limit=settings.max_segment_pixels,
                                      min_distance=settings.min_distance, nd_max=settings.nd_max,
                                      source_pixels=source_pixels)
-    with stage("colour"):
-        colour_chunks(client, context)  # kept with the maps, so reused with them
+    if source_pixels is None:  # the internal maps only: the colour image does not depend on the markers
+        with stage("colour"):
+            colour_chunks(client, context)  # kept with the maps, so reused with them
     record = SegmentationRecord(
         settings=key, segments=len(segments),
         approximate_chunks=segmented.approximate_chunks, chunk_halos=segmented.chunk_halos,

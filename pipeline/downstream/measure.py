@@ -25,11 +25,12 @@ import dask
 import numpy as np
 import pandas as pd
 import zarr
-from astropy.table import Table, hstack
+from astropy.table import MaskedColumn, Table, hstack
 
 from morpheus_core import CLASSES
 from morpheus_core.catalog import aperture_mask, detection_flag, merge_object_sums, object_catalog, object_sums
 from morpheus_core.deblend import object_label
+from morpheus_core.flags import flag_bit, object_flags
 from morpheus_core.tiling import Box
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
@@ -104,12 +105,17 @@ def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame, 
 
 
 def value_added_catalog(client: Any, context: StageContext, markers: dict[str, np.ndarray], *,
-                        aperture_arcsec: float = APERTURE_ARCSEC, oversize_segments: Sequence[int] = ()) -> Table:
+                        aperture_arcsec: float = APERTURE_ARCSEC, oversize_segments: Sequence[int] = (),
+                        photometry: bool = True, background: str | None = None) -> Table:
     """The value-added catalog: one row per source of an external catalog, in its order.
 
-    A source is measured over its object of the deblended map, or in an
-    ``aperture_arcsec`` radius aperture when it has no object or one smaller than the
-    aperture; a source outside the classified area gets masked values.
+    A source is measured over its object of the deblended map (the value-added one,
+    seeded by the markers), or in an ``aperture_arcsec`` radius aperture when it has no
+    object or one smaller than the aperture; a source outside the classified area gets
+    masked values. The photometry columns (photutils, as the internal catalog's) describe
+    the source's object whenever it has one (``object_id > 0``), also when the paper's
+    columns come from the aperture; a source without an object has null photometry and
+    the ``no_segment`` bit in ``flags``.
 
     Parameters
     ----------
@@ -122,12 +128,17 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     oversize_segments : sequence of int
         Segments not deblended (:class:`pipeline.downstream.deblend.DeblendedChunks`): a source
         on one gets ``segment_flag`` 1.
+    photometry : bool
+        Add the photutils columns and ``flags`` (:func:`_value_added_photometry`).
+    background : {"sky", "none"}, optional
+        Background subtraction of the photometry (default: the mosaic's).
 
     Returns
     -------
     astropy.table.Table
         ``source_id``, ``ra_input``, ``dec_input``, ``detection_flag``,
-        ``object_id``, ``aperture``, ``segment_flag``, then the measured columns.
+        ``object_id``, ``aperture``, ``segment_flag``, then the measured columns,
+        then the photometry's and ``flags``.
     """
     classes, shape = context.classes, context.shape
     sums = _catalog_sums(client, context)
@@ -177,13 +188,58 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     head["detection_flag"].description = ("rank-vote background at the source: 1 =0, 2 between 0 and 1, "
                                           "3 =1; 0: not in the classified area")
     head["object_id"] = owner
-    head["object_id"].description = "pixel value of the source's segment in segmap_deblended.fits (0: none)"
+    head["object_id"].description = ("pixel value of the source's object in the value-added map "
+                                     "fits/<name>_segmap_deblended.fits: the source's row number (0: none)")
     head["aperture"] = use_aperture.astype(np.int16)
     head["aperture"].description = (f"1: measured in a {aperture_arcsec} arcsec radius aperture "
                                     "(no segment, or a segment smaller than the aperture)")
-    head["segment_flag"] = segment_flag_column(_marker_segment_flag(seg, oversize_segments, iy, ix, inside),
-                                               value_added=True)
-    return hstack([head, body], join_type="exact")
+    oversize = _marker_segment_flag(seg, oversize_segments, iy, ix, inside)
+    head["segment_flag"] = segment_flag_column(oversize, value_added=True)
+    table = hstack([head, body], join_type="exact")
+    if photometry:
+        measured = _value_added_photometry(client, context, seg, owner, iy, ix, flags, oversize, background)
+        table = hstack([table, measured], join_type="exact", metadata_conflicts="silent")
+        table.meta.update(measured.meta)
+    return table
+
+
+def _value_added_photometry(client: Any, context: StageContext, seg: zarr.Group, owner: np.ndarray,
+                            iy: np.ndarray, ix: np.ndarray, detection: np.ndarray, oversize: np.ndarray,
+                            background: str | None) -> Table:
+    """The photometry columns and ``flags`` of a value-added catalog, one row per source.
+
+    The objects of the value-added map (:func:`pipeline.downstream.photometry.object_photometry`,
+    as the internal catalog's) give the rows of their sources; an object is ``deblended``
+    when its segment holds the objects of several sources. Rows without an object have
+    null photometry and ``flags`` of their detection flag plus ``no_segment``.
+    """
+    has = owner > 0
+    ids, first = np.unique(owner[has], return_index=True)
+    rows = np.flatnonzero(has)[first]  # each object's first source (a source's own object, as a rule)
+    parent = seg["segments"].get_coordinate_selection((iy[rows], ix[rows])) if len(rows) else np.zeros(0, np.int64)
+    _, inverse, counts = np.unique(parent, return_inverse=True, return_counts=True)
+    measured = object_photometry(client, context, ids, sub_id=(counts[inverse] > 1).astype(np.int64),
+                                 oversize=oversize[rows], detection_flag=detection[rows], background=background)
+    measured.remove_column("id")
+    position = np.searchsorted(ids, owner).clip(0, max(len(ids) - 1, 0))
+    out = Table(masked=True, meta=measured.meta)
+    for name in (n for n in measured.colnames if n != "flags"):
+        column = measured[name]
+        values = np.asarray(column)[position] if len(ids) else np.zeros(len(owner), column.dtype)
+        masked = np.ma.getmaskarray(column)[position] if len(ids) else np.ones(len(owner), bool)
+        out[name] = MaskedColumn(values, mask=~has | masked, unit=column.unit, description=column.description)
+    # Each source's own detection-flag bits (sources sharing an object may differ); no pixels
+    # for a source without an object: only those bits, segment_flag's and no_segment.
+    own = object_flags(np.zeros((1, 1), np.int32), np.zeros(len(owner), np.int64), detection_flag=detection,
+                       oversize=oversize)
+    position_bits = sum(flag_bit(n) for n in ("unclassified_position", "uncertain_detection",
+                                              "background_position", "oversize_segment"))
+    flags = own | flag_bit("no_segment")
+    if len(ids):
+        flags = np.where(has, (np.asarray(measured["flags"])[position] & ~position_bits) | own, flags)
+    out["flags"] = MaskedColumn(flags.astype(np.int32), mask=np.zeros(len(owner), bool),
+                                description=measured["flags"].description)
+    return out
 
 
 def _catalog_sums(client: Any, context: StageContext) -> pd.DataFrame:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 from astropy.table import Table
 
-from morpheus_core.flags import FLAG_DESCRIPTION, object_flags
+from morpheus_core.flags import CENSOR_REACH, FLAG_DESCRIPTION, object_flags
 from morpheus_core.noise import rms_from_map, rms_from_weight, sky_noise, sky_pixels, total_error
 from morpheus_core.photometry import measure_objects, measurement_boxes
 from morpheus_core.photometry_columns import photometry_table
@@ -293,11 +293,15 @@ def _measure_block(seg_store: Location, mosaic_store: Location, objects: pd.Data
     backgrounds = {b: sky[f"background_{b}"] for b in setup.bands
                    if setup.subtract_background and np.isfinite(sky[f"background_{b}"])}
     s = setup.bands.index(setup.shape_band)
-    near = Box(max(0, int(objects["ymin"].min()) - _MARGIN), min(shape[0], int(objects["ymax"].max()) + _MARGIN + 1),
-               max(0, int(objects["xmin"].min()) - _MARGIN), min(shape[1], int(objects["xmax"].max()) + _MARGIN + 1))
+    margin = max(_MARGIN, CENSOR_REACH)  # the flags look this far around the objects
+    near = Box(max(0, int(objects["ymin"].min()) - margin), min(shape[0], int(objects["ymax"].max()) + margin + 1),
+               max(0, int(objects["xmin"].min()) - margin), min(shape[1], int(objects["xmax"].max()) + margin + 1))
     piece = _read(seg_store, mosaic_store, near, setup)
     _, invalid = _errors(piece, setup, sky, backgrounds)
     mask = invalid | ~np.isfinite(piece["image"]).all(axis=0)
+    flags = object_flags(piece["labels"], ids, offset=near.origin, image_shape=shape, mask=mask,
+                         bands=list(piece["image"]), sub_id=objects["sub_id"].to_numpy(),
+                         oversize=objects["oversize"].to_numpy(), detection_flag=objects["detection_flag"].to_numpy())
     boxes = measurement_boxes(piece["labels"], piece["image"][s], ids, offset=near.origin, image_shape=shape,
                               mask=mask, background=backgrounds.get(setup.shape_band))
     box = Box(int(boxes["y_start"].min()), int(boxes["y_stop"].max()), int(boxes["x_start"].min()),
@@ -312,8 +316,5 @@ def _measure_block(seg_store: Location, mosaic_store: Location, objects: pd.Data
     frame = measure_objects(piece["labels"], bands, ids, shape_band=setup.shape_band, errors=errors, mask=mask,
                             backgrounds=backgrounds, offset=box.origin, image_shape=shape,
                             zeropoints=setup.zeropoints)
-    frame["flags"] = object_flags(piece["labels"], ids, offset=box.origin, image_shape=shape, mask=mask,
-                                  bands=list(bands.values()), sub_id=objects["sub_id"].to_numpy(),
-                                  oversize=objects["oversize"].to_numpy(),
-                                  detection_flag=objects["detection_flag"].to_numpy())
+    frame["flags"] = flags
     return frame

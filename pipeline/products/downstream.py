@@ -82,9 +82,12 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     and ``deblended`` arrays of ``segmentation``), the catalog
     (:meth:`~pipeline.rundir.layout.RunLayout.catalog_files`): ``catalog/catalog.<suffix>``
     for each of :data:`~pipeline.rundir.layout.CATALOG_FORMATS` (no machine-readable
-    table for an empty catalog) and the DS9 regions ``catalog/objects.reg``, or in
-    value-added mode ``catalog/value_added.*`` (``catalog_name``) beside an internal
-    catalog that stays as it is; and ``colour.png`` (from ``colour``).
+    table for an empty catalog) and the DS9 regions ``catalog/objects.reg``; and
+    ``colour.png`` (from ``colour``). In value-added mode the maps and catalog of
+    ``catalog_name`` (default ``value_added``): ``fits/<name>_segmap.fits``,
+    ``fits/<name>_segmap_deblended.fits`` (:meth:`~pipeline.rundir.layout.RunLayout.segmap_file`)
+    and ``catalog/<name>.*``, beside the internal maps, catalog and colour image, which stay
+    as they are.
 
     Parameters
     ----------
@@ -113,14 +116,15 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
         The files written.
     """
     layout = RunLayout(Location(out_root))
+    name = RunLayout.catalog_name(value_added, catalog_name)
     fits_dir = layout.fits.path
     fits_dir.mkdir(exist_ok=True)
     written = [
-        write_fits_image_strips(layout.fits_file("segments").path, segmentation["segments"], strip=chunk,
+        write_fits_image_strips(layout.segmap_file("segments", name).path, segmentation["segments"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="SEGMAP",
                                 comments=["segments of Algorithm 1 (before deblending); 0 = no source",
                                           "values are segment ids (no unit)"]),
-        write_fits_image_strips(layout.fits_file("deblended").path, segmentation["deblended"], strip=chunk,
+        write_fits_image_strips(layout.segmap_file("deblended", name).path, segmentation["deblended"], strip=chunk,
                                 wcs_header=wcs_header, provenance=cards, extname="DEBLENDED",
                                 comments=["objects after Algorithm 2: pixel value = catalog "
                                           + ("row number of the input markers" if value_added else "id"),
@@ -128,7 +132,6 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     ]
     out_dir = layout.catalog.path
     out_dir.mkdir(exist_ok=True)
-    name = RunLayout.catalog_name(value_added, catalog_name)
     for suffix, fmt in CATALOG_FORMATS.items():
         if fmt == "ascii.mrt" and len(table) == 0:  # astropy's MRT writer needs a row
             layout.catalog_file(suffix, name).path.unlink(missing_ok=True)
@@ -140,5 +143,6 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
         wcs = WCS(fits.Header.fromstring(wcs_header)) if wcs_header else None
     written.append(write_regions(table, layout.regions_file(name).path, classes=classes,
                                  wcs=wcs if wcs is not None and wcs.has_celestial else None))
-    written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
+    if not value_added:  # the colour image is the classification's: a value-added run leaves it
+        written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
     return written

@@ -8,18 +8,28 @@ holds::
     pipeline.log               the log of the commands run on it (local run directories)
     ledger/                    <tile>.done, <tile>.failed, executions/<tile>.<id>,
                                merged.json, classification.checksums.json,
-                               segmentation.checksums.json (pipeline.rundir.checksums)
+                               segmentation.checksums.json, segmentation_<name>.checksums.json
+                               (pipeline.rundir.checksums)
     partials/                  <tile>.npz: a finished tile's partial statistics
     mosaic.zarr/               image (band, y, x), coverage (y, x)
     classification.zarr/       mean, variance, rank (class, y, x), n (y, x)
     fits/                      <class>_{mean,var,rank}.fits, n.fits, coverage.fits,
-                               segmap.fits, segmap_deblended.fits
+                               segmap.fits, segmap_deblended.fits (the internal maps);
+                               <name>_segmap.fits, <name>_segmap_deblended.fits (a value-added
+                               catalog's marker-seeded maps)
     segmentation.zarr/         mask, raw, segments, deblended (y, x), colour (y, x, rgb)
+    segmentation_<name>.zarr/  the same for a value-added catalog <name> (no colour image)
     catalog/                   catalog.{parquet,csv,fits,mrt}, objects.reg (the internal catalog);
                                value_added.{parquet,csv,fits,mrt,reg} (a value-added catalog,
                                or another name the user gives: --catalog-name)
     colour.png                 the morphological colour image
     downstream.json            what the downstream graph made, with its settings
+    downstream_<name>.json     likewise for a value-added catalog <name>
+
+A value-added catalog (``catalog --markers``) has maps, store and records of its own,
+named after it (:meth:`RunLayout.segmentation_store`, :meth:`RunLayout.segmap_file`,
+:meth:`RunLayout.downstream_record_of`), so that the internal catalog's ids keep
+matching the internal maps and the viewer.
     viewer/                    the map's tile pyramid (pipeline.viewer.pyramid): pyramid.json,
                                tiles/<layer>/<z>/<x>/<y>.png, work/levels.zarr while it is built
 
@@ -63,6 +73,11 @@ VALUE_ADDED_CATALOG = "value_added"
 _INTERNAL_REGIONS = "objects"
 #: A catalog name: a plain file stem (letters, digits, ``_``, ``-``, ``.``; no folder).
 _CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+#: A value-added catalog's segmentation store, its checksum record and downstream record:
+#: ``<prefix><name><suffix>`` (``segmentation_value_added.zarr``).
+_VALUE_ADDED_FILES = {"store": ("segmentation_", ".zarr"), "checksums": ("segmentation_", ".checksums.json"),
+                      "record": ("downstream_", ".json")}
 
 #: The file suffix of each kind of per-tile file: records in ``ledger/``, partials in ``partials/``.
 _TILE_FILES = {"done": ".done", "failed": ".failed", "partial": ".npz"}
@@ -142,6 +157,12 @@ class RunLayout:
         """
         return self.ledger / "segmentation.checksums.json"
 
+    def segmentation_checksums_of(self, name: str = INTERNAL_CATALOG) -> Location:
+        """The checksum record of :meth:`segmentation_store` ``name``: :attr:`segmentation_checksums`
+        for the internal catalog, ``ledger/segmentation_<name>.checksums.json`` for a value-added one.
+        """
+        return self.segmentation_checksums if name == INTERNAL_CATALOG else self.ledger / _value_added("checksums", name)
+
     @property
     def partials(self) -> Location:
         """The finished tiles' partial statistics."""
@@ -175,6 +196,12 @@ class RunLayout:
         """Source mask, labels, segment and object maps, colour image."""
         return self.root / "segmentation.zarr"
 
+    def segmentation_store(self, name: str = INTERNAL_CATALOG) -> Location:
+        """The segmentation store of a catalog: :attr:`segmentation` for the internal one,
+        ``segmentation_<name>.zarr`` (maps seeded by the markers) for a value-added one.
+        """
+        return self.segmentation if name == INTERNAL_CATALOG else self.root / _value_added("store", name)
+
     @staticmethod
     def staging(store: Location) -> Location:
         """Where ``store`` is built before it is swapped in (local paths;
@@ -202,6 +229,14 @@ class RunLayout:
         ``"coverage"`` -> ``fits/coverage.fits``.
         """
         return self.fits / FITS_FILES[array]
+
+    def segmap_file(self, array: str, name: str = INTERNAL_CATALOG) -> Location:
+        """The FITS map of ``array`` (``"segments"`` or ``"deblended"``) of a catalog's
+        segmentation: ``fits/segmap.fits``, ``fits/segmap_deblended.fits`` for the internal
+        catalog, ``fits/<name>_segmap.fits``, ``fits/<name>_segmap_deblended.fits`` for a
+        value-added one.
+        """
+        return self.fits_file(array) if name == INTERNAL_CATALOG else self.fits / f"{name}_{FITS_FILES[array]}"
 
     def classification_fits(self, classes: tuple[str, ...] = CLASSES) -> list[Location]:
         """The class images (15 for the released model's classes) and ``n.fits``: the
@@ -263,6 +298,31 @@ class RunLayout:
         """``downstream.json``."""
         return self.root / "downstream.json"
 
+    def downstream_record_of(self, name: str = INTERNAL_CATALOG) -> Location:
+        """What the downstream graph made for a catalog: :attr:`downstream_record` for the
+        internal one, ``downstream_<name>.json`` for a value-added one.
+        """
+        return self.downstream_record if name == INTERNAL_CATALOG else self.root / _value_added("record", name)
+
+    def value_added_names(self) -> list[str]:
+        """The value-added catalogs whose segmentation store or records are in the run directory."""
+        names = set()
+        for listing, kinds in ((self.root.listdir(), ("store", "record")), (self.ledger.listdir(), ("checksums",))):
+            for kind in kinds:
+                prefix, suffix = _VALUE_ADDED_FILES[kind]
+                names.update(n[len(prefix): -len(suffix)] for n in listing
+                             if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix) + len(suffix))
+        return sorted(n for n in names if _CATALOG_NAME.fullmatch(n))
+
+    def value_added_files(self, name: str) -> list[Location]:
+        """Every file of value-added catalog ``name``: its store (and staged copy), FITS maps,
+        catalog files, checksum and downstream records.
+        """
+        store = self.segmentation_store(name)
+        staged = [self.staging(store)] if self.root.is_local else []
+        return [store, *staged, *(self.segmap_file(a, name) for a in ("segments", "deblended")),
+                *self.catalog_files(name), self.segmentation_checksums_of(name), self.downstream_record_of(name)]
+
     # -- the interactive map (pipeline.viewer.pyramid) ---------------------------------
     @property
     def viewer(self) -> Location:
@@ -293,5 +353,12 @@ class RunLayout:
         """Everything a run writes, manifest last: what ``--restart`` removes."""
         stores = [self.classification, self.segmentation]
         staged = [self.staging(s) for s in stores] if self.root.is_local else []
-        return [self.ledger, self.partials, *stores, *staged, self.fits, self.mosaic, self.catalog, self.colour,
+        value_added = [p for name in self.value_added_names() for p in self.value_added_files(name)]
+        return [*value_added, self.ledger, self.partials, *stores, *staged, self.fits, self.mosaic, self.catalog, self.colour,
                 self.viewer, self.downstream_record, self.manifest]
+
+
+def _value_added(kind: str, name: str) -> str:
+    """The file name of a value-added catalog's ``kind`` (a key of :data:`_VALUE_ADDED_FILES`)."""
+    prefix, suffix = _VALUE_ADDED_FILES[kind]
+    return f"{prefix}{name}{suffix}"

@@ -37,7 +37,7 @@ from pipeline.rundir.checksums import (
     verify_record,
     write_record,
 )
-from pipeline.rundir.layout import RunLayout
+from pipeline.rundir.layout import INTERNAL_CATALOG, RunLayout
 from pipeline.rundir.ledger import Ledger, merged_record
 from pipeline.rundir.location import ZARR_METADATA, Location, as_location
 
@@ -179,12 +179,15 @@ def record_unrecorded(run_dir: Location, run_id: str) -> str:
             "it)")
 
 
-def segmentation_problem(run_dir: Location, run_id: str | None = None) -> str:
-    """Why ``segmentation.zarr`` must not be reused (``""``: its files match its record)."""
+def segmentation_problem(run_dir: Location, run_id: str | None = None, name: str = INTERNAL_CATALOG) -> str:
+    """Why the segmentation store of catalog ``name`` (``segmentation.zarr`` for the internal
+    one, :meth:`RunLayout.segmentation_store`) must not be reused (``""``: its files match its record).
+    """
     layout = RunLayout(run_dir)
-    if not layout.segmentation_checksums.exists():
-        return f"{layout.segmentation} has no checksum record (made before they were recorded)"
-    check = verify_record(layout.segmentation, layout.segmentation_checksums, run_id=run_id)
+    store, checksums = layout.segmentation_store(name), layout.segmentation_checksums_of(name)
+    if not checksums.exists():
+        return f"{store} has no checksum record (made before they were recorded)"
+    check = verify_record(store, checksums, run_id=run_id)
     return "" if check.ok else check.message()
 
 

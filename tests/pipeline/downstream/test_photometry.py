@@ -173,3 +173,36 @@ def test_zeropoints_give_magnitudes_and_none_gives_none(tmp_path, scene, weight)
     np.testing.assert_allclose(np.asarray(table["mag_kron_H"].filled(np.nan), float), expected, rtol=1e-12)
     assert table["mag_kron_H"].unit == u.mag and "mag_kron_J" not in table.colnames
     assert table.meta["zeropoints"] == {"H": 25.946} and "J" in table.meta["magnitudes"]
+
+
+def _censored_reference(labels: np.ndarray, zeros: np.ndarray) -> set[int]:
+    """Objects with an exact zero within 6 pixels (Chebyshev): the labels met by a
+    scipy.ndimage grey dilation of the zeros' distance map on the whole image."""
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_cdt(~zeros, metric="chessboard")
+    return set(np.unique(labels[(distance <= 6) & (labels > 0)]).tolist())
+
+
+def test_a_censored_star_core_outside_its_segment_is_flagged(tmp_path, scene):
+    # A bright star's core censored to exact zeros in every band (3 x 3, as the HLF and
+    # the survey benchmark's scene): not classified, with the pixels of every window
+    # that touches it (n = 0 within 5 pixels), so the segment is a ring around a hole
+    # (broken into pieces) and the zeros are outside every object. Its objects carry
+    # censored_core; the reference is scipy.ndimage's distance transform on the whole image.
+    star = {k: v.copy() for k, v in scene.items()}
+    y, x = 64, 100  # the source of sigma 4 and amplitude 2 on the chunk face x = 96
+    star["bands"][:, y - 1:y + 2, x - 1:x + 2] = 0.0
+    star["n"][y - 6:y + 7, x - 6:x + 7] = 0
+    for name in ("mean", "rank", "variance"):
+        star[name][:, y - 6:y + 7, x - 6:x + 7] = 0
+    star["background"] = star["rank"][4]
+    _, segments, result = whole_image_stages(star)
+    zeros = (star["bands"] == 0).any(axis=0)
+    assert not (result.segmap[zeros] > 0).any()  # the core is outside every object
+    table = internal_catalog(None, _context(tmp_path, star, result, segments), _objects(result))
+    flagged = set(np.asarray(table["id"])[(np.asarray(table["flags"]) & 16) > 0].tolist())
+    expected = _censored_reference(result.segmap, zeros)
+    pieces = {int(result.segmap[y, x + 7]), int(result.segmap[y, x - 7]), int(result.segmap[y - 7, x]),
+              int(result.segmap[y + 7, x])}
+    assert flagged == expected and 0 not in pieces and pieces <= flagged
