@@ -78,11 +78,11 @@ def test_classifier_loading_sets_memory_growth_before_building_the_model(monkeyp
     calls = []
     monkeypatch.setattr(runtime, "configure_gpu_memory_growth", lambda: calls.append("growth") or [])
     monkeypatch.setattr(runtime, "configure_threads", lambda n: calls.append(f"threads={n}") or {})
-    import morpheus_core.engine as engine
+    import morpheus_core.classifier as classifier_module
     import morpheus_core.weights as weights
 
     monkeypatch.setattr(weights, "load_model", lambda *a, **k: calls.append("model") or object())
-    monkeypatch.setattr(engine, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
+    monkeypatch.setattr(classifier_module, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
     monkeypatch.setattr(classify, "_CACHE", {})
     config = RunSettings(threads_per_worker=3, model="fake.weights.h5")
     assert classify.load_classifier(config)[0] == "classifier"
