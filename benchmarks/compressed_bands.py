@@ -51,8 +51,14 @@ print(json.dumps({"seconds": seconds, "peak_mib": peak / 1024, "sum": total}))
 
 def _pass(path: Path, how: str, rows: int) -> dict:
     repo = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", _PASS, str(path), how, str(rows)], cwd=repo, check=True,
-                         capture_output=True, text=True, env={"PYTHONPATH": str(repo), "PATH": ""})
+    out = subprocess.run(
+        [sys.executable, "-c", _PASS, str(path), how, str(rows)],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(repo), "PATH": ""},
+    )
     return json.loads(out.stdout)
 
 
@@ -71,19 +77,27 @@ def main() -> None:
         fits.PrimaryHDU(data).writeto(plain)
         fits.PrimaryHDU(data).writeto(packed)
         del data
-        print(f"machine: {platform.node()} ({platform.processor() or platform.machine()}), python "
-              f"{platform.python_version()}")
-        print(f"band: {args.size} x {args.size} float32, {plain.stat().st_size / 2**20:.0f} MiB plain, "
-              f"{packed.stat().st_size / 2**20:.0f} MiB gzip; strips of {args.rows} rows")
-        results = {"plain": _pass(plain, "astropy", args.rows),
-                   "gzip_astropy": _pass(packed, "astropy", args.rows),
-                   "gzip_band_files": _pass(packed, "band_files", args.rows)}
+        print(
+            f"machine: {platform.node()} ({platform.processor() or platform.machine()}), python "
+            f"{platform.python_version()}"
+        )
+        print(
+            f"band: {args.size} x {args.size} float32, {plain.stat().st_size / 2**20:.0f} MiB plain, "
+            f"{packed.stat().st_size / 2**20:.0f} MiB gzip; strips of {args.rows} rows"
+        )
+        results = {
+            "plain": _pass(plain, "astropy", args.rows),
+            "gzip_astropy": _pass(packed, "astropy", args.rows),
+            "gzip_band_files": _pass(packed, "band_files", args.rows),
+        }
     sums = {r["sum"] for r in results.values()}
     for name, r in results.items():
         print(f"{name}: {r['seconds']:.2f} s, peak resident {r['peak_mib']:.0f} MiB")
     print(f"same pixels read by all three: {len(sums) == 1}")
-    print(f"speed-up of band_files over astropy on gzip: "
-          f"{results['gzip_astropy']['seconds'] / results['gzip_band_files']['seconds']:.1f}x")
+    print(
+        f"speed-up of band_files over astropy on gzip: "
+        f"{results['gzip_astropy']['seconds'] / results['gzip_band_files']['seconds']:.1f}x"
+    )
 
 
 if __name__ == "__main__":

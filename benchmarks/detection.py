@@ -102,8 +102,8 @@ def machine() -> str:
 
 # --------------------------------------------------------------------------- skies
 
-def render(kind: str, seed: int, size: int, n_galaxies: int | None, n_stars: int | None,
-           noise_fwhm: float = 0.0):
+
+def render(kind: str, seed: int, size: int, n_galaxies: int | None, n_stars: int | None, noise_fwhm: float = 0.0):
     """A sky (``kind="sky"``) or a pure-noise mosaic (``"noise"``), no NaN or censored regions.
 
     ``noise_fwhm > 0`` (noise mosaics only): white variates convolved with a Gaussian of
@@ -114,8 +114,15 @@ def render(kind: str, seed: int, size: int, n_galaxies: int | None, n_stars: int
 
     if kind == "noise":
         n_galaxies, n_stars = 0, 0
-    sky = render_sky((size, size), seed=seed, n_galaxies=n_galaxies, n_stars=n_stars,
-                     nan_regions=0, censored_regions=0, noise_sigma=0.0 if noise_fwhm > 0 else None)
+    sky = render_sky(
+        (size, size),
+        seed=seed,
+        n_galaxies=n_galaxies,
+        n_stars=n_stars,
+        nan_regions=0,
+        censored_regions=0,
+        noise_sigma=0.0 if noise_fwhm > 0 else None,
+    )
     if noise_fwhm > 0:
         images = correlated_noise((size, size), seed, noise_fwhm)
         sky = SimpleNamespace(images=images, truth=sky.truth)
@@ -195,20 +202,19 @@ class Classifier:
 
         clf = self._network()
         t0 = time.perf_counter()
-        res = finalize(classify_image(np.asarray(images, np.float32), clf, stride=self.stride,
-                                      batch_size=self.batch))
+        res = finalize(classify_image(np.asarray(images, np.float32), clf, stride=self.stride, batch_size=self.batch))
         seconds = time.perf_counter() - t0
         _, h, w = images.shape
         windows = len(range(0, h - 39, self.stride)) * len(range(0, w - 39, self.stride))
         self.cache.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, rank=res.rank, mean=res.mean, n=res.n, digest=digest,
-                            seconds=seconds, windows=windows)
+        np.savez_compressed(tmp, rank=res.rank, mean=res.mean, n=res.n, digest=digest, seconds=seconds, windows=windows)
         tmp.replace(path)
         return Classified(res.rank, res.mean, res.n, seconds, windows, False)
 
 
 # --------------------------------------------------------------------------- rules
+
 
 @dataclass
 class Rule:
@@ -245,7 +251,7 @@ def photutils_rule(sigma_pix: float, fwhm_px: float, filtered_sigma: bool, npixe
 
     size = 2 * math.ceil(3 * fwhm_px) + 1
     kernel = make_2dgaussian_kernel(fwhm_px, size=size)
-    sigma = sigma_pix * math.sqrt(float((kernel.array ** 2).sum())) if filtered_sigma else sigma_pix
+    sigma = sigma_pix * math.sqrt(float((kernel.array**2).sum())) if filtered_sigma else sigma_pix
     threshold = PHOTUTILS_NSIGMA * sigma
 
     def detect(flux: np.ndarray, cls: Classified | None = None) -> tuple[np.ndarray, None]:
@@ -264,6 +270,7 @@ def photutils_rule(sigma_pix: float, fwhm_px: float, filtered_sigma: bool, npixe
 
 
 # --------------------------------------------------------------------------- measures
+
 
 def centroids(objects: np.ndarray, flux: np.ndarray) -> np.ndarray:
     """``(N, 2)`` flux-weighted (x, y) centroid in H of every object (negative flux weighs 0)."""
@@ -322,8 +329,9 @@ class Tally:
         return self.noise_detections / self.noise_area_arcmin2 if self.noise_area_arcmin2 else math.nan
 
 
-def score_sky(tally: Tally, objects: np.ndarray, markers: np.ndarray | None, flux: np.ndarray,
-              truth, classified: np.ndarray) -> None:
+def score_sky(
+    tally: Tally, objects: np.ndarray, markers: np.ndarray | None, flux: np.ndarray, truth, classified: np.ndarray
+) -> None:
     """Add one sky's completeness, purity and locality to ``tally``."""
     from morpheus_core.segmentation import unmarked_components
 
@@ -338,8 +346,11 @@ def score_sky(tally: Tally, objects: np.ndarray, markers: np.ndarray | None, flu
     tally.detections += len(det_in)
     if len(det_in):
         all_true = np.column_stack([np.asarray(truth["x"]), np.asarray(truth["y"])])
-        near = cKDTree(all_true).query(det_in, distance_upper_bound=MATCH_RADIUS)[0] if len(all_true) else \
-            np.full(len(det_in), np.inf)
+        near = (
+            cKDTree(all_true).query(det_in, distance_upper_bound=MATCH_RADIUS)[0]
+            if len(all_true)
+            else np.full(len(det_in), np.inf)
+        )
         tally.spurious += int(np.sum(~np.isfinite(near)))
     if markers is not None:
         comps = unmarked_components(markers, classified)
@@ -355,12 +366,13 @@ def score_noise(tally: Tally, objects: np.ndarray, flux: np.ndarray, pixel_scale
     det = centroids(objects, flux)
     tally.noise_detections += int(inside(det, flux.shape).sum())
     tally.noise_area_arcmin2 += (h - 2 * EDGE) * (w - 2 * EDGE) * (pixel_scale / 60.0) ** 2
-    region = objects[EDGE:h - EDGE, EDGE:w - EDGE]
+    region = objects[EDGE : h - EDGE, EDGE : w - EDGE]
     tally.noise_pixels += region.size
     tally.noise_source_pixels += int((region > 0).sum())
 
 
 # --------------------------------------------------------------------------- table
+
 
 def bin_labels(edges: tuple[float, ...], unit: str) -> list[str]:
     out = []
@@ -384,23 +396,45 @@ def completeness(values: list, found: list, edges: tuple[float, ...]) -> list[st
 
 
 def table(rules: list[Rule], tallies: dict[str, Tally]) -> tuple[list[str], list[list[str]]]:
-    header = (["rule"] + bin_labels(SNR_BINS, "SNR") + bin_labels(MAG_BINS, "H")
-              + ["all", "detections", "purity", "no true source <3 px", "false /arcmin^2",
-                 "noise px in objects", "unmarked", "largest unmarked (px)"])
+    header = (
+        ["rule"]
+        + bin_labels(SNR_BINS, "SNR")
+        + bin_labels(MAG_BINS, "H")
+        + [
+            "all",
+            "detections",
+            "purity",
+            "no true source <3 px",
+            "false /arcmin^2",
+            "noise px in objects",
+            "unmarked",
+            "largest unmarked (px)",
+        ]
+    )
     first = next(iter(tallies.values()))
     snr, mag = np.asarray(first.snr), np.asarray(first.mag)
-    counts = ([str(int(((snr >= lo) & (snr < hi)).sum())) for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:])]
-              + [str(int(((mag >= lo) & (mag < hi)).sum())) for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:])])
+    counts = [str(int(((snr >= lo) & (snr < hi)).sum())) for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:])] + [
+        str(int(((mag >= lo) & (mag < hi)).sum())) for lo, hi in zip(MAG_BINS[:-1], MAG_BINS[1:])
+    ]
     rows = [["true sources"] + counts + [str(len(snr))] + [""] * 7]
     for rule in rules:
         t = tallies[rule.name]
-        loc = ([f"{100 * t.unmarked / t.classified:.1f}%", str(t.largest_unmarked)] if t.classified
-               else ["-", "-"])
+        loc = [f"{100 * t.unmarked / t.classified:.1f}%", str(t.largest_unmarked)] if t.classified else ["-", "-"]
         purity = f"{100 * (t.detections - t.spurious) / t.detections:.1f}%" if t.detections else "-"
-        rows.append([rule.name] + completeness(t.snr, t.found, SNR_BINS) + completeness(t.mag, t.found, MAG_BINS)
-                    + [f"{100 * np.mean(t.found):.1f}%", str(t.detections), purity, str(t.spurious),
-                       f"{t.false_rate:.1f} ({t.noise_detections})",
-                       f"{100 * t.noise_source_pixels / max(t.noise_pixels, 1):.2f}%"] + loc)
+        rows.append(
+            [rule.name]
+            + completeness(t.snr, t.found, SNR_BINS)
+            + completeness(t.mag, t.found, MAG_BINS)
+            + [
+                f"{100 * np.mean(t.found):.1f}%",
+                str(t.detections),
+                purity,
+                str(t.spurious),
+                f"{t.false_rate:.1f} ({t.noise_detections})",
+                f"{100 * t.noise_source_pixels / max(t.noise_pixels, 1):.2f}%",
+            ]
+            + loc
+        )
     return header, rows
 
 
@@ -418,25 +452,36 @@ def markdown(header: list[str], rows: list[list[str]]) -> str:
 
 # --------------------------------------------------------------------------- main
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5], help="sky seeds")
-    parser.add_argument("--noise-seeds", type=int, nargs="+", default=[1000, 1001, 1002],
-                        help="pure-noise mosaic seeds")
+    parser.add_argument(
+        "--noise-seeds", type=int, nargs="+", default=[1000, 1001, 1002], help="pure-noise mosaic seeds"
+    )
     parser.add_argument("--size", type=int, default=320, help="mosaic side (pixels)")
     parser.add_argument("--stride", type=int, default=1, help="window stride (1 as the paper)")
     parser.add_argument("--n-galaxies", type=int, help="galaxies per sky (default: render_sky's density)")
     parser.add_argument("--n-stars", type=int, help="point sources per sky (default: render_sky's density)")
-    parser.add_argument("--extra-noise", type=int, default=20,
-                        help="unclassified noise mosaics (seeds 2000, 2001, ...) on which photutils' false "
-                             "rate is also measured at the chosen npixels (default 20; it costs no network time)")
-    parser.add_argument("--noise-fwhm", type=float, default=0.0,
-                        help="correlate the noise mosaics' noise by a Gaussian of this FWHM in pixels, at the "
-                             "same aperture depth (default 0: white, as the simulator's skies)")
+    parser.add_argument(
+        "--extra-noise",
+        type=int,
+        default=20,
+        help="unclassified noise mosaics (seeds 2000, 2001, ...) on which photutils' false "
+        "rate is also measured at the chosen npixels (default 20; it costs no network time)",
+    )
+    parser.add_argument(
+        "--noise-fwhm",
+        type=float,
+        default=0.0,
+        help="correlate the noise mosaics' noise by a Gaussian of this FWHM in pixels, at the "
+        "same aperture depth (default 0: white, as the simulator's skies)",
+    )
     parser.add_argument("--threads", type=int, help="TensorFlow / BLAS threads")
     parser.add_argument("--batch", type=int, default=512, help="windows per network call")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
-                        help=f"classification cache (default {DEFAULT_CACHE})")
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help=f"classification cache (default {DEFAULT_CACHE})"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to FILE")
     parser.add_argument("--classify-only", action="store_true", help="fill the cache and stop")
     parser.add_argument("--quick", action="store_true", help="one 160x160 sky and noise mosaic at stride 4")
@@ -456,10 +501,12 @@ def main() -> None:
     load0 = os.getloadavg()
     print(f"machine: {machine()}")
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
-    print(f"settings: skies seeds {args.seeds}, noise seeds {args.noise_seeds}, {args.size}x{args.size} px "
-          f"(0.06\"/px), stride {args.stride}, n_galaxies {args.n_galaxies or 'default'}, "
-          f"n_stars {args.n_stars or 'default'}; noise mosaics "
-          f"{f'correlated, FWHM {args.noise_fwhm:g} px' if args.noise_fwhm > 0 else 'white'}")
+    print(
+        f"settings: skies seeds {args.seeds}, noise seeds {args.noise_seeds}, {args.size}x{args.size} px "
+        f'(0.06"/px), stride {args.stride}, n_galaxies {args.n_galaxies or "default"}, '
+        f"n_stars {args.n_stars or 'default'}; noise mosaics "
+        f"{f'correlated, FWHM {args.noise_fwhm:g} px' if args.noise_fwhm > 0 else 'white'}"
+    )
     classify = Classifier(args.cache, args.stride, args.batch)
     mosaics = {}
     for kind, seeds in (("sky", args.seeds), ("noise", args.noise_seeds)):
@@ -470,9 +517,11 @@ def main() -> None:
             if kind == "sky" and (args.n_galaxies is not None or args.n_stars is not None):
                 key += f"-g{args.n_galaxies}-s{args.n_stars}"
             cls = classify(key, sky.images)
-            print(f"  {key}: {len(sky.truth)} sources, {cls.windows} windows, "
-                  f"{'cached, ' if cls.cached else ''}classified in {cls.seconds:.0f} s "
-                  f"({cls.windows / max(cls.seconds, 1e-9):.0f} windows/s)")
+            print(
+                f"  {key}: {len(sky.truth)} sources, {cls.windows} windows, "
+                f"{'cached, ' if cls.cached else ''}classified in {cls.seconds:.0f} s "
+                f"({cls.windows / max(cls.seconds, 1e-9):.0f} windows/s)"
+            )
             mosaics[(kind, seed)] = (sky, cls)
     if args.classify_only:
         return
@@ -500,8 +549,10 @@ def main() -> None:
     tallies = {rule.name: run(rule) for rule in rules}
     target = tallies[rules[0].name].false_rate
     # photutils: for each threshold, the smallest npixels whose false rate <= the paper rule's.
-    extra = [render("noise", 2000 + i, args.size, None, None, args.noise_fwhm).images[0].astype(np.float64)
-             for i in range(args.extra_noise)]
+    extra = [
+        render("noise", 2000 + i, args.size, None, None, args.noise_fwhm).images[0].astype(np.float64)
+        for i in range(args.extra_noise)
+    ]
     for filtered, label in ((False, "1.5 sigma_pix"), (True, "1.5 sigma_filtered")):
         chosen, trace = None, []
         for npix in NPIXELS_LADDER:
@@ -514,16 +565,19 @@ def main() -> None:
         rule, tally = chosen
         reached = tally.false_rate <= target
         rule.name = f"photutils {label}, npixels {rule.npixels} (d)"
-        rule.note = (f"threshold {rule.detect.threshold:.3g} e-/s on the filtered H image (sigma_H = "
-                     f"{sigma_h:.3g} e-/s per pixel); false rate per npixels on the classified noise mosaics "
-                     f"{{{', '.join(trace)}}}"
-                     + ("" if reached else f" (the ladder ends above the target {target:.1f})"))
+        rule.note = (
+            f"threshold {rule.detect.threshold:.3g} e-/s on the filtered H image (sigma_H = "
+            f"{sigma_h:.3g} e-/s per pixel); false rate per npixels on the classified noise mosaics "
+            f"{{{', '.join(trace)}}}" + ("" if reached else f" (the ladder ends above the target {target:.1f})")
+        )
         if extra:
             more = Tally()
             for flux in extra:
                 score_noise(more, rule.detect(flux)[0], flux, pixel_scale)
-            rule.note += (f"; on {len(extra)} more noise mosaics: {more.false_rate:.1f} /arcmin^2 "
-                          f"({more.noise_detections} in {more.noise_area_arcmin2:.2f} arcmin^2)")
+            rule.note += (
+                f"; on {len(extra)} more noise mosaics: {more.false_rate:.1f} /arcmin^2 "
+                f"({more.noise_detections} in {more.noise_area_arcmin2:.2f} arcmin^2)"
+            )
         rules.append(rule)
         tallies[rule.name] = tally
 
@@ -532,16 +586,20 @@ def main() -> None:
     print(f"load average at end: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
     kind_noise = f"correlated noise, FWHM {args.noise_fwhm:g} px" if args.noise_fwhm > 0 else "white noise"
     paper = tallies[rules[0].name]
-    settings = (f"skies: seeds {args.seeds} ({len(paper.found)} true sources counted); noise mosaics "
-                f"({kind_noise}): seeds {args.noise_seeds} ({paper.noise_area_arcmin2:.3f} arcmin^2 counted); "
-                f"{args.size}x{args.size} px at 0.06\"/px, stride {args.stride}")
-    legend = (f"Completeness: greedy one-to-one match, nearest first, within {MATCH_RADIUS:g} px of a "
-              f"detection's flux-weighted H centroid; true sources and detections >= {EDGE} px from the "
-              f"edges. Purity: detections with a true source within {MATCH_RADIUS:g} px. False rate: "
-              f"detections on the noise mosaics per arcmin^2 (count in brackets), and the share of their "
-              f"pixels inside detected objects; photutils' npixels is the smallest whose false rate is <= "
-              f"the paper rule's ({target:.1f} /arcmin^2). Unmarked: classified sky pixels without a marker; "
-              f"largest unmarked: its largest 4-connected component.")
+    settings = (
+        f"skies: seeds {args.seeds} ({len(paper.found)} true sources counted); noise mosaics "
+        f"({kind_noise}): seeds {args.noise_seeds} ({paper.noise_area_arcmin2:.3f} arcmin^2 counted); "
+        f'{args.size}x{args.size} px at 0.06"/px, stride {args.stride}'
+    )
+    legend = (
+        f"Completeness: greedy one-to-one match, nearest first, within {MATCH_RADIUS:g} px of a "
+        f"detection's flux-weighted H centroid; true sources and detections >= {EDGE} px from the "
+        f"edges. Purity: detections with a true source within {MATCH_RADIUS:g} px. False rate: "
+        f"detections on the noise mosaics per arcmin^2 (count in brackets), and the share of their "
+        f"pixels inside detected objects; photutils' npixels is the smallest whose false rate is <= "
+        f"the paper rule's ({target:.1f} /arcmin^2). Unmarked: classified sky pixels without a marker; "
+        f"largest unmarked: its largest 4-connected component."
+    )
     notes = [f"{r.name}: {r.note}" for r in rules if r.note]
     print(settings)
     print(legend)
@@ -550,12 +608,18 @@ def main() -> None:
     print_table(header, rows)
     classify_s = sum(cls.seconds for _, cls in mosaics.values())
     windows = sum(cls.windows for _, cls in mosaics.values())
-    print(f"classification {classify_s:.0f} s for {windows} windows (cached runs included at their first "
-          f"time); detection {sum(t.seconds for t in tallies.values()):.0f} s; "
-          f"wall {time.perf_counter() - started:.0f} s")
+    print(
+        f"classification {classify_s:.0f} s for {windows} windows (cached runs included at their first "
+        f"time); detection {sum(t.seconds for t in tallies.values()):.0f} s; "
+        f"wall {time.perf_counter() - started:.0f} s"
+    )
     if args.markdown:
-        text = (f"Machine: {machine()}. Settings: {settings}.\n\n{legend}\n\n" + markdown(header, rows)
-                + "".join(f"\n- {note}" for note in notes) + "\n")
+        text = (
+            f"Machine: {machine()}. Settings: {settings}.\n\n{legend}\n\n"
+            + markdown(header, rows)
+            + "".join(f"\n- {note}" for note in notes)
+            + "\n"
+        )
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text)
         print(f"-> {args.markdown}")

@@ -47,8 +47,17 @@ def distributed_rate(toml: Path, run_dir: Path, workers: int, tile: int, classif
     from pipeline.rundir.ledger import Ledger
     from pipeline.settings import RunSettings
 
-    config = RunSettings(mosaic="bench", mosaics_file=toml, run_dir=run_dir, tile=tile, workers=workers,
-                       threads_per_worker=1, model=classifier, progress=False, gpu="never")
+    config = RunSettings(
+        mosaic="bench",
+        mosaics_file=toml,
+        run_dir=run_dir,
+        tile=tile,
+        workers=workers,
+        threads_per_worker=1,
+        model=classifier,
+        progress=False,
+        gpu="never",
+    )
     summary = run(config, echo=lambda s: None)
     ledger = Ledger(run_dir)
     infos = [ledger.done_info(p.stem) for p in (run_dir / "ledger").glob("*.done")]
@@ -82,8 +91,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         toml = write_mosaic(tmp / "m", args.size)
-        bare = float(subprocess.run([sys.executable, "-c", BARE, str(toml.parent)], capture_output=True,
-                                    text=True, check=True).stdout.strip().splitlines()[-1])
+        bare = float(
+            subprocess.run([sys.executable, "-c", BARE, str(toml.parent)], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         r1, _, s1 = distributed_rate(toml, tmp / "r1", 1, args.tile)
         r2, _, s2 = distributed_rate(toml, tmp / "r2", 2, args.tile)
         print(f"mosaic {args.size}x{args.size}, tile {args.tile}, {s1.tiles} tiles, {s1.windows} windows")

@@ -54,14 +54,17 @@ def main() -> None:
             scene = make_scene(shape, random_sources(shape, seed=factor))
             run_dir = write_run(Path(tmp) / f"x{factor * factor}", scene, chunk=args.chunk)
             del scene
-            out = subprocess.run([sys.executable, "-c", CHILD, str(run_dir)], capture_output=True, text=True,
-                                 cwd=ROOT, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", CHILD, str(run_dir)], capture_output=True, text=True, cwd=ROOT, check=True
+            )
             rows.append((factor * factor, shape, json.loads(out.stdout.strip().splitlines()[-1])))
     print(f"chunk {args.chunk}; one process, Dask threaded scheduler")
     print(f"{'area':>5} {'shape':>12} {'segments':>9} {'objects':>8} {'approx':>7} {'seconds':>8} {'peak MiB':>9}")
     for area, shape, r in rows:
-        print(f"{'x' + str(area):>5} {str(shape[0]) + 'x' + str(shape[1]):>12} {r['segments']:>9} {r['objects']:>8} "
-              f"{r['approximate']:>7} {r['seconds']:>8.1f} {r['peak_mb']:>9.0f}")
+        print(
+            f"{'x' + str(area):>5} {str(shape[0]) + 'x' + str(shape[1]):>12} {r['segments']:>9} {r['objects']:>8} "
+            f"{r['approximate']:>7} {r['seconds']:>8.1f} {r['peak_mb']:>9.0f}"
+        )
     print(f"peak_memory_ratio_x16_over_x1 {rows[-1][2]['peak_mb'] / rows[0][2]['peak_mb']:.2f}")
 
 

@@ -80,10 +80,7 @@ def compiled(fn: Callable) -> Callable:
 
 
 def spread(values: list[float]) -> str:
-    return (
-        f"{statistics.median(values):.1f}  (best {max(values):.0f}; runs: "
-        f"{', '.join(f'{v:.0f}' for v in values)})"
-    )
+    return f"{statistics.median(values):.1f}  (best {max(values):.0f}; runs: {', '.join(f'{v:.0f}' for v in values)})"
 
 
 def main() -> None:
@@ -122,9 +119,7 @@ def main() -> None:
     cropped = KerasWindowClassifier(load_released_model(crop=True), border=BORDER)
     engines = {"float32": cropped}
     if not args.skip_bf16:
-        engines["bfloat16"] = KerasWindowClassifier(
-            load_released_model(crop=True, precision="bfloat16"), border=BORDER
-        )
+        engines["bfloat16"] = KerasWindowClassifier(load_released_model(crop=True, precision="bfloat16"), border=BORDER)
     load0 = os.getloadavg()
     print(f"machine: {machine()}; keras backend {keras.backend.backend()}")
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}")
@@ -153,6 +148,7 @@ def main() -> None:
             wall.setdefault(name, []).append(w)
             cpu.setdefault(name, []).append(c)
         for precision, clf in engines.items():
+
             def run(clf=clf):
                 stats = classify_image(image, clf, anchor_stop=(args.tile, args.tile), batch_size=args.batch)
                 return finalize(stats)

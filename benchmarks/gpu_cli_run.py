@@ -55,7 +55,7 @@ def sky_image(size: int, seed: int = 0, block: int = 1024) -> np.ndarray:
             k += 1
     rng = np.random.default_rng(seed + 1)
     for i, sigma in enumerate(DEFAULT_NOISE_SIGMA.values()):
-        out[i] += (rng.standard_normal((size, size), dtype=np.float32) * np.float32(sigma))
+        out[i] += rng.standard_normal((size, size), dtype=np.float32) * np.float32(sigma)
     return out
 
 
@@ -76,8 +76,9 @@ def write_mosaic(folder: Path, size: int, seed: int = 0) -> Path:
         bands[band] = path.name
     toml = folder / "mosaics.toml"
     entries = ", ".join(f'{b} = "{p}"' for b, p in bands.items())
-    toml.write_text(f'[mosaics.{MOSAIC}]\ndescription = "synthetic {size}x{size} sky for the GPU check"\n'
-                    f"bands = {{ {entries} }}\n")
+    toml.write_text(
+        f'[mosaics.{MOSAIC}]\ndescription = "synthetic {size}x{size} sky for the GPU check"\nbands = {{ {entries} }}\n'
+    )
     return toml
 
 
@@ -92,8 +93,12 @@ class GpuMemory:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                out = subprocess.run([self.exe, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                                     capture_output=True, text=True, timeout=10).stdout
+                out = subprocess.run(
+                    [self.exe, "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout
                 used = sum(int(v) for v in out.split())
                 self.peak = used if self.peak is None else max(self.peak, used)
             except (OSError, ValueError, subprocess.SubprocessError):
@@ -127,10 +132,34 @@ def main() -> None:
     toml = write_mosaic(args.work / "mosaic", args.size)
     print(f"mosaic {args.size}x{args.size} written in {time.perf_counter() - t0:.1f} s: {toml}", flush=True)
     run_dir = args.work / "run"
-    cmd = [sys.executable, "-m", "pipeline", "run", "--mosaic", MOSAIC, "--mosaics-file", str(toml),
-           "--run-dir", str(run_dir), "--restart", "--weights", args.weights, "--gpu", "auto",
-           "--precision", args.precision, "--tile", str(args.tile), "--batch-size", str(batch),
-           "--stride", str(args.stride), "--workers", "1", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--mosaic",
+        MOSAIC,
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(run_dir),
+        "--restart",
+        "--weights",
+        args.weights,
+        "--gpu",
+        "auto",
+        "--precision",
+        args.precision,
+        "--tile",
+        str(args.tile),
+        "--batch-size",
+        str(batch),
+        "--stride",
+        str(args.stride),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
     with GpuMemory() as memory:
@@ -141,19 +170,25 @@ def main() -> None:
         print(proc.stderr[-6000:], end="", file=sys.stderr)
     windows = len(range(0, args.size - 39, args.stride)) ** 2
     match = re.search(r"time: ([\d.]+) s \((\d+) windows, (\d+) windows/s\)", proc.stdout)
-    print(f"cli exit status {proc.returncode}; wall {wall:.1f} s for {windows:,} windows "
-          f"(whole run, start-up, segmentation, catalog and products included): {windows / wall:,.0f} windows/s")
+    print(
+        f"cli exit status {proc.returncode}; wall {wall:.1f} s for {windows:,} windows "
+        f"(whole run, start-up, segmentation, catalog and products included): {windows / wall:,.0f} windows/s"
+    )
     if match:
         print(f"cli_classification_windows_per_s {int(match.group(3))}")
     print(f"cli_whole_run_windows_per_s {windows / wall:.0f}")
     if engine:
         rate = engine["rates"].get(args.precision)
         if rate and match:
-            print(f"engine alone ({args.precision}, batch {engine['best_batch']}): {rate:,.0f} windows/s; "
-                  f"CLI classification / engine {int(match.group(3)) / rate:.2f}, whole run / engine "
-                  f"{windows / wall / rate:.2f}")
-    print(f"GPU memory in use during the run (nvidia-smi, peak): "
-          f"{'n/a' if memory.peak is None else f'{memory.peak / 1024:.2f} GiB'}")
+            print(
+                f"engine alone ({args.precision}, batch {engine['best_batch']}): {rate:,.0f} windows/s; "
+                f"CLI classification / engine {int(match.group(3)) / rate:.2f}, whole run / engine "
+                f"{windows / wall / rate:.2f}"
+            )
+    print(
+        f"GPU memory in use during the run (nvidia-smi, peak): "
+        f"{'n/a' if memory.peak is None else f'{memory.peak / 1024:.2f} GiB'}"
+    )
     sys.exit(proc.returncode)
 
 

@@ -150,20 +150,31 @@ def main() -> None:
     net = {mode: network_only(mode, best_batch) for mode in MODES}
     set_precision(None)
     memory = peak_memory()
-    agreement = {m: 1.0 - deviation_report(classified["float32"], classified[m])["top_rank_changed"]
-                 for m in ("bfloat16", "tf32")}
-    results.update(rates=rates, network_only=net, vote_agreement=agreement, memory=memory,
-                   outside_network={m: 1.0 - rates[m] / net[m] for m in MODES})
+    agreement = {
+        m: 1.0 - deviation_report(classified["float32"], classified[m])["top_rank_changed"]
+        for m in ("bfloat16", "tf32")
+    }
+    results.update(
+        rates=rates,
+        network_only=net,
+        vote_agreement=agreement,
+        memory=memory,
+        outside_network={m: 1.0 - rates[m] / net[m] for m in MODES},
+    )
 
     print(f"best batch (bfloat16): {best_batch}")
     print("| mode | engine windows/s | network only windows/s | share outside the network | votes as float32 |")
     print("|---|---|---|---|---|")
     for mode in ("float32", "tf32", "bfloat16"):
         agree = "(reference)" if mode == "float32" else f"{100 * agreement[mode]:.3f}%"
-        print(f"| {mode} | {rates[mode]:,.0f} | {net[mode]:,.0f} | {100 * results['outside_network'][mode]:.1f}% | {agree} |")
+        print(
+            f"| {mode} | {rates[mode]:,.0f} | {net[mode]:,.0f} | {100 * results['outside_network'][mode]:.1f}% | {agree} |"
+        )
     if memory:
-        print(f"GPU memory: peak {memory.get('peak_bytes_in_use', 0) / 2**30:.2f} GiB in use "
-              f"(limit {memory.get('bytes_limit', 0) / 2**30:.1f} GiB)")
+        print(
+            f"GPU memory: peak {memory.get('peak_bytes_in_use', 0) / 2**30:.2f} GiB in use "
+            f"(limit {memory.get('bytes_limit', 0) / 2**30:.1f} GiB)"
+        )
     else:
         print("GPU memory: n/a (no GPU device)")
     print(f"engine_bfloat16_windows_per_s {rates['bfloat16']:.0f}")

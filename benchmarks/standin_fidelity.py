@@ -106,10 +106,19 @@ def measure(cls, images: np.ndarray, truth) -> dict:
         dominant[int(np.argmax([(cls.rank[k][m] * w).sum() for k in range(4)]))] += 1
     c = bg[classified]
     return {
-        "seconds": cls.seconds, "windows": cls.windows,
-        "bg1": float((c == 1).mean()), "bg0": float((c == 0).mean()), "bgmid": float(((c > 0) & (c < 1)).mean()),
-        "segments": int(n_segments), "objects": int(len(ids)), "in_segments": float((labels > 0)[classified].mean()),
-        "areas": areas, "in_segment": in_segment, "matched": matched, "snr": snr, "dominant": dominant,
+        "seconds": cls.seconds,
+        "windows": cls.windows,
+        "bg1": float((c == 1).mean()),
+        "bg0": float((c == 0).mean()),
+        "bgmid": float(((c > 0) & (c < 1)).mean()),
+        "segments": int(n_segments),
+        "objects": int(len(ids)),
+        "in_segments": float((labels > 0)[classified].mean()),
+        "areas": areas,
+        "in_segment": in_segment,
+        "matched": matched,
+        "snr": snr,
+        "dominant": dominant,
         "mask": labels > 0,
     }
 
@@ -143,8 +152,10 @@ def table(real: dict, stand: dict, n_true: int) -> tuple[list[str], list[list[st
         [f"  snr_H >= {SNR_SPLIT:g} (n)", *(split(m, "in_segment", True) for m in (real, stand))],
         [f"  snr_H < {SNR_SPLIT:g} (n)", *(split(m, "in_segment", False) for m in (real, stand))],
         ["true sources matched by an object < 3 px", *(pct(m["matched"]) for m in (real, stand))],
-        ["objects' dominant class sph / disk / irr / ps",
-         *(" / ".join(str(v) for v in m["dominant"]) for m in (real, stand))],
+        [
+            "objects' dominant class sph / disk / irr / ps",
+            *(" / ".join(str(v) for v in m["dominant"]) for m in (real, stand)),
+        ],
     ]
     inter = (real["mask"] & stand["mask"]).sum()
     union = (real["mask"] | stand["mask"]).sum()
@@ -159,7 +170,9 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=2, help="window stride of both (2)")
     parser.add_argument("--batch", type=int, default=512, help="windows per call (512)")
     parser.add_argument("--crop", type=int, default=None, help="only the top-left N x N of the demo")
-    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="cache of the released network's classification")
+    parser.add_argument(
+        "--cache", type=Path, default=DEFAULT_CACHE, help="cache of the released network's classification"
+    )
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--threads", type=int, default=None, help="TensorFlow threads")
     args = parser.parse_args()
@@ -177,8 +190,10 @@ def main() -> None:
     m_real, m_stand = measure(real, images, truth), measure(stand, images, truth)
     header, rows = table(m_real, m_stand, len(m_real["in_segment"]))
     print(f"machine: {machine()}")
-    print(f"demo mosaic {what}; stride {args.stride}, batch {args.batch}; released network "
-          f"{'from the cache' if real.cached else 'classified now'}")
+    print(
+        f"demo mosaic {what}; stride {args.stride}, batch {args.batch}; released network "
+        f"{'from the cache' if real.cached else 'classified now'}"
+    )
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(3)]
     lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in [header, *rows]]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")

@@ -82,14 +82,33 @@ def _mosaic(folder: Path) -> Path:
 
 
 def _run(toml: Path, run_dir: Path, workers: int) -> tuple[float, dict[str, float]]:
-    command = [sys.executable, "-m", "pipeline", "run", "--mosaic", "s", "--mosaics-file", str(toml),
-               "--run-dir", str(run_dir), "--model", "released", "--tile", "256", "--workers", str(workers),
-               "--no-progress", "--restart"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--mosaic",
+        "s",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(run_dir),
+        "--model",
+        "released",
+        "--tile",
+        "256",
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--restart",
+    ]
     t0 = time.perf_counter()
     subprocess.run(command, capture_output=True, text=True, env=_env(), check=True, cwd=run_dir.parent)
     wall = time.perf_counter() - t0
-    stages = {m.group(1): float(m.group(2)) for m in
-              re.finditer(r"stage (\w+): done in ([\d.]+) s", (run_dir / "pipeline.log").read_text())}
+    stages = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"stage (\w+): done in ([\d.]+) s", (run_dir / "pipeline.log").read_text())
+    }
     return wall, stages
 
 
@@ -119,8 +138,10 @@ def main() -> None:
     print(f"run (150x170, {args.workers} workers, released model): {wall:.1f} s wall")
     for name in names:
         print(f"  stage {name}: {stages[name]:.2f} s")
-    print(f"  outside the stages (interpreter, imports, cluster start and stop, model load, downstream set-up): "
-          f"{wall - sum(stages.values()):.1f} s")
+    print(
+        f"  outside the stages (interpreter, imports, cluster start and stop, model load, downstream set-up): "
+        f"{wall - sum(stages.values()):.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -104,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", type=int, default=10_000, help="pixels per side (default 10,000: 10^8 pixels)")
     parser.add_argument("--tile", type=int, default=1024, help="chunk side, as a run's --tile (default 1024)")
     parser.add_argument("--workers", type=int, default=2, help="local Dask workers for the record (0: skip)")
-    parser.add_argument("--keep", type=Path, help="build the store here and keep it, or reuse the one built there "
-                                                  "(default: a temporary folder)")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="build the store here and keep it, or reuse the one built there (default: a temporary folder)",
+    )
     args = parser.parse_args(argv)
 
     base = args.keep or Path(tempfile.mkdtemp(prefix="store-verify-"))
@@ -118,30 +121,40 @@ def main(argv: list[str] | None = None) -> int:
             _, seconds = timed(build, store, args.side, args.tile)
         listed = store_check.list_files(store)
         size = sum(listed.values())
-        raw = args.side ** 2 * (3 * len(CLASSES) + 1) * 4
-        print(f"store: {args.side}x{args.side} pixels, tile {args.tile}, {len(listed)} files, "
-              f"{size / 1e9:.2f} GB ({raw / 1e9:.2f} GB raw), built in {seconds:.1f} s")
+        raw = args.side**2 * (3 * len(CLASSES) + 1) * 4
+        print(
+            f"store: {args.side}x{args.side} pixels, tile {args.tile}, {len(listed)} files, "
+            f"{size / 1e9:.2f} GB ({raw / 1e9:.2f} GB raw), built in {seconds:.1f} s"
+        )
 
         files, seconds = timed(store_check.record_store, store)
         print(f"record (threads here): {seconds:.2f} s, {size / 1e9:.2f} GB read, {size / 1e6 / seconds:.0f} MB/s")
         if args.workers:
             from distributed import Client, LocalCluster
 
-            with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                              dashboard_address=None) as cluster, Client(cluster) as client:
+            with (
+                LocalCluster(
+                    n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None
+                ) as cluster,
+                Client(cluster) as client,
+            ):
                 on_workers, seconds = timed(store_check.record_store, store, client=client)
             assert on_workers == files
             print(f"record ({args.workers} Dask workers): {seconds:.2f} s")
 
         check, seconds = timed(store_check.verify_files, store, files)
         assert check.ok
-        print(f"verify, warm cache: {seconds:.2f} s, {check.bytes_read / 1e9:.2f} GB read, "
-              f"{check.bytes_read / 1e6 / seconds:.0f} MB/s")
+        print(
+            f"verify, warm cache: {seconds:.2f} s, {check.bytes_read / 1e9:.2f} GB read, "
+            f"{check.bytes_read / 1e6 / seconds:.0f} MB/s"
+        )
         drop_cache(store.path)
         check, seconds = timed(store_check.verify_files, store, files)
         assert check.ok
-        print(f"verify, cold cache: {seconds:.2f} s, {check.bytes_read / 1e9:.2f} GB read, "
-              f"{check.bytes_read / 1e6 / seconds:.0f} MB/s")
+        print(
+            f"verify, cold cache: {seconds:.2f} s, {check.bytes_read / 1e9:.2f} GB read, "
+            f"{check.bytes_read / 1e6 / seconds:.0f} MB/s"
+        )
         check, seconds = timed(store_check.verify_files, store, files, hashes=False)
         assert check.ok and check.bytes_read == 0
         print(f"verify sizes only: {seconds * 1e3:.1f} ms, 0 bytes read")

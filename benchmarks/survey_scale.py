@@ -47,8 +47,19 @@ BANDS = ("H", "J", "V", "Z")
 #: Sources per pixel: ~5 x 10^4 over GOODS-S's ~10^8 pixels.
 DENSITY = 5e-4
 #: Stages in the order a run passes them (``pipeline.timing.stage`` names).
-STAGES = ("preflight", "ingest", "classify", "merge", "fits", "segmentation", "labels", "deblending", "colour",
-          "catalog", "products")
+STAGES = (
+    "preflight",
+    "ingest",
+    "classify",
+    "merge",
+    "fits",
+    "segmentation",
+    "labels",
+    "deblending",
+    "colour",
+    "catalog",
+    "products",
+)
 #: Stages that are the network (left out of the "everything but the network" target).
 NETWORK = ("classify",)
 
@@ -57,7 +68,7 @@ NETWORK = ("classify",)
 def _profile(kind: int, size: float, half: int) -> np.ndarray:
     """A normalised source stamp of ``2 half + 1`` pixels: 0 star (PSF), 1 exponential
     disk, 2 a steeper de Vaucouleurs-like profile."""
-    y, x = np.mgrid[-half:half + 1, -half:half + 1].astype(np.float32)
+    y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
     r = np.hypot(y, x)
     if kind == 0:
         stamp = np.exp(-0.5 * (r / 1.2) ** 2)
@@ -110,14 +121,15 @@ def make_mosaic(folder: Path, side: int, *, seed: int = 0) -> tuple[Path, int]:
             y1, x1 = min(side, y0 + stamp.shape[0]), min(side, x0 + stamp.shape[1])
             if y1 <= max(y0, 0) or x1 <= max(x0, 0):
                 continue
-            image[max(y0, 0):y1, max(x0, 0):x1] += (flux[i] * np.exp(colour[i, b])) * \
-                stamp[sy0:sy0 + y1 - max(y0, 0), sx0:sx0 + x1 - max(x0, 0)]
+            image[max(y0, 0) : y1, max(x0, 0) : x1] += (flux[i] * np.exp(colour[i, b])) * stamp[
+                sy0 : sy0 + y1 - max(y0, 0), sx0 : sx0 + x1 - max(x0, 0)
+            ]
         # zero-censored cores of the brightest stars (saturated pixels set to 0)
         for i in np.flatnonzero((kind == 0) & (flux > np.quantile(flux, 0.98))):
             y, x = int(ys[i]), int(xs[i])
-            image[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = 0.0
+            image[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = 0.0
         for y in range(side):
-            image[y, max(0, edge[y]):] = np.nan
+            image[y, max(0, edge[y]) :] = np.nan
         name = f"survey_{band}.fits"
         fits.PrimaryHDU(image, header=header).writeto(folder / name, overwrite=True)
         entries.append(f'{band} = "{name}"')
@@ -189,9 +201,28 @@ def disk_use(run_dir: Path) -> dict[str, int]:
 
 def run_once(toml: Path, run_dir: Path, *, stride: int, tile: int, workers: int, model: str) -> dict:
     """The CLI on the mosaic, measured."""
-    args = [sys.executable, "-m", "pipeline", "run", "--mosaic", "survey", "--mosaics-file", str(toml),
-            "--run-dir", str(run_dir), "--model", model, "--stride", str(stride), "--tile", str(tile),
-            "--workers", str(workers), "--no-progress", "--restart"]
+    args = [
+        sys.executable,
+        "-m",
+        "pipeline",
+        "run",
+        "--mosaic",
+        "survey",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(run_dir),
+        "--model",
+        model,
+        "--stride",
+        str(stride),
+        "--tile",
+        str(tile),
+        "--workers",
+        str(workers),
+        "--no-progress",
+        "--restart",
+    ]
     t0 = time.time()
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sampler = TreeSampler(proc.pid)
@@ -205,31 +236,48 @@ def run_once(toml: Path, run_dir: Path, *, stride: int, tile: int, workers: int,
     per_stage = {}
     for name, (start, end) in stages.items():
         inside = [s for s in sampler.samples if start - 0.2 <= s[0] <= end + 0.2]
-        per_stage[name] = {"seconds": end - start,
-                           "driver_mb": max((s[1] for s in inside), default=0) / 2**20,
-                           "worker_mb": max((s[2] for s in inside), default=0) / 2**20}
+        per_stage[name] = {
+            "seconds": end - start,
+            "driver_mb": max((s[1] for s in inside), default=0) / 2**20,
+            "worker_mb": max((s[2] for s in inside), default=0) / 2**20,
+        }
     record = json.loads((run_dir / "downstream.json").read_text())
     windows = re.search(r"\((\d+) windows, (\d+) windows/s\)", out)
     disk = disk_use(run_dir)
-    products = sum(v for k, v in disk.items() if k in ("classification.zarr", "fits", "segmentation.zarr",
-                                                       "catalog", "colour.png", "downstream.json"))
+    products = sum(
+        v
+        for k, v in disk.items()
+        if k in ("classification.zarr", "fits", "segmentation.zarr", "catalog", "colour.png", "downstream.json")
+    )
     log = (run_dir / "pipeline.log").read_text()
     warnings = [line for line in log.splitlines() if " WARNING " in line or " ERROR " in line]
-    return {"wall": wall, "stages": per_stage, "objects": record["objects"], "disk": disk, "warnings": warnings,
-            "shutdown_kills": sum("still alive" in line for line in log.splitlines() + out.splitlines()),
-            "products_bytes": products, "run_dir_bytes": sum(disk.values()),
-            "driver_peak_mb": max((s[1] for s in sampler.samples), default=0) / 2**20,
-            "worker_peak_mb": max((s[2] for s in sampler.samples), default=0) / 2**20,
-            "windows": int(windows.group(1)) if windows else 0,
-            "windows_per_s": int(windows.group(2)) if windows else 0, "output": out}
+    return {
+        "wall": wall,
+        "stages": per_stage,
+        "objects": record["objects"],
+        "disk": disk,
+        "warnings": warnings,
+        "shutdown_kills": sum("still alive" in line for line in log.splitlines() + out.splitlines()),
+        "products_bytes": products,
+        "run_dir_bytes": sum(disk.values()),
+        "driver_peak_mb": max((s[1] for s in sampler.samples), default=0) / 2**20,
+        "worker_peak_mb": max((s[2] for s in sampler.samples), default=0) / 2**20,
+        "windows": int(windows.group(1)) if windows else 0,
+        "windows_per_s": int(windows.group(2)) if windows else 0,
+        "output": out,
+    }
 
 
 def report(results: dict[int, dict], sources: dict[int, int]) -> str:
     """Markdown tables of the measurements."""
     sides = sorted(results)
     head = "| stage | " + " | ".join(f"{s}² ({s * s / 1e6:.2f} Mpx)" for s in sides) + " |"
-    lines = ["### Wall time per stage (s), peak RSS driver / largest worker (MB)", "", head,
-             "|---|" + "---|" * len(sides)]
+    lines = [
+        "### Wall time per stage (s), peak RSS driver / largest worker (MB)",
+        "",
+        head,
+        "|---|" + "---|" * len(sides),
+    ]
     for name in STAGES:
         cells = []
         for s in sides:
@@ -238,7 +286,9 @@ def report(results: dict[int, dict], sources: dict[int, int]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     rows = {
         "whole run, wall (s)": lambda r: f"{r['wall']:.0f}",
-        "all but the network (s)": lambda r: f"{r['wall'] - sum(r['stages'].get(n, {}).get('seconds', 0) for n in NETWORK):.0f}",
+        "all but the network (s)": lambda r: (
+            f"{r['wall'] - sum(r['stages'].get(n, {}).get('seconds', 0) for n in NETWORK):.0f}"
+        ),
         "classification rate (windows/s)": lambda r: f"{r['windows_per_s']}",
         "peak RSS driver (MB)": lambda r: f"{r['driver_peak_mb']:.0f}",
         "peak RSS largest worker (MB)": lambda r: f"{r['worker_peak_mb']:.0f}",
@@ -259,8 +309,10 @@ def report(results: dict[int, dict], sources: dict[int, int]) -> str:
     if len(sides) > 1:
         base, top = results[sides[0]], results[sides[-1]]
         area = (sides[-1] / sides[0]) ** 2
-        lines += ["", f"x{area:.0f} area took {top['wall'] / base['wall']:.1f}x the time of x1 (target <= 20x "
-                      f"for x16)."]
+        lines += [
+            "",
+            f"x{area:.0f} area took {top['wall'] / base['wall']:.1f}x the time of x1 (target <= 20x for x16).",
+        ]
     return "\n".join(lines)
 
 
@@ -284,10 +336,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.time()
             toml, sources[side] = make_mosaic(base / f"data{side}", side)
             print(f"{side}x{side}: mosaic of {sources[side]} sources written in {time.time() - t0:.0f} s", flush=True)
-            results[side] = run_once(toml, base / f"run{side}", stride=args.stride, tile=args.tile,
-                                     workers=args.workers, model=args.model)
-            print(f"{side}x{side}: run in {results[side]['wall']:.0f} s, {results[side]['objects']} objects",
-                  flush=True)
+            results[side] = run_once(
+                toml, base / f"run{side}", stride=args.stride, tile=args.tile, workers=args.workers, model=args.model
+            )
+            print(
+                f"{side}x{side}: run in {results[side]['wall']:.0f} s, {results[side]['objects']} objects", flush=True
+            )
             if args.keep is None:
                 shutil.rmtree(base / f"data{side}")
     finally:
@@ -297,8 +351,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stride {args.stride}, tile {args.tile}, {args.workers} workers, --model {args.model}")
     print(report(results, sources))
     if args.json:
-        args.json.write_text(json.dumps({str(k): {kk: vv for kk, vv in v.items() if kk != "output"}
-                                         for k, v in results.items()}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {str(k): {kk: vv for kk, vv in v.items() if kk != "output"} for k, v in results.items()}, indent=2
+            )
+        )
     return 0
 
 

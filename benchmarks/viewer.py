@@ -55,19 +55,31 @@ def synthetic_run(folder: Path, side: int, *, block: int = 1024, chunk: int = 25
     wcs = make_wcs(shape)
     header = wcs.to_header_string()
     folder.mkdir(parents=True, exist_ok=True)
-    mosaic = zarr.open_group(str(folder / "mosaic.zarr"), mode="w", zarr_format=3,
-                             attributes={"bands": list(BANDS), "wcs_header": header, "shape": list(shape),
-                                         "chunk": chunk})
+    mosaic = zarr.open_group(
+        str(folder / "mosaic.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"bands": list(BANDS), "wcs_header": header, "shape": list(shape), "chunk": chunk},
+    )
     image = mosaic.create_array("image", shape=(4, *shape), chunks=(4, chunk, chunk), dtype=np.float32)
     coverage = mosaic.create_array("coverage", shape=shape, chunks=(chunk, chunk), dtype=bool)
-    cls = zarr.open_group(str(folder / "classification.zarr"), mode="w", zarr_format=3,
-                          attributes={"classes": list(CLASSES), "wcs_header": header, "complete": True,
-                                      "run_id": f"bench-{side}"})
-    arrays = {name: cls.create_array(name, shape=(5, *shape), chunks=(5, chunk, chunk), dtype=np.float32)
-              for name in ("mean", "rank")}
+    cls = zarr.open_group(
+        str(folder / "classification.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"classes": list(CLASSES), "wcs_header": header, "complete": True, "run_id": f"bench-{side}"},
+    )
+    arrays = {
+        name: cls.create_array(name, shape=(5, *shape), chunks=(5, chunk, chunk), dtype=np.float32)
+        for name in ("mean", "rank")
+    }
     n = cls.create_array("n", shape=shape, chunks=(chunk, chunk), dtype=np.int32)
-    seg = zarr.open_group(str(folder / "segmentation.zarr"), mode="w", zarr_format=3,
-                          attributes={"complete": True, "settings": {"bench": side}})
+    seg = zarr.open_group(
+        str(folder / "segmentation.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"complete": True, "settings": {"bench": side}},
+    )
     deblended = seg.create_array("deblended", shape=shape, chunks=(chunk, chunk), dtype=np.int32)
     rows = []
     for k, y in enumerate(range(0, side, block)):
@@ -89,11 +101,22 @@ def synthetic_run(folder: Path, side: int, *, block: int = 1024, chunk: int = 25
     yx = np.asarray(rows, dtype=np.float64)
     ra, dec = wcs.pixel_to_world_values(yx[:, 1], yx[:, 0])
     p = rng.dirichlet(np.ones(5), len(yx))
-    table = Table({"id": np.arange(1, len(yx) + 1), "x": yx[:, 1], "y": yx[:, 0], "ra": ra, "dec": dec,
-                   "dominant_class": np.asarray(CLASSES[:4])[np.argmax(p[:, :4], axis=1)],
-                   **{f"p_{c}": p[:, i] for i, c in enumerate(CLASSES)}, "agreement": rng.uniform(0, 1, len(yx)),
-                   "detection_flag": np.ones(len(yx), np.int16), "segment_flag": np.zeros(len(yx), np.int16),
-                   "area": rng.integers(20, 500, len(yx)), **{f"flux_{b}": rng.lognormal(0, 1, len(yx)) for b in BANDS}})
+    table = Table(
+        {
+            "id": np.arange(1, len(yx) + 1),
+            "x": yx[:, 1],
+            "y": yx[:, 0],
+            "ra": ra,
+            "dec": dec,
+            "dominant_class": np.asarray(CLASSES[:4])[np.argmax(p[:, :4], axis=1)],
+            **{f"p_{c}": p[:, i] for i, c in enumerate(CLASSES)},
+            "agreement": rng.uniform(0, 1, len(yx)),
+            "detection_flag": np.ones(len(yx), np.int16),
+            "segment_flag": np.zeros(len(yx), np.int16),
+            "area": rng.integers(20, 500, len(yx)),
+            **{f"flux_{b}": rng.lognormal(0, 1, len(yx)) for b in BANDS},
+        }
+    )
     (folder / "catalog").mkdir(exist_ok=True)
     table.write(folder / "catalog" / "catalog.parquet", overwrite=True)
     return folder
@@ -107,8 +130,9 @@ def _record_merge(folder: Path, run_id: str) -> None:
     from pipeline.rundir.location import Location
 
     layout = RunLayout(Location(folder))
-    write_record(layout.classification_checksums, layout.classification, record_store(layout.classification),
-                 run_id=run_id)
+    write_record(
+        layout.classification_checksums, layout.classification, record_store(layout.classification), run_id=run_id
+    )
     Ledger(layout.root).mark_merged(run_id, 1)
 
 
@@ -125,17 +149,20 @@ def check_seconds(run_dir: Path) -> dict:
         t = time.perf_counter()
         check = check_classification_store(run, run_id, hashes=hashes)
         out[name] = None if check is None else round(time.perf_counter() - t, 4)
-    out["classification_mb"] = round(sum(f.stat().st_size for f in (run_dir / "classification.zarr").rglob("*")
-                                         if f.is_file()) / 1e6, 1)
+    out["classification_mb"] = round(
+        sum(f.stat().st_size for f in (run_dir / "classification.zarr").rglob("*") if f.is_file()) / 1e6, 1
+    )
     return out
 
 
 def build_in_child(run_dir: Path, threads: int) -> dict:
     """Build the pyramid in a child process; its time, tiles and peak resident memory."""
-    code = ("import json, sys, time, dask; from pipeline.viewer.pyramid import build_pyramid; t = time.perf_counter();"
-            f"dask.config.set(num_workers={threads});"
-            f"p = build_pyramid({str(run_dir)!r}, echo=lambda *_: None, rebuild=True);"
-            "print(json.dumps({'seconds': time.perf_counter() - t, 'tiles': p.tiles, 'levels': p.grid.max_level + 1}))")
+    code = (
+        "import json, sys, time, dask; from pipeline.viewer.pyramid import build_pyramid; t = time.perf_counter();"
+        f"dask.config.set(num_workers={threads});"
+        f"p = build_pyramid({str(run_dir)!r}, echo=lambda *_: None, rebuild=True);"
+        "print(json.dumps({'seconds': time.perf_counter() - t, 'tiles': p.tiles, 'levels': p.grid.max_level + 1}))"
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -165,8 +192,12 @@ def first_tile_seconds(run_dir: Path) -> dict:
         t_page = time.monotonic() - t0
         wait(lambda: loaded_tiles(driver, "bands") >= 1, 120, "first tile")
         t_tile = time.monotonic() - t0
-        return {"page_s": round(t_page, 2), "first_tile_s": round(t_tile, 2), "objects": page.objects,
-                "html_mb": round(len(page.html) / 1e6, 2)}
+        return {
+            "page_s": round(t_page, 2),
+            "first_tile_s": round(t_tile, 2),
+            "objects": page.objects,
+            "html_mb": round(len(page.html) / 1e6, 2),
+        }
     finally:
         driver.quit()
         server.stop()
@@ -174,17 +205,29 @@ def first_tile_seconds(run_dir: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sides", type=int, nargs="*", default=[2500, 5000, 10000],
-                        help="sides of the synthetic runs (2500, 5000, 10000: x1, x4, x16 = 10^8 pixels)")
-    parser.add_argument("--demo", type=Path, default=REPO / "runs" / "demo", help="a demo run directory (skipped "
-                        "if missing; it is copied, not changed)")
+    parser.add_argument(
+        "--sides",
+        type=int,
+        nargs="*",
+        default=[2500, 5000, 10000],
+        help="sides of the synthetic runs (2500, 5000, 10000: x1, x4, x16 = 10^8 pixels)",
+    )
+    parser.add_argument(
+        "--demo",
+        type=Path,
+        default=REPO / "runs" / "demo",
+        help="a demo run directory (skipped if missing; it is copied, not changed)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-browser", action="store_true", help="skip the time to first tile")
     parser.add_argument("--out", type=Path, help="write the results as JSON")
     parser.add_argument("--keep", type=Path, help="build the synthetic runs here and keep them")
     args = parser.parse_args()
-    results = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores", "threads": args.threads,
-               "runs": []}
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "threads": args.threads,
+        "runs": [],
+    }
     work = args.keep or Path(tempfile.mkdtemp(prefix="morpheus-viewer-bench-"))
     try:
         todo = []

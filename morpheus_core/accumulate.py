@@ -128,7 +128,9 @@ def unpack_votes(packed: np.ndarray, n: np.ndarray, n_classes: int) -> np.ndarra
     return votes
 
 
-def count_map(evaluated: np.ndarray, ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], window: int, border: int) -> np.ndarray:
+def count_map(
+    evaluated: np.ndarray, ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int], window: int, border: int
+) -> np.ndarray:
     """Number of evaluated windows counting each pixel (``n``).
 
     Parameters

@@ -29,8 +29,19 @@ from typing import Any
 
 from morpheus_core import BANDS, BORDER, CLASSES, WINDOW
 
-__all__ = ["BACKGROUND", "CARD_FORMAT", "CARD_VERSION", "JWST_NIRCAM_BANDS", "RELEASED_BANDS", "RELEASED_CARD",
-           "STANDARDIZATION", "Band", "ModelCard", "nearest_bands", "parse_band"]
+__all__ = [
+    "BACKGROUND",
+    "CARD_FORMAT",
+    "CARD_VERSION",
+    "JWST_NIRCAM_BANDS",
+    "RELEASED_BANDS",
+    "RELEASED_CARD",
+    "STANDARDIZATION",
+    "Band",
+    "ModelCard",
+    "nearest_bands",
+    "parse_band",
+]
 
 #: ``format`` of a card document.
 CARD_FORMAT = "morpheus-model-card"
@@ -84,11 +95,19 @@ RELEASED_BANDS: tuple[Band, ...] = (
 assert tuple(b.name for b in RELEASED_BANDS) == BANDS
 
 #: JWST NIRCam wide filters (pivot wavelengths, um) for JWST-like band sets.
-JWST_NIRCAM_BANDS: dict[str, Band] = {b.name: b for b in (
-    Band("F090W", "F090W", 0.9022), Band("F115W", "F115W", 1.1543), Band("F150W", "F150W", 1.5007),
-    Band("F200W", "F200W", 1.9886), Band("F277W", "F277W", 2.7617), Band("F356W", "F356W", 3.5684),
-    Band("F410M", "F410M", 4.0822), Band("F444W", "F444W", 4.4043),
-)}
+JWST_NIRCAM_BANDS: dict[str, Band] = {
+    b.name: b
+    for b in (
+        Band("F090W", "F090W", 0.9022),
+        Band("F115W", "F115W", 1.1543),
+        Band("F150W", "F150W", 1.5007),
+        Band("F200W", "F200W", 1.9886),
+        Band("F277W", "F277W", 2.7617),
+        Band("F356W", "F356W", 3.5684),
+        Band("F410M", "F410M", 4.0822),
+        Band("F444W", "F444W", 4.4043),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -134,8 +153,14 @@ class ModelCard:
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
         if not self.bands:
             raise ValueError("a model card needs at least one band")
-        dupes = sorted({x for i, a in enumerate(self.bands) for b in self.bands[i + 1:]
-                        for x in set(a.labels()) & set(b.labels())})
+        dupes = sorted(
+            {
+                x
+                for i, a in enumerate(self.bands)
+                for b in self.bands[i + 1 :]
+                for x in set(a.labels()) & set(b.labels())
+            }
+        )
         if dupes:
             raise ValueError(f"band names/filters must be unique across bands, repeated: {', '.join(dupes)}")
         for b in self.bands:
@@ -146,13 +171,15 @@ class ModelCard:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes must be at least two distinct names, got {list(self.classes)}")
         if self.classes[-1] != BACKGROUND:
-            raise ValueError(f"the last class must be '{BACKGROUND}' (segmentation and the loss use it), "
-                             f"got {list(self.classes)}")
+            raise ValueError(
+                f"the last class must be '{BACKGROUND}' (segmentation and the loss use it), got {list(self.classes)}"
+            )
         if not (self.pixel_scale_arcsec > 0 and math.isfinite(self.pixel_scale_arcsec)):
             raise ValueError(f"pixel_scale_arcsec must be > 0, got {self.pixel_scale_arcsec}")
         if self.window % 8 or not 3 <= self.border < self.window // 2:
-            raise ValueError(f"window must be a multiple of 8 and 3 <= border < window/2, got "
-                             f"{self.window} and {self.border}")
+            raise ValueError(
+                f"window must be a multiple of 8 and 3 <= border < window/2, got {self.window} and {self.border}"
+            )
 
     # -- views ------------------------------------------------------------------------
     @property
@@ -175,10 +202,12 @@ class ModelCard:
 
     def describe(self) -> str:
         """One line: name, bands, scale, classes."""
-        bands = ", ".join(f"{b.name}" + (f" ({b.filter})" if b.filter and b.filter != b.name else "")
-                          for b in self.bands)
-        return (f"{self.name or 'model'}: bands {bands}; {self.pixel_scale_arcsec:g}\"/px; "
-                f"classes {', '.join(self.classes)}")
+        bands = ", ".join(
+            f"{b.name}" + (f" ({b.filter})" if b.filter and b.filter != b.name else "") for b in self.bands
+        )
+        return (
+            f'{self.name or "model"}: bands {bands}; {self.pixel_scale_arcsec:g}"/px; classes {", ".join(self.classes)}'
+        )
 
     def with_provenance(self, **entries: Any) -> ModelCard:
         """A copy with ``entries`` added to (or replacing those of) the provenance."""
@@ -188,10 +217,16 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """The card as a JSON-ready dict (:meth:`from_dict` reads it back)."""
         return {
-            "format": CARD_FORMAT, "version": CARD_VERSION, "name": self.name,
-            "bands": [b.to_dict() for b in self.bands], "pixel_scale_arcsec": self.pixel_scale_arcsec,
-            "classes": list(self.classes), "window": self.window, "border": self.border,
-            "standardization": dict(self.standardization), "provenance": _jsonable(self.provenance),
+            "format": CARD_FORMAT,
+            "version": CARD_VERSION,
+            "name": self.name,
+            "bands": [b.to_dict() for b in self.bands],
+            "pixel_scale_arcsec": self.pixel_scale_arcsec,
+            "classes": list(self.classes),
+            "window": self.window,
+            "border": self.border,
+            "standardization": dict(self.standardization),
+            "provenance": _jsonable(self.provenance),
         }
 
     def to_json(self) -> str:
@@ -218,21 +253,29 @@ class ModelCard:
         if not isinstance(data, Mapping) or data.get("format") != CARD_FORMAT:
             raise ValueError(f"not a model card (expected format {CARD_FORMAT!r})")
         if int(data.get("version", 0)) > CARD_VERSION:
-            raise ValueError(f"model card version {data.get('version')} is newer than this software's "
-                             f"({CARD_VERSION})")
+            raise ValueError(f"model card version {data.get('version')} is newer than this software's ({CARD_VERSION})")
         missing = [k for k in ("bands", "classes", "pixel_scale_arcsec") if k not in data]
         if missing:
             raise ValueError(f"model card lacks {', '.join(missing)}")
         try:
-            bands = tuple(Band(str(b["name"]), str(b.get("filter") or ""),
-                               None if b.get("wavelength_um") is None else float(b["wavelength_um"]))
-                          for b in data["bands"])
-            return cls(bands=bands, classes=tuple(data["classes"]),
-                       pixel_scale_arcsec=float(data["pixel_scale_arcsec"]),
-                       window=int(data.get("window", WINDOW)), border=int(data.get("border", BORDER)),
-                       name=str(data.get("name", "")),
-                       standardization=dict(data.get("standardization") or STANDARDIZATION),
-                       provenance=dict(data.get("provenance") or {}))
+            bands = tuple(
+                Band(
+                    str(b["name"]),
+                    str(b.get("filter") or ""),
+                    None if b.get("wavelength_um") is None else float(b["wavelength_um"]),
+                )
+                for b in data["bands"]
+            )
+            return cls(
+                bands=bands,
+                classes=tuple(data["classes"]),
+                pixel_scale_arcsec=float(data["pixel_scale_arcsec"]),
+                window=int(data.get("window", WINDOW)),
+                border=int(data.get("border", BORDER)),
+                name=str(data.get("name", "")),
+                standardization=dict(data.get("standardization") or STANDARDIZATION),
+                provenance=dict(data.get("provenance") or {}),
+            )
         except (TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"malformed model card ({type(exc).__name__}: {exc})") from None
 
@@ -261,15 +304,22 @@ def _jsonable(value: Any) -> Any:
 
 #: The card of the released weights (morpheus-astro 0.5.1, checkpoint model-440).
 RELEASED_CARD = ModelCard(
-    bands=RELEASED_BANDS, classes=CLASSES, pixel_scale_arcsec=0.06, window=WINDOW, border=BORDER,
+    bands=RELEASED_BANDS,
+    classes=CLASSES,
+    pixel_scale_arcsec=0.06,
+    window=WINDOW,
+    border=BORDER,
     name="morpheus-astro 0.5.1 model-440 (released)",
     provenance={
         "trained_from": "scratch (Hausen & Robertson 2020, ApJS 248, 20, section 3)",
         "data": "CANDELS GOODS-S thumbnails with the Kartaltepe et al. (2015) expert votes, "
-                "Hubble Legacy Fields v2.0 at 60 mas",
+        "Hubble Legacy Fields v2.0 at 60 mas",
         "command": "morpheus-astro 0.5.1 training code (TF1)",
-        "metrics": {"test_accuracy": 0.857, "test_iou_0.5": 0.89,
-                    "source": "paper Table 3 (pixel accuracy, background IoU at B = 0.5)"},
+        "metrics": {
+            "test_accuracy": 0.857,
+            "test_iou_0.5": 0.89,
+            "source": "paper Table 3 (pixel accuracy, background IoU at B = 0.5)",
+        },
         "weights": "PyPI morpheus-astro==0.5.1, morpheus/core/model_weights/model-440 (MIT licence)",
     },
 )
@@ -309,8 +359,9 @@ def nearest_bands(new: Sequence[Band], reference: Sequence[Band] = RELEASED_BAND
             out.append(same[0])
             continue
         if band.wavelength_um is None:
-            raise ValueError(f"band {band.name} has no wavelength: cannot map it to a band of "
-                             f"{', '.join(r.name for r in reference)}")
+            raise ValueError(
+                f"band {band.name} has no wavelength: cannot map it to a band of {', '.join(r.name for r in reference)}"
+            )
         dist = []
         for ref in reference:
             if ref.wavelength_um is None:

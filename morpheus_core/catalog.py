@@ -54,16 +54,34 @@ from astropy.wcs import WCS
 
 from morpheus_core import BANDS, CLASSES
 
-__all__ = ["MORPHOLOGIES", "agreement", "aperture_mask", "detection_flag", "flux_weighted_fractions", "flux_weights",
-           "image_unit", "merge_object_sums", "object_catalog", "object_sums"]
+__all__ = [
+    "MORPHOLOGIES",
+    "agreement",
+    "aperture_mask",
+    "detection_flag",
+    "flux_weighted_fractions",
+    "flux_weights",
+    "image_unit",
+    "merge_object_sums",
+    "object_catalog",
+    "object_sums",
+]
 
 #: The morphological classes (all but background); the dominant class is one of these.
 MORPHOLOGIES: tuple[str, ...] = CLASSES[:-1]
 
 _MIN_COLUMNS = ("background_min",)
 #: Spellings of ``BUNIT`` words that astropy does not parse (HST: ``ELECTRONS/S``), lower case.
-_BUNIT_WORDS = {"electrons": "electron", "e-": "electron", "e": "electron", "counts": "count", "cts": "count",
-                "sec": "s", "seconds": "s", "photons": "photon"}
+_BUNIT_WORDS = {
+    "electrons": "electron",
+    "e-": "electron",
+    "e": "electron",
+    "counts": "count",
+    "cts": "count",
+    "sec": "s",
+    "seconds": "s",
+    "photons": "photon",
+}
 _PEAK_COLUMNS = ("peak_flux", "peak_index", "peak_background")
 
 
@@ -208,10 +226,19 @@ def aperture_mask(shape: tuple[int, int], x: float, y: float, radius: float) -> 
     return (xx - x) ** 2 + (yy - y) ** 2 <= radius**2
 
 
-def object_sums(labels: np.ndarray, *, flux: np.ndarray, mean: np.ndarray, variance: np.ndarray,
-                bands: np.ndarray, band_names: Sequence[str] = BANDS, classes: Sequence[str] = CLASSES,
-                origin: tuple[int, int] = (0, 0), width: int | None = None,
-                fractions: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def object_sums(
+    labels: np.ndarray,
+    *,
+    flux: np.ndarray,
+    mean: np.ndarray,
+    variance: np.ndarray,
+    bands: np.ndarray,
+    band_names: Sequence[str] = BANDS,
+    classes: Sequence[str] = CLASSES,
+    origin: tuple[int, int] = (0, 0),
+    width: int | None = None,
+    fractions: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """Per-object sums over one piece of an image (mergeable with :func:`merge_object_sums`).
 
     Parameters
@@ -305,8 +332,9 @@ def _empty_sums(band_names: Sequence[str], classes: Sequence[str], fractions: It
     for key in fractions:
         columns += [c for name in classes for c in (f"wq_{key}_{name}", f"q_{key}_{name}")]
     columns += ["wx", "wy", "sx", "sy", *[f"flux_{b}" for b in band_names], *_MIN_COLUMNS, *_PEAK_COLUMNS]
-    frame = pd.DataFrame({c: np.array([], dtype=np.float64) for c in columns},
-                         index=pd.Index(np.array([], dtype=np.int64), name="id"))
+    frame = pd.DataFrame(
+        {c: np.array([], dtype=np.float64) for c in columns}, index=pd.Index(np.array([], dtype=np.int64), name="id")
+    )
     return frame.astype({"area": np.int64, "peak_index": np.int64})
 
 
@@ -346,9 +374,17 @@ def _column(table: Table, name: str, values, unit=None, description: str = "", m
         table[name].description = description
 
 
-def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: Sequence[str] = CLASSES,
-                   band_names: Sequence[str] = BANDS, flux_unit: str | u.Unit | None = None,
-                   missing: np.ndarray | None = None, fractions: Sequence[str] = ()) -> Table:
+def object_catalog(
+    sums: pd.DataFrame,
+    *,
+    wcs: WCS | None,
+    width: int,
+    classes: Sequence[str] = CLASSES,
+    band_names: Sequence[str] = BANDS,
+    flux_unit: str | u.Unit | None = None,
+    missing: np.ndarray | None = None,
+    fractions: Sequence[str] = (),
+) -> Table:
     """Turn merged per-object sums into catalog columns.
 
     Parameters
@@ -388,8 +424,9 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     safe_area = np.maximum(area, 1).astype(np.float64)
 
     def wmean(weighted_sum: str, plain_sum: str) -> np.ndarray:
-        return np.where(weighted, sums[weighted_sum].to_numpy(np.float64) / safe_w,
-                        sums[plain_sum].to_numpy(np.float64) / safe_area)
+        return np.where(
+            weighted, sums[weighted_sum].to_numpy(np.float64) / safe_w, sums[plain_sum].to_numpy(np.float64) / safe_area
+        )
 
     def normalised(prefix: str) -> tuple[np.ndarray, np.ndarray]:
         q = np.stack([wmean(f"wq_{prefix}{c}", f"q_{prefix}{c}") for c in classes], axis=1)
@@ -413,27 +450,63 @@ def object_catalog(sums: pd.DataFrame, *, wcs: WCS | None, width: int, classes: 
     _column(table, "x_peak", peak % width, u.pix, "brightest pixel x (0-based) in the weighting band", gone)
     _column(table, "y_peak", peak // width, u.pix, "brightest pixel y (0-based) in the weighting band", gone)
     _column(table, "area", area, u.pix**2, "area of the object: number of pixels assigned to it", gone)
-    _column(table, "background_min", sums["background_min"].to_numpy(np.float64), None,
-            "minimum background probability over the object's pixels", gone)
+    _column(
+        table,
+        "background_min",
+        sums["background_min"].to_numpy(np.float64),
+        None,
+        "minimum background probability over the object's pixels",
+        gone,
+    )
     for k, c in enumerate(classes):
         _column(table, f"p_{c}", p[:, k], None, f"flux-weighted {c} fraction (paper Eq. 16), classes sum to 1", gone)
     for k, c in enumerate(classes):
-        _column(table, f"sigma_{c}", sig[:, k], None,
-                f"uncertainty of p_{c}: flux-weighted mean of the per-pixel standard deviation", gone)
+        _column(
+            table,
+            f"sigma_{c}",
+            sig[:, k],
+            None,
+            f"uncertainty of p_{c}: flux-weighted mean of the per-pixel standard deviation",
+            gone,
+        )
     morph = [classes.index(m) for m in classes if m != "background"]
     width_u = f"U{max(12, *(len(c) for c in classes))}"  # U12 for the released classes
-    dominant = np.array([classes[morph[i]] for i in np.argmax(p[:, morph], axis=1)], dtype=width_u) if n else np.array([], dtype=width_u)
-    _column(table, "dominant_class", dominant, None, "morphological class with the largest p (background excluded)", gone)
-    _column(table, "agreement", agreement(p, axis=1) if n else np.array([]), None,
-            "agreement of the class fractions, 1 - H(p)/log(5) (paper Eq. 17)", gone)
+    dominant = (
+        np.array([classes[morph[i]] for i in np.argmax(p[:, morph], axis=1)], dtype=width_u)
+        if n
+        else np.array([], dtype=width_u)
+    )
+    _column(
+        table, "dominant_class", dominant, None, "morphological class with the largest p (background excluded)", gone
+    )
+    _column(
+        table,
+        "agreement",
+        agreement(p, axis=1) if n else np.array([]),
+        None,
+        "agreement of the class fractions, 1 - H(p)/log(5) (paper Eq. 17)",
+        gone,
+    )
     name = flux_unit.to_string() if isinstance(flux_unit, u.UnitBase) else image_unit([flux_unit])
     unit = u.Unit(name) if name else None
     for name in band_names:
-        _column(table, f"flux_{name}", sums[f"flux_{name}"].to_numpy(np.float64), unit,
-                f"sum of the {name} band over the object's pixels", gone)
+        _column(
+            table,
+            f"flux_{name}",
+            sums[f"flux_{name}"].to_numpy(np.float64),
+            unit,
+            f"sum of the {name} band over the object's pixels",
+            gone,
+        )
     for key in fractions:
         q, q_norm = normalised(f"{key}_")
         for k, c in enumerate(classes):
-            _column(table, f"p_{key}_{c}", q[:, k] / q_norm[:, 0], None,
-                    f"flux-weighted {c} fraction of the {key} images (Eq. 16 on them), classes sum to 1", gone)
+            _column(
+                table,
+                f"p_{key}_{c}",
+                q[:, k] / q_norm[:, 0],
+                None,
+                f"flux-weighted {c} fraction of the {key} images (Eq. 16 on them), classes sum to 1",
+                gone,
+            )
     return table

@@ -165,8 +165,9 @@ class KerasWindowClassifier:
             inner = self.window - 2 * self.border
             logits = tf.TensorSpec((None if compact else grid, inner, inner, self.n_classes), tf.float32)
             if not compact:
-                fold = tf.function(lambda x: block_sums(x, rows, cols, stride), jit_compile=True,
-                                   input_signature=[logits])
+                fold = tf.function(
+                    lambda x: block_sums(x, rows, cols, stride), jit_compile=True, input_signature=[logits]
+                )
                 return lambda x, index, mask: fold(x)
             specs = [logits, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((grid,), tf.float32)]
             return tf.function(post, jit_compile=True, input_signature=specs)
@@ -210,8 +211,10 @@ class KerasWindowClassifier:
         """
         moments = window_moments(image_hwc, ys, xs, self.window)
         if not (np.isfinite(moments[0]).all() and np.isfinite(moments[1]).all()):
-            raise ValueError("a window to classify holds a non-finite pixel: windows must lie wholly on "
-                             "valid data (morpheus_core.windows.valid_anchors)")
+            raise ValueError(
+                "a window to classify holds a non-finite pixel: windows must lie wholly on "
+                "valid data (morpheus_core.windows.valid_anchors)"
+            )
         grid = rows * cols
         mask = None
         if index is not None:

@@ -23,20 +23,34 @@ __all__ = ["CLASS_COLOURS", "HUES", "PALETTE", "class_colours", "colour_image"]
 
 #: The paper's colour of each released class image in the interactive map and the region
 #: files (intensity scales with the probability).
-CLASS_COLOURS = {"spheroid": (255, 0, 0), "disk": (0, 0, 255), "irregular": (0, 255, 0),
-                 "point_source": (255, 255, 0), "background": (255, 255, 255)}
+CLASS_COLOURS = {
+    "spheroid": (255, 0, 0),
+    "disk": (0, 0, 255),
+    "irregular": (0, 255, 0),
+    "point_source": (255, 255, 0),
+    "background": (255, 255, 255),
+}
 #: Colours of the classes of other models, in channel order: none is one of the paper's
 #: (so red always means spheroid), the outlines' cyan or the selection's magenta.
-PALETTE = ((255, 128, 0), (0, 160, 255), (170, 0, 255), (128, 255, 0), (255, 0, 128), (0, 255, 170),
-           (255, 200, 120), (140, 140, 255))
+PALETTE = (
+    (255, 128, 0),
+    (0, 160, 255),
+    (170, 0, 255),
+    (128, 255, 0),
+    (255, 0, 128),
+    (0, 255, 170),
+    (255, 200, 120),
+    (140, 140, 255),
+)
 
 
 #: Hue (fraction of the colour wheel) of each morphological class.
 HUES: Mapping[str, float] = {"spheroid": 0.0, "disk": 0.7, "irregular": 0.3, "point_source": 0.18}
 
 
-def colour_image(mean: np.ndarray, classified: np.ndarray | None = None, *,
-                 classes: tuple[str, ...] = CLASSES) -> np.ndarray:
+def colour_image(
+    mean: np.ndarray, classified: np.ndarray | None = None, *, classes: tuple[str, ...] = CLASSES
+) -> np.ndarray:
     """Morphological colour image.
 
     Parameters
@@ -72,6 +86,7 @@ def colour_image(mean: np.ndarray, classified: np.ndarray | None = None, *,
         value = np.where(np.asarray(classified, dtype=bool), value, 0.0)
     rgb = hsv2rgb(np.stack([hues, saturation, value], axis=-1))
     return np.round(rgb * 255.0).astype(np.uint8)
+
 
 def class_colours(classes: Sequence[str] = CLASSES) -> dict[str, tuple[int, int, int]]:
     """The colour of each class image (full probability; intensity scales with it).

@@ -32,8 +32,16 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
-__all__ = ["DEFAULT_MIN_DISTANCE", "DEFAULT_ND_MAX", "Deblended", "deblend", "number_children",
-           "object_label", "split_by_markers", "split_by_peaks"]
+__all__ = [
+    "DEFAULT_MIN_DISTANCE",
+    "DEFAULT_ND_MAX",
+    "Deblended",
+    "deblend",
+    "number_children",
+    "object_label",
+    "split_by_markers",
+    "split_by_peaks",
+]
 
 #: Minimum distance between two flux peaks, in pixels. The reference code uses 20; on
 #: the demo sky (0.06"/px) 20 px left 3 of 24 bright isolated sources merged with a
@@ -51,8 +59,9 @@ def _check(flux: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return flux, mask
 
 
-def split_by_peaks(flux: np.ndarray, mask: np.ndarray, *, min_distance: int = DEFAULT_MIN_DISTANCE,
-                   nd_max: int = DEFAULT_ND_MAX) -> np.ndarray:
+def split_by_peaks(
+    flux: np.ndarray, mask: np.ndarray, *, min_distance: int = DEFAULT_MIN_DISTANCE, nd_max: int = DEFAULT_ND_MAX
+) -> np.ndarray:
     """Split one segment at its flux peaks (internal markers).
 
     Parameters
@@ -80,8 +89,9 @@ def split_by_peaks(flux: np.ndarray, mask: np.ndarray, *, min_distance: int = DE
     out = mask.astype(np.int32)
     if mask.sum() < 2:
         return out
-    peaks = peak_local_max(flux, min_distance=int(min_distance), num_peaks=int(nd_max),
-                           labels=mask.astype(np.int32), exclude_border=False)
+    peaks = peak_local_max(
+        flux, min_distance=int(min_distance), num_peaks=int(nd_max), labels=mask.astype(np.int32), exclude_border=False
+    )
     if len(peaks) < 2:
         return out
     markers = np.zeros(mask.shape, dtype=np.int32)
@@ -172,8 +182,9 @@ def number_children(parents: np.ndarray, n_children: np.ndarray) -> tuple[np.nda
     return np.arange(1, len(parent_id) + 1, dtype=np.int64), parent_id, sub_id
 
 
-def deblend(segmap: np.ndarray, flux: np.ndarray, *, min_distance: int = DEFAULT_MIN_DISTANCE,
-            nd_max: int = DEFAULT_ND_MAX) -> Deblended:
+def deblend(
+    segmap: np.ndarray, flux: np.ndarray, *, min_distance: int = DEFAULT_MIN_DISTANCE, nd_max: int = DEFAULT_ND_MAX
+) -> Deblended:
     """Algorithm 2 with internal markers on a whole image.
 
     Parameters

@@ -164,7 +164,9 @@ def classify_image(
             if ii.size:
                 evaluated[i0 : i0 + by.size, j0 : j0 + bx.size] = block_ok
                 full = ii.size == rows * cols
-                blocks.append((by[ii], bx[jj], None if full else ii * cols + jj, block_ok, by[0] + border, bx[0] + border))
+                blocks.append(
+                    (by[ii], bx[jj], None if full else ii * cols + jj, block_ok, by[0] + border, bx[0] + border)
+                )
 
     if not compiled:
         for wy, wx, _, block_ok, y0, x0 in blocks:

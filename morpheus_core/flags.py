@@ -40,15 +40,21 @@ FLAG_BITS: dict[int, tuple[str, str]] = {
     2: ("image_edge", "a pixel of the object lies on the first or last row or column of the image"),
     4: ("footprint_edge", "a pixel of the object touches (8-connectivity) an unobserved pixel"),
     8: ("unobserved_pixels", "the object's pixels include unobserved ones (masked, or non-finite in a band)"),
-    16: ("censored_core", "exact-zero pixels (a censored or saturated core) within 6 pixels of the object "
-                          "(beyond the 5 unclassified pixels around them), or in it with only positive other "
-                          "neighbours in it"),
+    16: (
+        "censored_core",
+        "exact-zero pixels (a censored or saturated core) within 6 pixels of the object "
+        "(beyond the 5 unclassified pixels around them), or in it with only positive other "
+        "neighbours in it",
+    ),
     32: ("oversize_segment", "the object's segment exceeded the deblending limit and was not deblended"),
     64: ("unclassified_position", "detection flag 0: the source position has no classification"),
     128: ("uncertain_detection", "detection flag 2: 0 < background < 1 at the source position"),
     256: ("background_position", "detection flag 3: background = 1 at the source position"),
-    512: ("no_segment", "value-added catalogs: the source has no object in the map (measured in an aperture "
-                        "or not at all): no photometry"),
+    512: (
+        "no_segment",
+        "value-added catalogs: the source has no object in the map (measured in an aperture "
+        "or not at all): no photometry",
+    ),
 }
 
 #: Description of the ``flags`` column.
@@ -88,16 +94,24 @@ def _shifted(array: np.ndarray, dy: int, dx: int, fill) -> np.ndarray:
     """``out[y, x] = array[y + dy, x + dx]`` (``fill`` outside)."""
     out = np.full(array.shape, fill, dtype=array.dtype)
     h, w = array.shape
-    out[max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
-        array[max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+    out[max(0, -dy) : h - max(0, dy), max(0, -dx) : w - max(0, dx)] = array[
+        max(0, dy) : h - max(0, -dy), max(0, dx) : w - max(0, -dx)
+    ]
     return out
 
 
-def object_flags(labels: np.ndarray, ids: Sequence[int], *, offset: tuple[int, int] = (0, 0),
-                 image_shape: tuple[int, int] | None = None, mask: np.ndarray | None = None,
-                 bands: Sequence[np.ndarray] = (), sub_id: Sequence[int] | None = None,
-                 oversize: Sequence[bool] | None = None,
-                 detection_flag: Sequence[int] | None = None) -> np.ndarray:
+def object_flags(
+    labels: np.ndarray,
+    ids: Sequence[int],
+    *,
+    offset: tuple[int, int] = (0, 0),
+    image_shape: tuple[int, int] | None = None,
+    mask: np.ndarray | None = None,
+    bands: Sequence[np.ndarray] = (),
+    sub_id: Sequence[int] | None = None,
+    oversize: Sequence[bool] | None = None,
+    detection_flag: Sequence[int] | None = None,
+) -> np.ndarray:
     """Quality bits (:data:`FLAG_BITS`) of given objects.
 
     Parameters
@@ -169,7 +183,7 @@ def object_flags(labels: np.ndarray, ids: Sequence[int], *, offset: tuple[int, i
 
     y0, x0 = (int(v) for v in offset)
     height, width = labels.shape if image_shape is None else (int(image_shape[0]), int(image_shape[1]))
-    ys, xs = np.ogrid[:labels.shape[0], :labels.shape[1]]
+    ys, xs = np.ogrid[: labels.shape[0], : labels.shape[1]]
     on_edge = (ys + y0 == 0) | (ys + y0 == height - 1) | (xs + x0 == 0) | (xs + x0 == width - 1)
     flags |= np.where(any_per_object(np.broadcast_to(on_edge, labels.shape)), _BIT["image_edge"], 0).astype(np.int32)
     flags |= np.where(any_per_object(unobserved), _BIT["unobserved_pixels"], 0).astype(np.int32)

@@ -93,20 +93,26 @@ def ab_zeropoint(header: Mapping[str, Any]) -> float | None:
         return photflam_zeropoint(header["PHOTFLAM"], header["PHOTPLAM"])
     if has_flam != has_plam:
         missing = "PHOTPLAM" if has_flam else "PHOTFLAM"
-        raise ValueError(f"the header has {'PHOTFLAM' if has_flam else 'PHOTPLAM'} but no {missing}: "
-                         "both are needed for an AB zero point")
+        raise ValueError(
+            f"the header has {'PHOTFLAM' if has_flam else 'PHOTPLAM'} but no {missing}: "
+            "both are needed for an AB zero point"
+        )
     for key in AB_KEYWORDS:
         if key in header:
             value = header[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-                    or not math.isfinite(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.floating, np.integer))
+                or not math.isfinite(value)
+            ):
                 raise ValueError(f"header keyword {key} must be a finite AB zero point, got {value!r}")
             return float(value)
     return None
 
 
-def ab_magnitudes(flux: np.ndarray, fluxerr: np.ndarray, zeropoint: float, *,
-                  n_sigma: float = N_SIGMA_LIMIT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ab_magnitudes(
+    flux: np.ndarray, fluxerr: np.ndarray, zeropoint: float, *, n_sigma: float = N_SIGMA_LIMIT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """AB magnitudes, their errors and ``n_sigma`` upper limits (NaN is null).
 
     Parameters

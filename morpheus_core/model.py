@@ -33,8 +33,19 @@ from morpheus_core import BANDS, BORDER, CLASSES, PRECISIONS, WINDOW
 from morpheus_core.bicubic import bicubic_matrix
 from morpheus_core.cards import ModelCard
 
-__all__ = ["BN_EPSILON", "BN_MOMENTUM", "DOWN_FILTERS", "DROPOUT_RATE", "INTERMEDIATE_FILTERS", "NUM_DOWN_CONVS",
-           "NUM_UP_CONVS", "UP_FILTERS", "BicubicUpsample2D", "build_for_card", "build_model"]
+__all__ = [
+    "BN_EPSILON",
+    "BN_MOMENTUM",
+    "DOWN_FILTERS",
+    "DROPOUT_RATE",
+    "INTERMEDIATE_FILTERS",
+    "NUM_DOWN_CONVS",
+    "NUM_UP_CONVS",
+    "UP_FILTERS",
+    "BicubicUpsample2D",
+    "build_for_card",
+    "build_model",
+]
 
 #: Hyper-parameters of the released model (``morpheus/core/model_config.json``).
 DOWN_FILTERS = (8, 16, 32)
@@ -95,12 +106,8 @@ class BicubicUpsample2D(layers.Layer):
 
 def _block_op(x: Any, filters: int, name: str, *, padding: str = "same", dtype: Any = None) -> Any:
     """One block operation, Eq. (1): ReLU(CONV_Q(BN(x))), then dropout (training only)."""
-    x = layers.BatchNormalization(
-        epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn", dtype=dtype
-    )(x)
-    x = layers.Conv2D(
-        filters, 3, padding=padding, activation="relu", name=f"{name}_conv", dtype=dtype
-    )(x)
+    x = layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=f"{name}_bn", dtype=dtype)(x)
+    x = layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"{name}_conv", dtype=dtype)(x)
     return layers.Dropout(DROPOUT_RATE, name=f"{name}_dropout", dtype=dtype)(x)
 
 
@@ -171,9 +178,7 @@ def build_model(
         for j in range(NUM_UP_CONVS):
             x = _block_op(x, filters, f"upconv-{i}_conv-{j}", padding=padding, dtype=dtype)
 
-    logits = layers.Conv2D(
-        n_classes, 3, padding="valid" if crop else "same", name="final_conv_conv", dtype=dtype
-    )(x)
+    logits = layers.Conv2D(n_classes, 3, padding="valid" if crop else "same", name="final_conv_conv", dtype=dtype)(x)
     outputs = layers.Activation("softmax", dtype="float32", name="softmax")(logits)
     name = "morpheus_cropped" if crop else "morpheus"
     return keras.Model(inputs, outputs, name=name)
@@ -189,5 +194,6 @@ def build_for_card(card: ModelCard, *, crop: bool = False, precision: str = "flo
     crop, precision
         As :func:`build_model`.
     """
-    return build_model(len(card.bands), len(card.classes), card.window, crop=crop, border=card.border,
-                       precision=precision)
+    return build_model(
+        len(card.bands), len(card.classes), card.window, crop=crop, border=card.border, precision=precision
+    )

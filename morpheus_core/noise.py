@@ -33,8 +33,16 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from photutils.utils import calc_total_error
 
-__all__ = ["ELECTRON_RATE_UNITS", "SkyNoise", "effective_gain", "rms_from_map", "rms_from_weight", "sky_noise",
-           "sky_pixels", "total_error"]
+__all__ = [
+    "ELECTRON_RATE_UNITS",
+    "SkyNoise",
+    "effective_gain",
+    "rms_from_map",
+    "rms_from_weight",
+    "sky_noise",
+    "sky_pixels",
+    "total_error",
+]
 
 #: ``BUNIT`` values (lower case, spaces removed) read as electrons per second.
 ELECTRON_RATE_UNITS: frozenset[str] = frozenset({"electrons/s", "electron/s", "e-/s", "e/s", "electrons/sec"})
@@ -59,8 +67,14 @@ class SkyNoise:
     n_pixels: int
 
 
-def sky_pixels(background: np.ndarray, *, classified: np.ndarray | None = None, labels: np.ndarray | None = None,
-               mask: np.ndarray | None = None, data: np.ndarray | None = None) -> np.ndarray:
+def sky_pixels(
+    background: np.ndarray,
+    *,
+    classified: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    data: np.ndarray | None = None,
+) -> np.ndarray:
     """Pixels the classification calls certain sky.
 
     Parameters
@@ -89,8 +103,9 @@ def sky_pixels(background: np.ndarray, *, classified: np.ndarray | None = None, 
             continue
         extra = np.asarray(extra)
         if extra.shape != background.shape:
-            raise ValueError(f"{name} and background must have the same shape, got {extra.shape} and "
-                             f"{background.shape}")
+            raise ValueError(
+                f"{name} and background must have the same shape, got {extra.shape} and {background.shape}"
+            )
         if name == "classified":
             sky &= extra.astype(bool)
         elif name == "labels":
@@ -102,8 +117,9 @@ def sky_pixels(background: np.ndarray, *, classified: np.ndarray | None = None, 
     return sky
 
 
-def sky_noise(data: np.ndarray, sky: np.ndarray, *, sigma: float = 3.0, maxiters: int = 10,
-              min_pixels: int = 100) -> SkyNoise:
+def sky_noise(
+    data: np.ndarray, sky: np.ndarray, *, sigma: float = 3.0, maxiters: int = 10, min_pixels: int = 100
+) -> SkyNoise:
     """Sigma-clipped background level and rms of the sky pixels of an image.
 
     Parameters
@@ -195,14 +211,20 @@ def effective_gain(header: Mapping[str, Any]) -> float | None:
     """
     unit = str(header.get("BUNIT", "")).replace(" ", "").lower()
     exptime = header.get("EXPTIME")
-    if unit in ELECTRON_RATE_UNITS and isinstance(exptime, (int, float)) and not isinstance(exptime, bool) \
-            and np.isfinite(exptime) and exptime > 0:
+    if (
+        unit in ELECTRON_RATE_UNITS
+        and isinstance(exptime, (int, float))
+        and not isinstance(exptime, bool)
+        and np.isfinite(exptime)
+        and exptime > 0
+    ):
         return float(exptime)
     return None
 
 
-def total_error(data: np.ndarray, rms: np.ndarray | float, *,
-                effective_gain: float | np.ndarray | None = None) -> np.ndarray:
+def total_error(
+    data: np.ndarray, rms: np.ndarray | float, *, effective_gain: float | np.ndarray | None = None
+) -> np.ndarray:
     """Per-pixel 1-sigma error for the photometry.
 
     Parameters

@@ -21,8 +21,15 @@ from dataclasses import dataclass
 
 from morpheus_core.cards import JWST_NIRCAM_BANDS, RELEASED_BANDS, Band
 
-__all__ = ["DEPTH_5SIGMA_AB", "HST_BANDS", "NIRCAM_BANDS", "PSF_FWHM_ARCSEC", "ZERO_POINTS_AB", "Passband",
-           "reference_band"]
+__all__ = [
+    "DEPTH_5SIGMA_AB",
+    "HST_BANDS",
+    "NIRCAM_BANDS",
+    "PSF_FWHM_ARCSEC",
+    "ZERO_POINTS_AB",
+    "Passband",
+    "reference_band",
+]
 
 
 @dataclass(frozen=True)
@@ -77,19 +84,25 @@ class Passband:
 # points: AB of 1 electron/s (HLF v2.0: F160W, F125W, F606W, F850LP). Depth: 5-sigma
 # point source in a 0.5"-diameter aperture (K15 quotes H ~ 27 AB at 5 sigma; GOODS-S
 # ACS V is somewhat deeper).
-_HST_IMAGING = {"H": (0.18, 25.94, 27.0), "J": (0.16, 26.23, 27.0), "V": (0.09, 26.49, 27.5),
-                "Z": (0.10, 24.87, 27.0)}
+_HST_IMAGING = {"H": (0.18, 25.94, 27.0), "J": (0.16, 26.23, 27.0), "V": (0.09, 26.49, 27.5), "Z": (0.10, 24.87, 27.0)}
 #: The HST bands of the default scene, in the released model's band order (H, J, V, Z).
 HST_BANDS: tuple[Passband, ...] = tuple(Passband(b, *_HST_IMAGING[b.name]) for b in RELEASED_BANDS)
 
 # PSF FWHM of NIRCam's (0.03"-0.14"); zero points of order those of NIRCam count-rate
 # images; depths like a deep extragalactic survey (~29 AB). Approximate by design: a
 # test bed for other band sets, not an instrument model.
-_NIRCAM_IMAGING = {"F090W": (0.033, 27.45, 28.9), "F115W": (0.040, 27.60, 29.0), "F150W": (0.050, 27.80, 29.1),
-                   "F200W": (0.066, 27.90, 29.2), "F277W": (0.092, 27.80, 29.3), "F444W": (0.145, 27.40, 28.9)}
+_NIRCAM_IMAGING = {
+    "F090W": (0.033, 27.45, 28.9),
+    "F115W": (0.040, 27.60, 29.0),
+    "F150W": (0.050, 27.80, 29.1),
+    "F200W": (0.066, 27.90, 29.2),
+    "F277W": (0.092, 27.80, 29.3),
+    "F444W": (0.145, 27.40, 28.9),
+}
 #: A JWST NIRCam-like set: six wide filters of :data:`~morpheus_core.cards.JWST_NIRCAM_BANDS`.
-NIRCAM_BANDS: tuple[Passband, ...] = tuple(Passband(JWST_NIRCAM_BANDS[name], *imaging)
-                                           for name, imaging in _NIRCAM_IMAGING.items())
+NIRCAM_BANDS: tuple[Passband, ...] = tuple(
+    Passband(JWST_NIRCAM_BANDS[name], *imaging) for name, imaging in _NIRCAM_IMAGING.items()
+)
 
 #: PSF FWHM (arcsec) of :data:`HST_BANDS` by band name.
 PSF_FWHM_ARCSEC: dict[str, float] = {b.name: b.psf_fwhm_arcsec for b in HST_BANDS}

@@ -63,9 +63,17 @@ _KRON_MEASURE_SCALE = 6.0
 #: Columns of :func:`measurement_boxes`: half-open full-image pixel ranges.
 BOX_COLUMNS: tuple[str, ...] = ("y_start", "y_stop", "x_start", "x_stop")
 
-_PHOTUTILS_SHAPE = {"x_centroid": "x_centroid", "y_centroid": "y_centroid", "semimajor_sigma": "semimajor_axis",
-                    "semiminor_sigma": "semiminor_axis", "ellipticity": "ellipticity", "orientation": "orientation",
-                    "equivalent_radius": "equivalent_radius", "gini": "gini", "kron_radius": "kron_radius"}
+_PHOTUTILS_SHAPE = {
+    "x_centroid": "x_centroid",
+    "y_centroid": "y_centroid",
+    "semimajor_sigma": "semimajor_axis",
+    "semiminor_sigma": "semiminor_axis",
+    "ellipticity": "ellipticity",
+    "orientation": "orientation",
+    "equivalent_radius": "equivalent_radius",
+    "gini": "gini",
+    "kron_radius": "kron_radius",
+}
 
 
 def _compact(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -80,8 +88,9 @@ def _compact(labels: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return compact, np.searchsorted(present, ids) + 1
 
 
-def _check_frame(labels: np.ndarray, offset: tuple[int, int], image_shape: tuple[int, int] | None
-                 ) -> tuple[tuple[int, int], tuple[int, int]]:
+def _check_frame(
+    labels: np.ndarray, offset: tuple[int, int], image_shape: tuple[int, int] | None
+) -> tuple[tuple[int, int], tuple[int, int]]:
     y0, x0 = (int(v) for v in offset)
     if image_shape is None:
         if (y0, x0) != (0, 0):
@@ -103,25 +112,41 @@ def _prepare(array: np.ndarray | None, shape: tuple[int, int], name: str) -> np.
     return array
 
 
-def _catalog(compact: np.ndarray, segm: SegmentationImage, data: np.ndarray, *, error, mask, background,
-             kron_params, detection: SourceCatalog | None, name: str) -> SourceCatalog:
+def _catalog(
+    compact: np.ndarray,
+    segm: SegmentationImage,
+    data: np.ndarray,
+    *,
+    error,
+    mask,
+    background,
+    kron_params,
+    detection: SourceCatalog | None,
+    name: str,
+) -> SourceCatalog:
     data = _prepare(data, compact.shape, name)
     if background is not None:
         data = data - (np.asarray(background, dtype=np.float64) if np.ndim(background) else float(background))
     bad = ~np.isfinite(data)
     if mask is not None:
         bad |= mask
-    return SourceCatalog(data, segm, error=_prepare(error, compact.shape, f"error of {name}"), mask=bad,
-                         kron_params=kron_params, aperture_mask_method="correct", local_bkg_width=0,
-                         detection_catalog=detection)
+    return SourceCatalog(
+        data,
+        segm,
+        error=_prepare(error, compact.shape, f"error of {name}"),
+        mask=bad,
+        kron_params=kron_params,
+        aperture_mask_method="correct",
+        local_bkg_width=0,
+        detection_catalog=detection,
+    )
 
 
 def _value(cat: SourceCatalog, attr: str) -> np.ndarray:
     return np.atleast_1d(np.asarray(u.Quantity(getattr(cat, attr)).value, dtype=np.float64))
 
 
-def _boxes(cat: SourceCatalog, offset: tuple[int, int], image_shape: tuple[int, int],
-           radius: np.ndarray) -> np.ndarray:
+def _boxes(cat: SourceCatalog, offset: tuple[int, int], image_shape: tuple[int, int], radius: np.ndarray) -> np.ndarray:
     """``(n, 4)`` boxes (y_start, y_stop, x_start, x_stop), clipped to the image.
 
     The segment grown by one pixel and the square of half-side ``radius`` around the
@@ -134,9 +159,15 @@ def _boxes(cat: SourceCatalog, offset: tuple[int, int], image_shape: tuple[int, 
     ok = np.isfinite(xc) & np.isfinite(yc) & np.isfinite(radius)
     r = np.where(ok, radius, 0.0)
     xc, yc = np.where(ok, xc, xmin), np.where(ok, yc, ymin)
-    boxes = np.stack([np.minimum(ymin, np.floor(yc - r + 0.5) - 1), np.maximum(ymax, np.floor(yc + r + 1.5) + 1),
-                      np.minimum(xmin, np.floor(xc - r + 0.5) - 1), np.maximum(xmax, np.floor(xc + r + 1.5) + 1)],
-                     axis=1)
+    boxes = np.stack(
+        [
+            np.minimum(ymin, np.floor(yc - r + 0.5) - 1),
+            np.maximum(ymax, np.floor(yc + r + 1.5) + 1),
+            np.minimum(xmin, np.floor(xc - r + 0.5) - 1),
+            np.maximum(xmax, np.floor(xc + r + 1.5) + 1),
+        ],
+        axis=1,
+    )
     limits = np.array([image_shape[0], image_shape[0], image_shape[1], image_shape[1]], dtype=np.float64)
     return np.clip(boxes, 0, limits).astype(np.int64)
 
@@ -163,10 +194,17 @@ def _inside(boxes: np.ndarray, offset: tuple[int, int], shape: tuple[int, int]) 
     return (boxes[:, 0] >= y0) & (boxes[:, 1] <= y0 + shape[0]) & (boxes[:, 2] >= x0) & (boxes[:, 3] <= x0 + shape[1])
 
 
-def measurement_boxes(labels: np.ndarray, data: np.ndarray, ids: Sequence[int], *,
-                      offset: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
-                      mask: np.ndarray | None = None, background: float | np.ndarray | None = None,
-                      kron_params: Sequence[float] = KRON_PARAMS) -> pd.DataFrame:
+def measurement_boxes(
+    labels: np.ndarray,
+    data: np.ndarray,
+    ids: Sequence[int],
+    *,
+    offset: tuple[int, int] = (0, 0),
+    image_shape: tuple[int, int] | None = None,
+    mask: np.ndarray | None = None,
+    background: float | np.ndarray | None = None,
+    kron_params: Sequence[float] = KRON_PARAMS,
+) -> pd.DataFrame:
     """The image box each object's measurement reads (the cutout rule of the module docstring).
 
     Parameters
@@ -214,8 +252,17 @@ def measurement_boxes(labels: np.ndarray, data: np.ndarray, ids: Sequence[int], 
     mask = None if mask is None else np.asarray(mask, dtype=bool)
     if mask is not None and mask.shape != labels.shape:
         raise ValueError(f"mask and labels must have the same shape, got {mask.shape} and {labels.shape}")
-    cat = _catalog(compact, segm, data, error=None, mask=mask, background=background, kron_params=kron_params,
-                   detection=None, name="data").select_labels(keys)
+    cat = _catalog(
+        compact,
+        segm,
+        data,
+        error=None,
+        mask=mask,
+        background=background,
+        kron_params=kron_params,
+        detection=None,
+        name="data",
+    ).select_labels(keys)
     _check_whole(cat, ids, labels.shape, offset, image_shape)
     near = _inside(_boxes(cat, offset, image_shape, _radius(cat, kron_params, None)), offset, labels.shape)
     # Largest Kron radius photutils keeps: max(6, kron_params[1]) (above 6 it returns NaN).
@@ -227,25 +274,40 @@ def measurement_boxes(labels: np.ndarray, data: np.ndarray, ids: Sequence[int], 
     return frame
 
 
-def _check_whole(cat: SourceCatalog, ids: np.ndarray, shape: tuple[int, int], offset: tuple[int, int],
-                 image_shape: tuple[int, int]) -> None:
+def _check_whole(
+    cat: SourceCatalog, ids: np.ndarray, shape: tuple[int, int], offset: tuple[int, int], image_shape: tuple[int, int]
+) -> None:
     """Refuse segments cut by a cutout edge that is not an image edge."""
     y0, x0 = offset
     h, w = shape
-    cut = (((_value(cat, "bbox_ymin") == 0) & (y0 > 0)) | ((_value(cat, "bbox_xmin") == 0) & (x0 > 0))
-           | ((_value(cat, "bbox_ymax") == h - 1) & (y0 + h < image_shape[0]))
-           | ((_value(cat, "bbox_xmax") == w - 1) & (x0 + w < image_shape[1])))
+    cut = (
+        ((_value(cat, "bbox_ymin") == 0) & (y0 > 0))
+        | ((_value(cat, "bbox_xmin") == 0) & (x0 > 0))
+        | ((_value(cat, "bbox_ymax") == h - 1) & (y0 + h < image_shape[0]))
+        | ((_value(cat, "bbox_xmax") == w - 1) & (x0 + w < image_shape[1]))
+    )
     if cut.any():
-        raise ValueError(f"objects {ids[cut][:10].tolist()} reach the edge of the cutout at offset {offset} "
-                         f"(shape {shape}) inside the image {image_shape}: pass a cutout holding their segments")
+        raise ValueError(
+            f"objects {ids[cut][:10].tolist()} reach the edge of the cutout at offset {offset} "
+            f"(shape {shape}) inside the image {image_shape}: pass a cutout holding their segments"
+        )
 
 
-def measure_objects(labels: np.ndarray, bands: Mapping[str, np.ndarray], ids: Sequence[int], *,
-                    shape_band: str = "H", errors: Mapping[str, np.ndarray | None] | None = None,
-                    mask: np.ndarray | None = None, backgrounds: Mapping[str, float | np.ndarray] | None = None,
-                    offset: tuple[int, int] = (0, 0), image_shape: tuple[int, int] | None = None,
-                    zeropoints: Mapping[str, float | None] | None = None,
-                    kron_params: Sequence[float] = KRON_PARAMS, n_sigma: float = N_SIGMA_LIMIT) -> pd.DataFrame:
+def measure_objects(
+    labels: np.ndarray,
+    bands: Mapping[str, np.ndarray],
+    ids: Sequence[int],
+    *,
+    shape_band: str = "H",
+    errors: Mapping[str, np.ndarray | None] | None = None,
+    mask: np.ndarray | None = None,
+    backgrounds: Mapping[str, float | np.ndarray] | None = None,
+    offset: tuple[int, int] = (0, 0),
+    image_shape: tuple[int, int] | None = None,
+    zeropoints: Mapping[str, float | None] | None = None,
+    kron_params: Sequence[float] = KRON_PARAMS,
+    n_sigma: float = N_SIGMA_LIMIT,
+) -> pd.DataFrame:
     """Shapes, segment and Kron photometry and AB magnitudes of objects of a labelled map.
 
     Parameters
@@ -308,15 +370,26 @@ def measure_objects(labels: np.ndarray, bands: Mapping[str, np.ndarray], ids: Se
     index = pd.Index(ids, name="id")
     order = [shape_band] + [b for b in bands if b != shape_band]
     if ids.size == 0:
-        names = list(SHAPE_COLUMNS) + [c for b in order for c in band_columns(b, magnitudes=zeropoints.get(b) is not None)]
-        return pd.DataFrame({c: np.array([], np.int64 if c.startswith("bbox_") else np.float64) for c in names},
-                            index=index)
+        names = list(SHAPE_COLUMNS) + [
+            c for b in order for c in band_columns(b, magnitudes=zeropoints.get(b) is not None)
+        ]
+        return pd.DataFrame(
+            {c: np.array([], np.int64 if c.startswith("bbox_") else np.float64) for c in names}, index=index
+        )
     compact, keys = _compact(labels, ids)
     segm = SegmentationImage(compact)
     kron_params = tuple(kron_params)
-    shape_cat = _catalog(compact, segm, bands[shape_band], error=errors.get(shape_band), mask=mask,
-                         background=backgrounds.get(shape_band), kron_params=kron_params, detection=None,
-                         name=f"band {shape_band}")
+    shape_cat = _catalog(
+        compact,
+        segm,
+        bands[shape_band],
+        error=errors.get(shape_band),
+        mask=mask,
+        background=backgrounds.get(shape_band),
+        kron_params=kron_params,
+        detection=None,
+        name=f"band {shape_band}",
+    )
     cat = shape_cat.select_labels(keys)
     if image_shape != labels.shape or offset != (0, 0):
         _check_box(cat, ids, labels.shape, offset, image_shape, kron_params)
@@ -329,11 +402,25 @@ def measure_objects(labels: np.ndarray, bands: Mapping[str, np.ndarray], ids: Se
     out["half_light_radius"] = np.atleast_1d(np.asarray(u.Quantity(cat.flux_radius(0.5)).value, np.float64))
     frame = pd.DataFrame({name: out[name] for name in SHAPE_COLUMNS}, index=index)
     for band in order:
-        band_cat = cat if band == shape_band else _catalog(
-            compact, segm, bands[band], error=errors.get(band), mask=mask, background=backgrounds.get(band),
-            kron_params=kron_params, detection=shape_cat, name=f"band {band}").select_labels(keys)
-        for kind, flux_attr, err_attr in (("segment", "segment_flux", "segment_flux_err"),
-                                          ("kron", "kron_flux", "kron_flux_err")):
+        band_cat = (
+            cat
+            if band == shape_band
+            else _catalog(
+                compact,
+                segm,
+                bands[band],
+                error=errors.get(band),
+                mask=mask,
+                background=backgrounds.get(band),
+                kron_params=kron_params,
+                detection=shape_cat,
+                name=f"band {band}",
+            ).select_labels(keys)
+        )
+        for kind, flux_attr, err_attr in (
+            ("segment", "segment_flux", "segment_flux_err"),
+            ("kron", "kron_flux", "kron_flux_err"),
+        ):
             flux, err = _value(band_cat, flux_attr), _value(band_cat, err_attr)
             if errors.get(band) is None:
                 err = np.full_like(flux, np.nan)
@@ -341,15 +428,25 @@ def measure_objects(labels: np.ndarray, bands: Mapping[str, np.ndarray], ids: Se
         zp = zeropoints.get(band)
         if zp is not None:
             for kind in ("segment", "kron"):
-                mag, magerr, maglim = ab_magnitudes(frame[f"{kind}_flux_{band}"].to_numpy(),
-                                                    frame[f"{kind}_fluxerr_{band}"].to_numpy(), zp, n_sigma=n_sigma)
+                mag, magerr, maglim = ab_magnitudes(
+                    frame[f"{kind}_flux_{band}"].to_numpy(),
+                    frame[f"{kind}_fluxerr_{band}"].to_numpy(),
+                    zp,
+                    n_sigma=n_sigma,
+                )
                 frame[f"mag_{kind}_{band}"], frame[f"magerr_{kind}_{band}"] = mag, magerr
                 frame[f"maglim_{kind}_{band}"] = maglim
     return frame
 
 
-def _check_box(cat: SourceCatalog, ids: np.ndarray, shape: tuple[int, int], offset: tuple[int, int],
-               image_shape: tuple[int, int], kron_params: Sequence[float]) -> None:
+def _check_box(
+    cat: SourceCatalog,
+    ids: np.ndarray,
+    shape: tuple[int, int],
+    offset: tuple[int, int],
+    image_shape: tuple[int, int],
+    kron_params: Sequence[float],
+) -> None:
     """Refuse a cutout that misses part of an object's measurement box."""
     near = _boxes(cat, offset, image_shape, _radius(cat, kron_params, None))
     inside = _inside(near, offset, shape)
@@ -360,18 +457,31 @@ def _check_box(cat: SourceCatalog, ids: np.ndarray, shape: tuple[int, int], offs
     if not inside.all():
         y0, x0 = offset
         bad = np.flatnonzero(~inside)[:5]
-        detail = ", ".join(f"id {ids[i]} needs rows {boxes[i, 0]}:{boxes[i, 1]} columns {boxes[i, 2]}:{boxes[i, 3]}"
-                           for i in bad)
-        raise ValueError(f"the cutout rows {y0}:{y0 + shape[0]}, columns {x0}:{x0 + shape[1]} misses part of "
-                         f"the measurement box of {int((~inside).sum())} objects ({detail}); "
-                         "cut it with measurement_boxes")
+        detail = ", ".join(
+            f"id {ids[i]} needs rows {boxes[i, 0]}:{boxes[i, 1]} columns {boxes[i, 2]}:{boxes[i, 3]}" for i in bad
+        )
+        raise ValueError(
+            f"the cutout rows {y0}:{y0 + shape[0]}, columns {x0}:{x0 + shape[1]} misses part of "
+            f"the measurement box of {int((~inside).sum())} objects ({detail}); "
+            "cut it with measurement_boxes"
+        )
 
 
-def measure_band(labels: np.ndarray, data: np.ndarray, ids: Sequence[int], *, band: str = "H",
-                 error: np.ndarray | None = None, mask: np.ndarray | None = None,
-                 background: float | np.ndarray | None = None, offset: tuple[int, int] = (0, 0),
-                 image_shape: tuple[int, int] | None = None, zeropoint: float | None = None,
-                 kron_params: Sequence[float] = KRON_PARAMS, n_sigma: float = N_SIGMA_LIMIT) -> pd.DataFrame:
+def measure_band(
+    labels: np.ndarray,
+    data: np.ndarray,
+    ids: Sequence[int],
+    *,
+    band: str = "H",
+    error: np.ndarray | None = None,
+    mask: np.ndarray | None = None,
+    background: float | np.ndarray | None = None,
+    offset: tuple[int, int] = (0, 0),
+    image_shape: tuple[int, int] | None = None,
+    zeropoint: float | None = None,
+    kron_params: Sequence[float] = KRON_PARAMS,
+    n_sigma: float = N_SIGMA_LIMIT,
+) -> pd.DataFrame:
     """:func:`measure_objects` on one band (its shape columns and its ``_<band>`` columns).
 
     Parameters
@@ -394,7 +504,17 @@ def measure_band(labels: np.ndarray, data: np.ndarray, ids: Sequence[int], *, ba
     pandas.DataFrame
         As :func:`measure_objects` with ``bands={band: data}``.
     """
-    return measure_objects(labels, {band: data}, ids, shape_band=band, errors={band: error}, mask=mask,
-                           backgrounds=None if background is None else {band: background}, offset=offset,
-                           image_shape=image_shape, zeropoints={band: zeropoint}, kron_params=kron_params,
-                           n_sigma=n_sigma)
+    return measure_objects(
+        labels,
+        {band: data},
+        ids,
+        shape_band=band,
+        errors={band: error},
+        mask=mask,
+        backgrounds=None if background is None else {band: background},
+        offset=offset,
+        image_shape=image_shape,
+        zeropoints={band: zeropoint},
+        kron_params=kron_params,
+        n_sigma=n_sigma,
+    )

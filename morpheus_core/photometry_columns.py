@@ -21,28 +21,36 @@ __all__ = ["SHAPE_COLUMNS", "band_columns", "column_info", "photometry_table"]
 
 #: Shape columns (from the shape band): name -> (unit, description); ``{band}`` is the shape band.
 SHAPE_COLUMNS: dict[str, tuple[str | None, str]] = {
-    "x_centroid": ("pix", "centroid x of the object's pixels in {band} (photutils centroid: first moments), "
-                          "0-based full-image pixel"),
+    "x_centroid": (
+        "pix",
+        "centroid x of the object's pixels in {band} (photutils centroid: first moments), 0-based full-image pixel",
+    ),
     "y_centroid": ("pix", "centroid y of the object's pixels in {band} (photutils centroid), 0-based full-image pixel"),
     "bbox_xmin": ("pix", "first column of the object's pixels (0-based, inclusive)"),
     "bbox_xmax": ("pix", "last column of the object's pixels (0-based, inclusive)"),
     "bbox_ymin": ("pix", "first row of the object's pixels (0-based, inclusive)"),
     "bbox_ymax": ("pix", "last row of the object's pixels (0-based, inclusive)"),
-    "semimajor_sigma": ("pix", "1-sigma semi-major axis of the {band} second moments over the object's pixels "
-                               "(SExtractor A_IMAGE)"),
+    "semimajor_sigma": (
+        "pix",
+        "1-sigma semi-major axis of the {band} second moments over the object's pixels (SExtractor A_IMAGE)",
+    ),
     "semiminor_sigma": ("pix", "1-sigma semi-minor axis of the {band} second moments (SExtractor B_IMAGE)"),
     "ellipticity": (None, "1 - semiminor_sigma / semimajor_sigma"),
     "orientation": ("deg", "angle of the semi-major axis, counter-clockwise from +x"),
     "equivalent_radius": ("pix", "radius of the circle with the object's unmasked pixel area"),
     "gini": (None, "Gini coefficient of the object's {band} pixel values (Lotz et al. 2004)"),
-    "kron_radius": ("pix", "unscaled first-moment Kron radius in {band} (photutils kron_radius, in units of the "
-                           "second-moment ellipse; the Kron aperture is kron_params[0] times this ellipse)"),
+    "kron_radius": (
+        "pix",
+        "unscaled first-moment Kron radius in {band} (photutils kron_radius, in units of the "
+        "second-moment ellipse; the Kron aperture is kron_params[0] times this ellipse)",
+    ),
     "half_light_radius": ("pix", "radius of the circle holding half the {band} Kron flux (photutils flux_radius(0.5))"),
 }
 
 
-def band_columns(band: str, *, magnitudes: bool = True, n_sigma: float = N_SIGMA_LIMIT
-                 ) -> dict[str, tuple[str | None, str]]:
+def band_columns(
+    band: str, *, magnitudes: bool = True, n_sigma: float = N_SIGMA_LIMIT
+) -> dict[str, tuple[str | None, str]]:
     """Per-band columns: name -> (unit, description); unit ``"flux"`` is the image's unit.
 
     Parameters
@@ -64,24 +72,37 @@ def band_columns(band: str, *, magnitudes: bool = True, n_sigma: float = N_SIGMA
     cols = {
         f"segment_flux_{band}": ("flux", f"sum of {band} over the object's pixels (photutils segment_flux)"),
         f"segment_fluxerr_{band}": ("flux", f"error of segment_flux_{band} from the {band} error map"),
-        f"kron_flux_{band}": ("flux", f"{band} flux in the shape band's Kron aperture, neighbours' pixels replaced "
-                                      "by their mirror through the centroid (photutils kron_flux)"),
+        f"kron_flux_{band}": (
+            "flux",
+            f"{band} flux in the shape band's Kron aperture, neighbours' pixels replaced "
+            "by their mirror through the centroid (photutils kron_flux)",
+        ),
         f"kron_fluxerr_{band}": ("flux", f"error of kron_flux_{band} from the {band} error map"),
     }
     if magnitudes:
         for kind in ("segment", "kron"):
             cols[f"mag_{kind}_{band}"] = ("mag", f"AB magnitude of {kind}_flux_{band}; null where the flux <= 0")
-            cols[f"magerr_{kind}_{band}"] = ("mag", f"1.0857 * {kind}_fluxerr_{band} / {kind}_flux_{band}; null where "
-                                                    "the flux <= 0")
-            cols[f"maglim_{kind}_{band}"] = ("mag", f"{n_sigma:g}-sigma upper limit, AB magnitude of {n_sigma:g} * "
-                                                    f"{kind}_fluxerr_{band}; given where {kind}_flux_{band} < "
-                                                    f"{n_sigma:g} * {kind}_fluxerr_{band} (null otherwise)")
+            cols[f"magerr_{kind}_{band}"] = (
+                "mag",
+                f"1.0857 * {kind}_fluxerr_{band} / {kind}_flux_{band}; null where the flux <= 0",
+            )
+            cols[f"maglim_{kind}_{band}"] = (
+                "mag",
+                f"{n_sigma:g}-sigma upper limit, AB magnitude of {n_sigma:g} * "
+                f"{kind}_fluxerr_{band}; given where {kind}_flux_{band} < "
+                f"{n_sigma:g} * {kind}_fluxerr_{band} (null otherwise)",
+            )
     return cols
 
 
-def column_info(columns: Sequence[str], *, shape_band: str, bands: Sequence[str],
-                flux_unit: str | u.UnitBase | None = None, n_sigma: float = N_SIGMA_LIMIT
-                ) -> dict[str, tuple[u.UnitBase | None, str]]:
+def column_info(
+    columns: Sequence[str],
+    *,
+    shape_band: str,
+    bands: Sequence[str],
+    flux_unit: str | u.UnitBase | None = None,
+    n_sigma: float = N_SIGMA_LIMIT,
+) -> dict[str, tuple[u.UnitBase | None, str]]:
     """Unit and description of each column of a :func:`measure_objects` frame.
 
     Parameters
@@ -114,8 +135,15 @@ def column_info(columns: Sequence[str], *, shape_band: str, bands: Sequence[str]
     units = {"pix": u.pix, "deg": u.deg, "mag": u.mag, "flux": flux, None: None}
     return {name: (units[known[name][0]], known[name][1]) for name in columns}
 
-def photometry_table(frame: pd.DataFrame, *, shape_band: str, bands: Sequence[str],
-                     flux_unit: str | u.UnitBase | None = None, n_sigma: float = N_SIGMA_LIMIT) -> Table:
+
+def photometry_table(
+    frame: pd.DataFrame,
+    *,
+    shape_band: str,
+    bands: Sequence[str],
+    flux_unit: str | u.UnitBase | None = None,
+    n_sigma: float = N_SIGMA_LIMIT,
+) -> Table:
     """A :func:`measure_objects` frame as an astropy Table with units, descriptions and masked nulls.
 
     Parameters
@@ -131,8 +159,7 @@ def photometry_table(frame: pd.DataFrame, *, shape_band: str, bands: Sequence[st
         Column ``id`` then the frame's columns; NaN entries are masked (Parquet nulls,
         FITS and MRT blanks when written by the pipeline).
     """
-    info = column_info(list(frame.columns), shape_band=shape_band, bands=bands, flux_unit=flux_unit,
-                       n_sigma=n_sigma)
+    info = column_info(list(frame.columns), shape_band=shape_band, bands=bands, flux_unit=flux_unit, n_sigma=n_sigma)
     table = Table()
     table["id"] = frame.index.to_numpy(np.int64)
     table["id"].description = "object id: the pixel value in the deblended segmentation map"

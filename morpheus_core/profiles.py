@@ -17,8 +17,15 @@ import numpy as np
 from astropy.modeling.models import Sersic2D
 from scipy.special import erf
 
-__all__ = ["add_stamp", "check_shape", "gaussian_psf", "gaussian_stamp", "point_source_image", "sersic_image",
-           "sersic_stamp"]
+__all__ = [
+    "add_stamp",
+    "check_shape",
+    "gaussian_psf",
+    "gaussian_stamp",
+    "point_source_image",
+    "sersic_image",
+    "sersic_stamp",
+]
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * math.sqrt(2.0 * math.log(2.0)))
 _CORE_HALF = 3  # the central (2*3+1)^2 pixels of a Sersic stamp are oversampled
@@ -108,7 +115,7 @@ def add_stamp(image: np.ndarray, stamp: np.ndarray, iy0: int, ix0: int) -> None:
     sy, sx = stamp.shape
     y0, x0, y1, x1 = max(iy0, 0), max(ix0, 0), min(iy0 + sy, ny), min(ix0 + sx, nx)
     if y0 < y1 and x0 < x1:
-        image[..., y0:y1, x0:x1] += stamp[y0 - iy0:y1 - iy0, x0 - ix0:x1 - ix0]
+        image[..., y0:y1, x0:x1] += stamp[y0 - iy0 : y1 - iy0, x0 - ix0 : x1 - ix0]
 
 
 def _pixel_average(model, start: int, count: int, sub: int) -> np.ndarray:
@@ -119,8 +126,18 @@ def _pixel_average(model, start: int, count: int, sub: int) -> np.ndarray:
     return model(fx, fy).reshape(count, sub, count, sub).mean(axis=(1, 3))
 
 
-def sersic_stamp(x: float, y: float, *, r_eff: float, n: float, axis_ratio: float,
-                 pa_deg: float, oversample: int, truncate: float, pad: int) -> tuple[np.ndarray, int, int]:
+def sersic_stamp(
+    x: float,
+    y: float,
+    *,
+    r_eff: float,
+    n: float,
+    axis_ratio: float,
+    pa_deg: float,
+    oversample: int,
+    truncate: float,
+    pad: int,
+) -> tuple[np.ndarray, int, int]:
     """Unit-flux Sersic stamp around ``(x, y)``, as :func:`sersic_image` renders it.
 
     Parameters
@@ -145,21 +162,21 @@ def sersic_stamp(x: float, y: float, *, r_eff: float, n: float, axis_ratio: floa
         (0, 1], or an ``oversample`` that is not a positive integer.
     """
     if not (r_eff > 0 and n > 0 and 0 < axis_ratio <= 1 and truncate > 0):
-        raise ValueError(f"need r_eff > 0, n > 0, 0 < axis_ratio <= 1 and truncate > 0, got "
-                         f"r_eff={r_eff}, n={n}, axis_ratio={axis_ratio}, truncate={truncate}")
+        raise ValueError(
+            f"need r_eff > 0, n > 0, 0 < axis_ratio <= 1 and truncate > 0, got "
+            f"r_eff={r_eff}, n={n}, axis_ratio={axis_ratio}, truncate={truncate}"
+        )
     if int(oversample) != oversample or oversample < 1:
         raise ValueError(f"oversample must be a positive integer, got {oversample}")
     half = math.ceil(truncate * r_eff) + 1 + pad
     ix0, iy0 = int(round(x)) - half, int(round(y)) - half
     dx, dy, size = x - ix0, y - iy0, 2 * half + 1
     theta = math.radians(pa_deg)
-    model = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=dx, y_0=dy,
-                     ellip=1.0 - axis_ratio, theta=theta)
+    model = Sersic2D(amplitude=1.0, r_eff=r_eff, n=n, x_0=dx, y_0=dy, ellip=1.0 - axis_ratio, theta=theta)
     # 3x3 sub-samples everywhere (curvature error / 9), oversample^2 in the core.
     img = _pixel_average(model, 0, size, 3)
     c = min(_CORE_HALF, half)
-    img[half - c:half + c + 1, half - c:half + c + 1] = _pixel_average(
-        model, half - c, 2 * c + 1, int(oversample))
+    img[half - c : half + c + 1, half - c : half + c + 1] = _pixel_average(model, half - c, 2 * c + 1, int(oversample))
     yy, xx = np.mgrid[:size, :size].astype(float)
     # Truncate along the ellipse with a one-pixel linear taper (~ area fraction).
     u = (xx - dx) * math.cos(theta) + (yy - dy) * math.sin(theta)
@@ -168,9 +185,19 @@ def sersic_stamp(x: float, y: float, *, r_eff: float, n: float, axis_ratio: floa
     return img / img.sum(), iy0, ix0
 
 
-def sersic_image(shape: Sequence[int], *, x: float, y: float, flux: float, r_eff: float,
-                 n: float, axis_ratio: float, pa_deg: float, oversample: int = 10,
-                 truncate: float = 8.0) -> np.ndarray:
+def sersic_image(
+    shape: Sequence[int],
+    *,
+    x: float,
+    y: float,
+    flux: float,
+    r_eff: float,
+    n: float,
+    axis_ratio: float,
+    pa_deg: float,
+    oversample: int = 10,
+    truncate: float = 8.0,
+) -> np.ndarray:
     """Render a flux-normalised elliptical Sersic profile (no PSF, no noise).
 
     ``astropy.modeling.models.Sersic2D`` averaged over 3x3 points per pixel
@@ -197,14 +224,14 @@ def sersic_image(shape: Sequence[int], *, x: float, y: float, flux: float, r_eff
         float64 image of ``shape``.
     """
     out = np.zeros(check_shape(shape))
-    stamp, iy0, ix0 = sersic_stamp(x, y, r_eff=r_eff, n=n, axis_ratio=axis_ratio, pa_deg=pa_deg,
-                                    oversample=oversample, truncate=truncate, pad=0)
+    stamp, iy0, ix0 = sersic_stamp(
+        x, y, r_eff=r_eff, n=n, axis_ratio=axis_ratio, pa_deg=pa_deg, oversample=oversample, truncate=truncate, pad=0
+    )
     add_stamp(out, flux * stamp, iy0, ix0)
     return out
 
 
-def point_source_image(shape: Sequence[int], *, x: float, y: float, flux: float,
-                       fwhm_px: float) -> np.ndarray:
+def point_source_image(shape: Sequence[int], *, x: float, y: float, flux: float, fwhm_px: float) -> np.ndarray:
     """Render a point source: a pixel-integrated Gaussian PSF summing to ``flux``.
 
     Parameters

@@ -100,8 +100,7 @@ def configure_gpu_memory_growth() -> list[str]:
             tf.config.experimental.set_memory_growth(gpu, True)
         except RuntimeError as exc:  # already initialised
             if not tf.config.experimental.get_memory_growth(gpu):
-                logger.warning("GPU %s already initialised without memory growth: %s",
-                               gpu.name, exc)
+                logger.warning("GPU %s already initialised without memory growth: %s", gpu.name, exc)
                 continue
         configured.append(gpu.name)
     if configured:

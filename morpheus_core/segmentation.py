@@ -37,8 +37,16 @@ from scipy import ndimage as ndi
 from skimage.filters import sobel
 from skimage.segmentation import watershed
 
-__all__ = ["BACKGROUND_MARKER", "SOURCE_MARKER", "STRUCTURE", "check_threshold",
-           "label_segments", "segment_sources", "unmarked_components", "watershed_markers"]
+__all__ = [
+    "BACKGROUND_MARKER",
+    "SOURCE_MARKER",
+    "STRUCTURE",
+    "check_threshold",
+    "label_segments",
+    "segment_sources",
+    "unmarked_components",
+    "watershed_markers",
+]
 
 #: Marker value of certain-background pixels (``b == 1``).
 BACKGROUND_MARKER = 1
@@ -72,9 +80,14 @@ def check_threshold(threshold: float) -> float:
     return threshold
 
 
-def watershed_markers(background: np.ndarray, classified: np.ndarray, *, threshold: float = 0.0,
-                      sources: np.ndarray | None = None,
-                      source_background: np.ndarray | None = None) -> np.ndarray:
+def watershed_markers(
+    background: np.ndarray,
+    classified: np.ndarray,
+    *,
+    threshold: float = 0.0,
+    sources: np.ndarray | None = None,
+    source_background: np.ndarray | None = None,
+) -> np.ndarray:
     """Marker image of Algorithm 1.
 
     Parameters
@@ -117,9 +130,14 @@ def watershed_markers(background: np.ndarray, classified: np.ndarray, *, thresho
     return markers
 
 
-def segment_sources(background: np.ndarray, classified: np.ndarray, *, threshold: float = 0.0,
-                    sources: np.ndarray | None = None,
-                    source_background: np.ndarray | None = None) -> np.ndarray:
+def segment_sources(
+    background: np.ndarray,
+    classified: np.ndarray,
+    *,
+    threshold: float = 0.0,
+    sources: np.ndarray | None = None,
+    source_background: np.ndarray | None = None,
+) -> np.ndarray:
     """Source mask of Algorithm 1 (before labelling).
 
     Parameters
@@ -132,8 +150,9 @@ def segment_sources(background: np.ndarray, classified: np.ndarray, *, threshold
     numpy.ndarray
         ``(H, W)`` bool, True on source pixels; always False outside ``classified``.
     """
-    markers = watershed_markers(background, classified, threshold=threshold, sources=sources,
-                                source_background=source_background)
+    markers = watershed_markers(
+        background, classified, threshold=threshold, sources=sources, source_background=source_background
+    )
     edges = sobel(np.asarray(background, dtype=np.float64))
     flooded = watershed(edges, markers, mask=np.asarray(classified, dtype=bool))
     return flooded == SOURCE_MARKER

@@ -33,8 +33,15 @@ from morpheus_core import BANDS, CLASSES
 from morpheus_core.passbands import HST_BANDS, Passband, reference_band
 from morpheus_core.profiles import add_stamp, check_shape, gaussian_psf, gaussian_stamp, sersic_stamp
 
-__all__ = ["DEFAULT_NOISE_SIGMA", "MORPH_CLASSES", "SNR_APERTURE_RADIUS_ARCSEC", "SyntheticSky", "colour_range",
-           "make_wcs", "render_sky"]
+__all__ = [
+    "DEFAULT_NOISE_SIGMA",
+    "MORPH_CLASSES",
+    "SNR_APERTURE_RADIUS_ARCSEC",
+    "SyntheticSky",
+    "colour_range",
+    "make_wcs",
+    "render_sky",
+]
 
 #: Radius of the aperture in which ``snr_H`` is measured (0.5" diameter, paper 7.2).
 SNR_APERTURE_RADIUS_ARCSEC = 0.25
@@ -42,23 +49,32 @@ MORPH_CLASSES: tuple[str, ...] = CLASSES[:-1]  # the morphological classes, with
 
 _GALAXY_CLASS_P = {"spheroid": 0.30, "disk": 0.45, "irregular": 0.25}
 # Structural ranges per class: Sersic n, axis ratio q, r_eff (px) at H = 23.
-_SHAPES = {"spheroid": {"n": (3.5, 5.0), "q": (0.55, 1.0), "r0": 5.0},
-           "disk": {"n": (0.8, 1.5), "q": (0.25, 1.0), "r0": 8.0},
-           "irregular": {"n": (0.5, 1.2), "q": (0.35, 1.0), "r0": 8.0}}
+_SHAPES = {
+    "spheroid": {"n": (3.5, 5.0), "q": (0.55, 1.0), "r0": 5.0},
+    "disk": {"n": (0.8, 1.5), "q": (0.25, 1.0), "r0": 8.0},
+    "irregular": {"n": (0.5, 1.2), "q": (0.35, 1.0), "r0": 8.0},
+}
 # Colours as mag_band - mag_H, drawn uniformly: spheroids red, disks bluer,
 # irregular discs bluer still, their star-forming clumps bluer than H.
-_COLOURS = {"spheroid": {"J": (0.3, 0.6), "V": (1.6, 2.4), "Z": (0.8, 1.3)},
-            "disk": {"J": (0.1, 0.3), "V": (0.6, 1.1), "Z": (0.3, 0.6)},
-            "irregular": {"J": (0.05, 0.2), "V": (0.3, 0.7), "Z": (0.1, 0.35)},
-            "clump": {"J": (-0.2, 0.0), "V": (-0.6, -0.1), "Z": (-0.4, 0.0)},
-            "point_source": {"J": (0.0, 0.5), "V": (0.3, 2.0), "Z": (0.1, 1.0)}}
+_COLOURS = {
+    "spheroid": {"J": (0.3, 0.6), "V": (1.6, 2.4), "Z": (0.8, 1.3)},
+    "disk": {"J": (0.1, 0.3), "V": (0.6, 1.1), "Z": (0.3, 0.6)},
+    "irregular": {"J": (0.05, 0.2), "V": (0.3, 0.7), "Z": (0.1, 0.35)},
+    "clump": {"J": (-0.2, 0.0), "V": (-0.6, -0.1), "Z": (-0.4, 0.0)},
+    "point_source": {"J": (0.0, 0.5), "V": (0.3, 2.0), "Z": (0.1, 1.0)},
+}
 _COUNT_SLOPE = 0.3  # d log10 N / dm of the galaxy number counts
 
 #: Log-wavelength slope (mag per unit ln lambda, as mag_band - mag_ref) of each
 #: colour range beyond the reddest HST band (H): old populations stay red, star
 #: formation flattens out.
-_RED_SLOPE = {"spheroid": (-0.8, -0.4), "disk": (-0.5, -0.2), "irregular": (-0.3, 0.0), "clump": (0.0, 0.4),
-              "point_source": (-0.6, 0.6)}
+_RED_SLOPE = {
+    "spheroid": (-0.8, -0.4),
+    "disk": (-0.5, -0.2),
+    "irregular": (-0.3, 0.0),
+    "clump": (0.0, 0.4),
+    "point_source": (-0.6, 0.6),
+}
 _HST_WAVELENGTH = {b.name: b.wavelength_um for b in HST_BANDS}
 
 
@@ -82,9 +98,13 @@ def colour_range(cls: str, wavelength_um: float, reference_um: float = _HST_WAVE
     (float, float)
         Lower and upper colour (AB magnitudes).
     """
+
     def absolute(wl: float) -> np.ndarray:
-        anchors = sorted([("H", _HST_WAVELENGTH["H"], (0.0, 0.0))] + [
-            (b, _HST_WAVELENGTH[b], _COLOURS[cls][b]) for b in ("J", "V", "Z")], key=lambda a: a[1])
+        anchors = sorted(
+            [("H", _HST_WAVELENGTH["H"], (0.0, 0.0))]
+            + [(b, _HST_WAVELENGTH[b], _COLOURS[cls][b]) for b in ("J", "V", "Z")],
+            key=lambda a: a[1],
+        )
         x = np.log([a[1] for a in anchors])
         lo = np.array([a[2][0] for a in anchors])
         hi = np.array([a[2][1] for a in anchors])
@@ -101,8 +121,7 @@ def colour_range(cls: str, wavelength_um: float, reference_um: float = _HST_WAVE
 def _depth_sigma(pixel_scale: float, bands: Sequence[Passband] = HST_BANDS) -> np.ndarray:
     """Per-pixel white-noise sigma (e-/s) giving each band's depth in the SNR aperture."""
     npix = math.pi * (SNR_APERTURE_RADIUS_ARCSEC / pixel_scale) ** 2
-    return np.array([10 ** (-0.4 * (b.depth_5sigma_ab - b.zero_point_ab)) / (5 * math.sqrt(npix))
-                     for b in bands])
+    return np.array([10 ** (-0.4 * (b.depth_5sigma_ab - b.zero_point_ab)) / (5 * math.sqrt(npix)) for b in bands])
 
 
 #: Default per-band sky sigma per 0.06" pixel, electrons/s.
@@ -136,8 +155,7 @@ class SyntheticSky:
     coverage: np.ndarray
 
 
-def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81,
-             pixel_scale: float = 0.06) -> WCS:
+def make_wcs(shape: Sequence[int], *, ra: float = 53.12, dec: float = -27.81, pixel_scale: float = 0.06) -> WCS:
     """Build a north-up, east-left TAN WCS centred on ``(ra, dec)``.
 
     Parameters
@@ -176,8 +194,7 @@ def _noise_array(noise_sigma, pixel_scale: float, bands: Sequence[Passband] = HS
     return sig
 
 
-def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float,
-           min_sep: float) -> np.ndarray:
+def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float, min_sep: float) -> np.ndarray:
     """Uniform positions ``(count, 2)`` as (x, y), >= margin from edges, >= min_sep apart."""
     pos = np.empty((count, 2))
     lo, hi = np.array([margin, margin]), np.array([nx - 1 - margin, ny - 1 - margin])
@@ -188,8 +205,10 @@ def _place(rng: np.random.Generator, count: int, ny: int, nx: int, margin: float
                 pos[i] = p
                 break
         else:
-            raise ValueError(f"could not place {count} sources {min_sep} px apart in shape "
-                             f"{(ny, nx)}; lower n_galaxies/n_stars or min_separation_px")
+            raise ValueError(
+                f"could not place {count} sources {min_sep} px apart in shape "
+                f"{(ny, nx)}; lower n_galaxies/n_stars or min_separation_px"
+            )
     return pos
 
 
@@ -204,13 +223,24 @@ def _colours(rng: np.random.Generator, cls: str, bands: Sequence[Passband], refe
     """
     if reference.name == "H" and all(b.name in _COLOURS[cls] or b.name == "H" for b in bands):
         return {b.name: rng.uniform(*_COLOURS[cls][b.name]) for b in bands if b.name != "H"}
-    return {b.name: rng.uniform(*colour_range(cls, b.wavelength_um, reference.wavelength_um))
-            for b in bands if b is not reference}
+    return {
+        b.name: rng.uniform(*colour_range(cls, b.wavelength_um, reference.wavelength_um))
+        for b in bands
+        if b is not reference
+    }
 
 
-def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h: float,
-                   fwhm_px: dict[str, float], kernels: list[np.ndarray],
-                   bands: Sequence[Passband] = HST_BANDS, reference: Passband = HST_BANDS[0]):
+def _render_source(
+    rng: np.random.Generator,
+    cls: str,
+    x: float,
+    y: float,
+    mag_h: float,
+    fwhm_px: dict[str, float],
+    kernels: list[np.ndarray],
+    bands: Sequence[Passband] = HST_BANDS,
+    reference: Passband = HST_BANDS[0],
+):
     """Draw one source's parameters and render its PSF-convolved per-band stamps.
 
     ``mag_h`` is the magnitude in the ``reference`` band (H for the default scene).
@@ -223,24 +253,25 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
     if cls == "point_source":
         half = math.ceil(4 * max(fwhm_px.values())) + 1
         ix0, iy0 = int(round(x)) - half, int(round(y)) - half
-        stamps = [comp[b] * gaussian_stamp(2 * half + 1, x - ix0, y - iy0, fwhm_px[b])
-                  for b in names]
+        stamps = [comp[b] * gaussian_stamp(2 * half + 1, x - ix0, y - iy0, fwhm_px[b]) for b in names]
         return stamps, iy0, ix0, (np.nan, 0.0, 1.0, 0.0), comp
     shp = _SHAPES[cls]
     r_eff = shp["r0"] * 10 ** (-0.1 * (mag_h - 23.0)) * rng.lognormal(0.0, 0.3)
     r_eff = float(np.clip(r_eff, 2.0, 20.0))
     params = (rng.uniform(*shp["n"]), r_eff, rng.uniform(*shp["q"]), rng.uniform(0.0, 180.0))
     pad = max(k.shape[0] for k in kernels) // 2  # room for the PSF: no flux lost at the edge
-    unit, iy0, ix0 = sersic_stamp(x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2],
-                                   pa_deg=params[3], oversample=10, truncate=8.0, pad=pad)
+    unit, iy0, ix0 = sersic_stamp(
+        x, y, r_eff=r_eff, n=params[0], axis_ratio=params[2], pa_deg=params[3], oversample=10, truncate=8.0, pad=pad
+    )
     raws, totals = [comp[b] * unit for b in names], comp
     if cls == "irregular":  # low-n disc plus 2-5 compact, blue, off-centre clumps
         frac, n_cl = rng.uniform(0.15, 0.35), int(rng.integers(2, 6))
         rad, ang = rng.uniform(0.3, 1.5, n_cl) * r_eff, rng.uniform(0.0, 2 * math.pi, n_cl)
         w = rng.dirichlet(np.ones(n_cl))
-        clumps = sum(wj * gaussian_stamp(unit.shape[0], x - ix0 + rj * math.cos(aj),
-                                         y - iy0 + rj * math.sin(aj), fj)
-                     for wj, rj, aj, fj in zip(w, rad, ang, rng.uniform(1.0, 2.5, n_cl)))
+        clumps = sum(
+            wj * gaussian_stamp(unit.shape[0], x - ix0 + rj * math.cos(aj), y - iy0 + rj * math.sin(aj), fj)
+            for wj, rj, aj, fj in zip(w, rad, ang, rng.uniform(1.0, 2.5, n_cl))
+        )
         cl_col = _colours(rng, "clump", bands, reference)
         f_cl = {b: frac * _flux(mag_h + cl_col.get(b, 0.0), b, zps) for b in names}
         raws = [(1 - frac) * comp[b] * unit + f_cl[b] * clumps for b in names]
@@ -249,8 +280,14 @@ def _render_source(rng: np.random.Generator, cls: str, x: float, y: float, mag_h
     return stamps, iy0, ix0, params, totals
 
 
-def _apply_masks(rng: np.random.Generator, image: np.ndarray, pos: np.ndarray,
-                 flux_h: np.ndarray, nan_regions: int, censored_regions: int) -> np.ndarray:
+def _apply_masks(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    pos: np.ndarray,
+    flux_h: np.ndarray,
+    nan_regions: int,
+    censored_regions: int,
+) -> np.ndarray:
     """Zero-censor clusters (one band, on bright sources) then NaN blocks; return coverage."""
     _, ny, nx = image.shape
     coverage = np.ones((ny, nx), dtype=bool)
@@ -268,18 +305,29 @@ def _apply_masks(rng: np.random.Generator, image: np.ndarray, pos: np.ndarray,
         h = int(rng.integers(max(2, ny // 20), max(3, ny // 5) + 1))
         w = int(rng.integers(max(2, nx // 20), max(3, nx // 5) + 1))
         y0, x0 = int(rng.integers(0, ny - h + 1)), int(rng.integers(0, nx - w + 1))
-        image[:, y0:y0 + h, x0:x0 + w] = np.nan
-        coverage[y0:y0 + h, x0:x0 + w] = False
+        image[:, y0 : y0 + h, x0 : x0 + w] = np.nan
+        coverage[y0 : y0 + h, x0 : x0 + w] = False
     return coverage
 
 
-def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: int | None = None,
-               n_stars: int | None = None, ra: float = 53.12, dec: float = -27.81,
-               pixel_scale: float = 0.06, mag_range: tuple[float, float] = (20.0, 26.5),
-               noise_sigma: float | Sequence[float] | Mapping[str, float] | None = None,
-               nan_regions: int = 0, censored_regions: int = 0, min_separation_px: float = 15.0,
-               margin_px: float = 20.0, bands: Sequence[Passband] | None = None,
-               reference: str | None = None) -> SyntheticSky:
+def render_sky(
+    shape: Sequence[int] = (512, 512),
+    *,
+    seed: int = 0,
+    n_galaxies: int | None = None,
+    n_stars: int | None = None,
+    ra: float = 53.12,
+    dec: float = -27.81,
+    pixel_scale: float = 0.06,
+    mag_range: tuple[float, float] = (20.0, 26.5),
+    noise_sigma: float | Sequence[float] | Mapping[str, float] | None = None,
+    nan_regions: int = 0,
+    censored_regions: int = 0,
+    min_separation_px: float = 15.0,
+    margin_px: float = 20.0,
+    bands: Sequence[Passband] | None = None,
+    reference: str | None = None,
+) -> SyntheticSky:
     """Render a seeded four-band HST-like scene (or another band set) with its truth table.
 
     Spheroids (n 3.5-5, red), disks (n 0.8-1.5, bluer), irregulars (low-n disc plus
@@ -333,8 +381,10 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     n_gal = round(ny * nx / 2500) if n_galaxies is None else int(n_galaxies)
     n_pts = round(ny * nx / 25000) if n_stars is None else int(n_stars)
     if min(n_gal, n_pts, nan_regions, censored_regions) < 0:
-        raise ValueError("n_galaxies, n_stars, nan_regions and censored_regions must be >= 0, got "
-                         f"{n_gal}, {n_pts}, {nan_regions}, {censored_regions}")
+        raise ValueError(
+            "n_galaxies, n_stars, nan_regions and censored_regions must be >= 0, got "
+            f"{n_gal}, {n_pts}, {nan_regions}, {censored_regions}"
+        )
     if min(nx, ny) - 1 - 2 * margin_px < 0:
         raise ValueError(f"shape {(ny, nx)} is too small for margin_px={margin_px}")
     bands = tuple(HST_BANDS if bands is None else bands)
@@ -353,8 +403,7 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
     classes += ["point_source"] * n_pts
     k = _COUNT_SLOPE * math.log(10.0)
     ea, eb = np.exp(k * np.asarray(mag_range, dtype=float))
-    mags = np.concatenate([np.log(ea + rng.uniform(size=n_gal) * (eb - ea)) / k,
-                           rng.uniform(*mag_range, size=n_pts)])
+    mags = np.concatenate([np.log(ea + rng.uniform(size=n_gal) * (eb - ea)) / k, rng.uniform(*mag_range, size=n_pts)])
 
     image = np.zeros((len(bands), ny, nx))
     k_ref = band_names.index(ref.name)
@@ -363,27 +412,32 @@ def render_sky(shape: Sequence[int] = (512, 512), *, seed: int = 0, n_galaxies: 
         stamps, iy0, ix0, params, totals = _render_source(rng, cls, x, y, mag_h, fwhm_px, kernels, bands, ref)
         for j, st in enumerate(stamps):
             add_stamp(image[j], st, iy0, ix0)
-        gy, gx = np.ogrid[:stamps[0].shape[0], :stamps[0].shape[1]]
+        gy, gx = np.ogrid[: stamps[0].shape[0], : stamps[0].shape[1]]
         in_ap = np.hypot(gx - (x - ix0), gy - (y - iy0)) <= r_ap
         noise_ap = sigma[k_ref] * math.sqrt(in_ap.sum())
         snr = stamps[k_ref][in_ap].sum() / noise_ap if noise_ap > 0 else np.inf
-        rows.append((i + 1, x, y, cls, *params,
-                     *(b.zero_point_ab - 2.5 * math.log10(totals[b.name]) for b in bands), snr))
+        rows.append(
+            (i + 1, x, y, cls, *params, *(b.zero_point_ab - 2.5 * math.log10(totals[b.name]) for b in bands), snr)
+        )
         flux_h.append(totals[ref.name])
 
     image += rng_noise.standard_normal(image.shape) * sigma[:, None, None]
     coverage = _apply_masks(rng_mask, image, pos, np.asarray(flux_h), nan_regions, censored_regions)
     wcs = make_wcs((ny, nx), ra=ra, dec=dec, pixel_scale=pixel_scale)
-    return SyntheticSky(images=image.astype(np.float32), wcs=wcs,
-                        truth=_truth_table(rows, wcs, coverage, seed, pixel_scale, bands, ref.name),
-                        noise_sigma=sigma, coverage=coverage)
-
+    return SyntheticSky(
+        images=image.astype(np.float32),
+        wcs=wcs,
+        truth=_truth_table(rows, wcs, coverage, seed, pixel_scale, bands, ref.name),
+        noise_sigma=sigma,
+        coverage=coverage,
+    )
 
 
 def _columns(bands: Sequence[str], reference: str) -> tuple:
     """Truth-table columns: name, unit, description."""
     return (
-        ("id", None, "source id, 1-based"), ("x", "pix", "centre, 0-based column"),
+        ("id", None, "source id, 1-based"),
+        ("x", "pix", "centre, 0-based column"),
         ("y", "pix", "centre, 0-based row"),
         ("morph_class", None, "one of spheroid, disk, irregular, point_source"),
         ("sersic_n", None, "Sersic index (NaN for point sources)"),
@@ -391,14 +445,25 @@ def _columns(bands: Sequence[str], reference: str) -> tuple:
         ("axis_ratio", None, "minor/major axis ratio"),
         ("pa_deg", "deg", "major-axis angle counter-clockwise from +x"),
         *((f"mag_{b}", "mag(AB)", f"total AB magnitude in {b}") for b in bands),
-        (f"snr_{reference}", None, f"noiseless {reference} flux of the source alone in a "
-                                   f"{SNR_APERTURE_RADIUS_ARCSEC}\" radius aperture over the aperture noise "
-                                   "sigma (inf if noiseless)"),
+        (
+            f"snr_{reference}",
+            None,
+            f"noiseless {reference} flux of the source alone in a "
+            f'{SNR_APERTURE_RADIUS_ARCSEC}" radius aperture over the aperture noise '
+            "sigma (inf if noiseless)",
+        ),
     )
 
 
-def _truth_table(rows: list, wcs: WCS, coverage: np.ndarray, seed: int,
-                 pixel_scale: float, bands: Sequence[Passband] = HST_BANDS, reference: str = "H") -> Table:
+def _truth_table(
+    rows: list,
+    wcs: WCS,
+    coverage: np.ndarray,
+    seed: int,
+    pixel_scale: float,
+    bands: Sequence[Passband] = HST_BANDS,
+    reference: str = "H",
+) -> Table:
     columns = _columns([b.name for b in bands], reference)
     names = [c[0] for c in columns]
     dtype = ["i8", "f8", "f8", "U12"] + ["f8"] * (len(names) - 4)
@@ -413,7 +478,13 @@ def _truth_table(rows: list, wcs: WCS, coverage: np.ndarray, seed: int,
     ix, iy = (np.round(np.asarray(t[c])).astype(int) for c in ("x", "y"))
     t["in_coverage"] = coverage[iy, ix]
     t["in_coverage"].description = "coverage is True at the centre pixel"
-    t.meta.update({"seed": seed, "pixel_scale_arcsec": pixel_scale, "bands": [b.name for b in bands],
-                   "zero_points_ab": {b.name: b.zero_point_ab for b in bands},
-                   "psf_fwhm_arcsec": {b.name: b.psf_fwhm_arcsec for b in bands}})
+    t.meta.update(
+        {
+            "seed": seed,
+            "pixel_scale_arcsec": pixel_scale,
+            "bands": [b.name for b in bands],
+            "zero_points_ab": {b.name: b.zero_point_ab for b in bands},
+            "psf_fwhm_arcsec": {b.name: b.psf_fwhm_arcsec for b in bands},
+        }
+    )
     return t

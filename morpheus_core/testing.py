@@ -221,7 +221,11 @@ class SkyStandInClassifier:
         k = self.window - 2 * self.border
         lo = self.border - self.smooth // 2
         peak = self._reach_max(snr, lo, k)
-        snr, red, blue = snr[:, lo : lo + k, lo : lo + k], red[:, lo : lo + k, lo : lo + k], blue[:, lo : lo + k, lo : lo + k]
+        snr, red, blue = (
+            snr[:, lo : lo + k, lo : lo + k],
+            red[:, lo : lo + k, lo : lo + k],
+            blue[:, lo : lo + k, lo : lo + k],
+        )
         # Background margin > 0: no source vote (neither detected nor context).
         margin = np.maximum(self.extent_snr - snr, self.detect_snr - peak)
         np.minimum(margin, self.context_threshold - snr, out=margin)

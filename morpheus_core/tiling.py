@@ -101,8 +101,12 @@ class Box:
 
     def grow(self, margin: int, shape: tuple[int, int]) -> Box:
         """The box with ``margin`` pixels added on every side, clipped to an ``(H, W)`` image."""
-        return Box(max(0, self.y0 - margin), min(shape[0], self.y1 + margin),
-                   max(0, self.x0 - margin), min(shape[1], self.x1 + margin))
+        return Box(
+            max(0, self.y0 - margin),
+            min(shape[0], self.y1 + margin),
+            max(0, self.x0 - margin),
+            min(shape[1], self.x1 + margin),
+        )
 
 
 def chunk_boxes(shape: tuple[int, int], chunk: int) -> list[Box]:
@@ -127,8 +131,11 @@ def chunk_boxes(shape: tuple[int, int], chunk: int) -> list[Box]:
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    return [Box(y, min(y + chunk, shape[0]), x, min(x + chunk, shape[1]))
-            for y in range(0, shape[0], chunk) for x in range(0, shape[1], chunk)]
+    return [
+        Box(y, min(y + chunk, shape[0]), x, min(x + chunk, shape[1]))
+        for y in range(0, shape[0], chunk)
+        for x in range(0, shape[1], chunk)
+    ]
 
 
 def halo(window: int) -> int:

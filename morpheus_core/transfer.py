@@ -27,8 +27,14 @@ FIRST_LAYERS = ("downconv-0_conv-0_bn", "downconv-0_conv-0_conv")
 FINAL_LAYER = "final_conv_conv"
 
 
-def transfer_weights(source: keras.Model, target: keras.Model, *, source_card: ModelCard,
-                     target_card: ModelCard, first_layer: str = "wavelength") -> dict[str, str]:
+def transfer_weights(
+    source: keras.Model,
+    target: keras.Model,
+    *,
+    source_card: ModelCard,
+    target_card: ModelCard,
+    first_layer: str = "wavelength",
+) -> dict[str, str]:
     """Initialise a network for other bands or classes from trained weights.
 
     Every weighted layer whose weights have the same shapes in both networks is
@@ -73,9 +79,11 @@ def transfer_weights(source: keras.Model, target: keras.Model, *, source_card: M
             continue
         src = source.get_layer(layer.name).get_weights()
         new = layer.get_weights()
-        if [w.shape for w in src] == [w.shape for w in new] and not (
-                layer.name in FIRST_LAYERS and source_card.band_names != target_card.band_names) and not (
-                layer.name == FINAL_LAYER and source_card.classes != target_card.classes):
+        if (
+            [w.shape for w in src] == [w.shape for w in new]
+            and not (layer.name in FIRST_LAYERS and source_card.band_names != target_card.band_names)
+            and not (layer.name == FINAL_LAYER and source_card.classes != target_card.classes)
+        ):
             layer.set_weights(src)
             report[layer.name] = "copied"
         elif layer.name in FIRST_LAYERS:
@@ -93,17 +101,21 @@ def transfer_weights(source: keras.Model, target: keras.Model, *, source_card: M
             report[layer.name] = f"mapped by wavelength ({pairs})"
         elif layer.name == FINAL_LAYER:
             kernel, bias = new
-            shared = [(k, source_card.classes.index(c)) for k, c in enumerate(target_card.classes)
-                      if c in source_card.classes]
+            shared = [
+                (k, source_card.classes.index(c)) for k, c in enumerate(target_card.classes) if c in source_card.classes
+            ]
             for k, m in shared:
                 kernel[..., k] = src[0][..., m]
                 bias[k] = src[1][m]
             layer.set_weights([kernel, bias])
-            report[layer.name] = (f"classes {', '.join(target_card.classes[k] for k, _ in shared)} copied, "
-                                  "others initialised")
+            report[layer.name] = (
+                f"classes {', '.join(target_card.classes[k] for k, _ in shared)} copied, others initialised"
+            )
         else:
-            raise ValueError(f"layer {layer.name}: shapes {[w.shape for w in src]} and {[w.shape for w in new]} "
-                             "differ and it is not a band or class layer")
+            raise ValueError(
+                f"layer {layer.name}: shapes {[w.shape for w in src]} and {[w.shape for w in new]} "
+                "differ and it is not a band or class layer"
+            )
     return report
 
 

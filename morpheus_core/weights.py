@@ -23,9 +23,17 @@ from morpheus_core.cards import RELEASED_CARD, ModelCard
 from morpheus_core.model import build_for_card, build_model
 from morpheus_core.transfer import copy_weights
 
-__all__ = ["RELEASED_CHECKPOINT", "RELEASED_PACKAGE", "RELEASED_VERSION", "ReleasedWeightsError",
-           "assign_checkpoint", "load_model", "load_released_model", "read_released_checkpoint",
-           "released_weights_dir"]
+__all__ = [
+    "RELEASED_CHECKPOINT",
+    "RELEASED_PACKAGE",
+    "RELEASED_VERSION",
+    "ReleasedWeightsError",
+    "assign_checkpoint",
+    "load_model",
+    "load_released_model",
+    "read_released_checkpoint",
+    "released_weights_dir",
+]
 
 RELEASED_PACKAGE = "morpheus-astro"
 RELEASED_VERSION = "0.5.1"
@@ -65,9 +73,7 @@ def released_weights_dir() -> Path:
             folder = Path(dist.locate_file(f)).parent
             break
     else:
-        raise ReleasedWeightsError(
-            f"{RELEASED_PACKAGE} {dist.version} lists no model_weights/checkpoint file"
-        )
+        raise ReleasedWeightsError(f"{RELEASED_PACKAGE} {dist.version} lists no model_weights/checkpoint file")
     for suffix in (".index", ".data-00000-of-00001"):
         path = folder / f"{RELEASED_CHECKPOINT}{suffix}"
         if not path.is_file():
@@ -129,9 +135,7 @@ def assign_checkpoint(model: keras.Model, tensors: dict[str, np.ndarray]) -> Non
         values = [tensors[n] for n in names]
         for name, value, weight in zip(names, values, layer.weights):
             if tuple(value.shape) != tuple(weight.shape):
-                raise ReleasedWeightsError(
-                    f"{name}: checkpoint shape {value.shape} != layer shape {weight.shape}"
-                )
+                raise ReleasedWeightsError(f"{name}: checkpoint shape {value.shape} != layer shape {weight.shape}")
             if name not in unused:
                 raise ReleasedWeightsError(f"checkpoint tensor {name} used twice")
             unused.discard(name)
@@ -165,8 +169,9 @@ def load_released_model(*, crop: bool = False, precision: str = "float32") -> ke
     return model
 
 
-def load_model(weights: str | Path | None = None, *, crop: bool = False, precision: str = "float32",
-               card: ModelCard | None = None) -> keras.Model:
+def load_model(
+    weights: str | Path | None = None, *, crop: bool = False, precision: str = "float32", card: ModelCard | None = None
+) -> keras.Model:
     """Load the released weights, or a Keras weights file written by training.
 
     Parameters
@@ -183,8 +188,10 @@ def load_model(weights: str | Path | None = None, *, crop: bool = False, precisi
     card = RELEASED_CARD if card is None else card
     if weights is None:
         if (card.band_names, card.classes, card.window) != (BANDS, CLASSES, WINDOW):
-            raise ReleasedWeightsError(f"the released weights take bands {', '.join(BANDS)} and give classes "
-                                       f"{', '.join(CLASSES)}, not those of the card ({card.describe()})")
+            raise ReleasedWeightsError(
+                f"the released weights take bands {', '.join(BANDS)} and give classes "
+                f"{', '.join(CLASSES)}, not those of the card ({card.describe()})"
+            )
         return load_released_model(crop=crop, precision=precision)
     path = Path(weights)
     if not path.is_file():

@@ -19,8 +19,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MOMENTS_RTOL", "cut_windows", "standardization_scale", "standardize_windows", "valid_anchors",
-           "observed_pixels", "valid_pixels", "window_moments"]
+__all__ = [
+    "MOMENTS_RTOL",
+    "cut_windows",
+    "standardization_scale",
+    "standardize_windows",
+    "valid_anchors",
+    "observed_pixels",
+    "valid_pixels",
+    "window_moments",
+]
 
 
 def observed_pixels(image):
@@ -55,10 +63,7 @@ def valid_pixels(image: np.ndarray, coverage: np.ndarray | None = None) -> np.nd
     valid = np.isfinite(image).all(axis=0)
     if coverage is not None:
         if coverage.shape != valid.shape:
-            raise ValueError(
-                f"coverage and image must have the same (H, W), got {coverage.shape} "
-                f"and {valid.shape}"
-            )
+            raise ValueError(f"coverage and image must have the same (H, W), got {coverage.shape} and {valid.shape}")
         valid &= coverage.astype(bool)
     return valid
 
@@ -115,9 +120,7 @@ def cut_windows(image_hwc: np.ndarray, ys: np.ndarray, xs: np.ndarray, window: i
     return view[ys, xs]
 
 
-def standardize_windows(
-    windows: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None
-) -> np.ndarray:
+def standardize_windows(windows: np.ndarray, moments: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Standardise each window on its own, all bands jointly.
 
     Implements TensorFlow's ``per_image_standardization`` as the released model

@@ -71,12 +71,16 @@ def _named(images: Any, bands: Sequence[str] | None, card_bands: Sequence[str]) 
         if not hasattr(images, "ndim"):
             images = np.asarray(images)
         if images.ndim != 3:
-            raise InputError(f"classify: images must be a dict of 2-D band images or one (band, y, x) array, got "
-                             f"an array of shape {tuple(images.shape)}")
+            raise InputError(
+                f"classify: images must be a dict of 2-D band images or one (band, y, x) array, got "
+                f"an array of shape {tuple(images.shape)}"
+            )
         names = list(card_bands) if bands is None else [str(b) for b in bands]
         if len(names) != images.shape[0]:
-            raise InputError(f"classify: bands names {len(names)} band(s) ({', '.join(names)}) but images has "
-                             f"{images.shape[0]} along its first axis")
+            raise InputError(
+                f"classify: bands names {len(names)} band(s) ({', '.join(names)}) but images has "
+                f"{images.shape[0]} along its first axis"
+            )
         named = {name: images[i] for i, name in enumerate(names)}
     for name, image in named.items():
         if not hasattr(image, "ndim"):
@@ -87,8 +91,10 @@ def _named(images: Any, bands: Sequence[str] | None, card_bands: Sequence[str]) 
     if len(set(shapes.values())) > 1:
         first = next(iter(shapes))
         other = next(n for n, s in shapes.items() if s != shapes[first])
-        raise InputError(f"classify: band {other!r} has shape {shapes[other]}, band {first!r} {shapes[first]}; "
-                         "the bands must be on one pixel grid")
+        raise InputError(
+            f"classify: band {other!r} has shape {shapes[other]}, band {first!r} {shapes[first]}; "
+            "the bands must be on one pixel grid"
+        )
     return named
 
 
@@ -122,8 +128,9 @@ def band_stack(images: Any, bands: Sequence[str] | None, card: Any) -> BandStack
     named = _named(images, bands, card.band_names)
     names = list(named)
     # order_bands matches names, not arrays: each name stands for its position here.
-    ordered = order_bands({name: Path(str(i)) for i, name in enumerate(names)}, card,
-                          where="classify(images=...)", read_filters=False)
+    ordered = order_bands(
+        {name: Path(str(i)) for i, name in enumerate(names)}, card, where="classify(images=...)", read_filters=False
+    )
     chosen = [names[int(str(position))] for position in ordered.values()]
     planes = [named[name] for name in chosen]
     if any(is_dask(p) for p in planes):
@@ -135,4 +142,3 @@ def band_stack(images: Any, bands: Sequence[str] | None, card: Any) -> BandStack
     else:
         image = np.stack([np.asarray(p, dtype=np.float32) for p in planes])
     return BandStack(image, tuple(ordered), tuple(chosen))
-

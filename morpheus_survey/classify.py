@@ -53,8 +53,10 @@ def _wcs(wcs: Any, shape: tuple[int, int]) -> tuple[WCS, str]:
     if celestial.naxis != 2:
         raise InputError("classify: wcs has no celestial axes (RA/Dec); give the WCS of the band images")
     if celestial.pixel_shape is not None and tuple(celestial.pixel_shape)[::-1] != shape:
-        raise InputError(f"classify: wcs is of a {celestial.pixel_shape[1]}x{celestial.pixel_shape[0]} image "
-                         f"(NAXIS2 x NAXIS1), the bands are {shape[0]}x{shape[1]}")
+        raise InputError(
+            f"classify: wcs is of a {celestial.pixel_shape[1]}x{celestial.pixel_shape[0]} image "
+            f"(NAXIS2 x NAXIS1), the bands are {shape[0]}x{shape[1]}"
+        )
     return celestial, celestial.to_header().tostring()
 
 
@@ -87,15 +89,27 @@ def _lazy_images(stack: BandStack, config: RunSettings, card: Any, tile: tuple[i
     shape, n_classes = stack.shape, len(card.classes)
     tiles = plan_tiles(shape, tile, window=config.window, stride=config.stride)
     token = dask.base.tokenize(image, config.to_json(), card.to_dict(), tile)
-    parts = {t.index: dask.delayed(_tile_statistics, pure=True)(
-        image[(slice(None), *t.read_slices)], coverage[t.read_slices], t, config, card,
-        dask_key_name=f"morpheus-tile-{t.index[0]}-{t.index[1]}-{token}") for t in tiles}
+    parts = {
+        t.index: dask.delayed(_tile_statistics, pure=True)(
+            image[(slice(None), *t.read_slices)],
+            coverage[t.read_slices],
+            t,
+            config,
+            card,
+            dask_key_name=f"morpheus-tile-{t.index[0]}-{t.index[1]}-{token}",
+        )
+        for t in tiles
+    }
     rows: dict[int, list[list[Any]]] = {}
     for target in tiles:
         near = overlapping(tiles, target.core_box)
         chunk = dask.delayed(_chunk_images, pure=True, nout=4)(
-            target.core_box, near, n_classes, *(parts[t.index] for t in near),
-            dask_key_name=f"morpheus-merge-{target.index[0]}-{target.index[1]}-{token}")
+            target.core_box,
+            near,
+            n_classes,
+            *(parts[t.index] for t in near),
+            dask_key_name=f"morpheus-merge-{target.index[0]}-{target.index[1]}-{token}",
+        )
         h, w = target.core_box.shape
         arrays = [da.from_delayed(chunk[i], shape=(n_classes, h, w), dtype=np.float32) for i in range(3)]
         arrays.append(da.from_delayed(chunk[3], shape=(h, w), dtype=np.int32))
@@ -104,10 +118,18 @@ def _lazy_images(stack: BandStack, config: RunSettings, card: Any, tile: tuple[i
     return tuple(da.block([[cell[k] for cell in row] for row in grid]) for k in range(4))
 
 
-def classify(images: Any, *, bands: Sequence[str] | None = None, model: str = _DEFAULTS["model"],
-             stride: int = _DEFAULTS["stride"], batch_size: int = _DEFAULTS["batch_size"],
-             precision: str = _DEFAULTS["precision"], tile: int | tuple[int, int] | None = None,
-             wcs: Any = None, accept_pixel_scale: bool = False) -> xr.Dataset:
+def classify(
+    images: Any,
+    *,
+    bands: Sequence[str] | None = None,
+    model: str = _DEFAULTS["model"],
+    stride: int = _DEFAULTS["stride"],
+    batch_size: int = _DEFAULTS["batch_size"],
+    precision: str = _DEFAULTS["precision"],
+    tile: int | tuple[int, int] | None = None,
+    wcs: Any = None,
+    accept_pixel_scale: bool = False,
+) -> xr.Dataset:
     """Classify every pixel of a set of band images (Morpheus, paper section 2).
 
     Parameters
@@ -164,30 +186,47 @@ def classify(images: Any, *, bands: Sequence[str] | None = None, model: str = _D
     from pipeline.inputs.model_cards import card_for, pixel_scale_arcsec
     from pipeline.inputs.preflight import check_card, check_pixel_scale, fit_tile
 
-    config = RunSettings(model=model, stride=stride, batch_size=batch_size, precision=precision,
-                         tile=_DEFAULTS["tile"], progress=False)
+    config = RunSettings(
+        model=model, stride=stride, batch_size=batch_size, precision=precision, tile=_DEFAULTS["tile"], progress=False
+    )
     card = card_for(config.model)
     check_card(card, window=config.window, border=config.border, model=config.model)
     stack = band_stack(images, bands, card)
     shape = stack.shape
     if min(shape) < config.window:
-        raise InputError(f"classify: the images are {shape[0]}x{shape[1]} pixels, smaller than the network's "
-                         f"{config.window}x{config.window} window")
+        raise InputError(
+            f"classify: the images are {shape[0]}x{shape[1]} pixels, smaller than the network's "
+            f"{config.window}x{config.window} window"
+        )
     celestial, header = (None, None) if wcs is None else _wcs(wcs, shape)
     if header is not None:
-        note = check_pixel_scale(pixel_scale_arcsec(header), card, where="classify(wcs=...)",
-                                 accept=accept_pixel_scale)
+        note = check_pixel_scale(pixel_scale_arcsec(header), card, where="classify(wcs=...)", accept=accept_pixel_scale)
         if note:
             warnings.warn(note, stacklevel=2)
     if tile is None:
-        tile = (stack.image.chunks[1][0], stack.image.chunks[2][0]) if stack.lazy else \
-            fit_tile(_DEFAULTS["tile"], shape)[0]
+        tile = (
+            (stack.image.chunks[1][0], stack.image.chunks[2][0])
+            if stack.lazy
+            else fit_tile(_DEFAULTS["tile"], shape)[0]
+        )
     tiles = (tile, tile) if isinstance(tile, int) else tuple(tile)
     for side in tiles:
         dataclasses.replace(config, tile=side)  # refuses a size that is not a whole number >= 1
     mean, variance, rank, n = _lazy_images(stack, config, card, tiles)
-    result = classification_dataset(mean, variance, rank, n, classes=card.classes, wcs=celestial, wcs_header=header,
-                                    attrs={"bands": list(stack.bands), "given_bands": list(stack.given),
-                                           "model": config.model_description(), "stride": config.stride,
-                                           "precision": config.precision})
+    result = classification_dataset(
+        mean,
+        variance,
+        rank,
+        n,
+        classes=card.classes,
+        wcs=celestial,
+        wcs_header=header,
+        attrs={
+            "bands": list(stack.bands),
+            "given_bands": list(stack.given),
+            "model": config.model_description(),
+            "stride": config.stride,
+            "precision": config.precision,
+        },
+    )
     return result if stack.lazy else result.compute()

@@ -31,7 +31,7 @@ __all__ = ["DESCRIPTIONS", "classification_dataset", "sky_coordinates"]
 #: What each variable holds (its ``description`` attribute).
 DESCRIPTIONS = {
     "mean": "mean class probability over the windows that counted the pixel, normalised to sum to 1 "
-            "over the classes (paper section 2.3)",
+    "over the classes (paper section 2.3)",
     "variance": "variance of the class probability over the windows that counted the pixel",
     "rank": "fraction of the windows that counted the pixel in which the class ranked first (rank votes)",
     "n": "number of windows that counted the pixel (0: not classified)",
@@ -72,9 +72,17 @@ def sky_coordinates(wcs: WCS, shape: tuple[int, int], chunks: Any = None) -> tup
     return tuple(da.map_blocks(_radec_block, y, x, wcs=wcs, axis=axis, dtype=np.float64) for axis in (0, 1))
 
 
-def classification_dataset(mean: Any, variance: Any, rank: Any, n: Any, *, classes: Sequence[str],
-                           wcs: WCS | None = None, wcs_header: str | None = None,
-                           attrs: dict[str, Any] | None = None) -> xr.Dataset:
+def classification_dataset(
+    mean: Any,
+    variance: Any,
+    rank: Any,
+    n: Any,
+    *,
+    classes: Sequence[str],
+    wcs: WCS | None = None,
+    wcs_header: str | None = None,
+    attrs: dict[str, Any] | None = None,
+) -> xr.Dataset:
     """The classification images as one :class:`xarray.Dataset` (layout: module docstring).
 
     Parameters
@@ -98,8 +106,10 @@ def classification_dataset(mean: Any, variance: Any, rank: Any, n: Any, *, class
         Lazy where the images are Dask arrays.
     """
     shape = tuple(n.shape)
-    data = {name: (("class", "y", "x"), cube, {"description": DESCRIPTIONS[name]})
-            for name, cube in (("mean", mean), ("variance", variance), ("rank", rank))}
+    data = {
+        name: (("class", "y", "x"), cube, {"description": DESCRIPTIONS[name]})
+        for name, cube in (("mean", mean), ("variance", variance), ("rank", rank))
+    }
     data["n"] = (("y", "x"), n, {"description": DESCRIPTIONS["n"]})
     coords: dict[str, Any] = {"class": list(classes), "y": np.arange(shape[0]), "x": np.arange(shape[1])}
     meta = {"classes": list(classes), **(attrs or {})}

@@ -137,16 +137,26 @@ class Run:
         import dask.array as da
 
         arrays = {name: da.from_zarr(self._group[name]) for name in ("mean", "variance", "rank", "n")}
-        attrs = {key: self._group.attrs[key] for key in ("bands", "model", "precision", "run_id")
-                 if key in self._group.attrs}
-        return classification_dataset(arrays["mean"], arrays["variance"], arrays["rank"], arrays["n"],
-                                      classes=self.classes, wcs=self.wcs, wcs_header=self._group.attrs["wcs_header"],
-                                      attrs={**attrs, "stride": self.settings.stride})
+        attrs = {
+            key: self._group.attrs[key] for key in ("bands", "model", "precision", "run_id") if key in self._group.attrs
+        }
+        return classification_dataset(
+            arrays["mean"],
+            arrays["variance"],
+            arrays["rank"],
+            arrays["n"],
+            classes=self.classes,
+            wcs=self.wcs,
+            wcs_header=self._group.attrs["wcs_header"],
+            attrs={**attrs, "stride": self.settings.stride},
+        )
 
     def _downstream_product(self, what: str, where: Location) -> NoReturn:
         """Refuse a missing segmentation or catalog, saying how to make it."""
-        raise InputError(f"{where}: the run has no {what} (its segmentation and catalog did not finish); make them "
-                         f"with 'python -m pipeline segment --run-dir {self.run_dir}'")
+        raise InputError(
+            f"{where}: the run has no {what} (its segmentation and catalog did not finish); make them "
+            f"with 'python -m pipeline segment --run-dir {self.run_dir}'"
+        )
 
     @cached_property
     def segmentation(self) -> xr.Dataset:

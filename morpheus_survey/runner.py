@@ -30,13 +30,21 @@ __all__ = ["run", "run_options"]
 def run_options() -> dict[str, list[str]]:
     """The keywords :func:`run` takes: ``{"run": [...], "downstream": [...]}``."""
     skip = {"mosaic", "run_dir"}
-    return {"run": [f.name for f in dataclasses.fields(RunSettings) if "help" in f.metadata and f.name not in skip]
-            + ["storage_options"],
-            "downstream": [f.name for f in dataclasses.fields(DownstreamSettings) if "help" in f.metadata]}
+    return {
+        "run": [f.name for f in dataclasses.fields(RunSettings) if "help" in f.metadata and f.name not in skip]
+        + ["storage_options"],
+        "downstream": [f.name for f in dataclasses.fields(DownstreamSettings) if "help" in f.metadata],
+    }
 
 
-def run(mosaic: str, run_dir: str | os.PathLike[str], *, client: Any = None,
-        echo: Callable[[str], Any] = print, **options: Any) -> RunSummary:
+def run(
+    mosaic: str,
+    run_dir: str | os.PathLike[str],
+    *,
+    client: Any = None,
+    echo: Callable[[str], Any] = print,
+    **options: Any,
+) -> RunSummary:
     """Classify a mosaic into a run directory, then segment, deblend and catalog it.
 
     Parameters
@@ -83,8 +91,10 @@ def run(mosaic: str, run_dir: str | os.PathLike[str], *, client: Any = None,
     known = run_options()
     unknown = sorted(set(options) - set(known["run"]) - set(known["downstream"]))
     if unknown:
-        raise TypeError(f"run() got unexpected keyword(s) {', '.join(unknown)}; the options are "
-                        f"{', '.join(known['run'] + known['downstream'])}")
+        raise TypeError(
+            f"run() got unexpected keyword(s) {', '.join(unknown)}; the options are "
+            f"{', '.join(known['run'] + known['downstream'])}"
+        )
     config = RunSettings(mosaic=mosaic, run_dir=run_dir, **{k: v for k, v in options.items() if k in known["run"]})
     quiet_environment(config.verbose)  # before TensorFlow is imported or a worker starts, as the command line
     given = argparse.Namespace(**{k: v for k, v in options.items() if k in known["downstream"]})

@@ -79,6 +79,7 @@ Claim = Callable[[Location], AbstractContextManager["HeldLock"]]
 
 def claim_lock(command: str) -> Claim:
     """The default :data:`Claim`: :func:`pipeline.rundir.lock.run_lock` for ``command``."""
+
     def claim(location: Location) -> AbstractContextManager[HeldLock]:
         from pipeline.rundir.lock import run_lock
 
@@ -136,8 +137,14 @@ class _Checked:
     bandset: BandSet
 
 
-def run(config: RunSettings, *, client: Any = None, echo: Any = print,
-        downstream: DownstreamSettings | None = None, claim: Claim | None = None) -> RunSummary:
+def run(
+    config: RunSettings,
+    *,
+    client: Any = None,
+    echo: Any = print,
+    downstream: DownstreamSettings | None = None,
+    claim: Claim | None = None,
+) -> RunSummary:
     """Classify a mosaic into the run directory (resuming what is finished).
 
     Parameters
@@ -179,8 +186,7 @@ def run(config: RunSettings, *, client: Any = None, echo: Any = print,
         return _run_claimed(checked, lock, t_start, client=client, echo=echo, downstream=downstream)
 
 
-def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSettings | None,
-               echo: Any) -> _Checked:
+def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSettings | None, echo: Any) -> _Checked:
     """Everything checked before anything in the run directory changes: the run directory,
     the network and its model card (read here, once), the band files, the downstream
     settings that name a band or a file, and the tile size.
@@ -194,9 +200,12 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     check_card(card, window=config.window, border=config.border, model=config.model)
     ordered = order_bands(paths, card, where=where, echo=echo)
     check_distinct_files(paths, where=where)  # by the mosaic's band names
-    bandset = with_photometry(validate_bands(ordered), photometry_inputs(config.mosaic, mosaics_file=config.mosaics_file))
-    scale_warning = check_pixel_scale(pixel_scale_arcsec(bandset.wcs_header), card, where=where,
-                                      accept=config.accept_pixel_scale)
+    bandset = with_photometry(
+        validate_bands(ordered), photometry_inputs(config.mosaic, mosaics_file=config.mosaics_file)
+    )
+    scale_warning = check_pixel_scale(
+        pixel_scale_arcsec(bandset.wcs_header), card, where=where, accept=config.accept_pixel_scale
+    )
     if scale_warning:
         echo(scale_warning)
     with stage("preflight"):
@@ -223,8 +232,9 @@ def _preflight(config: RunSettings, run_dir: Location, downstream: DownstreamSet
     return _Checked(config, run_dir, card, bandset)
 
 
-def _run_claimed(checked: _Checked, lock: HeldLock, t_start: float, *, client: Any, echo: Any,
-                 downstream: DownstreamSettings | None) -> RunSummary:
+def _run_claimed(
+    checked: _Checked, lock: HeldLock, t_start: float, *, client: Any, echo: Any, downstream: DownstreamSettings | None
+) -> RunSummary:
     """:func:`run` once the inputs passed their checks and the run directory's lock is
     held: ingest, plan and manifest, then on the cluster classify, merge, FITS and the
     downstream graph, each stage after checking the lock.
@@ -263,8 +273,15 @@ def _run_claimed(checked: _Checked, lock: HeldLock, t_start: float, *, client: A
         lock.check()
         # The location is absolute (workers may run in another working directory) and
         # may be an object store: the downstream graph works on either.
-        summary.downstream = run_downstream(job.run_dir, downstream, client=client, echo=echo, run_id=job.run_id,
-                                            model=config.model_description(), precision=config.precision)
+        summary.downstream = run_downstream(
+            job.run_dir,
+            downstream,
+            client=client,
+            echo=echo,
+            run_id=job.run_id,
+            model=config.model_description(),
+            precision=config.precision,
+        )
         summary.outputs += summary.downstream.outputs
     _finish(summary, job, todo, t_start, echo)
     from pipeline.viewer.command import view_command
@@ -280,10 +297,16 @@ def _plan(checked: _Checked, mosaic: zarr.Group) -> tuple[ClassificationJob, lis
     config = checked.config
     shape = tuple(mosaic.attrs["shape"])
     tiles = plan_tiles(shape, config.tile, window=config.window, stride=config.stride)
-    plan = {"shape": list(shape), "tile": config.tile, "window": config.window,
-            "stride": config.stride, "tiles": len(tiles)}
-    run_id = check_or_write_manifest(checked.run_dir, config, list(mosaic.attrs["inputs"]), plan,
-                                     card=checked.card.to_dict())
+    plan = {
+        "shape": list(shape),
+        "tile": config.tile,
+        "window": config.window,
+        "stride": config.stride,
+        "tiles": len(tiles),
+    }
+    run_id = check_or_write_manifest(
+        checked.run_dir, config, list(mosaic.attrs["inputs"]), plan, card=checked.card.to_dict()
+    )
     return ClassificationJob.start(config, checked.run_dir, run_id, checked.card), tiles
 
 
@@ -304,8 +327,14 @@ def _pending(job: ClassificationJob, tiles: list[Tile], echo: Any) -> tuple[bool
     return merged, [t for t, name in zip(tiles, names) if name not in finished]
 
 
-def _classify(client: Any, job: ClassificationJob, todo: list[Tile], resources: dict[str, int] | None,
-              lock: HeldLock, summary: RunSummary) -> None:
+def _classify(
+    client: Any,
+    job: ClassificationJob,
+    todo: list[Tile],
+    resources: dict[str, int] | None,
+    lock: HeldLock,
+    summary: RunSummary,
+) -> None:
     """Classify the tiles of ``todo``; the tiles run, failed and retried go to ``summary``."""
     before = job.ledger.executions()
     if todo:
@@ -337,8 +366,15 @@ def _settings_for(downstream: SettingsFor, recorded: dict[str, Any]) -> Downstre
     return downstream(recorded["mosaic"], mosaics_file)
 
 
-def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
-             downstream: SettingsFor = None, claim: Claim | None = None, **overrides: Any) -> RunSummary:
+def resubmit(
+    run_dir: Path | str,
+    *,
+    client: Any = None,
+    echo: Any = print,
+    downstream: SettingsFor = None,
+    claim: Claim | None = None,
+    **overrides: Any,
+) -> RunSummary:
     """Re-run the failed or missing tiles of a run with its recorded settings.
 
     ``overrides`` replace recorded settings (``scheduler``, ``workers``,
@@ -364,10 +400,19 @@ def resubmit(run_dir: Path | str, *, client: Any = None, echo: Any = print,
     return run(config, client=client, echo=echo, downstream=downstream, claim=claim_and_clear)
 
 
-def redo_downstream(run_dir: Path | str | Location, downstream: SettingsFor = None, *, reuse_segmentation: bool = False,
-                    storage_options: dict[str, Any] | None = None, scheduler: str | None = None,
-                    workers: int | None = None, tls: bool = True, scheduler_security: Path | None = None,
-                    client: Any = None, echo: Any = print) -> DownstreamSummary:
+def redo_downstream(
+    run_dir: Path | str | Location,
+    downstream: SettingsFor = None,
+    *,
+    reuse_segmentation: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    tls: bool = True,
+    scheduler_security: Path | None = None,
+    client: Any = None,
+    echo: Any = print,
+) -> DownstreamSummary:
     """Segmentation, deblending and the catalog again on a finished classification
     (the ``segment`` and ``catalog`` commands; ``catalog`` reuses matching maps).
 
@@ -398,10 +443,21 @@ def redo_downstream(run_dir: Path | str | Location, downstream: SettingsFor = No
     if settings.markers:  # refuse a bad markers file before starting a cluster
         mosaic = RunLayout(location).mosaic.open_group(mode="r")
         read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
-    cluster = {"scheduler": scheduler, "n_workers": workers, "gpu": "never", "tls": tls,
-               "scheduler_security": scheduler_security}
+    cluster = {
+        "scheduler": scheduler,
+        "n_workers": workers,
+        "gpu": "never",
+        "tls": tls,
+        "scheduler_security": scheduler_security,
+    }
     with owned_client(cluster, client=client, echo=echo) as (client, _):
-        return run_downstream(location, settings, client=client, echo=echo, run_id=manifest["run_id"],
-                              model=manifest.get("model", ""),
-                              precision=manifest["config"].get("precision", "float32"),
-                              reuse_segmentation=reuse_segmentation)
+        return run_downstream(
+            location,
+            settings,
+            client=client,
+            echo=echo,
+            run_id=manifest["run_id"],
+            model=manifest.get("model", ""),
+            precision=manifest["config"].get("precision", "float32"),
+            reuse_segmentation=reuse_segmentation,
+        )

@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.cli import main as pipeline_main
 
     with inject(faults.fail_tile, faults.tile_delay):
-        return pipeline_main(argv[split + 1:])
+        return pipeline_main(argv[split + 1 :])
 
 
 if __name__ == "__main__":

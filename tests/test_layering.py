@@ -25,15 +25,20 @@ sys.meta_path.insert(0, _Block())
 """
 
 #: Run ``python -m pipeline ARGS`` with the deep-learning frameworks made unimportable.
-_BLOCKED = _BLOCK + """
+_BLOCKED = (
+    _BLOCK
+    + """
 import runpy
 sys.argv = ["pipeline", *sys.argv[1:]]
 runpy.run_module("pipeline", run_name="__main__")
 """
+)
 
 #: Import each module named in ARGS, in order, with the frameworks made unimportable;
 #: print {module: null, or the ImportError}.
-_IMPORT_EACH = _BLOCK + """
+_IMPORT_EACH = (
+    _BLOCK
+    + """
 import importlib, json
 result = {}
 for name in sys.argv[1:]:
@@ -44,6 +49,7 @@ for name in sys.argv[1:]:
         result[name] = str(exc)
 print(json.dumps(result))
 """
+)
 
 
 def _typing_only(tree: ast.AST) -> set[int]:
@@ -70,15 +76,20 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_core_never_imports_the_pipeline():
-    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "pipeline")
-                 for p in (REPO / "morpheus_core").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "pipeline")
+        for p in (REPO / "morpheus_core").rglob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_only_the_python_api_imports_itself():
     # morpheus_survey is the notebook's facade over both packages, never their dependency.
-    offenders = {str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "morpheus_survey")
-                 for pkg in ("morpheus_core", "pipeline") for p in (REPO / pkg).rglob("*.py")}
+    offenders = {
+        str(p.relative_to(REPO)): sorted(n for n in _imports(p) if n.split(".")[0] == "morpheus_survey")
+        for pkg in ("morpheus_core", "pipeline")
+        for p in (REPO / pkg).rglob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
@@ -140,15 +151,16 @@ def test_the_pipeline_imports_only_downwards():
 
 def test_the_layering_test_sees_an_upward_import(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("from typing import TYPE_CHECKING\nfrom pipeline.run import run\n"
-                      "if TYPE_CHECKING:\n    from pipeline.cli import main\n")
+    source.write_text(
+        "from typing import TYPE_CHECKING\nfrom pipeline.run import run\n"
+        "if TYPE_CHECKING:\n    from pipeline.cli import main\n"
+    )
     assert _imports(source) == {"typing", "pipeline.run"}
     assert _layer(_unit("pipeline.run")) > _layer(_unit("pipeline.rundir.layout"))
 
 
 def _blocked(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _BLOCKED, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", _BLOCKED, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_help_and_status_work_without_keras(tmp_path):
@@ -195,8 +207,9 @@ def test_the_declared_keras_free_modules_import_without_the_frameworks():
     assert {"morpheus_core.cards", "morpheus_core.simulate", "morpheus_core.transfer"} <= set(free)
     # The Keras-free modules first, so that none of them is imported for the first time
     # while one of the declared modules is being imported.
-    proc = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *free, *declared], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_EACH, *free, *declared], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert {m: result[m] for m in free if result[m] is not None} == {}, "declared Keras-free, but it imports Keras"

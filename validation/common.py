@@ -193,8 +193,13 @@ def finish(table: Table, figure: Any | None, name: str, out: Path, *, started: f
 def class_colour(name: str) -> str:
     """The paper's class colours (section 6): spheroid red, disk blue, irregular green,
     point source yellow, background black."""
-    return {"spheroid": "tab:red", "disk": "tab:blue", "irregular": "tab:green",
-            "point_source": "gold", "background": "black"}[name]
+    return {
+        "spheroid": "tab:red",
+        "disk": "tab:blue",
+        "irregular": "tab:green",
+        "point_source": "gold",
+        "background": "black",
+    }[name]
 
 
 MORPH = CLASSES[:-1]

@@ -44,8 +44,9 @@ SNRS_REDUCED = (2.0, 25.0)
 THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
-def source_stamp(snr: float, rng: np.random.Generator, *, size: int = STAMP,
-                 noise: NoiseModel = NoiseModel()) -> np.ndarray:
+def source_stamp(
+    snr: float, rng: np.random.Generator, *, size: int = STAMP, noise: NoiseModel = NoiseModel()
+) -> np.ndarray:
     """A ``(4, size, size)`` noise stamp with a point source of aperture SNR ``snr`` in every band."""
     images = noise.field((size, size), rng)
     c = size // 2
@@ -60,8 +61,9 @@ def _column(t: float) -> str:
 
 def count_below(background: np.ndarray, thresholds: Sequence[float] = THRESHOLDS) -> np.ndarray:
     """Numbers of pixels with background ``== 0`` (threshold 0) or ``< t``."""
-    return np.array([np.count_nonzero(background == 0) if t == 0 else np.count_nonzero(background < t)
-                     for t in thresholds])
+    return np.array(
+        [np.count_nonzero(background == 0) if t == 0 else np.count_nonzero(background < t) for t in thresholds]
+    )
 
 
 def run(
@@ -94,15 +96,30 @@ def run(
             counts.append(count_below(bkg))
             mins.append(float(bkg.min()))
         counts = np.array(counts)
-        rows.append((snr, realisations, np.mean(counts[:, 0] > 0), np.mean(counts[:, THRESHOLDS.index(0.5)] > 0),
-                     np.median(mins), *counts.mean(axis=0)))
+        rows.append(
+            (
+                snr,
+                realisations,
+                np.mean(counts[:, 0] > 0),
+                np.mean(counts[:, THRESHOLDS.index(0.5)] > 0),
+                np.median(mins),
+                *counts.mean(axis=0),
+            )
+        )
     names = ("snr", "stamps", "detected", "detected_0.5", "min_bkg_median", *map(_column, THRESHOLDS))
     table = Table(rows=rows, names=names)
     _format(table)
-    table.meta.update({"title": f"7.2.2 false negatives: point sources in all bands, {noise.correlation} noise "
-                                f"(background = {statistic})",
-                       "stride": stride, "stamp": size, "seed": seed, "noise": str(noise.correlation),
-                       "statistic": statistic})
+    table.meta.update(
+        {
+            "title": f"7.2.2 false negatives: point sources in all bands, {noise.correlation} noise "
+            f"(background = {statistic})",
+            "stride": stride,
+            "stamp": size,
+            "seed": seed,
+            "noise": str(noise.correlation),
+            "statistic": statistic,
+        }
+    )
     return table
 
 
@@ -118,18 +135,21 @@ def figure(table: Table) -> Any:
     snrs = np.asarray(table["snr"], float)
     for row, snr in zip(table, snrs):
         colour = cmap((snr - snrs.min()) / max(np.ptp(snrs), 1e-9))
-        axes[0].plot(THRESHOLDS, [row[_column(t)] for t in THRESHOLDS], "o-", ms=3, color=colour,
-                     label=f"SNR {snr:g}")
-    axes[0].set(xlabel="background threshold (0: background = 0)", ylabel="pixels per source",
-                title="Pixels below the threshold (cf. paper Fig. 17)", yscale="symlog")
+        axes[0].plot(THRESHOLDS, [row[_column(t)] for t in THRESHOLDS], "o-", ms=3, color=colour, label=f"SNR {snr:g}")
+    axes[0].set(
+        xlabel="background threshold (0: background = 0)",
+        ylabel="pixels per source",
+        title="Pixels below the threshold (cf. paper Fig. 17)",
+        yscale="symlog",
+    )
     axes[0].legend(fontsize=7, ncol=2)
     axes[1].plot(snrs, table["detected"], "o-", label="background = 0 (detection)")
     axes[1].plot(snrs, table["detected_0.5"], "s--", label="background < 0.5")
-    axes[1].set(xlabel="SNR (every band)", ylabel="fraction of sources", ylim=(-0.02, 1.02),
-                title="Detected point sources")
+    axes[1].set(
+        xlabel="SNR (every band)", ylabel="fraction of sources", ylim=(-0.02, 1.02), title="Detected point sources"
+    )
     axes[1].legend()
-    fig.suptitle(f"Paper 7.2.2: false negatives ({table.meta['noise']} noise, background = "
-                 f"{table.meta['statistic']})")
+    fig.suptitle(f"Paper 7.2.2: false negatives ({table.meta['noise']} noise, background = {table.meta['statistic']})")
     return fig
 
 
@@ -137,15 +157,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.false_negatives", description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--noise", type=_noise_arg, default="white", help="white (default), psf, or a FWHM in px")
-    parser.add_argument("--statistic", choices=("rank", "mean"), default="rank",
-                        help="background image: rank votes (default) or normalised mean")
+    parser.add_argument(
+        "--statistic",
+        choices=("rank", "mean"),
+        default="rank",
+        help="background image: rank votes (default) or normalised mean",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     classifier = prepare(args)
     table = run(
-        classifier, snrs=SNRS_REDUCED if args.reduced else SNRS,
-        realisations=args.realisations or (1 if args.reduced else 10), seed=args.seed,
-        stride=args.stride or (4 if args.reduced else 1), noise=NoiseModel(args.noise), statistic=args.statistic,
+        classifier,
+        snrs=SNRS_REDUCED if args.reduced else SNRS,
+        realisations=args.realisations or (1 if args.reduced else 10),
+        seed=args.seed,
+        stride=args.stride or (4 if args.reduced else 1),
+        noise=NoiseModel(args.noise),
+        statistic=args.statistic,
     )
     finish(table, figure(table), "false_negatives", args.out, started=started)
     return 0

@@ -75,8 +75,12 @@ def fluctuation_stamp(
 def _background_stats(cls: Any) -> tuple[int, int, float, float]:
     counted = cls.n > 0
     bkg = cls.rank[-1][counted]
-    return (int(np.count_nonzero(bkg == 0)), int(np.count_nonzero(bkg < 1)), float(bkg.min()),
-            float(cls.mean[-1][counted].min()))
+    return (
+        int(np.count_nonzero(bkg == 0)),
+        int(np.count_nonzero(bkg < 1)),
+        float(bkg.min()),
+        float(cls.mean[-1][counted].min()),
+    )
 
 
 def run(
@@ -113,14 +117,43 @@ def run(
                 stats.append(_background_stats(cls))
             n0, n1, min_rank, min_mean = (np.array(v) for v in zip(*stats))
             examples[(shape, snr)] = (stamp, np.where(cls.n > 0, cls.mean[-1], np.nan))
-            rows.append((shape, snr, realisations, np.mean(n0 > 0), n0.mean(), n1.mean(),
-                         np.median(min_rank), min_rank.min(), np.median(min_mean)))
-    table = Table(rows=rows, names=("shape", "snr", "stamps", "detected", "n_bkg_0", "n_bkg_lt_1",
-                                    "min_bkg_median", "min_bkg_lowest", "min_bkg_mean_median"))
+            rows.append(
+                (
+                    shape,
+                    snr,
+                    realisations,
+                    np.mean(n0 > 0),
+                    n0.mean(),
+                    n1.mean(),
+                    np.median(min_rank),
+                    min_rank.min(),
+                    np.median(min_mean),
+                )
+            )
+    table = Table(
+        rows=rows,
+        names=(
+            "shape",
+            "snr",
+            "stamps",
+            "detected",
+            "n_bkg_0",
+            "n_bkg_lt_1",
+            "min_bkg_median",
+            "min_bkg_lowest",
+            "min_bkg_mean_median",
+        ),
+    )
     _format(table)
-    table.meta.update({"title": f"7.2.1 false positives: H-only fluctuations, {noise.correlation} noise "
-                                "(background = rank votes)",
-                       "stride": stride, "stamp": size, "seed": seed, "noise": str(noise.correlation)})
+    table.meta.update(
+        {
+            "title": f"7.2.1 false positives: H-only fluctuations, {noise.correlation} noise (background = rank votes)",
+            "stride": stride,
+            "stamp": size,
+            "seed": seed,
+            "noise": str(noise.correlation),
+        }
+    )
     return table, examples
 
 
@@ -153,14 +186,39 @@ def texture_control(
             npix = int(np.count_nonzero(cls.n > 0))
             stats.append(_background_stats(cls))
         n0, n1, min_rank, _ = (np.array(v) for v in zip(*stats))
-        rows.append((str(texture), realisations, np.mean(n0 > 0), n0.mean() / npix, n1.mean() / npix,
-                     np.median(min_rank), noise.pixel_sigma("H") / white))
-    table = Table(rows=rows, names=("noise_fwhm_px", "stamps", "detected", "frac_bkg_0", "frac_bkg_lt_1",
-                                    "min_bkg_median", "pixel_sigma_rel"))
+        rows.append(
+            (
+                str(texture),
+                realisations,
+                np.mean(n0 > 0),
+                n0.mean() / npix,
+                n1.mean() / npix,
+                np.median(min_rank),
+                noise.pixel_sigma("H") / white,
+            )
+        )
+    table = Table(
+        rows=rows,
+        names=(
+            "noise_fwhm_px",
+            "stamps",
+            "detected",
+            "frac_bkg_0",
+            "frac_bkg_lt_1",
+            "min_bkg_median",
+            "pixel_sigma_rel",
+        ),
+    )
     _format(table)
-    table.meta.update({"title": "7.2 noise-texture control: noise only, variates convolved with a Gaussian of "
-                                "this FWHM (psf: each band's PSF), same aperture noise",
-                       "stride": stride, "stamp": size, "seed": seed})
+    table.meta.update(
+        {
+            "title": "7.2 noise-texture control: noise only, variates convolved with a Gaussian of "
+            "this FWHM (psf: each band's PSF), same aperture noise",
+            "stride": stride,
+            "stamp": size,
+            "seed": seed,
+        }
+    )
     return table
 
 
@@ -186,8 +244,12 @@ def figure(table: Table, examples: dict, control: Table | None = None) -> Any:
         axes[0].plot(t["snr"], t["min_bkg_lowest"], style, color=colour, alpha=0.4, label=f"{shape}: lowest")
         axes[1].plot(t["snr"], t["n_bkg_lt_1"], style, color=colour, label=f"{shape}: background < 1")
         axes[1].plot(t["snr"], t["n_bkg_0"], style, color=colour, alpha=0.4, label=f"{shape}: background = 0")
-    axes[0].set(xlabel="SNR of the H-only fluctuation", ylabel="minimum background", ylim=(-0.02, 1.02),
-                title="Minimum background in the stamp")
+    axes[0].set(
+        xlabel="SNR of the H-only fluctuation",
+        ylabel="minimum background",
+        ylim=(-0.02, 1.02),
+        title="Minimum background in the stamp",
+    )
     axes[1].set(xlabel="SNR of the H-only fluctuation", ylabel="pixels per stamp", title="Low-background pixels")
     for ax in axes[:2]:
         ax.legend(fontsize=7)
@@ -202,8 +264,12 @@ def figure(table: Table, examples: dict, control: Table | None = None) -> Any:
         axes[3].bar(x - 0.2, control["frac_bkg_lt_1"], 0.4, label="background < 1")
         axes[3].bar(x + 0.2, control["frac_bkg_0"], 0.4, label="background = 0")
         axes[3].set_xticks(x, control["noise_fwhm_px"])
-        axes[3].set(xlabel="noise correlation FWHM (px)", ylabel="fraction of sky pixels", ylim=(0, 1),
-                    title="Noise only: texture control")
+        axes[3].set(
+            xlabel="noise correlation FWHM (px)",
+            ylabel="fraction of sky pixels",
+            ylim=(0, 1),
+            title="Noise only: texture control",
+        )
         axes[3].legend(fontsize=7)
     fig.suptitle(f"Paper 7.2.1: false positives from H-only fluctuations ({table.meta['noise']} noise)")
     return fig
@@ -222,11 +288,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     classifier = prepare(args)
-    kw = {"realisations": args.realisations or (1 if args.reduced else 10), "seed": args.seed,
-          "stride": args.stride or (4 if args.reduced else 1)}
+    kw = {
+        "realisations": args.realisations or (1 if args.reduced else 10),
+        "seed": args.seed,
+        "stride": args.stride or (4 if args.reduced else 1),
+    }
     table, examples = run(
-        classifier, snrs=SNRS_REDUCED if args.reduced else SNRS,
-        shapes=SHAPES if args.shape == "both" else (args.shape,), noise=NoiseModel(args.noise), **kw,
+        classifier,
+        snrs=SNRS_REDUCED if args.reduced else SNRS,
+        shapes=SHAPES if args.shape == "both" else (args.shape,),
+        noise=NoiseModel(args.noise),
+        **kw,
     )
     control = None
     if not args.no_control:

@@ -58,7 +58,12 @@ STAMP = 80
 
 
 def sersic_stamp(
-    n: float, r_eff: float, rng: np.random.Generator, *, snr: float = SNR, size: int = STAMP,
+    n: float,
+    r_eff: float,
+    rng: np.random.Generator,
+    *,
+    snr: float = SNR,
+    size: int = STAMP,
     noise: NoiseModel = NoiseModel(),
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """A centred circular Sersic object with a flat f_nu spectrum, on noise.
@@ -122,15 +127,26 @@ def run(
                 bkgs.append(p[-1])
             f = np.nanmean(fracs, axis=0)
             order = np.argsort(f)[::-1]
-            rows.append((r_eff, n, *f, MORPH[order[0]], f[order[0]] - f[order[1]], float(np.mean(bkgs)),
-                         int(mask.sum()), mag))
-    table = Table(rows=rows, names=("r_eff_px", "sersic_n", *MORPH, "dominant", "margin", "background",
-                                    "object_px", "mag_ab"))
+            rows.append(
+                (r_eff, n, *f, MORPH[order[0]], f[order[0]] - f[order[1]], float(np.mean(bkgs)), int(mask.sum()), mag)
+            )
+    table = Table(
+        rows=rows, names=("r_eff_px", "sersic_n", *MORPH, "dominant", "margin", "background", "object_px", "mag_ab")
+    )
     _format(table)
-    table.meta.update({"title": f"7.3 Sersic profiles at SNR {snr:g}: flux-weighted class fractions (Eq. 16), "
-                                f"{noise.correlation} noise, {statistic} images",
-                       "stride": stride, "stamp": size, "seed": seed, "snr": snr, "realisations": realisations,
-                       "noise": str(noise.correlation), "statistic": statistic})
+    table.meta.update(
+        {
+            "title": f"7.3 Sersic profiles at SNR {snr:g}: flux-weighted class fractions (Eq. 16), "
+            f"{noise.correlation} noise, {statistic} images",
+            "stride": stride,
+            "stamp": size,
+            "seed": seed,
+            "snr": snr,
+            "realisations": realisations,
+            "noise": str(noise.correlation),
+            "statistic": statistic,
+        }
+    )
     return table
 
 
@@ -164,8 +180,11 @@ def figure(table: Table) -> Any:
     ax.imshow(rgb, origin="lower", aspect="auto")
     ax.set_xticks(range(len(indices)), [f"{v:g}" for v in indices])
     ax.set_yticks(range(len(radii)), [f"{v:g}" for v in radii])
-    ax.set(xlabel="Sersic index n", ylabel="R_e (px)",
-           title="Dominant class (saturation: margin over the second; cf. paper Fig. 19)")
+    ax.set(
+        xlabel="Sersic index n",
+        ylabel="R_e (px)",
+        title="Dominant class (saturation: margin over the second; cf. paper Fig. 19)",
+    )
     fig.suptitle(f"Paper 7.3: circular Sersic objects at SNR {table.meta['snr']:g} ({table.meta['noise']} noise)")
     return fig
 
@@ -174,18 +193,27 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validation.sersic", description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--noise", type=_noise_arg, default="white", help="white (default), psf, or a FWHM in px")
-    parser.add_argument("--statistic", choices=("rank", "mean"), default="rank",
-                        help="class images: rank votes (default) or normalised mean")
+    parser.add_argument(
+        "--statistic",
+        choices=("rank", "mean"),
+        default="rank",
+        help="class images: rank votes (default) or normalised mean",
+    )
     parser.add_argument("--snr", type=float, default=SNR, help=f"aperture SNR in H (default {SNR:g})")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     classifier = prepare(args)
     table = run(
-        classifier, indices=INDICES_REDUCED if args.reduced else INDICES,
-        radii=RADII_REDUCED if args.reduced else RADII, snr=args.snr,
-        realisations=args.realisations or (1 if args.reduced else 3), seed=args.seed,
-        stride=args.stride or (4 if args.reduced else 1), size=64 if args.reduced else STAMP,
-        noise=NoiseModel(args.noise), statistic=args.statistic,
+        classifier,
+        indices=INDICES_REDUCED if args.reduced else INDICES,
+        radii=RADII_REDUCED if args.reduced else RADII,
+        snr=args.snr,
+        realisations=args.realisations or (1 if args.reduced else 3),
+        seed=args.seed,
+        stride=args.stride or (4 if args.reduced else 1),
+        size=64 if args.reduced else STAMP,
+        noise=NoiseModel(args.noise),
+        statistic=args.statistic,
     )
     finish(table, figure(table), "sersic", args.out, started=started)
     return 0

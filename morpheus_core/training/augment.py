@@ -136,9 +136,7 @@ def _sample(channels_last: np.ndarray, coords: np.ndarray, order: int) -> np.nda
     flat = channels_last.reshape(channels_last.shape[:2] + (-1,))
     out_flat = out.reshape(coords.shape[1:] + (-1,))
     for ch in range(flat.shape[-1]):
-        out_flat[..., ch] = map_coordinates(
-            flat[..., ch], coords, order=order, mode="mirror", prefilter=False
-        )
+        out_flat[..., ch] = map_coordinates(flat[..., ch], coords, order=order, mode="mirror", prefilter=False)
     return out
 
 
@@ -181,8 +179,7 @@ def augment(
     image = np.asarray(image)
     if target is not None and np.shape(target)[:2] != image.shape[:2]:
         raise ValueError(
-            f"image and target must have the same (H, W), got {image.shape[:2]} and "
-            f"{np.shape(target)[:2]}"
+            f"image and target must have the same (H, W), got {image.shape[:2]} and {np.shape(target)[:2]}"
         )
     coords = augmentation_coordinates(image.shape[:2], aug, crop=crop, window=window)
     out = _sample(image, coords, image_order)

@@ -31,9 +31,18 @@ from morpheus_core.passbands import HST_BANDS, Passband, reference_band
 from morpheus_core.profiles import gaussian_psf
 from morpheus_core.simulate import MORPH_CLASSES, render_sky
 
-__all__ = ["SYNTHETIC_CONFUSION", "VOTE_CLASSES", "SyntheticObject", "TrainingObject",
-           "detection_segmap", "draw_votes", "pixel_targets", "split_train_test", "synthetic_training_set",
-           "vote_distribution"]
+__all__ = [
+    "SYNTHETIC_CONFUSION",
+    "VOTE_CLASSES",
+    "SyntheticObject",
+    "TrainingObject",
+    "detection_segmap",
+    "draw_votes",
+    "pixel_targets",
+    "split_train_test",
+    "synthetic_training_set",
+    "vote_distribution",
+]
 
 #: Vote columns of a K15-like table, in this order.
 VOTE_CLASSES: tuple[str, ...] = (*MORPH_CLASSES, "unknown")
@@ -243,8 +252,9 @@ def detection_segmap(
     return dist <= fwhm_px
 
 
-def draw_votes(rng: np.random.Generator, morph_class: str, *, voters: tuple[int, int] = (3, 10),
-               concentration: float = 8.0) -> np.ndarray:
+def draw_votes(
+    rng: np.random.Generator, morph_class: str, *, voters: tuple[int, int] = (3, 10), concentration: float = 8.0
+) -> np.ndarray:
     """Draw expert votes for an object of a known true class.
 
     The object's vote probabilities are a Dirichlet draw around the class's row of
@@ -324,21 +334,39 @@ def synthetic_training_set(
         star = bool(rng.random() < point_source_fraction)
         for _ in range(_MAX_REDRAWS):  # like K15 cut-outs, keep sky around the object
             sky = render_sky(
-                (size, size), seed=int(rng.integers(2**31)), n_galaxies=int(not star),
-                n_stars=int(star), mag_range=mag_range, margin_px=(size - 1) / 2.0 - 2.0, bands=bands,
+                (size, size),
+                seed=int(rng.integers(2**31)),
+                n_galaxies=int(not star),
+                n_stars=int(star),
+                mag_range=mag_range,
+                margin_px=(size - 1) / 2.0 - 2.0,
+                bands=bands,
                 pixel_scale=pixel_scale,
             )
             row = sky.truth[0]
-            mask = detection_segmap(sky.images[k_ref], float(sky.noise_sigma[k_ref]), fwhm_h, x=row["x"],
-                                    y=row["y"])
+            mask = detection_segmap(sky.images[k_ref], float(sky.noise_sigma[k_ref]), fwhm_h, x=row["x"], y=row["y"])
             if mask.mean() <= max_segmap_fraction:
                 break
-        truth = {k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in
-                 ("x", "y", "sersic_n", "r_eff_px", "axis_ratio", f"snr_{ref.name}",
-                  *(f"mag_{b.name}" for b in bands))}
-        objects.append(SyntheticObject(
-            name=f"synth{seed:04d}_{i:06d}", images=sky.images, segmap=mask.astype(np.int32),
-            votes=draw_votes(rng, str(row["morph_class"]), voters=voters),
-            morph_class=str(row["morph_class"]), truth=truth,
-        ))
+        truth = {
+            k: (row[k].item() if hasattr(row[k], "item") else row[k])
+            for k in (
+                "x",
+                "y",
+                "sersic_n",
+                "r_eff_px",
+                "axis_ratio",
+                f"snr_{ref.name}",
+                *(f"mag_{b.name}" for b in bands),
+            )
+        }
+        objects.append(
+            SyntheticObject(
+                name=f"synth{seed:04d}_{i:06d}",
+                images=sky.images,
+                segmap=mask.astype(np.int32),
+                votes=draw_votes(rng, str(row["morph_class"]), voters=voters),
+                morph_class=str(row["morph_class"]),
+                truth=truth,
+            )
+        )
     return objects

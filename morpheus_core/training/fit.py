@@ -36,8 +36,16 @@ from morpheus_core.transfer import transfer_weights
 from morpheus_core.weights import load_model
 from morpheus_core.windows import standardize_windows
 
-__all__ = ["LOGITS_LAYER", "TrainResult", "evaluate_network", "evaluation_views", "initial_model", "logits_model",
-           "make_batch", "train"]
+__all__ = [
+    "LOGITS_LAYER",
+    "TrainResult",
+    "evaluate_network",
+    "evaluation_views",
+    "initial_model",
+    "logits_model",
+    "make_batch",
+    "train",
+]
 
 #: Name of the layer whose output is the class logits.
 LOGITS_LAYER = "final_conv_conv"
@@ -66,9 +74,15 @@ class TrainResult:
     best_weights: list[np.ndarray]
 
 
-def initial_model(init: str | Path | None = None, *, seed: int = 0, card: ModelCard | None = None,
-                  source_card: ModelCard | None = None, first_layer: str = "wavelength",
-                  report: dict[str, str] | None = None) -> keras.Model:
+def initial_model(
+    init: str | Path | None = None,
+    *,
+    seed: int = 0,
+    card: ModelCard | None = None,
+    source_card: ModelCard | None = None,
+    first_layer: str = "wavelength",
+    report: dict[str, str] | None = None,
+) -> keras.Model:
     """The network to train: seeded random weights, the released ones, or a file.
 
     Parameters
@@ -178,10 +192,18 @@ def evaluate_network(
     losses, sizes = [], []
     for i in range(0, len(x), settings.batch_size):
         sl = slice(i, i + settings.batch_size)
-        losses.append(float(morpheus_loss(
-            logits[sl], y[sl].astype(np.float64), lambda_w=settings.lambda_w, lambda_d=settings.lambda_d,
-            per_image=settings.per_image_weights, normalize=settings.normalize_weights,
-        )))
+        losses.append(
+            float(
+                morpheus_loss(
+                    logits[sl],
+                    y[sl].astype(np.float64),
+                    lambda_w=settings.lambda_w,
+                    lambda_d=settings.lambda_d,
+                    per_image=settings.per_image_weights,
+                    normalize=settings.normalize_weights,
+                )
+            )
+        )
         sizes.append(len(logits[sl]))
     p = np.exp(logits - logits.max(axis=-1, keepdims=True))
     p /= p.sum(axis=-1, keepdims=True)
@@ -243,12 +265,16 @@ def _train(
     net = logits_model(model)
     net.compile(
         optimizer=keras.optimizers.Adam(
-            learning_rate=settings.learning_rate, beta_1=settings.beta_1, beta_2=settings.beta_2,
+            learning_rate=settings.learning_rate,
+            beta_1=settings.beta_1,
+            beta_2=settings.beta_2,
             epsilon=settings.epsilon,
         ),
         loss=MorpheusLoss(
-            lambda_w=settings.lambda_w, lambda_d=settings.lambda_d,
-            per_image=settings.per_image_weights, normalize=settings.normalize_weights,
+            lambda_w=settings.lambda_w,
+            lambda_d=settings.lambda_d,
+            per_image=settings.per_image_weights,
+            normalize=settings.normalize_weights,
         ),
     )
     kw = {"crop": settings.crop, "window": settings.window}

@@ -38,8 +38,15 @@ from typing import Any
 import keras
 from keras import ops
 
-__all__ = ["LAMBDA_D", "LAMBDA_W", "MorpheusLoss", "class_weights", "dice_loss", "morpheus_loss",
-           "weighted_cross_entropy"]
+__all__ = [
+    "LAMBDA_D",
+    "LAMBDA_W",
+    "MorpheusLoss",
+    "class_weights",
+    "dice_loss",
+    "morpheus_loss",
+    "weighted_cross_entropy",
+]
 
 #: lambda_w and lambda_D of Eq. 11 in the paper.
 LAMBDA_W = 1.0
@@ -93,9 +100,7 @@ def class_weights(q: Any, *, per_image: bool = False, normalize: bool = True) ->
     return ops.where(present, 1.0 / ops.where(present, total, 1.0), 0.0)
 
 
-def weighted_cross_entropy(
-    logits: Any, q: Any, *, per_image: bool = False, normalize: bool = True
-) -> Any:
+def weighted_cross_entropy(logits: Any, q: Any, *, per_image: bool = False, normalize: bool = True) -> Any:
     """Mean class-weighted cross entropy ``L^w`` of Eq. 9.
 
     Parameters
@@ -203,13 +208,20 @@ class MorpheusLoss(keras.losses.Loss):
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """The loss of a batch (:func:`morpheus_loss`)."""
         return morpheus_loss(
-            y_pred, y_true, lambda_w=self.lambda_w, lambda_d=self.lambda_d,
-            per_image=self.per_image, normalize=self.normalize,
+            y_pred,
+            y_true,
+            lambda_w=self.lambda_w,
+            lambda_d=self.lambda_d,
+            per_image=self.per_image,
+            normalize=self.normalize,
         )
 
     def get_config(self) -> dict:
         """Serialisable settings of the loss."""
         return {
-            **super().get_config(), "lambda_w": self.lambda_w, "lambda_d": self.lambda_d,
-            "per_image": self.per_image, "normalize": self.normalize,
+            **super().get_config(),
+            "lambda_w": self.lambda_w,
+            "lambda_d": self.lambda_d,
+            "per_image": self.per_image,
+            "normalize": self.normalize,
         }

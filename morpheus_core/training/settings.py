@@ -19,6 +19,7 @@ LEARNING_RATE_PAPER = 9.929e-5
 #: the run that produced the released weights): ten times Table 2.
 LEARNING_RATE_RELEASED = 0.0009929302254037737
 
+
 @dataclass(frozen=True)
 class TrainSettings:
     """Hyper-parameters of a training run (defaults: paper and released configuration).
@@ -52,9 +53,12 @@ class TrainSettings:
     # ``help`` metadata: these are also the ``train`` command's options (pipeline.cli.options).
     epochs: int = field(default=500, metadata={"help": "passes over the training objects (the paper: ~500)"})
     batch_size: int = field(default=200, metadata={"help": "windows per step (released configuration: 200)"})
-    learning_rate: float = field(default=LEARNING_RATE_PAPER, metadata={
-        "help": "Adam step size: paper (Table 2, 9.929e-5), released (released configuration, 9.929e-4) or a "
-                "number"})
+    learning_rate: float = field(
+        default=LEARNING_RATE_PAPER,
+        metadata={
+            "help": "Adam step size: paper (Table 2, 9.929e-5), released (released configuration, 9.929e-4) or a number"
+        },
+    )
     beta_1: float = 0.9
     beta_2: float = 0.999
     epsilon: float = 1e-8
@@ -64,8 +68,9 @@ class TrainSettings:
     normalize_weights: bool = True
     crop: int = CROP
     window: int = WINDOW
-    dropout: float = field(default=0.0, metadata={
-        "help": "dropout rate during training (0: the released training never applied its 0.5)"})
+    dropout: float = field(
+        default=0.0, metadata={"help": "dropout rate during training (0: the released training never applied its 0.5)"}
+    )
     seed: int = field(default=0, metadata={"help": "seed of initial weights, batches, augmentation, split"})
     eval_max: int = field(default=1000, metadata={"help": "training objects evaluated after each epoch"})
 

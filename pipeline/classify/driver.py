@@ -25,7 +25,7 @@ from pipeline.rundir.staging import staged, written_locally
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['classification_merged', 'classify_tiles', 'export_fits', 'merge_tiles']
+__all__ = ["classification_merged", "classify_tiles", "export_fits", "merge_tiles"]
 
 
 def classification_merged(job: ClassificationJob, *, echo: Any = None) -> bool:
@@ -69,8 +69,9 @@ def classification_merged(job: ClassificationJob, *, echo: Any = None) -> bool:
     raise InputError(damaged_classification(check, job.run_dir, kept=False))
 
 
-def classify_tiles(client: Any, job: ClassificationJob, todo: list[Tile],
-                   resources: dict | None) -> tuple[int, list[str]]:
+def classify_tiles(
+    client: Any, job: ClassificationJob, todo: list[Tile], resources: dict | None
+) -> tuple[int, list[str]]:
     """Run one :func:`~pipeline.classify.tasks.run_tile` task per tile of ``todo``
     (``resources``: what each task asks of a worker, :func:`~pipeline.cluster.info.gpu_resources`).
 
@@ -91,8 +92,15 @@ def classify_tiles(client: Any, job: ClassificationJob, todo: list[Tile],
     config = job.config
     client.register_plugin(ClassifierPlugin(job), name=ClassifierPlugin.name)
     futures = {
-        client.submit(run_tile, tile, job, key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
-                      retries=config.retries, resources=resources, pure=False): tile_id(tile)
+        client.submit(
+            run_tile,
+            tile,
+            job,
+            key=f"tile-{tile_id(tile)}-{uuid.uuid4().hex[:6]}",
+            retries=config.retries,
+            resources=resources,
+            pure=False,
+        ): tile_id(tile)
         for tile in todo
     }
     bar = WindowsBar({tile_id(t): t.n_windows(config.window, config.stride) for t in todo}, config.progress)
@@ -145,11 +153,20 @@ def merge_tiles(client: Any, job: ClassificationJob, tiles: list[Tile], mosaic_a
         with staged(layout.classification) as work:
             if not work.is_local:
                 work.remove(recursive=True)
-            create_output_store(work, tuple(mosaic_attrs["shape"]), config.tile, {
-                "classes": list(job.card.classes), "model_card": job.card.to_dict(),
-                "bands": mosaic_attrs["bands"], "wcs_header": mosaic_attrs["wcs_header"],
-                "precision": config.precision, "model": config.model_description(), "run_id": job.run_id,
-            })
+            create_output_store(
+                work,
+                tuple(mosaic_attrs["shape"]),
+                config.tile,
+                {
+                    "classes": list(job.card.classes),
+                    "model_card": job.card.to_dict(),
+                    "bands": mosaic_attrs["bands"],
+                    "wcs_header": mosaic_attrs["wcs_header"],
+                    "precision": config.precision,
+                    "model": config.model_description(),
+                    "run_id": job.run_id,
+                },
+            )
             futures = client.map(merge_chunk, tiles, overlaps, job=job, out_store=work, pure=False)
             client.gather(futures)
             # Only now is the classification finished: the downstream graph checks this mark.
@@ -157,8 +174,9 @@ def merge_tiles(client: Any, job: ClassificationJob, tiles: list[Tile], mosaic_a
             files = record_store(work, client=client)  # keys are relative: the same after the swap
     except PartialError as exc:
         job.ledger.discard(exc.tile)
-        raise RunError(f"{exc}; the tile now counts as pending: run "
-                       f"'{command('resubmit', '--run-dir', config.run_dir)}'") from None
+        raise RunError(
+            f"{exc}; the tile now counts as pending: run '{command('resubmit', '--run-dir', config.run_dir)}'"
+        ) from None
     write_record(layout.classification_checksums, layout.classification, files, run_id=job.run_id)
     job.ledger.mark_merged(job.run_id, len(tiles))
 
@@ -180,11 +198,23 @@ def export_fits(job: ClassificationJob, wcs_header: str, *, merged_before: bool 
         if all(p.exists() for p in existing):
             return [p.path if p.is_local else str(p) for p in existing]
     mosaic = layout.mosaic.open_group(mode="r")
-    cards = provenance(job.run_id, model=config.model_description(), precision=config.precision,
-                       extra={"STRIDE": (config.stride, "window stride (pixels)"), **header_cards(job.card),
-                              **input_cards(mosaic.attrs.get("inputs", []))})
+    cards = provenance(
+        job.run_id,
+        model=config.model_description(),
+        precision=config.precision,
+        extra={
+            "STRIDE": (config.stride, "window stride (pixels)"),
+            **header_cards(job.card),
+            **input_cards(mosaic.attrs.get("inputs", [])),
+        },
+    )
     with written_locally(job.run_dir) as local:
         written = write_classification_products(
-            local.root, classification=layout.classification.open_group(mode="r"),
-            coverage=mosaic["coverage"], wcs_header=wcs_header, cards=cards, strip=config.tile)
+            local.root,
+            classification=layout.classification.open_group(mode="r"),
+            coverage=mosaic["coverage"],
+            wcs_header=wcs_header,
+            cards=cards,
+            strip=config.tile,
+        )
     return [local.final(p) for p in written]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-__all__ = ['PROGRESS_TOPIC', 'WindowProgress', 'WindowsBar']
+__all__ = ["PROGRESS_TOPIC", "WindowProgress", "WindowsBar"]
 
 
 class WindowsBar:
@@ -37,8 +37,14 @@ class WindowsBar:
         if show:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=sum(planned.values()), desc="classifying", unit="win", unit_scale=True,
-                             smoothing=0.1, mininterval=1.0)
+            self._bar = tqdm(
+                total=sum(planned.values()),
+                desc="classifying",
+                unit="win",
+                unit_scale=True,
+                smoothing=0.1,
+                mininterval=1.0,
+            )
 
     def _advance(self, name: str, windows: int) -> None:
         with self._lock:
@@ -70,7 +76,6 @@ class WindowsBar:
 
 #: Dask event topic of the windows evaluated during tile tasks (:class:`WindowProgress`).
 PROGRESS_TOPIC = "morpheus-windows"
-
 
 
 class WindowProgress:

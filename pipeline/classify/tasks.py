@@ -38,8 +38,18 @@ from pipeline.settings import RunSettings
 if TYPE_CHECKING:
     from morpheus_core.cards import ModelCard
 
-__all__ = ["OUTPUT_ARRAYS", "ClassifierPlugin", "classifier_key", "classify_tile", "create_output_store",
-           "load_classifier", "merge_chunk", "merge_overlapping", "overlapping", "run_tile"]
+__all__ = [
+    "OUTPUT_ARRAYS",
+    "ClassifierPlugin",
+    "classifier_key",
+    "classify_tile",
+    "create_output_store",
+    "load_classifier",
+    "merge_chunk",
+    "merge_overlapping",
+    "overlapping",
+    "run_tile",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -106,8 +116,15 @@ class ClassifierPlugin(WorkerPlugin):
         load_classifier(self.job.config, self.job.card)
 
 
-def classify_tile(tile: Tile, image: np.ndarray, coverage: np.ndarray | None, classifier: Any,
-                  config: RunSettings, *, progress: Any = None) -> WindowStats:
+def classify_tile(
+    tile: Tile,
+    image: np.ndarray,
+    coverage: np.ndarray | None,
+    classifier: Any,
+    config: RunSettings,
+    *,
+    progress: Any = None,
+) -> WindowStats:
     """The partial statistics of one tile: the engine on the windows the tile owns.
 
     Parameters
@@ -130,9 +147,16 @@ def classify_tile(tile: Tile, image: np.ndarray, coverage: np.ndarray | None, cl
     WindowStats
         Over the tile's read region.
     """
-    return classify_image(image, classifier, stride=config.stride, anchor_start=tile.anchor_start,
-                          anchor_stop=tile.anchor_stop, coverage=coverage, batch_size=config.batch_size,
-                          progress=progress)
+    return classify_image(
+        image,
+        classifier,
+        stride=config.stride,
+        anchor_start=tile.anchor_start,
+        anchor_stop=tile.anchor_stop,
+        coverage=coverage,
+        batch_size=config.batch_size,
+        progress=progress,
+    )
 
 
 def run_tile(tile: Tile, job: ClassificationJob) -> dict[str, Any]:
@@ -168,8 +192,13 @@ def run_tile(tile: Tile, job: ClassificationJob) -> dict[str, Any]:
     progress = WindowProgress(name, worker)
     stats = classify_tile(tile, image, coverage, clf, config, progress=progress)
     progress.flush()
-    info = {"tile": name, "worker": worker.address if worker else "local", "windows": progress.total,
-            "seconds": time.perf_counter() - t0, "peak_rss_mb": _peak_rss_mb()}
+    info = {
+        "tile": name,
+        "worker": worker.address if worker else "local",
+        "windows": progress.total,
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
     ledger.save_partial(name, stats, info, run_id=job.run_id)
     return info
 
@@ -189,11 +218,18 @@ def create_output_store(store: Location, shape: tuple[int, int], chunk: int, att
     c = len(attrs.get("classes", CLASSES))
     for name, dtype in OUTPUT_ARRAYS.items():
         if name == "n":
-            group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
-                               dimension_names=("y", "x"))
+            group.create_array(
+                name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0, dimension_names=("y", "x")
+            )
         else:
-            group.create_array(name, shape=(c, *shape), chunks=(c, chunk, chunk), dtype=dtype,
-                               fill_value=0.0, dimension_names=("class", "y", "x"))
+            group.create_array(
+                name,
+                shape=(c, *shape),
+                chunks=(c, chunk, chunk),
+                dtype=dtype,
+                fill_value=0.0,
+                dimension_names=("class", "y", "x"),
+            )
 
 
 def overlapping(tiles: list[Tile], region: Box | tuple[int, int, int, int]) -> list[Tile]:
@@ -254,8 +290,11 @@ def merge_chunk(target: Tile, tiles: list[Tile], job: ClassificationJob, out_sto
                 continue
             part = ledger.load_partial(tile_id(tile), run_id=job.run_id)
             if part.n.shape != tile.read_box.shape:
-                raise PartialError(tile_id(tile), ledger.layout.partial(tile_id(tile)),
-                                   f"has shape {part.n.shape}, not the tile's read region")
+                raise PartialError(
+                    tile_id(tile),
+                    ledger.layout.partial(tile_id(tile)),
+                    f"has shape {part.n.shape}, not the tile's read region",
+                )
             yield tile, part
 
     result = finalize(merge_overlapping(core, parts(), group["mean"].shape[0]))  # the model card's classes

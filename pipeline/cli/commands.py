@@ -30,8 +30,11 @@ def _storage_note(args: argparse.Namespace, run_dir: Path | str) -> None:
     given = storage_options_from(args.storage_option)  # screened first: credentials are refused, never echoed
     if given and not is_url(str(run_dir)):
         names = ", ".join(given)
-        print(f"note: --storage-option {names} ignored: {run_dir} is a local run directory (storage options "
-              "are for URLs such as s3://bucket/run) and is not recorded", file=sys.stderr)
+        print(
+            f"note: --storage-option {names} ignored: {run_dir} is a local run directory (storage options "
+            "are for URLs such as s3://bucket/run) and is not recorded",
+            file=sys.stderr,
+        )
 
 
 def write_command(args: argparse.Namespace, run_dir: Path | str, log: CommandLog) -> None:
@@ -66,8 +69,9 @@ def write_command(args: argparse.Namespace, run_dir: Path | str, log: CommandLog
     runner.run(config, downstream=settings_for(args.mosaic, args.mosaics_file), claim=claim)
 
 
-def _redo_downstream(args: argparse.Namespace, run_dir: Path | str, storage_options: dict[str, Any], claim: Any,
-                     runner: Any) -> None:
+def _redo_downstream(
+    args: argparse.Namespace, run_dir: Path | str, storage_options: dict[str, Any], claim: Any, runner: Any
+) -> None:
     """``segment`` or ``catalog``: the options not given are the last downstream run's."""
     from pipeline.rundir.location import Location
     from pipeline.rundir.manifest import read_manifest
@@ -79,9 +83,13 @@ def _redo_downstream(args: argparse.Namespace, run_dir: Path | str, storage_opti
         return downstream_settings(args, mosaic, mosaics_file, location=location, echo=print)
 
     with claim(location):
-        summary = runner.redo_downstream(run_dir, settings_for, reuse_segmentation=args.command == "catalog",
-                                         storage_options=storage_options,
-                                         **_cluster_keywords(from_args(args, RunSettings, CLUSTER_OPTIONS)))
+        summary = runner.redo_downstream(
+            run_dir,
+            settings_for,
+            reuse_segmentation=args.command == "catalog",
+            storage_options=storage_options,
+            **_cluster_keywords(from_args(args, RunSettings, CLUSTER_OPTIONS)),
+        )
     print(written_line(summary.outputs, run_dir))
 
 

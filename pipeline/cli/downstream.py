@@ -66,13 +66,20 @@ def _resolved_defaults(location: Location) -> dict[str, Any]:
     cls = layout.classification.open_group(mode="r")
     bands = list(layout.mosaic.open_group(mode="r").attrs["bands"])
     recorded = cls.attrs.get("model_card")  # as ModelCard.to_dict wrote it
-    return {"flux_band": default_flux_band(ModelCard.from_dict(recorded) if recorded else None, bands),
-            "max_segment_pixels": default_segment_limit(int(cls["n"].chunks[0]))}
+    return {
+        "flux_band": default_flux_band(ModelCard.from_dict(recorded) if recorded else None, bands),
+        "max_segment_pixels": default_segment_limit(int(cls["n"].chunks[0])),
+    }
 
 
-def downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Path | None, *,
-                        location: Location | None = None,
-                        echo: Callable[[str], None] | None = None) -> DownstreamSettings:
+def downstream_settings(
+    args: argparse.Namespace,
+    mosaic: str,
+    mosaics_file: Path | None,
+    *,
+    location: Location | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> DownstreamSettings:
     """The command's downstream settings.
 
     Parameters
@@ -120,8 +127,9 @@ def downstream_settings(args: argparse.Namespace, mosaic: str, mosaics_file: Pat
 _OPTIONS = [f.name for f in dataclasses.fields(DownstreamSettings) if "help" in f.metadata]
 
 
-def _differing(settings: DownstreamSettings, fresh: DownstreamSettings, reused: list[str],
-               location: Location | None) -> list[str]:
+def _differing(
+    settings: DownstreamSettings, fresh: DownstreamSettings, reused: list[str], location: Location | None
+) -> list[str]:
     """The reused options whose value differs from the one the command takes without
     the record (``fresh``), as the command line gives them (the detection rule first).
     """

@@ -35,7 +35,7 @@ INTERRUPTED = {
     "catalog": "the classification is kept; run the same command again to make the catalog",
     "status": "nothing was changed",
     "train": "no weights are written before the last epoch; training_log.csv has the epochs so far; run the "
-             "same command again to start over",
+    "same command again to start over",
     "view": "run the same command again to resume building the map",
 }
 

@@ -123,6 +123,7 @@ class CommandLog:
         """The :data:`pipeline.run.Claim` of ``command``: the run directory's lock, then
         the log file.
         """
+
         @contextlib.contextmanager
         def claim(location: Any) -> Iterator[Any]:
             from pipeline.rundir.lock import run_lock

@@ -58,9 +58,15 @@ def _converter(annotation: Any) -> Any:
     return str
 
 
-def add_options(parser: argparse.ArgumentParser | Any, cls: type, names: Iterable[str] | None = None, *,
-                keep_defaults: bool = True, types: dict[str, Any] | None = None,
-                recorded: str | None = None) -> list[str]:
+def add_options(
+    parser: argparse.ArgumentParser | Any,
+    cls: type,
+    names: Iterable[str] | None = None,
+    *,
+    keep_defaults: bool = True,
+    types: dict[str, Any] | None = None,
+    recorded: str | None = None,
+) -> list[str]:
     """Add one option per setting of ``cls`` to ``parser`` (a parser or argument group).
 
     Parameters
@@ -151,13 +157,22 @@ def add_location_options(parser: argparse.ArgumentParser, *, required: bool) -> 
     """``--run-dir`` and ``--storage-option``: where a run lives (options of every command)."""
     from pipeline.rundir.location import run_dir_value
 
-    parser.add_argument("--run-dir", type=run_dir_value, required=required,
-                        help="run directory: a path, or a URL such as s3://bucket/run"
-                             + ("" if required else " (default: runs/<mosaic>)"))
-    parser.add_argument("--storage-option", action="append", default=[], metavar="KEY=VALUE",
-                        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
-                             "(repeatable; values are JSON when they parse, else strings; "
-                             "credentials come from the environment, never from here)")
+    parser.add_argument(
+        "--run-dir",
+        type=run_dir_value,
+        required=required,
+        help="run directory: a path, or a URL such as s3://bucket/run"
+        + ("" if required else " (default: runs/<mosaic>)"),
+    )
+    parser.add_argument(
+        "--storage-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fsspec option of a URL run directory, e.g. endpoint_url=https://... "
+        "(repeatable; values are JSON when they parse, else strings; "
+        "credentials come from the environment, never from here)",
+    )
 
 
 def storage_options_from(items: Iterable[str] | None) -> dict[str, Any]:

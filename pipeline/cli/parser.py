@@ -25,8 +25,12 @@ from pipeline.settings import DownstreamSettings, RunSettings
 __all__ = ["CLUSTER_OPTIONS", "GROUPS", "LAST_DOWNSTREAM", "RESUBMIT_OPTIONS", "build_parser", "option_kind"]
 
 #: Option groups of ``run`` by the settings' ``kind`` (their titles in ``--help``).
-GROUPS = {"input": "input", "science": "network and windows (the result depends on these)",
-          "compute": "cluster and compute", "storage": "run directory"}
+GROUPS = {
+    "input": "input",
+    "science": "network and windows (the result depends on these)",
+    "compute": "cluster and compute",
+    "storage": "run directory",
+}
 
 
 def option_kind(kind: str) -> list[str]:
@@ -60,27 +64,44 @@ def build_parser() -> argparse.ArgumentParser:
         add_options(run.add_argument_group(title), RunSettings, option_kind(kind))
     _downstream_options(run)
 
-    segment = sub.add_parser("segment", help="re-run segmentation, deblending and the catalog on a finished "
-                                             "classification (no classifying; options not given: the last "
-                                             "segmentation's)")
-    catalog = sub.add_parser("catalog", help="re-run the catalog on a finished classification, reusing the "
-                                             "segmentation maps when their settings match (options not given: the "
-                                             "last segmentation's)")
+    segment = sub.add_parser(
+        "segment",
+        help="re-run segmentation, deblending and the catalog on a finished "
+        "classification (no classifying; options not given: the last "
+        "segmentation's)",
+    )
+    catalog = sub.add_parser(
+        "catalog",
+        help="re-run the catalog on a finished classification, reusing the "
+        "segmentation maps when their settings match (options not given: the "
+        "last segmentation's)",
+    )
     status = sub.add_parser("status", help="show the ledger of a run directory")
-    resub = sub.add_parser("resubmit", help="re-run failed or missing tiles and finish the products "
-                                            "(with the recorded settings; the options given override them)")
+    resub = sub.add_parser(
+        "resubmit",
+        help="re-run failed or missing tiles and finish the products "
+        "(with the recorded settings; the options given override them)",
+    )
     for command in (segment, catalog, status, resub):
         add_location_options(command, required=True)
     for command in (segment, catalog):
         # Not given: a local cluster without GPUs.
-        add_options(command.add_argument_group(GROUPS["compute"]), RunSettings, CLUSTER_OPTIONS,
-                    keep_defaults=False)
+        add_options(command.add_argument_group(GROUPS["compute"]), RunSettings, CLUSTER_OPTIONS, keep_defaults=False)
         _downstream_options(command, recorded=LAST_DOWNSTREAM)
     compute = [name for name in RESUBMIT_OPTIONS if name in option_kind("compute")]
-    add_options(resub.add_argument_group(GROUPS["compute"]), RunSettings, compute, keep_defaults=False,
-                recorded="the run's recorded value")
-    add_options(resub.add_argument_group(GROUPS["storage"]), RunSettings,
-                [name for name in RESUBMIT_OPTIONS if name not in compute], keep_defaults=False)
+    add_options(
+        resub.add_argument_group(GROUPS["compute"]),
+        RunSettings,
+        compute,
+        keep_defaults=False,
+        recorded="the run's recorded value",
+    )
+    add_options(
+        resub.add_argument_group(GROUPS["storage"]),
+        RunSettings,
+        [name for name in RESUBMIT_OPTIONS if name not in compute],
+        keep_defaults=False,
+    )
     _downstream_options(resub)
 
     from pipeline.cli.train import add_parser as add_train_parser

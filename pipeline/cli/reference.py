@@ -32,7 +32,7 @@ def _default_and_help(action: argparse.Action) -> tuple[str, str]:
     text = (action.help or "").replace("%%", "%")
     found = _DEFAULT.search(text)
     if found:
-        return found.group(1), text[:found.start()]
+        return found.group(1), text[: found.start()]
     if action.required:
         return "required", text
     if isinstance(action.default, list) and not action.default:
@@ -44,8 +44,9 @@ def _options(parser: argparse.ArgumentParser) -> list[str]:
     lines = []
     formatter = parser._get_formatter()
     for group in parser._action_groups:
-        actions = [a for a in group._group_actions if a.help != argparse.SUPPRESS
-                   and not isinstance(a, argparse._HelpAction)]
+        actions = [
+            a for a in group._group_actions if a.help != argparse.SUPPRESS and not isinstance(a, argparse._HelpAction)
+        ]
         if not actions:
             continue
         title = group.title if group.title not in ("options", "optional arguments") else "general"
@@ -65,10 +66,14 @@ def reference_text() -> str:
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {a.dest: a.help for a in sub._choices_actions}
-    lines = ["# Command-line options", "",
-             "Every option of every `python -m pipeline` command, with its default and meaning. Generated from the",
-             "settings classes (`pipeline/settings/`) by `python -m pipeline.cli.reference`; do not edit by hand",
-             "(a test fails when this file is not current). `python -m pipeline COMMAND --help` prints the same.", ""]
+    lines = [
+        "# Command-line options",
+        "",
+        "Every option of every `python -m pipeline` command, with its default and meaning. Generated from the",
+        "settings classes (`pipeline/settings/`) by `python -m pipeline.cli.reference`; do not edit by hand",
+        "(a test fails when this file is not current). `python -m pipeline COMMAND --help` prints the same.",
+        "",
+    ]
     lines += [f"- [`{name}`](#{name}): {helps.get(name, '')}" for name in sub.choices]
     lines.append("")
     for name, command in sub.choices.items():

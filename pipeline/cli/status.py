@@ -29,10 +29,12 @@ def print_status(report: dict) -> None:
     manifest = report["manifest"]
     print(f"run {manifest['run_id']} of mosaic {manifest['config']['mosaic']} ({manifest['model']})")
     corrupt = report.get("corrupt", {})
-    print(f"tiles: {len(states['finished'])} finished, {len(states['failed'])} failed, "
-          f"{len(states['pending'])} pending"
-          f"{f' ({len(corrupt)} with a bad partial)' if corrupt else ''}; "
-          f"products {'written' if report['products'] else 'not written'}")
+    print(
+        f"tiles: {len(states['finished'])} finished, {len(states['failed'])} failed, "
+        f"{len(states['pending'])} pending"
+        f"{f' ({len(corrupt)} with a bad partial)' if corrupt else ''}; "
+        f"products {'written' if report['products'] else 'not written'}"
+    )
     for name, record in report["failed"].items():
         print(f"  {name}: {record['error']}")
     for name, problem in sorted(corrupt.items()):
@@ -41,8 +43,10 @@ def print_status(report: dict) -> None:
         if not store["recorded"] and not store["problems"]:
             print(f"{name}.zarr: unverified (made before checksums were recorded; {store['advice']})")
         elif store["problems"]:
-            print(f"{name}.zarr: DAMAGED, {len(store['problems'])} file(s) differ from its checksum record; "
-                  f"{store['advice']}")
+            print(
+                f"{name}.zarr: DAMAGED, {len(store['problems'])} file(s) differ from its checksum record; "
+                f"{store['advice']}"
+            )
             for problem in store["problems"]:
                 print(f"  {problem}")
         else:

@@ -62,9 +62,10 @@ _TYPES = {"learning_rate": parse_learning_rate}
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``train`` sub-command to an ``argparse`` sub-parsers object."""
     p = sub.add_parser(
-        "train", help="train or fine-tune the network on a training set (paper section 3)",
+        "train",
+        help="train or fine-tune the network on a training set (paper section 3)",
         description="Train (--init scratch) or fine-tune (--init released, or a .weights.h5 file) the "
-                    "Morpheus network on a folder of thumbnails, segmentation maps and expert votes.",
+        "Morpheus network on a folder of thumbnails, segmentation maps and expert votes.",
     )
     add_options(p, TrainRunSettings)
     # The hyper-parameters' defaults and help texts are TrainSettings' own.
@@ -88,15 +89,26 @@ def hyper_parameters(args: argparse.Namespace) -> TrainSettings:
         import re
 
         fields = from_args(args, TrainSettings) or {"": None}
-        text = re.sub(r"\b(" + "|".join(map(re.escape, fields)) + r")\b",
-                      lambda m: option_flag(TrainSettings, m.group(1)), str(exc))
+        text = re.sub(
+            r"\b(" + "|".join(map(re.escape, fields)) + r")\b",
+            lambda m: option_flag(TrainSettings, m.group(1)),
+            str(exc),
+        )
         raise InputError(text) from exc
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The ``train`` command line these parsed arguments correspond to (for the cards)."""
-    return shlex.join(["python", "-m", "pipeline", "train", *given_options(args, TrainRunSettings),
-                       *given_options(args, TrainSettings)])
+    return shlex.join(
+        [
+            "python",
+            "-m",
+            "pipeline",
+            "train",
+            *given_options(args, TrainRunSettings),
+            *given_options(args, TrainSettings),
+        ]
+    )
 
 
 def main(args: argparse.Namespace) -> int:

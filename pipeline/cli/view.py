@@ -23,10 +23,13 @@ __all__ = ["add_parser", "main"]
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Add the ``view`` sub-command to an ``argparse`` sub-parsers object."""
-    p = sub.add_parser("view", help="show a run as an interactive map in the browser (or export it as a static site)",
-                       description="Serve the run's classification images, colour images, segmentation and catalog "
-                                   "as a web map (offline: BokehJS from the installed bokeh package), or write it as "
-                                   "a static folder with --export. Builds the tile pyramid on first use.")
+    p = sub.add_parser(
+        "view",
+        help="show a run as an interactive map in the browser (or export it as a static site)",
+        description="Serve the run's classification images, colour images, segmentation and catalog "
+        "as a web map (offline: BokehJS from the installed bokeh package), or write it as "
+        "a static folder with --export. Builds the tile pyramid on first use.",
+    )
     add_location_options(p, required=True)
     add_options(p, ViewSettings)
     return p
@@ -50,7 +53,13 @@ def _view(args: argparse.Namespace) -> None:
         if settings.export is not None:
             export_map(pyramid, page, settings.export)
         else:
-            serve_map(pyramid, page, run_dir, host=settings.host, port=settings.port,
-                      echo=lambda line: print(line, flush=True))
+            serve_map(
+                pyramid,
+                page,
+                run_dir,
+                host=settings.host,
+                port=settings.port,
+                echo=lambda line: print(line, flush=True),
+            )
     except OSError as exc:  # a port in use, a folder that cannot be written: one line, no traceback
         raise RunError(str(exc)) from exc

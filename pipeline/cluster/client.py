@@ -87,15 +87,21 @@ def _local_gpus() -> tuple[tuple[ModuleType, int] | None, str]:
     return (dask_cuda, n_gpus), f"{gpu_reason}; dask-cuda, one worker per GPU"
 
 
-def make_client(*, scheduler: str | None = None, cluster: str = "local",
-                cluster_config: str | os.PathLike[str] | None = None,
-                n_workers: int | None = None,
-                threads_per_worker: int = 1, memory_limit: str | None = "auto",
-                gpu: str = "auto", dashboard_address: str | None = "127.0.0.1:0",
-                worker_env: dict[str, str] | None = None, wait_workers: float = 0.0,
-                tls: bool = True,
-                scheduler_security: str | os.PathLike[str] | distributed.Security | None = None,
-                ) -> tuple[distributed.Client, ClusterInfo]:
+def make_client(
+    *,
+    scheduler: str | None = None,
+    cluster: str = "local",
+    cluster_config: str | os.PathLike[str] | None = None,
+    n_workers: int | None = None,
+    threads_per_worker: int = 1,
+    memory_limit: str | None = "auto",
+    gpu: str = "auto",
+    dashboard_address: str | None = "127.0.0.1:0",
+    worker_env: dict[str, str] | None = None,
+    wait_workers: float = 0.0,
+    tls: bool = True,
+    scheduler_security: str | os.PathLike[str] | distributed.Security | None = None,
+) -> tuple[distributed.Client, ClusterInfo]:
     """Connect to a scheduler, or start a local (CUDA) or batch-job cluster.
 
     Parameters
@@ -183,16 +189,21 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
 
     if scheduler is not None:
         if cluster != "local":
-            raise InputError(f"give either a scheduler address or cluster={cluster!r}, "
-                             "not both")
+            raise InputError(f"give either a scheduler address or cluster={cluster!r}, not both")
         if scheduler_security is not None and not isinstance(scheduler_security, distributed.Security):
             scheduler_security = load_security(scheduler_security)
         security = check_scheduler_security(scheduler, scheduler_security)
         return _connect(scheduler, gpu=gpu, wait_workers=wait_workers, security=security)
     if cluster != "local":
-        return _start_jobqueue(cluster, config_file=cluster_config, n_workers=n_workers,
-                               threads_per_worker=threads_per_worker, gpu=gpu, worker_env=worker_env,
-                               security=temporary_security() if tls else None)
+        return _start_jobqueue(
+            cluster,
+            config_file=cluster_config,
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            gpu=gpu,
+            worker_env=worker_env,
+            security=temporary_security() if tls else None,
+        )
 
     dashboard = loopback_dashboard(dashboard_address)
     security = temporary_security() if tls else None
@@ -200,12 +211,23 @@ def make_client(*, scheduler: str | None = None, cluster: str = "local",
     cuda, reason = choose_gpu(gpu, _local_gpus)
     if cuda is not None:
         dask_cuda, n_gpus = cuda
-        cuda_cluster = start_cuda(dask_cuda, n_workers=min(n_workers or n_gpus, n_gpus), memory_limit=memory_limit,
-                                  dashboard=dashboard, worker_env=worker_env, security=security)
+        cuda_cluster = start_cuda(
+            dask_cuda,
+            n_workers=min(n_workers or n_gpus, n_gpus),
+            memory_limit=memory_limit,
+            dashboard=dashboard,
+            worker_env=worker_env,
+            security=security,
+        )
         return _client_for(cuda_cluster, kind="local-cuda", gpu=True, dashboard=dashboard[1], reason=reason)
-    local = start_local(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                        memory_limit=memory_limit, dashboard=dashboard,
-                        worker_env=worker_env, security=security)
+    local = start_local(
+        n_workers=n_workers,
+        threads_per_worker=threads_per_worker,
+        memory_limit=memory_limit,
+        dashboard=dashboard,
+        worker_env=worker_env,
+        security=security,
+    )
     return _client_for(local, kind="local", gpu=False, reason=reason, dashboard=dashboard[1])
 
 
@@ -229,8 +251,12 @@ def close_client(client: distributed.Client, *, timeout: float = CLOSE_TIMEOUT) 
 
 
 @contextlib.contextmanager
-def owned_client(settings: RunSettings | Mapping[str, Any] | None = None, *, client: distributed.Client | None = None,
-                 echo: Callable[[str], Any] | None = None) -> Iterator[tuple[distributed.Client, ClusterInfo]]:
+def owned_client(
+    settings: RunSettings | Mapping[str, Any] | None = None,
+    *,
+    client: distributed.Client | None = None,
+    echo: Callable[[str], Any] | None = None,
+) -> Iterator[tuple[distributed.Client, ClusterInfo]]:
     """The client a command runs on, for the length of the block.
 
     A given ``client`` is used as it is and left open (described with
@@ -269,9 +295,17 @@ def owned_client(settings: RunSettings | Mapping[str, Any] | None = None, *, cli
 
 def _client_options(config: RunSettings) -> dict[str, Any]:
     """:func:`make_client`'s arguments from a run's settings."""
-    return dict(scheduler=config.scheduler, cluster=config.cluster, cluster_config=config.cluster_config,
-                n_workers=config.workers, threads_per_worker=config.threads_per_worker, gpu=config.gpu,
-                wait_workers=config.wait_workers, tls=config.tls, scheduler_security=config.scheduler_security)
+    return dict(
+        scheduler=config.scheduler,
+        cluster=config.cluster,
+        cluster_config=config.cluster_config,
+        n_workers=config.workers,
+        threads_per_worker=config.threads_per_worker,
+        gpu=config.gpu,
+        wait_workers=config.wait_workers,
+        tls=config.tls,
+        scheduler_security=config.scheduler_security,
+    )
 
 
 def _wait_for_workers(client: distributed.Client, *, gpu_only: bool, timeout: float) -> None:
@@ -285,14 +319,14 @@ def _wait_for_workers(client: distributed.Client, *, gpu_only: bool, timeout: fl
         if time.monotonic() >= deadline:
             return
         if not logged:
-            log.info("waiting up to %.0f s for a %sworker to connect", timeout,
-                     "GPU " if gpu_only else "")
+            log.info("waiting up to %.0f s for a %sworker to connect", timeout, "GPU " if gpu_only else "")
             logged = True
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
 
 
-def _connect(address: str, *, gpu: str, wait_workers: float = 0.0,
-             security: distributed.Security | None = None) -> tuple[distributed.Client, ClusterInfo]:
+def _connect(
+    address: str, *, gpu: str, wait_workers: float = 0.0, security: distributed.Security | None = None
+) -> tuple[distributed.Client, ClusterInfo]:
     client = distributed.Client(address, security=security)
     try:
         if wait_workers > 0:
@@ -303,18 +337,24 @@ def _connect(address: str, *, gpu: str, wait_workers: float = 0.0,
         raise
 
 
-def _start_jobqueue(kind: str, *, config_file: str | os.PathLike[str] | None,
-                    n_workers: int | None, threads_per_worker: int, gpu: str,
-                    worker_env: Mapping[str, str] | None, security: distributed.Security | None,
-                    ) -> tuple[distributed.Client, ClusterInfo]:
+def _start_jobqueue(
+    kind: str,
+    *,
+    config_file: str | os.PathLike[str] | None,
+    n_workers: int | None,
+    threads_per_worker: int,
+    gpu: str,
+    worker_env: Mapping[str, str] | None,
+    security: distributed.Security | None,
+) -> tuple[distributed.Client, ClusterInfo]:
     from pipeline.cluster.jobqueue import advertises_gpu, jobqueue_cluster
 
     if n_workers is None:
-        raise InputError(f"--cluster {kind} needs --workers N (the number of worker "
-                         "jobs to submit, one per GPU)")
+        raise InputError(f"--cluster {kind} needs --workers N (the number of worker jobs to submit, one per GPU)")
     env = {**GPU_ENV, **thread_env(threads_per_worker, worker_env)}
     cluster = jobqueue_cluster(kind, config_file=config_file, env=env, security=security)
     try:
+
         def job_gpus() -> tuple[bool, str]:
             worker_command = cluster.job_script().strip().splitlines()[-1]
             if advertises_gpu(shlex.split(worker_command)):
@@ -329,13 +369,18 @@ def _start_jobqueue(kind: str, *, config_file: str | os.PathLike[str] | None,
         cluster.close()
         raise
     submit = type(cluster).job_cls.submit_command
-    return client, cluster_info(client, kind=kind, gpu=use_gpu, started=True,
-                         reason=f"{n_workers} worker(s) submitted with {submit} through "
-                                f"dask-jobqueue; {reason}")
+    return client, cluster_info(
+        client,
+        kind=kind,
+        gpu=use_gpu,
+        started=True,
+        reason=f"{n_workers} worker(s) submitted with {submit} through dask-jobqueue; {reason}",
+    )
 
 
-def _client_for(cluster: distributed.LocalCluster, *, kind: str, gpu: bool, reason: str,
-                dashboard: bool) -> tuple[distributed.Client, ClusterInfo]:
+def _client_for(
+    cluster: distributed.LocalCluster, *, kind: str, gpu: bool, reason: str, dashboard: bool
+) -> tuple[distributed.Client, ClusterInfo]:
     try:
         client = distributed.Client(cluster)  # with the cluster's security
     except BaseException:

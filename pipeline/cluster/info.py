@@ -17,8 +17,7 @@ import distributed
 from pipeline.errors import InputError
 from pipeline.settings.run import GPU_MODES
 
-__all__ = ["ClusterInfo", "choose_gpu", "cluster_info", "cluster_lines", "describe_client", "gpu_resources",
-           "one_of"]
+__all__ = ["ClusterInfo", "choose_gpu", "cluster_info", "cluster_lines", "describe_client", "gpu_resources", "one_of"]
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +63,9 @@ def one_of(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise InputError(f"{name} must be one of {choices}, got {value!r}")
 
 
-def choose_gpu(mode: str, probe: Callable[[], tuple[_Found, str]], *, where: str = "",
-               advice: str = "") -> tuple[_Found | None, str]:
+def choose_gpu(
+    mode: str, probe: Callable[[], tuple[_Found, str]], *, where: str = "", advice: str = ""
+) -> tuple[_Found | None, str]:
     """Whether a cluster's work goes to GPUs under the ``gpu`` setting: the one GPU-mode decision.
 
     Parameters
@@ -137,28 +137,41 @@ def _n_connected(client: distributed.Client) -> int:
     return len(client.scheduler_info().get("workers", {}))
 
 
-def cluster_info(client: distributed.Client, *, kind: str, gpu: bool, reason: str,
-          dashboard: bool = True, started: bool = False) -> ClusterInfo:
+def cluster_info(
+    client: distributed.Client, *, kind: str, gpu: bool, reason: str, dashboard: bool = True, started: bool = False
+) -> ClusterInfo:
     """Describe the client's cluster; a cluster ``started`` here without TLS gets a warning."""
     link = (client.dashboard_link or None) if dashboard else None
     address = client.scheduler.address
     warning = None
     if started and not address.startswith("tls://"):
-        reach = "any user of this machine" if kind.startswith("local") else \
-            "anyone who can reach the cluster's network"
-        warning = (f"TLS is off (--no-tls): {reach} can connect to the scheduler at {address} "
-                   f"and run code as you")
+        reach = "any user of this machine" if kind.startswith("local") else "anyone who can reach the cluster's network"
+        warning = f"TLS is off (--no-tls): {reach} can connect to the scheduler at {address} and run code as you"
         log.warning(warning)
-    info = ClusterInfo(kind=kind, dashboard_link=link, n_workers=_n_connected(client), gpu=gpu,
-                       reason=reason, address=address, warning=warning)
-    log.info("Dask cluster: %s at %s, %d worker(s), gpu=%s (%s); dashboard %s",
-             info.kind, info.address, info.n_workers, info.gpu, info.reason,
-             info.dashboard_link or "off")
+    info = ClusterInfo(
+        kind=kind,
+        dashboard_link=link,
+        n_workers=_n_connected(client),
+        gpu=gpu,
+        reason=reason,
+        address=address,
+        warning=warning,
+    )
+    log.info(
+        "Dask cluster: %s at %s, %d worker(s), gpu=%s (%s); dashboard %s",
+        info.kind,
+        info.address,
+        info.n_workers,
+        info.gpu,
+        info.reason,
+        info.dashboard_link or "off",
+    )
     return info
 
 
-def describe_client(client: distributed.Client, *, gpu: str = "auto",
-                    kind: str = "external", what: str | None = None) -> ClusterInfo:
+def describe_client(
+    client: distributed.Client, *, gpu: str = "auto", kind: str = "external", what: str | None = None
+) -> ClusterInfo:
     """Describe the cluster behind a client that was made elsewhere.
 
     GPU work is planned when some connected worker advertises a ``"GPU"``
@@ -185,9 +198,16 @@ def describe_client(client: distributed.Client, *, gpu: str = "auto",
     def gpu_workers() -> tuple[int, str]:
         workers = client.scheduler_info().get("workers", {})
         n = sum(1 for w in workers.values() if (w.get("resources") or {}).get("GPU", 0) > 0)
-        return n, (f"{n} of {len(workers)} worker(s) advertise a GPU resource" if n
-                   else f"none of {len(workers)} worker(s) advertises a GPU resource")
+        return n, (
+            f"{n} of {len(workers)} worker(s) advertise a GPU resource"
+            if n
+            else f"none of {len(workers)} worker(s) advertises a GPU resource"
+        )
 
-    found, reason = choose_gpu(gpu, gpu_workers, where=f"{what}: ",
-                               advice="; start workers with '--resources GPU=1' or 'dask cuda worker --resources GPU=1'")
+    found, reason = choose_gpu(
+        gpu,
+        gpu_workers,
+        where=f"{what}: ",
+        advice="; start workers with '--resources GPU=1' or 'dask cuda worker --resources GPU=1'",
+    )
     return cluster_info(client, kind=kind, gpu=found is not None, reason=f"{what}; {reason}")

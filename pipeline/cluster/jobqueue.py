@@ -84,8 +84,7 @@ def jobqueue_settings(kind: str, config_file: str | Path | None = None) -> dict[
     section = ((document or {}).get("jobqueue") or {}).get(kind)
     if not isinstance(section, Mapping):
         raise InputError(f"{path}: no 'jobqueue: {kind}:' section (see {_EXAMPLE})")
-    return {_RENAMED.get(key, key.replace("-", "_")): value
-            for key, value in section.items() if value is not None}
+    return {_RENAMED.get(key, key.replace("-", "_")): value for key, value in section.items() if value is not None}
 
 
 def advertises_gpu(worker_args: Sequence[str] | None) -> bool:
@@ -120,9 +119,14 @@ def _check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {tuple(JOBQUEUE_CLASSES)}, got {kind!r}")
 
 
-def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
-                     env: Mapping[str, str] | None = None, security: Any = None,
-                     **overrides: Any) -> Any:
+def jobqueue_cluster(
+    kind: str,
+    *,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    security: Any = None,
+    **overrides: Any,
+) -> Any:
     """Create a dask-jobqueue cluster (no jobs submitted yet) from our configuration.
 
     Parameters
@@ -159,23 +163,20 @@ def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
     try:
         import dask_jobqueue
     except ImportError as exc:
-        raise InputError(f"--cluster {kind} needs dask-jobqueue ({exc}): "
-                         f"{_HPC_INSTALL_HINT}") from exc
+        raise InputError(f"--cluster {kind} needs dask-jobqueue ({exc}): {_HPC_INSTALL_HINT}") from exc
     import dask
 
     kwargs = {**jobqueue_settings(kind, config_file), **overrides}
     if security is not None:
         kwargs["security"] = security
-        if not (kwargs.get("shared_temp_directory")
-                or dask.config.get(f"jobqueue.{kind}.shared-temp-directory", None)):
+        if not (kwargs.get("shared_temp_directory") or dask.config.get(f"jobqueue.{kind}.shared-temp-directory", None)):
             kwargs["shared_temp_directory"] = SHARED_TEMP_DEFAULT
     if env:
-        prologue = list(kwargs.get("job_script_prologue")
-                        or dask.config.get(f"jobqueue.{kind}.job-script-prologue", None)
-                        or [])
+        prologue = list(
+            kwargs.get("job_script_prologue") or dask.config.get(f"jobqueue.{kind}.job-script-prologue", None) or []
+        )
         exported = " ".join(prologue)
-        prologue += [f"export {name}={value}" for name, value in env.items()
-                     if f"{name}=" not in exported]
+        prologue += [f"export {name}={value}" for name, value in env.items() if f"{name}=" not in exported]
         kwargs["job_script_prologue"] = prologue
     cls = getattr(dask_jobqueue, JOBQUEUE_CLASSES[kind])
     try:
@@ -183,8 +184,9 @@ def jobqueue_cluster(kind: str, *, config_file: str | Path | None = None,
     except ValueError as exc:
         if "cores and memory" in str(exc):
             where = config_file or "the Dask configuration (~/.config/dask/jobqueue.yaml)"
-            raise InputError(f"{where}: no 'cores' and 'memory' for jobqueue.{kind}: start "
-                             f"from {_EXAMPLE} (--cluster-config FILE)") from exc
+            raise InputError(
+                f"{where}: no 'cores' and 'memory' for jobqueue.{kind}: start from {_EXAMPLE} (--cluster-config FILE)"
+            ) from exc
         raise InputError(f"--cluster {kind}: {exc}") from exc
     except TypeError as exc:  # an unknown key in the file
         raise InputError(f"{config_file or 'Dask configuration'}: {exc}") from exc

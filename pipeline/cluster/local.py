@@ -39,8 +39,19 @@ import distributed
 
 from pipeline.errors import InputError
 
-__all__ = ["CLOSE_TIMEOUT", "GPU_ENV", "LOOPBACK", "THREAD_ENV_VARS", "close_workers", "detect_gpus",
-           "loopback_dashboard", "start_cuda", "start_local", "thread_env", "worker_environment"]
+__all__ = [
+    "CLOSE_TIMEOUT",
+    "GPU_ENV",
+    "LOOPBACK",
+    "THREAD_ENV_VARS",
+    "close_workers",
+    "detect_gpus",
+    "loopback_dashboard",
+    "start_cuda",
+    "start_local",
+    "thread_env",
+    "worker_environment",
+]
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +113,11 @@ def detect_gpus() -> tuple[int, str]:
     n_present, smi_note = _nvidia_smi_count()
     if n_present is None:
         if entries:
-            return len(entries), (f"{len(entries)} GPU(s) from CUDA_VISIBLE_DEVICES="
-                                  f"{visible!r} ({smi_note})")
+            return len(entries), (f"{len(entries)} GPU(s) from CUDA_VISIBLE_DEVICES={visible!r} ({smi_note})")
         return 0, f"no GPU visible ({smi_note}, CUDA_VISIBLE_DEVICES unset)"
     if entries is not None:
         n = min(len(entries), n_present)
-        return n, (f"{n} GPU(s) visible (nvidia-smi lists {n_present}, "
-                   f"CUDA_VISIBLE_DEVICES={visible!r})")
+        return n, (f"{n} GPU(s) visible (nvidia-smi lists {n_present}, CUDA_VISIBLE_DEVICES={visible!r})")
     if n_present == 0:
         return 0, "no GPU visible (nvidia-smi lists no GPU)"
     return n_present, f"{n_present} GPU(s) listed by nvidia-smi"
@@ -120,8 +129,7 @@ def _nvidia_smi_count() -> tuple[int | None, str]:
     if exe is None:
         return None, "nvidia-smi not found"
     try:
-        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30,
-                              check=False)
+        proc = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"nvidia-smi failed: {exc}"
     if proc.returncode != 0:
@@ -156,7 +164,8 @@ def loopback_dashboard(address: str | None) -> tuple[str, bool]:
     raise InputError(
         f"dashboard address {address!r}: a local cluster's dashboard binds to "
         f"{LOOPBACK} only; reach it from elsewhere through an SSH tunnel "
-        f"(ssh -L 8787:{LOOPBACK}:<port> host)")
+        f"(ssh -L 8787:{LOOPBACK}:<port> host)"
+    )
 
 
 @contextlib.contextmanager
@@ -206,9 +215,15 @@ def thread_env(threads: int, extra: Mapping[str, str] | None = None) -> dict[str
     return env
 
 
-def start_local(*, n_workers: int | None, threads_per_worker: int, memory_limit: str | None,
-                dashboard: tuple[str, bool], worker_env: Mapping[str, str] | None,
-                security: distributed.Security | None) -> distributed.LocalCluster:
+def start_local(
+    *,
+    n_workers: int | None,
+    threads_per_worker: int,
+    memory_limit: str | None,
+    dashboard: tuple[str, bool],
+    worker_env: Mapping[str, str] | None,
+    security: distributed.Security | None,
+) -> distributed.LocalCluster:
     """A process-based :class:`distributed.LocalCluster` on 127.0.0.1.
 
     ``n_workers`` defaults to ``os.cpu_count() // threads_per_worker``; ``dashboard``
@@ -221,15 +236,27 @@ def start_local(*, n_workers: int | None, threads_per_worker: int, memory_limit:
         # env= as well: workers added later by cluster.scale() still get the
         # variables (though only after their process has started).
         return distributed.LocalCluster(
-            n_workers=n_workers, threads_per_worker=threads_per_worker,
-            processes=True, host=LOOPBACK, dashboard_address=dashboard[0],
+            n_workers=n_workers,
+            threads_per_worker=threads_per_worker,
+            processes=True,
+            host=LOOPBACK,
+            dashboard_address=dashboard[0],
             scheduler_kwargs={"dashboard": dashboard[1]},
-            memory_limit=memory_limit, env=spawn_env, security=security)
+            memory_limit=memory_limit,
+            env=spawn_env,
+            security=security,
+        )
 
 
-def start_cuda(dask_cuda: ModuleType, *, n_workers: int, memory_limit: str | None,
-               dashboard: tuple[str, bool], worker_env: Mapping[str, str] | None,
-               security: distributed.Security | None) -> Any:
+def start_cuda(
+    dask_cuda: ModuleType,
+    *,
+    n_workers: int,
+    memory_limit: str | None,
+    dashboard: tuple[str, bool],
+    worker_env: Mapping[str, str] | None,
+    security: distributed.Security | None,
+) -> Any:
     """A ``dask_cuda.LocalCUDACluster`` of ``n_workers`` one-thread workers on
     127.0.0.1, each advertising ``{"GPU": 1}``, with :data:`GPU_ENV`.
 
@@ -240,10 +267,15 @@ def start_cuda(dask_cuda: ModuleType, *, n_workers: int, memory_limit: str | Non
     """
     with worker_environment({**GPU_ENV, **thread_env(1, worker_env)}):
         return dask_cuda.LocalCUDACluster(
-            n_workers=n_workers, threads_per_worker=1, resources={"GPU": 1},
-            host=LOOPBACK, dashboard_address=dashboard[0],
-            scheduler_kwargs={"dashboard": dashboard[1]}, memory_limit=memory_limit,
-            security=security)
+            n_workers=n_workers,
+            threads_per_worker=1,
+            resources={"GPU": 1},
+            host=LOOPBACK,
+            dashboard_address=dashboard[0],
+            scheduler_kwargs={"dashboard": dashboard[1]},
+            memory_limit=memory_limit,
+            security=security,
+        )
 
 
 def close_workers(cluster: Any, timeout: float = CLOSE_TIMEOUT) -> None:

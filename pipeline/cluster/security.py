@@ -62,8 +62,10 @@ def temporary_security() -> distributed.Security:
     try:
         return distributed.Security.temporary()
     except ImportError as exc:
-        raise InputError(f"TLS for the cluster needs the cryptography package ({exc}): "
-                         f"pip install cryptography, or run with --no-tls") from exc
+        raise InputError(
+            f"TLS for the cluster needs the cryptography package ({exc}): "
+            f"pip install cryptography, or run with --no-tls"
+        ) from exc
 
 
 def load_security(path: str | os.PathLike[str]) -> distributed.Security:
@@ -101,8 +103,10 @@ def load_security(path: str | os.PathLike[str]) -> distributed.Security:
         tls = tls.get(key) if isinstance(tls, dict) else None
     client = tls.get("client") if isinstance(tls, dict) else None
     if not isinstance(client, dict) or not tls.get("ca-file") or not client.get("cert"):
-        raise InputError(f"{path}: no '{_TLS_KEY}' section with 'ca-file' and 'client: {{cert, key}}' "
-                         f"(a Dask configuration file; {_EXAMPLE} writes one)")
+        raise InputError(
+            f"{path}: no '{_TLS_KEY}' section with 'ca-file' and 'client: {{cert, key}}' "
+            f"(a Dask configuration file; {_EXAMPLE} writes one)"
+        )
     files = {"ca-file": tls["ca-file"], "client cert": client["cert"]}
     if client.get("key"):
         files["client key"] = client["key"]
@@ -115,9 +119,13 @@ def load_security(path: str | os.PathLike[str]) -> distributed.Security:
     options: dict[str, Any] = {}
     if tls.get("ciphers"):
         options["tls_ciphers"] = tls["ciphers"]
-    return distributed.Security(require_encryption=True, tls_ca_file=resolved["ca-file"],
-                                tls_client_cert=resolved["client cert"],
-                                tls_client_key=resolved.get("client key"), **options)
+    return distributed.Security(
+        require_encryption=True,
+        tls_ca_file=resolved["ca-file"],
+        tls_client_cert=resolved["client cert"],
+        tls_client_key=resolved.get("client key"),
+        **options,
+    )
 
 
 def check_scheduler_security(address: str, security: distributed.Security | None) -> distributed.Security:
@@ -142,10 +150,14 @@ def check_scheduler_security(address: str, security: distributed.Security | None
     if scheme == "tls":
         tls = security.get_tls_config_for_role("client")
         if not tls.get("ca_file") or not tls.get("cert"):
-            raise InputError(f"scheduler {address}: no TLS credentials for it: give --scheduler-security FILE "
-                             f"(a Dask configuration naming the CA, certificate and key; {_EXAMPLE}) or set "
-                             f"{_TLS_KEY} in the Dask configuration")
+            raise InputError(
+                f"scheduler {address}: no TLS credentials for it: give --scheduler-security FILE "
+                f"(a Dask configuration naming the CA, certificate and key; {_EXAMPLE}) or set "
+                f"{_TLS_KEY} in the Dask configuration"
+            )
     elif given:
-        raise InputError(f"scheduler {address}: TLS credentials were given (--scheduler-security) but the "
-                         f"address is not tls://; write it tls://{address.split('://', 1)[-1]}")
+        raise InputError(
+            f"scheduler {address}: TLS credentials were given (--scheduler-security) but the "
+            f"address is not tls://; write it tls://{address.split('://', 1)[-1]}"
+        )
     return security

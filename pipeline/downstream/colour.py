@@ -35,8 +35,13 @@ def colour_chunks(client: Any, context: StageContext) -> None:
         The classification store (read), the segmentation store (written), the chunks
         and the classes.
     """
-    run_tasks(client, [dask.delayed(_colour_block)(context.classification, context.segmentation, b, context.classes)
-                       for b in context.boxes])
+    run_tasks(
+        client,
+        [
+            dask.delayed(_colour_block)(context.classification, context.segmentation, b, context.classes)
+            for b in context.boxes
+        ],
+    )
 
 
 def _colour_block(class_store: Location, seg_store: Location, box: Box, classes: tuple[str, ...]) -> None:

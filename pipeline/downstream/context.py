@@ -73,8 +73,7 @@ class StageContext:
     card: ModelCard | None
 
     @classmethod
-    def from_run(cls, run_dir: Location, *, chunk: int | None = None,
-                 flux_band: str | None = None) -> StageContext:
+    def from_run(cls, run_dir: Location, *, chunk: int | None = None, flux_band: str | None = None) -> StageContext:
         """Read the context of a run directory with a finished classification.
 
         Parameters
@@ -107,11 +106,20 @@ class StageContext:
         card = ModelCard.from_dict(recorded) if recorded else None
         flux_band = flux_band if flux_band is not None else default_flux_band(card, list(bands))
         check_flux_band(flux_band, bands)
-        return cls(classification=layout.classification, mosaic=layout.mosaic, segmentation=layout.segmentation,
-                   shape=tuple(group["n"].shape), chunk=int(chunk or group["n"].chunks[0]), bands=bands,
-                   flux_index=bands.index(flux_band), classes=tuple(group.attrs.get("classes", CLASSES)),
-                   wcs=read_wcs(mosaic), wcs_header=group.attrs["wcs_header"], flux_unit=mosaic.attrs.get("flux_unit"),
-                   card=card)
+        return cls(
+            classification=layout.classification,
+            mosaic=layout.mosaic,
+            segmentation=layout.segmentation,
+            shape=tuple(group["n"].shape),
+            chunk=int(chunk or group["n"].chunks[0]),
+            bands=bands,
+            flux_index=bands.index(flux_band),
+            classes=tuple(group.attrs.get("classes", CLASSES)),
+            wcs=read_wcs(mosaic),
+            wcs_header=group.attrs["wcs_header"],
+            flux_unit=mosaic.attrs.get("flux_unit"),
+            card=card,
+        )
 
     @property
     def boxes(self) -> list[Box]:

@@ -65,8 +65,16 @@ class DeblendedChunks:
     oversize_segments: list[int] = field(default_factory=list)
 
 
-def deblend_segments(client: Any, context: StageContext, segments: pd.DataFrame, *, limit: int, min_distance: int,
-                     nd_max: int, source_pixels: np.ndarray | None = None) -> DeblendedChunks:
+def deblend_segments(
+    client: Any,
+    context: StageContext,
+    segments: pd.DataFrame,
+    *,
+    limit: int,
+    min_distance: int,
+    nd_max: int,
+    source_pixels: np.ndarray | None = None,
+) -> DeblendedChunks:
     """Algorithm 2 on every segment of the segmentation store; writes ``deblended``.
 
     Parameters
@@ -92,34 +100,52 @@ def deblend_segments(client: Any, context: StageContext, segments: pd.DataFrame,
         The object table (internal mode), split and oversize segments.
     """
     seg_store, mosaic_store, flux_index = context.segmentation, context.mosaic, context.flux_index
-    groups, oversize = plan_deblending(zip(segments.index, segments["ymin"], segments["ymax"], segments["xmin"],
-                                           segments["xmax"], segments["first"]), width=context.width,
-                                       chunk=context.chunk, limit=limit)
+    groups, oversize = plan_deblending(
+        zip(segments.index, segments["ymin"], segments["ymax"], segments["xmin"], segments["xmax"], segments["first"]),
+        width=context.width,
+        chunk=context.chunk,
+        limit=limit,
+    )
     if oversize:
-        logger.warning("%d segment(s) with a bounding box over %d pixels not deblended: %s", len(oversize), limit,
-                       ", ".join(map(str, oversize[:RECORDED_IDS])))
+        logger.warning(
+            "%d segment(s) with a bounding box over %d pixels not deblended: %s",
+            len(oversize),
+            limit,
+            ", ".join(map(str, oversize[:RECORDED_IDS])),
+        )
     if source_pixels is None:
-        results = run_tasks(client, [
-            dask.delayed(_split_by_peaks_block)(seg_store, mosaic_store, flux_index, members, min_distance, nd_max)
-            for members in groups])
+        results = run_tasks(
+            client,
+            [
+                dask.delayed(_split_by_peaks_block)(seg_store, mosaic_store, flux_index, members, min_distance, nd_max)
+                for members in groups
+            ],
+        )
         parent_lookup, pieces, objects, split = _number_children(results, oversize, len(segments))
     else:
-        results = run_tasks(client, [
-            dask.delayed(_split_by_markers_block)(seg_store, mosaic_store, flux_index, members,
-                                                  _sources_in(source_pixels, _union(members)))
-            for members in groups])
-        parent_lookup, pieces, split = _assign_to_sources(results, oversize, len(segments), seg_store,
-                                                          source_pixels)
+        results = run_tasks(
+            client,
+            [
+                dask.delayed(_split_by_markers_block)(
+                    seg_store, mosaic_store, flux_index, members, _sources_in(source_pixels, _union(members))
+                )
+                for members in groups
+            ],
+        )
+        parent_lookup, pieces, split = _assign_to_sources(results, oversize, len(segments), seg_store, source_pixels)
         objects = None
     plookup_d = dask.delayed(parent_lookup)
-    run_tasks(client, [dask.delayed(_deblended_block)(seg_store, b, plookup_d, pieces_for_chunk(pieces, b))
-                       for b in context.boxes])  # each task gets the children arrays cut to its chunk
+    run_tasks(
+        client,
+        [dask.delayed(_deblended_block)(seg_store, b, plookup_d, pieces_for_chunk(pieces, b)) for b in context.boxes],
+    )  # each task gets the children arrays cut to its chunk
     return DeblendedChunks(objects=objects, split_segments=split, oversize_segments=oversize)
 
 
 def _union(members: list[Member]) -> Box:
-    return Box(min(m[1] for m in members), max(m[2] for m in members), min(m[3] for m in members),
-               max(m[4] for m in members))
+    return Box(
+        min(m[1] for m in members), max(m[2] for m in members), min(m[3] for m in members), max(m[4] for m in members)
+    )
 
 
 def _sources_in(source_pixels: np.ndarray, box: Box) -> np.ndarray:
@@ -127,11 +153,14 @@ def _sources_in(source_pixels: np.ndarray, box: Box) -> np.ndarray:
     return source_pixels[box.contains(source_pixels[:, 0], source_pixels[:, 1])]
 
 
-def _number_children(results: list[list[tuple]], oversize: list[int],
-                     n_segments: int) -> tuple[np.ndarray, list[Piece], pd.DataFrame, int]:
+def _number_children(
+    results: list[list[tuple]], oversize: list[int], n_segments: int
+) -> tuple[np.ndarray, list[Piece], pd.DataFrame, int]:
     """Internal mode: object ids as on a whole image, the parent lookup and the pieces to paste."""
-    done = sorted([item for group in results for item in group] + [(label, 1, None, None) for label in oversize],
-                  key=lambda item: item[0])
+    done = sorted(
+        [item for group in results for item in group] + [(label, 1, None, None) for label in oversize],
+        key=lambda item: item[0],
+    )
     parents = np.array([d[0] for d in done], dtype=np.int64)
     counts = np.array([max(d[1], 1) for d in done], dtype=np.int64)
     ids, parent_id, sub_id = number_children(parents, counts)
@@ -148,8 +177,9 @@ def _number_children(results: list[list[tuple]], oversize: list[int],
     return parent_lookup, pieces, objects, sum(1 for d in done if d[1] > 1)
 
 
-def _assign_to_sources(results: list[list[tuple]], oversize: list[int], n_segments: int, seg_store: Location,
-                       source_pixels: np.ndarray) -> tuple[np.ndarray, list[Piece], int]:
+def _assign_to_sources(
+    results: list[list[tuple]], oversize: list[int], n_segments: int, seg_store: Location, source_pixels: np.ndarray
+) -> tuple[np.ndarray, list[Piece], int]:
     """Value-added mode: the parent lookup (oversize segments owned whole) and the pieces to paste.
 
     An oversize segment goes whole to its one source (as ``split_by_markers`` would),
@@ -159,13 +189,13 @@ def _assign_to_sources(results: list[list[tuple]], oversize: list[int], n_segmen
     parent_lookup = np.zeros(n_segments + 1, dtype=np.int32)
     for label, owner in _oversize_owners(seg_store, oversize, source_pixels).items():
         parent_lookup[label] = owner
-    pieces = [(box, owners.astype(np.int32)) for _, _, box, owners in sorted(done, key=lambda d: d[0])
-              if owners.any()]
+    pieces = [(box, owners.astype(np.int32)) for _, _, box, owners in sorted(done, key=lambda d: d[0]) if owners.any()]
     return parent_lookup, pieces, sum(1 for d in done if d[1] > 1)
 
 
-def _read_group(seg_store: Location, mosaic_store: Location, flux_index: int,
-                members: list[Member]) -> tuple[Box, np.ndarray, np.ndarray]:
+def _read_group(
+    seg_store: Location, mosaic_store: Location, flux_index: int, members: list[Member]
+) -> tuple[Box, np.ndarray, np.ndarray]:
     """One read for a group of segments: their union box, the labels and the flux."""
     read = _union(members)
     segments = seg_store.open_group(mode="r")["segments"][read.slices]
@@ -173,8 +203,9 @@ def _read_group(seg_store: Location, mosaic_store: Location, flux_index: int,
     return read, segments, flux
 
 
-def _split_by_peaks_block(seg_store: Location, mosaic_store: Location, flux_index: int, members: list[Member],
-                          min_distance: int, nd_max: int) -> list[tuple]:
+def _split_by_peaks_block(
+    seg_store: Location, mosaic_store: Location, flux_index: int, members: list[Member], min_distance: int, nd_max: int
+) -> list[tuple]:
     """Task: Algorithm 2 (peaks) for a group of segments, one bounding-box read for all.
 
     The group comes from :func:`pipeline.downstream.large_segments.plan_deblending`, so the box
@@ -190,15 +221,15 @@ def _split_by_peaks_block(seg_store: Location, mosaic_store: Location, flux_inde
     for label, y0, y1, x0, x1 in members:
         box = Box(y0, y1, x0, x1)
         local = box.relative_to(read).slices
-        children = split_by_peaks(flux[local], segments[local] == label, min_distance=min_distance,
-                                  nd_max=nd_max)
+        children = split_by_peaks(flux[local], segments[local] == label, min_distance=min_distance, nd_max=nd_max)
         k = int(children.max())
         out.append((label, k, box, children.astype(np.int32) if k > 1 else None))
     return out
 
 
-def _split_by_markers_block(seg_store: Location, mosaic_store: Location, flux_index: int, members: list[Member],
-                            sources: np.ndarray) -> list[tuple]:
+def _split_by_markers_block(
+    seg_store: Location, mosaic_store: Location, flux_index: int, members: list[Member], sources: np.ndarray
+) -> list[tuple]:
     """Task: Algorithm 2 with the catalogued sources as markers, for a group of segments.
 
     ``sources`` are the ``(n, 3)`` source pixels ``y, x, id`` in the group's box.

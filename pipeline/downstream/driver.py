@@ -92,31 +92,50 @@ class DownstreamSummary:
         that fall on one), ``split_segments`` the segments deblended into several
         objects, ``split_objects`` (0: not known) the objects those became.
         """
-        split = ("none split by deblending" if not self.split_segments else
-                 f"{self.split_segments} of them split by deblending"
-                 + (f" into {self.split_objects}" if self.split_objects else ""))
+        split = (
+            "none split by deblending"
+            if not self.split_segments
+            else f"{self.split_segments} of them split by deblending"
+            + (f" into {self.split_objects}" if self.split_objects else "")
+        )
         timing = f"({self.seconds:.1f} s{', segmentation reused' if self.reused_segmentation else ''})"
         if self.value_added:
-            out = [f"downstream: {self.segments} segments ({split}); {self.objects} of the {self.catalog_rows} "
-                   f"input markers fall on an object; catalog of {self.catalog_rows} rows {timing}"]
+            out = [
+                f"downstream: {self.segments} segments ({split}); {self.objects} of the {self.catalog_rows} "
+                f"input markers fall on an object; catalog of {self.catalog_rows} rows {timing}"
+            ]
         else:
-            out = [f"downstream: {self.objects} objects ({self.segments} segments, {split}); catalog of "
-                   f"{self.catalog_rows} rows {timing}"]
+            out = [
+                f"downstream: {self.objects} objects ({self.segments} segments, {split}); catalog of "
+                f"{self.catalog_rows} rows {timing}"
+            ]
         if self.approximate_chunks:
-            out.append(f"warning: {len(self.approximate_chunks)} chunk(s) segmented with the largest halo "
-                       f"may differ from a whole-image run: {', '.join(self.approximate_chunks)}")
+            out.append(
+                f"warning: {len(self.approximate_chunks)} chunk(s) segmented with the largest halo "
+                f"may differ from a whole-image run: {', '.join(self.approximate_chunks)}"
+            )
         if self.oversize_segments:
             shown = ", ".join(map(str, self.oversize_segments[:5]))
             shown += ", ..." if len(self.oversize_segments) > 5 else ""
-            out.append(f"warning: {len(self.oversize_segments)} segment(s) larger than {self.max_segment_pixels} "
-                       f"pixels (bounding box) kept whole, not deblended (segment_flag 1): {shown}")
+            out.append(
+                f"warning: {len(self.oversize_segments)} segment(s) larger than {self.max_segment_pixels} "
+                f"pixels (bounding box) kept whole, not deblended (segment_flag 1): {shown}"
+            )
         return out
 
 
-def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings | None = None, *,
-                   client: Any = None, echo: Any = print, run_id: str | None = None,
-                   reuse_segmentation: bool = False, model: str = "", precision: str = "float32",
-                   storage_options: dict[str, Any] | None = None) -> DownstreamSummary:
+def run_downstream(
+    run_dir: Path | str | Location,
+    settings: DownstreamSettings | None = None,
+    *,
+    client: Any = None,
+    echo: Any = print,
+    run_id: str | None = None,
+    reuse_segmentation: bool = False,
+    model: str = "",
+    precision: str = "float32",
+    storage_options: dict[str, Any] | None = None,
+) -> DownstreamSummary:
     """Segment, deblend and catalog a finished classification; write the products.
 
     Parameters
@@ -150,8 +169,11 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     context = StageContext.from_run(run_dir, chunk=settings.chunk, flux_band=settings.flux_band)
     name = RunLayout.catalog_name(bool(settings.markers), settings.catalog_name)
     context = replace(context, segmentation=layout.segmentation_store(name))  # each kind its own store
-    settings = replace(settings, flux_band=context.flux_band,
-                       max_segment_pixels=settings.max_segment_pixels or default_segment_limit(context.chunk))
+    settings = replace(
+        settings,
+        flux_band=context.flux_band,
+        max_segment_pixels=settings.max_segment_pixels or default_segment_limit(context.chunk),
+    )
     markers = read_markers(settings.markers, wcs=context.wcs, shape=context.shape) if settings.markers else None
     source_pixels = None if markers is None else _source_pixels(markers)
     key = settings.segmentation_key()
@@ -172,10 +194,16 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
             record = _build_segmentation(client, replace(context, segmentation=work), settings, key, source_pixels)
             files = record_store(work, client=client)  # keys are relative: the same after the swap
         write_record(checksums, context.segmentation, files, run_id=run_id)
-    summary = DownstreamSummary(segments=record.segments, split_segments=record.split_segments,
-                                approximate_chunks=record.approximate_chunks, chunk_halos=record.chunk_halos,
-                                reused_segmentation=reused, oversize_segments=record.oversize_segments,
-                                max_segment_pixels=settings.max_segment_pixels, value_added=markers is not None)
+    summary = DownstreamSummary(
+        segments=record.segments,
+        split_segments=record.split_segments,
+        approximate_chunks=record.approximate_chunks,
+        chunk_halos=record.chunk_halos,
+        reused_segmentation=reused,
+        oversize_segments=record.oversize_segments,
+        max_segment_pixels=settings.max_segment_pixels,
+        value_added=markers is not None,
+    )
     if record.objects is not None:  # known also for a reused segmentation
         split = record.objects["sub_id"].to_numpy() > 0
         summary.split_segments = len(np.unique(record.objects["parent_id"].to_numpy()[split]))
@@ -186,24 +214,38 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
             table = internal_catalog(client, context, record.objects, background=settings.background)
             summary.objects = len(table)
         else:
-            table = value_added_catalog(client, context, markers, aperture_arcsec=settings.aperture_arcsec,
-                                        oversize_segments=record.oversize_segments, background=settings.background)
+            table = value_added_catalog(
+                client,
+                context,
+                markers,
+                aperture_arcsec=settings.aperture_arcsec,
+                oversize_segments=record.oversize_segments,
+                background=settings.background,
+            )
             summary.objects = int((table["object_id"] > 0).sum())
     summary.catalog_rows = len(table)
-    cards, meta = downstream_keywords(settings, run_id=run_id, model=model, precision=precision,
-                                      card_keywords=context.card_keywords)
+    cards, meta = downstream_keywords(
+        settings, run_id=run_id, model=model, precision=precision, card_keywords=context.card_keywords
+    )
     cards.update(input_cards(context.mosaic.open_group(mode="r").attrs.get("inputs", [])))  # FITS maps only
     table.meta.update(meta)
     with stage("products"), written_locally(run_dir) as local:  # an object store: written locally, then uploaded
-        written = write_downstream_products(local.root, table=table,
-                                            segmentation=context.segmentation.open_group(mode="r"),
-                                            wcs_header=context.wcs_header, cards=cards, chunk=context.chunk,
-                                            value_added=markers is not None, catalog_name=settings.catalog_name,
-                                            classes=context.classes)
+        written = write_downstream_products(
+            local.root,
+            table=table,
+            segmentation=context.segmentation.open_group(mode="r"),
+            wcs_header=context.wcs_header,
+            cards=cards,
+            chunk=context.chunk,
+            value_added=markers is not None,
+            catalog_name=settings.catalog_name,
+            classes=context.classes,
+        )
     summary.outputs = [local.final(p) for p in written]
     summary.seconds = time.perf_counter() - t0
-    layout.downstream_record_of(name).write_json(_downstream_record(settings, record, summary,
-                                                           [local.relative(p) for p in written]))
+    layout.downstream_record_of(name).write_json(
+        _downstream_record(settings, record, summary, [local.relative(p) for p in written])
+    )
     if summary.segments == 0:
         echo(no_source_message(context, settings.detection, settings.threshold))
     for line in summary.lines():
@@ -211,51 +253,81 @@ def run_downstream(run_dir: Path | str | Location, settings: DownstreamSettings 
     return summary
 
 
-def _build_segmentation(client: Any, context: StageContext, settings: DownstreamSettings, key: dict[str, Any],
-                        source_pixels: np.ndarray | None) -> SegmentationRecord:
+def _build_segmentation(
+    client: Any,
+    context: StageContext,
+    settings: DownstreamSettings,
+    key: dict[str, Any],
+    source_pixels: np.ndarray | None,
+) -> SegmentationRecord:
     """Stages 1-3 and the colour image into a new segmentation store at ``context.segmentation``;
     its record (``key``: the settings it depends on), written last, is the store's "complete" mark.
     """
     new_segmentation_store(context.segmentation, context.shape, context.chunk, {"settings": key, "complete": False})
     with stage("segmentation"):
-        segmented = segment_chunks(client, context, threshold=settings.threshold, halo=settings.halo,
-                                   max_halo=settings.max_halo, detection=settings.detection,
-                                   source_pixels=source_pixels)
+        segmented = segment_chunks(
+            client,
+            context,
+            threshold=settings.threshold,
+            halo=settings.halo,
+            max_halo=settings.max_halo,
+            detection=settings.detection,
+            source_pixels=source_pixels,
+        )
     with stage("labels"):
         segments = label_chunks(client, context)
     with stage("deblending"):
-        deblended = deblend_segments(client, context, segments, limit=settings.max_segment_pixels,
-                                     min_distance=settings.min_distance, nd_max=settings.nd_max,
-                                     source_pixels=source_pixels)
+        deblended = deblend_segments(
+            client,
+            context,
+            segments,
+            limit=settings.max_segment_pixels,
+            min_distance=settings.min_distance,
+            nd_max=settings.nd_max,
+            source_pixels=source_pixels,
+        )
     if source_pixels is None:  # the internal maps only: the colour image does not depend on the markers
         with stage("colour"):
             colour_chunks(client, context)  # kept with the maps, so reused with them
     record = SegmentationRecord(
-        settings=key, segments=len(segments),
-        approximate_chunks=segmented.approximate_chunks, chunk_halos=segmented.chunk_halos,
-        oversize_segments=deblended.oversize_segments, objects=deblended.objects,
+        settings=key,
+        segments=len(segments),
+        approximate_chunks=segmented.approximate_chunks,
+        chunk_halos=segmented.chunk_halos,
+        oversize_segments=deblended.oversize_segments,
+        objects=deblended.objects,
         n_marker_ids=int(source_pixels[:, 2].max()) if source_pixels is not None and len(source_pixels) else 0,
-        split_segments=deblended.split_segments)
+        split_segments=deblended.split_segments,
+    )
     context.segmentation.open_group(mode="r+").attrs.update(record.attrs())  # the "complete" mark, last
     return record
 
 
-def _downstream_record(settings: DownstreamSettings, record: SegmentationRecord, summary: DownstreamSummary,
-                       outputs: list[str]) -> dict[str, Any]:
+def _downstream_record(
+    settings: DownstreamSettings, record: SegmentationRecord, summary: DownstreamSummary, outputs: list[str]
+) -> dict[str, Any]:
     """``downstream.json``: the settings, what was made, the products (relative paths)."""
     return {
         "settings": {**asdict(settings), "markers": str(settings.markers) if settings.markers else None},
-        "segmentation": record.settings, "segments": summary.segments, "objects": summary.objects,
-        "split_segments": summary.split_segments, "catalog_rows": summary.catalog_rows,
-        "detection": {"rule": settings.detection, "threshold": settings.threshold,
-                      **{k: v for k, v in DETECTION_RULES[settings.detection].items() if k != "threshold"}},
-        "approximate_chunks": summary.approximate_chunks, "chunk_halos": summary.chunk_halos,
-        "seconds": round(summary.seconds, 3), "outputs": outputs,
-        "oversize_segments": oversize_record(summary.oversize_segments, settings.max_segment_pixels)}
+        "segmentation": record.settings,
+        "segments": summary.segments,
+        "objects": summary.objects,
+        "split_segments": summary.split_segments,
+        "catalog_rows": summary.catalog_rows,
+        "detection": {
+            "rule": settings.detection,
+            "threshold": settings.threshold,
+            **{k: v for k, v in DETECTION_RULES[settings.detection].items() if k != "threshold"},
+        },
+        "approximate_chunks": summary.approximate_chunks,
+        "chunk_halos": summary.chunk_halos,
+        "seconds": round(summary.seconds, 3),
+        "outputs": outputs,
+        "oversize_segments": oversize_record(summary.oversize_segments, settings.max_segment_pixels),
+    }
 
 
 def _source_pixels(markers: dict[str, np.ndarray]) -> np.ndarray:
     """Value-added mode: ``(n, 3)`` int pixel ``y``, ``x`` and id (catalog row + 1) of the sources inside."""
     inside = markers["inside"]
-    return np.stack([markers["iy"][inside], markers["ix"][inside], np.flatnonzero(inside) + 1],
-                    axis=1).astype(np.int64)
+    return np.stack([markers["iy"][inside], markers["ix"][inside], np.flatnonzero(inside) + 1], axis=1).astype(np.int64)

@@ -63,15 +63,23 @@ def label_chunks(client: Any, context: StageContext) -> pd.DataFrame:
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     offsets = {b.origin: int(o) for b, o in zip(boxes, starts)}
     total = int(counts.sum())
-    pairs = run_tasks(client, [
-        dask.delayed(_face_pairs_block)(seg_store, b, shape, offsets[b.origin], offsets.get((b.y1, b.x0), 0),
-                                  offsets.get((b.y0, b.x1), 0))
-        for b in boxes])
+    pairs = run_tasks(
+        client,
+        [
+            dask.delayed(_face_pairs_block)(
+                seg_store, b, shape, offsets[b.origin], offsets.get((b.y1, b.x0), 0), offsets.get((b.y0, b.x1), 0)
+            )
+            for b in boxes
+        ],
+    )
     pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(total, total))
     _, component = connected_components(graph, directed=False) if total else (0, np.zeros(0, dtype=np.int64))
-    extents = pd.concat([r[1] for r in results], ignore_index=True) if total else \
-        pd.DataFrame({c: np.array([], dtype=np.int64) for c in SEGMENT_COLUMNS})
+    extents = (
+        pd.concat([r[1] for r in results], ignore_index=True)
+        if total
+        else pd.DataFrame({c: np.array([], dtype=np.int64) for c in SEGMENT_COLUMNS})
+    )
     extents["component"] = component
     merged = extents.groupby("component").agg(_EXTENT_AGG).sort_values("first")
     canonical = np.zeros(len(merged), dtype=np.int32)
@@ -79,10 +87,13 @@ def label_chunks(client: Any, context: StageContext) -> pd.DataFrame:
     lookup = np.zeros(total + 1, dtype=np.int32)
     lookup[1:] = canonical[component] if total else []
     lookup_d = dask.delayed(lookup)
-    run_tasks(client, [dask.delayed(_relabel_block)(seg_store, b, int(starts[i]), lookup_d)
-                       for i, b in enumerate(boxes)])
-    return pd.DataFrame({c: merged[c].to_numpy() for c in ("ymin", "ymax", "xmin", "xmax", "first")},
-                        index=pd.Index(np.arange(1, len(merged) + 1), name="segment"))
+    run_tasks(
+        client, [dask.delayed(_relabel_block)(seg_store, b, int(starts[i]), lookup_d) for i, b in enumerate(boxes)]
+    )
+    return pd.DataFrame(
+        {c: merged[c].to_numpy() for c in ("ymin", "ymax", "xmin", "xmax", "first")},
+        index=pd.Index(np.arange(1, len(merged) + 1), name="segment"),
+    )
 
 
 def _label_block(seg_store: Location, box: Box, width: int) -> tuple[int, pd.DataFrame]:
@@ -94,14 +105,23 @@ def _label_block(seg_store: Location, box: Box, width: int) -> tuple[int, pd.Dat
         return 0, pd.DataFrame({c: np.array([], dtype=np.int64) for c in SEGMENT_COLUMNS})
     ys, xs = np.nonzero(local)
     y0, x0 = box.origin
-    frame = pd.DataFrame({"label": local[ys, xs].astype(np.int64), "first": (ys + y0) * width + xs + x0,
-                          "ymin": ys + y0, "ymax": ys + y0 + 1, "xmin": xs + x0, "xmax": xs + x0 + 1})
+    frame = pd.DataFrame(
+        {
+            "label": local[ys, xs].astype(np.int64),
+            "first": (ys + y0) * width + xs + x0,
+            "ymin": ys + y0,
+            "ymax": ys + y0 + 1,
+            "xmin": xs + x0,
+            "xmax": xs + x0 + 1,
+        }
+    )
     extents = frame.groupby("label").agg(_EXTENT_AGG)
     return int(count), extents.reset_index(drop=True)
 
 
-def _face_pairs_block(seg_store: Location, box: Box, shape: tuple[int, int], here: int, below: int,
-                right: int) -> np.ndarray:
+def _face_pairs_block(
+    seg_store: Location, box: Box, shape: tuple[int, int], here: int, below: int, right: int
+) -> np.ndarray:
     """Task: global label pairs that touch across this chunk's bottom and right faces (4-connectivity).
 
     ``here``, ``below`` and ``right`` are the label offsets of this chunk and of its

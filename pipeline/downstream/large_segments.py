@@ -40,8 +40,19 @@ from astropy.table import Column
 
 from morpheus_core.tiling import Box
 
-__all__ = ["RECORDED_IDS", "SEGMENT_LIMIT_CHUNKS", "Member", "Piece", "default_segment_limit", "pack_members",
-           "plan_deblending", "pieces_for_chunk", "single_owners", "oversize_record", "segment_flag_column"]
+__all__ = [
+    "RECORDED_IDS",
+    "SEGMENT_LIMIT_CHUNKS",
+    "Member",
+    "Piece",
+    "default_segment_limit",
+    "pack_members",
+    "plan_deblending",
+    "pieces_for_chunk",
+    "single_owners",
+    "oversize_record",
+    "segment_flag_column",
+]
 
 #: Default limit in chunks of area: a 3 x 3 chunk box. At the default 256-pixel chunk
 #: that is 768 x 768 pixels (46" at 0.06"/px), several times the largest galaxies of
@@ -108,8 +119,12 @@ def pack_members(members: Iterable[Member], limit: int) -> list[list[Member]]:
         if area > limit:
             raise ValueError(f"segment {member[0]}: bounding box of {area} pixels exceeds the limit of {limit}")
         if groups:
-            grown = [min(union[0], member[1]), max(union[1], member[2]), min(union[2], member[3]),
-                     max(union[3], member[4])]
+            grown = [
+                min(union[0], member[1]),
+                max(union[1], member[2]),
+                min(union[2], member[3]),
+                max(union[3], member[4]),
+            ]
             if Box(*grown).area <= limit and total + area <= limit:
                 groups[-1].append(member)
                 union, total = grown, total + area
@@ -119,8 +134,9 @@ def pack_members(members: Iterable[Member], limit: int) -> list[list[Member]]:
     return groups
 
 
-def plan_deblending(members: Iterable[tuple[int, int, int, int, int, int]], *, width: int, chunk: int,
-                    limit: int) -> tuple[list[list[Member]], list[int]]:
+def plan_deblending(
+    members: Iterable[tuple[int, int, int, int, int, int]], *, width: int, chunk: int, limit: int
+) -> tuple[list[list[Member]], list[int]]:
     """The deblending tasks of a segmentation, and the segments too large to deblend.
 
     Segments are grouped by the chunk holding their first pixel (raster order), each
@@ -219,8 +235,11 @@ def single_owners(oversize: Sequence[int], marker_labels: np.ndarray, sources: n
 
 def oversize_record(oversize: Sequence[int], limit: int) -> dict:
     """The ``downstream.json`` entry: the limit, the count and the first ids."""
-    return {"max_segment_pixels": int(limit), "count": len(oversize),
-            "ids": [int(i) for i in list(oversize)[:RECORDED_IDS]]}
+    return {
+        "max_segment_pixels": int(limit),
+        "count": len(oversize),
+        "ids": [int(i) for i in list(oversize)[:RECORDED_IDS]],
+    }
 
 
 def segment_flag_column(flag: np.ndarray, *, value_added: bool = False) -> Column:
@@ -238,7 +257,10 @@ def segment_flag_column(flag: np.ndarray, *, value_added: bool = False) -> Colum
     astropy.table.Column
         int16, with its description.
     """
-    what = ("the source lies in a segment whose bounding box exceeds max_segment_pixels: not deblended "
-            "(with several sources in it, each is measured in the aperture)" if value_added else
-            "the segment's bounding box exceeds max_segment_pixels: kept whole, not deblended")
+    what = (
+        "the source lies in a segment whose bounding box exceeds max_segment_pixels: not deblended "
+        "(with several sources in it, each is measured in the aperture)"
+        if value_added
+        else "the segment's bounding box exceeds max_segment_pixels: kept whole, not deblended"
+    )
     return Column(np.asarray(flag).astype(np.int16), name="segment_flag", description=f"1: {what}; 0: none")

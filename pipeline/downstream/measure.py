@@ -45,8 +45,9 @@ __all__ = ["internal_catalog", "value_added_catalog"]
 _APERTURE_GROUP = 64
 
 
-def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame, *,
-                     photometry: bool = True, background: str | None = None) -> Table:
+def internal_catalog(
+    client: Any, context: StageContext, objects: pd.DataFrame, *, photometry: bool = True, background: str | None = None
+) -> Table:
     """The catalog of the deblended map: one row per object.
 
     Parameters
@@ -92,21 +93,36 @@ def internal_catalog(client: Any, context: StageContext, objects: pd.DataFrame, 
     head["sub_id"] = sub
     head["sub_id"].description = "child number within the segment (0: segment not deblended)"
     head["detection_flag"] = flags
-    head["detection_flag"].description = ("rank-vote background at the brightest pixel: 1 =0, 2 between 0 "
-                                          "and 1, 3 =1; 0: not classified")
+    head["detection_flag"].description = (
+        "rank-vote background at the brightest pixel: 1 =0, 2 between 0 and 1, 3 =1; 0: not classified"
+    )
     head["segment_flag"] = segment_flag_column(objects["segment_flag"].to_numpy())
     table = hstack([head, body], join_type="exact")
     if photometry and len(ids):
-        measured = object_photometry(client, context, ids, sub_id=sub, detection_flag=flags,
-                                     oversize=objects["segment_flag"].to_numpy() > 0, background=background)
+        measured = object_photometry(
+            client,
+            context,
+            ids,
+            sub_id=sub,
+            detection_flag=flags,
+            oversize=objects["segment_flag"].to_numpy() > 0,
+            background=background,
+        )
         table = hstack([table, measured[measured.colnames[1:]]], join_type="exact", metadata_conflicts="silent")
         table.meta.update(measured.meta)
     return table
 
 
-def value_added_catalog(client: Any, context: StageContext, markers: dict[str, np.ndarray], *,
-                        aperture_arcsec: float = APERTURE_ARCSEC, oversize_segments: Sequence[int] = (),
-                        photometry: bool = True, background: str | None = None) -> Table:
+def value_added_catalog(
+    client: Any,
+    context: StageContext,
+    markers: dict[str, np.ndarray],
+    *,
+    aperture_arcsec: float = APERTURE_ARCSEC,
+    oversize_segments: Sequence[int] = (),
+    photometry: bool = True,
+    background: str | None = None,
+) -> Table:
     """The value-added catalog: one row per source of an external catalog, in its order.
 
     A source is measured over its object of the deblended map (the value-added one,
@@ -153,7 +169,8 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     if inside.any():
         owner[inside] = seg["deblended"].get_coordinate_selection((iy[inside], ix[inside]))
         bvalue[inside] = cls["rank"].get_coordinate_selection(
-            (np.full(inside.sum(), len(classes) - 1), iy[inside], ix[inside]))
+            (np.full(inside.sum(), len(classes) - 1), iy[inside], ix[inside])
+        )
         classified[inside] = cls["n"].get_coordinate_selection((iy[inside], ix[inside])) > 0
     flags = detection_flag(bvalue, classified)
     radius = aperture_arcsec / context.pixel_scale_arcsec
@@ -163,11 +180,25 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     # Aperture sums in groups of sources, sorted so that a group's sources lie close.
     rows = np.flatnonzero(use_aperture)
     rows = rows[np.lexsort((markers["x"][rows], markers["y"][rows] // 256))]
-    aperture_sums = merge_object_sums(run_tasks(client, [
-        dask.delayed(_aperture_block)(context.classification, context.mosaic, group,
-                                      np.stack([markers["x"][group], markers["y"][group]], 1),
-                                      radius, context.flux_index, list(context.bands), shape, classes)
-        for group in (rows[s : s + _APERTURE_GROUP] for s in range(0, len(rows), _APERTURE_GROUP))]))
+    aperture_sums = merge_object_sums(
+        run_tasks(
+            client,
+            [
+                dask.delayed(_aperture_block)(
+                    context.classification,
+                    context.mosaic,
+                    group,
+                    np.stack([markers["x"][group], markers["y"][group]], 1),
+                    radius,
+                    context.flux_index,
+                    list(context.bands),
+                    shape,
+                    classes,
+                )
+                for group in (rows[s : s + _APERTURE_GROUP] for s in range(0, len(rows), _APERTURE_GROUP))
+            ],
+        )
+    )
     # One row per source: its segment's sums, or its aperture's; nothing when unclassified.
     index = pd.RangeIndex(n_rows)
     combined = sums.reindex(np.where(classified, owner, 0)).set_axis(index)
@@ -185,14 +216,19 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     head["dec_input"].unit = "deg"
     head["dec_input"].description = "input declination"
     head["detection_flag"] = flags
-    head["detection_flag"].description = ("rank-vote background at the source: 1 =0, 2 between 0 and 1, "
-                                          "3 =1; 0: not in the classified area")
+    head["detection_flag"].description = (
+        "rank-vote background at the source: 1 =0, 2 between 0 and 1, 3 =1; 0: not in the classified area"
+    )
     head["object_id"] = owner
-    head["object_id"].description = ("pixel value of the source's object in the value-added map "
-                                     "fits/<name>_segmap_deblended.fits: the source's row number (0: none)")
+    head["object_id"].description = (
+        "pixel value of the source's object in the value-added map "
+        "fits/<name>_segmap_deblended.fits: the source's row number (0: none)"
+    )
     head["aperture"] = use_aperture.astype(np.int16)
-    head["aperture"].description = (f"1: measured in a {aperture_arcsec} arcsec radius aperture "
-                                    "(no segment, or a segment smaller than the aperture)")
+    head["aperture"].description = (
+        f"1: measured in a {aperture_arcsec} arcsec radius aperture "
+        "(no segment, or a segment smaller than the aperture)"
+    )
     oversize = _marker_segment_flag(seg, oversize_segments, iy, ix, inside)
     head["segment_flag"] = segment_flag_column(oversize, value_added=True)
     table = hstack([head, body], join_type="exact")
@@ -203,9 +239,17 @@ def value_added_catalog(client: Any, context: StageContext, markers: dict[str, n
     return table
 
 
-def _value_added_photometry(client: Any, context: StageContext, seg: zarr.Group, owner: np.ndarray,
-                            iy: np.ndarray, ix: np.ndarray, detection: np.ndarray, oversize: np.ndarray,
-                            background: str | None) -> Table:
+def _value_added_photometry(
+    client: Any,
+    context: StageContext,
+    seg: zarr.Group,
+    owner: np.ndarray,
+    iy: np.ndarray,
+    ix: np.ndarray,
+    detection: np.ndarray,
+    oversize: np.ndarray,
+    background: str | None,
+) -> Table:
     """The photometry columns and ``flags`` of a value-added catalog, one row per source.
 
     The objects of the value-added map (:func:`pipeline.downstream.photometry.object_photometry`,
@@ -218,8 +262,15 @@ def _value_added_photometry(client: Any, context: StageContext, seg: zarr.Group,
     rows = np.flatnonzero(has)[first]  # each object's first source (a source's own object, as a rule)
     parent = seg["segments"].get_coordinate_selection((iy[rows], ix[rows])) if len(rows) else np.zeros(0, np.int64)
     _, inverse, counts = np.unique(parent, return_inverse=True, return_counts=True)
-    measured = object_photometry(client, context, ids, sub_id=(counts[inverse] > 1).astype(np.int64),
-                                 oversize=oversize[rows], detection_flag=detection[rows], background=background)
+    measured = object_photometry(
+        client,
+        context,
+        ids,
+        sub_id=(counts[inverse] > 1).astype(np.int64),
+        oversize=oversize[rows],
+        detection_flag=detection[rows],
+        background=background,
+    )
     measured.remove_column("id")
     position = np.searchsorted(ids, owner).clip(0, max(len(ids) - 1, 0))
     out = Table(masked=True, meta=measured.meta)
@@ -230,28 +281,46 @@ def _value_added_photometry(client: Any, context: StageContext, seg: zarr.Group,
         out[name] = MaskedColumn(values, mask=~has | masked, unit=column.unit, description=column.description)
     # Each source's own detection-flag bits (sources sharing an object may differ); no pixels
     # for a source without an object: only those bits, segment_flag's and no_segment.
-    own = object_flags(np.zeros((1, 1), np.int32), np.zeros(len(owner), np.int64), detection_flag=detection,
-                       oversize=oversize)
-    position_bits = sum(flag_bit(n) for n in ("unclassified_position", "uncertain_detection",
-                                              "background_position", "oversize_segment"))
+    own = object_flags(
+        np.zeros((1, 1), np.int32), np.zeros(len(owner), np.int64), detection_flag=detection, oversize=oversize
+    )
+    position_bits = sum(
+        flag_bit(n) for n in ("unclassified_position", "uncertain_detection", "background_position", "oversize_segment")
+    )
     flags = own | flag_bit("no_segment")
     if len(ids):
         flags = np.where(has, (np.asarray(measured["flags"])[position] & ~position_bits) | own, flags)
-    out["flags"] = MaskedColumn(flags.astype(np.int32), mask=np.zeros(len(owner), bool),
-                                description=measured["flags"].description)
+    out["flags"] = MaskedColumn(
+        flags.astype(np.int32), mask=np.zeros(len(owner), bool), description=measured["flags"].description
+    )
     return out
 
 
 def _catalog_sums(client: Any, context: StageContext) -> pd.DataFrame:
     """Per-object sums of the deblended map, chunk by chunk, merged exactly."""
-    return merge_object_sums(run_tasks(client, [
-        dask.delayed(_sums_block)(context.classification, context.mosaic, context.segmentation, b,
-                                  context.flux_index, list(context.bands), context.width, context.classes)
-        for b in context.boxes]))
+    return merge_object_sums(
+        run_tasks(
+            client,
+            [
+                dask.delayed(_sums_block)(
+                    context.classification,
+                    context.mosaic,
+                    context.segmentation,
+                    b,
+                    context.flux_index,
+                    list(context.bands),
+                    context.width,
+                    context.classes,
+                )
+                for b in context.boxes
+            ],
+        )
+    )
 
 
-def _marker_segment_flag(seg: zarr.Group, oversize: Sequence[int], iy: np.ndarray, ix: np.ndarray,
-                         inside: np.ndarray) -> np.ndarray:
+def _marker_segment_flag(
+    seg: zarr.Group, oversize: Sequence[int], iy: np.ndarray, ix: np.ndarray, inside: np.ndarray
+) -> np.ndarray:
     """Value-added mode: whether each source lies on an oversize segment (not deblended)."""
     flag = np.zeros(len(inside), dtype=bool)
     if len(oversize) and inside.any():
@@ -263,39 +332,85 @@ def _read_piece(class_store: Location, mosaic_store: Location, box: Box) -> dict
     cls = class_store.open_group(mode="r")
     mosaic = mosaic_store.open_group(mode="r")
     sl = box.slices
-    return {"rank": cls["rank"][(slice(None), *sl)], "mean": cls["mean"][(slice(None), *sl)],
-            "variance": cls["variance"][(slice(None), *sl)], "n": cls["n"][sl],
-            "bands": mosaic["image"][(slice(None), *sl)]}
+    return {
+        "rank": cls["rank"][(slice(None), *sl)],
+        "mean": cls["mean"][(slice(None), *sl)],
+        "variance": cls["variance"][(slice(None), *sl)],
+        "n": cls["n"][sl],
+        "bands": mosaic["image"][(slice(None), *sl)],
+    }
 
 
-def _piece_sums(labels: np.ndarray, piece: dict[str, np.ndarray], flux_index: int, band_names: list[str],
-                origin: tuple[int, int], width: int, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
+def _piece_sums(
+    labels: np.ndarray,
+    piece: dict[str, np.ndarray],
+    flux_index: int,
+    band_names: list[str],
+    origin: tuple[int, int],
+    width: int,
+    classes: tuple[str, ...] = CLASSES,
+) -> pd.DataFrame:
     """Per-object sums of one piece: Eq. 16 on the rank-vote images, plus the mean images' fractions."""
-    return object_sums(labels, flux=piece["bands"][flux_index], mean=piece["rank"], variance=piece["variance"],
-                       bands=piece["bands"], band_names=band_names, classes=classes, origin=origin, width=width,
-                       fractions={"mean": piece["mean"]})
+    return object_sums(
+        labels,
+        flux=piece["bands"][flux_index],
+        mean=piece["rank"],
+        variance=piece["variance"],
+        bands=piece["bands"],
+        band_names=band_names,
+        classes=classes,
+        origin=origin,
+        width=width,
+        fractions={"mean": piece["mean"]},
+    )
 
 
-def _sums_block(class_store: Location, mosaic_store: Location, seg_store: Location, box: Box, flux_index: int,
-                band_names: list[str], width: int, classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
+def _sums_block(
+    class_store: Location,
+    mosaic_store: Location,
+    seg_store: Location,
+    box: Box,
+    flux_index: int,
+    band_names: list[str],
+    width: int,
+    classes: tuple[str, ...] = CLASSES,
+) -> pd.DataFrame:
     """Task: per-object sums over one chunk of the deblended map."""
     labels = seg_store.open_group(mode="r")["deblended"][box.slices]
     if not (labels > 0).any():
         zeros = np.zeros((len(classes), *labels.shape))
-        return _piece_sums(labels, {"rank": zeros, "mean": zeros, "variance": zeros,
-                                    "bands": np.zeros((len(band_names), *labels.shape))},
-                           flux_index, band_names, box.origin, width, classes)
+        return _piece_sums(
+            labels,
+            {"rank": zeros, "mean": zeros, "variance": zeros, "bands": np.zeros((len(band_names), *labels.shape))},
+            flux_index,
+            band_names,
+            box.origin,
+            width,
+            classes,
+        )
     piece = _read_piece(class_store, mosaic_store, box)
     return _piece_sums(labels, piece, flux_index, band_names, box.origin, width, classes)
 
 
-def _aperture_block(class_store: Location, mosaic_store: Location, rows: np.ndarray, xy: np.ndarray, radius: float,
-                    flux_index: int, band_names: list[str], shape: tuple[int, int],
-                    classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
+def _aperture_block(
+    class_store: Location,
+    mosaic_store: Location,
+    rows: np.ndarray,
+    xy: np.ndarray,
+    radius: float,
+    flux_index: int,
+    band_names: list[str],
+    shape: tuple[int, int],
+    classes: tuple[str, ...] = CLASSES,
+) -> pd.DataFrame:
     """Task: aperture sums for a group of catalogued sources (one read for the group)."""
     r = int(math.ceil(radius)) + 1
-    read = Box(max(0, int(np.floor(xy[:, 1].min())) - r), min(shape[0], int(np.ceil(xy[:, 1].max())) + r + 1),
-               max(0, int(np.floor(xy[:, 0].min())) - r), min(shape[1], int(np.ceil(xy[:, 0].max())) + r + 1))
+    read = Box(
+        max(0, int(np.floor(xy[:, 1].min())) - r),
+        min(shape[0], int(np.ceil(xy[:, 1].max())) + r + 1),
+        max(0, int(np.floor(xy[:, 0].min())) - r),
+        min(shape[1], int(np.ceil(xy[:, 0].max())) + r + 1),
+    )
     piece = _read_piece(class_store, mosaic_store, read)
     frames = []
     for row, (x, y) in zip(rows, xy):
@@ -314,17 +429,29 @@ def _catalog_body(sums: pd.DataFrame, context: StageContext, missing: np.ndarray
     ``sigma_<class>`` from the variance images (the spread of the mean probabilities).
     """
     classes = context.classes
-    body = object_catalog(sums, wcs=context.wcs, width=context.width, classes=classes,
-                          band_names=list(context.bands), flux_unit=context.flux_unit, missing=missing,
-                          fractions=("mean",))
+    body = object_catalog(
+        sums,
+        wcs=context.wcs,
+        width=context.width,
+        classes=classes,
+        band_names=list(context.bands),
+        flux_unit=context.flux_unit,
+        missing=missing,
+        fractions=("mean",),
+    )
     for c in classes:
-        body[f"p_{c}"].description = (f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as "
-                                      "the released code), classes sum to 1")
-        body[f"p_mean_{c}"].description = (f"flux-weighted {c} fraction of the mean images (Eq. 16 on the mean "
-                                           "probabilities), classes sum to 1")
-        body[f"sigma_{c}"].description = (f"flux-weighted mean of the per-pixel standard deviation of the {c} "
-                                          "probability (variance images: describes p_mean)")
+        body[f"p_{c}"].description = (
+            f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as the released code), classes sum to 1"
+        )
+        body[f"p_mean_{c}"].description = (
+            f"flux-weighted {c} fraction of the mean images (Eq. 16 on the mean probabilities), classes sum to 1"
+        )
+        body[f"sigma_{c}"].description = (
+            f"flux-weighted mean of the per-pixel standard deviation of the {c} "
+            "probability (variance images: describes p_mean)"
+        )
     body["background_min"].description = "minimum rank-vote background over the object's pixels"
-    body["agreement"].description = (f"agreement of the rank-vote fractions p, 1 - H(p)/log({len(classes)}) "
-                                     "(paper Eq. 17)")
+    body["agreement"].description = (
+        f"agreement of the rank-vote fractions p, 1 - H(p)/log({len(classes)}) (paper Eq. 17)"
+    )
     return body

@@ -88,8 +88,9 @@ class PhotometrySetup:
     def from_context(cls, context: StageContext, *, background: str | None = None) -> PhotometrySetup:
         """The setup of a run: ``background`` ``"sky"`` or ``"none"`` overrides the mosaic's."""
         attrs = context.mosaic.open_group(mode="r").attrs.asdict()
-        maps = {band: (kind, i) for kind, names in (attrs.get("error_maps") or {}).items()
-                for i, band in enumerate(names)}
+        maps = {
+            band: (kind, i) for kind, names in (attrs.get("error_maps") or {}).items() for i, band in enumerate(names)
+        }
         zps = {b: (attrs.get("zeropoints") or {}).get(b, {}).get("value") for b in context.bands}
         gains = {b: (attrs.get("effective_gain") or {}).get(b) for b in context.bands}
         subtract = not attrs.get("sky_subtracted", False) if background is None else background == "sky"
@@ -111,9 +112,16 @@ class PhotometrySetup:
         return out
 
 
-def object_photometry(client: Any, context: StageContext, ids: np.ndarray, *, sub_id: Sequence[int],
-                      oversize: Sequence[bool], detection_flag: Sequence[int],
-                      background: str | None = None) -> Table:
+def object_photometry(
+    client: Any,
+    context: StageContext,
+    ids: np.ndarray,
+    *,
+    sub_id: Sequence[int],
+    oversize: Sequence[bool],
+    detection_flag: Sequence[int],
+    background: str | None = None,
+) -> Table:
     """Photutils photometry, shapes and quality bits of the objects of the deblended map.
 
     Parameters
@@ -142,8 +150,13 @@ def object_photometry(client: Any, context: StageContext, ids: np.ndarray, *, su
     setup = PhotometrySetup.from_context(context, background=background)
     ids = np.asarray(ids, dtype=np.int64)
     boxes = context.boxes
-    parts = run_tasks(client, [dask.delayed(_survey_block)(context.segmentation, context.classification,
-                                                           context.mosaic, b, setup.bands) for b in boxes])
+    parts = run_tasks(
+        client,
+        [
+            dask.delayed(_survey_block)(context.segmentation, context.classification, context.mosaic, b, setup.bands)
+            for b in boxes
+        ],
+    )
     extents = _merge_extents([p[0] for p in parts])
     sky = _fill_sky(pd.DataFrame([p[1] for p in parts]), setup.bands)
     extents = extents.reindex(ids)
@@ -152,16 +165,26 @@ def object_photometry(client: Any, context: StageContext, ids: np.ndarray, *, su
     n_cols = -(-context.shape[1] // context.chunk)
     first = extents["first"].to_numpy(np.int64)
     owner = (first // context.width // context.chunk) * n_cols + (first % context.width) // context.chunk
-    extra = pd.DataFrame({"sub_id": np.asarray(sub_id, np.int64), "oversize": np.asarray(oversize, bool),
-                          "detection_flag": np.asarray(detection_flag, np.int64)}, index=extents.index)
+    extra = pd.DataFrame(
+        {
+            "sub_id": np.asarray(sub_id, np.int64),
+            "oversize": np.asarray(oversize, bool),
+            "detection_flag": np.asarray(detection_flag, np.int64),
+        },
+        index=extents.index,
+    )
     frame = extents.join(extra)
-    tasks = [dask.delayed(_measure_block)(context.segmentation, context.mosaic, frame[owner == k], context.shape,
-                                          setup, sky.iloc[k].to_dict())
-             for k in np.unique(owner)]
+    tasks = [
+        dask.delayed(_measure_block)(
+            context.segmentation, context.mosaic, frame[owner == k], context.shape, setup, sky.iloc[k].to_dict()
+        )
+        for k in np.unique(owner)
+    ]
     measured = [m for m in run_tasks(client, tasks)]
     result = pd.concat(measured).reindex(ids) if measured else _empty(setup, ids)
-    table = photometry_table(result.drop(columns="flags"), shape_band=setup.shape_band, bands=setup.bands,
-                             flux_unit=context.flux_unit)
+    table = photometry_table(
+        result.drop(columns="flags"), shape_band=setup.shape_band, bands=setup.bands, flux_unit=context.flux_unit
+    )
     table["flags"] = result["flags"].to_numpy(np.int32)
     table["flags"].description = FLAG_DESCRIPTION
     table.meta.update(_meta(setup, sky))
@@ -169,29 +192,40 @@ def object_photometry(client: Any, context: StageContext, ids: np.ndarray, *, su
 
 
 def _meta(setup: PhotometrySetup, sky: pd.DataFrame) -> dict[str, Any]:
-    meta: dict[str, Any] = {"error_source": setup.error_sources(sky),
-                            "zeropoints": {b: zp for b, zp in setup.zeropoints.items() if zp is not None},
-                            "background": ("sky level subtracted: sigma-clipped median of the rank-vote "
-                                           "background = 1 pixels of the object's chunk"
-                                           if setup.subtract_background else "none subtracted (sky-subtracted "
-                                                                             "mosaic)"),
-                            "shape_band": setup.shape_band}
+    meta: dict[str, Any] = {
+        "error_source": setup.error_sources(sky),
+        "zeropoints": {b: zp for b, zp in setup.zeropoints.items() if zp is not None},
+        "background": (
+            "sky level subtracted: sigma-clipped median of the rank-vote background = 1 pixels of the object's chunk"
+            if setup.subtract_background
+            else "none subtracted (sky-subtracted mosaic)"
+        ),
+        "shape_band": setup.shape_band,
+    }
     missing = [b for b, zp in setup.zeropoints.items() if zp is None]
     if missing:
-        meta["magnitudes"] = (f"no AB zero point known for band(s) {', '.join(missing)} (header PHOTFLAM/PHOTPLAM, "
-                              "ABMAG, MAGZP, ZP or the mosaics file's zeropoint): no magnitude columns for them")
+        meta["magnitudes"] = (
+            f"no AB zero point known for band(s) {', '.join(missing)} (header PHOTFLAM/PHOTPLAM, "
+            "ABMAG, MAGZP, ZP or the mosaics file's zeropoint): no magnitude columns for them"
+        )
     return meta
 
 
 def _empty(setup: PhotometrySetup, ids: np.ndarray) -> pd.DataFrame:
-    frame = measure_objects(np.zeros((1, 1), np.int32), {b: np.zeros((1, 1)) for b in setup.bands}, [],
-                            shape_band=setup.shape_band, zeropoints=setup.zeropoints)
+    frame = measure_objects(
+        np.zeros((1, 1), np.int32),
+        {b: np.zeros((1, 1)) for b in setup.bands},
+        [],
+        shape_band=setup.shape_band,
+        zeropoints=setup.zeropoints,
+    )
     frame["flags"] = np.array([], np.int32)
     return frame.reindex(ids)
 
 
-def _survey_block(seg_store: Location, class_store: Location, mosaic_store: Location, box: Box,
-                  bands: tuple[str, ...]) -> tuple[pd.DataFrame, dict[str, float]]:
+def _survey_block(
+    seg_store: Location, class_store: Location, mosaic_store: Location, box: Box, bands: tuple[str, ...]
+) -> tuple[pd.DataFrame, dict[str, float]]:
     """Task: first pixel and bounding box of each object in one chunk, and the chunk's sky per band."""
     labels = seg_store.open_group(mode="r")["deblended"][box.slices]
     y0, x0 = box.origin
@@ -204,10 +238,16 @@ def _survey_block(seg_store: Location, class_store: Location, mosaic_store: Loca
     last, last_col = flat.size - 1 - last, flat.size - 1 - last_col
     keep = ids > 0
     width = _image_width(seg_store)
-    extents = pd.DataFrame({"first": (first[keep] // w + y0) * width + first[keep] % w + x0,
-                            "ymin": first[keep] // w + y0, "ymax": last[keep] // w + y0,
-                            "xmin": first_col[keep] // h + x0, "xmax": last_col[keep] // h + x0},
-                           index=pd.Index(ids[keep].astype(np.int64), name="id"))
+    extents = pd.DataFrame(
+        {
+            "first": (first[keep] // w + y0) * width + first[keep] % w + x0,
+            "ymin": first[keep] // w + y0,
+            "ymax": last[keep] // w + y0,
+            "xmin": first_col[keep] // h + x0,
+            "xmax": last_col[keep] // h + x0,
+        },
+        index=pd.Index(ids[keep].astype(np.int64), name="id"),
+    )
     cls = class_store.open_group(mode="r")
     classified = cls["n"][box.slices] > 0
     background = cls["rank"][(-1, *box.slices)]
@@ -230,8 +270,10 @@ def _image_width(seg_store: Location) -> int:
 def _merge_extents(parts: list[pd.DataFrame]) -> pd.DataFrame:
     frames = [p for p in parts if len(p)]
     if not frames:
-        return pd.DataFrame({c: np.array([], np.int64) for c in ("first", "ymin", "ymax", "xmin", "xmax")},
-                            index=pd.Index([], dtype=np.int64, name="id"))
+        return pd.DataFrame(
+            {c: np.array([], np.int64) for c in ("first", "ymin", "ymax", "xmin", "xmax")},
+            index=pd.Index([], dtype=np.int64, name="id"),
+        )
     grouped = pd.concat(frames).groupby(level="id")
     out = grouped[["first", "ymin", "xmin"]].min()
     out[["ymax", "xmax"]] = grouped[["ymax", "xmax"]].max()
@@ -246,13 +288,14 @@ def _fill_sky(sky: pd.DataFrame, bands: tuple[str, ...]) -> pd.DataFrame:
     return sky
 
 
-def _read(seg_store: Location, mosaic_store: Location, box: Box, setup: PhotometrySetup
-          ) -> dict[str, np.ndarray]:
+def _read(seg_store: Location, mosaic_store: Location, box: Box, setup: PhotometrySetup) -> dict[str, np.ndarray]:
     """Labels, bands and error maps of a box."""
     mosaic = mosaic_store.open_group(mode="r")
     sl = box.slices
-    piece = {"labels": seg_store.open_group(mode="r")["deblended"][sl],
-             "image": mosaic["image"][(slice(None), *sl)].astype(np.float64)}
+    piece = {
+        "labels": seg_store.open_group(mode="r")["deblended"][sl],
+        "image": mosaic["image"][(slice(None), *sl)].astype(np.float64),
+    }
     for kind in {k for k, _ in setup.maps.values()}:
         piece[kind] = mosaic[kind][(slice(None), *sl)].astype(np.float64)
     return piece
@@ -264,8 +307,9 @@ def _cut(piece: dict[str, np.ndarray], outer: Box, inner: Box) -> dict[str, np.n
     return {k: v[..., ys, xs] for k, v in piece.items()}
 
 
-def _errors(piece: dict[str, np.ndarray], setup: PhotometrySetup, sky: dict[str, float],
-            backgrounds: dict[str, float]) -> tuple[dict[str, np.ndarray | None], np.ndarray]:
+def _errors(
+    piece: dict[str, np.ndarray], setup: PhotometrySetup, sky: dict[str, float], backgrounds: dict[str, float]
+) -> tuple[dict[str, np.ndarray | None], np.ndarray]:
     """Per band the 1-sigma error array, and the pixels a map calls unobserved."""
     errors: dict[str, np.ndarray | None] = {}
     invalid = np.zeros(piece["labels"].shape, dtype=bool)
@@ -286,26 +330,55 @@ def _errors(piece: dict[str, np.ndarray], setup: PhotometrySetup, sky: dict[str,
     return errors, invalid
 
 
-def _measure_block(seg_store: Location, mosaic_store: Location, objects: pd.DataFrame, shape: tuple[int, int],
-                   setup: PhotometrySetup, sky: dict[str, float]) -> pd.DataFrame:
+def _measure_block(
+    seg_store: Location,
+    mosaic_store: Location,
+    objects: pd.DataFrame,
+    shape: tuple[int, int],
+    setup: PhotometrySetup,
+    sky: dict[str, float],
+) -> pd.DataFrame:
     """Task: the photometry and flags of the objects one chunk owns."""
     ids = objects.index.to_numpy(np.int64)
-    backgrounds = {b: sky[f"background_{b}"] for b in setup.bands
-                   if setup.subtract_background and np.isfinite(sky[f"background_{b}"])}
+    backgrounds = {
+        b: sky[f"background_{b}"]
+        for b in setup.bands
+        if setup.subtract_background and np.isfinite(sky[f"background_{b}"])
+    }
     s = setup.bands.index(setup.shape_band)
     margin = max(_MARGIN, CENSOR_REACH)  # the flags look this far around the objects
-    near = Box(max(0, int(objects["ymin"].min()) - margin), min(shape[0], int(objects["ymax"].max()) + margin + 1),
-               max(0, int(objects["xmin"].min()) - margin), min(shape[1], int(objects["xmax"].max()) + margin + 1))
+    near = Box(
+        max(0, int(objects["ymin"].min()) - margin),
+        min(shape[0], int(objects["ymax"].max()) + margin + 1),
+        max(0, int(objects["xmin"].min()) - margin),
+        min(shape[1], int(objects["xmax"].max()) + margin + 1),
+    )
     piece = _read(seg_store, mosaic_store, near, setup)
     _, invalid = _errors(piece, setup, sky, backgrounds)
     mask = invalid | ~np.isfinite(piece["image"]).all(axis=0)
-    flags = object_flags(piece["labels"], ids, offset=near.origin, image_shape=shape, mask=mask,
-                         bands=list(piece["image"]), sub_id=objects["sub_id"].to_numpy(),
-                         oversize=objects["oversize"].to_numpy(), detection_flag=objects["detection_flag"].to_numpy())
-    boxes = measurement_boxes(piece["labels"], piece["image"][s], ids, offset=near.origin, image_shape=shape,
-                              mask=mask, background=backgrounds.get(setup.shape_band))
-    box = Box(int(boxes["y_start"].min()), int(boxes["y_stop"].max()), int(boxes["x_start"].min()),
-              int(boxes["x_stop"].max()))
+    flags = object_flags(
+        piece["labels"],
+        ids,
+        offset=near.origin,
+        image_shape=shape,
+        mask=mask,
+        bands=list(piece["image"]),
+        sub_id=objects["sub_id"].to_numpy(),
+        oversize=objects["oversize"].to_numpy(),
+        detection_flag=objects["detection_flag"].to_numpy(),
+    )
+    boxes = measurement_boxes(
+        piece["labels"],
+        piece["image"][s],
+        ids,
+        offset=near.origin,
+        image_shape=shape,
+        mask=mask,
+        background=backgrounds.get(setup.shape_band),
+    )
+    box = Box(
+        int(boxes["y_start"].min()), int(boxes["y_stop"].max()), int(boxes["x_start"].min()), int(boxes["x_stop"].max())
+    )
     if near.y0 <= box.y0 and box.y1 <= near.y1 and near.x0 <= box.x0 and box.x1 <= near.x1:
         piece = _cut(piece, near, box)
     else:
@@ -313,8 +386,17 @@ def _measure_block(seg_store: Location, mosaic_store: Location, objects: pd.Data
     errors, invalid = _errors(piece, setup, sky, backgrounds)
     mask = invalid | ~np.isfinite(piece["image"]).all(axis=0)
     bands = {band: piece["image"][b] for b, band in enumerate(setup.bands)}
-    frame = measure_objects(piece["labels"], bands, ids, shape_band=setup.shape_band, errors=errors, mask=mask,
-                            backgrounds=backgrounds, offset=box.origin, image_shape=shape,
-                            zeropoints=setup.zeropoints)
+    frame = measure_objects(
+        piece["labels"],
+        bands,
+        ids,
+        shape_band=setup.shape_band,
+        errors=errors,
+        mask=mask,
+        backgrounds=backgrounds,
+        offset=box.origin,
+        image_shape=shape,
+        zeropoints=setup.zeropoints,
+    )
     frame["flags"] = flags
     return frame

@@ -55,8 +55,16 @@ class SegmentedChunks:
     approximate_chunks: list[str] = field(default_factory=list)
 
 
-def segment_chunks(client: Any, context: StageContext, *, threshold: float, halo: int, max_halo: int,
-                   detection: str = "paper", source_pixels: np.ndarray | None = None) -> SegmentedChunks:
+def segment_chunks(
+    client: Any,
+    context: StageContext,
+    *,
+    threshold: float,
+    halo: int,
+    max_halo: int,
+    detection: str = "paper",
+    source_pixels: np.ndarray | None = None,
+) -> SegmentedChunks:
     """Algorithm 1 per chunk, with the checked halo; writes ``mask`` of the segmentation store.
 
     Parameters
@@ -86,15 +94,21 @@ def segment_chunks(client: Any, context: StageContext, *, threshold: float, halo
     for box in context.boxes:  # each task gets the sources its largest read region can hold
         reach = Box(box.y0 - max_halo, box.y1 + max_halo, box.x0 - max_halo, box.x1 + max_halo)
         near = reach.contains(pixels[:, 0], pixels[:, 1])
-        tasks.append(dask.delayed(_segment_block, pure=False)(
-            context.classification, context.segmentation, box, threshold, halo, max_halo, pixels[near], detection))
+        tasks.append(
+            dask.delayed(_segment_block, pure=False)(
+                context.classification, context.segmentation, box, threshold, halo, max_halo, pixels[near], detection
+            )
+        )
     out = SegmentedChunks()
     for name, used, exact in run_tasks(client, tasks):
         out.chunk_halos[name] = int(used)
         if not exact:
             out.approximate_chunks.append(name)
-            logger.warning("chunk %s: unmarked region larger than the %d px halo; segmentation may differ "
-                           "from a whole-image run", name, used)
+            logger.warning(
+                "chunk %s: unmarked region larger than the %d px halo; segmentation may differ from a whole-image run",
+                name,
+                used,
+            )
     return out
 
 
@@ -115,8 +129,16 @@ def _detection_images(group: zarr.Group, detection: str, read: Box) -> tuple[np.
     return background, source_background
 
 
-def _segment_block(class_store: Location, seg_store: Location, box: Box, threshold: float, halo: int,
-                   max_halo: int, sources: np.ndarray, detection: str = "paper") -> tuple[str, int, bool]:
+def _segment_block(
+    class_store: Location,
+    seg_store: Location,
+    box: Box,
+    threshold: float,
+    halo: int,
+    max_halo: int,
+    sources: np.ndarray,
+    detection: str = "paper",
+) -> tuple[str, int, bool]:
     """Task: Algorithm 1 on one chunk (with a growing halo); writes ``mask``.
 
     ``sources`` are ``(n, 3)`` source pixels ``y, x, id`` near the chunk.
@@ -134,28 +156,42 @@ def _segment_block(class_store: Location, seg_store: Location, box: Box, thresho
             inside = read.contains(sources[:, 0], sources[:, 1])
             marked[sources[inside, 0] - read.y0, sources[inside, 1] - read.x0] = 1
         exact = read == whole_image or _locally_exact(
-            background, classified, threshold, marked, core=box.relative_to(read),
+            background,
+            classified,
+            threshold,
+            marked,
+            core=box.relative_to(read),
             edges=(read.y0 == 0, read.y1 == height, read.x0 == 0, read.x1 == width),
-            source_background=source_background)
+            source_background=source_background,
+        )
         if exact or halo >= max_halo:
             break
         halo = min(2 * halo, max_halo)
-    mask = segment_sources(background, classified, threshold=threshold, sources=marked,
-                           source_background=source_background)
+    mask = segment_sources(
+        background, classified, threshold=threshold, sources=marked, source_background=source_background
+    )
     seg_store.open_group(mode="r+")["mask"][box.slices] = mask[box.relative_to(read).slices].astype(np.uint8)
     return box.name, halo, bool(exact)
 
 
-def _locally_exact(background: np.ndarray, classified: np.ndarray, threshold: float, sources: np.ndarray | None,
-                   *, core: Box, edges: tuple[bool, bool, bool, bool],
-                   source_background: np.ndarray | None = None) -> bool:
+def _locally_exact(
+    background: np.ndarray,
+    classified: np.ndarray,
+    threshold: float,
+    sources: np.ndarray | None,
+    *,
+    core: Box,
+    edges: tuple[bool, bool, bool, bool],
+    source_background: np.ndarray | None = None,
+) -> bool:
     """Whether every unmarked component reaching the core stays inside the region.
 
     The markers are those :func:`~morpheus_core.segmentation.segment_sources` will use
     (same ``source_background``), so the check matches the watershed it guards.
     """
-    markers = watershed_markers(background, classified, threshold=threshold, sources=sources,
-                                source_background=source_background)
+    markers = watershed_markers(
+        background, classified, threshold=threshold, sources=sources, source_background=source_background
+    )
     components = unmarked_components(markers, classified)
     cy0, cy1, cx0, cx1 = core
     # A component counts for the core if it or a pixel next to it lies in the core.
@@ -184,10 +220,11 @@ def no_source_message(context: StageContext, detection: str, threshold: float) -
     bmin = _min_background(context.classification.open_group(mode="r"), image)
     hint = "a larger --threshold finds the sources this classification sees"
     if detection == "paper":
-        hint = ("try --detection mixed (source markers from the mean background <= 0.3) or a larger "
-                "--threshold")
-    return (f"warning: no sources found: no classified pixel has {name} background <= {threshold} "
-            f"(--detection {detection}; smallest {name} background {bmin:.4g}); {hint}")
+        hint = "try --detection mixed (source markers from the mean background <= 0.3) or a larger --threshold"
+    return (
+        f"warning: no sources found: no classified pixel has {name} background <= {threshold} "
+        f"(--detection {detection}; smallest {name} background {bmin:.4g}); {hint}"
+    )
 
 
 def _min_background(cls: zarr.Group, image: str = "rank") -> float:

@@ -56,13 +56,22 @@ class SegmentationRecord:
 
     def attrs(self) -> dict[str, Any]:
         """The store's attributes, marked complete (the object table as JSON lists)."""
-        out = {"settings": self.settings, "complete": True, "segments": self.segments,
-               "approximate_chunks": self.approximate_chunks, "n_marker_ids": self.n_marker_ids,
-               "chunk_halos": self.chunk_halos, "oversize_segments": self.oversize_segments}
+        out = {
+            "settings": self.settings,
+            "complete": True,
+            "segments": self.segments,
+            "approximate_chunks": self.approximate_chunks,
+            "n_marker_ids": self.n_marker_ids,
+            "chunk_halos": self.chunk_halos,
+            "oversize_segments": self.oversize_segments,
+        }
         if self.objects is not None:
-            out["objects"] = {"id": self.objects.index.tolist(), "parent_id": self.objects["parent_id"].tolist(),
-                              "sub_id": self.objects["sub_id"].tolist(),
-                              "segment_flag": self.objects["segment_flag"].tolist()}
+            out["objects"] = {
+                "id": self.objects.index.tolist(),
+                "parent_id": self.objects["parent_id"].tolist(),
+                "sub_id": self.objects["sub_id"].tolist(),
+                "segment_flag": self.objects["segment_flag"].tolist(),
+            }
         return out
 
     @classmethod
@@ -72,16 +81,23 @@ class SegmentationRecord:
         if "objects" in attrs:
             table = attrs["objects"]
             ids = np.asarray(table["id"], dtype=np.int64)
-            objects = pd.DataFrame({"parent_id": np.asarray(table["parent_id"], dtype=np.int64),
-                                    "sub_id": np.asarray(table["sub_id"], dtype=np.int64),
-                                    "segment_flag": np.asarray(table.get("segment_flag", np.zeros(len(ids))))
-                                    .astype(np.int16)},
-                                   index=pd.Index(ids, name="id"))
-        return cls(settings=attrs.get("settings"), segments=int(attrs.get("segments", 0)),
-                   approximate_chunks=list(attrs.get("approximate_chunks", [])),
-                   chunk_halos=dict(attrs.get("chunk_halos", {})),
-                   oversize_segments=list(attrs.get("oversize_segments", [])),
-                   n_marker_ids=int(attrs.get("n_marker_ids", 0)), objects=objects)
+            objects = pd.DataFrame(
+                {
+                    "parent_id": np.asarray(table["parent_id"], dtype=np.int64),
+                    "sub_id": np.asarray(table["sub_id"], dtype=np.int64),
+                    "segment_flag": np.asarray(table.get("segment_flag", np.zeros(len(ids)))).astype(np.int16),
+                },
+                index=pd.Index(ids, name="id"),
+            )
+        return cls(
+            settings=attrs.get("settings"),
+            segments=int(attrs.get("segments", 0)),
+            approximate_chunks=list(attrs.get("approximate_chunks", [])),
+            chunk_halos=dict(attrs.get("chunk_halos", {})),
+            oversize_segments=list(attrs.get("oversize_segments", [])),
+            n_marker_ids=int(attrs.get("n_marker_ids", 0)),
+            objects=objects,
+        )
 
 
 def reusable_record(location: Location, settings_key: dict[str, Any]) -> SegmentationRecord | None:
@@ -96,8 +112,7 @@ def reusable_record(location: Location, settings_key: dict[str, Any]) -> Segment
     return SegmentationRecord.from_attrs(old)
 
 
-def new_segmentation_store(location: Location, shape: tuple[int, int], chunk: int,
-                           attrs: dict[str, Any]) -> zarr.Group:
+def new_segmentation_store(location: Location, shape: tuple[int, int], chunk: int, attrs: dict[str, Any]) -> zarr.Group:
     """An empty ``segmentation.zarr``: ``mask``, ``raw``, ``segments``, ``deblended``, ``colour``.
 
     Parameters
@@ -119,8 +134,15 @@ def new_segmentation_store(location: Location, shape: tuple[int, int], chunk: in
     location.remove(recursive=True)
     group = location.open_group(mode="w", zarr_format=3, attributes=attrs)
     for name, dtype in (("mask", np.uint8), ("raw", np.int32), ("segments", np.int32), ("deblended", np.int32)):
-        group.create_array(name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0,
-                           dimension_names=("y", "x"))
-    group.create_array("colour", shape=(*shape, 3), chunks=(chunk, chunk, 3), dtype=np.uint8, fill_value=0,
-                       dimension_names=("y", "x", "rgb"))
+        group.create_array(
+            name, shape=shape, chunks=(chunk, chunk), dtype=dtype, fill_value=0, dimension_names=("y", "x")
+        )
+    group.create_array(
+        "colour",
+        shape=(*shape, 3),
+        chunks=(chunk, chunk, 3),
+        dtype=np.uint8,
+        fill_value=0,
+        dimension_names=("y", "x", "rgb"),
+    )
     return group

@@ -111,8 +111,12 @@ class _Xz(_Forward, lzma.LZMAFile):
 
 
 #: First bytes of files compressed as a whole -> the compression's name.
-COMPRESSION_MAGIC: dict[bytes, str] = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
-                                       b"PK\x03\x04": "zip"}
+COMPRESSION_MAGIC: dict[bytes, str] = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bzip2",
+    b"\xfd7zXZ\x00": "xz",
+    b"PK\x03\x04": "zip",
+}
 #: Streams read through :class:`_Forward` (astropy knows their base classes, so it
 #: treats the files as compressed); astropy extracts a zip file itself.
 _READERS: dict[str, type] = {"gzip": _Gzip, "bzip2": _Bzip2, "xz": _Xz}

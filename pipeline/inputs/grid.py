@@ -88,10 +88,10 @@ def inspect_band(path: Path) -> _BandInfo:
                         cubes.append(f"HDU {index} is a {len(hdu.shape)}-D cube of shape {hdu.shape}")
                 else:
                     if cubes:
-                        raise InputError(f"{path}: no 2-D image HDU found ({'; '.join(cubes)}); give one "
-                                         "2-D image per band")
-                    raise InputError(f"{path}: no 2-D image HDU found (tables or "
-                                     "empty HDUs only)")
+                        raise InputError(
+                            f"{path}: no 2-D image HDU found ({'; '.join(cubes)}); give one 2-D image per band"
+                        )
+                    raise InputError(f"{path}: no 2-D image HDU found (tables or empty HDUs only)")
                 header = hdu.header
                 info = hdu.fileinfo()
                 shape = (int(hdu.shape[0]), int(hdu.shape[1]))
@@ -107,15 +107,16 @@ def inspect_band(path: Path) -> _BandInfo:
     # A compressed file's size says nothing of its content's: a truncated one fails when
     # read (the pixel check, pipeline.inputs.preflight.check_usable_pixels, reads every pixel).
     if actual < expected and compression(path) is None:
-        raise InputError(f"{path}: truncated FITS file: {actual} bytes on disk, the "
-                         f"header of HDU {index} implies at least {expected}")
+        raise InputError(
+            f"{path}: truncated FITS file: {actual} bytes on disk, the "
+            f"header of HDU {index} implies at least {expected}"
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         try:
             wcs = WCS(header).celestial
         except Exception as exc:  # astropy.wcs raises many types on bad headers
-            raise InputError(f"{path}: cannot parse the WCS of HDU {index} ({exc})") \
-                from exc
+            raise InputError(f"{path}: cannot parse the WCS of HDU {index} ({exc})") from exc
     if not wcs.has_celestial or wcs.naxis != 2:
         raise InputError(f"{path}: HDU {index} has no celestial WCS (RA/Dec)")
     return _BandInfo(path, index, shape, wcs)
@@ -166,8 +167,9 @@ def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
         raise InputError("no band files given")
     resolved = {band: Path(p).expanduser().absolute() for band, p in paths.items()}
     unusable = {band: (p, not_a_file(p)) for band, p in resolved.items()}
-    problems = [f"{band}: {p}" + ("" if why == "missing" else f" ({why})")
-                for band, (p, why) in unusable.items() if why]
+    problems = [
+        f"{band}: {p}" + ("" if why == "missing" else f" ({why})") for band, (p, why) in unusable.items() if why
+    ]
     if problems:
         kinds = {why for _, why in unusable.values() if why}
         raise InputError(f"{'missing' if kinds == {'missing'} else 'unusable'} band file(s): {'; '.join(problems)}")
@@ -176,12 +178,14 @@ def validate_bands(paths: Mapping[str, Path | str]) -> BandSet:
     (ref_band, ref), *others = infos.items()
     for band, info in others:
         if info.shape != ref.shape:
-            raise InputError(f"{info.path} (band {band}) has shape {info.shape}, but "
-                             f"{ref.path} (band {ref_band}) has {ref.shape}")
+            raise InputError(
+                f"{info.path} (band {band}) has shape {info.shape}, but {ref.path} (band {ref_band}) has {ref.shape}"
+            )
         diffs = wcs_differences(ref.wcs, info.wcs)
         if diffs:
-            raise InputError(f"{info.path} (band {band}) and {ref.path} (band "
-                             f"{ref_band}) have different WCS: {'; '.join(diffs)}")
+            raise InputError(
+                f"{info.path} (band {band}) and {ref.path} (band {ref_band}) have different WCS: {'; '.join(diffs)}"
+            )
     return BandSet(
         bands=tuple(infos),
         paths=tuple(info.path for info in infos.values()),

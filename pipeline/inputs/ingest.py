@@ -63,34 +63,49 @@ FORMAT_VERSION = 1
 _FITS_BLOCK = 2880
 
 
-
 def _read_strip(hdu: fits.hdu.base._BaseHDU, y0: int, y1: int) -> np.ndarray:
     """Rows ``y0:y1`` of an image HDU, full width, as stored (possibly big-endian)."""
     return hdu.section[y0:y1, :]
 
 
-def _write_store(bandset: BandSet, target: Any, chunk: int,
-                 inputs: list[dict[str, Any]]) -> None:
+def _write_store(bandset: BandSet, target: Any, chunk: int, inputs: list[dict[str, Any]]) -> None:
     """Write the store; its attributes come last, so a store without
     ``format_version`` is one whose writing did not finish.
     """
     n, (height, width) = len(bandset.bands), bandset.shape
     root = zarr.create_group(target, zarr_format=3, overwrite=True)
-    image = root.create_array("image", shape=(n, height, width), dtype="float32",
-                              chunks=(n, chunk, chunk), fill_value=np.nan,
-                              dimension_names=("band", "y", "x"))
-    coverage = root.create_array("coverage", shape=(height, width), dtype="bool",
-                                 chunks=(chunk, chunk), fill_value=False,
-                                 dimension_names=("y", "x"))
+    image = root.create_array(
+        "image",
+        shape=(n, height, width),
+        dtype="float32",
+        chunks=(n, chunk, chunk),
+        fill_value=np.nan,
+        dimension_names=("band", "y", "x"),
+    )
+    coverage = root.create_array(
+        "coverage",
+        shape=(height, width),
+        dtype="bool",
+        chunks=(chunk, chunk),
+        fill_value=False,
+        dimension_names=("y", "x"),
+    )
     kinds = {kind: [m for m in bandset.error_maps if m.kind == kind] for kind in ERROR_KINDS.values()}
-    maps = {kind: root.create_array(kind, shape=(len(ms), height, width), dtype="float32",
-                                    chunks=(len(ms), chunk, chunk), fill_value=np.nan,
-                                    dimension_names=("band", "y", "x"))
-            for kind, ms in kinds.items() if ms}
+    maps = {
+        kind: root.create_array(
+            kind,
+            shape=(len(ms), height, width),
+            dtype="float32",
+            chunks=(len(ms), chunk, chunk),
+            fill_value=np.nan,
+            dimension_names=("band", "y", "x"),
+        )
+        for kind, ms in kinds.items()
+        if ms
+    }
     buffer = np.empty((n, min(chunk, height), width), dtype=np.float32)
     with contextlib.ExitStack() as stack:
-        hdus = [stack.enter_context(open_band(path))[index]
-                for path, index in zip(bandset.paths, bandset.hdu_index)]
+        hdus = [stack.enter_context(open_band(path))[index] for path, index in zip(bandset.paths, bandset.hdu_index)]
         map_hdus = {kind: [stack.enter_context(open_band(m.path))[m.hdu_index] for m in kinds[kind]] for kind in maps}
         for y0 in range(0, height, chunk):
             y1 = min(y0 + chunk, height)
@@ -100,18 +115,21 @@ def _write_store(bandset: BandSet, target: Any, chunk: int,
             image[:, y0:y1, :] = strip
             coverage[y0:y1, :] = observed_pixels(strip)
             for kind, array in maps.items():
-                array[:, y0:y1, :] = np.stack([_checked_strip(hdu, m.path, y0, y1)
-                                               for hdu, m in zip(map_hdus[kind], kinds[kind])]).astype(np.float32)
+                array[:, y0:y1, :] = np.stack(
+                    [_checked_strip(hdu, m.path, y0, y1) for hdu, m in zip(map_hdus[kind], kinds[kind])]
+                ).astype(np.float32)
             log.debug("ingested rows %d:%d of %d", y0, y1, height)
-    root.update_attributes({
-        "bands": list(bandset.bands),
-        "wcs_header": bandset.wcs_header,
-        "shape": [height, width],
-        "chunk": chunk,
-        "inputs": inputs,
-        **_photometry_attrs(bandset),
-        "format_version": FORMAT_VERSION,
-    })
+    root.update_attributes(
+        {
+            "bands": list(bandset.bands),
+            "wcs_header": bandset.wcs_header,
+            "shape": [height, width],
+            "chunk": chunk,
+            "inputs": inputs,
+            **_photometry_attrs(bandset),
+            "format_version": FORMAT_VERSION,
+        }
+    )
 
 
 def _checked_strip(hdu: fits.hdu.base._BaseHDU, path: Path, y0: int, y1: int) -> np.ndarray:
@@ -123,20 +141,23 @@ def _checked_strip(hdu: fits.hdu.base._BaseHDU, path: Path, y0: int, y1: int) ->
 
 def _photometry_attrs(bandset: BandSet) -> dict[str, Any]:
     """Attributes of the store that the photometry reads (which maps, zero points, ...)."""
-    return {"error_maps": {kind: [m.band for m in bandset.error_maps if m.kind == kind]
-                           for kind in ERROR_KINDS.values()}, **bandset.photometry}
+    return {
+        "error_maps": {kind: [m.band for m in bandset.error_maps if m.kind == kind] for kind in ERROR_KINDS.values()},
+        **bandset.photometry,
+    }
 
 
 def _inputs(bandset: BandSet) -> list[dict[str, Any]]:
     """The input files' records: the bands, then the weight or rms maps (with their ``kind``)."""
-    records = [{"band": band, "path": str(path), **file_fingerprint(path)}
-               for band, path in zip(bandset.bands, bandset.paths)]
-    return records + [{"band": m.band, "kind": m.kind, "path": str(m.path), **file_fingerprint(m.path)}
-                      for m in bandset.error_maps]
+    records = [
+        {"band": band, "path": str(path), **file_fingerprint(path)} for band, path in zip(bandset.bands, bandset.paths)
+    ]
+    return records + [
+        {"band": m.band, "kind": m.kind, "path": str(m.path), **file_fingerprint(m.path)} for m in bandset.error_maps
+    ]
 
 
-def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, Any]],
-                    chunk: int) -> zarr.Group:
+def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, Any]], chunk: int) -> zarr.Group:
     """Return the existing store if it was written from these inputs and chunk."""
     try:
         group = store.open_group(mode="r", zarr_format=3)
@@ -144,11 +165,15 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
         recorded = list(attrs["inputs"])
         version = attrs["format_version"]
     except Exception as exc:  # not a group, or not one of ours
-        raise InputError(f"{store} exists but is not a mosaic store ({exc!r}); "
-                         "remove it or rerun with --restart") from exc
+        raise InputError(
+            f"{store} exists but is not a mosaic store ({exc!r}); remove it or rerun with --restart"
+        ) from exc
     if version != FORMAT_VERSION:
-        raise InputError(f"{store} has format version {version}, this version writes "
-                         f"{FORMAT_VERSION}; rerun with --restart to re-ingest")
+        raise InputError(
+            f"{store} has format version {version}, this version writes "
+            f"{FORMAT_VERSION}; rerun with --restart to re-ingest"
+        )
+
     def key(record: dict[str, Any]) -> tuple[str, str]:
         return record["band"], record.get("kind", "band")
 
@@ -160,19 +185,23 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
         if prev is None:
             changed.append(f"{what} ({new['path']}) was not in the store")
         elif (prev["size"], prev["sha256"]) != (new["size"], new["sha256"]):
-            changed.append(f"{what}: {new['path']} differs from the "
-                           f"recorded {prev['path']} (size {prev['size']} -> "
-                           f"{new['size']}, sha256 {prev['sha256'][:12]} -> "
-                           f"{new['sha256'][:12]})")
-    changed += [f"band {b}{'' if k == 'band' else f' {k} map'} ({r['path']}) is no longer given"
-                for (b, k), r in old.items()]
+            changed.append(
+                f"{what}: {new['path']} differs from the "
+                f"recorded {prev['path']} (size {prev['size']} -> "
+                f"{new['size']}, sha256 {prev['sha256'][:12]} -> "
+                f"{new['sha256'][:12]})"
+            )
+    changed += [
+        f"band {b}{'' if k == 'band' else f' {k} map'} ({r['path']}) is no longer given" for (b, k), r in old.items()
+    ]
     if changed or [r["band"] for r in recorded if "kind" not in r] != list(bandset.bands):
         detail = "; ".join(changed) or "band order changed"
-        raise InputError(f"inputs changed since {store} was written: {detail}; "
-                         "rerun with --restart to re-ingest")
+        raise InputError(f"inputs changed since {store} was written: {detail}; rerun with --restart to re-ingest")
     if attrs.get("chunk") != chunk:
-        raise InputError(f"{store} was written with --tile {attrs.get('chunk')}, not --tile {chunk}; give "
-                         f"--tile {attrs.get('chunk')} to resume, or --restart to rewrite it")
+        raise InputError(
+            f"{store} was written with --tile {attrs.get('chunk')}, not --tile {chunk}; give "
+            f"--tile {attrs.get('chunk')} to resume, or --restart to rewrite it"
+        )
     photometry = _photometry_attrs(bandset)
     if any(attrs.get(k) != v for k, v in photometry.items()):  # zero points or sky subtraction changed
         group = store.open_group(mode="r+", zarr_format=3)
@@ -182,8 +211,7 @@ def _check_existing(store: Location, bandset: BandSet, inputs: list[dict[str, An
     return group
 
 
-def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
-           overwrite: bool = False) -> zarr.Group:
+def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024, overwrite: bool = False) -> zarr.Group:
     """Write validated bands into one chunked Zarr v3 store.
 
     On a file system the store is written to ``<store>.partial`` and renamed to
@@ -239,8 +267,7 @@ def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
         log.info("%s already holds these inputs; reusing it", store)
         return group
     store.parent.mkdir(parents=True, exist_ok=True)
-    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
-             bandset.shape, ",".join(bandset.bands), store)
+    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands), bandset.shape, ",".join(bandset.bands), store)
     try:
         with staged(location) as work:  # a leftover staging folder is discarded
             _write_store(bandset, work.path, chunk, inputs)
@@ -251,8 +278,9 @@ def ingest(bandset: BandSet, store: str | Path | Location, *, chunk: int = 1024,
     return zarr.open_group(store, mode="r", zarr_format=3)
 
 
-def _ingest_in_place(bandset: BandSet, store: Location, chunk: int,
-                     inputs: list[dict[str, Any]], overwrite: bool) -> zarr.Group:
+def _ingest_in_place(
+    bandset: BandSet, store: Location, chunk: int, inputs: list[dict[str, Any]], overwrite: bool
+) -> zarr.Group:
     """:func:`ingest` into an object store, where folders cannot be renamed."""
     if store.is_zarr_group() and not overwrite:
         attrs = store.open_group(mode="r", zarr_format=3).attrs.asdict()
@@ -262,8 +290,7 @@ def _ingest_in_place(bandset: BandSet, store: Location, chunk: int,
             return group
         log.warning("removing %s left by an interrupted ingest", store)
     store.remove(recursive=True)
-    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands),
-             bandset.shape, ",".join(bandset.bands), store)
+    log.info("ingesting %d bands %s of %s into %s", len(bandset.bands), bandset.shape, ",".join(bandset.bands), store)
     try:
         _write_store(bandset, store.zarr_store(), chunk, inputs)
     except Exception as exc:

@@ -62,8 +62,10 @@ def _read(path: Path) -> Table:
             return Table.read(path, format="fits")
         return Table.read(path, format="ascii.ecsv" if path.suffix == ".ecsv" else "ascii.csv")
     except Exception as exc:  # astropy raises many kinds for malformed files
-        raise InputError(f"{path}: cannot read the markers table ({type(exc).__name__}: {exc}); "
-                         f"expected a CSV file with a header line or a FITS table") from None
+        raise InputError(
+            f"{path}: cannot read the markers table ({type(exc).__name__}: {exc}); "
+            f"expected a CSV file with a header line or a FITS table"
+        ) from None
 
 
 def read_markers(path: str | Path, *, wcs: WCS, shape: tuple[int, int]) -> dict[str, Any]:
@@ -98,8 +100,10 @@ def read_markers(path: str | Path, *, wcs: WCS, shape: tuple[int, int]) -> dict[
         raise InputError(f"{path}: the markers table has no rows")
     ra_col, dec_col = _find(table, _RA), _find(table, _DEC)
     if ra_col is None or dec_col is None:
-        raise InputError(f"{path}: no RA/Dec columns (looked for {'/'.join(_RA)} and {'/'.join(_DEC)}; "
-                         f"found {', '.join(table.colnames)})")
+        raise InputError(
+            f"{path}: no RA/Dec columns (looked for {'/'.join(_RA)} and {'/'.join(_DEC)}; "
+            f"found {', '.join(table.colnames)})"
+        )
     ra, dec = _degrees(table, ra_col, path), _degrees(table, dec_col, path)
     bad = np.flatnonzero(~np.isfinite(ra) | ~np.isfinite(dec))
     if len(bad):

@@ -21,8 +21,18 @@ from typing import Any
 from morpheus_core.cards import RELEASED_CARD, ModelCard
 from pipeline.errors import InputError
 
-__all__ = ["H5_ATTRIBUTE", "card_for", "card_path", "catalog_meta", "default_flux_band", "header_cards",
-           "pixel_scale_arcsec", "read_card", "recorded_header_cards", "write_card"]
+__all__ = [
+    "H5_ATTRIBUTE",
+    "card_for",
+    "card_path",
+    "catalog_meta",
+    "default_flux_band",
+    "header_cards",
+    "pixel_scale_arcsec",
+    "read_card",
+    "recorded_header_cards",
+    "write_card",
+]
 
 #: HDF5 root attribute of a weights file that holds its card (JSON text).
 H5_ATTRIBUTE = "morpheus_model_card"
@@ -89,9 +99,14 @@ def read_card(weights: str | Path) -> ModelCard:
     else:
         source, text = weights, _inside(weights) if weights.is_file() else None
     if text is None:
-        return replace(RELEASED_CARD, name=f"Keras weights {weights.name}", provenance={
-            "note": "weights file without a model card (written before cards existed): "
-                    "assumed the released bands, pixel scale and classes"})
+        return replace(
+            RELEASED_CARD,
+            name=f"Keras weights {weights.name}",
+            provenance={
+                "note": "weights file without a model card (written before cards existed): "
+                "assumed the released bands, pixel scale and classes"
+            },
+        )
     try:
         return ModelCard.from_json(text)
     except ValueError as exc:

@@ -37,8 +37,17 @@ from pipeline.inputs.band_files import open_band
 if TYPE_CHECKING:
     from pipeline.inputs.grid import BandSet
 
-__all__ = ["ERROR_KINDS", "PHOTOMETRY_KEYS", "ErrorMap", "PhotometryInputs", "band_headers", "check_error_maps",
-           "photometry_keys", "with_photometry", "zeropoints"]
+__all__ = [
+    "ERROR_KINDS",
+    "PHOTOMETRY_KEYS",
+    "ErrorMap",
+    "PhotometryInputs",
+    "band_headers",
+    "check_error_maps",
+    "photometry_keys",
+    "with_photometry",
+    "zeropoints",
+]
 
 #: Photometry keys of a ``[mosaics.NAME]`` table.
 PHOTOMETRY_KEYS = ("weights", "rms", "zeropoint", "sky_subtracted")
@@ -75,7 +84,7 @@ def photometry_keys(table: dict, bands: tuple[str, ...], folder: Path, where: st
     for key in ERROR_KINDS:
         given = table.get(key, {})
         if not isinstance(given, dict) or not all(isinstance(v, str) and v for v in given.values()):
-            raise InputError(f"{where}: {key} must be a table {{ BAND = \"path\", ... }}, got {given!r}")
+            raise InputError(f'{where}: {key} must be a table {{ BAND = "path", ... }}, got {given!r}')
         unknown = [b for b in given if b not in bands]
         if unknown:
             raise InputError(f"{where}: {key} names band(s) {unknown} that are not in bands {list(bands)}")
@@ -185,19 +194,24 @@ def check_error_maps(bandset: BandSet, inputs: PhotometryInputs) -> tuple[ErrorM
                 raise InputError(f"{path}: the {key} map of band {band} is a band file")
             info = inspect_band(path)
             if info.shape != bandset.shape:
-                raise InputError(f"{path} ({key} map of band {band}) has shape {info.shape}, but the band "
-                                 f"{bandset.paths[0]} has {bandset.shape}")
+                raise InputError(
+                    f"{path} ({key} map of band {band}) has shape {info.shape}, but the band "
+                    f"{bandset.paths[0]} has {bandset.shape}"
+                )
             diffs = wcs_differences(reference.wcs, info.wcs)
             if diffs:
-                raise InputError(f"{path} ({key} map of band {band}) and the band {bandset.paths[0]} have "
-                                 f"different WCS: {'; '.join(diffs)}")
+                raise InputError(
+                    f"{path} ({key} map of band {band}) and the band {bandset.paths[0]} have "
+                    f"different WCS: {'; '.join(diffs)}"
+                )
             maps.append(ErrorMap(band, kind, path, info.hdu_index))
     order = {b: i for i, b in enumerate(bandset.bands)}
     return tuple(sorted(maps, key=lambda m: order[m.band]))
 
 
-def zeropoints(headers: Mapping[str, Any], given: Mapping[str, float], paths: Mapping[str, Path]
-               ) -> dict[str, dict[str, Any]]:
+def zeropoints(
+    headers: Mapping[str, Any], given: Mapping[str, float], paths: Mapping[str, Path]
+) -> dict[str, dict[str, Any]]:
     """Each band's AB zero point and where it came from: the TOML, else the header.
 
     Parameters
@@ -227,11 +241,11 @@ def zeropoints(headers: Mapping[str, Any], given: Mapping[str, float], paths: Ma
         try:
             value = ab_zeropoint(header)
         except ValueError as exc:
-            raise InputError(f"{paths[band]}: {exc} (or give zeropoint = {{ {band} = ... }} in the mosaics file)") \
-                from None
+            raise InputError(
+                f"{paths[band]}: {exc} (or give zeropoint = {{ {band} = ... }} in the mosaics file)"
+            ) from None
         out[band] = {"value": value, "source": "header" if value is not None else "none"}
     return out
-
 
 
 def with_photometry(bandset: BandSet, inputs: PhotometryInputs | None) -> BandSet:
@@ -259,7 +273,10 @@ def with_photometry(bandset: BandSet, inputs: PhotometryInputs | None) -> BandSe
     maps = check_error_maps(bandset, inputs)
     headers = band_headers(bandset)
     zps = zeropoints(headers, inputs.zeropoints, dict(zip(bandset.bands, bandset.paths)))
-    photometry = {"zeropoints": zps, "effective_gain": {b: effective_gain(h) for b, h in headers.items()},
-                  "flux_unit": image_unit(h.get("BUNIT") for h in headers.values()),
-                  "sky_subtracted": bool(inputs.sky_subtracted)}
+    photometry = {
+        "zeropoints": zps,
+        "effective_gain": {b: effective_gain(h) for b, h in headers.items()},
+        "flux_unit": image_unit(h.get("BUNIT") for h in headers.values()),
+        "sky_subtracted": bool(inputs.sky_subtracted),
+    }
     return dataclasses.replace(bandset, error_maps=maps, photometry=photometry)

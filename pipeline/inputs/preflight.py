@@ -39,8 +39,18 @@ from morpheus_core.cards import ModelCard
 from morpheus_core.windows import observed_pixels
 from pipeline.errors import InputError
 
-__all__ = ["MAX_TILES", "PIXEL_SCALE_TOLERANCE", "check_card", "check_distinct_files", "check_flux_band",
-           "check_pixel_scale", "check_usable_pixels", "check_weights", "fit_tile", "order_bands"]
+__all__ = [
+    "MAX_TILES",
+    "PIXEL_SCALE_TOLERANCE",
+    "check_card",
+    "check_distinct_files",
+    "check_flux_band",
+    "check_pixel_scale",
+    "check_usable_pixels",
+    "check_weights",
+    "fit_tile",
+    "order_bands",
+]
 
 #: Rows read at a time by :func:`check_usable_pixels` (memory: bands x rows x width).
 _STRIP_ROWS = 256
@@ -68,8 +78,14 @@ def _fits_filter(path: Path) -> str | None:
     return None
 
 
-def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCard, *, where: str,
-                read_filters: bool = True, echo: Callable[[str], None] | None = None) -> dict[str, Path]:
+def order_bands(
+    paths: Mapping[str, Path],
+    model_bands: Sequence[str] | ModelCard,
+    *,
+    where: str,
+    read_filters: bool = True,
+    echo: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
     """The band files in the network's band order, matched by name.
 
     A mosaic band matches a model band when its name (e.g. the TOML key) is the model
@@ -123,12 +139,16 @@ def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCar
         if i is None and filt is not None:
             i = index(filt)
             if i is not None and echo is not None:
-                echo(f"note: band {name!r} of {where} is not a band of the model; its file {path.name} has FITS "
-                     f"FILTER = {filt!r}, so it is used as the model's band {names[i]}")
+                echo(
+                    f"note: band {name!r} of {where} is not a band of the model; its file {path.name} has FITS "
+                    f"FILTER = {filt!r}, so it is used as the model's band {names[i]}"
+                )
         elif i is not None and filt is not None and index(filt) not in (None, i):
-            raise InputError(f"{path}: the mosaic calls it band {name!r} (the model's {names[i]}), but its FITS "
-                             f"FILTER = {filt!r} is the model's band {names[index(filt)]}; fix the band name "
-                             f"in {where}")
+            raise InputError(
+                f"{path}: the mosaic calls it band {name!r} (the model's {names[i]}), but its FITS "
+                f"FILTER = {filt!r} is the model's band {names[index(filt)]}; fix the band name "
+                f"in {where}"
+            )
         if i is None:
             extra.append(name + (f" (FILTER {filt})" if filt else ""))
         elif i in assigned:
@@ -143,13 +163,16 @@ def order_bands(paths: Mapping[str, Path], model_bands: Sequence[str] | ModelCar
         if extra:
             parts.append(f"band(s) the network does not take: {', '.join(extra)}")
         takes = ", ".join(f"{b.name} ({b.filter})" if b.filter and b.filter != b.name else b.name for b in bands)
-        raise InputError(f"{where}: {'; '.join(parts)} (the network takes {takes}, matched by name, filter or "
-                         "FITS FILTER, in any order)")
+        raise InputError(
+            f"{where}: {'; '.join(parts)} (the network takes {takes}, matched by name, filter or "
+            "FITS FILTER, in any order)"
+        )
     return {names[i]: assigned[i][1] for i in range(len(names))}
 
 
-def check_pixel_scale(scale: float, card: ModelCard, *, where: str, accept: bool = False,
-                      tolerance: float = PIXEL_SCALE_TOLERANCE) -> str | None:
+def check_pixel_scale(
+    scale: float, card: ModelCard, *, where: str, accept: bool = False, tolerance: float = PIXEL_SCALE_TOLERANCE
+) -> str | None:
     """Refuse a mosaic whose pixel scale differs from the model's by more than ``tolerance``.
 
     Parameters
@@ -177,23 +200,30 @@ def check_pixel_scale(scale: float, card: ModelCard, *, where: str, accept: bool
     off = abs(scale / model - 1.0)
     if off <= tolerance:
         return None
-    text = (f"{where}: pixel scale {scale:.4g}\"/px differs from the model's {model:.4g}\"/px by {100 * off:.0f}% "
-            f"(more than {100 * tolerance:.0f}%)")
+    text = (
+        f'{where}: pixel scale {scale:.4g}"/px differs from the model\'s {model:.4g}"/px by {100 * off:.0f}% '
+        f"(more than {100 * tolerance:.0f}%)"
+    )
     if accept:
         return f"warning: {text}; classifying anyway (--accept-pixel-scale)"
-    raise InputError(f"{text}: the network learned its morphologies at {model:.4g}\"/px; resample the mosaic, "
-                     "use a model trained at this scale, or pass --accept-pixel-scale to classify anyway")
+    raise InputError(
+        f'{text}: the network learned its morphologies at {model:.4g}"/px; resample the mosaic, '
+        "use a model trained at this scale, or pass --accept-pixel-scale to classify anyway"
+    )
 
 
 def check_card(card: ModelCard, *, window: int, border: int, model: str) -> None:
     """Refuse a model whose card's window or border is not the run's."""
     if (card.window, card.border) != (window, border):
-        raise InputError(f"--model {model}: its card says window {card.window} and border {card.border}, this run "
-                         f"uses {window} and {border}")
+        raise InputError(
+            f"--model {model}: its card says window {card.window} and border {card.border}, this run "
+            f"uses {window} and {border}"
+        )
 
 
-def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: Sequence[int],
-                        shape: tuple[int, int], *, window: int) -> None:
+def check_usable_pixels(
+    bands: Sequence[str], files: Sequence[Path], hdu_index: Sequence[int], shape: tuple[int, int], *, window: int
+) -> None:
     """Refuse a mosaic where nothing could be classified.
 
     Streams the bands in strips of rows (memory: ``bands x 256 x width`` values):
@@ -226,8 +256,9 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
                     try:
                         strip = np.asarray(hdu.section[y0:y1, :])
                     except (OSError, ValueError, TypeError, EOFError, zlib.error, lzma.LZMAError) as exc:
-                        raise InputError(f"{files[k]}: cannot read rows {y0}:{y1} of band {bands[k]} "
-                                         f"({read_error(files[k], exc)})") from None
+                        raise InputError(
+                            f"{files[k]}: cannot read rows {y0}:{y1} of band {bands[k]} ({read_error(files[k], exc)})"
+                        ) from None
                     good = observed_pixels(strip[np.newaxis])  # the coverage rule of the ingest
                     usable[k] += int(good.sum())
                     covered &= good
@@ -243,12 +274,15 @@ def check_usable_pixels(bands: Sequence[str], files: Sequence[Path], hdu_index: 
                 h.close()
     empty = [f"{band} ({path})" for band, path, n in zip(bands, files, usable) if n == 0]
     if empty:
-        raise InputError(f"band(s) without a single finite non-zero pixel: {', '.join(empty)}; "
-                         "nothing could be classified")
+        raise InputError(
+            f"band(s) without a single finite non-zero pixel: {', '.join(empty)}; nothing could be classified"
+        )
     if not found:
-        raise InputError(f"no {window}x{window} window is covered (finite and non-zero) in all bands "
-                         f"{', '.join(bands)} of {', '.join(str(f) for f in files)}: nothing could be classified "
-                         "(do the bands' footprints overlap?)")
+        raise InputError(
+            f"no {window}x{window} window is covered (finite and non-zero) in all bands "
+            f"{', '.join(bands)} of {', '.join(str(f) for f in files)}: nothing could be classified "
+            "(do the bands' footprints overlap?)"
+        )
 
 
 def _has_square(tall: np.ndarray, window: int) -> bool:
@@ -259,8 +293,9 @@ def _has_square(tall: np.ndarray, window: int) -> bool:
     return bool(((sums[window:] - sums[:-window]) == window).any())
 
 
-def check_weights(weights: Path | str, *, precision: str = "float32", quiet: bool = True,
-                  card: ModelCard | None = None) -> None:
+def check_weights(
+    weights: Path | str, *, precision: str = "float32", quiet: bool = True, card: ModelCard | None = None
+) -> None:
     """Refuse a weights file that does not load into the network (on the driver,
     before the workers start).
 
@@ -280,8 +315,10 @@ def check_weights(weights: Path | str, *, precision: str = "float32", quiet: boo
 
             load_model(path, crop=True, precision=precision, card=card)
     except Exception as exc:  # h5py, Keras and shape errors alike
-        raise InputError(f"--model {path}: not weights of this network ({type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+        raise InputError(
+            f"--model {path}: not weights of this network ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200] if str(exc) else ''})"
+        ) from None
 
 
 def check_flux_band(flux_band: str, bands: Sequence[str]) -> None:
@@ -323,8 +360,9 @@ def check_distinct_files(paths: Mapping[str, Path], *, where: str = "") -> None:
         if key in seen:
             other, first = seen[key]
             names = f"{path}" if first == path else f"{first}, also reached as {path}"
-            raise InputError(f"{where}bands {other!r} and {band!r} are the same file ({names}); each band needs "
-                             "its own image")
+            raise InputError(
+                f"{where}bands {other!r} and {band!r} are the same file ({names}); each band needs its own image"
+            )
         seen[key] = (band, path)
         for other, first in by_size.get(st.st_size, []):
             try:
@@ -332,8 +370,10 @@ def check_distinct_files(paths: Mapping[str, Path], *, where: str = "") -> None:
             except OSError:
                 continue
             if equal:
-                raise InputError(f"{where}bands {other!r} and {band!r} are identical files ({first} and {path} "
-                                 "have the same bytes); each band needs its own image")
+                raise InputError(
+                    f"{where}bands {other!r} and {band!r} are identical files ({first} and {path} "
+                    "have the same bytes); each band needs its own image"
+                )
         by_size.setdefault(st.st_size, []).append((band, path))
 
 
@@ -368,13 +408,19 @@ def fit_tile(tile: int, shape: tuple[int, int]) -> tuple[int, str | None]:
     height, width = shape
     side = max(height, width)
     if tile > side:
-        return side, (f"note: --tile {tile} is larger than the {height}x{width} mosaic: using --tile {side} "
-                      "(one tile covers it)")
+        return side, (
+            f"note: --tile {tile} is larger than the {height}x{width} mosaic: using --tile {side} (one tile covers it)"
+        )
     n_tiles = math.ceil(height / tile) * math.ceil(width / tile)
     if n_tiles > MAX_TILES:
-        smallest = next(t for t in range(max(tile, math.isqrt(height * width // MAX_TILES)), side + 1)
-                        if math.ceil(height / t) * math.ceil(width / t) <= MAX_TILES)
-        raise InputError(f"--tile {tile} cuts the {height}x{width} mosaic into {n_tiles:,} tiles (at most "
-                         f"{MAX_TILES:,}: beyond that scheduling and the ledger cost more than the network); "
-                         f"use --tile {smallest} or larger (256 to 2048 suits most mosaics)")
+        smallest = next(
+            t
+            for t in range(max(tile, math.isqrt(height * width // MAX_TILES)), side + 1)
+            if math.ceil(height / t) * math.ceil(width / t) <= MAX_TILES
+        )
+        raise InputError(
+            f"--tile {tile} cuts the {height}x{width} mosaic into {n_tiles:,} tiles (at most "
+            f"{MAX_TILES:,}: beyond that scheduling and the ledger cost more than the network); "
+            f"use --tile {smallest} or larger (256 to 2048 suits most mosaics)"
+        )
     return tile, None

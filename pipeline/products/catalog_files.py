@@ -85,8 +85,11 @@ def _write_parquet(table: Table, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    masks = {name: np.ma.getmaskarray(table[name]) for name in table.colnames
-             if getattr(table[name], "mask", None) is not None and np.ma.getmaskarray(table[name]).any()}
+    masks = {
+        name: np.ma.getmaskarray(table[name])
+        for name in table.colnames
+        if getattr(table[name], "mask", None) is not None and np.ma.getmaskarray(table[name]).any()
+    }
     plain = table.copy(copy_data=False)
     for name in masks:
         col = table[name]
@@ -98,14 +101,21 @@ def _write_parquet(table: Table, path: Path) -> None:
     for name, mask in masks.items():
         i = arrow.schema.get_field_index(name)
         values = arrow.column(i).combine_chunks()
-        arrow = arrow.set_column(i, arrow.schema.field(i),
-                                 pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask))
+        arrow = arrow.set_column(
+            i, arrow.schema.field(i), pa.array(values.to_numpy(zero_copy_only=False), type=values.type, mask=mask)
+        )
     fields = []
     for field, (_, unit, text) in zip(arrow.schema, column_descriptions(table)):
-        fields.append(field.with_metadata({**(field.metadata or {}), b"unit": unit.encode(),
-                                           b"description": text.encode()}))
-    schema = pa.schema(fields, metadata={**(arrow.schema.metadata or {}),
-                                         **{k.encode(): v.encode() for k, v in _meta_text(table.meta).items()}})
+        fields.append(
+            field.with_metadata({**(field.metadata or {}), b"unit": unit.encode(), b"description": text.encode()})
+        )
+    schema = pa.schema(
+        fields,
+        metadata={
+            **(arrow.schema.metadata or {}),
+            **{k.encode(): v.encode() for k, v in _meta_text(table.meta).items()},
+        },
+    )
     pq.write_table(pa.Table.from_arrays(arrow.columns, schema=schema), path)
 
 
@@ -143,11 +153,11 @@ def _mrt_lines(table: Table, path: Path) -> tuple[str, str, str]:
     """The MRT's ``Title:``, ``Authors:`` and ``Table:`` lines."""
     meta = table.meta
     run = meta.get("RUNID") or "unrecorded"
-    title = (f"Title: Morphological catalog of a Morpheus (Hausen & Robertson 2020) classification, "
-             f"run {run}")
+    title = f"Title: Morphological catalog of a Morpheus (Hausen & Robertson 2020) classification, run {run}"
     authors = f"Authors: {meta.get('SOFTWARE', SOFTWARE)} {meta.get('SWVERSN', software_version())} pipeline"
-    settings = ", ".join(f"{k} {meta[k]}" for k in ("MODEL", "DETECT", "SEGTHR", "FLUXBAND", "MARKERS")
-                         if meta.get(k) not in (None, ""))
+    settings = ", ".join(
+        f"{k} {meta[k]}" for k in ("MODEL", "DETECT", "SEGTHR", "FLUXBAND", "MARKERS") if meta.get(k) not in (None, "")
+    )
     kind = "one row per input source" if "source_id" in table.colnames else "one row per object"
     line = f"Table: {path.name}, {len(table)} rows, {kind}" + (f"; {settings}" if settings else "")
     return title, authors, line
@@ -196,8 +206,10 @@ def _write_csv(table: Table, path: Path) -> None:
     out = table.copy(copy_data=False)
     meta = _meta_text(table.meta)
     rows = len(table)
-    comments = [f"{meta.get('SOFTWARE', SOFTWARE)} {meta.get('SWVERSN', software_version())}: morphological "
-                f"catalog, {rows} rows (Morpheus, Hausen & Robertson 2020)"]
+    comments = [
+        f"{meta.get('SOFTWARE', SOFTWARE)} {meta.get('SWVERSN', software_version())}: morphological "
+        f"catalog, {rows} rows (Morpheus, Hausen & Robertson 2020)"
+    ]
     comments += [f"{key} = {value}" for key, value in meta.items()]
     comments += [CSV_COLUMNS_LINE]
     comments += [f"{name} | {unit} | {text}" for name, unit, text in column_descriptions(table)]

@@ -95,10 +95,21 @@ def column_tables(internal: Table, value_added: Table, *, bands: Sequence[str], 
     rows = column_rows(internal, bands=bands, classes=classes)
     seen = {name for name, _, _ in rows}
     extra = [row for row in column_rows(value_added, bands=bands, classes=classes) if row[0] not in seen]
-    lines = [BEGIN, "", f"The internal catalog (`catalog/catalog.*`, one row per object; the bands {', '.join(bands)}"
-             f" and the classes {', '.join(classes)} of the released model):", "", *_markdown(rows), "",
-             "A value-added catalog (`catalog/value_added.*`, one row per input source) has these columns "
-             "besides the measured ones:", "", *_markdown(extra), "", END]
+    lines = [
+        BEGIN,
+        "",
+        f"The internal catalog (`catalog/catalog.*`, one row per object; the bands {', '.join(bands)}"
+        f" and the classes {', '.join(classes)} of the released model):",
+        "",
+        *_markdown(rows),
+        "",
+        "A value-added catalog (`catalog/value_added.*`, one row per input source) has these columns "
+        "besides the measured ones:",
+        "",
+        *_markdown(extra),
+        "",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -117,8 +128,10 @@ def reference_text(run_dir: Path, document: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Rewrite the tables in :data:`REFERENCE` (``--check``: exit 1 if they are not current)."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.products.catalog_reference",
-                                     description="generate the catalog's column tables of docs/downstream.md")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.products.catalog_reference",
+        description="generate the catalog's column tables of docs/downstream.md",
+    )
     parser.add_argument("run_dir", type=Path, help="a finished run with catalog.parquet and value_added.parquet")
     parser.add_argument("--check", action="store_true", help="exit 1 if the tables are not current")
     args = parser.parse_args(argv)
@@ -126,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     text = reference_text(args.run_dir, document)
     if args.check:
         if text != document:
-            print(f"{REFERENCE} is not current: run python -m pipeline.products.catalog_reference RUN_DIR",
-                  file=sys.stderr)
+            print(
+                f"{REFERENCE} is not current: run python -m pipeline.products.catalog_reference RUN_DIR",
+                file=sys.stderr,
+            )
             return 1
         return 0
     REFERENCE.write_text(text)

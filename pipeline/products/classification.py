@@ -24,12 +24,18 @@ __all__ = ["image_description", "write_classification_products"]
 
 #: What each kind of class image holds (``{name}``: the class), in words.
 _KIND_TEXT = {
-    "mean": ("mean probability of class {name}: the network's probability that the pixel belongs to "
-             "{name}, averaged over the windows that counted the pixel (n.fits), normalised so that the classes sum to 1"),
-    "variance": ("variance of the probability of class {name} over the windows that counted the pixel "
-                 "(population variance, about the mean image)"),
-    "rank": ("rank-vote fraction of class {name}: the fraction of the windows that counted the pixel in "
-             "which {name} was the most probable class (the vote images sum to 1)"),
+    "mean": (
+        "mean probability of class {name}: the network's probability that the pixel belongs to "
+        "{name}, averaged over the windows that counted the pixel (n.fits), normalised so that the classes sum to 1"
+    ),
+    "variance": (
+        "variance of the probability of class {name} over the windows that counted the pixel "
+        "(population variance, about the mean image)"
+    ),
+    "rank": (
+        "rank-vote fraction of class {name}: the fraction of the windows that counted the pixel in "
+        "which {name} was the most probable class (the vote images sum to 1)"
+    ),
 }
 
 
@@ -55,16 +61,27 @@ def image_description(kind: str, name: str | None = None) -> tuple[dict[str, Car
         The image's content in words.
     """
     if kind in _KIND_TEXT:
-        cards = {"CLASSNAM": (str(name), "morphological class of this image"),
-                 "IMGKIND": (kind, "mean, variance or rank (vote fraction)")}
-        return cards, None, [_KIND_TEXT[kind].format(name=name),
-                             "dimensionless (no BUNIT); 0 where n = 0 (not classified)"]
+        cards = {
+            "CLASSNAM": (str(name), "morphological class of this image"),
+            "IMGKIND": (kind, "mean, variance or rank (vote fraction)"),
+        }
+        return (
+            cards,
+            None,
+            [_KIND_TEXT[kind].format(name=name), "dimensionless (no BUNIT); 0 where n = 0 (not classified)"],
+        )
     if kind == "n":
-        return ({"IMGKIND": ("n", "windows that counted each pixel")}, "count",
-                ["number of classification windows that counted each pixel (0: not classified)"])
+        return (
+            {"IMGKIND": ("n", "windows that counted each pixel")},
+            "count",
+            ["number of classification windows that counted each pixel (0: not classified)"],
+        )
     if kind == "coverage":
-        return ({"IMGKIND": ("coverage", "pixels with data in every band")}, None,
-                ["1 where every band has valid data (finite and not 0), else 0; a flag, no unit"])
+        return (
+            {"IMGKIND": ("coverage", "pixels with data in every band")},
+            None,
+            ["1 where every band has valid data (finite and not 0), else 0; a flag, no unit"],
+        )
     raise ValueError(f"kind must be mean, variance, rank, n or coverage, got {kind!r}")
 
 
@@ -79,8 +96,9 @@ class _Plane:
         return self.array[self.index, rows]
 
 
-def write_classification_products(out_root: Path, *, classification: Any, coverage: Any, wcs_header: str,
-                                  cards: Mapping[str, Card], strip: int) -> list[Path]:
+def write_classification_products(
+    out_root: Path, *, classification: Any, coverage: Any, wcs_header: str, cards: Mapping[str, Card], strip: int
+) -> list[Path]:
     """Write the classification images, ``n`` and the coverage mask as FITS under ``out_root``, in row strips.
 
     Parameters
@@ -113,15 +131,25 @@ def write_classification_products(out_root: Path, *, classification: Any, covera
 
     def write(path: Path, source: Any, extname: str, kind: str, name: str | None = None) -> Path:
         described, bunit, comments = image_description(kind, name)
-        return write_fits_image_strips(path, source, strip=strip, wcs_header=wcs_header,
-                                       provenance={**cards, **described}, bunit=bunit, extname=extname,
-                                       comments=comments)
+        return write_fits_image_strips(
+            path,
+            source,
+            strip=strip,
+            wcs_header=wcs_header,
+            provenance={**cards, **described},
+            bunit=bunit,
+            extname=extname,
+            comments=comments,
+        )
 
     for kind, suffix in FITS_SUFFIX.items():
         cube = classification[kind]
         for i, name in enumerate(classes):
-            written.append(write(layout.class_image(kind, name).path, _Plane(cube, i),
-                                 f"{name.upper()}_{suffix.upper()}", kind, name))
+            written.append(
+                write(
+                    layout.class_image(kind, name).path, _Plane(cube, i), f"{name.upper()}_{suffix.upper()}", kind, name
+                )
+            )
     written.append(write(layout.fits_file("n").path, classification["n"], "N", "n"))
     written.append(write(layout.fits_file("coverage").path, coverage, "COVERAGE", "coverage"))
     return written

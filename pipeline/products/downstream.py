@@ -33,8 +33,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["downstream_keywords", "write_downstream_products"]
 
 
-def downstream_keywords(settings: DownstreamSettings, *, run_id: str | None, model: str, precision: str,
-                        card_keywords: Mapping[str, Card]) -> tuple[dict[str, Card], dict[str, Any]]:
+def downstream_keywords(
+    settings: DownstreamSettings, *, run_id: str | None, model: str, precision: str, card_keywords: Mapping[str, Card]
+) -> tuple[dict[str, Card], dict[str, Any]]:
     """The provenance of the downstream products: FITS keywords and catalog metadata, built once.
 
     Parameters
@@ -64,18 +65,29 @@ def downstream_keywords(settings: DownstreamSettings, *, run_id: str | None, mod
         "NDMAX": (settings.nd_max, "Alg. 2: max children per segment"),
         "FLUXBAND": (settings.flux_band, "band of deblending and Eq. 16 weights"),
     }
-    cards = {**provenance(run_id or "", model=model or "unknown", precision=precision, extra=chosen),
-             **card_keywords}
+    cards = {**provenance(run_id or "", model=model or "unknown", precision=precision, extra=chosen), **card_keywords}
     # No DATE: the same catalog written again is the same file.
-    meta = {**{key: value for key, (value, _) in cards.items() if key not in card_keywords and key != "DATE"},
-            "MARKERS": Path(settings.markers).name if settings.markers else "",
-            "APERTURE": settings.aperture_arcsec, **{key: value for key, (value, _) in card_keywords.items()}}
+    meta = {
+        **{key: value for key, (value, _) in cards.items() if key not in card_keywords and key != "DATE"},
+        "MARKERS": Path(settings.markers).name if settings.markers else "",
+        "APERTURE": settings.aperture_arcsec,
+        **{key: value for key, (value, _) in card_keywords.items()},
+    }
     return cards, meta
 
 
-def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any, wcs_header: str,
-                              cards: Mapping[str, Card], chunk: int, value_added: bool,
-                              catalog_name: str | None = None, classes: Sequence[str] = CLASSES) -> list[Path]:
+def write_downstream_products(
+    out_root: Path,
+    *,
+    table: Table,
+    segmentation: Any,
+    wcs_header: str,
+    cards: Mapping[str, Card],
+    chunk: int,
+    value_added: bool,
+    catalog_name: str | None = None,
+    classes: Sequence[str] = CLASSES,
+) -> list[Path]:
     """Write the downstream products under ``out_root``, streamed ``chunk`` rows at a time.
 
     ``fits/segmap.fits`` and ``fits/segmap_deblended.fits`` (from the ``segments``
@@ -120,15 +132,28 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     fits_dir = layout.fits.path
     fits_dir.mkdir(exist_ok=True)
     written = [
-        write_fits_image_strips(layout.segmap_file("segments", name).path, segmentation["segments"], strip=chunk,
-                                wcs_header=wcs_header, provenance=cards, extname="SEGMAP",
-                                comments=["segments of Algorithm 1 (before deblending); 0 = no source",
-                                          "values are segment ids (no unit)"]),
-        write_fits_image_strips(layout.segmap_file("deblended", name).path, segmentation["deblended"], strip=chunk,
-                                wcs_header=wcs_header, provenance=cards, extname="DEBLENDED",
-                                comments=["objects after Algorithm 2: pixel value = catalog "
-                                          + ("row number of the input markers" if value_added else "id"),
-                                          "values are ids (no unit); 0 = no object"]),
+        write_fits_image_strips(
+            layout.segmap_file("segments", name).path,
+            segmentation["segments"],
+            strip=chunk,
+            wcs_header=wcs_header,
+            provenance=cards,
+            extname="SEGMAP",
+            comments=["segments of Algorithm 1 (before deblending); 0 = no source", "values are segment ids (no unit)"],
+        ),
+        write_fits_image_strips(
+            layout.segmap_file("deblended", name).path,
+            segmentation["deblended"],
+            strip=chunk,
+            wcs_header=wcs_header,
+            provenance=cards,
+            extname="DEBLENDED",
+            comments=[
+                "objects after Algorithm 2: pixel value = catalog "
+                + ("row number of the input markers" if value_added else "id"),
+                "values are ids (no unit); 0 = no object",
+            ],
+        ),
     ]
     out_dir = layout.catalog.path
     out_dir.mkdir(exist_ok=True)
@@ -141,8 +166,14 @@ def write_downstream_products(out_root: Path, *, table: Table, segmentation: Any
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         wcs = WCS(fits.Header.fromstring(wcs_header)) if wcs_header else None
-    written.append(write_regions(table, layout.regions_file(name).path, classes=classes,
-                                 wcs=wcs if wcs is not None and wcs.has_celestial else None))
+    written.append(
+        write_regions(
+            table,
+            layout.regions_file(name).path,
+            classes=classes,
+            wcs=wcs if wcs is not None and wcs.has_celestial else None,
+        )
+    )
     if not value_added:  # the colour image is the classification's: a value-added run leaves it
         written.append(write_png_strips(layout.colour.path, segmentation["colour"], strip=chunk))
     return written

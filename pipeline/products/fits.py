@@ -27,10 +27,16 @@ from pipeline.rundir.location import atomic_path
 __all__ = ["write_fits_image", "write_fits_image_strips"]
 
 
-def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
-                     wcs_header: str | None, provenance: Mapping[str, Card],
-                     bunit: str | None = None, extname: str | None = None,
-                     comments: Iterable[str] = ()) -> Path:
+def write_fits_image(
+    path: str | os.PathLike[str],
+    data: np.ndarray,
+    *,
+    wcs_header: str | None,
+    provenance: Mapping[str, Card],
+    bunit: str | None = None,
+    extname: str | None = None,
+    comments: Iterable[str] = (),
+) -> Path:
     """Write one 2-D image in memory with its WCS and provenance to a FITS file, atomically.
 
     The streaming writer (:func:`write_fits_image_strips`) with the whole image as
@@ -69,14 +75,29 @@ def write_fits_image(path: str | os.PathLike[str], data: np.ndarray, *,
         The file could not be written.
     """
     data = _as_fits_image(np.asarray(data), "data")  # one strip of the streaming writer
-    return write_fits_image_strips(path, data, strip=max(1, data.shape[0]), wcs_header=wcs_header,
-                                   provenance=provenance, bunit=bunit, extname=extname, comments=comments)
+    return write_fits_image_strips(
+        path,
+        data,
+        strip=max(1, data.shape[0]),
+        wcs_header=wcs_header,
+        provenance=provenance,
+        bunit=bunit,
+        extname=extname,
+        comments=comments,
+    )
 
 
-def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip: int,
-                            wcs_header: str | None, provenance: Mapping[str, Card],
-                            bunit: str | None = None, extname: str | None = None,
-                            comments: Iterable[str] = ()) -> Path:
+def write_fits_image_strips(
+    path: str | os.PathLike[str],
+    source: Any,
+    *,
+    strip: int,
+    wcs_header: str | None,
+    provenance: Mapping[str, Card],
+    bunit: str | None = None,
+    extname: str | None = None,
+    comments: Iterable[str] = (),
+) -> Path:
     """Like :func:`write_fits_image`, but streams a large 2-D array strip by strip.
 
     ``source`` is anything 2-D that slices into NumPy arrays (a Zarr or Dask array),
@@ -106,8 +127,9 @@ def write_fits_image_strips(path: str | os.PathLike[str], source: Any, *, strip:
     first = _as_fits_image(np.asarray(source[: min(1, ny)]), "source")
     header = fits.PrimaryHDU(data=np.zeros((1, 1), dtype=first.dtype)).header
     header["NAXIS1"], header["NAXIS2"] = nx, ny
-    header.extend(_image_header(wcs_header, provenance=provenance, bunit=bunit, extname=extname,
-                                comments=comments), unique=True)
+    header.extend(
+        _image_header(wcs_header, provenance=provenance, bunit=bunit, extname=extname, comments=comments), unique=True
+    )
 
     def write(fh: Any, tmp: Path) -> None:  # StreamingHDU opens the file by name
         stream = fits.StreamingHDU(str(tmp), header)
@@ -148,9 +170,14 @@ def _celestial_header(wcs_header: str) -> fits.Header:
     return header
 
 
-def _image_header(wcs_header: str | None, *, provenance: Mapping[str, Card],
-                  bunit: str | None, extname: str | None,
-                  comments: Iterable[str]) -> fits.Header:
+def _image_header(
+    wcs_header: str | None,
+    *,
+    provenance: Mapping[str, Card],
+    bunit: str | None,
+    extname: str | None,
+    comments: Iterable[str],
+) -> fits.Header:
     header = fits.Header()
     if extname is not None:
         header["EXTNAME"] = (str(extname), "name of this image")

@@ -27,9 +27,26 @@ Card = tuple[Any, str]
 
 _KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
 # Written by astropy or by the FITS writers; provenance must not overwrite them.
-_STRUCTURAL = frozenset({"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEND",
-                         "XTENSION", "PCOUNT", "GCOUNT", "BSCALE", "BZERO", "BUNIT",
-                         "EXTNAME", "COMMENT", "HISTORY", "END"})
+_STRUCTURAL = frozenset(
+    {
+        "SIMPLE",
+        "BITPIX",
+        "NAXIS",
+        "NAXIS1",
+        "NAXIS2",
+        "EXTEND",
+        "XTENSION",
+        "PCOUNT",
+        "GCOUNT",
+        "BSCALE",
+        "BZERO",
+        "BUNIT",
+        "EXTNAME",
+        "COMMENT",
+        "HISTORY",
+        "END",
+    }
+)
 
 
 def software_version() -> str:
@@ -46,8 +63,7 @@ def software_version() -> str:
         return str(getattr(morpheus_core, "__version__", "unknown"))
 
 
-def provenance(run_id: str, *, model: str, precision: str,
-               extra: Mapping[str, Any] | None = None) -> dict[str, Card]:
+def provenance(run_id: str, *, model: str, precision: str, extra: Mapping[str, Any] | None = None) -> dict[str, Card]:
     """FITS keywords that say which software, model and run made a product.
 
     Parameters
@@ -145,18 +161,16 @@ def add_provenance(header: fits.Header, cards: Mapping[str, Card], *, reserved: 
     for key, (value, comment) in cards.items():
         _check_keyword(key)
         if key in _STRUCTURAL or key in reserved:
-            raise ValueError(f"provenance keyword {key} would overwrite a structural "
-                             f"or WCS keyword")
+            raise ValueError(f"provenance keyword {key} would overwrite a structural or WCS keyword")
         value = _check_value(key, value)
         if len(repr(value)) + len(comment) > 64:  # a card holds 80 characters: drop the comment,
-            comment = ""                          # not astropy's truncation warning
+            comment = ""  # not astropy's truncation warning
         header[key] = (value, comment)
 
 
 def _check_keyword(key: str) -> str:
     if not isinstance(key, str) or not _KEYWORD.match(key):
-        raise ValueError(f"FITS keyword must be 1-8 characters of A-Z, 0-9, '_' or '-', "
-                         f"got {key!r}")
+        raise ValueError(f"FITS keyword must be 1-8 characters of A-Z, 0-9, '_' or '-', got {key!r}")
     return key
 
 
@@ -164,6 +178,7 @@ def _check_value(key: str, value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
     if not isinstance(value, (str, bool, int, float)):
-        raise ValueError(f"FITS keyword {key}: value must be str, bool, int or float, "
-                         f"got {type(value).__name__} {value!r}")
+        raise ValueError(
+            f"FITS keyword {key}: value must be str, bool, int or float, got {type(value).__name__} {value!r}"
+        )
     return value

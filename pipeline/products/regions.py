@@ -69,12 +69,16 @@ def _axes(table: Table, kron_scale: float) -> tuple[np.ndarray, np.ndarray, np.n
 
 def _labels(table: Table) -> list[str]:
     name = "source_id" if "source_id" in table.colnames else "id"
-    return [str(v) for v in np.ma.filled(np.ma.asarray(table[name]).astype(str), "")] if name in table.colnames \
+    return (
+        [str(v) for v in np.ma.filled(np.ma.asarray(table[name]).astype(str), "")]
+        if name in table.colnames
         else [""] * len(table)
+    )
 
 
-def catalog_regions(table: Table, *, classes: Sequence[str] = CLASSES, wcs: WCS | None = None,
-                    kron_scale: float = KRON_SCALE):
+def catalog_regions(
+    table: Table, *, classes: Sequence[str] = CLASSES, wcs: WCS | None = None, kron_scale: float = KRON_SCALE
+):
     """The catalog's rows as ``regions`` shapes.
 
     Parameters
@@ -99,8 +103,11 @@ def catalog_regions(table: Table, *, classes: Sequence[str] = CLASSES, wcs: WCS 
     x, y = _values(table, "x"), _values(table, "y")
     major, minor, theta = _axes(table, kron_scale)
     colours = {c: "#{:02x}{:02x}{:02x}".format(*rgb) for c, rgb in class_colours(classes).items()}
-    dominant = (np.ma.filled(np.ma.asarray(table["dominant_class"]).astype(str), "")
-                if "dominant_class" in table.colnames else np.full(len(table), ""))
+    dominant = (
+        np.ma.filled(np.ma.asarray(table["dominant_class"]).astype(str), "")
+        if "dominant_class" in table.colnames
+        else np.full(len(table), "")
+    )
     labels = _labels(table)
     rows = np.flatnonzero(np.isfinite(x) & np.isfinite(y) & np.isfinite(major))
     if wcs is not None and len(rows):
@@ -121,21 +128,42 @@ def catalog_regions(table: Table, *, classes: Sequence[str] = CLASSES, wcs: WCS 
             if np.isnan(minor[i]):
                 shapes.append(CirclePixelRegion(centre_i, radius=major[i], meta=meta, visual=visual))
             else:
-                shapes.append(EllipsePixelRegion(centre_i, width=2 * major[i], height=2 * minor[i],
-                                                 angle=theta[i] * u.deg, meta=meta, visual=visual))
+                shapes.append(
+                    EllipsePixelRegion(
+                        centre_i,
+                        width=2 * major[i],
+                        height=2 * minor[i],
+                        angle=theta[i] * u.deg,
+                        meta=meta,
+                        visual=visual,
+                    )
+                )
             continue
         scale = arcsec_per_pixel[k] * u.arcsec
         if np.isnan(minor[i]):
             shapes.append(CircleSkyRegion(centre[k], radius=major[i] * scale, meta=meta, visual=visual))
         else:
-            shapes.append(EllipseSkyRegion(centre[k], width=2 * major[i] * scale, height=2 * minor[i] * scale,
-                                           angle=(theta[i] - (north_angle[k] - 90.0)) * u.deg, meta=meta,
-                                           visual=visual))
+            shapes.append(
+                EllipseSkyRegion(
+                    centre[k],
+                    width=2 * major[i] * scale,
+                    height=2 * minor[i] * scale,
+                    angle=(theta[i] - (north_angle[k] - 90.0)) * u.deg,
+                    meta=meta,
+                    visual=visual,
+                )
+            )
     return Regions(shapes)
 
 
-def write_regions(table: Table, path: Path, *, classes: Sequence[str] = CLASSES, wcs: WCS | None = None,
-                  kron_scale: float = KRON_SCALE) -> Path:
+def write_regions(
+    table: Table,
+    path: Path,
+    *,
+    classes: Sequence[str] = CLASSES,
+    wcs: WCS | None = None,
+    kron_scale: float = KRON_SCALE,
+) -> Path:
     """Write the catalog as a DS9 region file, atomically (see :func:`catalog_regions`).
 
     Parameters
@@ -153,9 +181,13 @@ def write_regions(table: Table, path: Path, *, classes: Sequence[str] = CLASSES,
         The file written.
     """
     regions = catalog_regions(table, classes=classes, wcs=wcs, kron_scale=kron_scale)
-    header = f"# {len(regions)} objects; colour = dominant class: " + ", ".join(
-        f"{c} {'#{:02x}{:02x}{:02x}'.format(*rgb)}" for c, rgb in class_colours(classes).items()
-        if c != classes[-1]) + "\n"
+    header = (
+        f"# {len(regions)} objects; colour = dominant class: "
+        + ", ".join(
+            f"{c} {'#{:02x}{:02x}{:02x}'.format(*rgb)}" for c, rgb in class_colours(classes).items() if c != classes[-1]
+        )
+        + "\n"
+    )
     text = regions.serialize(format="ds9") if len(regions) else "# Region file format: DS9\nimage\n"
     with atomic_path(path) as tmp:
         tmp.write_text(header + text)

@@ -41,8 +41,20 @@ from typing import Any
 
 from pipeline.rundir.location import ZARR_METADATA, Location
 
-__all__ = ["ALGORITHM", "StoreCheck", "StoreProblem", "chunk_of", "file_fingerprint", "hash_files", "list_files", "read_record",
-           "record_store", "verify_files", "verify_record", "write_record"]
+__all__ = [
+    "ALGORITHM",
+    "StoreCheck",
+    "StoreProblem",
+    "chunk_of",
+    "file_fingerprint",
+    "hash_files",
+    "list_files",
+    "read_record",
+    "record_store",
+    "verify_files",
+    "verify_record",
+    "write_record",
+]
 
 #: Checksum of every file (``hashlib`` name). SHA-256, the partials' checksum too, is
 #: faster than BLAKE2b on CPUs with SHA extensions: 0.65-0.92 GB/s read and hashed per
@@ -85,8 +97,13 @@ class StoreProblem:
         where = f"file {self.store.rstrip('/')}/{self.key} {self.problem}"
         if not _is_store_key(self.key):  # the record itself
             return where
-        what = (f"array {self.array!r} chunk {self.chunk}" if self.chunk is not None
-                else f"metadata of array {self.array!r}" if self.array else "group metadata")
+        what = (
+            f"array {self.array!r} chunk {self.chunk}"
+            if self.chunk is not None
+            else f"metadata of array {self.array!r}"
+            if self.array
+            else "group metadata"
+        )
         return f"{what}: {where}"
 
 
@@ -137,7 +154,7 @@ def chunk_of(key: str) -> tuple[str, tuple[int, ...] | None]:
     parts = key.split("/")
     if "c" in parts[:-1]:
         at = len(parts) - 1 - parts[::-1].index("c")
-        index = parts[at + 1:]
+        index = parts[at + 1 :]
         if index and all(p.isdigit() for p in index):
             return "/".join(parts[:at]), tuple(int(p) for p in index)
     return "/".join(parts[:-1]), None
@@ -170,7 +187,7 @@ def list_files(store: Location) -> dict[str, int]:
     except FileNotFoundError:
         return {}
     for path, info in found.items():
-        key = path[len(prefix) + 1:] if path.startswith(prefix + "/") else None
+        key = path[len(prefix) + 1 :] if path.startswith(prefix + "/") else None
         if key and info.get("type", "file") == "file" and _is_store_key(key):
             out[key] = int(info["size"])
     return out
@@ -254,16 +271,18 @@ def record_store(store: Location, *, client: Any = None, batches: int = 8) -> di
 
     keys = sorted(list_files(store))
     size = max(1, -(-len(keys) // max(1, batches)))
-    tasks = [dask.delayed(hash_files, pure=False)(store, keys[i:i + size], threads=1)
-             for i in range(0, len(keys), size)]
+    tasks = [
+        dask.delayed(hash_files, pure=False)(store, keys[i : i + size], threads=1) for i in range(0, len(keys), size)
+    ]
     out: dict[str, list] = {}
     for part in run_tasks(client, tasks):
         out.update(part)
     return dict(sorted(out.items()))
 
 
-def verify_files(store: Location, files: Mapping[str, list], *, hashes: bool = True,
-                 threads: int | None = None) -> StoreCheck:
+def verify_files(
+    store: Location, files: Mapping[str, list], *, hashes: bool = True, threads: int | None = None
+) -> StoreCheck:
     """Check a store's files against recorded ``key -> [bytes, hexdigest]``.
 
     Parameters
@@ -285,8 +304,9 @@ def verify_files(store: Location, files: Mapping[str, list], *, hashes: bool = T
         if key not in listed:
             problems.append(StoreProblem(str(store), key, "is missing"))
         elif listed[key] != size:
-            problems.append(StoreProblem(str(store), key, f"has {listed[key]} bytes, recorded {size} "
-                                                          "(truncated or replaced)"))
+            problems.append(
+                StoreProblem(str(store), key, f"has {listed[key]} bytes, recorded {size} (truncated or replaced)")
+            )
     for key in sorted(set(listed) - set(files)):
         problems.append(StoreProblem(str(store), key, "is not in the record (written after the store was finished)"))
     check = StoreCheck(store, files=len(files))
@@ -298,17 +318,20 @@ def verify_files(store: Location, files: Mapping[str, list], *, hashes: bool = T
             if key not in found:
                 problems.append(StoreProblem(str(store), key, "is missing"))
             elif found[key][1] != files[key][1]:
-                problems.append(StoreProblem(str(store), key, f"does not match its recorded {ALGORITHM} "
-                                                              "(corrupted or replaced)"))
+                problems.append(
+                    StoreProblem(str(store), key, f"does not match its recorded {ALGORITHM} (corrupted or replaced)")
+                )
     check.problems = sorted(problems, key=lambda p: p.key)
     return check
 
 
-def write_record(record_file: Location, store: Location, files: Mapping[str, list], *,
-                 run_id: str | None = None) -> None:
+def write_record(
+    record_file: Location, store: Location, files: Mapping[str, list], *, run_id: str | None = None
+) -> None:
     """Write a store's checksum record (atomically)."""
-    record_file.write_json({"store": store.name, "run_id": run_id or "", "algorithm": ALGORITHM,
-                            "time": time.time(), "files": dict(files)})
+    record_file.write_json(
+        {"store": store.name, "run_id": run_id or "", "algorithm": ALGORITHM, "time": time.time(), "files": dict(files)}
+    )
 
 
 def read_record(record_file: Location, *, run_id: str | None = None) -> tuple[dict[str, list] | None, str]:
@@ -331,8 +354,9 @@ def read_record(record_file: Location, *, run_id: str | None = None) -> tuple[di
     return record["files"], ""
 
 
-def verify_record(store: Location, record_file: Location, *, run_id: str | None = None,
-                  hashes: bool = True) -> StoreCheck:
+def verify_record(
+    store: Location, record_file: Location, *, run_id: str | None = None, hashes: bool = True
+) -> StoreCheck:
     """Check a store against the checksum record in ``record_file`` (:func:`verify_files`).
 
     A missing, unreadable or other run's record is itself a problem: the store cannot
@@ -341,5 +365,7 @@ def verify_record(store: Location, record_file: Location, *, run_id: str | None 
     files, why = read_record(record_file, run_id=run_id)
     if files is None:
         folder = record_file.url.rsplit("/", 1)[0]
-        return StoreCheck(store, [StoreProblem(folder, record_file.name, f"(the checksum record of {store.name}) {why}")])
+        return StoreCheck(
+            store, [StoreProblem(folder, record_file.name, f"(the checksum record of {store.name}) {why}")]
+        )
     return verify_files(store, files, hashes=hashes)

@@ -22,18 +22,24 @@ __all__ = ["SECRET_OPTION_PATTERN", "check_storage_options"]
 #: Storage option names refused in run settings, at any depth: secrets would land in
 #: the manifest. Matched against the name with every run of other characters than
 #: letters and digits made one ``_`` (``X-Api-Key`` -> ``X_Api_Key``).
-SECRET_OPTION_PATTERN = re.compile(r"(secret|token|password|passwd|passphrase|credential|^key$|_key$|"
-                                   r"account_?key|access_?key|api_?key|pkey|^sas|sas_|_sas$|"
-                                   r"authori[sz]ation|authenticat|(^|_)auth($|_)|cookie|signature(?!_version)|"
-                                   r"connection_?string|conn_?str|private|session_?key)", re.IGNORECASE)
+SECRET_OPTION_PATTERN = re.compile(
+    r"(secret|token|password|passwd|passphrase|credential|^key$|_key$|"
+    r"account_?key|access_?key|api_?key|pkey|^sas|sas_|_sas$|"
+    r"authori[sz]ation|authenticat|(^|_)auth($|_)|cookie|signature(?!_version)|"
+    r"connection_?string|conn_?str|private|session_?key)",
+    re.IGNORECASE,
+)
 #: ``scheme://user:password@host`` (or ``user@host``) in a value: credentials in a URL.
 _URL_USERINFO = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s]+@")
 #: Values that hold a credential whatever their option's name: connection strings
 #: (``AccountKey=``), signed URLs and SAS tokens (``X-Amz-Signature=``, ``sig=``,
 #: ``SharedAccessSignature``), ``Authorization`` header values (``Bearer ...``).
-_SECRET_VALUE = re.compile(r"(accountkey\s*=|sharedaccesskey\s*=|sharedaccesssignature|"
-                           r"(^|[?&;\s])[\w.-]*(signature|sig|credential|token|password|passwd|secret|key)\s*=|"
-                           r"(^|[\s:=,])(bearer|basic|digest)\s+[\w.~+/=-]+)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(
+    r"(accountkey\s*=|sharedaccesskey\s*=|sharedaccesssignature|"
+    r"(^|[?&;\s])[\w.-]*(signature|sig|credential|token|password|passwd|secret|key)\s*=|"
+    r"(^|[\s:=,])(bearer|basic|digest)\s+[\w.~+/=-]+)",
+    re.IGNORECASE,
+)
 #: ``Name: value``, a header written as one string.
 _HEADER_LINE = re.compile(r"^\s*([\w-]+)\s*:\s*\S")
 
@@ -65,7 +71,8 @@ def check_storage_options(options: Mapping[str, Any]) -> dict[str, Any]:
             f"storage option(s) {', '.join(found)} look like credentials, which would be "
             "recorded in the run's manifest: give them through the environment "
             "(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...) or the store's credential "
-            "files instead")
+            "files instead"
+        )
     return out
 
 

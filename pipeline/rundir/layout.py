@@ -59,8 +59,12 @@ FITS_SUFFIX = {"mean": "mean", "variance": "var", "rank": "rank"}
 
 #: FITS files of one image plane, by the array they hold: ``n`` (of the classification),
 #: ``coverage`` (of the mosaic), ``segments`` and ``deblended`` (of the segmentation).
-FITS_FILES = {"n": "n.fits", "coverage": "coverage.fits", "segments": "segmap.fits",
-              "deblended": "segmap_deblended.fits"}
+FITS_FILES = {
+    "n": "n.fits",
+    "coverage": "coverage.fits",
+    "segments": "segmap.fits",
+    "deblended": "segmap_deblended.fits",
+}
 
 #: Catalog file suffix -> astropy format.
 CATALOG_FORMATS = {"parquet": "parquet", "csv": "csv", "fits": "fits", "mrt": "ascii.mrt"}
@@ -76,8 +80,11 @@ _CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 #: A value-added catalog's segmentation store, its checksum record and downstream record:
 #: ``<prefix><name><suffix>`` (``segmentation_value_added.zarr``).
-_VALUE_ADDED_FILES = {"store": ("segmentation_", ".zarr"), "checksums": ("segmentation_", ".checksums.json"),
-                      "record": ("downstream_", ".json")}
+_VALUE_ADDED_FILES = {
+    "store": ("segmentation_", ".zarr"),
+    "checksums": ("segmentation_", ".checksums.json"),
+    "record": ("downstream_", ".json"),
+}
 
 #: The file suffix of each kind of per-tile file: records in ``ledger/``, partials in ``partials/``.
 _TILE_FILES = {"done": ".done", "failed": ".failed", "partial": ".npz"}
@@ -161,7 +168,9 @@ class RunLayout:
         """The checksum record of :meth:`segmentation_store` ``name``: :attr:`segmentation_checksums`
         for the internal catalog, ``ledger/segmentation_<name>.checksums.json`` for a value-added one.
         """
-        return self.segmentation_checksums if name == INTERNAL_CATALOG else self.ledger / _value_added("checksums", name)
+        return (
+            self.segmentation_checksums if name == INTERNAL_CATALOG else self.ledger / _value_added("checksums", name)
+        )
 
     @property
     def partials(self) -> Location:
@@ -310,8 +319,11 @@ class RunLayout:
         for listing, kinds in ((self.root.listdir(), ("store", "record")), (self.ledger.listdir(), ("checksums",))):
             for kind in kinds:
                 prefix, suffix = _VALUE_ADDED_FILES[kind]
-                names.update(n[len(prefix): -len(suffix)] for n in listing
-                             if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix) + len(suffix))
+                names.update(
+                    n[len(prefix) : -len(suffix)]
+                    for n in listing
+                    if n.startswith(prefix) and n.endswith(suffix) and len(n) > len(prefix) + len(suffix)
+                )
         return sorted(n for n in names if _CATALOG_NAME.fullmatch(n))
 
     def value_added_files(self, name: str) -> list[Location]:
@@ -320,8 +332,14 @@ class RunLayout:
         """
         store = self.segmentation_store(name)
         staged = [self.staging(store)] if self.root.is_local else []
-        return [store, *staged, *(self.segmap_file(a, name) for a in ("segments", "deblended")),
-                *self.catalog_files(name), self.segmentation_checksums_of(name), self.downstream_record_of(name)]
+        return [
+            store,
+            *staged,
+            *(self.segmap_file(a, name) for a in ("segments", "deblended")),
+            *self.catalog_files(name),
+            self.segmentation_checksums_of(name),
+            self.downstream_record_of(name),
+        ]
 
     # -- the interactive map (pipeline.viewer.pyramid) ---------------------------------
     @property
@@ -354,8 +372,20 @@ class RunLayout:
         stores = [self.classification, self.segmentation]
         staged = [self.staging(s) for s in stores] if self.root.is_local else []
         value_added = [p for name in self.value_added_names() for p in self.value_added_files(name)]
-        return [*value_added, self.ledger, self.partials, *stores, *staged, self.fits, self.mosaic, self.catalog, self.colour,
-                self.viewer, self.downstream_record, self.manifest]
+        return [
+            *value_added,
+            self.ledger,
+            self.partials,
+            *stores,
+            *staged,
+            self.fits,
+            self.mosaic,
+            self.catalog,
+            self.colour,
+            self.viewer,
+            self.downstream_record,
+            self.manifest,
+        ]
 
 
 def _value_added(kind: str, name: str) -> str:

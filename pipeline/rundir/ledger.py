@@ -75,11 +75,16 @@ def compact_partial(stats: WindowStats) -> dict[str, np.ndarray]:
     float64. Counts and votes as uint16 when they fit (a pixel is counted by at most
     ``((window - 2 border) / stride)**2 = 900`` windows), else int32: exact either way.
     """
+
     def counts(a: np.ndarray) -> np.ndarray:
         return a.astype(np.uint16) if a.size == 0 or (a.min() >= 0 and a.max() <= np.iinfo(np.uint16).max) else a
 
-    return {"n": counts(stats.n), "mean": stats.mean.astype(np.float32), "m2": stats.m2.astype(np.float32),
-            "votes": counts(stats.votes)}
+    return {
+        "n": counts(stats.n),
+        "mean": stats.mean.astype(np.float32),
+        "m2": stats.m2.astype(np.float32),
+        "votes": counts(stats.votes),
+    }
 
 
 def tile_id(tile: Tile) -> str:
@@ -122,14 +127,19 @@ class Ledger:
         data = buffer.getvalue()
         with self.layout.partial(name).open_atomic() as fh:
             fh.write(data)
-        record = {**info, "tile": name, "run_id": run_id,
-                  "partial": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+        record = {
+            **info,
+            "tile": name,
+            "run_id": run_id,
+            "partial": {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()},
+        }
         self.layout.done_record(name).write_json(record)
         self.layout.failed_record(name).remove()
 
     # -- read and written by the driver -------------------------------------------
-    def load_partial(self, name: str, *, run_id: str | None = None,
-                     record: dict[str, Any] | None = None) -> WindowStats:
+    def load_partial(
+        self, name: str, *, run_id: str | None = None, record: dict[str, Any] | None = None
+    ) -> WindowStats:
         """The partial statistics of a finished tile, verified against its record.
 
         Parameters
@@ -150,8 +160,9 @@ class Ledger:
         where, data, record = self._checked_bytes(name, run_id, record)
         return _parse_partial(name, where, data, run_id)
 
-    def _checked_bytes(self, name: str, run_id: str | None,
-                       record: dict[str, Any] | None = None) -> tuple[Location, bytes, dict[str, Any]]:
+    def _checked_bytes(
+        self, name: str, run_id: str | None, record: dict[str, Any] | None = None
+    ) -> tuple[Location, bytes, dict[str, Any]]:
         """A partial's bytes, checked against its record (size, SHA-256, tile, run)."""
         where = self.layout.partial(name)
         try:
@@ -159,8 +170,9 @@ class Ledger:
             if not isinstance(record, dict):
                 raise json.JSONDecodeError("not a JSON object", "", 0)
         except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PartialError(name, self.layout.done_record(name), f"has no readable record ({type(exc).__name__})") \
-                from None
+            raise PartialError(
+                name, self.layout.done_record(name), f"has no readable record ({type(exc).__name__})"
+            ) from None
         try:
             data = where.read_bytes()
         except FileNotFoundError:
@@ -210,8 +222,14 @@ class Ledger:
         when its files match it. A ``merged.json`` without ``checksums`` is of a run
         made before they were recorded.
         """
-        self.layout.merged_record.write_json({"run_id": run_id, "tiles": tiles, "time": time.time(),
-                                              "checksums": self.layout.classification_checksums.name})
+        self.layout.merged_record.write_json(
+            {
+                "run_id": run_id,
+                "tiles": tiles,
+                "time": time.time(),
+                "checksums": self.layout.classification_checksums.name,
+            }
+        )
 
     def merged(self, run_id: str) -> bool:
         """True if the tiles of run ``run_id`` are merged (:meth:`mark_merged`)."""
@@ -234,13 +252,13 @@ class Ledger:
 
     def finished(self) -> set[str]:
         """All finished tiles (two listings, whatever the number of tiles)."""
-        return (self.layout.tiles_listed(self.dir.listdir(), "done")
-                & self.layout.tiles_listed(self.partials.listdir(), "partial"))
+        return self.layout.tiles_listed(self.dir.listdir(), "done") & self.layout.tiles_listed(
+            self.partials.listdir(), "partial"
+        )
 
     def mark_failed(self, name: str, error: str, traceback_text: str) -> None:
         """Record that a tile kept failing."""
-        self.layout.failed_record(name).write_json(
-            {"error": error, "traceback": traceback_text, "time": time.time()})
+        self.layout.failed_record(name).write_json({"error": error, "traceback": traceback_text, "time": time.time()})
 
     def clear_failed(self) -> list[str]:
         """Forget failure records (before a resubmit); returns the tiles cleared."""
@@ -251,8 +269,10 @@ class Ledger:
 
     def failed(self) -> dict[str, dict[str, Any]]:
         """Failed tiles with their error records."""
-        files = {name: self.layout.failed_record(name) for name in
-                 sorted(self.layout.tiles_listed(self.dir.listdir(), "failed"))}
+        files = {
+            name: self.layout.failed_record(name)
+            for name in sorted(self.layout.tiles_listed(self.dir.listdir(), "failed"))
+        }
         found = self.dir.read_many(where.name for where in files.values())
         out = {}
         for name, where in files.items():
@@ -323,8 +343,7 @@ def _parse_record(data: bytes) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _check_against_record(name: str, where: Location, data: bytes, record: dict[str, Any],
-                          run_id: str | None) -> None:
+def _check_against_record(name: str, where: Location, data: bytes, record: dict[str, Any], run_id: str | None) -> None:
     """A partial's bytes against the tile's record: the record's tile and run, the size
     and the SHA-256 (records written before checksums existed carry none).
     """
@@ -336,8 +355,9 @@ def _check_against_record(name: str, where: Location, data: bytes, record: dict[
     if expected is None:
         return
     if len(data) != expected["bytes"]:
-        raise PartialError(name, where, f"has {len(data)} bytes, its record says {expected['bytes']} "
-                                        "(truncated or replaced)")
+        raise PartialError(
+            name, where, f"has {len(data)} bytes, its record says {expected['bytes']} (truncated or replaced)"
+        )
     if hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise PartialError(name, where, "does not match its recorded SHA-256 (corrupted or replaced)")
 

@@ -55,6 +55,7 @@ ZARR_METADATA = "zarr.json"
 
 _URL = re.compile(r"^(?P<protocol>[a-zA-Z][a-zA-Z0-9+.-]*)://")
 
+
 def file_mode() -> int:
     """Permissions of a new file: ``0o666`` less the process's umask (what ``open``
     gives a new file; temporary files are made 0600 and get this before the rename).
@@ -122,7 +123,7 @@ def run_dir_value(value: str | os.PathLike[str]) -> Path | str:
             return value.rstrip("/")
         match = _URL.match(value)
         if match:  # file:// or local://
-            value = value[match.end():]
+            value = value[match.end() :]
     return Path(value)
 
 
@@ -143,8 +144,7 @@ class Location:
     process opens its own file system object on first use.
     """
 
-    def __init__(self, where: str | os.PathLike[str],
-                 storage_options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, where: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> None:
         value = run_dir_value(where if isinstance(where, str) else os.fspath(where))
         if isinstance(value, Path):
             self.url = str(value.expanduser().absolute())
@@ -186,15 +186,13 @@ class Location:
         return f"Location({self.url!r})"
 
     def __eq__(self, other: object) -> bool:
-        return (isinstance(other, Location) and self.url == other.url
-                and self.storage_options == other.storage_options)
+        return isinstance(other, Location) and self.url == other.url and self.storage_options == other.storage_options
 
     def __hash__(self) -> int:
         return hash(self.url)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"url": self.url, "protocol": self.protocol,
-                "storage_options": self.storage_options}
+        return {"url": self.url, "protocol": self.protocol, "storage_options": self.storage_options}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -239,8 +237,7 @@ class Location:
         except FileNotFoundError:
             return []
         key = self._key.rstrip("/")
-        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries
-                      if e.rstrip("/") != key)
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in entries if e.rstrip("/") != key)
 
     # -- reading --------------------------------------------------------------------
     def read_bytes(self) -> bytes:
@@ -348,8 +345,7 @@ class Location:
 
         if self.is_local:
             return zarr.storage.LocalStore(self.url, read_only=read_only)
-        return zarr.storage.FsspecStore.from_url(self.url, storage_options=self.fs_options(),
-                                                 read_only=read_only)
+        return zarr.storage.FsspecStore.from_url(self.url, storage_options=self.fs_options(), read_only=read_only)
 
     def open_group(self, mode: str = "r", **kwargs: Any) -> Any:
         """Open the Zarr group here (``mode`` as :func:`zarr.open_group` takes it)."""
@@ -358,8 +354,7 @@ class Location:
         return zarr.open_group(self.zarr_store(read_only=mode == "r"), mode=mode, **kwargs)
 
 
-def as_location(where: Location | str | os.PathLike[str],
-                storage_options: Mapping[str, Any] | None = None) -> Location:
+def as_location(where: Location | str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None) -> Location:
     """``where`` as a :class:`Location` (returned as is if it already is one)."""
     if isinstance(where, Location):
         return where

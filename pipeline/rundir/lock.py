@@ -81,13 +81,20 @@ class HeldLock:
             raise RunError(
                 f"{self.run_dir}: the lock file {RunLayout(self.run_dir).lock} was removed or replaced while "
                 "this command ran, so another command may be writing to this run directory; stopped here "
-                "(finished tiles are kept): once no other command runs on it, run the same command again")
+                "(finished tiles are kept): once no other command runs on it, run the same command again"
+            )
 
 
 def _holder(command: str, token: str) -> dict[str, Any]:
     now = time.time()
-    return {"host": socket.gethostname(), "pid": os.getpid(), "command": command, "since": now,
-            "heartbeat": now, "token": token}
+    return {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": command,
+        "since": now,
+        "heartbeat": now,
+        "token": token,
+    }
 
 
 def _refusal(run_dir: Location, holder: dict[str, Any] | None, *, note: str = "") -> InputError:
@@ -95,10 +102,12 @@ def _refusal(run_dir: Location, holder: dict[str, Any] | None, *, note: str = ""
         who = "another command"
     else:
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
-        who = (f"'{holder.get('command', '?')}' (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, "
-               f"since {since})")
-    return InputError(f"{run_dir}: in use by {who}{note}; wait for it to finish (one command at a time per run "
-                      "directory)")
+        who = (
+            f"'{holder.get('command', '?')}' (pid {holder.get('pid', '?')} on {holder.get('host', '?')}, since {since})"
+        )
+    return InputError(
+        f"{run_dir}: in use by {who}{note}; wait for it to finish (one command at a time per run directory)"
+    )
 
 
 @contextlib.contextmanager

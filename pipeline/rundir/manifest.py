@@ -18,8 +18,15 @@ from pipeline.rundir.location import Location
 if TYPE_CHECKING:  # the run directory records settings; it does not make them
     from pipeline.settings import RunSettings
 
-__all__ = ["check_or_write_manifest", "check_resumable", "check_run_dir", "prepare_run_dir", "read_manifest",
-           "recorded_tile", "software_versions"]
+__all__ = [
+    "check_or_write_manifest",
+    "check_resumable",
+    "check_run_dir",
+    "prepare_run_dir",
+    "read_manifest",
+    "recorded_tile",
+    "software_versions",
+]
 
 
 def software_versions() -> dict[str, str]:
@@ -62,8 +69,9 @@ def prepare_run_dir(run_dir: Location, *, restart: bool) -> None:
     run_dir.makedirs()
 
 
-def check_or_write_manifest(run_dir: Location, config: RunSettings, inputs: list[dict], plan: dict[str, Any], *,
-                            card: dict[str, Any]) -> str:
+def check_or_write_manifest(
+    run_dir: Location, config: RunSettings, inputs: list[dict], plan: dict[str, Any], *, card: dict[str, Any]
+) -> str:
     """Write the manifest of a new run, or check a resumed one against it; returns the run id.
 
     Parameters
@@ -92,17 +100,19 @@ def check_or_write_manifest(run_dir: Location, config: RunSettings, inputs: list
         path.write_json(old)
         return old["run_id"]
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    path.write_json({
-        "run_id": run_id,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "config": config.to_json(),
-        "result_settings": config.result_settings(),
-        "model": config.model_description(),
-        "model_card": card,
-        "inputs": inputs,
-        "versions": software_versions(),
-        "plan": plan,
-    })
+    path.write_json(
+        {
+            "run_id": run_id,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "config": config.to_json(),
+            "result_settings": config.result_settings(),
+            "model": config.model_description(),
+            "model_card": card,
+            "inputs": inputs,
+            "versions": software_versions(),
+            "plan": plan,
+        }
+    )
     return run_id
 
 
@@ -143,25 +153,30 @@ def check_run_dir(run_dir: Location, *, restart: bool) -> None:
         path = run_dir.path
         if path.exists() or path.is_symlink():
             if not path.is_dir():
-                raise InputError(f"{path}: cannot use as the run directory: it is not a folder; choose another "
-                                 "--run-dir")
+                raise InputError(
+                    f"{path}: cannot use as the run directory: it is not a folder; choose another --run-dir"
+                )
             if not os.access(path, os.W_OK | os.X_OK):
-                raise InputError(f"{path}: cannot write in the run directory (permission denied); choose another "
-                                 "--run-dir")
+                raise InputError(
+                    f"{path}: cannot write in the run directory (permission denied); choose another --run-dir"
+                )
         else:
             parent = path.parent
             while not parent.exists() and parent != parent.parent:
                 parent = parent.parent
             if not parent.is_dir():
-                raise InputError(f"{path}: cannot create the run directory ({parent} is not a folder); choose "
-                                 "another --run-dir")
+                raise InputError(
+                    f"{path}: cannot create the run directory ({parent} is not a folder); choose another --run-dir"
+                )
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise InputError(f"{path}: cannot create the run directory (permission denied in {parent}); "
-                                 "choose another --run-dir")
+                raise InputError(
+                    f"{path}: cannot create the run directory (permission denied in {parent}); choose another --run-dir"
+                )
     if restart and run_dir.exists() and not layout.manifest.exists():
         others = [n for n in run_dir.listdir() if not n.startswith(".") and n != layout.log.name]
         if others:
             raise InputError(
                 f"{run_dir}: --restart refused: this folder holds no run (no {layout.manifest.name}) but other files "
                 f"({', '.join(sorted(others)[:5])}{', ...' if len(others) > 5 else ''}); choose an empty or new "
-                "--run-dir")
+                "--run-dir"
+            )

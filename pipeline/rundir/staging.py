@@ -63,7 +63,6 @@ def staged(store: Location) -> Iterator[Location]:
         os.replace(work, final)
 
 
-
 class written_locally(contextlib.AbstractContextManager):  # noqa: N801 - used like a function
     """A local folder standing for a run directory: the one "write locally, then upload".
 

@@ -11,11 +11,10 @@ from pipeline.rundir.ledger import Ledger, tile_id
 from pipeline.rundir.location import Location, as_location
 from pipeline.rundir.manifest import read_manifest
 
-__all__ = ['status']
+__all__ = ["status"]
 
 
-def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
+def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ledger of a run directory: tiles by state, the failures' errors, and whether the
     finished stores match their checksum records.
 
@@ -44,6 +43,12 @@ def status(run_dir: Location | str | os.PathLike[str], storage_options: dict[str
     classes = (manifest.get("model_card") or {}).get("classes")
     products = [*layout.classification_fits(*([tuple(classes)] if classes else [])), layout.downstream_record]
     missing = [str(p) for p in products if not p.exists()]
-    return {"manifest": manifest, "states": states, "failed": ledger.failed(), "corrupt": problems,
-            "products": not missing, "missing_products": missing,
-            "stores": store_report(location, manifest["run_id"])}
+    return {
+        "manifest": manifest,
+        "states": states,
+        "failed": ledger.failed(),
+        "corrupt": problems,
+        "products": not missing,
+        "missing_products": missing,
+        "stores": store_report(location, manifest["run_id"]),
+    }

@@ -41,9 +41,19 @@ from pipeline.rundir.layout import INTERNAL_CATALOG, RunLayout
 from pipeline.rundir.ledger import Ledger, merged_record
 from pipeline.rundir.location import ZARR_METADATA, Location, as_location
 
-__all__ = ["finished_classification", "check_classification_store", "classification_advice", "classification_gaps", "damaged_classification",
-           "merged_store_complete", "partials_kept", "record_unrecorded", "refuse_damaged_classification",
-           "segmentation_problem", "store_report"]
+__all__ = [
+    "finished_classification",
+    "check_classification_store",
+    "classification_advice",
+    "classification_gaps",
+    "damaged_classification",
+    "merged_store_complete",
+    "partials_kept",
+    "record_unrecorded",
+    "refuse_damaged_classification",
+    "segmentation_problem",
+    "store_report",
+]
 
 
 def classification_gaps(store: Location, classes: Iterable[str] = ("mean", "rank")) -> list[StoreProblem]:
@@ -69,12 +79,19 @@ def classification_gaps(store: Location, classes: Iterable[str] = ("mean", "rank
             missing.setdefault(f"{name}/c/0/{y}/{x}", []).append("n")
         for y, x in have - counted:
             missing.setdefault(f"n/c/{y}/{x}", []).append(name)
-    return [StoreProblem(str(store), key, f"is missing ({' and '.join(arrays)} {'has' if len(arrays) == 1 else 'have'} "
-                                          "values in this chunk)") for key, arrays in sorted(missing.items())]
+    return [
+        StoreProblem(
+            str(store),
+            key,
+            f"is missing ({' and '.join(arrays)} {'has' if len(arrays) == 1 else 'have'} values in this chunk)",
+        )
+        for key, arrays in sorted(missing.items())
+    ]
 
 
-def check_classification_store(run_dir: Location, run_id: str | None = None, *,
-                               hashes: bool = True) -> StoreCheck | None:
+def check_classification_store(
+    run_dir: Location, run_id: str | None = None, *, hashes: bool = True
+) -> StoreCheck | None:
     """Check a run's merged ``classification.zarr`` against its checksum record.
 
     Parameters
@@ -102,9 +119,17 @@ def check_classification_store(run_dir: Location, run_id: str | None = None, *,
     layout = RunLayout(run_dir)
     store = layout.classification
     if not _marked_complete(store, run_id):
-        return StoreCheck(store, [StoreProblem(str(store), ZARR_METADATA, "is missing, unreadable or not marked "
-                                               f"complete, although {layout.merged_record} records the merge")],
-                          recorded="checksums" in merged)
+        return StoreCheck(
+            store,
+            [
+                StoreProblem(
+                    str(store),
+                    ZARR_METADATA,
+                    f"is missing, unreadable or not marked complete, although {layout.merged_record} records the merge",
+                )
+            ],
+            recorded="checksums" in merged,
+        )
     if "checksums" not in merged:
         return StoreCheck(store, classification_gaps(store), recorded=False)
     return verify_record(store, layout.classification_checksums, run_id=run_id, hashes=hashes)
@@ -127,8 +152,7 @@ def merged_store_complete(run_dir: Location, run_id: str) -> bool:
     return merged_record(run_dir, run_id) is not None and _marked_complete(RunLayout(run_dir).classification, run_id)
 
 
-def refuse_damaged_classification(run_dir: Location, run_id: str | None, *,
-                                  hashes: bool = True) -> StoreCheck | None:
+def refuse_damaged_classification(run_dir: Location, run_id: str | None, *, hashes: bool = True) -> StoreCheck | None:
     """Raise :class:`~pipeline.errors.InputError` if the merged classification store of
     run ``run_id`` does not match its checksum record (naming the array, the chunk and
     the file, and what to do); returns the check (None: not recorded as merged, nothing
@@ -154,11 +178,15 @@ def classification_advice(run_dir: Location | str, *, kept: bool) -> str:
     ``kept``: :func:`partials_kept` (then ``resubmit``, or ``run`` again, merges them again).
     """
     if kept:
-        return (f"the tiles' partials are kept: '{command('resubmit', '--run-dir', run_dir)}' (or 'run' "
-                "again) merges them again")
-    return ("the tiles' partials were removed after the merge, so it cannot be merged again: start over with "
-            f"'{command('run', '--restart')}' and the run's options (every tile is classified again; "
-            "--keep-partials keeps what a later merge needs)")
+        return (
+            f"the tiles' partials are kept: '{command('resubmit', '--run-dir', run_dir)}' (or 'run' "
+            "again) merges them again"
+        )
+    return (
+        "the tiles' partials were removed after the merge, so it cannot be merged again: start over with "
+        f"'{command('run', '--restart')}' and the run's options (every tile is classified again; "
+        "--keep-partials keeps what a later merge needs)"
+    )
 
 
 def damaged_classification(check: StoreCheck, run_dir: Location | str, *, kept: bool) -> str:
@@ -171,12 +199,15 @@ def record_unrecorded(run_dir: Location, run_id: str) -> str:
     from the store as it is, and name them in ``merged.json``; returns the note to show.
     """
     layout = RunLayout(run_dir)
-    write_record(layout.classification_checksums, layout.classification, record_store(layout.classification),
-                 run_id=run_id)
+    write_record(
+        layout.classification_checksums, layout.classification, record_store(layout.classification), run_id=run_id
+    )
     Ledger(run_dir).mark_merged(run_id, int((merged_record(run_dir, run_id) or {}).get("tiles", 0)))
-    return (f"note: {layout.classification} was merged before its checksums were recorded; recorded them now in "
-            f"{layout.classification_checksums} (a chunk damaged before now would go unnoticed: --restart rebuilds "
-            "it)")
+    return (
+        f"note: {layout.classification} was merged before its checksums were recorded; recorded them now in "
+        f"{layout.classification_checksums} (a chunk damaged before now would go unnoticed: --restart rebuilds "
+        "it)"
+    )
 
 
 def segmentation_problem(run_dir: Location, run_id: str | None = None, name: str = INTERNAL_CATALOG) -> str:
@@ -204,14 +235,22 @@ def store_report(run_dir: Location, run_id: str) -> dict[str, dict[str, Any]]:
             advice = classification_advice(run_dir, kept=partials_kept(run_dir, run_id))
         else:
             advice = "" if check.recorded else "the next 'run', 'resubmit', 'segment' or 'catalog' records them"
-        out["classification"] = {"problems": [str(p) for p in check.problems], "recorded": check.recorded,
-                                 "advice": advice}
+        out["classification"] = {
+            "problems": [str(p) for p in check.problems],
+            "recorded": check.recorded,
+            "advice": advice,
+        }
     seg = layout.segmentation
     if _marked_complete(seg, None):
         recorded = layout.segmentation_checksums.exists()
         problems = [str(p) for p in verify_record(seg, layout.segmentation_checksums).problems] if recorded else []
-        advice = ("'catalog' makes it again rather than reuse it" if not recorded
-                  else f"'{command('catalog', '--run-dir', run_dir)}' or 'segment' makes it again" if problems else "")
+        advice = (
+            "'catalog' makes it again rather than reuse it"
+            if not recorded
+            else f"'{command('catalog', '--run-dir', run_dir)}' or 'segment' makes it again"
+            if problems
+            else ""
+        )
         out["segmentation"] = {"problems": problems, "recorded": recorded, "advice": advice}
     return out
 
@@ -239,14 +278,19 @@ def finished_classification(run_dir: Location | str | os.PathLike[str]) -> Any:
     layout = RunLayout(run_dir)
     store = layout.classification
     if not layout.manifest.exists():
-        raise InputError(f"{run_dir}: no run here ({layout.manifest.name} not found); classify first with "
-                         f"'{command('run')}'")
+        raise InputError(
+            f"{run_dir}: no run here ({layout.manifest.name} not found); classify first with '{command('run')}'"
+        )
     if not store.is_zarr_group():
-        raise InputError(f"{run_dir}: no classification ({store.name} missing); finish the run with "
-                         f"'{command('run')}' or 'resubmit' first")
+        raise InputError(
+            f"{run_dir}: no classification ({store.name} missing); finish the run with "
+            f"'{command('run')}' or 'resubmit' first"
+        )
     group = store.open_group(mode="r")
     if not group.attrs.get("complete", False):
-        raise InputError(f"{store}: the classification is not finished (tiles failed or pending); run "
-                         f"'{command('resubmit', '--run-dir', run_dir)}' first")
+        raise InputError(
+            f"{store}: the classification is not finished (tiles failed or pending); run "
+            f"'{command('resubmit', '--run-dir', run_dir)}' first"
+        )
     refuse_damaged_classification(run_dir, group.attrs.get("run_id"), hashes=False)
     return group

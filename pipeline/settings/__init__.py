@@ -19,6 +19,18 @@ from pipeline.settings.run import CLUSTERS, GPU_MODES, MODELS, RunSettings, upgr
 from pipeline.settings.train import FIRST_LAYER_INITS, TrainRunSettings
 from pipeline.settings.view import DEFAULT_PORT, ViewSettings
 
-__all__ = ["APERTURE_ARCSEC", "CLUSTERS", "DEFAULT_PORT", "DETECTION_RULES", "FIRST_LAYER_INITS", "GPU_MODES",
-           "MODELS", "DownstreamSettings", "RunSettings", "TrainRunSettings", "TrainSettings", "ViewSettings",
-           "upgrade_recorded"]
+__all__ = [
+    "APERTURE_ARCSEC",
+    "CLUSTERS",
+    "DEFAULT_PORT",
+    "DETECTION_RULES",
+    "FIRST_LAYER_INITS",
+    "GPU_MODES",
+    "MODELS",
+    "DownstreamSettings",
+    "RunSettings",
+    "TrainRunSettings",
+    "TrainSettings",
+    "ViewSettings",
+    "upgrade_recorded",
+]

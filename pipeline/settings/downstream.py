@@ -73,36 +73,53 @@ class DownstreamSettings:
     """
 
     threshold: float | None = setting(
-        None, help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML sets one, "
-                   "else 0 for --detection paper, 0.3 for mean and mixed)")
+        None,
+        help="background <= this marks a source (Algorithm 1; default: the mosaic's if its TOML sets one, "
+        "else 0 for --detection paper, 0.3 for mean and mixed)",
+    )
     min_distance: int = setting(DEFAULT_MIN_DISTANCE, help="deblending: min peak separation, pixels")
     nd_max: int = setting(DEFAULT_ND_MAX, help="deblending: max children per segment")
-    flux_band: str | None = setting(None, help="band that deblends and weights Eq. 16 (default: the model's "
-                                                "reddest band, as the paper's F160W = H for the released model)")
+    flux_band: str | None = setting(
+        None,
+        help="band that deblends and weights Eq. 16 (default: the model's "
+        "reddest band, as the paper's F160W = H for the released model)",
+    )
     markers: str | None = setting(
-        None, metavar="TABLE", help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2")
+        None, metavar="TABLE", help="value-added mode: CSV or FITS table of sources (RA/Dec) that seed Algorithms 1-2"
+    )
     aperture_arcsec: float = setting(
-        APERTURE_ARCSEC, flag="--aperture-radius", metavar="ARCSEC",
-        help="value-added mode: aperture radius in arcsec for small or undetected sources")
+        APERTURE_ARCSEC,
+        flag="--aperture-radius",
+        metavar="ARCSEC",
+        help="value-added mode: aperture radius in arcsec for small or undetected sources",
+    )
     catalog_name: str | None = setting(
-        None, metavar="NAME", help="value-added mode: name of the catalog's files, catalog/NAME.{parquet,csv,fits,"
-                                   "mrt,reg}, written beside the internal catalog/catalog.*; value_added if not given")
+        None,
+        metavar="NAME",
+        help="value-added mode: name of the catalog's files, catalog/NAME.{parquet,csv,fits,"
+        "mrt,reg}, written beside the internal catalog/catalog.*; value_added if not given",
+    )
     halo: int = 64
     max_halo: int = 512
     chunk: int | None = None
     detection: str = setting(
-        "paper", choices=tuple(DETECTION_RULES),
+        "paper",
+        choices=tuple(DETECTION_RULES),
         help="Algorithm 1 rule: paper = markers and edges on the rank-vote background (as the released code); "
-             "mean = on the mean background; mixed = rank-vote sky markers and edges, source markers from the "
-             "mean background")
+        "mean = on the mean background; mixed = rank-vote sky markers and edges, source markers from the "
+        "mean background",
+    )
     max_segment_pixels: int | None = setting(
-        None, help="deblending: segments with a larger bounding box are kept whole and flagged "
-                   "(default: 9 chunks of area)")
+        None,
+        help="deblending: segments with a larger bounding box are kept whole and flagged (default: 9 chunks of area)",
+    )
     background: str | None = setting(
-        None, choices=BACKGROUND_CHOICES,
+        None,
+        choices=BACKGROUND_CHOICES,
         help="photometry: sky = subtract each chunk's sky level (sigma-clipped, rank-vote background = 1 "
-             "pixels); none = the mosaic is sky-subtracted (default: none when its TOML says "
-             "sky_subtracted = true, else sky)")
+        "pixels); none = the mosaic is sky-subtracted (default: none when its TOML says "
+        "sky_subtracted = true, else sky)",
+    )
 
     def __post_init__(self) -> None:
         if self.detection not in DETECTION_RULES:
@@ -133,8 +150,12 @@ class DownstreamSettings:
                 raise InputError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
             object.__setattr__(self, name, value)
         aperture = self.aperture_arcsec
-        if isinstance(aperture, bool) or not isinstance(aperture, (int, float)) or not math.isfinite(aperture) \
-                or aperture <= 0:
+        if (
+            isinstance(aperture, bool)
+            or not isinstance(aperture, (int, float))
+            or not math.isfinite(aperture)
+            or aperture <= 0
+        ):
             raise InputError(f"--aperture-radius must be a finite number of arcsec > 0, got {aperture!r}")
         if self.catalog_name and not self.markers:
             raise InputError(f"--catalog-name {self.catalog_name} names a value-added catalog: give --markers too")
@@ -152,6 +173,12 @@ class DownstreamSettings:
             from pipeline.rundir.checksums import file_fingerprint
 
             marker_file = file_fingerprint(self.markers)
-        return {"detection": self.detection, "threshold": self.threshold, "min_distance": self.min_distance,
-                "nd_max": self.nd_max,
-                "flux_band": self.flux_band, "markers": marker_file, "max_segment_pixels": self.max_segment_pixels}
+        return {
+            "detection": self.detection,
+            "threshold": self.threshold,
+            "min_distance": self.min_distance,
+            "nd_max": self.nd_max,
+            "flux_band": self.flux_band,
+            "markers": marker_file,
+            "max_segment_pixels": self.max_segment_pixels,
+        }

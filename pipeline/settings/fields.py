@@ -17,12 +17,19 @@ from typing import Any
 __all__ = ["VERBOSE_HELP", "field_default", "option_flag", "option_text", "setting"]
 
 #: Help of ``--verbose`` (every command that may load TensorFlow takes it).
-VERBOSE_HELP = ("show TensorFlow's start-up lines and other libraries' messages (quiet by default; the log file "
-                "has the details either way)")
+VERBOSE_HELP = (
+    "show TensorFlow's start-up lines and other libraries' messages (quiet by default; the log file "
+    "has the details either way)"
+)
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str | None = None,  # noqa: A002 - argparse's name
-            default_factory: Any = dataclasses.MISSING, **metadata: Any) -> Any:
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str | None = None,  # noqa: A002 - argparse's name
+    default_factory: Any = dataclasses.MISSING,
+    **metadata: Any,
+) -> Any:
     """A dataclass field that is also a command-line option (when it has ``help``).
 
     Parameters

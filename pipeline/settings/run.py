@@ -122,21 +122,36 @@ class RunSettings:
 
     # -- input ------------------------------------------------------------------------
     mosaic: str = setting("demo", kind="input", result=True, help="demo, goods-s, or a name from --mosaics-file")
-    data_dir: Path | None = setting(None, kind="input", metavar="DIR", help="mosaic files folder (default $MORPHEUS_DATA_DIR "
-                                                             "or ~/.cache/morpheus-survey/data)")
+    data_dir: Path | None = setting(
+        None,
+        kind="input",
+        metavar="DIR",
+        help="mosaic files folder (default $MORPHEUS_DATA_DIR or ~/.cache/morpheus-survey/data)",
+    )
     mosaics_file: Path | None = setting(None, kind="input", metavar="TOML", help="TOML file defining more mosaics")
-    accept_pixel_scale: bool = setting(False, kind="input",
-                                       help="classify a mosaic whose pixel scale differs from the model card's by "
-                                            "more than 10%% (refused by default: the network learned its "
-                                            "morphologies at the card's scale)")
+    accept_pixel_scale: bool = setting(
+        False,
+        kind="input",
+        help="classify a mosaic whose pixel scale differs from the model card's by "
+        "more than 10%% (refused by default: the network learned its "
+        "morphologies at the card's scale)",
+    )
     # -- science: the result depends on these -----------------------------------------
-    model: str = setting("released", kind="science", result=True, aliases=("--weights",), metavar="MODEL",
-                         help="the network: released (morpheus-astro 0.5.1), standin or standin-sky (cheap "
-                              "deterministic stand-ins for smoke runs and scale benchmarks; standin-sky "
-                              "classifies sky as background and sources as not), or a Keras .weights.h5 file")
+    model: str = setting(
+        "released",
+        kind="science",
+        result=True,
+        aliases=("--weights",),
+        metavar="MODEL",
+        help="the network: released (morpheus-astro 0.5.1), standin or standin-sky (cheap "
+        "deterministic stand-ins for smoke runs and scale benchmarks; standin-sky "
+        "classifies sky as background and sources as not), or a Keras .weights.h5 file",
+    )
     tile: int = setting(256, kind="science", result=True, help="tile core size in pixels")
     stride: int = setting(1, kind="science", result=True, help="window stride (the paper's is 1)")
-    precision: str = setting("float32", kind="science", result=True, choices=PRECISIONS, help="network compute precision")
+    precision: str = setting(
+        "float32", kind="science", result=True, choices=PRECISIONS, help="network compute precision"
+    )
     window: int = setting(WINDOW, kind="science", result=True)
     border: int = setting(BORDER, kind="science", result=True)
     # -- compute ----------------------------------------------------------------------
@@ -144,31 +159,58 @@ class RunSettings:
     retries: int = setting(2, kind="compute", help="retries of a failing tile")
     workers: int | None = setting(None, kind="compute", help="local Dask workers (default: one per core)")
     threads_per_worker: int = setting(1, kind="compute", help="threads per worker, TensorFlow included")
-    scheduler: str | None = setting(None, kind="compute", metavar="ADDRESS",
-                                    help="address of an existing Dask scheduler (tls://host:8786)")
-    scheduler_security: Path | None = setting(None, kind="compute", metavar="YAML",
-                                              help="with --scheduler tls://...: a Dask configuration file naming "
-                                                   "the TLS CA, certificate and key (distributed.comm.tls; "
-                                                   "default: the Dask configuration; see deploy/README.md)")
-    wait_workers: float = setting(600.0, kind="compute", metavar="SECONDS",
-                                  help="with --scheduler: wait this long for a (GPU, with --gpu require) worker")
-    cluster: str = setting("local", kind="compute", choices=CLUSTERS,
-                           help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)")
-    cluster_config: Path | None = setting(None, kind="compute", metavar="YAML",
-                                          help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. "
-                                               "deploy/hpc/jobqueue.yaml; default ~/.config/dask/jobqueue.yaml)")
-    gpu: str = setting("auto", kind="compute", choices=GPU_MODES,
-                       help="use a dask-cuda cluster when GPUs are visible (auto), never, or refuse to run without")
-    tls: bool = setting(True, kind="compute",
-                        help="start the cluster without TLS: any user of this machine (of the batch cluster's "
-                             "network, for --cluster slurm/pbs) can then connect to it and run code as you")
+    scheduler: str | None = setting(
+        None, kind="compute", metavar="ADDRESS", help="address of an existing Dask scheduler (tls://host:8786)"
+    )
+    scheduler_security: Path | None = setting(
+        None,
+        kind="compute",
+        metavar="YAML",
+        help="with --scheduler tls://...: a Dask configuration file naming "
+        "the TLS CA, certificate and key (distributed.comm.tls; "
+        "default: the Dask configuration; see deploy/README.md)",
+    )
+    wait_workers: float = setting(
+        600.0,
+        kind="compute",
+        metavar="SECONDS",
+        help="with --scheduler: wait this long for a (GPU, with --gpu require) worker",
+    )
+    cluster: str = setting(
+        "local",
+        kind="compute",
+        choices=CLUSTERS,
+        help="start a local cluster, or --workers GPU worker jobs on SLURM/PBS (dask-jobqueue)",
+    )
+    cluster_config: Path | None = setting(
+        None,
+        kind="compute",
+        metavar="YAML",
+        help="dask-jobqueue YAML for --cluster slurm/pbs (e.g. "
+        "deploy/hpc/jobqueue.yaml; default ~/.config/dask/jobqueue.yaml)",
+    )
+    gpu: str = setting(
+        "auto",
+        kind="compute",
+        choices=GPU_MODES,
+        help="use a dask-cuda cluster when GPUs are visible (auto), never, or refuse to run without",
+    )
+    tls: bool = setting(
+        True,
+        kind="compute",
+        help="start the cluster without TLS: any user of this machine (of the batch cluster's "
+        "network, for --cluster slurm/pbs) can then connect to it and run code as you",
+    )
     # -- storage (run_dir and storage_options are options of every command: __main__) --
     run_dir: Path | str = setting(Path("runs/demo"), kind="storage")
     storage_options: dict[str, Any] = setting(default_factory=dict, kind="storage")
     restart: bool = setting(False, kind="storage", help="discard an existing run directory's results")
-    keep_partials: bool = setting(False, kind="storage",
-                                  help="keep the tiles' partial statistics after the verified merge (they are "
-                                       "removed by default: the classification store holds the result)")
+    keep_partials: bool = setting(
+        False,
+        kind="storage",
+        help="keep the tiles' partial statistics after the verified merge (they are "
+        "removed by default: the classification store holds the result)",
+    )
     progress: bool = setting(True, kind="storage", help="no progress bar")
     verbose: bool = setting(False, kind="storage", help=VERBOSE_HELP)
 
@@ -188,15 +230,20 @@ class RunSettings:
         if self.scheduler and self.cluster != "local":
             raise InputError(f"give either --scheduler {self.scheduler} or --cluster {self.cluster}, not both")
         self.tile = _whole("--tile", self.tile, 1)
-        self.stride = _whole("--stride", self.stride, 1, self.window,
-                             "(a larger stride leaves pixels that no window covers)")
+        self.stride = _whole(
+            "--stride", self.stride, 1, self.window, "(a larger stride leaves pixels that no window covers)"
+        )
         self.batch_size = _whole("--batch-size", self.batch_size, 1)
         self.retries = _whole("--retries", self.retries, 0)
         if self.workers is not None:
             self.workers = _whole("--workers", self.workers, 1)
         self.threads_per_worker = _whole("--threads-per-worker", self.threads_per_worker, 1)
-        if isinstance(self.wait_workers, bool) or not isinstance(self.wait_workers, (int, float)) \
-                or not math.isfinite(self.wait_workers) or self.wait_workers < 0:
+        if (
+            isinstance(self.wait_workers, bool)
+            or not isinstance(self.wait_workers, (int, float))
+            or not math.isfinite(self.wait_workers)
+            or self.wait_workers < 0
+        ):
             raise InputError(f"--wait-workers must be a number of seconds >= 0, got {self.wait_workers!r}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
@@ -247,8 +294,11 @@ class RunSettings:
         recorded = upgrade_recorded(recorded)
         if recorded.get("model") not in (None, *MODELS):  # a weights file, recorded relative before
             recorded["model"] = os.path.abspath(os.path.expanduser(recorded["model"]))
-        return [(option_text(RunSettings, key, recorded.get(key)), option_text(RunSettings, key, value))
-                for key, value in self.result_settings().items() if recorded.get(key) != value]
+        return [
+            (option_text(RunSettings, key, recorded.get(key)), option_text(RunSettings, key, value))
+            for key, value in self.result_settings().items()
+            if recorded.get(key) != value
+        ]
 
     def refuse_other_results(self, recorded: dict[str, Any], changed_inputs: bool = False) -> None:
         """Refuse to resume a run recorded with other result settings (or inputs).
@@ -277,10 +327,10 @@ class RunSettings:
             made.append(f"with {old}, not {new}")
         if changed_inputs:
             made.append("from other input files (sizes or checksums differ)")
-        way_out = f"give {old} to resume it, --restart to start over" if not changed_inputs else \
-            "--restart starts over"
-        raise InputError(f"{self.run_dir}: this run directory was made {', and '.join(made)}; {way_out}, or "
-                         "give another --run-dir")
+        way_out = f"give {old} to resume it, --restart to start over" if not changed_inputs else "--restart starts over"
+        raise InputError(
+            f"{self.run_dir}: this run directory was made {', and '.join(made)}; {way_out}, or give another --run-dir"
+        )
 
     @property
     def weights(self) -> str | None:

@@ -53,27 +53,38 @@ class TrainRunSettings:
     out_dir: Path = setting(Path("runs/train"), flag="--out", metavar="OUT", help="output folder")
     init: str = setting("released", help="released (fine-tune the released weights), scratch, or a .weights.h5 file")
     bands: str | None = setting(
-        None, metavar="B1,B2,...",
+        None,
+        metavar="B1,B2,...",
         help="the training set's bands in channel order (thumbnails <id>_<band>.fits): names such as H or F150W "
-             "(known HST and NIRCam bands take their filter and wavelength), or NAME:FILTER:WAVELENGTH_UM; default: "
-             "training_set.json in --data-dir, else H,J,V,Z")
+        "(known HST and NIRCam bands take their filter and wavelength), or NAME:FILTER:WAVELENGTH_UM; default: "
+        "training_set.json in --data-dir, else H,J,V,Z",
+    )
     classes: str | None = setting(
-        None, metavar="C1,C2,...",
+        None,
+        metavar="C1,C2,...",
         help="output classes (background is added last); the votes table has one column per class and 'unknown'; "
-             "default: training_set.json, else spheroid,disk,irregular,point_source")
+        "default: training_set.json, else spheroid,disk,irregular,point_source",
+    )
     pixel_scale: float | None = setting(
-        None, metavar="ARCSEC",
+        None,
+        metavar="ARCSEC",
         help="arcsec per pixel of the thumbnails (the model card records it; runs check mosaics against it); "
-             "default: training_set.json, else 0.06 (0.03 for a simulated NIRCam set)")
+        "default: training_set.json, else 0.06 (0.03 for a simulated NIRCam set)",
+    )
     first_layer: str = setting(
-        "wavelength", choices=FIRST_LAYER_INITS,
+        "wavelength",
+        choices=FIRST_LAYER_INITS,
         help="when fine-tuning onto other bands: start the first convolution from the released band nearest in "
-             "wavelength, or at random")
+        "wavelength, or at random",
+    )
     test_fraction: float = setting(0.2, help="held-out fraction when the votes table has no split column")
     threads: int | None = setting(None, help="TensorFlow / BLAS threads (default: all cores)")
     synthetic: int | None = setting(
-        None, metavar="N", help="first write N simulated objects to --data-dir (if it has no votes table yet), in "
-                                "the --bands given (HST H,J,V,Z or NIRCam filters)")
+        None,
+        metavar="N",
+        help="first write N simulated objects to --data-dir (if it has no votes table yet), in "
+        "the --bands given (HST H,J,V,Z or NIRCam filters)",
+    )
     synthetic_size: int = setting(84, help="thumbnail side of simulated objects (px)")
     verbose: bool = setting(False, help=VERBOSE_HELP)
 

@@ -35,9 +35,16 @@ class ViewSettings:
     """
 
     port: int = setting(DEFAULT_PORT, help="port to serve on (0: any)")
-    host: str = setting("127.0.0.1", help="interface to serve on (127.0.0.1: this machine only; 0.0.0.0: all, "
-                                          "visible to the network without authentication)")
-    export: Path | None = setting(None, metavar="SITE", help="write the map as a static folder instead of serving it "
-                                                             "(a new or empty folder, or one of an earlier export)")
+    host: str = setting(
+        "127.0.0.1",
+        help="interface to serve on (127.0.0.1: this machine only; 0.0.0.0: all, "
+        "visible to the network without authentication)",
+    )
+    export: Path | None = setting(
+        None,
+        metavar="SITE",
+        help="write the map as a static folder instead of serving it "
+        "(a new or empty folder, or one of an earlier export)",
+    )
     rebuild: bool = setting(False, help="rebuild the tile pyramid even if it is up to date")
     threads: int | None = setting(None, help="threads that build the tile pyramid (default: one per core)")

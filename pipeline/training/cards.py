@@ -34,16 +34,18 @@ def set_description(data_dir: Path, bands: str | None, classes: str | None, pixe
         except ValueError as exc:
             raise InputError(f"--bands: {exc}") from None
         if recorded and [b.name for b in new_bands] != list(desc.band_names):
-            raise InputError(f"--bands {bands}: {data_dir / DESCRIPTION} says the set's bands are "
-                             f"{', '.join(desc.band_names)}")
+            raise InputError(
+                f"--bands {bands}: {data_dir / DESCRIPTION} says the set's bands are {', '.join(desc.band_names)}"
+            )
         if len({b.name.upper() for b in new_bands}) != len(new_bands):
             raise InputError(f"--bands {bands}: a band is given twice")
     if classes:
         names = tuple(c.strip() for c in classes.split(",") if c.strip())
         new_classes = names if names[-1:] == ("background",) else (*names, "background")
         if len(set(new_classes)) != len(new_classes) or "unknown" in new_classes or len(new_classes) < 2:
-            raise InputError(f"--classes {classes}: give distinct class names other than 'unknown' "
-                             "(background is added last)")
+            raise InputError(
+                f"--classes {classes}: give distinct class names other than 'unknown' (background is added last)"
+            )
     if pixel_scale is not None:
         if not pixel_scale > 0:
             raise InputError(f"--pixel-scale must be > 0, got {pixel_scale}")
@@ -60,8 +62,10 @@ def simulator_passbands(description: Any) -> tuple:
     known = {b.name.upper(): b for b in (*HST_BANDS, *NIRCAM_BANDS)}
     missing = [b for b in description.band_names if b.upper() not in known]
     if missing:
-        raise InputError(f"--synthetic: the simulator knows the bands {', '.join(b.name for b in HST_BANDS)} and "
-                         f"{', '.join(b.name for b in NIRCAM_BANDS)}, not {', '.join(missing)}")
+        raise InputError(
+            f"--synthetic: the simulator knows the bands {', '.join(b.name for b in HST_BANDS)} and "
+            f"{', '.join(b.name for b in NIRCAM_BANDS)}, not {', '.join(missing)}"
+        )
     return tuple(known[b.upper()] for b in description.band_names)
 
 
@@ -70,8 +74,12 @@ def trained_card(description: Any, out_dir: Path) -> Any:
     from morpheus_core.cards import ModelCard
 
     try:
-        return ModelCard(bands=description.bands, classes=description.classes,
-                         pixel_scale_arcsec=description.pixel_scale_arcsec, name=f"trained: {out_dir.name}")
+        return ModelCard(
+            bands=description.bands,
+            classes=description.classes,
+            pixel_scale_arcsec=description.pixel_scale_arcsec,
+            name=f"trained: {out_dir.name}",
+        )
     except ValueError as exc:
         raise InputError(f"bands or classes of the training set: {exc}") from None
 
@@ -93,11 +101,17 @@ def save_trained(model: Any, result: Any, card: Any, provenance: dict[str, Any],
     from pipeline.training.report import BEST_WEIGHTS, FINAL_WEIGHTS, card_metrics
 
     model.save_weights(out_dir / FINAL_WEIGHTS)
-    write_card(out_dir / FINAL_WEIGHTS, card.with_provenance(
-        **provenance, metrics=card_metrics(result.history[-1], "last epoch")))
+    write_card(
+        out_dir / FINAL_WEIGHTS,
+        card.with_provenance(**provenance, metrics=card_metrics(result.history[-1], "last epoch")),
+    )
     final = model.get_weights()
     model.set_weights(result.best_weights)
     model.save_weights(out_dir / BEST_WEIGHTS)
-    write_card(out_dir / BEST_WEIGHTS, card.with_provenance(
-        **provenance, metrics=card_metrics(result.history[result.best_epoch], "best test accuracy")))
+    write_card(
+        out_dir / BEST_WEIGHTS,
+        card.with_provenance(
+            **provenance, metrics=card_metrics(result.history[result.best_epoch], "best test accuracy")
+        ),
+    )
     model.set_weights(final)

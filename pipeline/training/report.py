@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BEST_WEIGHTS", "FINAL_WEIGHTS", "LOG_CSV", "PLOT_PNG", "SUMMARY_JSON", "TrainSummary", "card_metrics",
-           "epoch_line", "plot_history", "software_versions", "write_summary"]
+__all__ = [
+    "BEST_WEIGHTS",
+    "FINAL_WEIGHTS",
+    "LOG_CSV",
+    "PLOT_PNG",
+    "SUMMARY_JSON",
+    "TrainSummary",
+    "card_metrics",
+    "epoch_line",
+    "plot_history",
+    "software_versions",
+    "write_summary",
+]
 
 LOG_CSV = "training_log.csv"
 PLOT_PNG = "training.png"
@@ -54,8 +65,10 @@ def epoch_line(row: dict[str, float], epochs: int) -> str:
         parts.append(f"loss {row['loss']:.4f}")
     for prefix in ("train", "test"):
         if f"{prefix}_loss" in row:
-            parts.append(f"{prefix}: loss {row[f'{prefix}_loss']:.4f} accuracy {100 * row[f'{prefix}_accuracy']:.1f}% "
-                         f"IoU(0.5) {row[f'{prefix}_iou_0.5']:.3f}")
+            parts.append(
+                f"{prefix}: loss {row[f'{prefix}_loss']:.4f} accuracy {100 * row[f'{prefix}_accuracy']:.1f}% "
+                f"IoU(0.5) {row[f'{prefix}_iou_0.5']:.3f}"
+            )
     if row["seconds"]:
         parts.append(f"({row['seconds']:.1f} s)")
     return "  ".join(parts)
@@ -108,11 +121,14 @@ def plot_history(history: list[dict[str, float]], path: Path, classes: tuple[str
 def card_metrics(row: dict[str, float], which: str) -> dict[str, Any]:
     """Test (else train) metrics of one history row, for a card's provenance."""
     prefix = "test_" if "test_accuracy" in row else "train_"
-    out: dict[str, Any] = {"epoch": int(row["epoch"]), "which": which,
-                           "objects": "test" if prefix == "test_" else "train"}
+    out: dict[str, Any] = {
+        "epoch": int(row["epoch"]),
+        "which": which,
+        "objects": "test" if prefix == "test_" else "train",
+    }
     for key, value in row.items():
         if key.startswith(prefix):
-            out[key[len(prefix):]] = None if isinstance(value, float) and math.isnan(value) else round(value, 5)
+            out[key[len(prefix) :]] = None if isinstance(value, float) and math.isnan(value) else round(value, 5)
     return out
 
 
@@ -122,19 +138,29 @@ def software_versions() -> dict[str, str]:
 
     import morpheus_core
 
-    return {"morpheus_core": morpheus_core.__version__, "keras": keras.__version__,
-            "backend": keras.backend.backend(), "python": platform.python_version()}
+    return {
+        "morpheus_core": morpheus_core.__version__,
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "python": platform.python_version(),
+    }
 
 
 def write_summary(summary: TrainSummary, settings: Any, data_dir: Path, init: str, votes_file: Path) -> None:
     """Write ``training.json``: settings, data, timing, final metrics, versions, card."""
+
     def clean(v: Any) -> Any:
         return None if isinstance(v, float) and math.isnan(v) else v
 
     doc = {
-        "settings": settings.to_dict(), "init": str(init), "data_dir": str(data_dir),
-        "votes_file": str(votes_file), "n_train": summary.n_train, "n_test": summary.n_test,
-        "n_dropped_unknown": summary.n_dropped, "best_epoch": summary.best_epoch,
+        "settings": settings.to_dict(),
+        "init": str(init),
+        "data_dir": str(data_dir),
+        "votes_file": str(votes_file),
+        "n_train": summary.n_train,
+        "n_test": summary.n_test,
+        "n_dropped_unknown": summary.n_dropped,
+        "best_epoch": summary.best_epoch,
         "seconds": round(summary.seconds, 1),
         "final": {k: clean(v) for k, v in summary.history[-1].items()},
         "versions": software_versions(),

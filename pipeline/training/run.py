@@ -41,8 +41,13 @@ __all__ = ["run_training"]
 logger = logging.getLogger(__name__)
 
 
-def run_training(run: TrainRunSettings, settings: TrainSettings | None = None, *, command: str = "",
-                 echo: Callable[[str], None] = print) -> TrainSummary:
+def run_training(
+    run: TrainRunSettings,
+    settings: TrainSettings | None = None,
+    *,
+    command: str = "",
+    echo: Callable[[str], None] = print,
+) -> TrainSummary:
     """Train on a training-set folder and write weights, their cards, log and plot to ``run.out_dir``.
 
     Parameters
@@ -84,13 +89,16 @@ def run_training(run: TrainRunSettings, settings: TrainSettings | None = None, *
 
     out_dir = run.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    echo(f"training on {len(data.train)} objects, testing on {len(data.test)} ({len(data.dropped)} dropped: "
-         f"unknown primary class); bands {', '.join(card.band_names)}; init {run.init}, learning rate "
-         f"{settings.learning_rate:g}, {settings.epochs} epochs of batches of {settings.batch_size}")
+    echo(
+        f"training on {len(data.train)} objects, testing on {len(data.test)} ({len(data.dropped)} dropped: "
+        f"unknown primary class); bands {', '.join(card.band_names)}; init {run.init}, learning rate "
+        f"{settings.learning_rate:g}, {settings.epochs} epochs of batches of {settings.batch_size}"
+    )
     csv_path = out_dir / LOG_CSV
     writer: list[csv.DictWriter] = []
     start = time.perf_counter()
     with csv_path.open("w", newline="") as fh:
+
         def on_epoch(row: dict[str, float]) -> None:
             if not writer:
                 writer.append(csv.DictWriter(fh, fieldnames=list(row)))
@@ -105,20 +113,38 @@ def run_training(run: TrainRunSettings, settings: TrainSettings | None = None, *
     provenance = {
         "trained_from": init_description(run.init, source_card),
         "initialisation": {"layers_copied": sum(v == "copied" for v in report.values()), **mapped}
-        if report else ("scratch" if run.init == "scratch" else "all layers copied"),
-        "command": command, "data": {"data_dir": str(run.data_dir), "votes_file": str(data.votes_file),
-                                     "n_train": len(data.train), "n_test": len(data.test),
-                                     "n_dropped_unknown": len(data.dropped)},
-        "settings": settings.to_dict(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        if report
+        else ("scratch" if run.init == "scratch" else "all layers copied"),
+        "command": command,
+        "data": {
+            "data_dir": str(run.data_dir),
+            "votes_file": str(data.votes_file),
+            "n_train": len(data.train),
+            "n_test": len(data.test),
+            "n_dropped_unknown": len(data.dropped),
+        },
+        "settings": settings.to_dict(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "software": software_versions(),
     }
     save_trained(model, result, card, provenance, out_dir)
     plot_history(result.history, out_dir / PLOT_PNG, card.classes)
-    summary = TrainSummary(out_dir, len(data.train), len(data.test), len(data.dropped), result.best_epoch,
-                           result.history, seconds, card=card, first_layer=report)
+    summary = TrainSummary(
+        out_dir,
+        len(data.train),
+        len(data.test),
+        len(data.dropped),
+        result.best_epoch,
+        result.history,
+        seconds,
+        card=card,
+        first_layer=report,
+    )
     write_summary(summary, settings, run.data_dir, run.init, data.votes_file)
-    echo(f"done in {seconds:.0f} s: {out_dir / FINAL_WEIGHTS} (last epoch), {out_dir / BEST_WEIGHTS} "
-         f"(epoch {result.best_epoch}), with their model cards, {csv_path}, {out_dir / PLOT_PNG}")
+    echo(
+        f"done in {seconds:.0f} s: {out_dir / FINAL_WEIGHTS} (last epoch), {out_dir / BEST_WEIGHTS} "
+        f"(epoch {result.best_epoch}), with their model cards, {csv_path}, {out_dir / PLOT_PNG}"
+    )
     return summary
 
 
@@ -133,29 +159,40 @@ def _training_set(run: TrainRunSettings, settings: TrainSettings, description: A
         from morpheus_core.training.data import synthetic_training_set
 
         if description.classes != CLASSES:
-            raise InputError("--synthetic simulates the released classes (spheroid, disk, irregular, point_source) "
-                             "only; give your own training set for --classes")
+            raise InputError(
+                "--synthetic simulates the released classes (spheroid, disk, irregular, point_source) "
+                "only; give your own training set for --classes"
+            )
 
-        echo(f"simulating {run.synthetic} training objects in bands {', '.join(description.band_names)} into "
-             f"{run.data_dir}")
-        objects = synthetic_training_set(run.synthetic, seed=settings.seed, size=run.synthetic_size,
-                                         bands=simulator_passbands(description),
-                                         pixel_scale=description.pixel_scale_arcsec)
-        write_training_set(objects, run.data_dir, test_fraction=run.test_fraction, seed=settings.seed,
-                           description=description)
-    data = read_training_set(run.data_dir, test_fraction=run.test_fraction, seed=settings.seed,
-                             description=description)
+        echo(
+            f"simulating {run.synthetic} training objects in bands {', '.join(description.band_names)} into "
+            f"{run.data_dir}"
+        )
+        objects = synthetic_training_set(
+            run.synthetic,
+            seed=settings.seed,
+            size=run.synthetic_size,
+            bands=simulator_passbands(description),
+            pixel_scale=description.pixel_scale_arcsec,
+        )
+        write_training_set(
+            objects, run.data_dir, test_fraction=run.test_fraction, seed=settings.seed, description=description
+        )
+    data = read_training_set(run.data_dir, test_fraction=run.test_fraction, seed=settings.seed, description=description)
     if not data.train:
         raise InputError(f"{data.votes_file}: no training objects left")
     small = [o.name for o in data.train + data.test if min(o.image.shape[:2]) < settings.crop]
     if small:
-        raise InputError(f"{run.data_dir}: thumbnails smaller than the {settings.crop}x{settings.crop} "
-                         f"augmentation crop: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}")
+        raise InputError(
+            f"{run.data_dir}: thumbnails smaller than the {settings.crop}x{settings.crop} "
+            f"augmentation crop: {', '.join(small[:5])}{' ...' if len(small) > 5 else ''}"
+        )
     return data
 
 
-def _initial_network(run: TrainRunSettings, settings: TrainSettings, card: Any,
-                     echo: Callable[[str], None]) -> tuple[Any, Any, dict[str, str]]:
+def _initial_network(
+    run: TrainRunSettings, settings: TrainSettings, card: Any, echo: Callable[[str], None]
+) -> tuple[Any, Any, dict[str, str]]:
     """The network to train (``run.init``'s weights), the initial weights' card and what
     was done per layer when their bands differ.
     """
@@ -172,12 +209,15 @@ def _initial_network(run: TrainRunSettings, settings: TrainSettings, card: Any,
         source_card = read_card(init_arg)
     report: dict[str, str] = {}
     try:
-        model = initial_model(init_arg, seed=settings.seed, card=card, source_card=source_card,
-                              first_layer=run.first_layer, report=report)
+        model = initial_model(
+            init_arg, seed=settings.seed, card=card, source_card=source_card, first_layer=run.first_layer, report=report
+        )
     except (ReleasedWeightsError, ValueError) as exc:
         raise InputError(f"--init {run.init}: {exc}") from exc
     mapped = {k: v for k, v in report.items() if v != "copied"}
     if mapped:
-        echo(f"initialised from {run.init}: {sum(v == 'copied' for v in report.values())} layers copied; "
-             + "; ".join(f"{k}: {v}" for k, v in mapped.items()))
+        echo(
+            f"initialised from {run.init}: {sum(v == 'copied' for v in report.values())} layers copied; "
+            + "; ".join(f"{k}: {v}" for k, v in mapped.items())
+        )
     return model, source_card, report

@@ -51,7 +51,17 @@ from morpheus_core.training.data import (
 )
 from pipeline.errors import InputError
 
-__all__ = ["DESCRIPTION", "VOTES_NAMES", "SetDescription", "TrainingSet", "describe_training_set", "find_votes_table", "read_description", "read_training_set", "write_training_set"]
+__all__ = [
+    "DESCRIPTION",
+    "VOTES_NAMES",
+    "SetDescription",
+    "TrainingSet",
+    "describe_training_set",
+    "find_votes_table",
+    "read_description",
+    "read_training_set",
+    "write_training_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +101,11 @@ class SetDescription:
 
     def to_dict(self) -> dict:
         """JSON-ready form (:func:`read_description` reads it)."""
-        return {"bands": [b.to_dict() for b in self.bands], "pixel_scale_arcsec": self.pixel_scale_arcsec,
-                "classes": list(self.classes)}
+        return {
+            "bands": [b.to_dict() for b in self.bands],
+            "pixel_scale_arcsec": self.pixel_scale_arcsec,
+            "classes": list(self.classes),
+        }
 
 
 def read_description(data_dir: str | Path) -> SetDescription:
@@ -110,18 +123,26 @@ def read_description(data_dir: str | Path) -> SetDescription:
         return SetDescription()
     try:
         doc = json.loads(path.read_text())
-        bands = tuple(Band(str(b["name"]), str(b.get("filter") or ""),
-                           None if b.get("wavelength_um") is None else float(b["wavelength_um"]))
-                      for b in doc["bands"])
+        bands = tuple(
+            Band(
+                str(b["name"]),
+                str(b.get("filter") or ""),
+                None if b.get("wavelength_um") is None else float(b["wavelength_um"]),
+            )
+            for b in doc["bands"]
+        )
         classes = tuple(str(c) for c in doc.get("classes", CLASSES))
         scale = float(doc.get("pixel_scale_arcsec", 0.06))
     except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a training-set description ({type(exc).__name__}: {exc}); expected "
-                         '{"bands": [{"name": ..., "filter": ..., "wavelength_um": ...}], '
-                         '"pixel_scale_arcsec": ..., "classes": [...]}') from None
+        raise InputError(
+            f"{path}: not a training-set description ({type(exc).__name__}: {exc}); expected "
+            '{"bands": [{"name": ..., "filter": ..., "wavelength_um": ...}], '
+            '"pixel_scale_arcsec": ..., "classes": [...]}'
+        ) from None
     if not bands or not (scale > 0) or not classes or classes[-1] != "background":
-        raise InputError(f"{path}: needs at least one band, a positive pixel_scale_arcsec and classes ending "
-                         "with 'background'")
+        raise InputError(
+            f"{path}: needs at least one band, a positive pixel_scale_arcsec and classes ending with 'background'"
+        )
     return SetDescription(bands, scale, classes)
 
 
@@ -178,13 +199,16 @@ def _read_image(path: Path, bands: tuple[str, ...] = BANDS) -> np.ndarray:
     return data
 
 
-def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None,
-                 band_names: tuple[str, ...] = BANDS) -> TrainingObject:
+def _read_object(
+    data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None, band_names: tuple[str, ...] = BANDS
+) -> TrainingObject:
     bands = [_read_image(data_dir / f"{name}_{b}.fits", band_names).astype(np.float32) for b in band_names]
     for b, img in zip(band_names[1:], bands[1:]):
         if img.shape != bands[0].shape:
-            raise InputError(f"{data_dir / f'{name}_{b}.fits'}: shape {img.shape} differs from "
-                             f"{name}_{band_names[0]}.fits {bands[0].shape}")
+            raise InputError(
+                f"{data_dir / f'{name}_{b}.fits'}: shape {img.shape} differs from "
+                f"{name}_{band_names[0]}.fits {bands[0].shape}"
+            )
     seg_path = data_dir / f"{name}_segmap.fits"
     segmap = _read_image(seg_path, band_names)
     if segmap.shape != bands[0].shape:
@@ -192,8 +216,9 @@ def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None
     if segmap_id is None:
         segmap_id = int(segmap[segmap.shape[0] // 2, segmap.shape[1] // 2])
         if segmap_id == 0:
-            raise InputError(f"{seg_path}: no source label at the thumbnail centre; add a "
-                             "segmap_id column to the votes table")
+            raise InputError(
+                f"{seg_path}: no source label at the thumbnail centre; add a segmap_id column to the votes table"
+            )
     mask = segmap == segmap_id
     if not mask.any():
         raise InputError(f"{seg_path}: label {segmap_id} not present")
@@ -204,7 +229,11 @@ def _read_object(data_dir: Path, name: str, q: np.ndarray, segmap_id: int | None
 
 
 def read_training_set(
-    data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0, votes_file: str | Path | None = None,
+    data_dir: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    votes_file: str | Path | None = None,
     description: SetDescription | None = None,
 ) -> TrainingSet:
     """Read a training-set folder (format in the module docstring).
@@ -247,8 +276,9 @@ def read_training_set(
     if missing:
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
     try:
-        q, keep = vote_distribution(np.stack([np.asarray(table[c], float) for c in columns], axis=1),
-                                    n_columns=len(columns))
+        q, keep = vote_distribution(
+            np.stack([np.asarray(table[c], float) for c in columns], axis=1), n_columns=len(columns)
+        )
     except ValueError as exc:
         raise InputError(f"{path}: {exc}") from exc
     ids = [str(v) for v in table["id"]]
@@ -268,13 +298,18 @@ def read_training_set(
             continue
         sid = None if seg_ids[i] is None else int(seg_ids[i])
         (test if is_test[i] else train).append(_read_object(data_dir, name, q[i], sid, description.band_names))
-    logger.info("read %s: %d train, %d test, %d dropped (unknown primary class)", path, len(train),
-                len(test), len(dropped))
+    logger.info(
+        "read %s: %d train, %d test, %d dropped (unknown primary class)", path, len(train), len(test), len(dropped)
+    )
     return TrainingSet(train, test, dropped, path)
 
 
 def write_training_set(
-    objects: Sequence[SyntheticObject], data_dir: str | Path, *, test_fraction: float = 0.2, seed: int = 0,
+    objects: Sequence[SyntheticObject],
+    data_dir: str | Path,
+    *,
+    test_fraction: float = 0.2,
+    seed: int = 0,
     description: SetDescription | None = None,
 ) -> Path:
     """Write synthetic objects as a training-set folder readable by :func:`read_training_set`.

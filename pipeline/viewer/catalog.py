@@ -31,12 +31,23 @@ def catalog_columns(names: list[str], bands: list[str], classes: Sequence[str] =
     ``object_id`` and input position first. The class fractions are ``p_<class>``
     of the run's ``classes``.
     """
-    wanted = [("source_id", "input id"), ("id", "id"), ("object_id", "object id"), ("label", "label"),
-              ("ra_input", "RA input (deg)"), ("dec_input", "Dec input (deg)"), ("ra", "RA (deg)"),
-              ("dec", "Dec (deg)"), ("dominant_class", "dominant class"),
-              *((f"p_{c}", f"p {c.replace('_', ' ')}") for c in classes), ("agreement", "agreement"),
-              ("detection_flag", "detection flag"), ("segment_flag", "segment flag"), ("area", "area (pix)"),
-              *((f"flux_{b}", f"flux {b}") for b in bands)]
+    wanted = [
+        ("source_id", "input id"),
+        ("id", "id"),
+        ("object_id", "object id"),
+        ("label", "label"),
+        ("ra_input", "RA input (deg)"),
+        ("dec_input", "Dec input (deg)"),
+        ("ra", "RA (deg)"),
+        ("dec", "Dec (deg)"),
+        ("dominant_class", "dominant class"),
+        *((f"p_{c}", f"p {c.replace('_', ' ')}") for c in classes),
+        ("agreement", "agreement"),
+        ("detection_flag", "detection flag"),
+        ("segment_flag", "segment flag"),
+        ("area", "area (pix)"),
+        *((f"flux_{b}", f"flux {b}") for b in bands),
+    ]
     return [(name, label) for name, label in wanted if name in names]
 
 
@@ -50,8 +61,9 @@ def _read_table(location: Location) -> Any:
         raise InputError(f"{location}: cannot read the catalog ({type(exc).__name__}: {exc})") from exc
 
 
-def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | None,
-                classes: Sequence[str] = CLASSES) -> dict[str, Any] | None:
+def map_catalog(
+    layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | None, classes: Sequence[str] = CLASSES
+) -> dict[str, Any] | None:
     """The catalog's rows as the map shows them, brightest first (``None``: no catalog).
 
     Parameters
@@ -83,13 +95,17 @@ def map_catalog(layout: RunLayout, wcs: WCS, bands: list[str], flux_band: str | 
     if "ra_input" in table:  # value-added rows outside the classified area: their input position
         missing = ~np.isfinite(x)
         if missing.any():
-            px, py = wcs.celestial.world_to_pixel_values(table["ra_input"].to_numpy(np.float64)[missing],
-                                                         table["dec_input"].to_numpy(np.float64)[missing])
+            px, py = wcs.celestial.world_to_pixel_values(
+                table["ra_input"].to_numpy(np.float64)[missing], table["dec_input"].to_numpy(np.float64)[missing]
+            )
             x[missing], y[missing] = px, py
     keep = np.isfinite(x) & np.isfinite(y)
     flux_col = f"flux_{flux_band}" if flux_band and f"flux_{flux_band}" in table else None
-    order = np.argsort(-np.nan_to_num(table[flux_col].to_numpy(np.float64), nan=-np.inf), kind="stable") \
-        if flux_col else np.arange(len(table))
+    order = (
+        np.argsort(-np.nan_to_num(table[flux_col].to_numpy(np.float64), nan=-np.inf), kind="stable")
+        if flux_col
+        else np.arange(len(table))
+    )
     order = order[keep[order]]
     table = table.iloc[order].reset_index(drop=True)
     ident = "source_id" if "source_id" in table else "id"

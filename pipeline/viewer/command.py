@@ -59,14 +59,17 @@ def view_command(run_dir: Path | str, storage_options: dict[str, Any] | None = N
         ``PROGRAM view --run-dir DIR [--storage-option KEY=VALUE ...]``, spelled by
         :func:`pipeline.program.command` (it works as printed in a new shell).
     """
-    options = [word for key, value in (storage_options or {}).items()
-               for word in ("--storage-option", f"{key}={value if isinstance(value, str) else json.dumps(value)}")]
+    options = [
+        word
+        for key, value in (storage_options or {}).items()
+        for word in ("--storage-option", f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    ]
     return command("view", "--run-dir", run_dir, *options)
 
 
-
-def prepare(run_dir: Location, *, echo: Any = print, rebuild: bool = False, threads: int | None = None,
-            client: Any = None) -> tuple[Pyramid, Page]:
+def prepare(
+    run_dir: Location, *, echo: Any = print, rebuild: bool = False, threads: int | None = None, client: Any = None
+) -> tuple[Pyramid, Page]:
     """Build (or reuse) the tile pyramid under the run's lock and render the page.
 
     Parameters
@@ -114,8 +117,10 @@ def export_map(pyramid: Pyramid, page: Page, site: Path | str, *, echo: Any = pr
         The folder's ``index.html``.
     """
     index = export_site(pyramid, page, site)
-    echo(f"map written to {site} ({page.objects} catalog objects): serve it with any static web server, e.g. "
-         f"'{shlex.join([sys.executable, '-m', 'http.server', '-d', str(site)])}', or open {index}")
+    echo(
+        f"map written to {site} ({page.objects} catalog objects): serve it with any static web server, e.g. "
+        f"'{shlex.join([sys.executable, '-m', 'http.server', '-d', str(site)])}', or open {index}"
+    )
     return index
 
 
@@ -150,9 +155,12 @@ def serve_map(pyramid: Pyramid, page: Page, run_dir: Location, *, host: str, por
         echo(f"  from other machines: {', '.join(others)}")
     sys.stdout.flush()  # the addresses show now, whatever buffers the output
     if server.exposed:
-        print(f"warning: serving on {host} port {server.port}: the map is visible to the network, to anyone who can "
-              "reach this machine, with no authentication (--host 127.0.0.1 keeps it to this machine)",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: serving on {host} port {server.port}: the map is visible to the network, to anyone who can "
+            "reach this machine, with no authentication (--host 127.0.0.1 keeps it to this machine)",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -59,8 +59,9 @@ def composite_bands(bands: Sequence[str], wavelengths: Sequence[float | None] | 
     if not bands:
         raise ValueError("a colour composite needs at least one band, got none")
     if wavelengths is not None and len(wavelengths) != len(bands):
-        raise ValueError(f"wavelengths must have one value per band: {len(bands)} bands {bands}, "
-                         f"got {len(wavelengths)} wavelengths")
+        raise ValueError(
+            f"wavelengths must have one value per band: {len(bands)} bands {bands}, got {len(wavelengths)} wavelengths"
+        )
     upper = [b.upper() for b in bands]
     if all(b in upper for b in RGB_BANDS):
         return tuple(upper.index(b) for b in RGB_BANDS)

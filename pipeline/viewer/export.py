@@ -50,8 +50,10 @@ _BATCH = 256
 
 
 def _refuse(site: Path, problem: str) -> InputError:
-    return InputError(f"{site}: {problem}; --export writes only into a new or empty folder or one of an earlier "
-                      f"export (with its {MARKER}): choose one, e.g. {site / 'map'}")
+    return InputError(
+        f"{site}: {problem}; --export writes only into a new or empty folder or one of an earlier "
+        f"export (with its {MARKER}): choose one, e.g. {site / 'map'}"
+    )
 
 
 def check_export_site(site: Path | str, viewer: Location | None = None) -> frozenset[str]:
@@ -110,8 +112,14 @@ def check_export_site(site: Path | str, viewer: Location | None = None) -> froze
 def _is_ours(relative: str) -> bool:
     """Whether ``relative`` is a path an export writes (no ``..``, no absolute path, one of :data:`_TOP`)."""
     parts = PurePosixPath(relative).parts
-    return (bool(parts) and "\\" not in relative and not relative.startswith("/") and parts[0] in _TOP
-            and all(p not in ("", ".", "..") for p in parts) and (parts[0] == "index.html") == (len(parts) == 1))
+    return (
+        bool(parts)
+        and "\\" not in relative
+        and not relative.startswith("/")
+        and parts[0] in _TOP
+        and all(p not in ("", ".", "..") for p in parts)
+        and (parts[0] == "index.html") == (len(parts) == 1)
+    )
 
 
 def export_files(pyramid: Pyramid, page: Page) -> dict[str, Any]:
@@ -216,8 +224,10 @@ def _check_paths(site: Path, files: dict[str, Any], previous: frozenset[str]) ->
             in_the_way.append(f"{folder} (a {'link' if path.is_symlink() else 'file'}, not a folder)")
     if in_the_way:
         shown = ", ".join(in_the_way[:3]) + (f" and {len(in_the_way) - 3} more" if len(in_the_way) > 3 else "")
-        raise InputError(f"{site}: the export would write where files it did not write are: {shown}; move them "
-                         f"away or export into a new folder")
+        raise InputError(
+            f"{site}: the export would write where files it did not write are: {shown}; move them "
+            f"away or export into a new folder"
+        )
 
 
 def _create(site: Path, relative: str, content: Any, made: set[Path]) -> None:
@@ -246,7 +256,13 @@ def _prune(site: Path, removed: set[str]) -> None:
 
 
 def _write_marker(site: Path, files: list[str], pyramid: Pyramid, page: Page, *, complete: bool) -> None:
-    record = {"format": MARKER_FORMAT, "what": "map of a run (python -m pipeline view --export)",
-              "pyramid": pyramid.fingerprint, "objects": page.objects, "complete": complete, "files": files}
+    record = {
+        "format": MARKER_FORMAT,
+        "what": "map of a run (python -m pipeline view --export)",
+        "pyramid": pyramid.fingerprint,
+        "objects": page.objects,
+        "complete": complete,
+        "files": files,
+    }
     marker = Location(site / MARKER)
     marker.write_bytes(json.dumps(record, indent=0).encode())

@@ -59,5 +59,9 @@ class Grid:
 
     def to_json(self) -> dict[str, Any]:
         """The grid as ``pyramid.json`` records it (with the tile counts per level)."""
-        return {"shape": list(self.shape), "tile": self.tile, "max_level": self.max_level,
-                "tiles": [list(self.tile_counts(z)) for z in range(self.max_level + 1)]}
+        return {
+            "shape": list(self.shape),
+            "tile": self.tile,
+            "max_level": self.max_level,
+            "tiles": [list(self.tile_counts(z)) for z in range(self.max_level + 1)],
+        }

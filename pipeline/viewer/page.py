@@ -131,13 +131,14 @@ def legend_html(classes: Sequence[str] = CLASSES, *, markers: bool = True) -> st
         colour = "#{:02x}{:02x}{:02x}".format(*rgb)
         ring = rings[name] if markers and i < len(classes) - 1 else ""
         cell = f'<span class="mv-ring" style="border-color: {ring}"></span>' if ring else ""
-        rows.append(f'<tr data-layer="{html_text.escape(layers[name])}" data-class="{html_text.escape(name)}" '
-                    f'data-colour="{colour}" data-marker="{ring}">'
-                    f'<td><span class="mv-ramp" style="background: linear-gradient(to right, #000000, {colour})">'
-                    f'</span></td><td>{cell}</td><td>{html_text.escape(name.replace("_", " "))}</td></tr>')
+        rows.append(
+            f'<tr data-layer="{html_text.escape(layers[name])}" data-class="{html_text.escape(name)}" '
+            f'data-colour="{colour}" data-marker="{ring}">'
+            f'<td><span class="mv-ramp" style="background: linear-gradient(to right, #000000, {colour})">'
+            f"</span></td><td>{cell}</td><td>{html_text.escape(name.replace('_', ' '))}</td></tr>"
+        )
     head = "<tr><th>image p = 0 \u2192 1</th><th>{}</th><th>class</th></tr>".format("marker" if markers else "")
-    note = ("markers: dominant class (background excluded); " if markers else "") + \
-        "outlines cyan, selection magenta"
+    note = ("markers: dominant class (background excluded); " if markers else "") + "outlines cyan, selection magenta"
     return f'<b>class colours</b><table class="mv-legend">{head}{"".join(rows)}</table><p class="mv-note">{note}</p>'
 
 
@@ -178,18 +179,27 @@ def render_page(pyramid: Pyramid, layout: RunLayout) -> Page:
     mosaic_name = (manifest.get("config") or {}).get("mosaic", "")
     title = f"Morpheus map: {mosaic_name or layout.root.name}"
     root = _document(pyramid, catalog, model["pixel_scale"], title=title, run_id=manifest.get("run_id", ""))
-    config = {"tiles": [list(v) for v in (grid.tile_counts(z) for z in range(grid.max_level + 1))],
-              "sky": model, "maxMarkers": MAX_MARKERS, "shape": list(grid.shape), "classes": list(classes),
-              "columns": catalog["columns"] if catalog else []}
-    html = file_html(root, resources=Resources(mode="server", root_url="./"), title=title, template=_TEMPLATE,
-                     template_variables={"viewer_config": json.dumps(config, separators=(",", ":"))})
+    config = {
+        "tiles": [list(v) for v in (grid.tile_counts(z) for z in range(grid.max_level + 1))],
+        "sky": model,
+        "maxMarkers": MAX_MARKERS,
+        "shape": list(grid.shape),
+        "classes": list(classes),
+        "columns": catalog["columns"] if catalog else [],
+    }
+    html = file_html(
+        root,
+        resources=Resources(mode="server", root_url="./"),
+        title=title,
+        template=_TEMPLATE,
+        template_variables={"viewer_config": json.dumps(config, separators=(",", ":"))},
+    )
     static = bokeh_files(html)
     static.update({f"static/morpheus/{p.name}": p for p in sorted(STATIC.iterdir()) if p.suffix in (".js", ".css")})
     return Page(html=html, static=static, objects=len(catalog["data"]["mx"]) if catalog else 0)
 
 
-def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: float, *, title: str,
-              run_id: str) -> Any:
+def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: float, *, title: str, run_id: str) -> Any:
     """The Bokeh layout: controls on the left, the map on the right."""
     from bokeh import models as bm
     from bokeh.events import MouseMove
@@ -198,9 +208,18 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
 
     grid = pyramid.grid
     ny, nx = grid.shape
-    fig = figure(x_range=bm.Range1d(0, nx), y_range=bm.Range1d(0, ny), match_aspect=True, sizing_mode="stretch_both",
-                 tools="pan,wheel_zoom,reset,save", active_scroll="wheel_zoom", output_backend="webgl",
-                 x_axis_label="x (pixel)", y_axis_label="y (pixel)", name="map")
+    fig = figure(
+        x_range=bm.Range1d(0, nx),
+        y_range=bm.Range1d(0, ny),
+        match_aspect=True,
+        sizing_mode="stretch_both",
+        tools="pan,wheel_zoom,reset,save",
+        active_scroll="wheel_zoom",
+        output_backend="webgl",
+        x_axis_label="x (pixel)",
+        y_axis_label="y (pixel)",
+        name="map",
+    )
     fig.grid.visible = False
     square = bm.CustomJS(args={"fig": fig}, code="MorpheusViewer.square(fig)")
     fig.js_on_change("inner_width", square)
@@ -211,36 +230,73 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
     version = pyramid.fingerprint[:8]
     labels = layer_labels(pyramid.classes, pyramid.composite)
     for name in pyramid.layers:
-        source = bm.TMSTileSource(url=f"tiles/{name}/{{Z}}/{{X}}/{{Y}}.png?v={version}", tile_size=grid.tile,
-                               min_zoom=0, max_zoom=grid.max_level, initial_resolution=float(2 ** grid.max_level),
-                               x_origin_offset=0, y_origin_offset=0, wrap_around=False, attribution="")
-        renderer = bm.TileRenderer(tile_source=source, alpha=_SHOWN.get(name, 1.0), visible=name in _SHOWN,
-                                smoothing=False, name=f"layer-{name}")
+        source = bm.TMSTileSource(
+            url=f"tiles/{name}/{{Z}}/{{X}}/{{Y}}.png?v={version}",
+            tile_size=grid.tile,
+            min_zoom=0,
+            max_zoom=grid.max_level,
+            initial_resolution=float(2**grid.max_level),
+            x_origin_offset=0,
+            y_origin_offset=0,
+            wrap_around=False,
+            attribution="",
+        )
+        renderer = bm.TileRenderer(
+            tile_source=source,
+            alpha=_SHOWN.get(name, 1.0),
+            visible=name in _SHOWN,
+            smoothing=False,
+            name=f"layer-{name}",
+        )
         fig.renderers.append(renderer)
         toggle = bm.Checkbox(label=labels[name], active=name in _SHOWN, name=f"toggle-{name}", width=210)
         toggle.js_link("active", renderer, "visible")
-        opacity = bm.Slider(start=0, end=1, step=0.05, value=_SHOWN.get(name, 1.0), title=None, show_value=False,
-                         width=80, name=f"opacity-{name}")
+        opacity = bm.Slider(
+            start=0,
+            end=1,
+            step=0.05,
+            value=_SHOWN.get(name, 1.0),
+            title=None,
+            show_value=False,
+            width=80,
+            name=f"opacity-{name}",
+        )
         opacity.js_link("value", renderer, "alpha")
         controls.append(row(toggle, opacity))
     fig.add_tools(bm.BoxZoomTool(match_aspect=True))
     style = [bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")]  # widgets live in shadow DOMs
-    readout = bm.Div(text="move the cursor over the map", name="readout", css_classes=["mv-readout"],
-                     stylesheets=style)
-    fig.js_on_event(MouseMove, bm.CustomJS(args={"div": readout},
-                                        code="MorpheusViewer.readout(cb_obj.x, cb_obj.y, div)"))
+    readout = bm.Div(text="move the cursor over the map", name="readout", css_classes=["mv-readout"], stylesheets=style)
+    fig.js_on_event(
+        MouseMove, bm.CustomJS(args={"div": readout}, code="MorpheusViewer.readout(cb_obj.x, cb_obj.y, div)")
+    )
     # The scale bar measures a range in arcseconds that follows the map's x range.
     arcsec = bm.Range1d(0, nx * pixel_scale, name="arcsec-range")
-    fig.x_range.js_on_change("start", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale},
-                                                  code=_FOLLOW))
-    fig.x_range.js_on_change("end", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale},
-                                                code=_FOLLOW))
-    basis = {"mas": (0.001, "mas", "milliarcsecond"), "\u2033": (1.0, "\u2033", "arcsecond"),
-             "\u2032": (60.0, "\u2032", "arcminute"), "\u00b0": (3600.0, "\u00b0", "degree")}
-    fig.add_layout(bm.ScaleBar(range=arcsec, unit="\u2033", location="bottom_left", bar_length=0.2,
-                               dimensional=bm.Angular(basis=basis, ticks=[1, 2, 5, 10, 20, 30, 50, 100, 200, 500]),
-                               background_fill_alpha=0.6, label_text_color="white", bar_line_color="white",
-                               background_fill_color="black", name="scalebar"))
+    fig.x_range.js_on_change(
+        "start", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale}, code=_FOLLOW)
+    )
+    fig.x_range.js_on_change(
+        "end", bm.CustomJS(args={"src": fig.x_range, "dst": arcsec, "scale": pixel_scale}, code=_FOLLOW)
+    )
+    basis = {
+        "mas": (0.001, "mas", "milliarcsecond"),
+        "\u2033": (1.0, "\u2033", "arcsecond"),
+        "\u2032": (60.0, "\u2032", "arcminute"),
+        "\u00b0": (3600.0, "\u00b0", "degree"),
+    }
+    fig.add_layout(
+        bm.ScaleBar(
+            range=arcsec,
+            unit="\u2033",
+            location="bottom_left",
+            bar_length=0.2,
+            dimensional=bm.Angular(basis=basis, ticks=[1, 2, 5, 10, 20, 30, 50, 100, 200, 500]),
+            background_fill_alpha=0.6,
+            label_text_color="white",
+            bar_line_color="white",
+            background_fill_color="black",
+            name="scalebar",
+        )
+    )
     controls.append(readout)
     legend = bm.Div(text=legend_html(pyramid.classes, markers=catalog is not None), name="legend", stylesheets=style)
     panel = [legend]
@@ -249,9 +305,12 @@ def _document(pyramid: Pyramid, catalog: dict[str, Any] | None, pixel_scale: flo
         controls += more
         panel += [bm.Div(text="<b>selected object</b>"), details]
     # The side columns scroll on their own (viewer.css): the map and the details stay in the window.
-    return row(column(*controls, width=300, sizing_mode="stretch_height", css_classes=["mv-controls"]), fig,
-               column(*panel, width=260, sizing_mode="stretch_height", css_classes=["mv-controls"]),
-               sizing_mode="stretch_both")
+    return row(
+        column(*controls, width=300, sizing_mode="stretch_height", css_classes=["mv-controls"]),
+        fig,
+        column(*panel, width=260, sizing_mode="stretch_height", css_classes=["mv-controls"]),
+        sizing_mode="stretch_both",
+    )
 
 
 def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...]) -> tuple[list, Any]:
@@ -264,33 +323,66 @@ def _catalog_controls(fig: Any, catalog: dict[str, Any], classes: tuple[str, ...
     source = bm.ColumnDataSource(data, name="catalog")
     first = list(range(min(MAX_MARKERS, len(data["mx"]))))
     view = bm.CDSView(filter=bm.IndexFilter(first, name="thin"))
-    markers = fig.scatter("mx", "my", source=source, view=view, size=12, marker="circle", fill_alpha=0,
-                          line_width=1.5, name="markers",
-                          line_color=factor_cmap("dominant_class", list(colours.values()), list(colours)),
-                          selection_line_color="#ff00ff", selection_line_width=3, nonselection_line_alpha=0.9)
+    markers = fig.scatter(
+        "mx",
+        "my",
+        source=source,
+        view=view,
+        size=12,
+        marker="circle",
+        fill_alpha=0,
+        line_width=1.5,
+        name="markers",
+        line_color=factor_cmap("dominant_class", list(colours.values()), list(colours)),
+        selection_line_color="#ff00ff",
+        selection_line_width=3,
+        nonselection_line_alpha=0.9,
+    )
     target = bm.ColumnDataSource({"mx": [], "my": []}, name="target")
-    fig.scatter("mx", "my", source=target, marker="circle_cross", size=22, fill_alpha=0, line_color="#ff00ff",
-                line_width=2)
-    fig.add_tools(bm.HoverTool(renderers=[markers], tooltips=[("id", "@name"), ("class", "@dominant_class")]),
-                  bm.TapTool(renderers=[markers]))
-    info = bm.Div(text="click a marker to see its catalog row", name="row", css_classes=["mv-row"],
-                  stylesheets=[bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")])
-    chosen = bm.CheckboxGroup(labels=[c.replace("_", " ") for c in classes[:-1]], active=list(range(len(classes) - 1)),
-                              name="class-filter", inline=True)
+    fig.scatter(
+        "mx", "my", source=target, marker="circle_cross", size=22, fill_alpha=0, line_color="#ff00ff", line_width=2
+    )
+    fig.add_tools(
+        bm.HoverTool(renderers=[markers], tooltips=[("id", "@name"), ("class", "@dominant_class")]),
+        bm.TapTool(renderers=[markers]),
+    )
+    info = bm.Div(
+        text="click a marker to see its catalog row",
+        name="row",
+        css_classes=["mv-row"],
+        stylesheets=[bm.ImportedStyleSheet(url="./static/morpheus/viewer.css")],
+    )
+    chosen = bm.CheckboxGroup(
+        labels=[c.replace("_", " ") for c in classes[:-1]],
+        active=list(range(len(classes) - 1)),
+        name="class-filter",
+        inline=True,
+    )
     args = {"source": source, "filter": view.filter, "classes": chosen, "fig": fig}
     thin = bm.CustomJS(args=args, code="MorpheusViewer.thin(source, filter, classes, fig)")
     chosen.js_on_change("active", thin)
     for rng in (fig.x_range, fig.y_range):
         rng.js_on_change("start", thin)
         rng.js_on_change("end", thin)
-    source.selected.js_on_change("indices", bm.CustomJS(args={"source": source, "div": info},
-                                                     code="MorpheusViewer.showRow(source, div)"))
+    source.selected.js_on_change(
+        "indices", bm.CustomJS(args={"source": source, "div": info}, code="MorpheusViewer.showRow(source, div)")
+    )
     show = bm.Checkbox(label=f"catalog ({len(data['mx'])} objects)", active=True, name="toggle-catalog")
     show.js_link("active", markers, "visible")
     find_id = bm.TextInput(title="find id", placeholder="e.g. 12", name="find-id")
-    find_id.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
-                                           code="MorpheusViewer.findId(cb_obj.value, source, target, fig, div)"))
+    find_id.js_on_change(
+        "value",
+        bm.CustomJS(
+            args={**args, "target": target, "div": info},
+            code="MorpheusViewer.findId(cb_obj.value, source, target, fig, div)",
+        ),
+    )
     find_sky = bm.TextInput(title="find RA Dec (deg or h:m:s d:m:s)", placeholder="53.1234 -27.8123", name="find-sky")
-    find_sky.js_on_change("value", bm.CustomJS(args={**args, "target": target, "div": info},
-                                            code="MorpheusViewer.findSky(cb_obj.value, source, target, fig, div)"))
+    find_sky.js_on_change(
+        "value",
+        bm.CustomJS(
+            args={**args, "target": target, "div": info},
+            code="MorpheusViewer.findSky(cb_obj.value, source, target, fig, div)",
+        ),
+    )
     return [bm.Div(text="<b>catalog</b>"), show, bm.Div(text="dominant class:"), chosen, find_id, find_sky], info

@@ -104,7 +104,7 @@ def write_levels(build: Build, *, client: Any = None) -> int:
 
 def squares(grid: Grid, level: int, levels_per_pass: int) -> list[Box]:
     """The squares one pass reads at ``level``, aligned on tiles of every level it writes."""
-    side = grid.tile * 2 ** levels_per_pass
+    side = grid.tile * 2**levels_per_pass
     h, w = grid.level_shape(level)
     return [Box(y, min(y + side, h), x, min(x + side, w)) for y in range(0, h, side) for x in range(0, w, side)]
 
@@ -117,8 +117,9 @@ def new_level(build: Build, level: int) -> None:
         grid = build.grid
         n_planes = len(plane_names(build.sources.classes))
         h, w = grid.level_shape(level)
-        group.create_array(name, shape=(n_planes, h, w), chunks=(n_planes, grid.tile, grid.tile),
-                           dtype=np.float32, fill_value=0.0)
+        group.create_array(
+            name, shape=(n_planes, h, w), chunks=(n_planes, grid.tile, grid.tile), dtype=np.float32, fill_value=0.0
+        )
 
 
 def write_square(build: Build, level: int, box: Box) -> int:
@@ -160,7 +161,7 @@ def write_square(build: Build, level: int, box: Box) -> int:
         if m:
             padded = reduce_planes(padded, 2)
         rows, cols = grid.tile_counts(z)
-        ty0, tx0 = box.y0 // 2 ** m // grid.tile, box.x0 // 2 ** m // grid.tile
+        ty0, tx0 = box.y0 // 2**m // grid.tile, box.x0 // 2**m // grid.tile
         n = padded.shape[1] // grid.tile
         for name in build.layers:
             image = render(name, padded, factor=2 ** (grid.max_level - z), lupton=build.lupton, classes=classes)
@@ -172,7 +173,7 @@ def write_square(build: Build, level: int, box: Box) -> int:
         coarse = reduce_planes(padded, 2)
         target = build.layout.pyramid_levels.open_group(mode="r+")[f"level{level - per_pass}"]
         h, w = grid.level_shape(level - per_pass)
-        y0, x0 = box.y0 // 2 ** per_pass, box.x0 // 2 ** per_pass
+        y0, x0 = box.y0 // 2**per_pass, box.x0 // 2**per_pass
         y1, x1 = min(y0 + coarse.shape[1], h), min(x0 + coarse.shape[2], w)
         target[:, y0:y1, x0:x1] = coarse[:, : y1 - y0, : x1 - x0].astype(np.float32)
     done.write_bytes(b"")

@@ -121,8 +121,11 @@ class Pyramid:
 
 
 def _fingerprint(attrs: dict[str, Any], tile: int, levels_per_pass: int) -> str:
-    blob = json.dumps({"format": FORMAT_VERSION, "tile": tile, "levels_per_pass": levels_per_pass, **attrs},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"format": FORMAT_VERSION, "tile": tile, "levels_per_pass": levels_per_pass, **attrs},
+        sort_keys=True,
+        default=str,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -132,9 +135,17 @@ def read_pyramid(run_dir: Location | str | os.PathLike) -> dict[str, Any] | None
     return record.read_json() if record.exists() else None
 
 
-def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, echo: Any = print,
-                  storage_options: dict[str, Any] | None = None, rebuild: bool = False, tile: int = TILE,
-                  levels_per_pass: int = LEVELS_PER_PASS, keep_work: bool = False) -> Pyramid:
+def build_pyramid(
+    run_dir: Location | str | os.PathLike,
+    *,
+    client: Any = None,
+    echo: Any = print,
+    storage_options: dict[str, Any] | None = None,
+    rebuild: bool = False,
+    tile: int = TILE,
+    levels_per_pass: int = LEVELS_PER_PASS,
+    keep_work: bool = False,
+) -> Pyramid:
     """Build (or reuse, or resume) the tile pyramid of a finished run.
 
     Parameters
@@ -173,17 +184,31 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     sources, attrs = open_sources(root)
     grid = Grid(sources.shape, tile)
     classes, composite = sources.classes, sources.composite
-    layers = [name for name in layer_labels(classes, composite)
-              if name != "segmentation" or sources.segmentation is not None]
+    layers = [
+        name for name in layer_labels(classes, composite) if name != "segmentation" or sources.segmentation is not None
+    ]
     fingerprint = _fingerprint(attrs, tile, levels_per_pass)
     layout = RunLayout(root)
     viewer = layout.viewer
     record = read_pyramid(root)
-    same = (record and record.get("fingerprint") == fingerprint and record.get("layers") == layers
-            and record.get("bands") == list(composite))
+    same = (
+        record
+        and record.get("fingerprint") == fingerprint
+        and record.get("layers") == layers
+        and record.get("bands") == list(composite)
+    )
     if same and not rebuild and record.get("complete"):
-        return Pyramid(viewer, grid, record["layers"], LuptonSettings.from_json(record["lupton"]),
-                       fingerprint, reused=True, record=record, classes=classes, composite=composite)
+        return Pyramid(
+            viewer,
+            grid,
+            record["layers"],
+            LuptonSettings.from_json(record["lupton"]),
+            fingerprint,
+            reused=True,
+            record=record,
+            classes=classes,
+            composite=composite,
+        )
     # Tiles are drawn from the classification: every file against its checksum first.
     refuse_damaged_classification(root, attrs["classification"].get("run_id"))
     if same and not rebuild:
@@ -191,16 +216,29 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
         echo("map: resuming the tile pyramid")
     else:
         if viewer.exists():
-            echo("map: products changed since the tile pyramid was built; rebuilding it" if record
-                 else "map: replacing an unfinished tile pyramid")
+            echo(
+                "map: products changed since the tile pyramid was built; rebuilding it"
+                if record
+                else "map: replacing an unfinished tile pyramid"
+            )
             viewer.remove(recursive=True)
         lupton = lupton_settings(sources, client=client)
-    record = {"format_version": FORMAT_VERSION, "fingerprint": fingerprint, "grid": grid.to_json(),
-              "layers": layers, "lupton": lupton.to_json(), "levels_per_pass": levels_per_pass,
-              "bands": list(composite), "classes": list(classes), "complete": False}
+    record = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint,
+        "grid": grid.to_json(),
+        "layers": layers,
+        "lupton": lupton.to_json(),
+        "levels_per_pass": levels_per_pass,
+        "bands": list(composite),
+        "classes": list(classes),
+        "complete": False,
+    }
     layout.pyramid_record.write_json(record)
-    echo(f"map: building the tile pyramid of {grid.shape[1]} x {grid.shape[0]} pixels, levels 0-{grid.max_level}, "
-         f"{len(layers)} layers")
+    echo(
+        f"map: building the tile pyramid of {grid.shape[1]} x {grid.shape[0]} pixels, levels 0-{grid.max_level}, "
+        f"{len(layers)} layers"
+    )
     build = Build(sources, layout, grid, tuple(layers), lupton, levels_per_pass)
     written = write_levels(build, client=client)
     if not keep_work:
@@ -209,5 +247,15 @@ def build_pyramid(run_dir: Location | str | os.PathLike, *, client: Any = None, 
     layout.pyramid_record.write_json(record)  # the "complete" mark, last
     seconds = time.perf_counter() - t0
     echo(f"map: {written} tiles written in {seconds:.1f} s")
-    return Pyramid(viewer, grid, layers, lupton, fingerprint, tiles=written, seconds=seconds, record=record,
-                   classes=classes, composite=composite)
+    return Pyramid(
+        viewer,
+        grid,
+        layers,
+        lupton,
+        fingerprint,
+        tiles=written,
+        seconds=seconds,
+        record=record,
+        classes=classes,
+        composite=composite,
+    )

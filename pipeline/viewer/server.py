@@ -130,11 +130,13 @@ class MapSite:
         name = host_name(hosts[0]) if len(hosts) == 1 else None
         if name is None or name not in self.hosts | _own_names(local_address):
             shown = ", ".join(repr(h[:100]) for h in hosts) or "none"
-            level = logging.WARNING if len(self._refused) < _HOST_WARNINGS and shown not in self._refused else \
-                logging.DEBUG
+            level = (
+                logging.WARNING if len(self._refused) < _HOST_WARNINGS and shown not in self._refused else logging.DEBUG
+            )
             self._refused.add(shown)
-            logger.log(level, "map server: refused a request with Host %s (only this machine's names are served)",
-                       shown)
+            logger.log(
+                level, "map server: refused a request with Host %s (only this machine's names are served)", shown
+            )
             return _text(400, "host not served: this map answers only requests for this machine's names")
         try:
             path = urlsplit(target).path
@@ -195,7 +197,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self, *, body: bool) -> None:
         try:
             status, data, kind, cache = self.server.site.respond(
-                self.path, self.headers.get_all("Host") or [], self.connection.getsockname()[0])
+                self.path, self.headers.get_all("Host") or [], self.connection.getsockname()[0]
+            )
         except Exception as exc:  # a bug or an unreadable tile: one line here, the traceback at debug level
             logger.warning("map server: %s failed: %s: %s", self.path[:200], type(exc).__name__, exc)
             logger.debug("map server: traceback", exc_info=True)
@@ -246,8 +249,10 @@ def _family(host: str, port: int) -> socket.AddressFamily:
     try:
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise InputError(f"cannot serve on {host!r}: not an address or known host name of this machine ({exc}); "
-                         "choose another --host") from exc
+        raise InputError(
+            f"cannot serve on {host!r}: not an address or known host name of this machine ({exc}); "
+            "choose another --host"
+        ) from exc
 
 
 def _url(host: str, port: int) -> str:

@@ -38,8 +38,9 @@ def _tan_sky(model: dict[str, Any], px: np.ndarray, py: np.ndarray) -> tuple[np.
     alpha_p, delta_p = np.radians(model["crval"])
     dphi = phi - np.radians(model["lonpole"])
     sin_delta = np.sin(theta) * np.sin(delta_p) + np.cos(theta) * np.cos(delta_p) * np.cos(dphi)
-    alpha = alpha_p + np.arctan2(-np.cos(theta) * np.sin(dphi),
-                                 np.sin(theta) * np.cos(delta_p) - np.cos(theta) * np.sin(delta_p) * np.cos(dphi))
+    alpha = alpha_p + np.arctan2(
+        -np.cos(theta) * np.sin(dphi), np.sin(theta) * np.cos(delta_p) - np.cos(theta) * np.sin(delta_p) * np.cos(dphi)
+    )
     return np.degrees(alpha) % 360.0, np.degrees(np.arcsin(np.clip(sin_delta, -1.0, 1.0)))
 
 
@@ -113,10 +114,13 @@ def sky_model(wcs: WCS, shape: tuple[int, int], *, tolerance_arcsec: float = TOL
     if not cel.has_celestial or cel.naxis != 2:
         raise ValueError("the mosaic's WCS has no celestial (RA/Dec) part")
     lon, lat = (0, 1) if cel.wcs.lng == 0 else (1, 0)
-    base = {"crpix": [float(v) for v in cel.wcs.crpix], "crval": [float(cel.wcs.crval[lon]), float(cel.wcs.crval[lat])],
-            "cd": np.asarray(cel.pixel_scale_matrix, dtype=np.float64)[[lon, lat]].tolist(),
-            "lonpole": float(cel.wcs.lonpole) if np.isfinite(cel.wcs.lonpole) else 180.0,
-            "pixel_scale": float(np.mean(proj_plane_pixel_scales(cel))) * 3600.0}
+    base = {
+        "crpix": [float(v) for v in cel.wcs.crpix],
+        "crval": [float(cel.wcs.crval[lon]), float(cel.wcs.crval[lat])],
+        "cd": np.asarray(cel.pixel_scale_matrix, dtype=np.float64)[[lon, lat]].tolist(),
+        "lonpole": float(cel.wcs.lonpole) if np.isfinite(cel.wcs.lonpole) else 180.0,
+        "pixel_scale": float(np.mean(proj_plane_pixel_scales(cel))) * 3600.0,
+    }
     ny, nx = shape
 
     def world(px, py):
@@ -138,13 +142,25 @@ def sky_model(wcs: WCS, shape: tuple[int, int], *, tolerance_arcsec: float = TOL
         ra_t, dec_t = _tan_sky(base, xx, yy)
         ra_w, dec_w = world(xx, yy)
         dra = (ra_w - ra_t + 180.0) % 360.0 - 180.0
-        model = {**base, "grid": {"x0": -0.5, "y0": -0.5, "step": step, "nx": len(gx), "ny": len(gy),
-                                  "dra": dra.ravel().tolist(), "ddec": (dec_w - dec_t).ravel().tolist()}}
+        model = {
+            **base,
+            "grid": {
+                "x0": -0.5,
+                "y0": -0.5,
+                "step": step,
+                "nx": len(gx),
+                "ny": len(gy),
+                "dra": dra.ravel().tolist(),
+                "ddec": (dec_w - dec_t).ravel().tolist(),
+            },
+        }
         error = float(np.max(_separation_arcsec(*model_pixel_to_sky(model, cx, cy), *truth)))
         if error <= tolerance_arcsec:
             model["max_error_arcsec"] = error
             return model
         if nodes >= _MAX_NODES:
-            raise ValueError(f"the map's sky model differs from astropy by {error:.3g} arcsec with "
-                             f"{nodes} x {nodes} nodes (tolerance {tolerance_arcsec} arcsec)")
+            raise ValueError(
+                f"the map's sky model differs from astropy by {error:.3g} arcsec with "
+                f"{nodes} x {nodes} nodes (tolerance {tolerance_arcsec} arcsec)"
+            )
         nodes = 2 * nodes - 1

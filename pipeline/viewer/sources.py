@@ -108,12 +108,21 @@ def open_sources(run_dir: Location) -> tuple[Sources, dict[str, Any]]:
             seg_attrs = None
     classes = tuple(str(c) for c in cls.attrs.get("classes", CLASSES))
     if len(classes) != cls["mean"].shape[0]:
-        raise InputError(f"{layout.classification}: {cls['mean'].shape[0]} class images but classes "
-                         f"{list(classes)} in its attributes")
+        raise InputError(
+            f"{layout.classification}: {cls['mean'].shape[0]} class images but classes "
+            f"{list(classes)} in its attributes"
+        )
     bands = [str(b) for b in mosaic.attrs["bands"]]
     rgb = composite_bands(bands, band_wavelengths(bands, cls.attrs.get("model_card")))
-    sources = Sources(layout.mosaic, layout.classification, layout.segmentation if seg_attrs else None, rgb,
-                      tuple(int(v) for v in cls["n"].shape), classes, tuple(bands[i] for i in rgb))
+    sources = Sources(
+        layout.mosaic,
+        layout.classification,
+        layout.segmentation if seg_attrs else None,
+        rgb,
+        tuple(int(v) for v in cls["n"].shape),
+        classes,
+        tuple(bands[i] for i in rgb),
+    )
     attrs = {"mosaic": mosaic.attrs.asdict(), "classification": cls.attrs.asdict(), "segmentation": seg_attrs}
     return sources, attrs
 
@@ -165,6 +174,5 @@ def _outline(labels: Any, box: Box, shape: tuple[int, int]) -> np.ndarray:
     halo = np.zeros((box.shape[0] + 2, box.shape[1] + 2), dtype=np.int64)
     halo[y0 - box.y0 + 1 : y1 - box.y0 + 1, x0 - box.x0 + 1 : x1 - box.x0 + 1] = labels[y0:y1, x0:x1]
     core = halo[1:-1, 1:-1]
-    edge = ((core != halo[:-2, 1:-1]) | (core != halo[2:, 1:-1]) | (core != halo[1:-1, :-2])
-            | (core != halo[1:-1, 2:]))
+    edge = (core != halo[:-2, 1:-1]) | (core != halo[2:, 1:-1]) | (core != halo[1:-1, :-2]) | (core != halo[1:-1, 2:])
     return ((core > 0) & edge).astype(np.float64)

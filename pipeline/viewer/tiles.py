@@ -49,8 +49,17 @@ from morpheus_core import CLASSES
 from morpheus_core.colour import class_colours
 from pipeline.viewer.composite import RGB_BANDS
 
-__all__ = ["LAYERS", "PLANES", "LuptonSettings",
-           "class_layers", "encode_png", "layer_labels", "plane_names", "reduce_planes", "render"]
+__all__ = [
+    "LAYERS",
+    "PLANES",
+    "LuptonSettings",
+    "class_layers",
+    "encode_png",
+    "layer_labels",
+    "plane_names",
+    "reduce_planes",
+    "render",
+]
 
 #: Planes before the class images: area fractions, then the composite's bands (weight ``cov``).
 _HEAD = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b")
@@ -84,8 +93,6 @@ def plane_names(classes: Sequence[str] = CLASSES) -> tuple[str, ...]:
     return (*_HEAD, *(f"p_{c}" for c in classes), *_TAIL)
 
 
-
-
 def class_layers(classes: Sequence[str] = CLASSES) -> dict[str, str]:
     """The layer key of each class image: its name, or ``class-<channel>``.
 
@@ -104,8 +111,10 @@ def class_layers(classes: Sequence[str] = CLASSES) -> dict[str, str]:
     dict of str to str
         Layer key -> class, in channel order.
     """
-    return {(c if _PLAIN_KEY.fullmatch(c) and c not in (*_BELOW, *_ABOVE) else f"class-{i}"): c
-            for i, c in enumerate(classes)}
+    return {
+        (c if _PLAIN_KEY.fullmatch(c) and c not in (*_BELOW, *_ABOVE) else f"class-{i}"): c
+        for i, c in enumerate(classes)
+    }
 
 
 def layer_labels(classes: Sequence[str] = CLASSES, composite: Sequence[str] = RGB_BANDS) -> dict[str, str]:
@@ -124,11 +133,14 @@ def layer_labels(classes: Sequence[str] = CLASSES, composite: Sequence[str] = RG
         ``bands``, ``colour``, the class layers, ``segmentation``, ``coverage``.
     """
     names = list(dict.fromkeys(composite))
-    bands = (f"{names[0]} (grey, asinh)" if len(names) == 1
-             else f"{', '.join(names)} colour composite (asinh)")
-    return {"bands": bands, "colour": "morphological colour (section 6)",
-            **{key: f"{c.replace('_', ' ')} (p)" for key, c in class_layers(classes).items()},
-            "segmentation": "segmentation outlines (deblended objects)", "coverage": "coverage"}
+    bands = f"{names[0]} (grey, asinh)" if len(names) == 1 else f"{', '.join(names)} colour composite (asinh)"
+    return {
+        "bands": bands,
+        "colour": "morphological colour (section 6)",
+        **{key: f"{c.replace('_', ' ')} (p)" for key, c in class_layers(classes).items()},
+        "segmentation": "segmentation outlines (deblended objects)",
+        "coverage": "coverage",
+    }
 
 
 #: The planes of a level of a run with the released classes.
@@ -163,8 +175,7 @@ class LuptonSettings:
     @classmethod
     def from_json(cls, data: dict) -> LuptonSettings:
         """Read back :meth:`to_json`."""
-        return cls(minimum=tuple(float(v) for v in data["minimum"]), stretch=float(data["stretch"]),
-                   Q=float(data["Q"]))
+        return cls(minimum=tuple(float(v) for v in data["minimum"]), stretch=float(data["stretch"]), Q=float(data["Q"]))
 
 
 def reduce_planes(planes: np.ndarray, factor: int = 2) -> np.ndarray:
@@ -195,8 +206,10 @@ def reduce_planes(planes: np.ndarray, factor: int = 2) -> np.ndarray:
     p, h, w = planes.shape
     least = len(plane_names(CLASSES[-2:]))
     if p < least or h % factor or w % factor:
-        raise ValueError(f"planes must be (P, h, w) with P >= {least} (10 + the number of classes) and h, w "
-                         f"multiples of {factor}, got {planes.shape}")
+        raise ValueError(
+            f"planes must be (P, h, w) with P >= {least} (10 + the number of classes) and h, w "
+            f"multiples of {factor}, got {planes.shape}"
+        )
     blocks = np.asarray(planes, dtype=np.float64).reshape(p, h // factor, factor, w // factor, factor)
     out = blocks.mean(axis=(2, 4))
     for index in range(_FIRST_BAND, p):
@@ -211,8 +224,9 @@ def _plane(planes: np.ndarray, name: str) -> np.ndarray:
     return planes[_INDEX[name]]
 
 
-def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSettings,
-           classes: Sequence[str] = CLASSES) -> np.ndarray:
+def render(
+    layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSettings, classes: Sequence[str] = CLASSES
+) -> np.ndarray:
     """One layer of one level as an RGBA image.
 
     Parameters
@@ -243,16 +257,23 @@ def render(layer: str, planes: np.ndarray, *, factor: int, lupton: LuptonSetting
     """
     classes = tuple(classes)
     if planes.shape[0] != len(plane_names(classes)):
-        raise ValueError(f"planes of {len(classes)} classes must be ({len(plane_names(classes))}, h, w), "
-                         f"got {planes.shape}")
+        raise ValueError(
+            f"planes of {len(classes)} classes must be ({len(plane_names(classes))}, h, w), got {planes.shape}"
+        )
     by_key = class_layers(classes)
     h, w = planes.shape[1:]
     rgba = np.zeros((h, w, 4), dtype=np.uint8)
     if layer == "bands":
         from astropy.visualization import make_lupton_rgb
 
-        rgba[..., :3] = make_lupton_rgb(_plane(planes, "band_r"), _plane(planes, "band_g"), _plane(planes, "band_b"),
-                                        minimum=list(lupton.minimum), stretch=lupton.stretch, Q=lupton.Q)
+        rgba[..., :3] = make_lupton_rgb(
+            _plane(planes, "band_r"),
+            _plane(planes, "band_g"),
+            _plane(planes, "band_b"),
+            minimum=list(lupton.minimum),
+            stretch=lupton.stretch,
+            Q=lupton.Q,
+        )
         alpha = _plane(planes, "cov") > 0
     elif layer == "colour":
         rgb = np.stack([_plane(planes, f"colour_{c}") for c in "rgb"], axis=-1)

@@ -63,9 +63,12 @@ def _brute_force(image: np.ndarray, stride: int) -> dict[str, np.ndarray]:
         ys, xs = slice(y + border, y + border + inner), slice(x + border, x + border + inner)
         sq[:, ys, xs] += (np.moveaxis(p, -1, 0) - mean[:, ys, xs]) ** 2
     total = mean.sum(axis=0)
-    return {"n": n, "mean": np.divide(mean, total, out=np.zeros_like(mean), where=n > 0),
-            "variance": np.divide(sq, n, out=np.zeros_like(sq), where=n > 0),
-            "rank": np.divide(votes, n, out=np.zeros_like(votes), where=n > 0)}
+    return {
+        "n": n,
+        "mean": np.divide(mean, total, out=np.zeros_like(mean), where=n > 0),
+        "variance": np.divide(sq, n, out=np.zeros_like(sq), where=n > 0),
+        "rank": np.divide(votes, n, out=np.zeros_like(votes), where=n > 0),
+    }
 
 
 def _whole_image(image: np.ndarray, stride: int = 1):
@@ -138,8 +141,9 @@ def test_a_cube_with_band_names_and_a_wcs_gives_sky_coordinates():
         sky_xy = sky.wcs.pixel_to_world(x, y)
         assert abs(float(result["ra"][y, x]) - sky_xy.ra.deg) < 1e-9
         assert abs(float(result["dec"][y, x]) - sky_xy.dec.deg) < 1e-9
-    lazy = classify({b: da.from_array(cube[i], chunks=35) for i, b in enumerate("VHZJ")}, model="standin",
-                    wcs=header)  # a FITS header works too
+    lazy = classify(
+        {b: da.from_array(cube[i], chunks=35) for i, b in enumerate("VHZJ")}, model="standin", wcs=header
+    )  # a FITS header works too
     assert isinstance(lazy["ra"].data, da.Array)
     np.testing.assert_allclose(lazy["ra"].values, result["ra"].values, rtol=0, atol=1e-12)
 

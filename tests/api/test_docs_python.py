@@ -61,9 +61,12 @@ def test_the_python_walkthrough_runs_and_agrees_with_the_run_files(tmp_path, mon
     np.testing.assert_array_equal(lazy["rank"].values, result["rank"].values)  # tiles of 64 vs one tile
     # The products as astropy reads them from the run's files.
     fits_dir = tmp_path / "runs" / "my_field" / "fits"
-    np.testing.assert_array_equal(run.segmentation["deblended"].values, fits.getdata(fits_dir / "segmap_deblended.fits"))
-    np.testing.assert_array_equal(fits.getdata(tmp_path / "spheroid_rank.fits"),
-                                  fits.getdata(fits_dir / "spheroid_rank.fits"))
+    np.testing.assert_array_equal(
+        run.segmentation["deblended"].values, fits.getdata(fits_dir / "segmap_deblended.fits")
+    )
+    np.testing.assert_array_equal(
+        fits.getdata(tmp_path / "spheroid_rank.fits"), fits.getdata(fits_dir / "spheroid_rank.fits")
+    )
     csv = pd.read_csv(tmp_path / "runs" / "my_field" / "catalog" / "catalog.csv", comment="#")
     assert len(df) == len(csv) == namespace["summary"].downstream.catalog_rows > 0
     np.testing.assert_array_equal(df["id"].to_numpy(), csv["id"].to_numpy())

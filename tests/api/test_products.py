@@ -32,7 +32,8 @@ def test_a_classification_without_segmentation_opens_and_says_what_is_missing(tm
     np.testing.assert_array_equal(cls["rank"].values, scene["rank"])
     np.testing.assert_array_equal(cls["n"].values, scene["n"])
     assert run.wcs.pixel_to_world_values(10, 20) == pytest.approx(
-        (float(cls["ra"][20, 10]), float(cls["dec"][20, 10])), abs=1e-12)
+        (float(cls["ra"][20, 10]), float(cls["dec"][20, 10])), abs=1e-12
+    )
     with pytest.raises(InputError, match="no segmentation.*python -m pipeline segment --run-dir"):
         run.segmentation
     with pytest.raises(InputError, match="no catalog.*python -m pipeline segment --run-dir"):

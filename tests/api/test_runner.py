@@ -34,11 +34,33 @@ def _toml_with_threshold(folder: Path) -> Path:
 def test_run_builds_the_settings_the_command_line_builds(tmp_path, captured):
     toml = _toml_with_threshold(tmp_path / "data")
     run_dir = tmp_path / "runs" / "small"
-    assert main(["run", "--mosaic", "small", "--mosaics-file", str(toml), "--run-dir", str(run_dir),
-                 "--tile", "64", "--model", "standin", "--no-progress", "--workers", "1",
-                 "--min-distance", "6"]) == 0
-    assert run("small", run_dir, mosaics_file=toml, tile=64, model="standin", progress=False, workers=1,
-               min_distance=6) == "summary"
+    assert (
+        main(
+            [
+                "run",
+                "--mosaic",
+                "small",
+                "--mosaics-file",
+                str(toml),
+                "--run-dir",
+                str(run_dir),
+                "--tile",
+                "64",
+                "--model",
+                "standin",
+                "--no-progress",
+                "--workers",
+                "1",
+                "--min-distance",
+                "6",
+            ]
+        )
+        == 0
+    )
+    assert (
+        run("small", run_dir, mosaics_file=toml, tile=64, model="standin", progress=False, workers=1, min_distance=6)
+        == "summary"
+    )
     (cli_config, cli_downstream), (api_config, api_downstream) = captured
     assert api_config == cli_config
     assert api_downstream == cli_downstream

@@ -26,7 +26,7 @@ def _module():
 def test_mosaic_has_a_footprint_edge_censored_cores_and_the_survey_density(tmp_path):
     survey = _module()
     toml, n = survey.make_mosaic(tmp_path, 800)
-    assert n == round(survey.DENSITY * 800 ** 2) == 320
+    assert n == round(survey.DENSITY * 800**2) == 320
     assert 'H = "survey_H.fits"' in toml.read_text()
     images = [fits.getdata(tmp_path / f"survey_{b}.fits") for b in survey.BANDS]
     nan = np.isnan(images[0])
@@ -41,9 +41,22 @@ def test_mosaic_has_a_footprint_edge_censored_cores_and_the_survey_density(tmp_p
 
 @pytest.mark.slow
 def test_a_small_survey_run_is_measured_stage_by_stage(tmp_path):
-    proc = subprocess.run([sys.executable, "benchmarks/survey_scale.py", "--sides", "500", "--tile", "256",
-                           "--json", str(tmp_path / "out.json")],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/survey_scale.py",
+            "--sides",
+            "500",
+            "--tile",
+            "256",
+            "--json",
+            str(tmp_path / "out.json"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((tmp_path / "out.json").read_text())["500"]
     survey = _module()

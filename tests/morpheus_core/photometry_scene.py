@@ -32,18 +32,19 @@ class Scene:
 
 
 def make_scene(seed: int = 3) -> Scene:
-    sky = render_sky(SHAPE, seed=seed, n_galaxies=16, n_stars=3, margin_px=3, min_separation_px=8,
-                     mag_range=(20.0, 25.0))
+    sky = render_sky(
+        SHAPE, seed=seed, n_galaxies=16, n_stars=3, margin_px=3, min_separation_px=8, mag_range=(20.0, 25.0)
+    )
     h, j = (sky.images[k].astype(np.float64) for k in (0, 1))
     sigma = {"H": float(sky.noise_sigma[0]), "J": float(sky.noise_sigma[1])}
     # The brightest source: an exact-zero censored core (3x3) in H, as the HLF has.
     bright = int(np.argmin(sky.truth["mag_H"]))
     cx, cy = (int(round(float(sky.truth[c][bright]))) for c in ("x", "y"))
-    h[cy - 1:cy + 2, cx - 1:cx + 2] = 0.0
+    h[cy - 1 : cy + 2, cx - 1 : cx + 2] = 0.0
     # A tilted NaN footprint edge through the second brightest source, in both bands.
     second = int(np.argsort(sky.truth["mag_H"])[1])
     sx, sy = (float(sky.truth[c][second]) for c in ("x", "y"))
-    yy, xx = np.mgrid[:SHAPE[0], :SHAPE[1]]
+    yy, xx = np.mgrid[: SHAPE[0], : SHAPE[1]]
     unobserved = (xx - sx) + 0.5 * (yy - sy) > 4.0
     unobserved &= np.hypot(xx - sx, yy - sy) < 30
     h[unobserved] = np.nan
@@ -53,6 +54,5 @@ def make_scene(seed: int = 3) -> Scene:
     detected = ndi.binary_opening(smooth > 2.5 * sigma["H"] / (2 * np.sqrt(np.pi))) & ~unobserved
     parents, _ = ndi.label(detected)
     blend = deblend(parents, np.nan_to_num(h), min_distance=5)
-    errors = {"H": total_error(np.nan_to_num(h), sigma["H"], effective_gain=GAIN_H),
-              "J": total_error(j, sigma["J"])}
+    errors = {"H": total_error(np.nan_to_num(h), sigma["H"], effective_gain=GAIN_H), "J": total_error(j, sigma["J"])}
     return Scene({"H": h, "J": j}, errors, unobserved, blend.segmap, parents, blend.id, blend.sub_id, sigma)

@@ -29,9 +29,13 @@ def test_released_card_says_what_the_released_weights_are():
 
 
 def test_round_trip_through_json_keeps_everything():
-    card = ModelCard(bands=(Band("F150W", "F150W", 1.5007), Band("r", "", None)),
-                     classes=("galaxy", "star", "background"), pixel_scale_arcsec=0.03, name="test",
-                     provenance={"metrics": {"accuracy": 0.9, "nan": float("nan")}, "steps": (1, 2)})
+    card = ModelCard(
+        bands=(Band("F150W", "F150W", 1.5007), Band("r", "", None)),
+        classes=("galaxy", "star", "background"),
+        pixel_scale_arcsec=0.03,
+        name="test",
+        provenance={"metrics": {"accuracy": 0.9, "nan": float("nan")}, "steps": (1, 2)},
+    )
     text = card.to_json()
     doc = json.loads(text)
     assert doc["format"] == "morpheus-model-card" and doc["provenance"]["metrics"]["nan"] is None
@@ -43,28 +47,36 @@ def test_round_trip_through_json_keeps_everything():
     assert ModelCard.from_json(RELEASED_CARD.to_json()) == RELEASED_CARD
 
 
-@pytest.mark.parametrize("change, match", [
-    ({"bands": ()}, "at least one band"),
-    ({"bands": (Band("H", "F160W"), Band("X", "f160w"))}, "repeated: F160W"),
-    ({"classes": ("disk", "background", "star")}, "last class must be 'background'"),
-    ({"classes": ("disk", "disk", "background")}, "distinct"),
-    ({"pixel_scale_arcsec": 0.0}, "pixel_scale_arcsec"),
-    ({"window": 36}, "multiple of 8"),
-    ({"bands": (Band("H", "", -1.0),)}, "wavelength_um"),
-])
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"bands": ()}, "at least one band"),
+        ({"bands": (Band("H", "F160W"), Band("X", "f160w"))}, "repeated: F160W"),
+        ({"classes": ("disk", "background", "star")}, "last class must be 'background'"),
+        ({"classes": ("disk", "disk", "background")}, "distinct"),
+        ({"pixel_scale_arcsec": 0.0}, "pixel_scale_arcsec"),
+        ({"window": 36}, "multiple of 8"),
+        ({"bands": (Band("H", "", -1.0),)}, "wavelength_um"),
+    ],
+)
 def test_invalid_cards_are_refused(change, match):
     kwargs = {"bands": RELEASED_CARD.bands, "classes": CLASSES, "pixel_scale_arcsec": 0.06, **change}
     with pytest.raises(ValueError, match=match):
         ModelCard(**kwargs)
 
 
-@pytest.mark.parametrize("text, match", [
-    ("{", "not valid JSON"),
-    ('{"format": "other"}', "not a model card"),
-    ('{"format": "morpheus-model-card", "version": 99, "bands": [], "classes": [], "pixel_scale_arcsec": 1}',
-     "newer"),
-    ('{"format": "morpheus-model-card", "version": 1, "classes": ["background"]}', "lacks bands"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("{", "not valid JSON"),
+        ('{"format": "other"}', "not a model card"),
+        (
+            '{"format": "morpheus-model-card", "version": 99, "bands": [], "classes": [], "pixel_scale_arcsec": 1}',
+            "newer",
+        ),
+        ('{"format": "morpheus-model-card", "version": 1, "classes": ["background"]}', "lacks bands"),
+    ],
+)
 def test_malformed_documents_are_refused(text, match):
     with pytest.raises(ValueError, match=match):
         ModelCard.from_json(text)
@@ -72,8 +84,15 @@ def test_malformed_documents_are_refused(text, match):
 
 def test_band_index_matches_names_and_filters_in_any_case():
     card = RELEASED_CARD
-    assert [card.band_index(x) for x in ("h", "F160W", "f125w", " z ", "F850LP", "K", "F444W")] == \
-        [0, 0, 1, 3, 3, None, None]
+    assert [card.band_index(x) for x in ("h", "F160W", "f125w", " z ", "F850LP", "K", "F444W")] == [
+        0,
+        0,
+        1,
+        3,
+        3,
+        None,
+        None,
+    ]
 
 
 def test_nearest_bands_hand_built_expectation():
@@ -112,8 +131,11 @@ def test_the_default_flux_band_is_the_reddest_band():
     from morpheus_core.cards import JWST_NIRCAM_BANDS
 
     assert RELEASED_CARD.flux_band() == "H"  # F160W, as the paper
-    nircam = ModelCard(bands=tuple(JWST_NIRCAM_BANDS[b] for b in ("F150W", "F444W", "F090W")),
-                       classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.03)
+    nircam = ModelCard(
+        bands=tuple(JWST_NIRCAM_BANDS[b] for b in ("F150W", "F444W", "F090W")),
+        classes=RELEASED_CARD.classes,
+        pixel_scale_arcsec=0.03,
+    )
     assert nircam.flux_band() == max(nircam.bands, key=lambda b: b.wavelength_um).name == "F444W"
     unknown = ModelCard(bands=(Band("a", "A"), Band("b", "B")), classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.1)
     assert unknown.flux_band() == "a"

@@ -9,14 +9,17 @@ from astropy import units as u
 from morpheus_core.catalog import image_unit, merge_object_sums, object_catalog, object_sums
 
 
-@pytest.mark.parametrize(("bunits", "unit"), [
-    (["ELECTRONS/S"] * 4, u.electron / u.s),  # HST drizzled science images
-    (["electrons/s", "ELECTRONS/S"], u.electron / u.s),
-    (["e-/s"], u.electron / u.s),
-    (["COUNTS/S"], u.count / u.s),
-    (["nJy", "nJy"], u.nJy),
-    (["MJy/sr"], u.MJy / u.sr),
-])
+@pytest.mark.parametrize(
+    ("bunits", "unit"),
+    [
+        (["ELECTRONS/S"] * 4, u.electron / u.s),  # HST drizzled science images
+        (["electrons/s", "ELECTRONS/S"], u.electron / u.s),
+        (["e-/s"], u.electron / u.s),
+        (["COUNTS/S"], u.count / u.s),
+        (["nJy", "nJy"], u.nJy),
+        (["MJy/sr"], u.MJy / u.sr),
+    ],
+)
 def test_bunit_values_read_as_astropy_units(bunits, unit):
     assert u.Unit(image_unit(bunits)) == unit
 

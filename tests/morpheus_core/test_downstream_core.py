@@ -33,6 +33,7 @@ def background_from(flux, lo, hi):
 
 # ------------------------------------------------------------------ Eq. 17
 
+
 def test_agreement_matches_the_papers_numbers():
     assert agreement([0.5, 0.5, 0, 0, 0]) == pytest.approx(0.569, abs=5e-4)
     assert agreement([0.9, 0.1, 0, 0, 0]) == pytest.approx(0.798, abs=5e-4)
@@ -45,6 +46,7 @@ def test_agreement_matches_the_papers_numbers():
 
 
 # --------------------------------------------------------------- Algorithm 1
+
 
 def test_segmentation_finds_separate_sources_inside_the_classified_area():
     shape = (80, 100)
@@ -80,6 +82,7 @@ def test_threshold_and_external_markers_make_faint_sources():
 
 
 # --------------------------------------------------------------- Algorithm 2
+
 
 def test_two_touching_sources_deblend_into_two_children_and_one_does_not_split():
     rng = np.random.default_rng(1)
@@ -125,6 +128,7 @@ def test_child_numbering():
 
 # ------------------------------------------------------------ Eq. 16 catalog
 
+
 def _cube(shape, fractions):
     return np.stack([np.full(shape, f, dtype=np.float64) for f in fractions])
 
@@ -133,8 +137,8 @@ def test_flux_weighted_fractions_by_hand():
     labels = np.array([[1, 1, 0], [0, 2, 2]])
     flux = np.array([[1.0, 3.0, 9.0], [5.0, -2.0, 2.0]])
     mean = np.zeros((5, 2, 3))
-    mean[0] = [[1.0, 0.0, 0], [0, 0.5, 0.0]]     # spheroid
-    mean[1] = [[0.0, 1.0, 0], [0, 0.5, 1.0]]     # disk
+    mean[0] = [[1.0, 0.0, 0], [0, 0.5, 0.0]]  # spheroid
+    mean[1] = [[0.0, 1.0, 0], [0, 0.5, 1.0]]  # disk
     mean[4] = 1 - mean[0] - mean[1]
     variance = np.zeros_like(mean)
     variance[0] = [[0.04, 0.01, 0], [0, 0.09, 0.16]]
@@ -168,21 +172,33 @@ def test_extra_fraction_images_give_the_same_fractions_as_a_catalog_of_them():
     rank, mean = (rng.dirichlet(np.ones(5), shape).transpose(2, 0, 1) for _ in range(2))
     variance = rng.uniform(0, 0.05, (5, *shape))
     bands = rng.normal(0, 1, (4, *shape))
-    both = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=rank, variance=variance, bands=bands,
-                                                         fractions={"mean": mean})]),
-                          wcs=None, width=shape[1], fractions=("mean",))
-    of_mean = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=mean, variance=variance,
-                                                            bands=bands)]), wcs=None, width=shape[1])
-    of_rank = object_catalog(merge_object_sums([object_sums(labels, flux=flux, mean=rank, variance=variance,
-                                                            bands=bands)]), wcs=None, width=shape[1])
+    both = object_catalog(
+        merge_object_sums(
+            [object_sums(labels, flux=flux, mean=rank, variance=variance, bands=bands, fractions={"mean": mean})]
+        ),
+        wcs=None,
+        width=shape[1],
+        fractions=("mean",),
+    )
+    of_mean = object_catalog(
+        merge_object_sums([object_sums(labels, flux=flux, mean=mean, variance=variance, bands=bands)]),
+        wcs=None,
+        width=shape[1],
+    )
+    of_rank = object_catalog(
+        merge_object_sums([object_sums(labels, flux=flux, mean=rank, variance=variance, bands=bands)]),
+        wcs=None,
+        width=shape[1],
+    )
     for c in CLASSES:
         np.testing.assert_allclose(both[f"p_mean_{c}"], of_mean[f"p_{c}"], rtol=1e-12)
         np.testing.assert_allclose(both[f"p_{c}"], of_rank[f"p_{c}"], rtol=1e-12)
         assert both[f"p_mean_{c}"].description
     assert not np.allclose(both["p_mean_disk"], both["p_disk"])
     # an empty piece carries the extra columns too, so pieces still merge
-    empty = object_sums(np.zeros(shape, int), flux=flux, mean=rank, variance=variance, bands=bands,
-                        fractions={"mean": mean})
+    empty = object_sums(
+        np.zeros(shape, int), flux=flux, mean=rank, variance=variance, bands=bands, fractions={"mean": mean}
+    )
     assert "wq_mean_disk" in empty.columns and len(empty) == 0
 
 
@@ -198,14 +214,23 @@ def test_sums_of_pieces_merge_exactly():
     parts = []
     for y0, y1 in ((0, 10), (10, 37)):
         for x0, x1 in ((0, 17), (17, 41)):
-            parts.append(object_sums(labels[y0:y1, x0:x1], flux=flux[y0:y1, x0:x1], mean=mean[:, y0:y1, x0:x1],
-                                     variance=variance[:, y0:y1, x0:x1], bands=bands[:, y0:y1, x0:x1],
-                                     origin=(y0, x0), width=shape[1]))
+            parts.append(
+                object_sums(
+                    labels[y0:y1, x0:x1],
+                    flux=flux[y0:y1, x0:x1],
+                    mean=mean[:, y0:y1, x0:x1],
+                    variance=variance[:, y0:y1, x0:x1],
+                    bands=bands[:, y0:y1, x0:x1],
+                    origin=(y0, x0),
+                    width=shape[1],
+                )
+            )
     merged = merge_object_sums(parts)
     assert list(merged.index) == list(whole.index) == [1, 2, 3, 4, 5]
     for column in whole.columns:
-        np.testing.assert_allclose(merged[column].to_numpy(float), whole[column].to_numpy(float), rtol=1e-12,
-                                   err_msg=column)
+        np.testing.assert_allclose(
+            merged[column].to_numpy(float), whole[column].to_numpy(float), rtol=1e-12, err_msg=column
+        )
 
 
 def test_detection_flags_and_aperture():
@@ -217,13 +242,14 @@ def test_detection_flags_and_aperture():
 
 # ------------------------------------------------------------- colour image
 
+
 def test_colour_image_follows_section_6():
     shape = (1, 4)
     mean = np.zeros((5, *shape))
-    mean[1, 0, 0], mean[4, 0, 0] = 1.0, 0.0            # pure disk, no background
+    mean[1, 0, 0], mean[4, 0, 0] = 1.0, 0.0  # pure disk, no background
     mean[0, 0, 1], mean[3, 0, 1], mean[4, 0, 1] = 0.3, 0.3, 0.4  # tie spheroid / point source
-    mean[4, 0, 2] = 1.0                                 # sky
-    mean[3, 0, 3] = 1.0                                 # point source, unclassified
+    mean[4, 0, 2] = 1.0  # sky
+    mean[3, 0, 3] = 1.0  # point source, unclassified
     classified = np.array([[True, True, True, False]])
     rgb = colour_image(mean, classified)
     assert rgb.shape == (1, 4, 3) and rgb.dtype == np.uint8
@@ -248,11 +274,13 @@ def test_flux_weighted_fractions_equal_the_catalog_on_one_object():
     direct = (cube * w).sum(axis=(1, 2)) / w.sum()
     got = flux_weighted_fractions(cube, flux, mask)
     np.testing.assert_allclose(got, direct / direct.sum(), rtol=1e-12)
-    sums = object_sums(mask.astype(int), flux=flux, mean=cube, variance=np.zeros_like(cube),
-                       bands=np.stack([flux] * 4))
+    sums = object_sums(mask.astype(int), flux=flux, mean=cube, variance=np.zeros_like(cube), bands=np.stack([flux] * 4))
     table = object_catalog(sums, wcs=None, width=24)
     np.testing.assert_allclose([table[f"p_{c}"][0] for c in CLASSES], got, rtol=1e-12)
     # No positive flux: uniform weights, as the catalog; an empty mask: NaN.
-    np.testing.assert_allclose(flux_weighted_fractions(cube, -np.abs(flux), mask),
-                               cube[:, mask].mean(axis=1) / cube[:, mask].mean(axis=1).sum(), rtol=1e-12)
+    np.testing.assert_allclose(
+        flux_weighted_fractions(cube, -np.abs(flux), mask),
+        cube[:, mask].mean(axis=1) / cube[:, mask].mean(axis=1).sum(),
+        rtol=1e-12,
+    )
     assert np.isnan(flux_weighted_fractions(cube, flux, np.zeros_like(mask))).all()

@@ -20,7 +20,9 @@ def _scene(rng, h, w, bands=4):
     yy, xx = np.mgrid[:h, :w]
     for _ in range(max(1, h * w // 1500)):
         y, x, s = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(1, 4)
-        img += (rng.uniform(5, 50, size=(bands, 1, 1)) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))).astype(np.float32)
+        img += (rng.uniform(5, 50, size=(bands, 1, 1)) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * s * s))).astype(
+            np.float32
+        )
     return img
 
 
@@ -97,8 +99,17 @@ def test_tiled_equals_whole_for_any_tiling(seed, h, w, tile_y, tile_x, stride, b
     img = _scene(np.random.default_rng(seed), h, w)
     whole = classify_image(img, clf, stride=stride)
     parts = [
-        (t, classify_image(img[:, t.read_slices[0], t.read_slices[1]], clf, stride=stride,
-                           anchor_start=t.anchor_start, anchor_stop=t.anchor_stop, batch_size=batch))
+        (
+            t,
+            classify_image(
+                img[:, t.read_slices[0], t.read_slices[1]],
+                clf,
+                stride=stride,
+                anchor_start=t.anchor_start,
+                anchor_stop=t.anchor_stop,
+                batch_size=batch,
+            ),
+        )
         for t in plan_tiles((h, w), (tile_y, tile_x), window=16, stride=stride)
     ]
     tiled = assemble((h, w), parts)
@@ -113,8 +124,16 @@ def test_odd_image_whole_equals_tiles_with_released_model(released_classifier):
     img = _scene(np.random.default_rng(11), 97, 131)
     whole = classify_image(img, released_classifier, batch_size=512)
     parts = [
-        (t, classify_image(img[:, t.read_slices[0], t.read_slices[1]], released_classifier,
-                           anchor_start=t.anchor_start, anchor_stop=t.anchor_stop, batch_size=200))
+        (
+            t,
+            classify_image(
+                img[:, t.read_slices[0], t.read_slices[1]],
+                released_classifier,
+                anchor_start=t.anchor_start,
+                anchor_stop=t.anchor_stop,
+                batch_size=200,
+            ),
+        )
         for t in plan_tiles((97, 131), (40, 50))
     ]
     assert len(parts) >= 9
@@ -136,7 +155,9 @@ def test_full_and_cropped_network_give_identical_statistics(released_full, relea
     np.testing.assert_array_equal(full.n, cropped.n)
     np.testing.assert_array_equal(full.votes, cropped.votes)
     np.testing.assert_allclose(full.mean, cropped.mean, rtol=0, atol=1e-6)
-    np.testing.assert_allclose(full.m2 / np.maximum(full.n, 1), cropped.m2 / np.maximum(cropped.n, 1), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(
+        full.m2 / np.maximum(full.n, 1), cropped.m2 / np.maximum(cropped.n, 1), rtol=0, atol=1e-6
+    )
 
 
 def test_non_finite_pixels_are_outside_coverage():

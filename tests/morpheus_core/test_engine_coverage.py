@@ -96,8 +96,13 @@ def masked_skies(draw, max_h: int = 80, max_w: int = 88):
     image = _sky(rng, h, w)
     coverage = np.ones((h, w), bool)
     rows, cols = block_shape(len(range(0, h - WINDOW + 1, stride)), len(range(0, w - WINDOW + 1, stride)), batch)
-    kinds = draw(st.lists(st.sampled_from(["nan_block", "zero_pixel", "row", "column", "block_edge", "corner"]),
-                          min_size=1, max_size=4))
+    kinds = draw(
+        st.lists(
+            st.sampled_from(["nan_block", "zero_pixel", "row", "column", "block_edge", "corner"]),
+            min_size=1,
+            max_size=4,
+        )
+    )
     for kind in kinds:
         y, x = draw(st.integers(0, h - 1)), draw(st.integers(0, w - 1))
         if kind == "nan_block":
@@ -125,8 +130,12 @@ def _valid(image: np.ndarray, coverage: np.ndarray) -> np.ndarray:
 def _evaluated_anchors(valid: np.ndarray, stride: int) -> list[tuple[int, int]]:
     """Anchors of windows wholly on valid pixels, by direct inspection (no tables)."""
     h, w = valid.shape
-    return [(y, x) for y in range(0, h - WINDOW + 1, stride) for x in range(0, w - WINDOW + 1, stride)
-            if valid[y : y + WINDOW, x : x + WINDOW].all()]
+    return [
+        (y, x)
+        for y in range(0, h - WINDOW + 1, stride)
+        for x in range(0, w - WINDOW + 1, stride)
+        if valid[y : y + WINDOW, x : x + WINDOW].all()
+    ]
 
 
 def _float64_reference(image, coverage, stride, weights):
@@ -180,16 +189,17 @@ def _assert_same_network(compiled, generic):
     np.testing.assert_allclose(_variance(compiled), _variance(generic), rtol=0, atol=ATOL_SAME_NETWORK_VAR)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(case=masked_skies(), overlap=st.booleans(), on_device=st.booleans())
-def test_compiled_path_equals_generic_path_for_any_coverage(released_classifier, device_classifier, case,
-                                                            overlap, on_device):
+def test_compiled_path_equals_generic_path_for_any_coverage(
+    released_classifier, device_classifier, case, overlap, on_device
+):
     image, coverage, stride, batch = case
     clf = device_classifier if on_device else released_classifier
     compiled = _compiled(clf, image, coverage, stride, batch, overlap)
-    generic = classify_image(image, _Generic(released_classifier), stride=stride, coverage=coverage,
-                             batch_size=batch)
+    generic = classify_image(image, _Generic(released_classifier), stride=stride, coverage=coverage, batch_size=batch)
     valid = _valid(image, coverage)
     # Counts from a direct inspection of which windows lie on valid data.
     n = np.zeros(valid.shape, np.int64)
@@ -201,11 +211,13 @@ def test_compiled_path_equals_generic_path_for_any_coverage(released_classifier,
     _assert_same_network(compiled, generic)
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(case=masked_skies(max_h=58, max_w=62), overlap=st.booleans(), on_device=st.booleans())
 def test_compiled_path_matches_a_float64_numpy_network_for_any_coverage(
-        released_classifier, device_classifier, float64_weights, case, overlap, on_device):
+    released_classifier, device_classifier, float64_weights, case, overlap, on_device
+):
     image, coverage, stride, batch = case
     clf = device_classifier if on_device else released_classifier
     compiled = _compiled(clf, image, coverage, stride, batch, overlap)
@@ -218,22 +230,32 @@ def test_compiled_path_matches_a_float64_numpy_network_for_any_coverage(
     np.testing.assert_allclose(_variance(compiled), var, rtol=0, atol=ATOL_FLOAT64)
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                  HealthCheck.too_slow])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
 @given(case=masked_skies(max_h=96, max_w=104), tile_y=st.integers(20, 60), tile_x=st.integers(20, 60))
-def test_tiled_compiled_run_equals_whole_generic_run_with_masks_on_tile_edges(released_classifier, case,
-                                                                              tile_y, tile_x):
+def test_tiled_compiled_run_equals_whole_generic_run_with_masks_on_tile_edges(
+    released_classifier, case, tile_y, tile_x
+):
     image, coverage, stride, batch = case
     h, w = coverage.shape
     # Defects exactly on tile boundaries (a NaN column and a censored row).
     image[:, :, min(tile_x, w - 1)] = np.nan
     coverage[min(tile_y, h - 1), : w // 2] = False
-    whole = classify_image(image, _Generic(released_classifier), stride=stride, coverage=coverage,
-                           batch_size=batch)
+    whole = classify_image(image, _Generic(released_classifier), stride=stride, coverage=coverage, batch_size=batch)
     parts = [
-        (t, classify_image(image[:, t.read_slices[0], t.read_slices[1]], released_classifier, stride=stride,
-                           coverage=coverage[t.read_slices], anchor_start=t.anchor_start,
-                           anchor_stop=t.anchor_stop, batch_size=batch))
+        (
+            t,
+            classify_image(
+                image[:, t.read_slices[0], t.read_slices[1]],
+                released_classifier,
+                stride=stride,
+                coverage=coverage[t.read_slices],
+                anchor_start=t.anchor_start,
+                anchor_stop=t.anchor_stop,
+                batch_size=batch,
+            ),
+        )
         for t in plan_tiles((h, w), (tile_y, tile_x), window=WINDOW, stride=stride)
     ]
     tiled = assemble((h, w), parts)
@@ -243,8 +265,7 @@ def test_tiled_compiled_run_equals_whole_generic_run_with_masks_on_tile_edges(re
     np.testing.assert_allclose(_variance(tiled), _variance(whole), rtol=0, atol=ATOL_SAME_NETWORK_VAR)
 
 
-def test_a_tilted_footprint_edge_leaves_the_classification_next_to_it_unchanged(released_classifier,
-                                                                               float64_weights):
+def test_a_tilted_footprint_edge_leaves_the_classification_next_to_it_unchanged(released_classifier, float64_weights):
     """A tilted footprint edge, small: the unobserved area beyond a (rotated) footprint edge
     must not change the pixels next to it; the compiled path equals a direct float64
     evaluation there."""
@@ -262,9 +283,9 @@ def test_a_tilted_footprint_edge_leaves_the_classification_next_to_it_unchanged(
 def test_window_moments_ignore_invalid_pixels_outside_the_windows():
     rng = np.random.default_rng(3)
     image = rng.normal(size=(70, 90, 4)) * 0.1 + 3.0
-    image[:20, :25] = np.nan        # a footprint corner inside the anchors' bounding box
+    image[:20, :25] = np.nan  # a footprint corner inside the anchors' bounding box
     image[50, 60, 2] = np.inf
-    image[65, 5] = -1e30            # a fill value (finite) in the box too
+    image[65, 5] = -1e30  # a fill value (finite) in the box too
     ys, xs = np.mgrid[0:31, 0:51]
     ys, xs = ys.ravel(), xs.ravel()
     mean, var = window_moments(image.astype(np.float32), ys, xs, WINDOW)
@@ -282,15 +303,18 @@ def test_window_moments_ignore_invalid_pixels_outside_the_windows():
 
 def _tracing_counts(clf) -> dict[str, int]:
     """How often each compiled function of a classifier was traced (TensorFlow)."""
-    functions = {"network": clf._logits, "cut": clf._cut,
-                 **{f"fold {key}": fn for key, fn in clf._posts.items()}}
-    return {name: int(fn.experimental_get_tracing_count()) for name, fn in functions.items()
-            if hasattr(fn, "experimental_get_tracing_count")}
+    functions = {"network": clf._logits, "cut": clf._cut, **{f"fold {key}": fn for key, fn in clf._posts.items()}}
+    return {
+        name: int(fn.experimental_get_tracing_count())
+        for name, fn in functions.items()
+        if hasattr(fn, "experimental_get_tracing_count")
+    }
 
 
 @pytest.mark.parametrize("on_device", [False, True])
-def test_blocks_of_many_sizes_next_to_zero_valued_pixels_trace_each_function_once(released_cropped,
-                                                                                  released_classifier, on_device):
+def test_blocks_of_many_sizes_next_to_zero_valued_pixels_trace_each_function_once(
+    released_cropped, released_classifier, on_device
+):
     """A sky with zero-valued (censored) pixels scattered over it: the blocks next to them
     evaluate some of their windows, a different number in each block; the compiled fold
     must not be traced again for each (TensorFlow's "triggered tf.function retracing"

@@ -31,8 +31,15 @@ def _case():
 def test_each_bit_on_a_constructed_case():
     labels, data, mask = _case()
     ids = [1, 2, 3, 4, 5, 6]
-    flags = object_flags(labels, ids, mask=mask, bands=[data], sub_id=[0, 1, 2, 0, 0, 0],
-                         oversize=[False] * 5 + [True], detection_flag=[1, 0, 2, 3, 1, 1])
+    flags = object_flags(
+        labels,
+        ids,
+        mask=mask,
+        bands=[data],
+        sub_id=[0, 1, 2, 0, 0, 0],
+        oversize=[False] * 5 + [True],
+        detection_flag=[1, 0, 2, 3, 1, 1],
+    )
     expected = [2, 1 + 4 + 64, 1 + 4 + 8 + 128, 16 + 256, 0, 2 + 32]
     assert flags.tolist() == expected
     assert flag_names(flags[2]) == ["deblended", "footprint_edge", "unobserved_pixels", "uncertain_detection"]
@@ -46,8 +53,7 @@ def test_a_cutout_gives_the_whole_image_flags():
     whole = object_flags(labels, ids, mask=mask, bands=[data])
     # Object 2 starts on the cutout's first row, which is not the image's edge.
     cut = (slice(5, 20), slice(1, 24))
-    part = object_flags(labels[cut], ids, offset=(5, 1), image_shape=labels.shape, mask=mask[cut],
-                        bands=[data[cut]])
+    part = object_flags(labels[cut], ids, offset=(5, 1), image_shape=labels.shape, mask=mask[cut], bands=[data[cut]])
     assert part.tolist() == whole.tolist()
     assert object_flags(labels[cut], ids, mask=mask[cut], bands=[data[cut]])[0] & 2  # as a whole image: on the edge
 
@@ -66,8 +72,9 @@ def test_the_table_and_bad_input():
 
 def test_flags_on_the_synthetic_scene():
     scene = make_scene()
-    flags = object_flags(scene.labels, scene.ids, mask=scene.mask, bands=list(scene.bands.values()),
-                         sub_id=scene.sub_id)
+    flags = object_flags(
+        scene.labels, scene.ids, mask=scene.mask, bands=list(scene.bands.values()), sub_id=scene.sub_id
+    )
     assert ((flags & 1) > 0).tolist() == (scene.sub_id > 0).tolist()
     censored = np.unique(scene.labels[(scene.bands["H"] == 0) & (scene.labels > 0)])
     assert len(censored) >= 1 and all(flags[scene.ids == i][0] & 16 for i in censored)

@@ -36,6 +36,12 @@ def test_magnitudes_errors_and_upper_limits_by_hand():
     np.testing.assert_allclose(magerr[:3], [0.1085736205, 0.01085736205, 0.4342944819], rtol=1e-9)
     assert np.isnan(mag[3:]).all() and np.isnan(magerr[3:]).all()
     # Limits where flux < 3 sigma: 0.25 < 0.3 (mag given too), 0 and -0.5; none for NaN.
-    expected = [np.nan, np.nan, 25.0 - 2.5 * math.log10(0.3), 25.0 - 2.5 * math.log10(0.3),
-                25.0 - 2.5 * math.log10(0.6), np.nan]
+    expected = [
+        np.nan,
+        np.nan,
+        25.0 - 2.5 * math.log10(0.3),
+        25.0 - 2.5 * math.log10(0.3),
+        25.0 - 2.5 * math.log10(0.6),
+        np.nan,
+    ]
     np.testing.assert_allclose(maglim, expected, rtol=0, atol=1e-12)

@@ -48,8 +48,9 @@ def test_errors_from_weight_and_rms_maps():
     assert rms2[0, 0] == 0.5 and bad2.tolist() == [[False, True], [True, True]]
     data = np.array([[10.0, -3.0], [0.0, 1.0]])
     np.testing.assert_array_equal(total_error(data, 0.1), np.full((2, 2), 0.1))  # background-only
-    np.testing.assert_allclose(total_error(data, 0.1, effective_gain=1000.0),
-                               np.sqrt(0.01 + np.maximum(data, 0) / 1000.0), rtol=1e-14)
+    np.testing.assert_allclose(
+        total_error(data, 0.1, effective_gain=1000.0), np.sqrt(0.01 + np.maximum(data, 0) / 1000.0), rtol=1e-14
+    )
     assert effective_gain(fits.Header({"BUNIT": "ELECTRONS/S", "EXPTIME": 5000.0})) == 5000.0
     assert effective_gain(fits.Header({"BUNIT": "COUNTS/S", "EXPTIME": 5000.0})) is None
     assert effective_gain(fits.Header({"BUNIT": "ELECTRONS/S"})) is None

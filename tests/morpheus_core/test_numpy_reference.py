@@ -30,8 +30,13 @@ def _tf_forward(weights: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
     def op(scope, h):
         bn = scope + "/batch_normalization/"
         h, _, _ = tf.compat.v1.nn.fused_batch_norm(
-            h, w[bn + "gamma"], w[bn + "beta"], w[bn + "moving_mean"],
-            w[bn + "moving_variance"], epsilon=1e-3, is_training=False,
+            h,
+            w[bn + "gamma"],
+            w[bn + "beta"],
+            w[bn + "moving_mean"],
+            w[bn + "moving_variance"],
+            epsilon=1e-3,
+            is_training=False,
         )
         h = tf.nn.bias_add(tf.nn.conv2d(h, w[scope + "/conv/kernel"], 1, "SAME"), w[scope + "/conv/bias"])
         return tf.nn.relu(h)

@@ -36,19 +36,41 @@ def reference(scene):
     """photutils over the whole image: H for the shapes, J in H's Kron apertures."""
     segm = SegmentationImage(scene.labels)
     h = SourceCatalog(scene.bands["H"], segm, error=scene.errors["H"], mask=scene.mask | ~np.isfinite(scene.bands["H"]))
-    j = SourceCatalog(scene.bands["J"], segm, error=scene.errors["J"], mask=scene.mask | ~np.isfinite(scene.bands["J"]),
-                      detection_catalog=h)
+    j = SourceCatalog(
+        scene.bands["J"],
+        segm,
+        error=scene.errors["J"],
+        mask=scene.mask | ~np.isfinite(scene.bands["J"]),
+        detection_catalog=h,
+    )
     h, j = h.select_labels(scene.ids), j.select_labels(scene.ids)
-    frame = pd.DataFrame({
-        "x_centroid": h.x_centroid, "y_centroid": h.y_centroid, "bbox_xmin": h.bbox_xmin, "bbox_xmax": h.bbox_xmax,
-        "bbox_ymin": h.bbox_ymin, "bbox_ymax": h.bbox_ymax, "semimajor_sigma": h.semimajor_axis.value,
-        "semiminor_sigma": h.semiminor_axis.value, "ellipticity": h.ellipticity.value,
-        "orientation": h.orientation.to_value(u.deg), "equivalent_radius": h.equivalent_radius.value,
-        "gini": h.gini, "kron_radius": h.kron_radius.value, "half_light_radius": h.flux_radius(0.5).value,
-        "segment_flux_H": h.segment_flux, "segment_fluxerr_H": h.segment_flux_err, "kron_flux_H": h.kron_flux,
-        "kron_fluxerr_H": h.kron_flux_err, "segment_flux_J": j.segment_flux, "segment_fluxerr_J": j.segment_flux_err,
-        "kron_flux_J": j.kron_flux, "kron_fluxerr_J": j.kron_flux_err,
-    }, index=pd.Index(scene.ids, name="id"))
+    frame = pd.DataFrame(
+        {
+            "x_centroid": h.x_centroid,
+            "y_centroid": h.y_centroid,
+            "bbox_xmin": h.bbox_xmin,
+            "bbox_xmax": h.bbox_xmax,
+            "bbox_ymin": h.bbox_ymin,
+            "bbox_ymax": h.bbox_ymax,
+            "semimajor_sigma": h.semimajor_axis.value,
+            "semiminor_sigma": h.semiminor_axis.value,
+            "ellipticity": h.ellipticity.value,
+            "orientation": h.orientation.to_value(u.deg),
+            "equivalent_radius": h.equivalent_radius.value,
+            "gini": h.gini,
+            "kron_radius": h.kron_radius.value,
+            "half_light_radius": h.flux_radius(0.5).value,
+            "segment_flux_H": h.segment_flux,
+            "segment_fluxerr_H": h.segment_flux_err,
+            "kron_flux_H": h.kron_flux,
+            "kron_fluxerr_H": h.kron_flux_err,
+            "segment_flux_J": j.segment_flux,
+            "segment_fluxerr_J": j.segment_flux_err,
+            "kron_flux_J": j.kron_flux,
+            "kron_fluxerr_J": j.kron_flux_err,
+        },
+        index=pd.Index(scene.ids, name="id"),
+    )
     return frame.astype({c: np.int64 if c.startswith("bbox_") else np.float64 for c in frame.columns})
 
 
@@ -71,21 +93,32 @@ def _measure_by_group(scene, margin: int):
         y0, y1 = max(0, min(s[0].start for s in sl) - margin), min(SHAPE[0], max(s[0].stop for s in sl) + margin)
         x0, x1 = max(0, min(s[1].start for s in sl) - margin), min(SHAPE[1], max(s[1].stop for s in sl) + margin)
         seg = (slice(y0, y1), slice(x0, x1))
-        boxes = measurement_boxes(scene.labels[seg], scene.bands["H"][seg], ids, offset=(y0, x0), image_shape=SHAPE,
-                                  mask=scene.mask[seg])
+        boxes = measurement_boxes(
+            scene.labels[seg], scene.bands["H"][seg], ids, offset=(y0, x0), image_shape=SHAPE, mask=scene.mask[seg]
+        )
         y0, y1, x0, x1 = boxes.y_start.min(), boxes.y_stop.max(), boxes.x_start.min(), boxes.x_stop.max()
         cut = (slice(y0, y1), slice(x0, x1))
         cutouts.append((ids, boxes, (y0, y1, x0, x1)))
-        parts.append(measure_objects(scene.labels[cut], {b: v[cut] for b, v in scene.bands.items()}, ids,
-                                     errors={b: v[cut] for b, v in scene.errors.items()}, mask=scene.mask[cut],
-                                     offset=(y0, x0), image_shape=SHAPE))
+        parts.append(
+            measure_objects(
+                scene.labels[cut],
+                {b: v[cut] for b, v in scene.bands.items()},
+                ids,
+                errors={b: v[cut] for b, v in scene.errors.items()},
+                mask=scene.mask[cut],
+                offset=(y0, x0),
+                image_shape=SHAPE,
+            )
+        )
     return pd.concat(parts).sort_index(), cutouts
 
 
 def test_the_scene_has_the_hard_cases(scene):
     slices = ndi.find_objects(scene.labels)
-    spans = [(s[0].start // CHUNK != (s[0].stop - 1) // CHUNK, s[1].start // CHUNK != (s[1].stop - 1) // CHUNK)
-             for s in slices]
+    spans = [
+        (s[0].start // CHUNK != (s[0].stop - 1) // CHUNK, s[1].start // CHUNK != (s[1].stop - 1) // CHUNK)
+        for s in slices
+    ]
     assert sum(a or b for a, b in spans) >= 5  # segments across chunk faces
     assert sum(a and b for a, b in spans) >= 1  # ... and across a chunk corner
     assert (scene.sub_id > 0).sum() >= 4  # deblended children
@@ -132,8 +165,11 @@ def test_the_segment_box_alone_is_not_enough(scene, reference):
         x0, x1 = max(0, s[1].start - 1), min(SHAPE[1], s[1].stop + 1)
         cut = (slice(y0, y1), slice(x0, x1))
         labels = scene.labels[cut]
-        cat = SourceCatalog(np.nan_to_num(scene.bands["H"][cut]), SegmentationImage(labels),
-                            mask=scene.mask[cut] | ~np.isfinite(scene.bands["H"][cut])).select_labels([i])
+        cat = SourceCatalog(
+            np.nan_to_num(scene.bands["H"][cut]),
+            SegmentationImage(labels),
+            mask=scene.mask[cut] | ~np.isfinite(scene.bands["H"][cut]),
+        ).select_labels([i])
         differs.append(abs(float(np.ravel(cat.kron_flux)[0]) / reference.loc[i, "kron_flux_H"] - 1) > 1e-6)
         if i == scene.ids[0]:
             with pytest.raises(ValueError, match="misses part of the measurement box"):
@@ -162,14 +198,16 @@ def test_bad_cutouts_and_ids_are_refused(scene):
 
 def test_magnitude_columns_follow_the_zero_points(scene):
     ids = scene.ids[:6]
-    frame = measure_objects(scene.labels, scene.bands, ids, errors=scene.errors, mask=scene.mask,
-                            zeropoints={"H": 25.946, "J": None})
+    frame = measure_objects(
+        scene.labels, scene.bands, ids, errors=scene.errors, mask=scene.mask, zeropoints={"H": 25.946, "J": None}
+    )
     assert "mag_kron_H" in frame and "maglim_segment_H" in frame
     assert not any(c.startswith("mag") and c.endswith("_J") for c in frame.columns)
     flux = frame["kron_flux_H"].to_numpy()
     np.testing.assert_allclose(frame["mag_kron_H"], -2.5 * np.log10(flux) + 25.946, rtol=0, atol=1e-12)
-    single = measure_band(scene.labels, scene.bands["H"], ids, error=scene.errors["H"], mask=scene.mask,
-                          zeropoint=25.946)
+    single = measure_band(
+        scene.labels, scene.bands["H"], ids, error=scene.errors["H"], mask=scene.mask, zeropoint=25.946
+    )
     pd.testing.assert_frame_equal(single, frame[single.columns])
     table = photometry_table(frame, shape_band="H", bands=["H", "J"], flux_unit="electron/s")
     assert table["kron_flux_H"].unit == u.electron / u.s and table["mag_kron_H"].unit == u.mag
@@ -200,12 +238,12 @@ def test_background_and_offset():
     data[labels == 7] += 2.0
     frame = measure_band(labels, data, [7], background=0.5, offset=(100, 200), image_shape=(400, 400))
     assert frame.loc[7, "segment_flux_H"] == pytest.approx(96.0)
-    assert (frame.loc[7, ["bbox_ymin", "bbox_ymax", "bbox_xmin", "bbox_xmax"]].tolist()
-            == [125, 130, 227, 234])
+    assert frame.loc[7, ["bbox_ymin", "bbox_ymax", "bbox_xmin", "bbox_xmax"]].tolist() == [125, 130, 227, 234]
     assert frame.loc[7, "x_centroid"] == pytest.approx(230.5) and frame.loc[7, "y_centroid"] == pytest.approx(127.5)
     boxes = measurement_boxes(labels, data, [7], background=0.5, offset=(100, 200), image_shape=(400, 400))
     assert list(boxes.columns) == [*BOX_COLUMNS, "kron_measured"] and boxes.loc[7, "kron_measured"]
     assert boxes.loc[7, "y_start"] <= 124 and boxes.loc[7, "x_stop"] >= 236
     # Without the background the flat 0.5 pedestal is part of the object and of its Kron aperture.
-    assert measure_band(labels, data, [7], offset=(100, 200), image_shape=(400, 400)).loc[7, "segment_flux_H"] \
-        == pytest.approx(120.0)
+    assert measure_band(labels, data, [7], offset=(100, 200), image_shape=(400, 400)).loc[
+        7, "segment_flux_H"
+    ] == pytest.approx(120.0)

@@ -15,7 +15,7 @@ def test_add_stamp_equals_pasting_on_a_padded_canvas_and_cropping(iy0, ix0):
     stamp = rng.normal(size=(7, 9))
     pad = 10
     canvas = np.pad(image, ((0, 0), (pad, pad), (pad, pad)))
-    canvas[:, pad + iy0:pad + iy0 + 7, pad + ix0:pad + ix0 + 9] += stamp
+    canvas[:, pad + iy0 : pad + iy0 + 7, pad + ix0 : pad + ix0 + 9] += stamp
     add_stamp(image, stamp, iy0, ix0)
     np.testing.assert_array_equal(image, canvas[:, pad:-pad, pad:-pad])
 

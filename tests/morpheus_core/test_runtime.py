@@ -50,9 +50,7 @@ print(json.dumps({
 
 @pytest.mark.slow
 def test_engine_with_one_thread_uses_one_core():
-    proc = subprocess.run(
-        [sys.executable, "-c", _ONE_THREAD], cwd=REPO, capture_output=True, text=True, timeout=600
-    )
+    proc = subprocess.run([sys.executable, "-c", _ONE_THREAD], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["threads"] == {"intra_op": 1, "inter_op": 1}

@@ -66,15 +66,19 @@ def test_images_shape_dtype_and_band_order():
     assert np.all(np.diff(peak_frac[order]) < 0)
 
 
-@pytest.mark.parametrize("n, r_eff, q, pa, centroid_tol", [
-    (1.0, 10.0, 1.0, 0.0, 0.01), (1.2, 8.0, 0.4, 30.0, 0.01),
-    # Cuspy profiles put much of their flux inside the central pixel, so pixel
-    # integration pulls the image centroid towards that pixel's centre (~0.06 px).
-    (4.0, 6.0, 1.0, 0.0, 0.1), (4.5, 1.0, 0.7, 120.0, 0.1),
-])
+@pytest.mark.parametrize(
+    "n, r_eff, q, pa, centroid_tol",
+    [
+        (1.0, 10.0, 1.0, 0.0, 0.01),
+        (1.2, 8.0, 0.4, 30.0, 0.01),
+        # Cuspy profiles put much of their flux inside the central pixel, so pixel
+        # integration pulls the image centroid towards that pixel's centre (~0.06 px).
+        (4.0, 6.0, 1.0, 0.0, 0.1),
+        (4.5, 1.0, 0.7, 120.0, 0.1),
+    ],
+)
 def test_sersic_total_flux_and_centre(n, r_eff, q, pa, centroid_tol):
-    img = sersic_image((200, 200), x=100.3, y=99.6, flux=12.5, r_eff=r_eff, n=n,
-                       axis_ratio=q, pa_deg=pa)
+    img = sersic_image((200, 200), x=100.3, y=99.6, flux=12.5, r_eff=r_eff, n=n, axis_ratio=q, pa_deg=pa)
     # Renormalised after truncation, so only float rounding separates it from 12.5.
     assert img.sum() == pytest.approx(12.5, rel=1e-2)
     yy, xx = np.mgrid[:200, :200]
@@ -84,8 +88,9 @@ def test_sersic_total_flux_and_centre(n, r_eff, q, pa, centroid_tol):
 
 @pytest.mark.parametrize("n, r_eff", [(1.0, 10.0), (4.0, 8.0)])
 def test_sersic_half_light_radius(n, r_eff):
-    img = sersic_image((201, 201), x=100.0, y=100.0, flux=1.0, r_eff=r_eff, n=n,
-                       axis_ratio=1.0, pa_deg=0.0, truncate=8.0)
+    img = sersic_image(
+        (201, 201), x=100.0, y=100.0, flux=1.0, r_eff=r_eff, n=n, axis_ratio=1.0, pa_deg=0.0, truncate=8.0
+    )
     yy, xx = np.mgrid[:201, :201]
     inside = img[np.hypot(xx - 100, yy - 100) <= r_eff].sum()
     b = gammaincinv(2 * n, 0.5)
@@ -117,8 +122,23 @@ def test_render_noiseless_flux_conserved():
 
 def test_truth_columns_and_classes(sky):
     t = sky.truth
-    for name in ("id", "x", "y", "ra", "dec", "morph_class", "sersic_n", "r_eff_px",
-                 "axis_ratio", "pa_deg", "mag_H", "mag_J", "mag_V", "mag_Z", "snr_H"):
+    for name in (
+        "id",
+        "x",
+        "y",
+        "ra",
+        "dec",
+        "morph_class",
+        "sersic_n",
+        "r_eff_px",
+        "axis_ratio",
+        "pa_deg",
+        "mag_H",
+        "mag_J",
+        "mag_V",
+        "mag_Z",
+        "snr_H",
+    ):
         assert name in t.colnames
     assert len(t) == round(384 * 384 / 2500) + round(384 * 384 / 25000)
     assert set(t["morph_class"]) <= set(MORPH_CLASSES)
@@ -149,7 +169,7 @@ def test_truth_positions_are_bright(noiseless):
         crowded = np.any((d > 0) & (d < 30) & (t["mag_H"] < r["mag_H"] + 1))
         if r["morph_class"] == "irregular" or crowded:
             continue
-        win = h[iy - 3: iy + 4, ix - 3: ix + 4]
+        win = h[iy - 3 : iy + 4, ix - 3 : ix + 4]
         jy, jx = np.unravel_index(win.argmax(), win.shape)
         assert np.hypot(ix - 3 + jx - r["x"], iy - 3 + jy - r["y"]) <= 1.0, r["id"]
 
@@ -173,8 +193,7 @@ def test_noise_sigma_in_source_free_region(sky, noiseless):
     for j in range(4):
         # ~10^4+ pixels give a ~1% error on the std, well inside the 5% tolerance.
         assert sky.images[j][empty].std() == pytest.approx(sky.noise_sigma[j], rel=0.05)
-    custom = render_sky(SHAPE, seed=2, n_galaxies=0, n_stars=0, noise_sigma={"H": 0.1, "J": 0.2,
-                                                                           "V": 0.3, "Z": 0.4})
+    custom = render_sky(SHAPE, seed=2, n_galaxies=0, n_stars=0, noise_sigma={"H": 0.1, "J": 0.2, "V": 0.3, "Z": 0.4})
     np.testing.assert_allclose(custom.images.std(axis=(1, 2)), [0.1, 0.2, 0.3, 0.4], rtol=0.05)
 
 
@@ -201,9 +220,16 @@ def test_spheroids_redder_than_disks(sky):
     assert sph > disk + 0.5 and disk > irr
 
 
-@pytest.mark.parametrize("kwargs", [{"shape": (10,)}, {"mag_range": (26.0, 20.0)},
-                                    {"noise_sigma": -1.0}, {"n_galaxies": -1},
-                                    {"n_galaxies": 500, "shape": (64, 64)}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"shape": (10,)},
+        {"mag_range": (26.0, 20.0)},
+        {"noise_sigma": -1.0},
+        {"n_galaxies": -1},
+        {"n_galaxies": 500, "shape": (64, 64)},
+    ],
+)
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError):
         render_sky(**kwargs)

@@ -71,7 +71,7 @@ def test_rank_vote_background_is_one_on_sky_and_zero_on_source_cores(sky, classi
     # Sky: counted pixels where the noiseless scene (same seed, same sources) holds
     # less than 0.1 sigma of the band-sum noise within 3 px.
     model = render_sky(SHAPE, **SKY_KW, noise_sigma=0.0).images.sum(axis=0)
-    noise = float(np.sqrt((sky.noise_sigma ** 2).sum()))
+    noise = float(np.sqrt((sky.noise_sigma**2).sum()))
     from scipy import ndimage as ndi
 
     sky_px = counted & (ndi.maximum_filter(model, size=7) < 0.1 * noise)

@@ -78,8 +78,14 @@ def test_n_windows_is_what_the_engine_evaluates_on_usable_pixels():
         for tile in tiles:
             counted = []
             ys, xs = tile.read_slices
-            classify_image(image[:, ys, xs], StandInClassifier(), stride=stride, anchor_start=tile.anchor_start,
-                           anchor_stop=tile.anchor_stop, progress=counted.append)
+            classify_image(
+                image[:, ys, xs],
+                StandInClassifier(),
+                stride=stride,
+                anchor_start=tile.anchor_start,
+                anchor_stop=tile.anchor_stop,
+                progress=counted.append,
+            )
             assert sum(counted) == tile.n_windows(40, stride), (stride, tile.index)
             total += tile.n_windows(40, stride)
         # every window of the image once

@@ -23,13 +23,15 @@ def test_vote_classes_order():
 
 
 def test_unknown_votes_redistributed_or_object_removed():
-    votes = np.array([
-        [2, 1, 0, 0, 1],  # unknown minor: its vote shared 2:1 -> q = (2/3, 1/3, 0, 0)
-        [1, 0, 0, 0, 3],  # unknown primary: removed
-        [0, 2, 0, 0, 2],  # tie with unknown: kept, q = disk
-        [0, 0, 0, 0, 0],  # no votes: removed
-        [1, 1, 1, 1, 0],
-    ])
+    votes = np.array(
+        [
+            [2, 1, 0, 0, 1],  # unknown minor: its vote shared 2:1 -> q = (2/3, 1/3, 0, 0)
+            [1, 0, 0, 0, 3],  # unknown primary: removed
+            [0, 2, 0, 0, 2],  # tie with unknown: kept, q = disk
+            [0, 0, 0, 0, 0],  # no votes: removed
+            [1, 1, 1, 1, 0],
+        ]
+    )
     q, keep = vote_distribution(votes)
     np.testing.assert_array_equal(keep, [True, False, True, False, True])
     np.testing.assert_allclose(q[0], [2 / 3, 1 / 3, 0, 0], rtol=0, atol=1e-15)

@@ -14,8 +14,11 @@ from morpheus_core.weights import load_model
 
 #: Six bands whose nearest released bands (log wavelength) are V, Z, J, H, H, H: every
 #: released band is used, H three times.
-SIX = ModelCard(bands=tuple(Band(f"b{i}", "", w) for i, w in enumerate((0.6, 0.9, 1.2, 1.5, 1.6, 2.0))),
-                classes=("disk", "star", "background"), pixel_scale_arcsec=0.03)
+SIX = ModelCard(
+    bands=tuple(Band(f"b{i}", "", w) for i, w in enumerate((0.6, 0.9, 1.2, 1.5, 1.6, 2.0))),
+    classes=("disk", "star", "background"),
+    pixel_scale_arcsec=0.03,
+)
 MAPPING = [2, 3, 1, 0, 0, 0]  # hand-built: V, Z, J, H, H, H
 
 
@@ -25,8 +28,14 @@ def source():
     keras.utils.set_random_seed(3)
     model = build_for_card(RELEASED_CARD)
     rng = np.random.default_rng(3)
-    model.set_weights([rng.normal(size=w.shape).astype(np.float32) if w.ndim > 1 else
-                       rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32) for w in model.get_weights()])
+    model.set_weights(
+        [
+            rng.normal(size=w.shape).astype(np.float32)
+            if w.ndim > 1
+            else rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32)
+            for w in model.get_weights()
+        ]
+    )
     return model
 
 

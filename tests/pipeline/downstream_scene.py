@@ -27,9 +27,16 @@ CHUNK = 32
 # Sources on chunk faces (y or x = 32, 64, 96, 128), on corners, a touching pair, a
 # large one spanning four chunks, one in the unclassified border.
 SOURCES = [  # y, x, sigma, amplitude
-    (32, 32, 3.0, 1.0), (64, 100, 4.0, 2.0), (96, 40, 3.5, 1.5), (20, 128, 2.5, 1.0),
-    (128, 140, 3.0, 0.8), (110, 96, 5.0, 1.2), (110, 112, 5.0, 1.0), (64, 64, 9.0, 3.0),
-    (140, 10, 2.0, 0.7), (5, 60, 3.0, 1.0),
+    (32, 32, 3.0, 1.0),
+    (64, 100, 4.0, 2.0),
+    (96, 40, 3.5, 1.5),
+    (20, 128, 2.5, 1.0),
+    (128, 140, 3.0, 0.8),
+    (110, 96, 5.0, 1.2),
+    (110, 112, 5.0, 1.0),
+    (64, 64, 9.0, 3.0),
+    (140, 10, 2.0, 0.7),
+    (5, 60, 3.0, 1.0),
 ]
 
 
@@ -37,8 +44,10 @@ def random_sources(shape: tuple[int, int], per_megapixel: float = 400.0, seed: i
     """Sources at a fixed density, seeded: ``(y, x, sigma, amplitude)``."""
     rng = np.random.default_rng(seed)
     n = max(1, int(round(per_megapixel * shape[0] * shape[1] / 1e6)))
-    return [(rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1.5, 6.0), rng.uniform(0.5, 3.0))
-            for _ in range(n)]
+    return [
+        (rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(1.5, 6.0), rng.uniform(0.5, 3.0))
+        for _ in range(n)
+    ]
 
 
 def make_scene(shape: tuple[int, int], sources: list[tuple], seed: int = 3) -> dict[str, np.ndarray]:
@@ -76,8 +85,15 @@ def make_scene(shape: tuple[int, int], sources: list[tuple], seed: int = 3) -> d
     rank[:, n == 0] = 0
     variance = (0.02 * mean * (1 - mean)).astype(np.float32)
     bands = np.stack([flux, 0.8 * flux, 0.5 * flux, 0.6 * flux]).astype(np.float32)
-    return {"mean": mean, "rank": rank, "variance": variance, "n": n, "bands": bands, "background": rank[4],
-            "mean_background": mean[4]}
+    return {
+        "mean": mean,
+        "rank": rank,
+        "variance": variance,
+        "n": n,
+        "bands": bands,
+        "background": rank[4],
+        "mean_background": mean[4],
+    }
 
 
 def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = True, chunk: int = CHUNK) -> Path:
@@ -85,18 +101,29 @@ def write_run(run_dir: Path, scene: dict[str, np.ndarray], *, complete: bool = T
     run_dir.mkdir(parents=True, exist_ok=True)
     shape = scene["n"].shape
     wcs_header = make_wcs(shape).to_header_string()
-    mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="w", zarr_format=3,
-                             attributes={"bands": list(BANDS), "wcs_header": wcs_header, "shape": list(shape)})
+    mosaic = zarr.open_group(
+        str(run_dir / "mosaic.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"bands": list(BANDS), "wcs_header": wcs_header, "shape": list(shape)},
+    )
     mosaic.create_array("image", data=scene["bands"], chunks=(4, chunk, chunk))
     mosaic.create_array("coverage", data=scene["n"] > 0, chunks=(chunk, chunk))
-    cls = zarr.open_group(str(run_dir / "classification.zarr"), mode="w", zarr_format=3,
-                          attributes={"classes": list(CLASSES), "wcs_header": wcs_header, "complete": complete})
+    cls = zarr.open_group(
+        str(run_dir / "classification.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"classes": list(CLASSES), "wcs_header": wcs_header, "complete": complete},
+    )
     for name in ("mean", "variance"):
         cls.create_array(name, data=scene[name], chunks=(5, chunk, chunk))
     cls.create_array("rank", data=scene["rank"], chunks=(5, chunk, chunk))
     cls.create_array("n", data=scene["n"], chunks=(chunk, chunk))
-    (run_dir / "manifest.json").write_text(json.dumps({
-        "run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}))
+    (run_dir / "manifest.json").write_text(
+        json.dumps(
+            {"run_id": "test-run", "model": "constructed", "config": {"mosaic": "scene", "precision": "float32"}}
+        )
+    )
     return run_dir
 
 

@@ -22,8 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 SHAPE = (101, 131)  # odd sizes; tile 40 -> 3 x 4 = 12 tiles
 N_TILES = 12
 #: The classification images as FITS files (the run may write more products).
-FITS_NAMES = sorted([f"{c}_{k}.fits" for c in ("spheroid", "disk", "irregular", "point_source", "background")
-                     for k in ("mean", "var", "rank")] + ["n.fits"])
+FITS_NAMES = sorted(
+    [
+        f"{c}_{k}.fits"
+        for c in ("spheroid", "disk", "irregular", "point_source", "background")
+        for k in ("mean", "var", "rank")
+    ]
+    + ["n.fits"]
+)
 
 
 def write_mosaic(folder: Path, *, shape: tuple[int, int] = SHAPE, seed: int = 3, **settings: Any) -> Path:
@@ -43,14 +49,37 @@ def write_mosaic(folder: Path, *, shape: tuple[int, int] = SHAPE, seed: int = 3,
 
 def small_config(run_dir: Any, toml: Path, **kwargs: Any) -> RunSettings:
     """Settings of a fast run: stand-in network, tile 40, no progress bar."""
-    return RunSettings(mosaic="small", mosaics_file=toml, run_dir=run_dir, tile=40, model="standin",
-                     progress=False, batch_size=256, **kwargs)
+    return RunSettings(
+        mosaic="small",
+        mosaics_file=toml,
+        run_dir=run_dir,
+        tile=40,
+        model="standin",
+        progress=False,
+        batch_size=256,
+        **kwargs,
+    )
 
 
 def cli_args(run_dir: Any, toml: Path, *extra: str) -> list[str]:
     """``python -m pipeline run`` arguments equivalent to :func:`small_config`."""
-    return ["run", "--mosaic", "small", "--mosaics-file", str(toml), "--run-dir", str(run_dir),
-            "--tile", "40", "--batch-size", "256", "--model", "standin", "--no-progress", *extra]
+    return [
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(run_dir),
+        "--tile",
+        "40",
+        "--batch-size",
+        "256",
+        "--model",
+        "standin",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def outputs(run_dir: Any) -> dict[str, np.ndarray]:
@@ -87,17 +116,29 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.05) -> No
 def python_env(**extra: str) -> dict[str, str]:
     """Environment of child Python processes: one thread per numerical library."""
     # PYTHONPATH: workers started by hand import the test-only tile task of tests.faults.
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PYTHONPATH": str(REPO),
+    }
     env.update(extra)
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
-            cwd: Path = REPO) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess:
     """``python -m pipeline ARGS`` in a child process, output captured."""
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], cwd=cwd, env=env or python_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        cwd=cwd,
+        env=env or python_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def done_records(run_dir: Any) -> dict[str, dict]:

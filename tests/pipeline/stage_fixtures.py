@@ -41,7 +41,8 @@ def assert_catalog_equal(table, reference) -> None:
     sums merged in another order than the whole image's), other columns exactly."""
     for name in reference.colnames:
         if reference[name].dtype.kind in "fi":
-            np.testing.assert_allclose(np.asarray(table[name], float), np.asarray(reference[name], float),
-                                       rtol=1e-10, atol=1e-12, err_msg=name)
+            np.testing.assert_allclose(
+                np.asarray(table[name], float), np.asarray(reference[name], float), rtol=1e-10, atol=1e-12, err_msg=name
+            )
         else:
             assert list(table[name]) == list(reference[name]), name

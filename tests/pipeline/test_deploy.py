@@ -49,28 +49,60 @@ DOCS = [(name, doc) for name, docs in MANIFESTS.items() for doc in docs]
 # defined in dask-kubernetes' dask_kubernetes/operator/customresources/templates.yaml
 # and daskworkergroup.yaml (BSD-3-Clause); PodSpec and ServiceSpec are checked
 # separately with the Kubernetes schemas.
-_META = {"type": "object", "additionalProperties": False, "properties": {
-    "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
-    "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}
-_WORKER = {"type": "object", "required": ["spec"], "additionalProperties": False, "properties": {
-    "replicas": {"type": "integer", "minimum": 0}, "metadata": _META, "spec": {"type": "object"}}}
-_SCHEDULER = {"type": "object", "required": ["spec", "service"], "additionalProperties": False,
-              "properties": {"metadata": _META, "spec": {"type": "object"}, "service": {"type": "object"}}}
+_META = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+_WORKER = {
+    "type": "object",
+    "required": ["spec"],
+    "additionalProperties": False,
+    "properties": {"replicas": {"type": "integer", "minimum": 0}, "metadata": _META, "spec": {"type": "object"}},
+}
+_SCHEDULER = {
+    "type": "object",
+    "required": ["spec", "service"],
+    "additionalProperties": False,
+    "properties": {"metadata": _META, "spec": {"type": "object"}, "service": {"type": "object"}},
+}
 _OBJECT_META = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 CRD_SCHEMAS = {
-    "DaskCluster": {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
-                    "additionalProperties": False, "properties": {
-        "apiVersion": {"const": "kubernetes.dask.org/v1"}, "kind": {"const": "DaskCluster"},
-        "metadata": _OBJECT_META,
-        "spec": {"type": "object", "required": ["scheduler", "worker"], "additionalProperties": False,
-                 "properties": {"idleTimeout": {"type": "integer"}, "scheduler": _SCHEDULER,
-                                "worker": _WORKER}}}},
-    "DaskWorkerGroup": {"type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
-                        "additionalProperties": False, "properties": {
-        "apiVersion": {"const": "kubernetes.dask.org/v1"}, "kind": {"const": "DaskWorkerGroup"},
-        "metadata": _OBJECT_META,
-        "spec": {"type": "object", "required": ["cluster", "worker"], "additionalProperties": False,
-                 "properties": {"cluster": {"type": "string"}, "worker": _WORKER}}}},
+    "DaskCluster": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "kubernetes.dask.org/v1"},
+            "kind": {"const": "DaskCluster"},
+            "metadata": _OBJECT_META,
+            "spec": {
+                "type": "object",
+                "required": ["scheduler", "worker"],
+                "additionalProperties": False,
+                "properties": {"idleTimeout": {"type": "integer"}, "scheduler": _SCHEDULER, "worker": _WORKER},
+            },
+        },
+    },
+    "DaskWorkerGroup": {
+        "type": "object",
+        "required": ["apiVersion", "kind", "metadata", "spec"],
+        "additionalProperties": False,
+        "properties": {
+            "apiVersion": {"const": "kubernetes.dask.org/v1"},
+            "kind": {"const": "DaskWorkerGroup"},
+            "metadata": _OBJECT_META,
+            "spec": {
+                "type": "object",
+                "required": ["cluster", "worker"],
+                "additionalProperties": False,
+                "properties": {"cluster": {"type": "string"}, "worker": _WORKER},
+            },
+        },
+    },
 }
 
 
@@ -92,23 +124,35 @@ def _containers(doc: dict) -> list[dict]:
 
 def _image_name() -> str:
     match = re.search(r'^IMAGE="\$\{IMAGE:-([^}]+)\}"', (DEPLOY / "container" / "build.sh").read_text(), re.M)
-    assert match, "build.sh must define IMAGE=\"${IMAGE:-name:tag}\""
+    assert match, 'build.sh must define IMAGE="${IMAGE:-name:tag}"'
     return match.group(1)
 
 
 def _doc(kind: str, name: str | None = None, file: str | None = None) -> dict:
-    found = [d for f, d in DOCS if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)
-             and (file is None or f == file)]
+    found = [
+        d
+        for f, d in DOCS
+        if d["kind"] == kind and (name is None or d["metadata"]["name"] == name) and (file is None or f == file)
+    ]
     assert len(found) == 1, (kind, name, file, len(found))
     return found[0]
 
 
 # --- Kubernetes ----------------------------------------------------------------------
 
+
 def test_manifests_present():
     kinds = sorted(d["kind"] for _, d in DOCS)
-    assert kinds == ["DaskCluster", "DaskCluster", "DaskWorkerGroup", "Job", "Job",
-                     "PersistentVolumeClaim", "PersistentVolumeClaim", "Secret"]
+    assert kinds == [
+        "DaskCluster",
+        "DaskCluster",
+        "DaskWorkerGroup",
+        "Job",
+        "Job",
+        "PersistentVolumeClaim",
+        "PersistentVolumeClaim",
+        "Secret",
+    ]
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -120,8 +164,12 @@ def test_manifest_satisfies_kubernetes_schemas(name, doc, version):
             pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": role}, "spec": spec}
             kubernetes_validate.validate(pod, version, strict=True)
         if doc["kind"] == "DaskCluster":
-            service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
-                       "spec": doc["spec"]["scheduler"]["service"]}
+            service = {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "s"},
+                "spec": doc["spec"]["scheduler"]["service"],
+            }
             kubernetes_validate.validate(service, version, strict=True)
     else:
         kubernetes_validate.validate(doc, version, strict=True)
@@ -136,8 +184,9 @@ def test_schema_checks_catch_mistakes():
     spec = copy.deepcopy(_doc("DaskCluster", file="daskcluster.yaml")["spec"]["worker"]["spec"])
     spec["containers"][0]["resource"] = spec["containers"][0].pop("resources")
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"},
-                                      "spec": spec}, K8S_VERSIONS[-1], strict=True)
+        kubernetes_validate.validate(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w"}, "spec": spec}, K8S_VERSIONS[-1], strict=True
+        )
 
 
 def test_every_container_runs_the_recipe_image():
@@ -194,8 +243,9 @@ def test_driver_jobs_parse_and_point_at_the_cluster_and_storage():
         job = _doc("Job", file=file)
         (driver,) = _containers(job)
         args = _parser().parse_args(_pipeline_args(driver))
-        cluster = _doc("DaskCluster", file="daskcluster.yaml" if run_dir_kind == "path"
-                       else "object-store/daskcluster-s3.yaml")
+        cluster = _doc(
+            "DaskCluster", file="daskcluster.yaml" if run_dir_kind == "path" else "object-store/daskcluster-s3.yaml"
+        )
         assert args.command == "run" and args.mosaic == "goods-s" and args.gpu == "require"
         assert args.scheduler == f"tls://{cluster['metadata']['name']}-scheduler:8786"
         assert str(args.scheduler_security) == f"{TLS_MOUNT}/dask-tls.yaml"
@@ -211,7 +261,9 @@ def test_driver_jobs_parse_and_point_at_the_cluster_and_storage():
             worker_volumes = _claims(worker_spec)
             (worker,) = worker_spec["containers"]
             assert {m["mountPath"]: worker_volumes.get(m["name"]) for m in worker["volumeMounts"]} == {
-                "/runs": "morpheus-runs", TLS_MOUNT: None}
+                "/runs": "morpheus-runs",
+                TLS_MOUNT: None,
+            }
         else:
             assert args.run_dir == "s3://morpheus-runs/goods-s"
             secret = _doc("Secret")["metadata"]["name"]
@@ -224,12 +276,18 @@ def test_driver_jobs_parse_and_point_at_the_cluster_and_storage():
 def _tls_files(tmp_path: Path) -> set[str]:
     """What deploy/tls/make-credentials.sh puts in the secret, seen from a pod, and the
     paths its Dask configuration names."""
-    proc = subprocess.run(["bash", str(DEPLOY / "tls" / "make-credentials.sh"), str(tmp_path / "tls"), TLS_MOUNT],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(DEPLOY / "tls" / "make-credentials.sh"), str(tmp_path / "tls"), TLS_MOUNT],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     made = {f"{TLS_MOUNT}/{p.name}" for p in (tmp_path / "tls").iterdir()}
     tls = yaml.safe_load((tmp_path / "tls" / "dask-tls.yaml").read_text())["distributed"]["comm"]["tls"]
-    named = {tls["ca-file"]} | {tls[role][part] for role in ("scheduler", "worker", "client") for part in ("cert", "key")}
+    named = {tls["ca-file"]} | {
+        tls[role][part] for role in ("scheduler", "worker", "client") for part in ("cert", "key")
+    }
     assert named <= made
     return made
 
@@ -257,14 +315,18 @@ def test_every_pod_speaks_tls_with_the_secret(file, tmp_path):
                 assert args[:2] == ["dask", "scheduler"] and args[args.index("--protocol") + 1] == "tls"
             if role in ("scheduler", "worker"):
                 flags = {args[i]: args[i + 1] for i in range(len(args) - 1) if args[i].startswith("--tls-")}
-                assert flags == {"--tls-ca-file": f"{TLS_MOUNT}/tls.crt", "--tls-cert": f"{TLS_MOUNT}/tls.crt",
-                                 "--tls-key": f"{TLS_MOUNT}/tls.key"}
+                assert flags == {
+                    "--tls-ca-file": f"{TLS_MOUNT}/tls.crt",
+                    "--tls-cert": f"{TLS_MOUNT}/tls.crt",
+                    "--tls-key": f"{TLS_MOUNT}/tls.key",
+                }
             if role == "worker":
                 env = {e["name"]: e.get("value") for e in container["env"]}
                 assert "$(DASK_SCHEDULER_ADDRESS)" in args and env["DASK_SCHEDULER_ADDRESS"] == scheduler_address
             roles.append(role)
-    assert sorted(roles) == (["driver", "scheduler", "worker", "worker"] if "/" not in file
-                             else ["driver", "scheduler", "worker"])
+    assert sorted(roles) == (
+        ["driver", "scheduler", "worker", "worker"] if "/" not in file else ["driver", "scheduler", "worker"]
+    )
 
 
 def test_example_secret_holds_no_real_credentials():
@@ -273,6 +335,7 @@ def test_example_secret_holds_no_real_credentials():
 
 
 # --- container recipe ------------------------------------------------------------------
+
 
 def test_container_recipe():
     dockerfile = (DEPLOY / "container" / "Dockerfile").read_text()
@@ -294,8 +357,9 @@ def test_container_recipe():
     assert any("dask-cuda[cu12]" in dep for dep in extras["gpu"])
 
 
-@pytest.mark.parametrize("script", ["container/build.sh", "hpc/driver.slurm", "hpc/driver.pbs",
-                                    "tls/make-credentials.sh"])
+@pytest.mark.parametrize(
+    "script", ["container/build.sh", "hpc/driver.slurm", "hpc/driver.pbs", "tls/make-credentials.sh"]
+)
 def test_shell_scripts_are_valid_bash(script):
     proc = subprocess.run(["bash", "-n", str(DEPLOY / script)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -303,13 +367,13 @@ def test_shell_scripts_are_valid_bash(script):
 
 # --- HPC driver scripts ------------------------------------------------------------------
 
+
 def _driver_command(script: Path) -> list[str]:
     """The `python -m pipeline ...` command of a batch script, variables filled in."""
     text = script.read_text().replace("\\\n", " ")
     (line,) = [ln for ln in text.splitlines() if ln.strip().startswith("python -m pipeline")]
     words = shlex.split(line)[3:]
-    return [re.sub(r"\$\{?(\w+)\}?", lambda m: {"WORKERS": "8"}.get(m.group(1), f"/x/{m.group(1)}"), w)
-            for w in words]
+    return [re.sub(r"\$\{?(\w+)\}?", lambda m: {"WORKERS": "8"}.get(m.group(1), f"/x/{m.group(1)}"), w) for w in words]
 
 
 @pytest.mark.parametrize(("script", "kind"), [("driver.slurm", "slurm"), ("driver.pbs", "pbs")])

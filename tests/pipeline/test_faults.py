@@ -58,8 +58,11 @@ def unmerged(tmp_path, mosaic, client) -> Path:
 
 def _snapshot(run_dir: Path) -> dict[str, str]:
     """SHA-256 of every file in the run directory (logs excluded)."""
-    return {str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.suffix != ".log"}
+    return {
+        str(p.relative_to(run_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.suffix != ".log"
+    }
 
 
 def _same_size_tiles(run_dir: Path) -> tuple[str, str]:
@@ -78,8 +81,7 @@ def _executions(run_dir: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "bitflip", "swap", "delete"])
-def test_bad_partial_is_named_counts_as_pending_and_resubmit_recomputes_only_it(
-        unmerged, client, damage):
+def test_bad_partial_is_named_counts_as_pending_and_resubmit_recomputes_only_it(unmerged, client, damage):
     reference = outputs(unmerged)
     victim, other = _same_size_tiles(unmerged)
     path = unmerged / "partials" / f"{victim}.npz"
@@ -125,8 +127,16 @@ def test_restart_with_a_typo_deletes_nothing(finished, mosaic):
 
     before = _snapshot(finished)
     for name, toml in (("smal", mosaic), ("small", mosaic.with_name("nope.toml"))):
-        config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=finished, tile=40, model="standin",
-                           progress=False, batch_size=256, restart=True)
+        config = RunSettings(
+            mosaic=name,
+            mosaics_file=toml,
+            run_dir=finished,
+            tile=40,
+            model="standin",
+            progress=False,
+            batch_size=256,
+            restart=True,
+        )
         with pytest.raises(InputError):
             run(config, echo=lambda *_: None)
         assert _snapshot(finished) == before
@@ -136,8 +146,21 @@ def test_restart_refuses_a_folder_that_holds_no_run(tmp_path, mosaic):
     own = tmp_path / "mine"
     (own / "fits").mkdir(parents=True)
     (own / "fits" / "precious.fits").write_bytes(b"SIMPLE")
-    proc = run_cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(own),
-                   "--model", "standin", "--tile", "40", "--no-progress", "--restart")
+    proc = run_cli(
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(mosaic),
+        "--run-dir",
+        str(own),
+        "--model",
+        "standin",
+        "--tile",
+        "40",
+        "--no-progress",
+        "--restart",
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "no manifest.json" in proc.stdout + proc.stderr
     assert (own / "fits" / "precious.fits").read_bytes() == b"SIMPLE"
@@ -162,6 +185,7 @@ def test_restart_removes_the_old_downstream_products(finished, mosaic, client):
 
 def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, client, monkeypatch):
     import pipeline.classify.tasks as classify
+
     store = unmerged / "classification.zarr"
     before = {k: v for k, v in _snapshot(unmerged).items() if k.startswith("classification.zarr")}
     assert before
@@ -179,6 +203,7 @@ def test_a_failed_merge_leaves_the_finished_classification_intact(unmerged, clie
 
 
 # ------------------------------------------------------------------ one writer
+
 
 def test_a_second_command_on_a_locked_run_directory_exits_2_naming_the_holder(finished):
     from pipeline.rundir.location import Location
@@ -201,9 +226,11 @@ def test_the_lock_of_a_killed_command_is_taken_over(tmp_path):
     from pipeline.rundir.location import Location
     from pipeline.rundir.lock import run_lock
 
-    code = ("import time; from pipeline.rundir.lock import run_lock; from pipeline.rundir.location import Location; "
-            f"cm = run_lock(Location({str(tmp_path)!r}), 'run'); cm.__enter__(); print('held', flush=True); "
-            "time.sleep(120)")
+    code = (
+        "import time; from pipeline.rundir.lock import run_lock; from pipeline.rundir.location import Location; "
+        f"cm = run_lock(Location({str(tmp_path)!r}), 'run'); cm.__enter__(); print('held', flush=True); "
+        "time.sleep(120)"
+    )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "held"
@@ -229,8 +256,14 @@ def test_object_store_lock_refuses_a_live_holder_and_takes_over_a_stale_one():
     from pipeline.rundir.lock import run_lock
 
     root = Location("memory://locks/run")
-    live = {"host": socket.gethostname(), "pid": os.getpid(), "command": "run", "since": time.time(),
-            "heartbeat": time.time(), "token": "x"}
+    live = {
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "command": "run",
+        "since": time.time(),
+        "heartbeat": time.time(),
+        "token": "x",
+    }
     (root / ".lock").write_bytes(json.dumps(live).encode())
     with pytest.raises(InputError, match="in use by 'run'"):
         with run_lock(root, "segment"):
@@ -266,10 +299,18 @@ def test_two_runs_on_one_directory_one_refused_the_other_finishes(tmp_path, mosa
     from tests.pipeline.small_runs import REPO, cli_args, python_env, wait_for
 
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "tests.faults", "--tile-delay", "0.3", "--",
-            *cli_args(run_dir, mosaic, "--workers", "1")]
-    first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "tests.faults",
+        "--tile-delay",
+        "0.3",
+        "--",
+        *cli_args(run_dir, mosaic, "--workers", "1"),
+    ]
+    first = subprocess.Popen(
+        args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: (run_dir / "manifest.json").exists(), 120, "the first run's manifest")
         second = run_cli(*cli_args(run_dir, mosaic))
@@ -301,8 +342,11 @@ def test_a_deleted_or_replaced_lock_file_stops_its_holder_and_lets_no_second_one
             with pytest.raises(InputError, match=r"in use by another command \(its lock file .* was removed"):
                 with run_lock(run_dir, "catalog"):
                     pass
-            with pytest.raises(RunError, match=rf"{tmp_path / damage}: the lock file .* was removed or replaced "
-                                               "while this command ran, so another command may be writing"):
+            with pytest.raises(
+                RunError,
+                match=rf"{tmp_path / damage}: the lock file .* was removed or replaced "
+                "while this command ran, so another command may be writing",
+            ):
                 held.check()
         with run_lock(run_dir, "catalog") as again:  # released when the holder ends
             again.check()
@@ -344,16 +388,23 @@ def test_a_run_whose_lock_file_is_deleted_stops_and_a_second_run_is_refused(tmp_
     from tests.pipeline.small_runs import REPO, cli_args, python_env, wait_for
 
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "tests.faults", "--tile-delay", "0.3", "--",
-            *cli_args(run_dir, mosaic, "--workers", "1")]
-    first = subprocess.Popen(args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
+    args = [
+        sys.executable,
+        "-m",
+        "tests.faults",
+        "--tile-delay",
+        "0.3",
+        "--",
+        *cli_args(run_dir, mosaic, "--workers", "1"),
+    ]
+    first = subprocess.Popen(
+        args, cwd=REPO, env=python_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         wait_for(lambda: any((run_dir / "ledger").glob("*.done")), 120, "the first run's first tile")
         (run_dir / ".lock").unlink()  # "a stale lock", deleted while the first run classifies
         second = run_cli(*cli_args(run_dir, mosaic))
-        assert second.returncode == 2 and "in use by another command" in second.stderr, \
-            second.stdout + second.stderr
+        assert second.returncode == 2 and "in use by another command" in second.stderr, second.stdout + second.stderr
         out, err = first.communicate(timeout=300)
     finally:
         first.kill()
@@ -370,6 +421,7 @@ def test_a_run_whose_lock_file_is_deleted_stops_and_a_second_run_is_refused(tmp_
 
 # ------------------------------------------------------- inputs the network cannot use
 
+
 def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom") -> Path:
     entries = ", ".join(f'{band} = "{mosaic.parent / f"small_{src}.fits"}"' for band, src in bands.items())
     path = folder / f"{name}.toml"
@@ -380,8 +432,14 @@ def _toml(folder: Path, mosaic: Path, bands: dict[str, str], name: str = "custom
 def _refused_before_anything(tmp_path, toml, match, name="custom", **kwargs):
     from pipeline.settings import RunSettings
 
-    config = RunSettings(mosaic=name, mosaics_file=toml, run_dir=tmp_path / "refused",
-                       model="standin", progress=False, **{"tile": 40, **kwargs})
+    config = RunSettings(
+        mosaic=name,
+        mosaics_file=toml,
+        run_dir=tmp_path / "refused",
+        model="standin",
+        progress=False,
+        **{"tile": 40, **kwargs},
+    )
     with pytest.raises(InputError, match=match):
         run(config, echo=lambda *_: None)
     assert not (tmp_path / "refused").exists() or not any((tmp_path / "refused").iterdir())
@@ -392,18 +450,31 @@ def test_bands_are_fed_by_name_whatever_order_the_toml_lists_them(tmp_path, mosa
 
     # Listed Z, V, J, H (and in lower case): used to classify in that order with exit 0.
     toml = _toml(tmp_path, mosaic, {"z": "Z", "V": "V", "J": "J", "h": "H"})
-    config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "zvjh", tile=40,
-                       model="standin", progress=False, batch_size=256)
+    config = RunSettings(
+        mosaic="custom",
+        mosaics_file=toml,
+        run_dir=tmp_path / "zvjh",
+        tile=40,
+        model="standin",
+        progress=False,
+        batch_size=256,
+    )
     summary = run(config, client=client, echo=lambda *_: None)
     assert not summary.failed
     assert_same(outputs(tmp_path / "zvjh"), outputs(finished))
 
 
-@pytest.mark.parametrize("bands, match", [
-    ({"H": "H", "J": "J", "V": "V"}, r"missing band\(s\) Z"),
-    ({"A": "H", "B": "J", "C": "V", "D": "Z"}, r"missing band\(s\) H, J, V, Z; band\(s\) the network does not take: A"),
-    ({"H": "H", "J": "J", "V": "V", "Z": "Z", "I": "Z"}, r"does not take: I"),
-])
+@pytest.mark.parametrize(
+    "bands, match",
+    [
+        ({"H": "H", "J": "J", "V": "V"}, r"missing band\(s\) Z"),
+        (
+            {"A": "H", "B": "J", "C": "V", "D": "Z"},
+            r"missing band\(s\) H, J, V, Z; band\(s\) the network does not take: A",
+        ),
+        ({"H": "H", "J": "J", "V": "V", "Z": "Z", "I": "Z"}, r"does not take: I"),
+    ],
+)
 def test_missing_extra_or_unknown_bands_are_refused_before_anything(tmp_path, mosaic, bands, match):
     _refused_before_anything(tmp_path, _toml(tmp_path, mosaic, bands), match)
 
@@ -413,18 +484,21 @@ def test_an_all_nan_band_or_no_covered_window_is_refused(tmp_path, mosaic):
 
     data = fits.getdata(mosaic.parent / "small_J.fits")
     fits.PrimaryHDU(np.full_like(data, np.nan), header=fits.getheader(mosaic.parent / "small_J.fits")).writeto(
-        tmp_path / "small_J.fits")
+        tmp_path / "small_J.fits"
+    )
     for band in "HVZ":
         (tmp_path / f"small_{band}.fits").write_bytes((mosaic.parent / f"small_{band}.fits").read_bytes())
     fake = tmp_path / "mosaics.toml"
-    _refused_before_anything(tmp_path, _toml(tmp_path, fake, {b: b for b in "HJVZ"}),
-                             r"without a single finite non-zero pixel: J")
+    _refused_before_anything(
+        tmp_path, _toml(tmp_path, fake, {b: b for b in "HJVZ"}), r"without a single finite non-zero pixel: J"
+    )
     # An integer band with zeros on a 30-pixel grid: every pixel finite, no 40x40 window covered.
     grid = np.ones(data.shape, np.int16)
     grid[::30, :] = 0
     grid[:, ::30] = 0
     fits.PrimaryHDU(grid, header=fits.getheader(mosaic.parent / "small_H.fits")).writeto(
-        tmp_path / "small_J.fits", overwrite=True)
+        tmp_path / "small_J.fits", overwrite=True
+    )
     _refused_before_anything(tmp_path, _toml(tmp_path, fake, {b: b for b in "HJVZ"}), r"no 40x40 window")
 
 
@@ -434,15 +508,26 @@ def test_a_bad_flux_band_or_weights_file_is_refused_before_anything(tmp_path, mo
     toml = _toml(tmp_path, mosaic, {b: b for b in "HJVZ"})
     from pipeline.settings import RunSettings
 
-    config = RunSettings(mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40,
-                       model="standin", progress=False)
+    config = RunSettings(
+        mosaic="custom", mosaics_file=toml, run_dir=tmp_path / "refused", tile=40, model="standin", progress=False
+    )
     with pytest.raises(InputError, match="--flux-band 'Q'"):
         run(config, echo=lambda *_: None, downstream=DownstreamSettings(flux_band="Q"))
     assert not (tmp_path / "refused").exists()
     bad = tmp_path / "bad.weights.h5"
     bad.write_bytes(b"not hdf5")
-    proc = run_cli("run", "--mosaic", "custom", "--mosaics-file", str(toml), "--run-dir", str(tmp_path / "w"),
-                   "--weights", str(bad), "--no-progress")
+    proc = run_cli(
+        "run",
+        "--mosaic",
+        "custom",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(tmp_path / "w"),
+        "--weights",
+        str(bad),
+        "--no-progress",
+    )
     assert proc.returncode == 2 and "bad.weights.h5" in proc.stderr, proc.stdout + proc.stderr
     assert not (tmp_path / "w" / "manifest.json").exists()  # the corrected rerun is not refused
 
@@ -460,14 +545,19 @@ def test_one_file_for_two_bands_is_refused_naming_both(tmp_path, mosaic, how):
     elif how == "copy":
         shutil.copyfile(h, other)
     toml = tmp_path / "twice.toml"
-    toml.write_text(f'[mosaics.custom]\nbands = {{ H = "{h}", J = "{other}", '
-                    f'V = "{mosaic.parent / "small_V.fits"}", Z = "{mosaic.parent / "small_Z.fits"}" }}\n')
-    _refused_before_anything(tmp_path, toml, rf"twice.toml \(mosaic 'custom'\): bands 'H' and 'J' are "
-                                             rf"(the same file|identical files).*{h.name}")
+    toml.write_text(
+        f'[mosaics.custom]\nbands = {{ H = "{h}", J = "{other}", '
+        f'V = "{mosaic.parent / "small_V.fits"}", Z = "{mosaic.parent / "small_Z.fits"}" }}\n'
+    )
+    _refused_before_anything(
+        tmp_path,
+        toml,
+        rf"twice.toml \(mosaic 'custom'\): bands 'H' and 'J' are "
+        rf"(the same file|identical files).*{h.name}",
+    )
 
 
-def test_a_tile_larger_than_the_mosaic_is_fitted_to_it_and_the_same_command_resumes(tmp_path, mosaic, client,
-                                                                                    finished):
+def test_a_tile_larger_than_the_mosaic_is_fitted_to_it_and_the_same_command_resumes(tmp_path, mosaic, client, finished):
     # --tile 100000 on a 150x170 mosaic ended in MemoryError (Zarr chunks of the tile's size).
     import dataclasses
 
@@ -490,8 +580,10 @@ def test_fit_tile_on_a_150x170_mosaic():
     from pipeline.inputs.preflight import MAX_TILES, fit_tile
 
     for asked in (100_000, 20_000, 171):
-        assert fit_tile(asked, (150, 170)) == (170, f"note: --tile {asked} is larger than the 150x170 mosaic: "
-                                                    "using --tile 170 (one tile covers it)")
+        assert fit_tile(asked, (150, 170)) == (
+            170,
+            f"note: --tile {asked} is larger than the 150x170 mosaic: using --tile 170 (one tile covers it)",
+        )
     assert fit_tile(170, (150, 170)) == (170, None) and fit_tile(40, (150, 170)) == (40, None)
     with pytest.raises(InputError, match=r"--tile 1 cuts the 150x170 mosaic into 25,500 tiles .* use --tile 2 or"):
         fit_tile(1, (150, 170))
@@ -503,9 +595,13 @@ def test_fit_tile_on_a_150x170_mosaic():
 
 def test_a_tile_that_makes_too_many_tiles_is_refused(tmp_path, mosaic):
     # --tile 1 started 13,231 tiles on this mosaic (25,500 on a 150x170 one) without a word.
-    _refused_before_anything(tmp_path, _toml(tmp_path, mosaic, {b: b for b in "HJVZ"}),
-                             r"--tile 1 cuts the 101x131 mosaic into 13,231 tiles \(at most 10,000.*use --tile 2 "
-                             r"or larger", tile=1)
+    _refused_before_anything(
+        tmp_path,
+        _toml(tmp_path, mosaic, {b: b for b in "HJVZ"}),
+        r"--tile 1 cuts the 101x131 mosaic into 13,231 tiles \(at most 10,000.*use --tile 2 "
+        r"or larger",
+        tile=1,
+    )
 
 
 def test_a_failed_run_counts_the_windows_of_the_tiles_it_finished(tmp_path, mosaic, client):
@@ -538,9 +634,10 @@ def test_an_unusable_run_directory_is_one_line_and_exit_2(tmp_path, mosaic):
     elif subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
         locked = None  # root ignores permissions; no immutable folders here
     if locked is not None:
-        cases += [(locked, f"{locked}: cannot write in the run directory (permission denied)"),
-                  (locked / "run", f"{locked / 'run'}: cannot create the run directory (permission denied in "
-                                   f"{locked})")]
+        cases += [
+            (locked, f"{locked}: cannot write in the run directory (permission denied)"),
+            (locked / "run", f"{locked / 'run'}: cannot create the run directory (permission denied in {locked})"),
+        ]
     try:
         for run_dir, says in cases:
             proc = run_cli(*cli_args(run_dir, mosaic))
@@ -553,8 +650,9 @@ def test_an_unusable_run_directory_is_one_line_and_exit_2(tmp_path, mosaic):
             locked.chmod(0o755)
 
 
-def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_theirs(tmp_path, mosaic, client,
-                                                                                  monkeypatch):
+def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_theirs(
+    tmp_path, mosaic, client, monkeypatch
+):
     # Relative --mosaics-file and --run-dir were recorded as given: resubmit from a batch
     # job's directory exited 2.
     import json
@@ -567,8 +665,16 @@ def test_resubmit_works_from_any_directory_and_old_relative_manifests_from_their
     job.mkdir()
     monkeypatch.chdir(work)
     toml = Path(os.path.relpath(mosaic, work))
-    config = RunSettings(mosaic="small", mosaics_file=toml, run_dir="run", tile=40, model="standin",
-                         progress=False, batch_size=256, keep_partials=True)
+    config = RunSettings(
+        mosaic="small",
+        mosaics_file=toml,
+        run_dir="run",
+        tile=40,
+        model="standin",
+        progress=False,
+        batch_size=256,
+        keep_partials=True,
+    )
     run(config, client=client, echo=lambda *_: None)
     manifest_path = work / "run" / "manifest.json"
     recorded = json.loads(manifest_path.read_text())["config"]
@@ -596,8 +702,12 @@ def test_a_truncated_gzip_band_is_refused_before_anything(tmp_path, mosaic):
     entries = {b: mosaic.parent / f"small_{b}.fits" for b in "HVZ"} | {"J": tmp_path / "small_J.fits.gz"}
     toml = tmp_path / "gz.toml"
     toml.write_text("[mosaics.custom]\nbands = { " + ", ".join(f'{b} = "{p}"' for b, p in entries.items()) + " }\n")
-    _refused_before_anything(tmp_path, toml, r"small_J.fits.gz: cannot read rows .* of band J \(the gzip file is "
-                                             r"truncated or corrupt")
+    _refused_before_anything(
+        tmp_path,
+        toml,
+        r"small_J.fits.gz: cannot read rows .* of band J \(the gzip file is "
+        r"truncated or corrupt",
+    )
 
 
 def test_mosaic_names_and_mosaics_files_are_checked(tmp_path):
@@ -628,8 +738,11 @@ def test_every_product_is_readable_by_the_group_like_the_fits_files(finished):
     mask = os.umask(0o022)
     os.umask(mask)
     expected = 0o666 & ~mask
-    products = [finished / "colour.png", *sorted((finished / "catalog").glob("catalog.*")),
-                *sorted((finished / "fits").glob("*.fits"))]
+    products = [
+        finished / "colour.png",
+        *sorted((finished / "catalog").glob("catalog.*")),
+        *sorted((finished / "fits").glob("*.fits")),
+    ]
     assert len(products) > 20
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in products}
     assert modes == {name: expected for name in modes}
@@ -667,6 +780,7 @@ def test_a_cube_is_named_as_a_cube(tmp_path):
 
 # ------------------------------------------- the finished stores: checked against their checksums
 
+
 def _damage(path: Path, how: str) -> None:
     """Delete, truncate or flip one bit of a file."""
     data = path.read_bytes()
@@ -682,8 +796,11 @@ def _damage(path: Path, how: str) -> None:
 
 def _products(run_dir: Path) -> dict[str, str]:
     """SHA-256 of the FITS products, the catalog and the segmentation maps."""
-    return {k: v for k, v in _snapshot(run_dir).items()
-            if k.startswith(("fits/", "catalog/", "segmentation.zarr/", "colour.png"))}
+    return {
+        k: v
+        for k, v in _snapshot(run_dir).items()
+        if k.startswith(("fits/", "catalog/", "segmentation.zarr/", "colour.png"))
+    }
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "bitflip"])
@@ -769,8 +886,7 @@ def test_a_damaged_segmentation_is_not_reused_by_catalog(finished, client, damag
     assert (finished / "catalog" / "catalog.csv").read_bytes() == catalog
     # made again and recorded: the next catalog reuses it
     assert status(finished)["stores"]["segmentation"]["problems"] == []
-    assert redo_downstream(finished, reuse_segmentation=True, client=client,
-                           echo=lambda *_: None).reused_segmentation
+    assert redo_downstream(finished, reuse_segmentation=True, client=client, echo=lambda *_: None).reused_segmentation
 
 
 def test_a_run_merged_before_checksums_were_recorded_gets_them_on_first_use(finished, mosaic, client):
@@ -786,8 +902,11 @@ def test_a_run_merged_before_checksums_were_recorded_gets_them_on_first_use(fini
 
     as_before_checksums()
     report = status(finished)["stores"]
-    assert report["classification"] == {"problems": [], "recorded": False,
-                                         "advice": "the next 'run', 'resubmit', 'segment' or 'catalog' records them"}
+    assert report["classification"] == {
+        "problems": [],
+        "recorded": False,
+        "advice": "the next 'run', 'resubmit', 'segment' or 'catalog' records them",
+    }
     assert not report["segmentation"]["recorded"]
     # catalog: the classification's checksums recorded from the store as it is; the
     # segmentation, without a record to check it against, is made again, not reused
@@ -803,8 +922,9 @@ def test_a_run_merged_before_checksums_were_recorded_gets_them_on_first_use(fini
     as_before_checksums()
     lines = []
     run(small_config(finished, mosaic), client=client, echo=lines.append)
-    assert any("recorded them now" in line for line in lines) and status(finished)["stores"]["classification"][
-        "recorded"]
+    assert (
+        any("recorded them now" in line for line in lines) and status(finished)["stores"]["classification"]["recorded"]
+    )
     # Without a record a deleted chunk is still found: its n chunk has counted pixels.
     as_before_checksums()
     (finished / "classification.zarr" / "mean" / "c" / "0" / "1" / "2").unlink()

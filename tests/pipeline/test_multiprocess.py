@@ -40,9 +40,15 @@ def _spawn(module: str, *args: str, log: Path) -> subprocess.Popen:
     """A Dask command as its own OS process (and process group), output to ``log``,
     working in the folder of ``log``."""
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=python_env(), start_new_session=True,
-                                cwd=log.parent)
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=python_env(),
+            start_new_session=True,
+            cwd=log.parent,
+        )
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -59,17 +65,41 @@ def deployment(tmp_path):
     """A scheduler and two workers on 127.0.0.1: (address, {name: worker process})."""
     (tmp_path / "dask").mkdir()
     scheduler_file = tmp_path / "dask" / "scheduler.json"
-    procs = [_spawn("distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
-                    "--no-dashboard", "--scheduler-file", str(scheduler_file), log=tmp_path / "dask" / "scheduler.log")]
+    procs = [
+        _spawn(
+            "distributed.cli.dask_scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+            log=tmp_path / "dask" / "scheduler.log",
+        )
+    ]
     try:
         wait_for(scheduler_file.exists, 60, "the scheduler file")
         wait_for(lambda: "address" in scheduler_file.read_text(), 10, "the scheduler address")
         address = json.loads(scheduler_file.read_text())["address"]
         workers = {}
         for name in ("worker-a", "worker-b"):
-            workers[name] = _spawn("distributed.cli.dask_worker", address, "--name", name, "--host", "127.0.0.1",
-                                   "--nthreads", "1", "--memory-limit", "2GiB", "--no-dashboard",
-                                   "--local-directory", str(tmp_path / name), log=tmp_path / "dask" / f"{name}.log")
+            workers[name] = _spawn(
+                "distributed.cli.dask_worker",
+                address,
+                "--name",
+                name,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--memory-limit",
+                "2GiB",
+                "--no-dashboard",
+                "--local-directory",
+                str(tmp_path / name),
+                log=tmp_path / "dask" / f"{name}.log",
+            )
             procs.append(workers[name])
         with Client(address) as client:
             client.wait_for_workers(2, timeout=120)
@@ -82,10 +112,11 @@ def deployment(tmp_path):
 def test_cli_run_on_separate_processes_survives_a_killed_worker(deployment, tmp_path):
     address, workers = deployment
     toml = write_mosaic(tmp_path / "mosaic")
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
-        reference = outputs(run(small_config(tmp_path / "local", toml), client=client,
-                                echo=lambda s: None).run_dir)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        reference = outputs(run(small_config(tmp_path / "local", toml), client=client, echo=lambda s: None).run_dir)
 
     # The driver runs elsewhere than the workers, with a relative run directory.
     driver_cwd = tmp_path / "driver"
@@ -93,9 +124,21 @@ def test_cli_run_on_separate_processes_survives_a_killed_worker(deployment, tmp_
     run_dir = driver_cwd / "run"
     with open(tmp_path / "driver.log", "w") as log:
         driver = subprocess.Popen(
-            [sys.executable, "-m", "tests.faults", "--tile-delay", "0.6", "--",
-             *cli_args("run", toml, "--scheduler", address, "--retries", "3")],
-            env=python_env(), stdout=log, stderr=subprocess.STDOUT, text=True, cwd=driver_cwd)
+            [
+                sys.executable,
+                "-m",
+                "tests.faults",
+                "--tile-delay",
+                "0.6",
+                "--",
+                *cli_args("run", toml, "--scheduler", address, "--retries", "3"),
+            ],
+            env=python_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=driver_cwd,
+        )
     try:
         # Let both workers finish tiles, then kill one of them (nanny and worker) mid-run.
         def both_workers_finished_tiles():

@@ -22,8 +22,11 @@ INSTALLED = (SCRIPTS / SCRIPT).is_file()
 
 def _new_shell(tmp_path: Path) -> dict[str, str]:
     """The environment of a new shell: the system's PATH without the interpreter's folder."""
-    path = [p for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
-            if p and Path(p).resolve() != SCRIPTS.resolve()]
+    path = [
+        p
+        for p in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+        if p and Path(p).resolve() != SCRIPTS.resolve()
+    ]
     return {"PATH": os.pathsep.join(path or ["/usr/bin", "/bin"]), "HOME": str(tmp_path), "LANG": "C.UTF-8"}
 
 
@@ -38,8 +41,10 @@ def test_the_console_script_by_its_path_when_its_folder_is_not_on_path(monkeypat
 def test_the_interpreter_when_no_console_script_is_installed(monkeypatch, tmp_path):
     monkeypatch.setattr(program_module.sysconfig, "get_path", lambda name: str(tmp_path))
     assert program() == shlex.join([sys.executable, "-m", "pipeline"])
-    assert command("status", "--run-dir", tmp_path / "a b") == \
-        f"{shlex.join([sys.executable, '-m', 'pipeline'])} status --run-dir '{tmp_path / 'a b'}'"
+    assert (
+        command("status", "--run-dir", tmp_path / "a b")
+        == f"{shlex.join([sys.executable, '-m', 'pipeline'])} status --run-dir '{tmp_path / 'a b'}'"
+    )
 
 
 def test_the_printed_map_command_runs_in_a_new_shell(tmp_path):
@@ -49,10 +54,18 @@ def test_the_printed_map_command_runs_in_a_new_shell(tmp_path):
     """
     missing = tmp_path / "no run here"
     line = view_command(missing)
-    done = subprocess.run(line, shell=True, cwd=tmp_path, env=_new_shell(tmp_path), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        line, shell=True, cwd=tmp_path, env=_new_shell(tmp_path), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2, (line, done.returncode, done.stderr[-2000:])
     assert str(missing) in done.stderr and "Error" not in done.stderr
-    done = subprocess.run(command("status", "--help"), shell=True, cwd=tmp_path, env=_new_shell(tmp_path),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        command("status", "--help"),
+        shell=True,
+        cwd=tmp_path,
+        env=_new_shell(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0 and "--run-dir" in done.stdout, done.stderr[-2000:]

@@ -18,9 +18,9 @@ CHATTER = ("oneDNN", "absl", "cuda", "I0000", "E0000", "XLA", "cpu_feature_guard
 #: A ``sitecustomize`` for the quiet run: each worker process (a multiprocessing child)
 #: takes 6 s more to exit, as a worker that has loaded TensorFlow can on a loaded machine
 #: (measured: 7.6 s from the worker's close to its exit, two cores busy beside it).
-SLOW_WORKER_EXIT = ("import atexit, sys, time\n"
-                    "if '--multiprocessing-fork' in sys.argv:\n"
-                    "    atexit.register(time.sleep, 6)\n")
+SLOW_WORKER_EXIT = (
+    "import atexit, sys, time\nif '--multiprocessing-fork' in sys.argv:\n    atexit.register(time.sleep, 6)\n"
+)
 
 
 def _child(code: str) -> subprocess.CompletedProcess:
@@ -28,15 +28,21 @@ def _child(code: str) -> subprocess.CompletedProcess:
 
 
 def test_native_writes_are_captured_and_shown_again_on_failure():
-    quiet = _child("import os\nfrom pipeline.quiet import native_stderr_captured\n"
-                   "with native_stderr_captured():\n    os.write(2, b'native chatter\\n')\n"
-                   "os.write(2, b'after\\n')")
+    quiet = _child(
+        "import os\nfrom pipeline.quiet import native_stderr_captured\n"
+        "with native_stderr_captured():\n    os.write(2, b'native chatter\\n')\n"
+        "os.write(2, b'after\\n')"
+    )
     assert quiet.returncode == 0 and quiet.stderr == "after\n"
-    failing = _child("import os\nfrom pipeline.quiet import native_stderr_captured\n"
-                     "with native_stderr_captured():\n    os.write(2, b'why it failed\\n')\n    raise SystemExit(3)")
+    failing = _child(
+        "import os\nfrom pipeline.quiet import native_stderr_captured\n"
+        "with native_stderr_captured():\n    os.write(2, b'why it failed\\n')\n    raise SystemExit(3)"
+    )
     assert failing.returncode == 3 and "why it failed" in failing.stderr
-    shown = _child("import os\nfrom pipeline.quiet import native_stderr_captured\n"
-                   "with native_stderr_captured(False):\n    os.write(2, b'verbose\\n')")
+    shown = _child(
+        "import os\nfrom pipeline.quiet import native_stderr_captured\n"
+        "with native_stderr_captured(False):\n    os.write(2, b'verbose\\n')"
+    )
     assert shown.stderr == "verbose\n"
 
 
@@ -49,15 +55,35 @@ def test_a_run_with_the_released_network_is_quiet_unless_verbose(tmp_path):
     (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_WORKER_EXIT)
     outputs = {}
     for verbose in (False, True):
-        args = ["run", "--mosaic", "small", "--mosaics-file", str(toml), "--run-dir", str(tmp_path / f"r{verbose}"),
-                "--tile", "64", "--stride", "8", "--workers", "1", "--no-progress"] + (["--verbose"] if verbose else [])
+        args = [
+            "run",
+            "--mosaic",
+            "small",
+            "--mosaics-file",
+            str(toml),
+            "--run-dir",
+            str(tmp_path / f"r{verbose}"),
+            "--tile",
+            "64",
+            "--stride",
+            "8",
+            "--workers",
+            "1",
+            "--no-progress",
+        ] + (["--verbose"] if verbose else [])
         # The quiet run as on a loaded machine (two cores busy beside it, a worker that
         # needs seconds to exit): it must still end without the nanny's "still alive
         # ... killing" (Dask's own close waits 4 s).
         slow = {} if verbose else {"PYTHONPATH": f"{tmp_path / 'site'}{os.pathsep}{env['PYTHONPATH']}"}
         with cpu_hogs(0 if verbose else 2):
-            proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                                  cwd=REPO, env={**env, **slow}, timeout=600)
+            proc = subprocess.run(
+                [sys.executable, "-m", "pipeline", *args],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                env={**env, **slow},
+                timeout=600,
+            )
         assert proc.returncode == 0, proc.stderr
         outputs[verbose] = proc.stdout + proc.stderr
     assert not [w for w in CHATTER if w in outputs[False]], outputs[False]
@@ -74,11 +100,30 @@ def test_train_is_as_quiet_as_run_unless_verbose(tmp_path):
     env = {k: v for k, v in python_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}  # as a user's shell
     outputs = {}
     for verbose in (False, True):
-        args = ["train", "--data-dir", str(tmp_path / "set"), "--out", str(tmp_path / f"out{verbose}"),
-                "--synthetic", "12", "--synthetic-size", "64", "--init", "scratch", "--epochs", "1",
-                "--batch-size", "4", "--eval-max", "2", "--threads", "1"] + (["--verbose"] if verbose else [])
-        proc = subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=REPO,
-                              env=env, timeout=500)
+        args = [
+            "train",
+            "--data-dir",
+            str(tmp_path / "set"),
+            "--out",
+            str(tmp_path / f"out{verbose}"),
+            "--synthetic",
+            "12",
+            "--synthetic-size",
+            "64",
+            "--init",
+            "scratch",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--eval-max",
+            "2",
+            "--threads",
+            "1",
+        ] + (["--verbose"] if verbose else [])
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=500
+        )
         assert proc.returncode == 0, proc.stderr
         outputs[verbose] = proc.stdout + proc.stderr
     assert not [w for w in CHATTER if w in outputs[False]], outputs[False]

@@ -38,8 +38,16 @@ def _write_mosaic(folder: Path, shape=SHAPE, seed=3, **kwargs) -> Path:
 
 
 def _config(tmp_path: Path, toml: Path, name="run", **kwargs) -> RunSettings:
-    return RunSettings(mosaic="small", mosaics_file=toml, run_dir=tmp_path / name, tile=40,
-                     model="standin", progress=False, batch_size=256, **kwargs)
+    return RunSettings(
+        mosaic="small",
+        mosaics_file=toml,
+        run_dir=tmp_path / name,
+        tile=40,
+        model="standin",
+        progress=False,
+        batch_size=256,
+        **kwargs,
+    )
 
 
 def _outputs(run_dir: Path) -> dict[str, np.ndarray]:
@@ -91,8 +99,16 @@ def test_fits_products_carry_wcs_and_provenance(reference, tmp_path, mosaic, cli
     # 15 classification images, n and coverage; two segmentation maps, four catalog
     # files (MRT only when the catalog has rows), its region file and the colour image
     expected = {f"{c}_{k}.fits" for c in CLASSES for k in ("mean", "var", "rank")} | {
-        "n.fits", "coverage.fits", "segmap.fits", "segmap_deblended.fits", "colour.png",
-        "catalog.parquet", "catalog.csv", "catalog.fits", "objects.reg"}
+        "n.fits",
+        "coverage.fits",
+        "segmap.fits",
+        "segmap_deblended.fits",
+        "colour.png",
+        "catalog.parquet",
+        "catalog.csv",
+        "catalog.fits",
+        "objects.reg",
+    }
     assert expected <= set(names) and set(names) - expected <= {"catalog.mrt"}
     with fits.open(summary.run_dir / "fits" / "disk_mean.fits") as hdul:
         header = hdul[0].header if hdul[0].data is not None else hdul[1].header
@@ -158,14 +174,35 @@ def _cli(*args: str, faults: tuple[str, ...] = (), **kwargs) -> subprocess.Popen
     """``python -m pipeline ARGS``, or with ``faults`` through ``python -m tests.faults``."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
     command = ["tests.faults", *faults, "--"] if faults else ["pipeline"]
-    return subprocess.Popen([sys.executable, "-m", *command, *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", *command, *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kwargs,
+    )
 
 
 def test_driver_killed_then_resumed_never_recomputes_finished_tiles(tmp_path, mosaic, reference):
     run_dir = tmp_path / "run"
-    args = ["run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
-            "--tile", "40", "--model", "standin", "--workers", "2", "--no-progress"]
+    args = [
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(mosaic),
+        "--run-dir",
+        str(run_dir),
+        "--tile",
+        "40",
+        "--model",
+        "standin",
+        "--workers",
+        "2",
+        "--no-progress",
+    ]
     proc = _cli(*args, faults=("--tile-delay", "1.0"), start_new_session=True)
     ledger_dir = run_dir / "ledger"
     deadline = time.time() + 120
@@ -203,9 +240,25 @@ def test_permanent_failure_is_reported_then_resubmit_completes(tmp_path, mosaic,
 
 def test_cli_failure_exit_code_and_status(tmp_path, mosaic):
     run_dir = tmp_path / "run"
-    proc = _cli("run", "--mosaic", "small", "--mosaics-file", str(mosaic), "--run-dir", str(run_dir),
-                "--tile", "40", "--model", "standin", "--workers", "1", "--no-progress",
-                "--retries", "0", faults=("--fail-tile", "t0000_0000"))
+    proc = _cli(
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(mosaic),
+        "--run-dir",
+        str(run_dir),
+        "--tile",
+        "40",
+        "--model",
+        "standin",
+        "--workers",
+        "1",
+        "--no-progress",
+        "--retries",
+        "0",
+        faults=("--fail-tile", "t0000_0000"),
+    )
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1 and "t0000_0000" in out
     proc = _cli("status", "--run-dir", str(run_dir))
@@ -251,10 +304,29 @@ def test_demo_end_to_end_with_released_model(tmp_path):
     """`python -m pipeline run --mosaic demo`, at stride 4 to keep the suite fast."""
     run_dir = tmp_path / "demo"
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", "--mosaic", "demo", "--run-dir", str(run_dir),
-         "--data-dir", str(tmp_path / "data"), "--stride", "4", "--no-progress", "--workers", "1",
-         "--threads-per-worker", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "run",
+            "--mosaic",
+            "demo",
+            "--run-dir",
+            str(run_dir),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--stride",
+            "4",
+            "--no-progress",
+            "--workers",
+            "1",
+            "--threads-per-worker",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "dashboard: http://127.0.0.1" in proc.stdout
@@ -267,8 +339,12 @@ def test_demo_end_to_end_with_released_model(tmp_path):
     assert counted.mean() > 0.9
     # Most of a deep field is sky: background is the top rank in most counted pixels.
     assert (bg[counted] > 0.5).mean() > 0.5
-    means = np.stack([fits.getdata(run_dir / "fits" / f"{c}_mean.fits") for c in
-                      ("spheroid", "disk", "irregular", "point_source", "background")])
+    means = np.stack(
+        [
+            fits.getdata(run_dir / "fits" / f"{c}_mean.fits")
+            for c in ("spheroid", "disk", "irregular", "point_source", "background")
+        ]
+    )
     np.testing.assert_allclose(means.sum(0)[counted], 1.0, atol=1e-5)
     # Default downstream settings (the paper's rule on the rank-vote background, threshold 0)
     # find the demo's sources, and the rank-vote sky markers keep the watershed local:

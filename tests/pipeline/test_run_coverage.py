@@ -59,8 +59,9 @@ def test_chunked_released_run_equals_whole_image_next_to_a_footprint_edge(tmp_pa
     censored = (images == 0).any(axis=0)
     unobserved = ~np.isfinite(images).all(axis=0)
     assert censored.any() and unobserved.mean() > 0.1
-    config = RunSettings(mosaic="edge", mosaics_file=toml, run_dir=tmp_path / "run", tile=40, workers=1,
-                       progress=False, batch_size=256)
+    config = RunSettings(
+        mosaic="edge", mosaics_file=toml, run_dir=tmp_path / "run", tile=40, workers=1, progress=False, batch_size=256
+    )
     summary = run(config, echo=lambda *_: None)
     assert summary.tiles == 12 and not summary.failed
     group = zarr.open_group(str(tmp_path / "run" / "classification.zarr"), mode="r")

@@ -42,8 +42,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
 BUCKET = "morpheus-test"
 # The stand-in network's background is never 0: a threshold that finds its "sources".
 DOWNSTREAM = DownstreamSettings(threshold=0.5)
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "AKIAMORPHEUSTEST", "AWS_SECRET_ACCESS_KEY": "morpheus-secret-never-recorded",
-               "AWS_DEFAULT_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIAMORPHEUSTEST",
+    "AWS_SECRET_ACCESS_KEY": "morpheus-secret-never-recorded",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +56,11 @@ def endpoint():
     import socket
 
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
     def listening():
         try:
@@ -93,8 +99,12 @@ def mosaic(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory, mosaic, client):
-    summary = run(small_config(tmp_path_factory.mktemp("local") / "run", mosaic), client=client,
-                  echo=lambda s: None, downstream=DOWNSTREAM)
+    summary = run(
+        small_config(tmp_path_factory.mktemp("local") / "run", mosaic),
+        client=client,
+        echo=lambda s: None,
+        downstream=DOWNSTREAM,
+    )
     return summary.run_dir
 
 
@@ -120,7 +130,7 @@ def test_s3_run_equals_local_run(s3_run, local_run, endpoint):
     assert set(FITS_NAMES) <= set(in_bucket)
     prefix = f"s3://{BUCKET}/runs/small/fits/"
     assert all(str(o).startswith(f"s3://{BUCKET}/runs/small/") for o in summary.outputs)
-    assert sorted(str(o)[len(prefix):] for o in summary.outputs if str(o).startswith(prefix)) == in_bucket
+    assert sorted(str(o)[len(prefix) :] for o in summary.outputs if str(o).startswith(prefix)) == in_bucket
     # The downstream graph ran on the bucket too: its products equal the local run's.
     assert {"segmentation.zarr", "catalog", "colour.png", "downstream.json"} <= set(root.listdir())
     import pyarrow.parquet as pq
@@ -132,10 +142,14 @@ def test_s3_run_equals_local_run(s3_run, local_run, endpoint):
     np.testing.assert_array_equal(remote_catalog["area"], local_catalog["area"])
     remote_seg = (root / "segmentation.zarr").open_group(mode="r")
     assert remote_seg.attrs["complete"]
-    np.testing.assert_array_equal(remote_seg["deblended"][:], np.asarray(
-        Location(local_run / "segmentation.zarr").open_group(mode="r")["deblended"][:]))
-    with fits.open(io.BytesIO((root / "fits" / "disk_mean.fits").read_bytes())) as remote, \
-            fits.open(local_run / "fits" / "disk_mean.fits") as local:
+    np.testing.assert_array_equal(
+        remote_seg["deblended"][:],
+        np.asarray(Location(local_run / "segmentation.zarr").open_group(mode="r")["deblended"][:]),
+    )
+    with (
+        fits.open(io.BytesIO((root / "fits" / "disk_mean.fits").read_bytes())) as remote,
+        fits.open(local_run / "fits" / "disk_mean.fits") as local,
+    ):
         hdu_r = next(h for h in remote if h.data is not None)
         hdu_l = next(h for h in local if h.data is not None)
         np.testing.assert_array_equal(hdu_r.data, hdu_l.data)
@@ -174,8 +188,11 @@ def test_cli_status_and_resume_in_s3(s3_run, endpoint, mosaic, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"tiles: {N_TILES} finished, 0 failed, 0 pending; products written" in proc.stdout
     # Endpoint as a storage option; a finished run resumes without recomputing anything.
-    proc = run_cli(*cli_args(url, mosaic, "--workers", "1", "--storage-option", f"endpoint_url={endpoint}"),
-                   timeout=300, cwd=tmp_path)
+    proc = run_cli(
+        *cli_args(url, mosaic, "--workers", "1", "--storage-option", f"endpoint_url={endpoint}"),
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{N_TILES} already finished, 0 run now" in proc.stdout
     # Credentials are refused on the command line.

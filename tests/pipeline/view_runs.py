@@ -23,8 +23,14 @@ from morpheus_core.colour import colour_image
 from tests.pipeline.downstream_scene import make_scene, random_sources, write_run
 
 
-def scene_run(folder: Path, shape: tuple[int, int] = (300, 420), *, seed: int = 11, chunk: int = 64,
-              unobserved: np.ndarray | None = None) -> Path:
+def scene_run(
+    folder: Path,
+    shape: tuple[int, int] = (300, 420),
+    *,
+    seed: int = 11,
+    chunk: int = 64,
+    unobserved: np.ndarray | None = None,
+) -> Path:
     """A finished run directory of a constructed scene: classification, segmentation, catalog.
 
     ``unobserved``: pixels outside the footprint or censored, as in a real mosaic (NaN
@@ -51,9 +57,16 @@ def classified_run(folder: Path) -> Path:
     from tests.pipeline.small_runs import write_mosaic
 
     toml = write_mosaic(folder / "mosaic")
-    settings = RunSettings(mosaic="small", mosaics_file=toml, run_dir=folder / "run", tile=40, batch_size=256,
-                           progress=False, workers=1,
-                           model="standin")  # <- the stand-in network: the one line that chooses it
+    settings = RunSettings(
+        mosaic="small",
+        mosaics_file=toml,
+        run_dir=folder / "run",
+        tile=40,
+        batch_size=256,
+        progress=False,
+        workers=1,
+        model="standin",
+    )  # <- the stand-in network: the one line that chooses it
     return Path(run(settings, echo=lambda *_: None).run_dir)
 
 
@@ -63,8 +76,15 @@ CARD_BANDS = ("F090W", "F115W", "F150W", "F200W", "F277W", "F444W")
 CARD_CLASSES = ("compact", "extended", "background")
 
 
-def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, chunk: int = 32,
-             bands: tuple[str, ...] = CARD_BANDS, classes: tuple[str, ...] = CARD_CLASSES) -> Path:
+def card_run(
+    folder: Path,
+    shape: tuple[int, int] = (60, 75),
+    *,
+    seed: int = 5,
+    chunk: int = 32,
+    bands: tuple[str, ...] = CARD_BANDS,
+    classes: tuple[str, ...] = CARD_CLASSES,
+) -> Path:
     """A finished run directory of a model with its own bands and classes.
 
     The constructed scene of :func:`scene_run` with its classes merged into ``classes``
@@ -89,23 +109,47 @@ def card_run(folder: Path, shape: tuple[int, int] = (60, 75), *, seed: int = 5, 
     variance = np.stack([scene["variance"][m].sum(axis=0) for m in merge]).astype(np.float32)
     flux = scene["bands"][0].astype(np.float64)
     images = np.stack([flux * (0.4 + 0.25 * k) + 0.01 * k for k in range(len(bands))]).astype(np.float32)
-    card = ModelCard(bands=tuple(JWST_NIRCAM_BANDS.get(b) or parse_band(b) for b in bands), classes=classes,
-                     pixel_scale_arcsec=0.03, name="test card")
+    card = ModelCard(
+        bands=tuple(JWST_NIRCAM_BANDS.get(b) or parse_band(b) for b in bands),
+        classes=classes,
+        pixel_scale_arcsec=0.03,
+        name="test card",
+    )
     folder.mkdir(parents=True, exist_ok=True)
     wcs_header = make_wcs(shape).to_header_string()
-    mosaic = zarr.open_group(str(folder / "mosaic.zarr"), mode="w", zarr_format=3,
-                             attributes={"bands": list(bands), "wcs_header": wcs_header, "shape": list(shape)})
+    mosaic = zarr.open_group(
+        str(folder / "mosaic.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={"bands": list(bands), "wcs_header": wcs_header, "shape": list(shape)},
+    )
     mosaic.create_array("image", data=images, chunks=(len(bands), chunk, chunk))
     mosaic.create_array("coverage", data=scene["n"] > 0, chunks=(chunk, chunk))
-    cls = zarr.open_group(str(folder / "classification.zarr"), mode="w", zarr_format=3,
-                          attributes={"classes": list(classes), "model_card": card.to_dict(), "bands": list(bands),
-                                      "wcs_header": wcs_header, "complete": True})
+    cls = zarr.open_group(
+        str(folder / "classification.zarr"),
+        mode="w",
+        zarr_format=3,
+        attributes={
+            "classes": list(classes),
+            "model_card": card.to_dict(),
+            "bands": list(bands),
+            "wcs_header": wcs_header,
+            "complete": True,
+        },
+    )
     for name, data in (("mean", mean), ("variance", variance), ("rank", rank)):
         cls.create_array(name, data=data, chunks=(len(classes), chunk, chunk))
     cls.create_array("n", data=scene["n"], chunks=(chunk, chunk))
-    (folder / "manifest.json").write_text(json.dumps({
-        "run_id": "test-card-run", "model": "constructed", "model_card": card.to_dict(),
-        "config": {"mosaic": "card-scene", "precision": "float32"}}))
+    (folder / "manifest.json").write_text(
+        json.dumps(
+            {
+                "run_id": "test-card-run",
+                "model": "constructed",
+                "model_card": card.to_dict(),
+                "config": {"mosaic": "card-scene", "precision": "float32"},
+            }
+        )
+    )
     run_downstream(folder, DownstreamSettings(flux_band=bands[2]), echo=lambda *_: None)
     return folder
 
@@ -120,8 +164,12 @@ def reference_planes(run_dir: Path, classes: tuple[str, ...] = CLASSES, rgb: tup
     cov = mosaic["coverage"][:].astype(bool)
     n = cls["n"][:]
     labels = np.pad(seg["deblended"][:], 1)  # outside the image counts as background
-    planes = {"inside": np.ones(n.shape), "cov": cov, "clsw": n > 0,
-              "outline": find_boundaries(labels, connectivity=1, mode="inner", background=0)[1:-1, 1:-1]}
+    planes = {
+        "inside": np.ones(n.shape),
+        "cov": cov,
+        "clsw": n > 0,
+        "outline": find_boundaries(labels, connectivity=1, mode="inner", background=0)[1:-1, 1:-1],
+    }
     bands = mosaic["image"][:].astype(np.float64)
     for c, i in zip("rgb", rgb):
         planes[f"band_{c}"] = np.where(cov, bands[i], 0.0)
@@ -130,8 +178,19 @@ def reference_planes(run_dir: Path, classes: tuple[str, ...] = CLASSES, rgb: tup
     colour = colour_image(cls["rank"][:], n > 0, classes=classes) / 255.0
     for i, c in enumerate("rgb"):
         planes[f"colour_{c}"] = colour[..., i]
-    names = ("inside", "cov", "clsw", "outline", "band_r", "band_g", "band_b", *(f"p_{c}" for c in classes),
-             "colour_r", "colour_g", "colour_b")
+    names = (
+        "inside",
+        "cov",
+        "clsw",
+        "outline",
+        "band_r",
+        "band_g",
+        "band_b",
+        *(f"p_{c}" for c in classes),
+        "colour_r",
+        "colour_g",
+        "colour_b",
+    )
     return np.stack([np.asarray(planes[name], dtype=np.float64) for name in names])
 
 

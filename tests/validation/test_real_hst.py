@@ -66,8 +66,9 @@ def run(released_classifier) -> Run:
     flux = images[0].astype(np.float64)
     objects = deblend(segments, flux)
     zp = ab_zeropoint(F160W_HEADER)
-    phot = measure_objects(objects.segmap, {"H": flux}, objects.id, errors={"H": rms["H"]}, mask=unobserved,
-                           zeropoints={"H": zp})
+    phot = measure_objects(
+        objects.segmap, {"H": flux}, objects.id, errors={"H": rms["H"]}, mask=unobserved, zeropoints={"H": zp}
+    )
     return Run(images, rms, unobserved, Table.read(DATA / "pysep_catalogue.ecsv"), cls, segments, objects, phot, zp)
 
 
@@ -75,14 +76,19 @@ def _interior(run: Run) -> np.ndarray:
     """pysep sources whose bounding box lies wholly in our classified area (the crop cut
     the others, which pysep measured on the uncut image)."""
     cat, n = run.catalogue, run.classification.n
-    return np.array([bool((n[y0:y1 + 1, x0:x1 + 1] > 0).all()) if min(x0, y0) >= 0 and max(x1, y1) < n.shape[0]
-                     else False for x0, x1, y0, y1 in zip(cat["bbox_xmin"], cat["bbox_xmax"], cat["bbox_ymin"],
-                                                          cat["bbox_ymax"])])
+    return np.array(
+        [
+            bool((n[y0 : y1 + 1, x0 : x1 + 1] > 0).all()) if min(x0, y0) >= 0 and max(x1, y1) < n.shape[0] else False
+            for x0, x1, y0, y1 in zip(cat["bbox_xmin"], cat["bbox_xmax"], cat["bbox_ymin"], cat["bbox_ymax"])
+        ]
+    )
 
 
 def _pixel(cat: Table) -> tuple[np.ndarray, np.ndarray]:
-    return (np.clip(np.round(cat["ycentroid"]).astype(int), 0, 299),
-            np.clip(np.round(cat["xcentroid"]).astype(int), 0, 299))
+    return (
+        np.clip(np.round(cat["ycentroid"]).astype(int), 0, 299),
+        np.clip(np.round(cat["xcentroid"]).astype(int), 0, 299),
+    )
 
 
 def test_the_fixture_is_what_its_readme_says(run):
@@ -97,9 +103,14 @@ def test_the_fixture_is_what_its_readme_says(run):
     # a smooth rms map is sqrt(area * <rms^2>) electrons/s (bounding box mean).
     cat = run.catalogue
     rms = run.rms["H"]
-    predicted = np.array([np.sqrt(a * np.mean(rms[max(y0, 0):y1 + 1, max(x0, 0):x1 + 1] ** 2))
-                          for a, x0, x1, y0, y1 in zip(cat["area"], cat["bbox_xmin"], cat["bbox_xmax"],
-                                                       cat["bbox_ymin"], cat["bbox_ymax"])])
+    predicted = np.array(
+        [
+            np.sqrt(a * np.mean(rms[max(y0, 0) : y1 + 1, max(x0, 0) : x1 + 1] ** 2))
+            for a, x0, x1, y0, y1 in zip(
+                cat["area"], cat["bbox_xmin"], cat["bbox_xmax"], cat["bbox_ymin"], cat["bbox_ymax"]
+            )
+        ]
+    )
     implied = 31.4 - 2.5 * np.log10(np.asarray(cat["f160w_segment_fluxerr"]) / predicted)
     # Spread of the approximation: 10-90% within 0.004 mag; the PHOTFLAM zero point 25.9463.
     assert np.median(implied) == pytest.approx(run.zeropoint, abs=0.01)
@@ -110,7 +121,7 @@ def _float64_stats(image: np.ndarray, stride: int, weights) -> tuple[np.ndarray,
     _, h, w = image.shape
     hwc = np.moveaxis(image.astype(np.float64), 0, -1)
     anchors = [(y, x) for y in range(0, h - 39, stride) for x in range(0, w - 39, stride)]
-    windows = np.stack([hwc[y:y + 40, x:x + 40] for y, x in anchors])
+    windows = np.stack([hwc[y : y + 40, x : x + 40] for y, x in anchors])
     probs = forward(weights, standardize(windows))[:, 5:-5, 5:-5]
     n, s1, votes = np.zeros((h, w)), np.zeros((5, h, w)), np.zeros((5, h, w))
     ties = np.zeros((h, w))
@@ -129,7 +140,7 @@ def test_the_engine_equals_a_float64_network_on_real_pixels(run, released_classi
     # The star's core and spikes, the spiral, and sky: 25 windows each at stride 2.
     regions = {"star": (156, 91), "spiral": (160, 200), "sky": (30, 230)}
     for name, (y0, x0) in regions.items():
-        crop = run.images[:, y0:y0 + 48, x0:x0 + 48]
+        crop = run.images[:, y0 : y0 + 48, x0 : x0 + 48]
         stats = classify_image(crop, released_classifier, stride=2)
         n, mean, votes, ties = _float64_stats(crop, 2, weights)
         np.testing.assert_array_equal(stats.n, n, err_msg=name)
@@ -161,10 +172,14 @@ def test_the_star_is_a_point_source_and_the_spiral_a_disk(run):
         # Measured 0.97 for both; the second class has < 0.03.
         assert morph[expected] > 0.9, (name, morph)
     assert found["star"][0] != found["spiral"][0]  # one segment, split by Algorithm 2
-    assert run.segments[run.objects.segmap == found["star"][0]][0] == \
-        run.segments[run.objects.segmap == found["spiral"][0]][0]
-    print(f"\nstar: object {found['star'][0]}, p_point_source {found['star'][2]:.3f}; "
-          f"spiral: object {found['spiral'][0]}, p_disk {found['spiral'][2]:.3f}")
+    assert (
+        run.segments[run.objects.segmap == found["star"][0]][0]
+        == run.segments[run.objects.segmap == found["spiral"][0]][0]
+    )
+    print(
+        f"\nstar: object {found['star'][0]}, p_point_source {found['star'][2]:.3f}; "
+        f"spiral: object {found['spiral'][0]}, p_disk {found['spiral'][2]:.3f}"
+    )
 
 
 def _matches(run: Run) -> tuple[np.ndarray, np.ndarray]:
@@ -188,11 +203,15 @@ def test_kron_fluxes_against_the_pysep_catalogue(run):
     bright = snr >= 20
     lines = [f"{'S/N':>8} {'ours (e-/s)':>12} {'pysep':>9} {'ratio':>6} {'mag_kron_H':>10}"]
     for k in np.argsort(-snr):
-        lines.append(f"{snr[k]:8.1f} {phot['kron_flux_H'].to_numpy()[objs[k]]:12.4f} {theirs[k]:9.4f} "
-                     f"{ratio[k]:6.3f} {phot['mag_kron_H'].to_numpy()[objs[k]]:10.3f}")
+        lines.append(
+            f"{snr[k]:8.1f} {phot['kron_flux_H'].to_numpy()[objs[k]]:12.4f} {theirs[k]:9.4f} "
+            f"{ratio[k]:6.3f} {phot['mag_kron_H'].to_numpy()[objs[k]]:10.3f}"
+        )
     q16, q50, q84 = np.percentile(ratio[bright], [16, 50, 84])
-    print("\n" + "\n".join(lines) + f"\nbright (S/N >= 20): n {bright.sum()}, median ratio {q50:.3f}, "
-          f"16-84% {q16:.3f}-{q84:.3f}; all matched: median {np.median(ratio):.3f}")
+    print(
+        "\n" + "\n".join(lines) + f"\nbright (S/N >= 20): n {bright.sum()}, median ratio {q50:.3f}, "
+        f"16-84% {q16:.3f}-{q84:.3f}; all matched: median {np.median(ratio):.3f}"
+    )
     assert bright.sum() >= 5
     # Same pixels, different apertures: pysep took its Kron ellipses from its detection
     # image (a stack of the IR bands) and segments (pysep defaults: 2 sigma, kron_params
@@ -227,8 +246,13 @@ def test_the_sky_noise_estimate_on_real_data(run):
     """The rms of the pixels the classification calls sky, against the weight map's and
     against the scatter of sums in empty apertures."""
     h = run.images[0].astype(np.float64)
-    sky = sky_pixels(run.classification.rank[CLASSES.index("background")], classified=run.classification.n > 0,
-                     labels=run.segments, mask=run.unobserved, data=h)
+    sky = sky_pixels(
+        run.classification.rank[CLASSES.index("background")],
+        classified=run.classification.n > 0,
+        labels=run.segments,
+        mask=run.unobserved,
+        data=h,
+    )
     noise = sky_noise(h, sky)
     weight_rms = float(np.median(run.rms["H"][sky]))
     # Empty apertures: 3 px radius (29 pixels) on a grid, wholly on sky pixels.
@@ -243,10 +267,12 @@ def test_the_sky_noise_estimate_on_real_data(run):
                 predicted.append(np.sqrt((run.rms["H"][box][disc] ** 2).sum()))
     scatter = float(np.std(sums))
     from_pixels = noise.rms * np.sqrt(disc.sum())
-    print(f"\nF160W sky: {noise.n_pixels} pixels, level {noise.background:.2e} e-/s, pixel rms {noise.rms:.2e}, "
-          f"weight-map rms {weight_rms:.2e} (ratio {noise.rms / weight_rms:.2f}); {len(sums)} empty r = 3 px "
-          f"apertures: scatter {scatter:.4f}, from the weight map {np.median(predicted):.4f}, from the pixel rms "
-          f"{from_pixels:.4f}")
+    print(
+        f"\nF160W sky: {noise.n_pixels} pixels, level {noise.background:.2e} e-/s, pixel rms {noise.rms:.2e}, "
+        f"weight-map rms {weight_rms:.2e} (ratio {noise.rms / weight_rms:.2f}); {len(sums)} empty r = 3 px "
+        f"apertures: scatter {scatter:.4f}, from the weight map {np.median(predicted):.4f}, from the pixel rms "
+        f"{from_pixels:.4f}"
+    )
     assert len(sums) >= 500
     # The mosaic is background-subtracted: the level is a small fraction of the rms.
     assert abs(noise.background) < 0.2 * noise.rms

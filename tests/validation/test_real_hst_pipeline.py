@@ -37,8 +37,9 @@ def catalog(tmp_path_factory):
         weights.append(f'{band} = "{f}_wht.fits"')
     toml = folder / "xdf.toml"
     toml.write_text(f"[mosaics.xdf]\nbands = {{ {', '.join(bands)} }}\nweights = {{ {', '.join(weights)} }}\n")
-    config = RunSettings(mosaic="xdf", mosaics_file=toml, run_dir=folder / "run", tile=300, stride=4,
-                         progress=False, batch_size=256)
+    config = RunSettings(
+        mosaic="xdf", mosaics_file=toml, run_dir=folder / "run", tile=300, stride=4, progress=False, batch_size=256
+    )
     # A worker process of its own: the worker sets TensorFlow's threads before the network
     # is built, which an in-process worker cannot do once other tests have used TensorFlow.
     with Client(processes=True, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
@@ -60,8 +61,9 @@ def test_pipeline_kron_fluxes_against_the_pysep_catalogue(catalog):
     ratio = np.asarray(catalog["kron_flux_H"], float)[objs] / theirs_flux
     bright = np.asarray(cat["detection_sn"])[rows] >= 20
     q16, q50, q84 = np.percentile(ratio[bright], [16, 50, 84])
-    print(f"\npipeline vs pysep: {len(rows)} matched, bright {bright.sum()}: median {q50:.3f}, "
-          f"16-84% {q16:.3f}-{q84:.3f}")
+    print(
+        f"\npipeline vs pysep: {len(rows)} matched, bright {bright.sum()}: median {q50:.3f}, 16-84% {q16:.3f}-{q84:.3f}"
+    )
     assert bright.sum() >= 4
     # As test_real_hst.py (same network, stride, segmentation rule): the classification's
     # segments are larger than pysep's, so the Kron apertures hold more of the wings

@@ -37,8 +37,11 @@ def test_noise_is_calibrated_on_the_aperture(correlation):
     for i, band in enumerate(BANDS):
         # Aperture sums on a 12 px grid: 1,521 nearly independent samples, so the
         # sample std is within ~2% (1 sigma) of the truth; accept 8%.
-        sums = [field[i, y : y + size, x : x + size][ap].sum()
-                for y in range(0, 480 - size, 12) for x in range(0, 480 - size, 12)]
+        sums = [
+            field[i, y : y + size, x : x + size][ap].sum()
+            for y in range(0, 480 - size, 12)
+            for x in range(0, 480 - size, 12)
+        ]
         assert np.std(sums) == pytest.approx(aperture_sigma(band), rel=0.08)
         assert field[i].std() == pytest.approx(noise.pixel_sigma(band), rel=0.05)
     # 5 sigma depth: H 27.0 AB -> 10**(-0.4 * (27 - 25.94)) / 5 e-/s.
@@ -102,8 +105,7 @@ def test_false_positives_reduced(released_classifier, tmp_path):
     assert len(table) == 4 and set(table["shape"]) == {"pixel", "psf"}
     # The paper: no H-only fluctuation up to SNR 10 gets background = 0.
     assert (table["detected"] == 0).all() and (table["n_bkg_0"] == 0).all()
-    control = false_positives.texture_control(released_classifier, textures=(0.0, "psf"), realisations=1,
-                                              stride=4)
+    control = false_positives.texture_control(released_classifier, textures=(0.0, "psf"), realisations=1, stride=4)
     white, psf = control
     assert white["frac_bkg_lt_1"] == 0.0  # white noise alone is background
     assert psf["frac_bkg_lt_1"] > 0.05  # PSF-correlated noise alone is partly called source
@@ -131,8 +133,9 @@ def test_sersic_reduced(released_classifier, tmp_path):
     finish(table, sersic.figure(table), "sersic", tmp_path, started=0.0)
 
 
-@pytest.mark.parametrize("script, name", [(false_positives, "false_positives"),
-                                          (false_negatives, "false_negatives"), (sersic, "sersic")])
+@pytest.mark.parametrize(
+    "script, name", [(false_positives, "false_positives"), (false_negatives, "false_negatives"), (sersic, "sersic")]
+)
 def test_script_command_line(script, name, tmp_path, capsys):
     # Each command line end to end (its own network) in reduced mode, at stride 8.
     assert script.main(["--reduced", "--out", str(tmp_path), "--stride", "8", "--seed", "1"]) == 0

@@ -11,8 +11,11 @@ import json
 import sys
 from pathlib import Path
 
-RUNS = {"finetune-wavelength": "fine-tuned, first layer by wavelength",
-        "finetune-random": "fine-tuned, first layer random", "scratch": "from scratch"}
+RUNS = {
+    "finetune-wavelength": "fine-tuned, first layer by wavelength",
+    "finetune-random": "fine-tuned, first layer random",
+    "scratch": "from scratch",
+}
 CLASSES = ("spheroid", "disk", "irregular", "point_source", "background")
 
 
@@ -29,8 +32,11 @@ def _runs(work: Path):
 
 def main(work: Path) -> None:
     """Print one Markdown table row per run and selected epoch."""
-    print("| run | epoch (steps) | training loss | test loss | test A | "
-          + " | ".join(c.replace("_", " ") for c in CLASSES) + " | IoU B>0.5 | B>0.7 | B>0.9 |")
+    print(
+        "| run | epoch (steps) | training loss | test loss | test A | "
+        + " | ".join(c.replace("_", " ") for c in CLASSES)
+        + " | IoU B>0.5 | B>0.7 | B>0.9 |"
+    )
     print("|" + " --- |" * (8 + len(CLASSES)))
     for name, label, rows, summary, steps in _runs(work):
         best = summary["best_epoch"]
@@ -38,9 +44,13 @@ def main(work: Path) -> None:
             epoch = int(float(row["epoch"]))
             if epoch not in (0, 1, 3, 6, len(rows) - 1) and epoch != best:
                 continue
-            cells = [label if epoch == 0 else "", f"{epoch} ({epoch * steps})" + (" best" if epoch == best else ""),
-                     "-" if row["loss"] in ("", "nan") else f"{float(row['loss']):.2f}",
-                     f"{float(row['test_loss']):.2f}", f"{100 * float(row['test_accuracy']):.1f}%"]
+            cells = [
+                label if epoch == 0 else "",
+                f"{epoch} ({epoch * steps})" + (" best" if epoch == best else ""),
+                "-" if row["loss"] in ("", "nan") else f"{float(row['loss']):.2f}",
+                f"{float(row['test_loss']):.2f}",
+                f"{100 * float(row['test_accuracy']):.1f}%",
+            ]
             cells += [f"{100 * float(row[f'test_accuracy_{c}']):.1f}%" for c in CLASSES]
             cells += [f"{float(row[f'test_iou_{b}']):.3f}" for b in ("0.5", "0.7", "0.9")]
             print("| " + " | ".join(cells) + " |")

@@ -19,9 +19,15 @@ def test_overlapping_tiles_are_those_whose_read_region_meets_the_chunk():
     tiles = plan_tiles((100, 90), 32, window=8)  # halo 7 below and to the right
     for target in tiles:
         found = overlapping(tiles, target.core_box)
-        brute = [t for t in tiles
-                 if any(t.read[0] <= y < t.read[1] and t.read[2] <= x < t.read[3]
-                        for y in range(target.core[0], target.core[1]) for x in range(target.core[2], target.core[3]))]
+        brute = [
+            t
+            for t in tiles
+            if any(
+                t.read[0] <= y < t.read[1] and t.read[2] <= x < t.read[3]
+                for y in range(target.core[0], target.core[1])
+                for x in range(target.core[2], target.core[3])
+            )
+        ]
         assert found == brute and target in found
         assert overlapping(tiles, target.core) == found  # a plain (y0, y1, x0, x1) too
     # the tile up and to the left reaches into a core through its halo; the one below does not
@@ -57,8 +63,10 @@ def test_progress_reaches_the_driver_during_a_tile():
     tile = plan_tiles((60, 60), 60, window=40, stride=3)[0]
     planned = tile.n_windows(40, 3)
     assert planned == len(range(0, 21, 3)) ** 2  # anchors 0..20 on each axis, every third
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
         bar = WindowsBar({"t0000_0000": planned}, show=False)
         client.subscribe_topic(PROGRESS_TOPIC, bar.event)
         future = client.submit(_slow_tile, planned, pure=False)
@@ -109,7 +117,9 @@ def test_workers_load_the_network_with_the_jobs_card_without_reading_it_again(tm
     loaded = []
     monkeypatch.setattr(runtime, "configure_gpu_memory_growth", lambda: [])
     monkeypatch.setattr(runtime, "configure_threads", lambda n: {})
-    monkeypatch.setattr(weights_module, "load_model", lambda weights, **kw: loaded.append((weights, kw["card"])) or "net")
+    monkeypatch.setattr(
+        weights_module, "load_model", lambda weights, **kw: loaded.append((weights, kw["card"])) or "net"
+    )
     monkeypatch.setattr(classifier, "KerasWindowClassifier", lambda m, border: ("classifier", m, border))
     monkeypatch.setattr(model_cards, "card_for", pytest.fail)  # the weights file's card is not read again
     monkeypatch.setattr(tasks, "_CACHE", {})

@@ -16,8 +16,10 @@ from tests.pipeline.downstream_scene import SHAPE, SOURCES, make_scene, write_ru
 def threaded_client():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as client,
+    ):
         yield client
 
 
@@ -31,8 +33,9 @@ def clusters(monkeypatch, threaded_client):
 
     def make_client(**kwargs):
         asked.append(kwargs)
-        return threaded_client, client_module.ClusterInfo(kind="test", dashboard_link=None, n_workers=1, gpu=False,
-                                                          reason="in-process")
+        return threaded_client, client_module.ClusterInfo(
+            kind="test", dashboard_link=None, n_workers=1, gpu=False, reason="in-process"
+        )
 
     monkeypatch.setattr(client_module, "make_client", make_client)
     monkeypatch.setattr(client_module, "close_client", lambda client: None)
@@ -63,8 +66,10 @@ def test_catalog_reuses_the_last_segment_settings_and_says_so(run_dir, clusters,
 
     assert main(["catalog", "--run-dir", str(run_dir)]) == 0
     out = capsys.readouterr().out
-    assert "reusing the last settings: --detection mixed --threshold 0.3 --min-distance 6 (give an option to " \
-           "change it)" in out
+    assert (
+        "reusing the last settings: --detection mixed --threshold 0.3 --min-distance 6 (give an option to "
+        "change it)" in out
+    )
     again = _record(run_dir)
     assert again["detection"] == mixed["detection"] and again["settings"] == mixed["settings"]
     assert again["objects"] == mixed["objects"] and "segmentation reused" in out
@@ -84,10 +89,26 @@ def test_catalog_reuses_the_last_segment_settings_and_says_so(run_dir, clusters,
 def test_segment_and_catalog_take_the_cluster_options_of_run(run_dir, clusters, capsys, tmp_path):
     security = tmp_path / "tls.yaml"
     for command in ("segment", "catalog"):
-        assert main([command, "--run-dir", str(run_dir), "--no-tls", "--scheduler-security", str(security),
-                     "--workers", "2", "--min-distance", "6"]) == 0, capsys.readouterr().err
+        assert (
+            main(
+                [
+                    command,
+                    "--run-dir",
+                    str(run_dir),
+                    "--no-tls",
+                    "--scheduler-security",
+                    str(security),
+                    "--workers",
+                    "2",
+                    "--min-distance",
+                    "6",
+                ]
+            )
+            == 0
+        ), capsys.readouterr().err
     assert [{k: a[k] for k in ("tls", "scheduler_security", "n_workers")} for a in clusters] == [
-        {"tls": False, "scheduler_security": security, "n_workers": 2}] * 2
+        {"tls": False, "scheduler_security": security, "n_workers": 2}
+    ] * 2
     assert main(["catalog", "--run-dir", str(run_dir)]) == 0
     assert clusters[-1]["tls"] is True and clusters[-1]["scheduler_security"] is None  # as run: TLS by default
     capsys.readouterr()
@@ -100,8 +121,9 @@ def _settings(tmp_path, record, *options, mosaic="tuned"):
     from pipeline.rundir.location import Location
 
     toml = tmp_path / "m.toml"
-    toml.write_text('[mosaics.tuned]\nbands = { H = "h.fits" }\nthreshold = 0.2\n'
-                    '[mosaics.plain]\nbands = { H = "h.fits" }\n')
+    toml.write_text(
+        '[mosaics.tuned]\nbands = { H = "h.fits" }\nthreshold = 0.2\n[mosaics.plain]\nbands = { H = "h.fits" }\n'
+    )
     folder = tmp_path / "r"
     folder.mkdir(exist_ok=True)
     if record is not None:

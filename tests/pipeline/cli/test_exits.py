@@ -19,8 +19,9 @@ def _fake_run(tmp_path):
     """A folder with a manifest: enough for segment, catalog and resubmit to reach their work."""
     run_dir = tmp_path / "r"
     run_dir.mkdir()
-    (run_dir / "manifest.json").write_text(json.dumps({
-        "run_id": "x", "model": "m", "config": {"mosaic": "demo", "run_dir": str(run_dir)}}))
+    (run_dir / "manifest.json").write_text(
+        json.dumps({"run_id": "x", "model": "m", "config": {"mosaic": "demo", "run_dir": str(run_dir)}})
+    )
     return run_dir
 
 
@@ -42,10 +43,15 @@ def _failing(monkeypatch, tmp_path, command, raised):
         raise raised
 
     run_dir = _fake_run(tmp_path)
-    target = {"run": (pipeline.run, "run"), "resubmit": (pipeline.run, "resubmit"),
-              "segment": (pipeline.run, "redo_downstream"), "catalog": (pipeline.run, "redo_downstream"),
-              "status": (pipeline.rundir.status, "status"), "train": (pipeline.training.run, "run_training"),
-              "view": (pipeline.cli.view, "prepare")}[command]
+    target = {
+        "run": (pipeline.run, "run"),
+        "resubmit": (pipeline.run, "resubmit"),
+        "segment": (pipeline.run, "redo_downstream"),
+        "catalog": (pipeline.run, "redo_downstream"),
+        "status": (pipeline.rundir.status, "status"),
+        "train": (pipeline.training.run, "run_training"),
+        "view": (pipeline.cli.view, "prepare"),
+    }[command]
     monkeypatch.setattr(*target, fail)
     if command == "run":
         return ["run", "--run-dir", str(run_dir)]
@@ -71,12 +77,16 @@ def handlers():
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-@pytest.mark.parametrize("raised, code, prefix", [
-    (InputError("/data/x.fits: not a FITS file"), 2, "error"),
-    (RunError("3 tile(s) failed after 2 retries"), 1, "failed"),
-])
-def test_every_command_maps_input_and_run_errors_alike(tmp_path, monkeypatch, capsys, handlers, command, raised,
-                                                       code, prefix):
+@pytest.mark.parametrize(
+    "raised, code, prefix",
+    [
+        (InputError("/data/x.fits: not a FITS file"), 2, "error"),
+        (RunError("3 tile(s) failed after 2 retries"), 1, "failed"),
+    ],
+)
+def test_every_command_maps_input_and_run_errors_alike(
+    tmp_path, monkeypatch, capsys, handlers, command, raised, code, prefix
+):
     # train once showed a RunError as an unexpected failure with its type name; view
     # and train had mappings of their own.
     argv = _failing(monkeypatch, tmp_path, command, raised)
@@ -100,11 +110,16 @@ def test_every_command_reports_an_unexpected_error_in_one_line(tmp_path, monkeyp
     assert main(_failing(monkeypatch, tmp_path, command, ZeroDivisionError("a bug"))) == 1
     err = capsys.readouterr().err
     first = err.splitlines()[0]
-    assert first.endswith("failed: ZeroDivisionError: a bug") or "failed: ZeroDivisionError: a bug (traceback in" \
-        in first, err
-    log = {"run": tmp_path / "r" / "pipeline.log", "resubmit": tmp_path / "r" / "pipeline.log",
-           "segment": tmp_path / "r" / "pipeline.log", "catalog": tmp_path / "r" / "pipeline.log",
-           "train": tmp_path / "out" / "train.log"}.get(command)
+    assert (
+        first.endswith("failed: ZeroDivisionError: a bug") or "failed: ZeroDivisionError: a bug (traceback in" in first
+    ), err
+    log = {
+        "run": tmp_path / "r" / "pipeline.log",
+        "resubmit": tmp_path / "r" / "pipeline.log",
+        "segment": tmp_path / "r" / "pipeline.log",
+        "catalog": tmp_path / "r" / "pipeline.log",
+        "train": tmp_path / "out" / "train.log",
+    }.get(command)
     if log is not None:  # the traceback in the command's log file, one line on the terminal
         assert f"(traceback in {log})" in first and len(err.strip().splitlines()) == 1, err
         assert "Traceback (most recent call last)" in log.read_text()
@@ -131,7 +146,13 @@ def test_commands_in_one_process_do_not_write_into_each_others_logs(tmp_path, mo
 def test_status_of_a_folder_without_a_run_says_so_once(tmp_path):
     # It printed "input error: ..." (logging's last resort) and then "error: ...".
     env = {k: v for k, v in python_env().items()}
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "status", "--run-dir", str(tmp_path / "none")],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline", "status", "--run-dir", str(tmp_path / "none")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: no run here (manifest.json not found)"]

@@ -17,10 +17,14 @@ def _messages():
     literal parts of its message)."""
     for path in sorted((REPO / "pipeline").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call) \
-                    and getattr(node.exc.func, "id", "") in ("InputError", "RunError"):
-                text = "".join(n.value for n in ast.walk(node.exc) if isinstance(n, ast.Constant)
-                               and isinstance(n.value, str))
+            if (
+                isinstance(node, ast.Raise)
+                and isinstance(node.exc, ast.Call)
+                and getattr(node.exc.func, "id", "") in ("InputError", "RunError")
+            ):
+                text = "".join(
+                    n.value for n in ast.walk(node.exc) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+                )
                 yield path.relative_to(REPO), node.lineno, text
 
 
@@ -29,8 +33,12 @@ def test_messages_name_options_not_python_keywords():
     # "threads_per_worker must be >= 1" were shown on the terminal.
     from pipeline.settings import DownstreamSettings, RunSettings, TrainRunSettings, TrainSettings, ViewSettings
 
-    identifiers = {f.name for cls in (DownstreamSettings, RunSettings, TrainRunSettings, TrainSettings, ViewSettings)
-                   for f in dataclasses.fields(cls) if "help" in f.metadata and "_" in f.name} | {"n_workers"}
+    identifiers = {
+        f.name
+        for cls in (DownstreamSettings, RunSettings, TrainRunSettings, TrainSettings, ViewSettings)
+        for f in dataclasses.fields(cls)
+        if "help" in f.metadata and "_" in f.name
+    } | {"n_workers"}
     python = re.compile(r"\b(" + "|".join(sorted(identifiers)) + r")\b|\b\w+=(True|False|None|'[^']*')")
     found = [f"{path}:{line}: {text}" for path, line, text in _messages() if python.search(text)]
     assert len(list(_messages())) > 100  # the scan sees the messages
@@ -47,8 +55,10 @@ def finished(tmp_path_factory):
     folder = tmp_path_factory.mktemp("refusals")
     toml = write_mosaic(folder / "data")
     config = small_config(folder / "run", toml)
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster, \
-            Client(cluster) as client:
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address="127.0.0.1:0") as cluster,
+        Client(cluster) as client,
+    ):
         run(config, client=client, echo=lambda line: None)
     return config.run_dir, toml
 
@@ -65,7 +75,7 @@ def test_other_result_settings_are_refused_before_anything_starts(finished, monk
     monkeypatch.setattr(pipeline.cluster.client, "make_client", started)
     monkeypatch.setattr(pipeline.run, "ingest", started)
     run_dir, toml = finished
-    log = (run_dir / "pipeline.log")
+    log = run_dir / "pipeline.log"
     before = log.stat().st_mtime_ns if log.exists() else None
     argv = cli_args(run_dir, toml)
     tile = argv.index("--tile")
@@ -74,7 +84,8 @@ def test_other_result_settings_are_refused_before_anything_starts(finished, monk
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [
         f"error: {run_dir}: this run directory was made with --tile 40 --stride 1, not --tile 64 --stride 2; give "
-        "--tile 40 --stride 1 to resume it, --restart to start over, or give another --run-dir"]
+        "--tile 40 --stride 1 to resume it, --restart to start over, or give another --run-dir"
+    ]
     assert (log.stat().st_mtime_ns if log.exists() else None) == before  # refused: nothing written there
 
 
@@ -101,5 +112,6 @@ def test_a_mosaic_store_of_another_tile_is_refused_in_option_words(finished, tmp
     bands = validate_bands(resolve_mosaic("small", mosaics_file=toml))
     with pytest.raises(InputError) as err:
         ingest(bands, tmp_path / "mosaic.zarr", chunk=64)
-    assert str(err.value).endswith("was written with --tile 40, not --tile 64; give --tile 40 to resume, or "
-                                   "--restart to rewrite it")
+    assert str(err.value).endswith(
+        "was written with --tile 40, not --tile 64; give --tile 40 to resume, or --restart to rewrite it"
+    )

@@ -37,11 +37,14 @@ def _hand_written() -> argparse.ArgumentParser:
     return parser
 
 
-@pytest.mark.parametrize("argv", [
-    [],
-    ["--name", "b", "--size", "7", "--zoom", "1.5", "--folder", "x/y", "--verbose", "--no-progress"],
-    ["--speed", "2"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--name", "b", "--size", "7", "--zoom", "1.5", "--folder", "x/y", "--verbose", "--no-progress"],
+        ["--speed", "2"],
+    ],
+)
 def test_generated_options_parse_as_hand_written_ones(argv):
     parser = argparse.ArgumentParser()
     added = add_options(parser, Toy)

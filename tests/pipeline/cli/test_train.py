@@ -77,8 +77,23 @@ def _csv(path):
 
 def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, capsys, monkeypatch):
     out = tmp_path / "out"
-    code = main(["train", "--data-dir", str(data_dir), "--out", str(out), "--init", "released",
-                 "--epochs", "1", "--batch-size", "10", "--learning-rate", "released"])
+    code = main(
+        [
+            "train",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(out),
+            "--init",
+            "released",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "10",
+            "--learning-rate",
+            "released",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     for name in ("model.weights.h5", "best.weights.h5", "training_log.csv", "training.png", "training.json"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0
@@ -97,7 +112,8 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
     random_init = evaluate_network(logits_model(initial_model(None, seed=0)), x, y, TrainSettings())
     released = rows[0]
     assert released["test_accuracy"] == pytest.approx(
-        evaluate_network(logits_model(initial_model("released")), x, y, TrainSettings())["accuracy"], abs=1e-9)
+        evaluate_network(logits_model(initial_model("released")), x, y, TrainSettings())["accuracy"], abs=1e-9
+    )
     assert released["test_accuracy"] > random_init["accuracy"] + 0.3
     assert released["test_iou_0.5"] > 0.5 > random_init["iou_0.5"] + 0.3
     balanced = np.nanmean([released[f"test_accuracy_{c}"] for c in CLASSES])
@@ -122,8 +138,7 @@ def test_train_command_fine_tunes_and_run_uses_the_weights(tmp_path, data_dir, c
 
 
 def test_train_command_bad_input_exits_2(tmp_path, capsys):
-    assert main(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"),
-                 "--epochs", "1"]) == 2
+    assert main(["train", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o"), "--epochs", "1"]) == 2
     assert "training-set folder not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--data-dir", str(tmp_path), "--learning-rate", "fast"])
@@ -155,14 +170,49 @@ def _parser_before():
     return p
 
 
-@pytest.mark.parametrize("argv", [
-    ["--data-dir", "d"],
-    ["--data-dir", "d", "--out", "o", "--init", "scratch", "--bands", "F150W,F200W", "--classes", "a,b",
-     "--pixel-scale", "0.03", "--first-layer", "random", "--test-fraction", "0.5", "--threads", "3",
-     "--synthetic", "12", "--synthetic-size", "64", "--epochs", "2", "--batch-size", "8", "--learning-rate",
-     "released", "--dropout", "0.5", "--seed", "4", "--eval-max", "9"],
-    ["--data-dir", "d", "--init", "w.weights.h5", "--learning-rate", "1e-3"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--data-dir", "d"],
+        [
+            "--data-dir",
+            "d",
+            "--out",
+            "o",
+            "--init",
+            "scratch",
+            "--bands",
+            "F150W,F200W",
+            "--classes",
+            "a,b",
+            "--pixel-scale",
+            "0.03",
+            "--first-layer",
+            "random",
+            "--test-fraction",
+            "0.5",
+            "--threads",
+            "3",
+            "--synthetic",
+            "12",
+            "--synthetic-size",
+            "64",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "released",
+            "--dropout",
+            "0.5",
+            "--seed",
+            "4",
+            "--eval-max",
+            "9",
+        ],
+        ["--data-dir", "d", "--init", "w.weights.h5", "--learning-rate", "1e-3"],
+    ],
+)
 def test_train_options_parse_as_before(argv):
     # The options are generated from TrainRunSettings now: every flag of the hand-written
     # parser parses to the same value (--out is the field out_dir).
@@ -172,8 +222,9 @@ def test_train_options_parse_as_before(argv):
 
     before = vars(_parser_before().parse_args(argv))
     now = build_parser().parse_args(["train", *argv])
-    assert {("out" if k == "out_dir" else k): v for k, v in vars(now).items()
-            if k not in ("command", "verbose")} == before
+    assert {
+        ("out" if k == "out_dir" else k): v for k, v in vars(now).items() if k not in ("command", "verbose")
+    } == before
     run = TrainRunSettings(**from_args(now, TrainRunSettings))
     assert run.out_dir == before["out"] and run.data_dir == before["data_dir"] and run.verbose is False
 
@@ -187,8 +238,11 @@ def test_train_help_lists_the_same_options_as_before():
     before = {s for a in _parser_before()._actions for s in a.option_strings}
     assert flags == before | {"--verbose"}  # --verbose: TensorFlow's lines, hidden by default
     text = train.format_help()
-    for line in ("training-set folder (votes.csv + FITS thumbnails)", "output folder (default: runs/train)",
-                 "thumbnail side of simulated objects (px) (default: 84)"):
+    for line in (
+        "training-set folder (votes.csv + FITS thumbnails)",
+        "output folder (default: runs/train)",
+        "thumbnail side of simulated objects (px) (default: 84)",
+    ):
         assert line in " ".join(text.split())
 
 

@@ -46,8 +46,7 @@ def no_gpu(monkeypatch):
 @pytest.fixture
 def fake_gpus(monkeypatch):
     """Pretend two GPUs are visible."""
-    monkeypatch.setattr(cluster_mod, "detect_gpus",
-                        lambda: (2, "2 GPU(s) listed by nvidia-smi"))
+    monkeypatch.setattr(cluster_mod, "detect_gpus", lambda: (2, "2 GPU(s) listed by nvidia-smi"))
 
 
 def worker_environment() -> dict[str, str | None]:
@@ -65,14 +64,17 @@ def worker_environment() -> dict[str, str | None]:
 
 # --- detect_gpus ---------------------------------------------------------------
 
+
 @pytest.fixture
 def fake_nvidia_smi(tmp_path, monkeypatch):
     """An ``nvidia-smi`` on PATH that lists two GPUs, one split into MIG slices."""
     exe = tmp_path / "nvidia-smi"
-    exe.write_text("#!/bin/sh\n"
-                   "echo 'GPU 0: NVIDIA H100 (UUID: GPU-aaaa)'\n"
-                   "echo '  MIG 1g.10gb     Device  0: (UUID: MIG-bbbb)'\n"
-                   "echo 'GPU 1: NVIDIA H100 (UUID: GPU-cccc)'\n")
+    exe.write_text(
+        "#!/bin/sh\n"
+        "echo 'GPU 0: NVIDIA H100 (UUID: GPU-aaaa)'\n"
+        "echo '  MIG 1g.10gb     Device  0: (UUID: MIG-bbbb)'\n"
+        "echo 'GPU 1: NVIDIA H100 (UUID: GPU-cccc)'\n"
+    )
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
@@ -84,11 +86,10 @@ def test_detect_gpus_from_nvidia_smi(fake_nvidia_smi):
     assert "nvidia-smi" in reason
 
 
-@pytest.mark.parametrize(("visible", "expected"),
-                         [("0", 1), ("1,0", 2), ("0,1,2,3", 2), ("", 0), ("-1", 0),
-                          ("0,-1,1", 1)])
-def test_detect_gpus_honours_cuda_visible_devices(fake_nvidia_smi, monkeypatch,
-                                                  visible, expected):
+@pytest.mark.parametrize(
+    ("visible", "expected"), [("0", 1), ("1,0", 2), ("0,1,2,3", 2), ("", 0), ("-1", 0), ("0,-1,1", 1)]
+)
+def test_detect_gpus_honours_cuda_visible_devices(fake_nvidia_smi, monkeypatch, visible, expected):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     n, reason = detect_gpus()
     assert n == expected
@@ -98,14 +99,14 @@ def test_detect_gpus_honours_cuda_visible_devices(fake_nvidia_smi, monkeypatch,
 def test_detect_gpus_without_nvidia_smi(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    assert detect_gpus() == (0, "no GPU visible (nvidia-smi not found, "
-                                "CUDA_VISIBLE_DEVICES unset)")
+    assert detect_gpus() == (0, "no GPU visible (nvidia-smi not found, CUDA_VISIBLE_DEVICES unset)")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     n, reason = detect_gpus()
     assert n == 2 and "nvidia-smi not found" in reason
 
 
 # --- local clusters ------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_local_cluster_without_gpu(no_gpu):
@@ -128,8 +129,7 @@ def test_local_cluster_without_gpu(no_gpu):
 @pytest.mark.slow
 def test_workers_get_thread_env_vars_before_start(no_gpu):
     before = {name: os.environ.get(name) for name in (*THREAD_ENV_VARS, "PYTHONHASHSEED")}
-    client, info = make_client(n_workers=1, threads_per_worker=2,
-                               worker_env={"MORPHEUS_TEST_FLAG": "yes"})
+    client, info = make_client(n_workers=1, threads_per_worker=2, worker_env={"MORPHEUS_TEST_FLAG": "yes"})
     with closing(client):
         env = client.submit(worker_environment, pure=False).result()
     expected = {**dict.fromkeys(THREAD_ENV_VARS, "2"), "MORPHEUS_TEST_FLAG": "yes"}
@@ -174,9 +174,15 @@ def test_gpus_with_dask_cuda_start_cuda_cluster(fake_gpus, monkeypatch):
             # What the nannies would spawn their worker processes with.
             kwargs["spawn_env"] = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
             calls.append(kwargs)
-            super().__init__(n_workers=1, threads_per_worker=kwargs["threads_per_worker"],
-                             processes=False, resources=kwargs["resources"], host=kwargs["host"],
-                             dashboard_address=kwargs["dashboard_address"], security=kwargs["security"])
+            super().__init__(
+                n_workers=1,
+                threads_per_worker=kwargs["threads_per_worker"],
+                processes=False,
+                resources=kwargs["resources"],
+                host=kwargs["host"],
+                dashboard_address=kwargs["dashboard_address"],
+                security=kwargs["security"],
+            )
 
     fake = types.ModuleType("dask_cuda")
     fake.LocalCUDACluster = FakeLocalCUDACluster
@@ -211,8 +217,7 @@ def test_never_skips_gpu_detection(monkeypatch):
         make_client(gpu="never", dashboard_address="0.0.0.0:8787")
 
 
-@pytest.mark.parametrize("kwargs", [{"gpu": "maybe"}, {"n_workers": 0},
-                                    {"threads_per_worker": 0}])
+@pytest.mark.parametrize("kwargs", [{"gpu": "maybe"}, {"n_workers": 0}, {"threads_per_worker": 0}])
 def test_invalid_arguments(kwargs):
     with pytest.raises(ValueError):
         make_client(**kwargs)
@@ -220,16 +225,22 @@ def test_invalid_arguments(kwargs):
 
 # --- external schedulers -------------------------------------------------------
 
+
 @pytest.mark.parametrize(("resources", "gpu"), [(None, False), ({"GPU": 1}, True)])
 def test_external_scheduler(resources, gpu):
-    with LocalCluster(n_workers=1, processes=False, resources=resources,
-                      dashboard_address="127.0.0.1:0") as running:
+    with LocalCluster(n_workers=1, processes=False, resources=resources, dashboard_address="127.0.0.1:0") as running:
         client, info = make_client(scheduler=running.scheduler_address)
         with closing(client):
             assert client.cluster is None  # nothing started, only connected
-            assert info == ClusterInfo(kind="external", dashboard_link=info.dashboard_link,
-                                       n_workers=1, gpu=gpu, reason=info.reason,
-                                       address=running.scheduler_address, warning=None)
+            assert info == ClusterInfo(
+                kind="external",
+                dashboard_link=info.dashboard_link,
+                n_workers=1,
+                gpu=gpu,
+                reason=info.reason,
+                address=running.scheduler_address,
+                warning=None,
+            )
             assert running.scheduler_address in info.reason
             assert ("advertise a GPU" in info.reason) is gpu
             assert client.submit(sum, [1, 2]).result() == 3
@@ -289,14 +300,27 @@ print(json.dumps(out))
 
 
 #: How a connection refused by TLS ends on the attempting side.
-REFUSALS = {"CommClosedError", "FatalCommClosedError", "OSError", "SSLError", "TimeoutError",
-            "ConnectionResetError", "StreamClosedError"}
+REFUSALS = {
+    "CommClosedError",
+    "FatalCommClosedError",
+    "OSError",
+    "SSLError",
+    "TimeoutError",
+    "ConnectionResetError",
+    "StreamClosedError",
+}
 
 
 def attack(addresses: list[str]) -> dict[str, str]:
     """What a process without the cluster's credentials achieves against ``addresses``."""
-    proc = subprocess.run([sys.executable, "-c", ATTACKER, *addresses], capture_output=True, text=True,
-                          cwd=REPO, env=python_env(), timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-c", ATTACKER, *addresses],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=python_env(),
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -340,7 +364,8 @@ def test_local_cluster_refuses_processes_without_its_credentials(no_gpu):
         assert client.cluster.scheduler.http_server.address == "127.0.0.1"
         ours = {c.laddr for c in psutil.Process().net_connections(kind="tcp") if c.status == psutil.CONN_LISTEN}
         cluster_ports = {int(a.rsplit(":", 1)[1]) for a in addresses} | {
-            int(info.dashboard_link.split(":")[2].split("/")[0])}
+            int(info.dashboard_link.split(":")[2].split("/")[0])
+        }
         assert {ip for ip, port in ours if port in cluster_ports} == {"127.0.0.1"}
 
 
@@ -407,8 +432,14 @@ def cpu_hogs(n: int = 2) -> Iterator[None]:
 @pytest.mark.timeout(300)
 def test_closing_under_load_lets_workers_exit_without_killing(tmp_path):
     with cpu_hogs(2):
-        proc = subprocess.run([sys.executable, "-c", CLOSING, str(tmp_path / "started")], capture_output=True,
-                              text=True, cwd=REPO, env=python_env(CUDA_VISIBLE_DEVICES=""), timeout=240)
+        proc = subprocess.run(
+            [sys.executable, "-c", CLOSING, str(tmp_path / "started")],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=python_env(CUDA_VISIBLE_DEVICES=""),
+            timeout=240,
+        )
     assert proc.returncode == 0, proc.stderr
     pid, alive, _seconds = proc.stdout.split()
     assert alive == "False"
@@ -417,6 +448,7 @@ def test_closing_under_load_lets_workers_exit_without_killing(tmp_path):
 
 
 # --- what a run says about its cluster -------------------------------------------
+
 
 def test_tls_options():
     from pipeline.cli.parser import build_parser as _parser

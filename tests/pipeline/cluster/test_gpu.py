@@ -28,6 +28,7 @@ from tests.pipeline.small_runs import N_TILES, assert_same, done_records, output
 
 # --- TensorFlow memory growth --------------------------------------------------------------
 
+
 class _FakeDevice:
     def __init__(self, name):
         self.name = name
@@ -42,11 +43,13 @@ def _fake_tensorflow(monkeypatch, *, initialised=()):
             raise RuntimeError("Physical devices cannot be modified after being initialized")
         growth[device.name] = enable
 
-    experimental = types.SimpleNamespace(set_memory_growth=set_memory_growth,
-                                         get_memory_growth=lambda d: growth.get(d.name, False))
+    experimental = types.SimpleNamespace(
+        set_memory_growth=set_memory_growth, get_memory_growth=lambda d: growth.get(d.name, False)
+    )
     devices = [_FakeDevice("/physical_device:GPU:0"), _FakeDevice("/physical_device:GPU:1")]
-    config = types.SimpleNamespace(list_physical_devices=lambda kind: devices if kind == "GPU" else [],
-                                   experimental=experimental)
+    config = types.SimpleNamespace(
+        list_physical_devices=lambda kind: devices if kind == "GPU" else [], experimental=experimental
+    )
     monkeypatch.setitem(sys.modules, "tensorflow", types.SimpleNamespace(config=config))
     return growth
 
@@ -93,6 +96,7 @@ def test_classifier_loading_sets_memory_growth_before_building_the_model(monkeyp
 
 # --- where tasks run ---------------------------------------------------------------------------
 
+
 class RecordPlacement(SchedulerPlugin):
     """Records, for every task that starts processing, its resource restrictions and worker."""
 
@@ -115,8 +119,11 @@ def mixed_cluster():
     """One worker advertising GPU=1, one plain CPU worker (in-process, one thread each)."""
     cluster = SpecCluster(
         scheduler={"cls": Scheduler, "options": {"dashboard_address": None, "host": "127.0.0.1"}},
-        workers={"gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
-                 "cpu": {"cls": Worker, "options": {"nthreads": 1}}})
+        workers={
+            "gpu": {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}},
+            "cpu": {"cls": Worker, "options": {"nthreads": 1}},
+        },
+    )
     with cluster, Client(cluster) as client:
         client.wait_for_workers(2)
         yield client
@@ -158,8 +165,10 @@ def test_gpu_never_leaves_tasks_unrestricted(mixed_cluster, mosaic, tmp_path):
 
 
 def test_require_gpu_on_a_cpu_only_client(mosaic, tmp_path):
-    cluster = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
-                          workers={"cpu": {"cls": Worker, "options": {"nthreads": 1}}})
+    cluster = SpecCluster(
+        scheduler={"cls": Scheduler, "options": {"dashboard_address": None}},
+        workers={"cpu": {"cls": Worker, "options": {"nthreads": 1}}},
+    )
     with cluster, Client(cluster) as client:
         client.wait_for_workers(1)
         with pytest.raises(InputError, match="GPU is required.*none of 1 worker"):
@@ -170,8 +179,9 @@ def test_waiting_for_a_gpu_worker(tmp_path):
     """An external cluster whose GPU worker connects late is waited for (--wait-workers)."""
     import threading
 
-    cluster = SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": None,
-                                                                    "host": "127.0.0.1"}}, workers={})
+    cluster = SpecCluster(
+        scheduler={"cls": Scheduler, "options": {"dashboard_address": None, "host": "127.0.0.1"}}, workers={}
+    )
     with cluster:
         timer = threading.Timer(1.5, lambda: cluster.scale(1))
         cluster.new_spec = {"cls": Worker, "options": {"nthreads": 1, "resources": {"GPU": 1}}}
@@ -184,6 +194,7 @@ def test_waiting_for_a_gpu_worker(tmp_path):
 
 # --- a real GPU, when there is one ---------------------------------------------------------------
 
+
 def _real_gpu() -> bool:
     try:
         import dask_cuda  # noqa: F401
@@ -193,8 +204,10 @@ def _real_gpu() -> bool:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not _real_gpu(), reason="needs an NVIDIA GPU and dask-cuda (CPU fallback: "
-                                            "test_cluster.py::test_local_cluster_without_gpu)")
+@pytest.mark.skipif(
+    not _real_gpu(),
+    reason="needs an NVIDIA GPU and dask-cuda (CPU fallback: test_cluster.py::test_local_cluster_without_gpu)",
+)
 def test_real_gpu_worker(mosaic, tmp_path):  # pragma: no cover - no GPU in CI
     client, info = make_client(n_workers=1)
     try:
@@ -207,8 +220,7 @@ def test_real_gpu_worker(mosaic, tmp_path):  # pragma: no cover - no GPU in CI
             return [tf.config.experimental.get_memory_growth(d) for d in tf.config.list_physical_devices("GPU")]
 
         assert all(client.run(growth).popitem()[1])
-        reference = outputs(run(small_config(tmp_path / "cpu", mosaic, gpu="never"),
-                                echo=lambda s: None).run_dir)
+        reference = outputs(run(small_config(tmp_path / "cpu", mosaic, gpu="never"), echo=lambda s: None).run_dir)
         assert_same(outputs(summary.run_dir), reference)
     finally:
         cluster = client.cluster

@@ -41,8 +41,10 @@ def test_auto_without_gpus_falls_back_and_require_refuses_naming_why():
     assert choose_gpu("auto", probe) == (None, "none of 3 worker(s) advertises a GPU resource")
     with pytest.raises(InputError) as refused:
         choose_gpu("require", probe, where="scheduler tls://h:8786 given: ", advice="; start GPU workers")
-    assert str(refused.value) == ("scheduler tls://h:8786 given: a GPU is required (--gpu require) but none of 3 "
-                                  "worker(s) advertises a GPU resource; start GPU workers")
+    assert str(refused.value) == (
+        "scheduler tls://h:8786 given: a GPU is required (--gpu require) but none of 3 "
+        "worker(s) advertises a GPU resource; start GPU workers"
+    )
 
 
 def test_the_modes_are_the_settings_choices():

@@ -64,14 +64,23 @@ def _fake_batch_system(folder: Path, *, run_jobs: bool) -> Path:
     bin_dir, records = folder / "bin", folder / "records"
     bin_dir.mkdir(parents=True)
     records.mkdir()
-    start = 'setsid bash "$records/job-$id.sh" > "$records/job-$id.log" 2>&1 < /dev/null & echo $! > "$records/job-$id.pid"\n' \
-        if run_jobs else ""
+    start = (
+        'setsid bash "$records/job-$id.sh" > "$records/job-$id.log" 2>&1 < /dev/null & echo $! > "$records/job-$id.pid"\n'
+        if run_jobs
+        else ""
+    )
     submit = f'#!/bin/bash\nrecords="{records}"\nid=$$\ncp "$1" "$records/job-$id.sh"\n{start}'
-    cancel = (f'#!/bin/bash\nrecords="{records}"\nfor id in "$@"; do echo "$id" >> "$records/cancelled"\n'
-              '  if [ -f "$records/job-$id.pid" ]; then kill -TERM -- -"$(cat "$records/job-$id.pid")" '
-              '2>/dev/null; fi\ndone\n')
-    scripts = {"sbatch": submit + 'echo "Submitted batch job $id"\n', "scancel": cancel,
-               "qsub": submit + 'echo "$id.pbs-server"\n', "qdel": cancel}
+    cancel = (
+        f'#!/bin/bash\nrecords="{records}"\nfor id in "$@"; do echo "$id" >> "$records/cancelled"\n'
+        '  if [ -f "$records/job-$id.pid" ]; then kill -TERM -- -"$(cat "$records/job-$id.pid")" '
+        "2>/dev/null; fi\ndone\n"
+    )
+    scripts = {
+        "sbatch": submit + 'echo "Submitted batch job $id"\n',
+        "scancel": cancel,
+        "qsub": submit + 'echo "$id.pbs-server"\n',
+        "qdel": cancel,
+    }
     for name, text in scripts.items():
         path = bin_dir / name
         path.write_text(text)
@@ -91,10 +100,11 @@ def _submitted(records: Path) -> list[str]:
 
 
 def _job_ids(records: Path) -> list[str]:
-    return sorted(p.name[len("job-"):-len(".sh")] for p in records.glob("job-*.sh"))
+    return sorted(p.name[len("job-") : -len(".sh")] for p in records.glob("job-*.sh"))
 
 
 # --- configuration ---------------------------------------------------------------------
+
 
 def test_settings_from_the_example_file():
     slurm = jobqueue_settings("slurm", EXAMPLE)
@@ -107,10 +117,18 @@ def test_settings_from_the_example_file():
     assert jobqueue_settings("slurm", None) == {}
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["--resources", "GPU=1"], True), (["--resources=GPU=1 MEM=4e9"], True),
-    (["--resources", "MEM=4e9,GPU=2"], True), (["--resources", "GPU=0"], False),
-    (["--resources", "GPUS=1"], False), (["--nthreads", "1"], False), (None, False)])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--resources", "GPU=1"], True),
+        (["--resources=GPU=1 MEM=4e9"], True),
+        (["--resources", "MEM=4e9,GPU=2"], True),
+        (["--resources", "GPU=0"], False),
+        (["--resources", "GPUS=1"], False),
+        (["--nthreads", "1"], False),
+        (None, False),
+    ],
+)
 def test_advertises_gpu(args, expected):
     assert advertises_gpu(args) is expected
 
@@ -143,10 +161,10 @@ def test_workers_are_required():
 
 # --- the job scripts that are submitted -------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["slurm", "pbs"])
 def test_submitted_job_scripts(kind, tmp_path, recording_batch_system):
-    client, info = make_client(cluster=kind, cluster_config=_site_config(tmp_path), n_workers=2,
-                               threads_per_worker=4)
+    client, info = make_client(cluster=kind, cluster_config=_site_config(tmp_path), n_workers=2, threads_per_worker=4)
     try:
         assert info.kind == kind and info.gpu is True
         assert gpu_resources(info) == {"GPU": 1}
@@ -176,8 +194,11 @@ def test_submitted_job_scripts(kind, tmp_path, recording_batch_system):
         # Environment set-up: the site's prologue, then our variables, then the worker.
         activate = lines.index("source $HOME/morpheus-survey/.venv/bin/activate")
         exports = [ln for ln in lines if ln.startswith("export ")]
-        assert {"export TF_FORCE_GPU_ALLOW_GROWTH=true", "export OMP_NUM_THREADS=4",
-                "export TF_NUM_INTRAOP_THREADS=4"} <= set(exports)
+        assert {
+            "export TF_FORCE_GPU_ALLOW_GROWTH=true",
+            "export OMP_NUM_THREADS=4",
+            "export TF_NUM_INTRAOP_THREADS=4",
+        } <= set(exports)
         worker = lines[-1]
         assert activate < lines.index(exports[0]) < len(lines) - 1
         assert re.search(r"-m distributed\.cli\.dask_worker tls://127\.0\.0\.1:\d+ ", worker)
@@ -201,6 +222,7 @@ def test_require_gpu_with_cpu_only_jobs_submits_nothing(tmp_path, recording_batc
 
 # --- an emulated SLURM cluster, end to end -----------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_cli_run_on_emulated_slurm_cluster(tmp_path):
@@ -209,19 +231,35 @@ def test_cli_run_on_emulated_slurm_cluster(tmp_path):
     ran on those (GPU-advertising) workers, and the jobs are cancelled at the end."""
     toml = write_mosaic(tmp_path / "mosaic")
     records = _fake_batch_system(tmp_path / "batch", run_jobs=True)
-    config = _site_config(tmp_path, **{"job-script-prologue": [], "memory": "2GiB",
-                                       "local-directory": str(tmp_path / "scratch")})
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    config = _site_config(
+        tmp_path, **{"job-script-prologue": [], "memory": "2GiB", "local-directory": str(tmp_path / "scratch")}
+    )
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
         from pipeline.run import run
 
-        reference = outputs(run(small_config(tmp_path / "reference", toml), client=client,
-                                echo=lambda s: None).run_dir)
+        reference = outputs(run(small_config(tmp_path / "reference", toml), client=client, echo=lambda s: None).run_dir)
     env = python_env(PATH=f"{tmp_path / 'batch' / 'bin'}{os.pathsep}{os.environ['PATH']}")
     run_dir = tmp_path / "run"
     try:
-        proc = run_cli(*cli_args(run_dir, toml, "--cluster", "slurm", "--workers", "2",
-                                 "--cluster-config", str(config), "--gpu", "require"), env=env, timeout=400)
+        proc = run_cli(
+            *cli_args(
+                run_dir,
+                toml,
+                "--cluster",
+                "slurm",
+                "--workers",
+                "2",
+                "--cluster-config",
+                str(config),
+                "--gpu",
+                "require",
+            ),
+            env=env,
+            timeout=400,
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "cluster: slurm" in proc.stdout and "submitted with sbatch" in proc.stdout
         assert "; scheduler tls://127.0.0.1:" in proc.stdout  # the jobs joined over TLS

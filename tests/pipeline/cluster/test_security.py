@@ -50,8 +50,12 @@ def test_credentials_are_private_and_name_each_role(credentials):
 
 
 def test_the_pods_path_goes_into_the_configuration(tmp_path):
-    proc = subprocess.run(["bash", str(MAKE_CREDENTIALS), str(tmp_path / "c"), "/etc/dask-tls"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["bash", str(MAKE_CREDENTIALS), str(tmp_path / "c"), "/etc/dask-tls"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     tls = yaml.safe_load((tmp_path / "c" / "dask-tls.yaml").read_text())["distributed"]["comm"]["tls"]
     assert tls["ca-file"] == "/etc/dask-tls/tls.crt" and tls["worker"]["key"] == "/etc/dask-tls/tls.key"
@@ -95,8 +99,15 @@ def test_make_client_refuses_before_connecting(tmp_path):
 
 def _spawn(module: str, *args: str, log: Path) -> subprocess.Popen:
     with open(log, "wb") as out:
-        return subprocess.Popen([sys.executable, "-m", module, *args], stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=python_env(), start_new_session=True, cwd=log.parent)
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=python_env(),
+            start_new_session=True,
+            cwd=log.parent,
+        )
 
 
 @pytest.mark.slow
@@ -105,16 +116,43 @@ def test_run_on_a_tls_scheduler_started_by_hand(credentials, tmp_path):
     crt, key = str(credentials / "tls.crt"), str(credentials / "tls.key")
     tls_args = ["--tls-ca-file", crt, "--tls-cert", crt, "--tls-key", key]
     scheduler_file = tmp_path / "scheduler.json"
-    procs = [_spawn("distributed.cli.dask_scheduler", "--protocol", "tls", "--host", "127.0.0.1", "--port", "0",
-                    "--no-dashboard", "--scheduler-file", str(scheduler_file), *tls_args,
-                    log=tmp_path / "scheduler.log")]
+    procs = [
+        _spawn(
+            "distributed.cli.dask_scheduler",
+            "--protocol",
+            "tls",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-dashboard",
+            "--scheduler-file",
+            str(scheduler_file),
+            *tls_args,
+            log=tmp_path / "scheduler.log",
+        )
+    ]
     try:
-        wait_for(lambda: scheduler_file.exists() and "address" in scheduler_file.read_text(), 60,
-                 "the scheduler address")
+        wait_for(
+            lambda: scheduler_file.exists() and "address" in scheduler_file.read_text(), 60, "the scheduler address"
+        )
         address = json.loads(scheduler_file.read_text())["address"]
         assert address.startswith("tls://127.0.0.1:")
-        procs.append(_spawn("distributed.cli.dask_worker", address, "--host", "127.0.0.1", "--nthreads", "1",
-                            "--memory-limit", "2GiB", "--no-dashboard", *tls_args, log=tmp_path / "worker.log"))
+        procs.append(
+            _spawn(
+                "distributed.cli.dask_worker",
+                address,
+                "--host",
+                "127.0.0.1",
+                "--nthreads",
+                "1",
+                "--memory-limit",
+                "2GiB",
+                "--no-dashboard",
+                *tls_args,
+                log=tmp_path / "worker.log",
+            )
+        )
         config = credentials / "dask-tls.yaml"
         client, info = make_client(scheduler=address, scheduler_security=config, wait_workers=120)
         try:
@@ -129,8 +167,9 @@ def test_run_on_a_tls_scheduler_started_by_hand(credentials, tmp_path):
             distributed.Client(address, security=distributed.Security.temporary(), timeout=5)
         # The command line: --scheduler tls://... --scheduler-security FILE.
         toml = write_mosaic(tmp_path / "mosaic")
-        proc = run_cli(*cli_args(tmp_path / "run", toml, "--scheduler", address, "--scheduler-security", str(config)),
-                       timeout=300)
+        proc = run_cli(
+            *cli_args(tmp_path / "run", toml, "--scheduler", address, "--scheduler-security", str(config)), timeout=300
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert f"cluster: external, 1 workers (scheduler {address} given" in proc.stdout
         assert {r["worker"][:6] for r in done_records(tmp_path / "run").values()} == {"tls://"}

@@ -22,8 +22,7 @@ def _stats(image):
 
 
 def test_concurrent_classify_image_calls_do_not_mix():
-    images = [render_sky((70, 90), seed=seed, n_galaxies=3, n_stars=1).images.astype(np.float32)
-              for seed in range(4)]
+    images = [render_sky((70, 90), seed=seed, n_galaxies=3, n_stars=1).images.astype(np.float32) for seed in range(4)]
     sequential = [_stats(image) for image in images]
     with ThreadPoolExecutor(4) as pool:
         concurrent = list(pool.map(_stats, images * 3))
@@ -36,8 +35,10 @@ def test_multithreaded_worker_equals_single_threaded(tmp_path):
     toml = write_mosaic(tmp_path / "mosaic")
     results = {}
     for threads in (1, 3):
-        with LocalCluster(n_workers=1, threads_per_worker=threads, processes=False,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=threads, processes=False, dashboard_address=None) as cluster,
+            Client(cluster) as client,
+        ):
             summary = run(small_config(tmp_path / f"threads{threads}", toml), client=client, echo=lambda s: None)
         results[threads] = outputs(summary.run_dir)
     assert_same(results[3], results[1])

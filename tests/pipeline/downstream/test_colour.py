@@ -15,5 +15,6 @@ def test_colour_chunks_equal_whole_image(tmp_path):
     scene = make_scene(SHAPE, SOURCES)
     context = stage_context(tmp_path, scene, 48)  # chunks unlike the stores' 32
     colour_chunks(None, context)
-    np.testing.assert_array_equal(zarr.open_group(str(context.segmentation.path))["colour"][:],
-                                  colour_image(scene["rank"], scene["n"] > 0))
+    np.testing.assert_array_equal(
+        zarr.open_group(str(context.segmentation.path))["colour"][:], colour_image(scene["rank"], scene["n"] > 0)
+    )

@@ -10,17 +10,16 @@ from pipeline.inputs.mosaics import generate_demo
 from pipeline.run import run
 from pipeline.settings import RunSettings
 
-SNR_LIMIT = 20.0     # every isolated source brighter than this must be found
+SNR_LIMIT = 20.0  # every isolated source brighter than this must be found
 ISOLATION_PX = 20.0  # no other truth source this close
-EDGE_PX = 25         # and not this close to the image edge (windows need context)
+EDGE_PX = 25  # and not this close to the image edge (windows need context)
 
 
 @pytest.mark.slow
 def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
     data = tmp_path / "data"
     generate_demo(data, shape=(192, 192), seed=11)
-    config = RunSettings(mosaic="demo", run_dir=tmp_path / "run", data_dir=data, tile=96, workers=1,
-                       progress=False)
+    config = RunSettings(mosaic="demo", run_dir=tmp_path / "run", data_dir=data, tile=96, workers=1, progress=False)
     lines: list[str] = []
     run(config, echo=lines.append)  # default downstream settings: the paper's rule, threshold 0
     assert not any("no sources found" in line for line in lines)
@@ -38,8 +37,11 @@ def test_bright_isolated_sources_are_detected_at_their_true_position(tmp_path):
 
     bright = isolated & (truth["snr_H"] > SNR_LIMIT)
     assert bright.sum() >= 3, "the scene must hold bright isolated sources to test"
-    misses = [(int(t["id"]), round(float(t["snr_H"]), 1), round(float(d), 2))
-              for t, d in zip(truth[bright], nearest[bright]) if d > 2.0]
+    misses = [
+        (int(t["id"]), round(float(t["snr_H"]), 1), round(float(d), 2))
+        for t, d in zip(truth[bright], nearest[bright])
+        if d > 2.0
+    ]
     assert not misses, f"bright isolated sources missed or off by > 2 px (id, snr, distance): {misses}"
 
     # completeness against truth magnitude, printed for docs/downstream.md (-s shows it)
@@ -58,8 +60,9 @@ def test_user_toml_mosaic_with_default_settings_finds_its_bright_source(tmp_path
     sky_settings = {"shape": (128, 128), "seed": 5, "mag_range": (20.0, 23.0)}
     toml = write_mosaic(tmp_path / "data", **sky_settings)
     truth = render_sky(n_galaxies=6, n_stars=2, **sky_settings).truth  # write_mosaic's sky (a pure function)
-    config = RunSettings(mosaic="small", mosaics_file=toml, run_dir=tmp_path / "run", tile=128, stride=2,
-                       workers=1, progress=False)
+    config = RunSettings(
+        mosaic="small", mosaics_file=toml, run_dir=tmp_path / "run", tile=128, stride=2, workers=1, progress=False
+    )
     lines: list[str] = []
     run(config, echo=lines.append)
     catalog = Table.read(tmp_path / "run" / "catalog" / "catalog.parquet")

@@ -18,9 +18,12 @@ from pipeline.rundir.location import Location
 from tests.pipeline.downstream_scene import CHUNK, SHAPE, make_scene, write_run
 
 #: A card whose reddest band (J) is not the released model's (H), with its own classes.
-CARD = replace(RELEASED_CARD, bands=(Band("V", "F606W", 0.5921), Band("J", "F125W", 1.2486),
-                                     Band("Z", "F850LP", 0.9033)),
-               classes=("spheroid", "disk", "background"), name="three-band test card")
+CARD = replace(
+    RELEASED_CARD,
+    bands=(Band("V", "F606W", 0.5921), Band("J", "F125W", 1.2486), Band("Z", "F850LP", 0.9033)),
+    classes=("spheroid", "disk", "background"),
+    name="three-band test card",
+)
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,9 @@ def test_value_added_pixels_go_to_the_sources_as_split_by_markers(tmp_path, scen
     context, table, segments, _ = _labelled(tmp_path, scene)
     # (y, x, id): two sources on the touching pair's segment, one on a corner source, one on sky
     pixels = np.array([[110, 96, 1], [110, 112, 2], [64, 64, 3], [30, 150, 4]], dtype=np.int64)
-    out = deblend_segments(None, context, table, limit=default_segment_limit(CHUNK), min_distance=6, nd_max=5,
-                           source_pixels=pixels)
+    out = deblend_segments(
+        None, context, table, limit=default_segment_limit(CHUNK), min_distance=6, nd_max=5, source_pixels=pixels
+    )
     assert out.objects is None and out.split_segments == 1
     markers = np.zeros(SHAPE, dtype=np.int64)
     markers[pixels[:, 0], pixels[:, 1]] = pixels[:, 2]

@@ -26,21 +26,38 @@ from tests.pipeline.stage_fixtures import assert_catalog_equal
 
 #: Algorithm 1 on the whole image for each detection rule, written out from the paper
 #: and docs/downstream.md (not from pipeline.downstream.driver): (sky markers + Sobel image, source-marker image).
-RULE_IMAGES = {"paper": ("background", None), "mean": ("mean_background", None),
-               "mixed": ("background", "mean_background")}
+RULE_IMAGES = {
+    "paper": ("background", None),
+    "mean": ("mean_background", None),
+    "mixed": ("background", "mean_background"),
+}
 
 
 def whole_image(scene, settings: DownstreamSettings):
     classified = scene["n"] > 0
     sky, source = RULE_IMAGES[settings.detection]
-    mask = segment_sources(scene[sky], classified, threshold=settings.threshold,
-                           source_background=None if source is None else scene[source])
+    mask = segment_sources(
+        scene[sky],
+        classified,
+        threshold=settings.threshold,
+        source_background=None if source is None else scene[source],
+    )
     segments, _ = label_segments(mask)
     flux = scene["bands"][0]
     result = deblend(segments, flux, min_distance=settings.min_distance, nd_max=settings.nd_max)
     # Eq. 16 on the rank-vote images as the released code; the mean images' fractions as extras
-    sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["rank"], variance=scene["variance"],
-                                          bands=scene["bands"], fractions={"mean": scene["mean"]})])
+    sums = merge_object_sums(
+        [
+            object_sums(
+                result.segmap,
+                flux=flux,
+                mean=scene["rank"],
+                variance=scene["variance"],
+                bands=scene["bands"],
+                fractions={"mean": scene["mean"]},
+            )
+        ]
+    )
     return segments, result, object_catalog(sums, wcs=make_wcs(SHAPE), width=SHAPE[1], fractions=("mean",))
 
 
@@ -57,8 +74,10 @@ def test_detection_rules_have_their_own_threshold_defaults_and_refuse_bad_values
     assert DownstreamSettings(detection="mean").threshold == 0.3
     assert DownstreamSettings(detection="mixed").threshold == 0.3
     assert DownstreamSettings(detection="mixed", threshold=0.1).threshold == 0.1
-    assert DownstreamSettings(detection="mean").segmentation_key() != DownstreamSettings(
-        detection="mixed").segmentation_key()
+    assert (
+        DownstreamSettings(detection="mean").segmentation_key()
+        != DownstreamSettings(detection="mixed").segmentation_key()
+    )
     with pytest.raises(InputError, match=r"--detection must be one of paper, mean, mixed, got 'rank'"):
         DownstreamSettings(detection="rank")
     with pytest.raises(InputError, match=r"--threshold: .*\[0, 1\), got 1.0"):
@@ -97,10 +116,13 @@ def test_chunked_graph_equals_whole_image(tmp_path, scene, detection):
     assert_catalog_equal(catalog, reference)
     # detection flag and colour image from the rank-vote images, as the released code
     flux = scene["bands"][0]
-    peak = [np.unravel_index(np.argmax(np.where(result.segmap == i, flux, -np.inf)), SHAPE)
-            for i in range(1, result.segmap.max() + 1)]
-    np.testing.assert_array_equal(catalog["detection_flag"],
-                                  detection_flag(np.array([scene["rank"][4][p] for p in peak]), np.ones(len(peak))))
+    peak = [
+        np.unravel_index(np.argmax(np.where(result.segmap == i, flux, -np.inf)), SHAPE)
+        for i in range(1, result.segmap.max() + 1)
+    ]
+    np.testing.assert_array_equal(
+        catalog["detection_flag"], detection_flag(np.array([scene["rank"][4][p] for p in peak]), np.ones(len(peak)))
+    )
     colour = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")["colour"][:]
     np.testing.assert_array_equal(colour, colour_image(scene["rank"], scene["n"] > 0))
     # the sources straddling chunk faces and corners are single objects
@@ -160,8 +182,9 @@ def test_value_added_mode_reports_every_source(tmp_path, scene):
     ra, dec = wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
     markers = tmp_path / "markers.csv"
     Table({"ID": [11, 12, 13, 14, 15, 16], "RA": ra, "DEC": dec}).write(markers, format="ascii.csv")
-    summary = run_downstream(run_dir, DownstreamSettings(markers=str(markers), min_distance=6), client=None,
-                             echo=lambda *_: None)
+    summary = run_downstream(
+        run_dir, DownstreamSettings(markers=str(markers), min_distance=6), client=None, echo=lambda *_: None
+    )
     table = Table.read(run_dir / "catalog" / "value_added.fits")
     assert list(table["source_id"]) == [11, 12, 13, 14, 15, 16] and summary.catalog_rows == 6
     flags = list(table["detection_flag"])
@@ -207,15 +230,18 @@ def test_no_source_gives_an_empty_catalog_and_says_why(tmp_path, scene):
     lines: list[str] = []
     summary = run_downstream(run_dir, SETTINGS, client=None, echo=lines.append)
     assert summary.segments == summary.catalog_rows == 0
-    assert any("no sources found" in line and "smallest rank-vote background 0.4" in line
-               and "--detection mixed" in line for line in lines)
+    assert any(
+        "no sources found" in line and "smallest rank-vote background 0.4" in line and "--detection mixed" in line
+        for line in lines
+    )
     assert len(Table.read(run_dir / "catalog" / "catalog.parquet")) == 0
     assert fits.getdata(run_dir / "fits" / "segmap.fits").max() == 0
 
 
 def _cli(*args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.mark.filterwarnings("ignore:.*extra bytes after the last HDU")
@@ -260,14 +286,34 @@ def test_segment_and_catalog_commands_rerun_only_downstream(tmp_path, scene):
     result = _cli("catalog", "--run-dir", str(run_dir), "--min-distance", "6", "--workers", "1", cwd=tmp_path)
     assert result.returncode == 0 and "segmentation reused" in result.stdout
     assert (run_dir / "segmentation.zarr" / "zarr.json").stat().st_mtime_ns == seg_mtime
-    result = _cli("segment", "--run-dir", str(run_dir), "--threshold", "0.5", "--min-distance", "6",
-                  "--workers", "1", cwd=tmp_path)
+    result = _cli(
+        "segment",
+        "--run-dir",
+        str(run_dir),
+        "--threshold",
+        "0.5",
+        "--min-distance",
+        "6",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0
     second = Table.read(run_dir / "catalog" / "catalog.parquet")
     assert second["area"].sum() > first["area"].sum()  # a looser threshold grows the segments
     # another detection rule is another segmentation: `catalog` rebuilds it, and records the rule
-    result = _cli("catalog", "--run-dir", str(run_dir), "--detection", "mixed", "--min-distance", "6",
-                  "--workers", "1", cwd=tmp_path)
+    result = _cli(
+        "catalog",
+        "--run-dir",
+        str(run_dir),
+        "--detection",
+        "mixed",
+        "--min-distance",
+        "6",
+        "--workers",
+        "1",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0 and "segmentation reused" not in result.stdout
     record = json.loads((run_dir / "downstream.json").read_text())
     assert record["detection"]["rule"] == "mixed" and record["detection"]["threshold"] == 0.3
@@ -311,8 +357,10 @@ def test_the_summary_line_counts_objects_segments_and_splits_also_when_the_segme
     n_split, n_children = len(set(result.parent_id[split])), int(split.sum())
     n_objects = len(result.labels)
     assert n_split >= 1 and n_objects == segments.max() - n_split + n_children
-    expected = (f"downstream: {n_objects} objects ({segments.max()} segments, {n_split} of them split by "
-                f"deblending into {n_children}); catalog of {n_objects} rows")
+    expected = (
+        f"downstream: {n_objects} objects ({segments.max()} segments, {n_split} of them split by "
+        f"deblending into {n_children}); catalog of {n_objects} rows"
+    )
     for reused in (False, True):
         lines = []
         summary = run_downstream(run_dir, SETTINGS, client=None, echo=lines.append, reuse_segmentation=reused)
@@ -323,8 +371,16 @@ def test_the_summary_line_counts_objects_segments_and_splits_also_when_the_segme
 def test_the_summary_line_of_no_split_and_of_value_added_mode():
     from pipeline.downstream.driver import DownstreamSummary
 
-    assert DownstreamSummary(segments=3, objects=3, catalog_rows=3).lines()[0].startswith(
-        "downstream: 3 objects (3 segments, none split by deblending); catalog of 3 rows (")
-    assert DownstreamSummary(segments=5, objects=4, catalog_rows=6, split_segments=1, value_added=True).lines()[0] \
-        .startswith("downstream: 5 segments (1 of them split by deblending); 4 of the 6 input markers fall on an "
-                    "object; catalog of 6 rows (")
+    assert (
+        DownstreamSummary(segments=3, objects=3, catalog_rows=3)
+        .lines()[0]
+        .startswith("downstream: 3 objects (3 segments, none split by deblending); catalog of 3 rows (")
+    )
+    assert (
+        DownstreamSummary(segments=5, objects=4, catalog_rows=6, split_segments=1, value_added=True)
+        .lines()[0]
+        .startswith(
+            "downstream: 5 segments (1 of them split by deblending); 4 of the 6 input markers fall on an "
+            "object; catalog of 6 rows ("
+        )
+    )

@@ -29,8 +29,12 @@ def test_labels_equal_whole_image_label_in_raster_order(tmp_path, shape, chunk, 
     assert len(table) == count > 5 and list(table.index) == list(range(1, count + 1))
     for label, box in enumerate(ndi.find_objects(whole), start=1):
         row = table.loc[label]
-        assert (row["ymin"], row["ymax"], row["xmin"], row["xmax"]) == (box[0].start, box[0].stop,
-                                                                        box[1].start, box[1].stop)
+        assert (row["ymin"], row["ymax"], row["xmin"], row["xmax"]) == (
+            box[0].start,
+            box[0].stop,
+            box[1].start,
+            box[1].stop,
+        )
         first = np.flatnonzero(whole.ravel() == label)[0]
         assert row["first"] == first
 

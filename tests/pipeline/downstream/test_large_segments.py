@@ -93,8 +93,9 @@ def test_segments_over_the_limit_are_kept_whole_and_flagged(tmp_path, scene):
     assert record["settings"]["max_segment_pixels"] == LIMIT
     assert any("2 segment(s) larger than 500 pixels" in line and "not deblended" in line for line in lines)
     # the default limit (9 chunks of 64 px) deblends everything, as test_downstream checks
-    summary = run_downstream(run_dir, DownstreamSettings(min_distance=6, halo=8, max_halo=256, chunk=64),
-                             client=None, echo=lambda *_: None)
+    summary = run_downstream(
+        run_dir, DownstreamSettings(min_distance=6, halo=8, max_halo=256, chunk=64), client=None, echo=lambda *_: None
+    )
     assert summary.oversize_segments == [] and summary.max_segment_pixels == default_segment_limit(64) == 36864
     assert (Table.read(run_dir / "catalog" / "catalog.fits")["segment_flag"] == 0).all()
 
@@ -108,8 +109,9 @@ def test_value_added_sources_on_an_oversize_segment(tmp_path, scene):
     ra, dec = wcs.pixel_to_world_values(xy[:, 0], xy[:, 1])
     markers = tmp_path / "markers.csv"
     Table({"ID": [1, 2, 3, 4, 5], "RA": ra, "DEC": dec}).write(markers, format="ascii.csv")
-    settings = DownstreamSettings(min_distance=6, halo=8, max_halo=256, chunk=64, max_segment_pixels=LIMIT,
-                                  markers=str(markers))
+    settings = DownstreamSettings(
+        min_distance=6, halo=8, max_halo=256, chunk=64, max_segment_pixels=LIMIT, markers=str(markers)
+    )
     run_downstream(run_dir, settings, client=None, echo=lambda *_: None)
     table = Table.read(run_dir / "catalog" / "value_added.fits")
     assert list(table["segment_flag"]) == [1, 1, 1, 0, 0]
@@ -205,6 +207,7 @@ def _task_peaks(monkeypatch) -> dict[str, int]:
                 peak = tracemalloc.get_traced_memory()[1] - base
                 peaks[fn.__name__] = max(peaks.get(fn.__name__, 0), peak)
                 peaks["run"] = max(peaks["run"], tracemalloc.get_traced_memory()[1])
+
         return run
 
     for module, names in KERNELS.items():
@@ -226,8 +229,9 @@ def whole_image_segment_run(tmp_path, monkeypatch, shape=(1024, 1024), chunk=128
     tracemalloc.start()
     t0 = time.perf_counter()
     try:
-        summary = run_downstream(run_dir, DownstreamSettings(halo=8, max_halo=256), client=_Synchronous(),
-                                 echo=lines.append)
+        summary = run_downstream(
+            run_dir, DownstreamSettings(halo=8, max_halo=256), client=_Synchronous(), echo=lines.append
+        )
         whole_run_peak = max(peaks.pop("run"), tracemalloc.get_traced_memory()[1])
     finally:
         tracemalloc.stop()
@@ -236,11 +240,14 @@ def whole_image_segment_run(tmp_path, monkeypatch, shape=(1024, 1024), chunk=128
 
 def test_a_whole_image_segment_completes_flagged_with_memory_bounded_by_the_chunk(tmp_path, monkeypatch):
     chunk = 128
-    run_dir, summary, lines, peaks, whole_run_peak, seconds = whole_image_segment_run(tmp_path, monkeypatch,
-                                                                                      chunk=chunk)
-    print(f"\n1024x1024, chunk {chunk}: {seconds:.1f} s; peak per task (MiB): "
-          + ", ".join(f"{k} {v / 2**20:.2f}" for k, v in sorted(peaks.items(), key=lambda kv: -kv[1]))
-          + f"; whole run {whole_run_peak / 2**20:.1f} MiB")
+    run_dir, summary, lines, peaks, whole_run_peak, seconds = whole_image_segment_run(
+        tmp_path, monkeypatch, chunk=chunk
+    )
+    print(
+        f"\n1024x1024, chunk {chunk}: {seconds:.1f} s; peak per task (MiB): "
+        + ", ".join(f"{k} {v / 2**20:.2f}" for k, v in sorted(peaks.items(), key=lambda kv: -kv[1]))
+        + f"; whole run {whole_run_peak / 2**20:.1f} MiB"
+    )
     assert summary.segments == 1 and summary.oversize_segments == [1] and summary.split_segments == 0
     catalog = Table.read(run_dir / "catalog" / "catalog.fits")
     assert len(catalog) == 1 and catalog["segment_flag"][0] == 1 and catalog["sub_id"][0] == 0

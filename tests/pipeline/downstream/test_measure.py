@@ -25,14 +25,30 @@ def test_internal_catalog_equals_whole_image(tmp_path, scene):
     _, segments, result = whole_image_stages(scene)
     context = stage_context(tmp_path, scene, segments=segments, deblended=result.segmap)
     assert context.bands == tuple(BANDS) and context.flux_band == "H"  # the mosaic's bands; no recorded card: H
-    objects = pd.DataFrame({"parent_id": result.parent_id, "sub_id": result.sub_id,
-                            "segment_flag": np.zeros(len(result.id), dtype=np.int16)},
-                           index=pd.Index(result.id, name="id"))
+    objects = pd.DataFrame(
+        {
+            "parent_id": result.parent_id,
+            "sub_id": result.sub_id,
+            "segment_flag": np.zeros(len(result.id), dtype=np.int16),
+        },
+        index=pd.Index(result.id, name="id"),
+    )
     wcs = make_wcs(SHAPE)
     table = internal_catalog(None, context, objects)
     flux = scene["bands"][0]
-    sums = merge_object_sums([object_sums(result.segmap, flux=flux, mean=scene["rank"], variance=scene["variance"],
-                                          bands=scene["bands"], band_names=BANDS, fractions={"mean": scene["mean"]})])
+    sums = merge_object_sums(
+        [
+            object_sums(
+                result.segmap,
+                flux=flux,
+                mean=scene["rank"],
+                variance=scene["variance"],
+                bands=scene["bands"],
+                band_names=BANDS,
+                fractions={"mean": scene["mean"]},
+            )
+        ]
+    )
     reference = object_catalog(sums, wcs=wcs, width=SHAPE[1], band_names=BANDS, fractions=("mean",))
     assert list(table["id"]) == list(result.id) and list(table["label"]) == result.labels
     assert_catalog_equal(table, reference)

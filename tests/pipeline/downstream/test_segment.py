@@ -26,8 +26,9 @@ def test_chunked_mask_equals_whole_image(tmp_path, scene, detection):
     rule = DETECTION_RULES[detection]
     out = segment_chunks(None, context, threshold=rule["threshold"], halo=8, max_halo=256, detection=detection)
     source_image = None if rule["sources"] == rule["background"] else scene[IMAGES[rule["sources"]]]
-    whole = segment_sources(scene[IMAGES[rule["background"]]], scene["n"] > 0, threshold=rule["threshold"],
-                            source_background=source_image)
+    whole = segment_sources(
+        scene[IMAGES[rule["background"]]], scene["n"] > 0, threshold=rule["threshold"], source_background=source_image
+    )
     np.testing.assert_array_equal(zarr.open_group(str(context.segmentation.path))["mask"][:], whole.astype(np.uint8))
     assert out.approximate_chunks == []
     assert list(out.chunk_halos) == [b.name for b in context.boxes]

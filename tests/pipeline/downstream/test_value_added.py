@@ -39,9 +39,15 @@ def _markers(path: Path, xy: np.ndarray) -> str:
 def _internal_products(layout: RunLayout) -> dict[str, bytes]:
     """Every file of the internal maps, store, catalog, colour image and records, by relative path."""
     root = layout.root.path
-    paths = [*layout.segmentation.path.rglob("*"), *(p.path for p in layout.catalog_files()),
-             layout.segmap_file("segments").path, layout.segmap_file("deblended").path, layout.colour.path,
-             layout.downstream_record.path, layout.segmentation_checksums.path]
+    paths = [
+        *layout.segmentation.path.rglob("*"),
+        *(p.path for p in layout.catalog_files()),
+        layout.segmap_file("segments").path,
+        layout.segmap_file("deblended").path,
+        layout.colour.path,
+        layout.downstream_record.path,
+        layout.segmentation_checksums.path,
+    ]
     return {str(p.relative_to(root)): p.read_bytes() for p in paths if p.is_file()}
 
 
@@ -74,8 +80,14 @@ def test_a_value_added_run_leaves_the_internal_products_as_they_are(tmp_path, sc
     # every file of the run directory is one the layout names (what --restart removes)
     named = {p.path for p in layout.run_files()}
     assert {p for p in run_dir.iterdir()} <= named
-    named_inside = {p.path for p in [*layout.value_added_files(name), *layout.catalog_files(),
-                                     *(layout.segmap_file(a) for a in ("segments", "deblended"))]}
+    named_inside = {
+        p.path
+        for p in [
+            *layout.value_added_files(name),
+            *layout.catalog_files(),
+            *(layout.segmap_file(a) for a in ("segments", "deblended")),
+        ]
+    }
     assert {*layout.fits.path.iterdir(), *layout.catalog.path.iterdir()} <= named_inside
     assert layout.value_added_names() == [name]
 
@@ -109,8 +121,14 @@ def test_value_added_photometry_equals_one_source_catalog_of_its_map(tmp_path, s
     weight[:, -26:] = 0.0
     mosaic = zarr.open_group(str(run_dir / "mosaic.zarr"), mode="r+")
     mosaic.create_array("weight", data=np.stack([weight] * 4).astype(np.float32), chunks=(4, 32, 32))
-    mosaic.attrs.update({"error_maps": {"weight": ["H", "J", "V", "Z"], "rms": []}, "sky_subtracted": True,
-                         "effective_gain": {}, "zeropoints": {"H": {"value": 25.9, "source": "test"}}})
+    mosaic.attrs.update(
+        {
+            "error_maps": {"weight": ["H", "J", "V", "Z"], "rms": []},
+            "sky_subtracted": True,
+            "effective_gain": {},
+            "zeropoints": {"H": {"value": 25.9, "source": "test"}},
+        }
+    )
     # corner source, large source, the touching pair (one segment, two sources), the edge
     # source, empty sky, the unclassified border
     xy = np.array([[32, 32], [64, 64], [96, 110], [112, 110], [140, 128], [150, 30], [1, 1]], dtype=float)
@@ -129,19 +147,41 @@ def test_value_added_photometry_equals_one_source_catalog_of_its_map(tmp_path, s
     kw = {"mask": mask, "kron_params": (2.5, 1.4, 0.0), "aperture_mask_method": "correct", "local_bkg_width": 0}
     det = SourceCatalog(data[0], segm, error=error, **kw)
     ids = list(np.asarray(table["object_id"])[has])
-    cats = {b: (det if b == "H" else SourceCatalog(data[i], segm, error=error, detection_catalog=det, **kw))
-            .select_labels(ids) for i, b in enumerate("HJVZ")}
-    for ours, attr in (("x_centroid", "x_centroid"), ("y_centroid", "y_centroid"), ("gini", "gini"),
-                       ("semimajor_sigma", "semimajor_axis"), ("kron_radius", "kron_radius")):
-        np.testing.assert_allclose(np.asarray(table[ours][has], float),
-                                   u.Quantity(getattr(cats["H"], attr)).value, rtol=1e-9, atol=1e-9, err_msg=ours)
+    cats = {
+        b: (det if b == "H" else SourceCatalog(data[i], segm, error=error, detection_catalog=det, **kw)).select_labels(
+            ids
+        )
+        for i, b in enumerate("HJVZ")
+    }
+    for ours, attr in (
+        ("x_centroid", "x_centroid"),
+        ("y_centroid", "y_centroid"),
+        ("gini", "gini"),
+        ("semimajor_sigma", "semimajor_axis"),
+        ("kron_radius", "kron_radius"),
+    ):
+        np.testing.assert_allclose(
+            np.asarray(table[ours][has], float),
+            u.Quantity(getattr(cats["H"], attr)).value,
+            rtol=1e-9,
+            atol=1e-9,
+            err_msg=ours,
+        )
     for band in "HJVZ":
-        for ours, attr in (("kron_flux", "kron_flux"), ("kron_fluxerr", "kron_flux_err"),
-                           ("segment_flux", "segment_flux"), ("segment_fluxerr", "segment_flux_err")):
+        for ours, attr in (
+            ("kron_flux", "kron_flux"),
+            ("kron_fluxerr", "kron_flux_err"),
+            ("segment_flux", "segment_flux"),
+            ("segment_fluxerr", "segment_flux_err"),
+        ):
             # Kron apertures on centroids that differ by float rounding (cutout coordinates)
-            np.testing.assert_allclose(np.asarray(table[f"{ours}_{band}"][has], float),
-                                       u.Quantity(getattr(cats[band], attr)).value, rtol=1e-7, atol=1e-12,
-                                       err_msg=f"{ours}_{band}")
+            np.testing.assert_allclose(
+                np.asarray(table[f"{ours}_{band}"][has], float),
+                u.Quantity(getattr(cats[band], attr)).value,
+                rtol=1e-7,
+                atol=1e-12,
+                err_msg=f"{ours}_{band}",
+            )
     # no object: null photometry, the no_segment bit; the detection flag's bits on every row
     written = pq.read_table(layout.catalog_file("parquet", "value_added").path)
     for name in ("kron_flux_H", "segment_flux_J", "x_centroid", "gini", "mag_kron_H"):

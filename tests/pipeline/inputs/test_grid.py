@@ -37,8 +37,7 @@ def test_different_shapes(tmp_path):
 
 def test_different_wcs(tmp_path):
     h = write_band(tmp_path / "h.fits", random_image(0))
-    j = write_band(tmp_path / "j.fits", random_image(1),
-                   wcs=make_wcs(SHAPE, crval=(53.12 + 1e-4, -27.81)))
+    j = write_band(tmp_path / "j.fits", random_image(1), wcs=make_wcs(SHAPE, crval=(53.12 + 1e-4, -27.81)))
     with pytest.raises(InputError) as err:
         validate_bands({"H": h, "J": j})
     msg = str(err.value)
@@ -48,8 +47,7 @@ def test_different_wcs(tmp_path):
 def test_wcs_difference_within_tolerance_is_accepted(tmp_path):
     # 1e-12 deg is far below the 1e-9 deg tolerance (header round-off level).
     h = write_band(tmp_path / "h.fits", random_image(0))
-    j = write_band(tmp_path / "j.fits", random_image(1),
-                   wcs=make_wcs(SHAPE, crval=(53.12 + 1e-12, -27.81)))
+    j = write_band(tmp_path / "j.fits", random_image(1), wcs=make_wcs(SHAPE, crval=(53.12 + 1e-12, -27.81)))
     assert validate_bands({"H": h, "J": j}).bands == ("H", "J")
 
 
@@ -121,10 +119,15 @@ def test_one_file_for_two_bands_is_refused(band_files, tmp_path):
     paths, _ = band_files
     os.link(paths["H"], tmp_path / "hard_H.fits")
     shutil.copyfile(paths["H"], tmp_path / "copy_H.fits")
-    for other, says in ((paths["H"], rf"the same file \({paths['H']}\)"),
-                        (tmp_path / "hard_H.fits", r"the same file \(.*band_H.fits, also reached as .*hard_H.fits\)"),
-                        (tmp_path / "copy_H.fits", r"identical files \(.*band_H.fits and .*copy_H.fits have the "
-                                                   r"same bytes\)")):
+    for other, says in (
+        (paths["H"], rf"the same file \({paths['H']}\)"),
+        (tmp_path / "hard_H.fits", r"the same file \(.*band_H.fits, also reached as .*hard_H.fits\)"),
+        (
+            tmp_path / "copy_H.fits",
+            r"identical files \(.*band_H.fits and .*copy_H.fits have the "
+            r"same bytes\)",
+        ),
+    ):
         with pytest.raises(InputError, match=rf"bands 'H' and 'J' are {says}; each band needs its own image"):
             validate_bands(dict(paths, J=other))
 
@@ -137,6 +140,9 @@ def test_a_symlink_loop_or_a_folder_is_named_as_such(band_files, tmp_path):
     os.symlink(loop, loop)
     folder = tmp_path / "folder_Z.fits"
     folder.mkdir()
-    with pytest.raises(InputError, match=r"unusable band file\(s\): J: .*loop_J.fits \(a symbolic link loop\); "
-                                         r"Z: .*folder_Z.fits \(a folder, not a file\)"):
+    with pytest.raises(
+        InputError,
+        match=r"unusable band file\(s\): J: .*loop_J.fits \(a symbolic link loop\); "
+        r"Z: .*folder_Z.fits \(a folder, not a file\)",
+    ):
         validate_bands(dict(paths, J=loop, Z=folder))

@@ -45,11 +45,11 @@ def test_round_trip(band_files, tmp_path):
     original, restored = make_wcs(SHAPE), read_wcs(group)
     np.testing.assert_allclose(restored.wcs.crval, original.wcs.crval, rtol=0, atol=1e-12)
     np.testing.assert_allclose(restored.wcs.crpix, original.wcs.crpix, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(restored.pixel_scale_matrix, original.pixel_scale_matrix,
-                               rtol=1e-12)
+    np.testing.assert_allclose(restored.pixel_scale_matrix, original.pixel_scale_matrix, rtol=1e-12)
     corners = ([0, 130, 0, 130], [0, 0, 96, 96])
-    np.testing.assert_allclose(restored.all_pix2world(*corners, 0),
-                               original.all_pix2world(*corners, 0), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        restored.all_pix2world(*corners, 0), original.all_pix2world(*corners, 0), rtol=0, atol=1e-10
+    )
 
 
 def test_reads_row_strips_not_whole_images(band_files, tmp_path, monkeypatch):
@@ -88,8 +88,7 @@ def test_chunk_larger_than_image(band_files, tmp_path):
 
 
 @settings(max_examples=15, deadline=None)
-@given(height=st.integers(1, 70), width=st.integers(1, 70), chunk=st.integers(1, 40),
-       seed=st.integers(0, 2**16))
+@given(height=st.integers(1, 70), width=st.integers(1, 70), chunk=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_round_trip_any_grid(height, width, chunk, seed):
     rng = np.random.default_rng(seed)
     data = rng.normal(size=(2, height, width)).astype(np.float32)
@@ -102,8 +101,7 @@ def test_round_trip_any_grid(height, width, chunk, seed):
             fits.setval(path, "BAND", value=band)
         group = ingest(validate_bands(paths), tmp / "m.zarr", chunk=chunk)
         np.testing.assert_array_equal(group["image"][:], data)  # NaN == NaN here
-        np.testing.assert_array_equal(group["coverage"][:],
-                                      np.all(np.isfinite(data) & (data != 0), axis=0))
+        np.testing.assert_array_equal(group["coverage"][:], np.all(np.isfinite(data) & (data != 0), axis=0))
 
 
 def test_coverage_mask(tmp_path):
@@ -126,8 +124,7 @@ def test_coverage_mask(tmp_path):
 def test_image_in_extension(tmp_path):
     data = random_image(3)
     path = tmp_path / "ext.fits"
-    fits.HDUList([fits.PrimaryHDU(),
-                  fits.ImageHDU(data, header=make_wcs(SHAPE).to_header())]).writeto(path)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(data, header=make_wcs(SHAPE).to_header())]).writeto(path)
     bandset = validate_bands({"H": path})
     assert bandset.hdu_index == (1,)
     group = ingest(bandset, tmp_path / "m.zarr", chunk=40)
@@ -267,12 +264,12 @@ def test_strips_of_a_gzip_band_read_in_order_decompress_it_once(tmp_path, monkey
 
     monkeypatch.setattr(gzip._GzipReader, "_rewind", counted)
     with open_band(path) as hdul:
-        strips = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+        strips = [np.asarray(hdul[0].section[y0 : y0 + 16, :]) for y0 in range(0, 400, 16)]
     with fits.open(path, memmap=False) as hdul:  # astropy on its own: a restart per strip
-        _ = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+        _ = [np.asarray(hdul[0].section[y0 : y0 + 16, :]) for y0 in range(0, 400, 16)]
     assert len(rewinds) >= 25
     rewinds.clear()
     with open_band(path) as hdul:
-        strips = [np.asarray(hdul[0].section[y0:y0 + 16, :]) for y0 in range(0, 400, 16)]
+        strips = [np.asarray(hdul[0].section[y0 : y0 + 16, :]) for y0 in range(0, 400, 16)]
     np.testing.assert_array_equal(np.concatenate(strips), data)
     assert len(rewinds) == 0, f"{len(rewinds)} restarts of the decompression for {len(strips)} strips"

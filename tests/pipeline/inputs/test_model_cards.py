@@ -32,9 +32,13 @@ def _weights(tmp_path: Path, card: ModelCard) -> Path:
 
 
 def test_card_beside_and_inside_the_weights_file(tmp_path):
-    card = ModelCard(bands=(JWST_NIRCAM_BANDS["F150W"], JWST_NIRCAM_BANDS["F444W"]),
-                     classes=("galaxy", "star", "background"), pixel_scale_arcsec=0.03, name="two",
-                     provenance={"command": "python -m pipeline train ..."})
+    card = ModelCard(
+        bands=(JWST_NIRCAM_BANDS["F150W"], JWST_NIRCAM_BANDS["F444W"]),
+        classes=("galaxy", "star", "background"),
+        pixel_scale_arcsec=0.03,
+        name="two",
+        provenance={"command": "python -m pipeline train ..."},
+    )
     weights = _weights(tmp_path, card)
     assert card_path(weights) == tmp_path / "net.card.json"
     beside = write_card(weights, card)
@@ -55,8 +59,11 @@ def test_card_beside_and_inside_the_weights_file(tmp_path):
 def test_weights_without_a_card_are_the_released_bands_and_classes(tmp_path):
     weights = _weights(tmp_path, RELEASED_CARD)
     card = read_card(weights)
-    assert (card.band_names, card.classes, card.pixel_scale_arcsec) == (("H", "J", "V", "Z"),
-                                                                        RELEASED_CARD.classes, 0.06)
+    assert (card.band_names, card.classes, card.pixel_scale_arcsec) == (
+        ("H", "J", "V", "Z"),
+        RELEASED_CARD.classes,
+        0.06,
+    )
     assert "without a model card" in card.provenance["note"]
     assert card_for("released") is RELEASED_CARD and card_for("standin").band_names == RELEASED_CARD.band_names
 
@@ -80,8 +87,9 @@ def test_bands_are_matched_by_name_filter_or_fits_filter(tmp_path):
     got = order_bands(files, RELEASED_CARD, where="m.toml")
     assert list(got) == ["H", "J", "V", "Z"]
     assert got == {"H": files["mystery"], "J": files["F125W"], "V": files["v"], "Z": files["z"]}
-    six = ModelCard(bands=tuple(JWST_NIRCAM_BANDS[b] for b in SIX), classes=RELEASED_CARD.classes,
-                    pixel_scale_arcsec=0.03)
+    six = ModelCard(
+        bands=tuple(JWST_NIRCAM_BANDS[b] for b in SIX), classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.03
+    )
     shuffled = _files(tmp_path / "six", [SIX[i] for i in (5, 2, 0, 4, 1, 3)])
     assert list(order_bands(shuffled, six, where="m.toml")) == list(SIX)
 
@@ -91,18 +99,27 @@ def test_a_band_found_by_its_fits_filter_is_said_in_one_line(tmp_path):
     lines = []
     got = order_bands(files, RELEASED_CARD, where="m.toml", echo=lines.append)
     assert got["Z"] == files["I"]
-    assert lines == ["note: band 'I' of m.toml is not a band of the model; its file I.fits has FITS FILTER = "
-                     "'F850LP', so it is used as the model's band Z"]
+    assert lines == [
+        "note: band 'I' of m.toml is not a band of the model; its file I.fits has FITS FILTER = "
+        "'F850LP', so it is used as the model's band Z"
+    ]
 
 
-@pytest.mark.parametrize("names, filters, match", [
-    (["H", "J", "V"], {}, r"m.toml: missing band\(s\) Z \(the network takes H \(F160W\)"),
-    (["H", "J", "V", "Z", "K"], {}, r"does not take: K"),
-    (["H", "J", "V", "Z", "K"], {"K": "F444W"}, r"does not take: K \(FILTER F444W\)"),
-    (["H", "J", "V", "Z", "X"], {"X": "F160W"}, r"bands 'H' and 'X' are both the model's band H"),
-    (["H", "J", "V", "Z"], {"H": "F125W"}, r"H.fits: the mosaic calls it band 'H' .* FILTER = 'F125W' is the "
-                                           r"model's band J"),
-])
+@pytest.mark.parametrize(
+    "names, filters, match",
+    [
+        (["H", "J", "V"], {}, r"m.toml: missing band\(s\) Z \(the network takes H \(F160W\)"),
+        (["H", "J", "V", "Z", "K"], {}, r"does not take: K"),
+        (["H", "J", "V", "Z", "K"], {"K": "F444W"}, r"does not take: K \(FILTER F444W\)"),
+        (["H", "J", "V", "Z", "X"], {"X": "F160W"}, r"bands 'H' and 'X' are both the model's band H"),
+        (
+            ["H", "J", "V", "Z"],
+            {"H": "F125W"},
+            r"H.fits: the mosaic calls it band 'H' .* FILTER = 'F125W' is the "
+            r"model's band J",
+        ),
+    ],
+)
 def test_missing_extra_duplicate_or_contradicted_bands_are_refused(tmp_path, names, filters, match):
     with pytest.raises(InputError, match=match):
         order_bands(_files(tmp_path, names, filters), RELEASED_CARD, where="m.toml")
@@ -117,11 +134,23 @@ def test_pixel_scale_within_ten_percent_passes_beyond_is_refused_or_accepted():
 
 def test_wrong_pixel_scale_exits_2_before_anything_unless_accepted(tmp_path):
     toml = write_mosaic(tmp_path / "data", pixel_scale=0.03)
-    base = ["run", "--mosaic", "small", "--mosaics-file", str(toml), "--tile", "64", "--model", "standin",
-            "--no-progress", "--workers", "1"]
+    base = [
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(toml),
+        "--tile",
+        "64",
+        "--model",
+        "standin",
+        "--no-progress",
+        "--workers",
+        "1",
+    ]
     proc = run_cli(*base, "--run-dir", str(tmp_path / "refused"), env=python_env())
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "pixel scale 0.03\"/px differs from the model's 0.06\"/px" in proc.stderr
+    assert 'pixel scale 0.03"/px differs from the model\'s 0.06"/px' in proc.stderr
     assert str(toml) in proc.stderr and "--accept-pixel-scale" in proc.stderr
     assert not (tmp_path / "refused" / "manifest.json").exists()
     proc = run_cli(*base, "--run-dir", str(tmp_path / "accepted"), "--accept-pixel-scale", env=python_env())
@@ -133,8 +162,7 @@ def _mosaic(folder: Path, bands: tuple[str, ...], order: list[int], *, filter_on
     """A seeded 0.03"/px mosaic in NIRCam-like ``bands``, listed in ``order`` in its TOML;
     ``filter_only`` is named ``extra`` in the TOML and found by its FITS FILTER."""
     by_name = {b.name: b for b in NIRCAM_BANDS}
-    sky = render_sky((96, 112), seed=5, n_galaxies=5, n_stars=1, bands=[by_name[b] for b in bands],
-                     pixel_scale=0.03)
+    sky = render_sky((96, 112), seed=5, n_galaxies=5, n_stars=1, bands=[by_name[b] for b in bands], pixel_scale=0.03)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
     for i in order:
@@ -150,9 +178,28 @@ def _mosaic(folder: Path, bands: tuple[str, ...], order: list[int], *, filter_on
 
 def _train(tmp_path: Path, bands: tuple[str, ...], *extra: str) -> Path:
     out = tmp_path / "model"
-    proc = run_cli("train", "--data-dir", str(tmp_path / "set"), "--bands", ",".join(bands), "--init", "released",
-                   "--epochs", "1", "--batch-size", "6", "--eval-max", "6", "--out", str(out), "--threads", "1",
-                   *extra, env=python_env(), timeout=600)
+    proc = run_cli(
+        "train",
+        "--data-dir",
+        str(tmp_path / "set"),
+        "--bands",
+        ",".join(bands),
+        "--init",
+        "released",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "6",
+        "--eval-max",
+        "6",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        *extra,
+        env=python_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 
@@ -161,9 +208,25 @@ def _run(tmp_path: Path, toml: Path, weights: Path, flux_band: str | None) -> Pa
     """``run`` with the model; ``flux_band`` None leaves it to the card (its reddest band)."""
     run_dir = tmp_path / "run"
     flux = ["--flux-band", flux_band] if flux_band else []
-    proc = run_cli("run", "--mosaic", "jw", "--mosaics-file", str(toml), "--run-dir", str(run_dir), "--tile", "64",
-                   "--model", str(weights), *flux, "--no-progress", "--workers", "1",
-                   env=python_env(), timeout=600)
+    proc = run_cli(
+        "run",
+        "--mosaic",
+        "jw",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(run_dir),
+        "--tile",
+        "64",
+        "--model",
+        str(weights),
+        *flux,
+        "--no-progress",
+        "--workers",
+        "1",
+        env=python_env(),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return run_dir
 
@@ -175,10 +238,12 @@ def _check_products(run_dir: Path, card: ModelCard) -> None:
     assert header["MODBANDS"] == ",".join(card.band_names) and header["MODSCALE"] == card.pixel_scale_arcsec
     assert header["MODCLASS"] == ",".join(card.classes)
     assert sorted(p.name for p in (run_dir / "fits").glob("*_rank.fits")) == sorted(
-        f"{c}_rank.fits" for c in card.classes)
+        f"{c}_rank.fits" for c in card.classes
+    )
     table = Table.read(run_dir / "catalog" / "catalog.fits")
-    assert [c for c in table.colnames if c.startswith("p_") and not c.startswith("p_mean")] == \
-        [f"p_{c}" for c in card.classes]
+    assert [c for c in table.colnames if c.startswith("p_") and not c.startswith("p_mean")] == [
+        f"p_{c}" for c in card.classes
+    ]
     assert [c for c in table.colnames if c.startswith("flux_")] == [f"flux_{b}" for b in card.band_names]
     assert table.meta["MODBANDS"] == ",".join(card.band_names)
     import zarr
@@ -208,8 +273,9 @@ def test_two_band_model_with_its_own_classes(tmp_path):
     bands = ("F150W", "F444W")
     passbands = tuple(b for b in NIRCAM_BANDS if b.name in bands)
     objects = synthetic_training_set(10, seed=2, size=64, bands=passbands, pixel_scale=0.03)
-    description = SetDescription(tuple(JWST_NIRCAM_BANDS[b] for b in bands), 0.03, ("compact", "extended",
-                                                                                   "background"))
+    description = SetDescription(
+        tuple(JWST_NIRCAM_BANDS[b] for b in bands), 0.03, ("compact", "extended", "background")
+    )
     write_training_set(objects, tmp_path / "set", description=description)
     votes = Table.read(tmp_path / "set" / "votes.csv")
     votes["compact"] = votes["point_source"]
@@ -228,13 +294,27 @@ def test_two_band_model_with_its_own_classes(tmp_path):
 
 
 def test_a_model_card_with_other_bands_refuses_a_four_band_mosaic(tmp_path):
-    card = ModelCard(bands=(Band("F150W", "F150W", 1.5), Band("F444W", "F444W", 4.4)),
-                     classes=RELEASED_CARD.classes, pixel_scale_arcsec=0.06)
+    card = ModelCard(
+        bands=(Band("F150W", "F150W", 1.5), Band("F444W", "F444W", 4.4)),
+        classes=RELEASED_CARD.classes,
+        pixel_scale_arcsec=0.06,
+    )
     weights = _weights(tmp_path, card)
     write_card(weights, card)
     toml = write_mosaic(tmp_path / "data")
-    proc = run_cli("run", "--mosaic", "small", "--mosaics-file", str(toml), "--run-dir", str(tmp_path / "r"),
-                   "--model", str(weights), "--no-progress", env=python_env())
+    proc = run_cli(
+        "run",
+        "--mosaic",
+        "small",
+        "--mosaics-file",
+        str(toml),
+        "--run-dir",
+        str(tmp_path / "r"),
+        "--model",
+        str(weights),
+        "--no-progress",
+        env=python_env(),
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "missing band(s) F150W, F444W" in proc.stderr and "does not take: H, J, V, Z" in proc.stderr
     assert not (tmp_path / "r" / "manifest.json").exists()

@@ -57,8 +57,7 @@ def fake_simulator(monkeypatch):
         calls.append((tuple(shape), seed))
         rng = np.random.default_rng(seed)
         images = (rng.normal(size=(4, *shape)) + 5.0).astype(np.float32)
-        truth = Table({"id": [1, 2], "x": [10.5, 20.0], "y": [3.0, 7.25],
-                       "class": ["disk", "spheroid"]})
+        truth = Table({"id": [1, 2], "x": [10.5, 20.0], "y": [3.0, 7.25], "class": ["disk", "spheroid"]})
         return types.SimpleNamespace(images=images, wcs=make_wcs(shape), truth=truth)
 
     module = types.ModuleType("morpheus_core.simulate")
@@ -73,8 +72,7 @@ def test_registry():
     assert tuple(GOODS_S.files.values()) == HLF_NAMES
     assert "archive.stsci.edu/prepds/hlf" in GOODS_S.source_hint
     with pytest.raises(ValueError, match="do not match"):
-        Mosaic("bad", bands=("H", "J"), files={"H": "h.fits"}, description="",
-               source_hint="")
+        Mosaic("bad", bands=("H", "J"), files={"H": "h.fits"}, description="", source_hint="")
 
 
 def test_goods_s_missing_files_all_listed(tmp_path):
@@ -130,14 +128,16 @@ def test_user_mosaic_from_toml(tmp_path):
         (tmp_path / "cfg" / "img" / f"{band}.fits").write_bytes(b"")
     absolute = tmp_path / "elsewhere_V.fits"
     absolute.write_bytes(b"")
-    toml = write_toml(tmp_path / "cfg" / "mosaics.toml", f"""
+    toml = write_toml(
+        tmp_path / "cfg" / "mosaics.toml",
+        f"""
 [mosaics.my-field]
 description = "my test field"
 bands = {{ H = "img/H.fits", J = "img/J.fits", V = "{absolute}" }}
-""")
+""",
+    )
     paths = resolve_mosaic("my-field", data_dir=tmp_path / "unused", mosaics_file=toml)
-    assert paths == {"H": tmp_path / "cfg/img/H.fits", "J": tmp_path / "cfg/img/J.fits",
-                     "V": absolute}
+    assert paths == {"H": tmp_path / "cfg/img/H.fits", "J": tmp_path / "cfg/img/J.fits", "V": absolute}
     mosaic = known_mosaics(toml)["my-field"]
     assert mosaic.description == "my test field" and mosaic.bands == ("H", "J", "V")
     with pytest.raises(InputError, match="my-field"):
@@ -145,10 +145,13 @@ bands = {{ H = "img/H.fits", J = "img/J.fits", V = "{absolute}" }}
 
 
 def test_user_mosaic_missing_file(tmp_path):
-    toml = write_toml(tmp_path / "m.toml", """
+    toml = write_toml(
+        tmp_path / "m.toml",
+        """
 [mosaics.field]
 bands = { H = "h.fits", J = "j.fits" }
-""")
+""",
+    )
     with pytest.raises(InputError) as err:
         resolve_mosaic("field", data_dir=None, mosaics_file=toml)
     msg = str(err.value)
@@ -156,14 +159,17 @@ bands = { H = "h.fits", J = "j.fits" }
     assert "m.toml" in msg
 
 
-@pytest.mark.parametrize("text, match", [
-    ("[mosaics.x\nbands = 1", "cannot read"),
-    ("[mosaics.x]\nbands = 3", "needs bands"),
-    ("[mosaics.x]\nbands = {}", "needs bands"),
-    ("[mosaics.x]\nband = { H = 'h.fits' }", "unknown key"),
-    ("[mosaics.demo]\nbands = { H = 'h.fits' }", "built-in"),
-    ("[mosaics.x]\nbands = { H = 'h.fits' }\nthreshold = 1.5", r"threshold must be a number in \[0, 1\), got 1.5"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[mosaics.x\nbands = 1", "cannot read"),
+        ("[mosaics.x]\nbands = 3", "needs bands"),
+        ("[mosaics.x]\nbands = {}", "needs bands"),
+        ("[mosaics.x]\nband = { H = 'h.fits' }", "unknown key"),
+        ("[mosaics.demo]\nbands = { H = 'h.fits' }", "built-in"),
+        ("[mosaics.x]\nbands = { H = 'h.fits' }\nthreshold = 1.5", r"threshold must be a number in \[0, 1\), got 1.5"),
+    ],
+)
 def test_bad_toml(tmp_path, text, match):
     toml = write_toml(tmp_path / "bad.toml", text)
     with pytest.raises(InputError, match=match) as err:
@@ -176,13 +182,16 @@ def test_threshold_default_is_the_detection_rules_unless_the_mosaic_sets_one(tmp
     from pipeline.cli.parser import build_parser as _parser
 
     assert DEMO.threshold is None and GOODS_S.threshold is None  # no tuned threshold for any built-in
-    toml = write_toml(tmp_path / "m.toml", """
+    toml = write_toml(
+        tmp_path / "m.toml",
+        """
 [mosaics.plain]
 bands = { H = "h.fits" }
 [mosaics.tuned]
 bands = { H = "h.fits" }
 threshold = 0.2
-""")
+""",
+    )
     assert known_mosaics(toml)["plain"].threshold is None and known_mosaics(toml)["tuned"].threshold == 0.2
 
     def settings(mosaic, *options):
@@ -222,7 +231,8 @@ def test_generate_demo(tmp_path, fake_simulator):
     truth = Table.read(tmp_path / "data" / "demo_truth.ecsv")
     assert list(truth["class"]) == ["disk", "spheroid"]
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == sorted(
-        [f"demo_{b}.fits" for b in "HJVZ"] + ["demo_truth.ecsv"]), "no temp files left"
+        [f"demo_{b}.fits" for b in "HJVZ"] + ["demo_truth.ecsv"]
+    ), "no temp files left"
 
 
 def test_resolve_demo_generates_once_and_ingests(tmp_path, fake_simulator):
@@ -241,8 +251,10 @@ def test_resolve_demo_generates_once_and_ingests(tmp_path, fake_simulator):
 def test_a_generated_demo_says_where_its_files_went(tmp_path, fake_simulator):
     lines = []
     resolve_mosaic("demo", data_dir=tmp_path / "data", echo=lines.append)
-    assert lines == [f"demo data generated in {tmp_path / 'data'} (demo_H.fits, demo_J.fits, demo_V.fits, "
-                     "demo_Z.fits, demo_truth.ecsv)"]
+    assert lines == [
+        f"demo data generated in {tmp_path / 'data'} (demo_H.fits, demo_J.fits, demo_V.fits, "
+        "demo_Z.fits, demo_truth.ecsv)"
+    ]
     resolve_mosaic("demo", data_dir=tmp_path / "data", echo=lines.append)
     assert len(lines) == 1, "reused files: nothing to say"
 
@@ -250,7 +262,8 @@ def test_a_generated_demo_says_where_its_files_went(tmp_path, fake_simulator):
 def test_generate_demo_checks_simulator_output(tmp_path, monkeypatch):
     module = types.ModuleType("morpheus_core.simulate")
     module.render_sky = lambda shape=(512, 512), *, seed=0: types.SimpleNamespace(
-        images=np.ones((3, *shape), np.float32), wcs=make_wcs(shape), truth=Table())
+        images=np.ones((3, *shape), np.float32), wcs=make_wcs(shape), truth=Table()
+    )
     monkeypatch.setitem(sys.modules, "morpheus_core.simulate", module)
     with pytest.raises(RunError, match="shape"):
         generate_demo(tmp_path, shape=(8, 8))
@@ -264,8 +277,11 @@ def test_a_symlink_loop_is_named_as_such_not_missing(tmp_path, monkeypatch):
     os.symlink(loop, loop)
     (tmp_path / "j.fits").write_bytes(b"")
     toml = write_toml(tmp_path / "m.toml", '[mosaics.field]\nbands = { H = "h.fits", J = "j.fits" }\n')
-    with pytest.raises(InputError, match=r"mosaic 'field': 1 of 2 band files cannot be read: H: .*h.fits "
-                                         r"\(a symbolic link loop\)$") as err:
+    with pytest.raises(
+        InputError,
+        match=r"mosaic 'field': 1 of 2 band files cannot be read: H: .*h.fits "
+        r"\(a symbolic link loop\)$",
+    ) as err:
         resolve_mosaic("field", mosaics_file=toml)
     assert "MORPHEUS_DATA_DIR" not in str(err.value)
     os.symlink(HLF_NAMES[0], tmp_path / HLF_NAMES[0])  # the built-in mosaic's data dir
@@ -288,8 +304,11 @@ def test_the_demo_in_a_data_dir_that_cannot_be_written_is_an_input_error(tmp_pat
 
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(InputError, match=rf"^{blocker / 'data'}: cannot write the demo mosaic's files in this "
-                                         r"data dir \(.*\); pass --data-dir with a folder you can write"):
+    with pytest.raises(
+        InputError,
+        match=rf"^{blocker / 'data'}: cannot write the demo mosaic's files in this "
+        r"data dir \(.*\); pass --data-dir with a folder you can write",
+    ):
         resolve_mosaic("demo", data_dir=blocker / "data")
     locked = tmp_path / "read-only"
     locked.mkdir()

@@ -32,8 +32,10 @@ def _headers(tmp_path, headers: dict[str, dict]) -> None:
 
 
 def test_zeropoints_toml_over_header_and_none_invented(tmp_path, band_files):
-    _headers(tmp_path, {"H": {"PHOTFLAM": 1.9275e-20, "PHOTPLAM": 15369.176}, "J": {"ZP": 26.2},
-                        "V": {"ABMAG": 26.5, "MAGZP": 20.0}})
+    _headers(
+        tmp_path,
+        {"H": {"PHOTFLAM": 1.9275e-20, "PHOTPLAM": 15369.176}, "J": {"ZP": 26.2}, "V": {"ABMAG": 26.5, "MAGZP": 20.0}},
+    )
     toml = _toml(tmp_path, "zeropoint = { J = 26.25 }")
     bandset = with_photometry(validate_bands(band_files[0]), photometry_inputs("m", mosaics_file=toml))
     zps = bandset.photometry["zeropoints"]
@@ -59,21 +61,23 @@ def test_weight_and_rms_maps_are_ingested_and_recorded(tmp_path, band_files):
     kinds = {(r["band"], r.get("kind")) for r in group.attrs["inputs"]}
     assert {("H", "weight"), ("V", "rms")} <= kinds and ("H", None) in kinds
     # A changed map is a changed input: refused, the store kept.
-    fits.writeto(tmp_path / "h_wht.fits", (wht * 2).astype(np.float32), make_wcs(SHAPE).to_header(),
-                 overwrite=True)
+    fits.writeto(tmp_path / "h_wht.fits", (wht * 2).astype(np.float32), make_wcs(SHAPE).to_header(), overwrite=True)
     changed = with_photometry(validate_bands(band_files[0]), photometry_inputs("m", mosaics_file=toml))
     with pytest.raises(InputError, match="weight map"):
         ingest(changed, tmp_path / "mosaic.zarr", chunk=32)
     assert zarr.open_group(str(tmp_path / "mosaic.zarr"), mode="r")["weight"].shape == (1, *SHAPE)
 
 
-@pytest.mark.parametrize("extra, match", [
-    ('weights = { H = "missing_wht.fits" }', "missing_wht.fits"),
-    ('weights = { K = "h_wht.fits" }', "not in bands"),
-    ('weights = { H = "h_wht.fits" }\nrms = { H = "h_wht.fits" }', "both a weights and an rms"),
-    ("zeropoint = { H = \"25\" }", "finite AB magnitude"),
-    ("sky_subtracted = 1", "true or false"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ('weights = { H = "missing_wht.fits" }', "missing_wht.fits"),
+        ('weights = { K = "h_wht.fits" }', "not in bands"),
+        ('weights = { H = "h_wht.fits" }\nrms = { H = "h_wht.fits" }', "both a weights and an rms"),
+        ('zeropoint = { H = "25" }', "finite AB magnitude"),
+        ("sky_subtracted = 1", "true or false"),
+    ],
+)
 def test_bad_photometry_keys_are_refused(tmp_path, band_files, extra, match):
     write_band(tmp_path / "h_wht.fits", random_image(7))
     toml = _toml(tmp_path, extra)
@@ -82,8 +86,10 @@ def test_bad_photometry_keys_are_refused(tmp_path, band_files, extra, match):
         photometry_inputs("m", mosaics_file=toml)
 
 
-@pytest.mark.parametrize("shape, crval, match", [((SHAPE[0], SHAPE[1] - 1), (53.12, -27.81), "has shape"),
-                                                  (SHAPE, (53.2, -27.81), "different WCS")])
+@pytest.mark.parametrize(
+    "shape, crval, match",
+    [((SHAPE[0], SHAPE[1] - 1), (53.12, -27.81), "has shape"), (SHAPE, (53.2, -27.81), "different WCS")],
+)
 def test_a_map_off_the_bands_grid_is_refused_naming_it(tmp_path, band_files, shape, crval, match):
     write_band(tmp_path / "h_wht.fits", random_image(7, shape=shape), wcs=make_wcs(shape, crval=crval))
     toml = _toml(tmp_path, 'weights = { H = "h_wht.fits" }')

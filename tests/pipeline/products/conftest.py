@@ -41,6 +41,7 @@ def value_added_run(catalog_run, tmp_path_factory) -> Path:
     shutil.copytree(catalog_run, run_dir)
     objects = Table.read(run_dir / "catalog" / "catalog.parquet")
     Table({"id": [f"src-{i}" for i in range(3)], "ra": objects["ra"][:3], "dec": objects["dec"][:3]}).write(
-        folder / "markers.csv")
+        folder / "markers.csv"
+    )
     run_downstream(run_dir, DownstreamSettings(markers=str(folder / "markers.csv")), echo=lambda *_: None)
     return run_dir

@@ -24,8 +24,11 @@ ELECTRON_RATE = u.electron / u.s
 
 def expected_unit(name: str) -> u.UnitBase | None:
     """The unit a catalog column must have, from its name (None: a number without unit)."""
-    if name in ("x", "y", "x_peak", "y_peak") or name.startswith("bbox_") \
-            or (name.endswith(("_centroid", "radius", "_sigma")) and not name.startswith("sigma_")):
+    if (
+        name in ("x", "y", "x_peak", "y_peak")
+        or name.startswith("bbox_")
+        or (name.endswith(("_centroid", "radius", "_sigma")) and not name.startswith("sigma_"))
+    ):
         return u.pix
     if name in ("ra", "dec", "ra_input", "dec_input", "orientation"):
         return u.deg
@@ -59,7 +62,7 @@ def csv_header(path: Path) -> tuple[list[str], dict[str, tuple[str, str]]]:
         lines.append(line[2:])
     start = lines.index(CSV_COLUMNS_LINE)
     columns = {}
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         name, unit, text = line.split(" | ", 2)
         columns[name] = (unit, text)
     return lines[:start], columns
@@ -116,8 +119,9 @@ def test_every_column_of_a_pipeline_catalog_has_a_description_and_its_unit(catal
         assert table[name].unit == expected_unit(name), (name, table[name].unit)
     # the flux columns' unit comes from the bands' BUNIT (ELECTRONS/S), through the mosaic store
     assert [n for n in table.colnames if n.startswith("flux_")] == ["flux_H", "flux_J", "flux_V", "flux_Z"]
-    assert json.loads((catalog_run / "mosaic.zarr" / "zarr.json").read_text())["attributes"]["flux_unit"] == \
-        "electron / s"
+    assert (
+        json.loads((catalog_run / "mosaic.zarr" / "zarr.json").read_text())["attributes"]["flux_unit"] == "electron / s"
+    )
     assert_described_in_every_format(catalog_run / "catalog" / "catalog", table)
 
 
@@ -150,9 +154,14 @@ def test_photometry_columns_keep_their_units_and_descriptions_in_every_format(tm
         image += amp * np.exp(-0.5 * (((yy - y) / sy) ** 2 + ((xx - x) / sx) ** 2))
         labels[(((yy - y) / sy) ** 2 + ((xx - x) / sx) ** 2) <= 9] = k
     image += np.random.default_rng(1).normal(0, 0.05, image.shape)
-    frame = measure_objects(labels, {"H": image, "J": 0.5 * image}, [1, 2], shape_band="H",
-                            errors={"H": np.full(image.shape, 0.05), "J": np.full(image.shape, 0.05)},
-                            zeropoints={"H": 25.9, "J": 26.2})
+    frame = measure_objects(
+        labels,
+        {"H": image, "J": 0.5 * image},
+        [1, 2],
+        shape_band="H",
+        errors={"H": np.full(image.shape, 0.05), "J": np.full(image.shape, 0.05)},
+        zeropoints={"H": 25.9, "J": 26.2},
+    )
     table = photometry_table(frame, shape_band="H", bands=["H", "J"], flux_unit="electron / s")
     table.meta.update({"RUNID": "r-phot", "SOFTWARE": "morpheus-survey"})
     assert {"semimajor_sigma", "orientation", "kron_flux_H", "mag_kron_J", "kron_radius"} <= set(table.colnames)

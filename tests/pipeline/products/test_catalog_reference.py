@@ -18,16 +18,21 @@ def test_docs_downstream_md_tables_are_current(value_added_run):
 
 def test_every_column_is_in_the_tables_once_with_its_unit(value_added_run):
     internal = Table.read(value_added_run / "catalog" / "catalog.parquet")
-    rows = column_rows(internal, bands=["H", "J", "V", "Z"], classes=["spheroid", "disk", "irregular",
-                                                                      "point_source", "background"])
+    rows = column_rows(
+        internal, bands=["H", "J", "V", "Z"], classes=["spheroid", "disk", "irregular", "point_source", "background"]
+    )
     names = [name for name, _, _ in rows]
     assert len(names) == len(set(names)) and "flux_<band>" in names and "p_<class>" in names
     assert "p_mean_<class>" in names and "sigma_<class>" in names
     expanded = set()
     for name in names:
-        expanded |= {name.replace("<band>", b) for b in "HJVZ"} if "<band>" in name else \
-            {name.replace("<class>", c) for c in ("spheroid", "disk", "irregular", "point_source", "background")} \
-            if "<class>" in name else {name}
+        expanded |= (
+            {name.replace("<band>", b) for b in "HJVZ"}
+            if "<band>" in name
+            else {name.replace("<class>", c) for c in ("spheroid", "disk", "irregular", "point_source", "background")}
+            if "<class>" in name
+            else {name}
+        )
     assert expanded == set(internal.colnames)
     units = {name: unit for name, unit, _ in rows}
     assert units["flux_<band>"] == "`BUNIT`" and units["area"] == "`pix2`" and units["ra"] == "`deg`"

@@ -16,8 +16,9 @@ from pipeline.rundir.location import Location
 def test_each_class_image_n_and_coverage_are_written_with_wcs_and_provenance(tmp_path):
     shape, classes = (30, 41), ("spheroid", "disk", "background")  # a model card's classes, not the released 5
     rng = np.random.default_rng(2)
-    group = zarr.open_group(str(tmp_path / "classification.zarr"), mode="w", zarr_format=3,
-                            attributes={"classes": list(classes)})
+    group = zarr.open_group(
+        str(tmp_path / "classification.zarr"), mode="w", zarr_format=3, attributes={"classes": list(classes)}
+    )
     cubes = {kind: rng.random((3, *shape), dtype=np.float32) for kind in ("mean", "variance", "rank")}
     for kind, cube in cubes.items():
         group.create_array(kind, data=cube, chunks=(3, 16, 16))
@@ -26,8 +27,14 @@ def test_each_class_image_n_and_coverage_are_written_with_wcs_and_provenance(tmp
     coverage = n > 100
     cards = provenance("run-1", model="m", precision="float32")
     out = tmp_path / "run"
-    written = write_classification_products(out, classification=group, coverage=coverage,
-                                            wcs_header=make_wcs(shape).to_header_string(), cards=cards, strip=7)
+    written = write_classification_products(
+        out,
+        classification=group,
+        coverage=coverage,
+        wcs_header=make_wcs(shape).to_header_string(),
+        cards=cards,
+        strip=7,
+    )
     layout = RunLayout(Location(out))
     expected = [*layout.classification_fits(classes)[:-1], layout.fits / "n.fits", layout.fits / "coverage.fits"]
     assert written == [p.path for p in expected] and len(written) == 3 * 3 + 2
@@ -54,12 +61,20 @@ def test_each_image_says_what_it_holds_and_its_unit(tmp_path):
     group.create_array("n", data=np.full(shape, 900, np.int32))
     wcs_header = make_wcs(shape).to_header_string()
     assert "MJDREF" in wcs_header  # what the ingested mosaic records
-    write_classification_products(tmp_path / "run", classification=group, coverage=np.ones(shape, bool),
-                                  wcs_header=wcs_header, cards=provenance("r", model="m", precision="float32"),
-                                  strip=5)
+    write_classification_products(
+        tmp_path / "run",
+        classification=group,
+        coverage=np.ones(shape, bool),
+        wcs_header=wcs_header,
+        cards=provenance("r", model="m", precision="float32"),
+        strip=5,
+    )
     fits_dir = tmp_path / "run" / "fits"
-    for kind, suffix, words in (("mean", "mean", "mean probability"), ("variance", "var", "variance"),
-                                ("rank", "rank", "rank-vote fraction")):
+    for kind, suffix, words in (
+        ("mean", "mean", "mean probability"),
+        ("variance", "var", "variance"),
+        ("rank", "rank", "rank-vote fraction"),
+    ):
         header = fits.getheader(fits_dir / f"spheroid_{suffix}.fits")
         assert (header["CLASSNAM"], header["IMGKIND"]) == ("spheroid", kind) and "BUNIT" not in header
         comments = " ".join(header["COMMENT"])

@@ -18,8 +18,7 @@ MODEL = "morpheus-astro 0.5.1 model-440"
 # Header floats are written with ~16 significant digits, so coordinates near
 # RA 53 deg survive to ~1e-14 deg; 1e-9 deg (3.6 micro-arcsec) leaves a wide margin.
 WCS_ATOL_DEG = 1e-9
-PIXELS = (np.array([0.0, 59.0, 0.0, 59.0, 29.5, 12.25]),
-          np.array([0.0, 0.0, 39.0, 39.0, 19.5, 33.75]))
+PIXELS = (np.array([0.0, 59.0, 0.0, 59.0, 29.5, 12.25]), np.array([0.0, 0.0, 39.0, 39.0, 19.5, 33.75]))
 
 
 def make_wcs(shape: tuple[int, int]) -> WCS:
@@ -29,8 +28,7 @@ def make_wcs(shape: tuple[int, int]) -> WCS:
     w.wcs.crval = [53.12, -27.81]
     w.wcs.crpix = [(shape[1] + 1) / 2, (shape[0] + 1) / 2]
     scale, angle = 0.06 / 3600, np.deg2rad(3.0)
-    w.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)],
-                                 [np.sin(angle), np.cos(angle)]])
+    w.wcs.cd = scale * np.array([[-np.cos(angle), np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     return w
 
 
@@ -41,8 +39,9 @@ def wcs() -> WCS:
 
 @pytest.fixture
 def cards() -> dict:
-    return provenance("run-0042", model=MODEL, precision="float32",
-                      extra={"MOSAIC": ("demo", "mosaic name"), "NBANDS": np.int64(4)})
+    return provenance(
+        "run-0042", model=MODEL, precision="float32", extra={"MOSAIC": ("demo", "mosaic name"), "NBANDS": np.int64(4)}
+    )
 
 
 def assert_same_sky(written: fits.Header, expected: WCS) -> None:
@@ -59,10 +58,15 @@ def assert_same_sky(written: fits.Header, expected: WCS) -> None:
 
 def test_image_round_trip(tmp_path, wcs, cards, rng):
     data = rng.random(SHAPE, dtype=np.float32)
-    out = write_fits_image(tmp_path / "spheroid.fits", data,
-                           wcs_header=wcs.to_header_string(), provenance=cards,
-                           bunit="probability", extname="SPHEROID",
-                           comments=["Morpheus spheroid probability"])
+    out = write_fits_image(
+        tmp_path / "spheroid.fits",
+        data,
+        wcs_header=wcs.to_header_string(),
+        provenance=cards,
+        bunit="probability",
+        extname="SPHEROID",
+        comments=["Morpheus spheroid probability"],
+    )
     assert out == tmp_path / "spheroid.fits"
     with fits.open(out) as hdul:
         assert len(hdul) == 1
@@ -83,8 +87,7 @@ def test_image_round_trip(tmp_path, wcs, cards, rng):
 def test_image_bool_stored_as_uint8_and_no_wcs(tmp_path, cards):
     mask = np.zeros(SHAPE, dtype=bool)
     mask[5:9, 10:20] = True
-    out = write_fits_image(tmp_path / "mask.fits", mask, wcs_header=None,
-                           provenance=cards)
+    out = write_fits_image(tmp_path / "mask.fits", mask, wcs_header=None, provenance=cards)
     with fits.open(out) as hdul:
         np.testing.assert_array_equal(hdul[0].data, mask.astype(np.uint8))
         assert "CTYPE1" not in hdul[0].header
@@ -93,27 +96,26 @@ def test_image_bool_stored_as_uint8_and_no_wcs(tmp_path, cards):
 
 def test_image_rejects_non_2d(tmp_path, wcs, cards):
     with pytest.raises(ValueError, match=r"2-D image, got shape \(2, 40, 60\)"):
-        write_fits_image(tmp_path / "x.fits", np.zeros((2, *SHAPE)),
-                         wcs_header=wcs.to_header_string(), provenance=cards)
+        write_fits_image(
+            tmp_path / "x.fits", np.zeros((2, *SHAPE)), wcs_header=wcs.to_header_string(), provenance=cards
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_provenance_cannot_overwrite_wcs_or_structure(tmp_path, wcs):
     for key in ("CTYPE1", "NAXIS1", "BUNIT"):
         with pytest.raises(ValueError, match=key):
-            write_fits_image(tmp_path / "x.fits", np.zeros(SHAPE),
-                             wcs_header=wcs.to_header_string(),
-                             provenance={key: ("oops", "")})
+            write_fits_image(
+                tmp_path / "x.fits", np.zeros(SHAPE), wcs_header=wcs.to_header_string(), provenance={key: ("oops", "")}
+            )
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path, wcs, cards):
     path = tmp_path / "map.fits"
     old_umask = os.umask(0o022)
     try:
-        write_fits_image(path, np.zeros(SHAPE, np.float32),
-                         wcs_header=wcs.to_header_string(), provenance=cards)
-        write_fits_image(path, np.ones(SHAPE, np.float32),
-                         wcs_header=wcs.to_header_string(), provenance=cards)
+        write_fits_image(path, np.zeros(SHAPE, np.float32), wcs_header=wcs.to_header_string(), provenance=cards)
+        write_fits_image(path, np.ones(SHAPE, np.float32), wcs_header=wcs.to_header_string(), provenance=cards)
     finally:
         os.umask(old_umask)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.fits"]
@@ -125,8 +127,7 @@ def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path, wcs, cards):
 
 def test_failed_write_keeps_old_file_and_no_temp(tmp_path, wcs, cards, monkeypatch):
     path = tmp_path / "map.fits"
-    write_fits_image(path, np.zeros(SHAPE, np.float32),
-                     wcs_header=wcs.to_header_string(), provenance=cards)
+    write_fits_image(path, np.zeros(SHAPE, np.float32), wcs_header=wcs.to_header_string(), provenance=cards)
     before = path.read_bytes()
 
     def disk_full(self, data):
@@ -135,16 +136,14 @@ def test_failed_write_keeps_old_file_and_no_temp(tmp_path, wcs, cards, monkeypat
 
     monkeypatch.setattr(fits.StreamingHDU, "write", disk_full)
     with pytest.raises(RunError, match="map.fits: cannot write FITS file"):
-        write_fits_image(path, np.ones(SHAPE, np.float32),
-                         wcs_header=wcs.to_header_string(), provenance=cards)
+        write_fits_image(path, np.ones(SHAPE, np.float32), wcs_header=wcs.to_header_string(), provenance=cards)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["map.fits"]
 
 
 def test_missing_folder_is_a_run_error(tmp_path, cards):
     with pytest.raises(RunError, match="cannot write FITS file"):
-        write_fits_image(tmp_path / "absent" / "x.fits", np.zeros(SHAPE),
-                         wcs_header=None, provenance=cards)
+        write_fits_image(tmp_path / "absent" / "x.fits", np.zeros(SHAPE), wcs_header=None, provenance=cards)
 
 
 def test_strip_writer_equals_the_whole_image_writer(tmp_path, wcs, cards, rng):
@@ -158,10 +157,12 @@ def test_strip_writer_equals_the_whole_image_writer(tmp_path, wcs, cards, rng):
             Strips.reads += 1
             return data[rows]
 
-    whole = write_fits_image(tmp_path / "whole.fits", data, wcs_header=wcs.to_header_string(), provenance=cards,
-                             extname="IMG")
-    strips = write_fits_image_strips(tmp_path / "strips.fits", Strips(), strip=16,
-                                     wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG")
+    whole = write_fits_image(
+        tmp_path / "whole.fits", data, wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG"
+    )
+    strips = write_fits_image_strips(
+        tmp_path / "strips.fits", Strips(), strip=16, wcs_header=wcs.to_header_string(), provenance=cards, extname="IMG"
+    )
     assert Strips.reads == 1 + 5  # one row for the dtype, then ceil(70 / 16) strips
     with fits.open(whole) as a, fits.open(strips) as b:
         np.testing.assert_array_equal(b[0].data, data)  # the strips reassemble the image
@@ -175,12 +176,14 @@ def test_a_time_reference_only_when_the_mosaic_has_one(tmp_path, wcs, cards):
     """astropy's ``WCS.to_header`` writes ``MJDREF = 0.0`` for a WCS with no time reference
     (the ingested mosaic's header holds it so): not written; a real one is kept."""
     assert "MJDREF" in wcs.to_header_string()
-    out = write_fits_image(tmp_path / "a.fits", np.zeros(SHAPE, np.float32), wcs_header=wcs.to_header_string(),
-                           provenance=cards)
+    out = write_fits_image(
+        tmp_path / "a.fits", np.zeros(SHAPE, np.float32), wcs_header=wcs.to_header_string(), provenance=cards
+    )
     assert "MJDREF" not in fits.getheader(out) and "MJDREFI" not in fits.getheader(out)
     dated = wcs.deepcopy()
     dated.wcs.mjdref = [55197.0, 0.0]
-    out = write_fits_image(tmp_path / "b.fits", np.zeros(SHAPE, np.float32), wcs_header=dated.to_header_string(),
-                           provenance=cards)
+    out = write_fits_image(
+        tmp_path / "b.fits", np.zeros(SHAPE, np.float32), wcs_header=dated.to_header_string(), provenance=cards
+    )
     header = fits.getheader(out)
     assert header.get("MJDREF", header.get("MJDREFI")) == 55197.0

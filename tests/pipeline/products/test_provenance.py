@@ -14,8 +14,9 @@ MODEL = "morpheus-astro 0.5.1 model-440"
 
 def test_provenance_keywords():
     before = datetime.now(timezone.utc).replace(microsecond=0)
-    cards = provenance("run-7", model=MODEL, precision="mixed_float16",
-                       extra={"TILE": 256, "MOSAIC": ("goods-s", "mosaic name")})
+    cards = provenance(
+        "run-7", model=MODEL, precision="mixed_float16", extra={"TILE": 256, "MOSAIC": ("goods-s", "mosaic name")}
+    )
     assert list(cards)[:6] == ["SOFTWARE", "SWVERSN", "MODEL", "PRECISN", "RUNID", "DATE"]
     assert cards["SOFTWARE"][0] == "morpheus-survey"
     assert cards["SWVERSN"][0] == importlib.metadata.version("morpheus-survey")
@@ -24,8 +25,7 @@ def test_provenance_keywords():
     assert cards["RUNID"][0] == "run-7"
     assert cards["TILE"] == (256, "")
     assert cards["MOSAIC"] == ("goods-s", "mosaic name")
-    date = datetime.strptime(cards["DATE"][0], "%Y-%m-%dT%H:%M:%S").replace(
-        tzinfo=timezone.utc)
+    date = datetime.strptime(cards["DATE"][0], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
     assert before <= date <= datetime.now(timezone.utc)
     for key, (_, comment) in cards.items():
         assert len(key) <= 8
@@ -57,5 +57,9 @@ def test_input_cards_name_each_band_and_its_file_in_order():
     from pipeline.products.provenance import input_cards
 
     cards = input_cards([{"band": "H", "path": "/data/goods/h.fits"}, {"band": "F814W", "path": "s3://b/i.fits.fz"}])
-    assert cards == {"BAND1": ("H", "band 1 of the mosaic"), "FILE1": ("h.fits", "input file of band H"),
-                     "BAND2": ("F814W", "band 2 of the mosaic"), "FILE2": ("i.fits.fz", "input file of band F814W")}
+    assert cards == {
+        "BAND1": ("H", "band 1 of the mosaic"),
+        "FILE1": ("h.fits", "input file of band H"),
+        "BAND2": ("F814W", "band 2 of the mosaic"),
+        "FILE2": ("i.fits.fz", "input file of band F814W"),
+    }

@@ -60,12 +60,19 @@ def test_the_pipeline_catalog_as_ellipses_on_the_sky(catalog_run):
 def _shape_table(n: int = 12, seed: int = 2) -> Table:
     rng = np.random.default_rng(seed)
     kron = rng.uniform(1.0, 2.0, n)
-    return Table({"id": np.arange(1, n + 1), "x": rng.uniform(5, 90, n), "y": rng.uniform(5, 70, n),
-                  "area": rng.integers(5, 200, n),
-                  "dominant_class": rng.choice(["spheroid", "disk", "irregular", "point_source"], n),
-                  "semimajor_sigma": rng.uniform(1.5, 4.0, n), "semiminor_sigma": rng.uniform(0.5, 1.4, n),
-                  "orientation": rng.uniform(-90, 90, n),
-                  "kron_radius": MaskedColumn(kron, mask=np.arange(n) % 4 == 0)})
+    return Table(
+        {
+            "id": np.arange(1, n + 1),
+            "x": rng.uniform(5, 90, n),
+            "y": rng.uniform(5, 70, n),
+            "area": rng.integers(5, 200, n),
+            "dominant_class": rng.choice(["spheroid", "disk", "irregular", "point_source"], n),
+            "semimajor_sigma": rng.uniform(1.5, 4.0, n),
+            "semiminor_sigma": rng.uniform(0.5, 1.4, n),
+            "orientation": rng.uniform(-90, 90, n),
+            "kron_radius": MaskedColumn(kron, mask=np.arange(n) % 4 == 0),
+        }
+    )
 
 
 def test_ellipses_from_the_shape_columns_in_image_coordinates(tmp_path):
@@ -106,10 +113,15 @@ def test_sky_ellipses_equal_the_regions_package_conversion_of_each(tmp_path):
 
 
 def test_rows_without_a_centre_get_no_region_and_other_classes_take_the_maps_colours(tmp_path):
-    table = Table({"source_id": ["a", "b", "c"], "x": MaskedColumn([10.0, 0.0, 30.0], mask=[False, True, False]),
-                   "y": MaskedColumn([12.0, 0.0, 8.0], mask=[False, True, False]),
-                   "area": MaskedColumn([20, 0, 50], mask=[False, True, False]),
-                   "dominant_class": MaskedColumn(["compact", "", "extended"], mask=[False, True, False])})
+    table = Table(
+        {
+            "source_id": ["a", "b", "c"],
+            "x": MaskedColumn([10.0, 0.0, 30.0], mask=[False, True, False]),
+            "y": MaskedColumn([12.0, 0.0, 8.0], mask=[False, True, False]),
+            "area": MaskedColumn([20, 0, 50], mask=[False, True, False]),
+            "dominant_class": MaskedColumn(["compact", "", "extended"], mask=[False, True, False]),
+        }
+    )
     classes = ("compact", "extended", "background")
     shapes = regions.Regions.read(str(write_regions(table, tmp_path / "va.reg", classes=classes)), format="ds9")
     assert [str(s.meta["text"]) for s in shapes] == ["a", "c"]

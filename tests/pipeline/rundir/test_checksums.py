@@ -121,8 +121,11 @@ def test_record_and_verify_in_an_s3_bucket(tmp_path, monkeypatch):
 
     from tests.pipeline.small_runs import free_port
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "AKIAMORPHEUSTEST", "AWS_SECRET_ACCESS_KEY": "test",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "AKIAMORPHEUSTEST",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     port = free_port()
@@ -144,7 +147,10 @@ def test_record_and_verify_in_an_s3_bucket(tmp_path, monkeypatch):
         (store / "n/c/1/1").write_bytes((store / "n/c/1/1").read_bytes()[:10])
         check = verify_files(store, files)
         assert [(p.key, p.chunk) for p in check.problems] == [
-            ("mean/c/0/1/2", (0, 1, 2)), ("n/c/1/1", (1, 1)), ("rank/c/0/0/1", (0, 0, 1))]
+            ("mean/c/0/1/2", (0, 1, 2)),
+            ("n/c/1/1", (1, 1)),
+            ("rank/c/0/0/1", (0, 0, 1)),
+        ]
         assert "s3://checks/run/classification.zarr/mean/c/0/1/2 is missing" in str(check.problems[0])
         assert [p.key for p in verify_files(store, files, hashes=False).problems] == ["mean/c/0/1/2", "n/c/1/1"]
     finally:

@@ -36,16 +36,24 @@ def test_every_file_of_a_finished_run_is_named_by_the_layout(tmp_path):
     for path in layout.classification_fits():
         assert path.exists(), path
     # The files inside the folders too: every product, ledger record and partial.
-    products = {*layout.classification_fits(), *(layout.fits_file(a) for a in FITS_FILES),
-                *layout.catalog_files()}  # catalog.{parquet,csv,fits,mrt} and objects.reg
+    products = {
+        *layout.classification_fits(),
+        *(layout.fits_file(a) for a in FITS_FILES),
+        *layout.catalog_files(),
+    }  # catalog.{parquet,csv,fits,mrt} and objects.reg
     written = {*layout.fits.path.iterdir(), *layout.catalog.path.iterdir()}
     named = {p.path for p in products}
     assert written <= named and named - written <= {layout.catalog_file("mrt").path}  # MRT: a catalog with rows
     ledger = Ledger(layout.root)
     tiles = sorted(ledger.done_infos([f"t{r:04d}_{c:04d}" for r in range(3) for c in range(4)]))
     assert len(tiles) == 12
-    records = {layout.merged_record, layout.classification_checksums, layout.segmentation_checksums,
-               layout.executions, *(layout.done_record(t) for t in tiles)}
+    records = {
+        layout.merged_record,
+        layout.classification_checksums,
+        layout.segmentation_checksums,
+        layout.executions,
+        *(layout.done_record(t) for t in tiles),
+    }
     assert set(layout.ledger.path.iterdir()) == {p.path for p in records}
     assert list(layout.partials.path.iterdir()) == []  # removed after the verified merge
     assert {layout.execution_tile(p.name) for p in layout.executions.path.iterdir()} == set(tiles)
@@ -58,9 +66,11 @@ def test_the_ledger_writes_only_the_names_the_layout_gives(tmp_path):
     ledger.record_start("t0000_0001")
     ledger.save_partial("t0000_0001", stats, {"windows": 0})
     ledger.mark_failed("t0001_0000", "RuntimeError: boom", "Traceback ...")
-    assert {p.name for p in layout.ledger.path.iterdir()} == {layout.executions.name,
-                                                               layout.done_record("t0000_0001").name,
-                                                               layout.failed_record("t0001_0000").name}
+    assert {p.name for p in layout.ledger.path.iterdir()} == {
+        layout.executions.name,
+        layout.done_record("t0000_0001").name,
+        layout.failed_record("t0001_0000").name,
+    }
     assert [p.name for p in layout.partials.path.iterdir()] == [layout.partial("t0000_0001").name]
     (execution,) = layout.executions.path.iterdir()
     assert layout.execution_tile(execution.name) == "t0000_0001"

@@ -31,8 +31,8 @@ def test_compact_partials_are_exact_counts_and_float32_moments(tmp_path, rng):
     np.testing.assert_array_equal(back.n, stats.n)
     np.testing.assert_array_equal(back.votes, stats.votes)
     # float32 rounding only: relative 2**-24 of each value
-    np.testing.assert_allclose(back.mean, stats.mean, rtol=2.0 ** -24, atol=0)
-    np.testing.assert_allclose(back.m2, stats.m2, rtol=2.0 ** -24, atol=0)
+    np.testing.assert_allclose(back.mean, stats.mean, rtol=2.0**-24, atol=0)
+    np.testing.assert_allclose(back.m2, stats.m2, rtol=2.0**-24, atol=0)
     # the products (float32) from a compact partial differ from the float64 ones by
     # at most a float32 rounding or two
     ref, got = finalize(stats), finalize(back)

@@ -70,7 +70,9 @@ def test_write_read_list_remove(root):
     assert (root / "ledger").listdir() == ["executions", "t1.done", "t2.done"]
     assert (root / "nothing").listdir() == []
     assert (root / "ledger").read_many(["t1.done", "t2.done", "t3.done"]) == {
-        "t1.done": b'{\n  "windows": 3\n}', "t2.done": b'{"windows": 4}'}
+        "t1.done": b'{\n  "windows": 3\n}',
+        "t2.done": b'{"windows": 4}',
+    }
     (root / "ledger" / "t2.done").remove()
     (root / "ledger" / "t2.done").remove()  # missing is fine
     assert not (root / "ledger" / "t2.done").exists()
@@ -114,7 +116,9 @@ def test_zarr_group_round_trip(root):
 
 def test_secrets_are_refused_in_settings():
     assert check_storage_options({"endpoint_url": "http://x", "anon": False}) == {
-        "endpoint_url": "http://x", "anon": False}
+        "endpoint_url": "http://x",
+        "anon": False,
+    }
     for name in ("key", "secret", "token", "aws_secret_access_key", "account_key", "password"):
         with pytest.raises(ValueError, match=f"{name}.*environment"):
             check_storage_options({name: "hunter2"})
@@ -122,13 +126,16 @@ def test_secrets_are_refused_in_settings():
         RunSettings(run_dir="s3://b/r", storage_options={"secret": "x"})
 
 
-@pytest.mark.parametrize("options, where", [
-    ({"client_kwargs": {"aws_secret_access_key": "hunter2"}}, "client_kwargs.aws_secret_access_key"),
-    ({"endpoint_url": "https://alice:hunter2@minio.example:9000"}, "endpoint_url"),
-    ({"headers": {"Authorization": "Bearer hunter2"}}, "headers.Authorization"),
-    ({"config_kwargs": {"token": "hunter2"}}, "config_kwargs.token"),
-    ({"client_kwargs": {"extra": [{"api_key": "hunter2"}]}}, "client_kwargs.extra[0].api_key"),
-])
+@pytest.mark.parametrize(
+    "options, where",
+    [
+        ({"client_kwargs": {"aws_secret_access_key": "hunter2"}}, "client_kwargs.aws_secret_access_key"),
+        ({"endpoint_url": "https://alice:hunter2@minio.example:9000"}, "endpoint_url"),
+        ({"headers": {"Authorization": "Bearer hunter2"}}, "headers.Authorization"),
+        ({"config_kwargs": {"token": "hunter2"}}, "config_kwargs.token"),
+        ({"client_kwargs": {"extra": [{"api_key": "hunter2"}]}}, "client_kwargs.extra[0].api_key"),
+    ],
+)
 def test_nested_secrets_are_refused_and_never_echoed(options, where):
     # Regression: only top-level names were once screened, so these reached manifest.json.
     with pytest.raises(ValueError, match="environment") as info:
@@ -136,30 +143,39 @@ def test_nested_secrets_are_refused_and_never_echoed(options, where):
     assert where in str(info.value) and "hunter2" not in str(info.value)
 
 
-_PRESIGNED = ("https://survey.s3.amazonaws.com/run?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1"
-              "&X-Amz-Date=20250101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=hunter2")
+_PRESIGNED = (
+    "https://survey.s3.amazonaws.com/run?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1"
+    "&X-Amz-Date=20250101T000000Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=hunter2"
+)
 
 
-@pytest.mark.parametrize("options, where", [
-    # names that used to pass: separators other than "_", and missing words
-    ({"headers": {"X-Api-Key": "hunter2"}}, "headers.X-Api-Key"),
-    ({"client_kwargs": {"headers": {"X-Auth": "hunter2"}}}, "client_kwargs.headers.X-Auth"),
-    ({"connection_string": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=hunter2"}, "connection_string"),
-    ({"passphrase": "hunter2"}, "passphrase"),
-    ({"pkey": "hunter2"}, "pkey"),
-    ({"client_kwargs": {"aws_access_key_id": "AKIAhunter2"}}, "client_kwargs.aws_access_key_id"),
-    # credentials in values, whatever the option's name, in dicts and lists
-    ({"headers": [["Authorization", "Bearer hunter2"]]}, "headers[0] (Authorization)"),
-    ({"headers": [["X-Forwarded", "Bearer hunter2"]]}, "headers[0][1]"),
-    ({"headers": ["X-Auth: hunter2"]}, "headers[0] (X-Auth)"),
-    ({"client_kwargs": {"conn": "BlobEndpoint=https://a.blob.core.windows.net;AccountKey=hunter2"}},
-     "client_kwargs.conn"),
-    ({"endpoint_url": _PRESIGNED}, "endpoint_url"),
-    ({"config_kwargs": {"urls": ["https://a.blob.core.windows.net/c?sv=2022-11-02&sr=c&sig=hunter2"]}},
-     "config_kwargs.urls[0]"),
-    ({"extra": {"conn": "SharedAccessSignature sr=a&se=1&skn=b&hunter2"}}, "extra.conn"),
-    ({"extra": {"sas_value": "x"}, "proxy": {"list": ["http://alice:hunter2@proxy:3128"]}}, "proxy.list[0]"),
-])
+@pytest.mark.parametrize(
+    "options, where",
+    [
+        # names that used to pass: separators other than "_", and missing words
+        ({"headers": {"X-Api-Key": "hunter2"}}, "headers.X-Api-Key"),
+        ({"client_kwargs": {"headers": {"X-Auth": "hunter2"}}}, "client_kwargs.headers.X-Auth"),
+        ({"connection_string": "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=hunter2"}, "connection_string"),
+        ({"passphrase": "hunter2"}, "passphrase"),
+        ({"pkey": "hunter2"}, "pkey"),
+        ({"client_kwargs": {"aws_access_key_id": "AKIAhunter2"}}, "client_kwargs.aws_access_key_id"),
+        # credentials in values, whatever the option's name, in dicts and lists
+        ({"headers": [["Authorization", "Bearer hunter2"]]}, "headers[0] (Authorization)"),
+        ({"headers": [["X-Forwarded", "Bearer hunter2"]]}, "headers[0][1]"),
+        ({"headers": ["X-Auth: hunter2"]}, "headers[0] (X-Auth)"),
+        (
+            {"client_kwargs": {"conn": "BlobEndpoint=https://a.blob.core.windows.net;AccountKey=hunter2"}},
+            "client_kwargs.conn",
+        ),
+        ({"endpoint_url": _PRESIGNED}, "endpoint_url"),
+        (
+            {"config_kwargs": {"urls": ["https://a.blob.core.windows.net/c?sv=2022-11-02&sr=c&sig=hunter2"]}},
+            "config_kwargs.urls[0]",
+        ),
+        ({"extra": {"conn": "SharedAccessSignature sr=a&se=1&skn=b&hunter2"}}, "extra.conn"),
+        ({"extra": {"sas_value": "x"}, "proxy": {"list": ["http://alice:hunter2@proxy:3128"]}}, "proxy.list[0]"),
+    ],
+)
 def test_credentials_in_names_and_values_are_refused_at_any_depth(options, where):
     # Each of these reached manifest.json: names with "-", words the screen lacked, and
     # credentials in values (a list of header pairs, a connection string, signed URLs).
@@ -169,10 +185,15 @@ def test_credentials_in_names_and_values_are_refused_at_any_depth(options, where
 
 
 def test_harmless_nested_options_are_kept():
-    options = {"endpoint_url": "http://127.0.0.1:9000", "anon": False,
-               "client_kwargs": {"region_name": "eu-west-1"}, "config_kwargs": {"retries": {"max_attempts": 5},
-                                                                               "signature_version": "s3v4"},
-               "headers": {"User-Agent": "morpheus-survey"}, "requester_pays": True, "default_block_size": 2**22}
+    options = {
+        "endpoint_url": "http://127.0.0.1:9000",
+        "anon": False,
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "config_kwargs": {"retries": {"max_attempts": 5}, "signature_version": "s3v4"},
+        "headers": {"User-Agent": "morpheus-survey"},
+        "requester_pays": True,
+        "default_block_size": 2**22,
+    }
     assert check_storage_options(options) == options
     assert RunSettings(run_dir="s3://b/r", storage_options=options).to_json()["storage_options"] == options
 
@@ -186,8 +207,12 @@ def test_a_local_run_directory_records_no_storage_options(tmp_path):
 
 
 def test_run_config_keeps_urls_through_json():
-    config = RunSettings(run_dir="s3://bucket/goods-s/", storage_options={"endpoint_url": "http://h:9000"},
-                       cluster="slurm", cluster_config=Path("deploy/hpc/jobqueue.yaml"))
+    config = RunSettings(
+        run_dir="s3://bucket/goods-s/",
+        storage_options={"endpoint_url": "http://h:9000"},
+        cluster="slurm",
+        cluster_config=Path("deploy/hpc/jobqueue.yaml"),
+    )
     assert config.run_dir == "s3://bucket/goods-s"
     again = RunSettings.from_json(config.to_json())
     assert again.run_dir == "s3://bucket/goods-s" and again.location == config.location
@@ -203,8 +228,9 @@ def test_run_config_keeps_urls_through_json():
 def _stats(seed: int) -> WindowStats:
     rng = np.random.default_rng(seed)
     n = rng.integers(0, 5, size=(4, 5)).astype(np.int32)
-    return WindowStats(n, rng.random((5, 4, 5)), rng.random((5, 4, 5)),
-                       rng.integers(0, 3, size=(5, 4, 5)).astype(np.int32))
+    return WindowStats(
+        n, rng.random((5, 4, 5)), rng.random((5, 4, 5)), rng.integers(0, 3, size=(5, 4, 5)).astype(np.int32)
+    )
 
 
 def test_ledger_on_location(root):
@@ -218,13 +244,20 @@ def test_ledger_on_location(root):
     assert ledger.is_finished("t0000_0000") and not ledger.is_finished("t0000_0001")
     assert ledger.executions() == {"t0000_0000": 2, "t0000_0001": 1}
     assert ledger.summary(["t0000_0000", "t0000_0001", "t0000_0002"]) == {
-        "finished": ["t0000_0000"], "failed": ["t0000_0001"], "pending": ["t0000_0002"]}
+        "finished": ["t0000_0000"],
+        "failed": ["t0000_0001"],
+        "pending": ["t0000_0002"],
+    }
     assert ledger.failed()["t0000_0001"]["error"] == "RuntimeError: boom"
     infos = ledger.done_infos(["t0000_0000", "t0000_0001"])
     assert list(infos) == ["t0000_0000"]
     record = infos["t0000_0000"]
     assert {k: record[k] for k in ("windows", "worker", "tile", "run_id")} == {
-        "windows": 10, "worker": "w1", "tile": "t0000_0000", "run_id": ""}
+        "windows": 10,
+        "worker": "w1",
+        "tile": "t0000_0000",
+        "run_id": "",
+    }
     data = (root / "partials" / "t0000_0000.npz").read_bytes()
     assert record["partial"] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
     back = ledger.load_partial("t0000_0000")

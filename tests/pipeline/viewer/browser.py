@@ -40,16 +40,27 @@ def browser():
     except ImportError:
         missing.append("the selenium package (pip install -e '.[test]')")
     if missing:
-        reason = (f"headless browser test needs {', '.join(missing)}: apt-get install chromium chromium-driver "
-                  "(.ci/run installs them)")
+        reason = (
+            f"headless browser test needs {', '.join(missing)}: apt-get install chromium chromium-driver "
+            "(.ci/run installs them)"
+        )
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--window-size={WINDOW[0]},{WINDOW[1]}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--window-size={WINDOW[0]},{WINDOW[1]}",
+    ):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='morpheus-chromium-')}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
@@ -95,8 +106,9 @@ def _leaves_the_machine(url: str) -> bool:
 
 def browser_internal(entry: dict) -> bool:
     """Whether a console entry of the browser log comes from the browser's own pages, not the map's."""
-    return entry.get("message", "").startswith(("chrome://", "chrome-untrusted://", "chrome-extension://",
-                                                  "devtools://"))
+    return entry.get("message", "").startswith(
+        ("chrome://", "chrome-untrusted://", "chrome-extension://", "devtools://")
+    )
 
 
 def _traffic(messages: list[dict], own: str) -> Traffic:
@@ -130,7 +142,9 @@ def network(driver, own: str) -> Traffic:
 def loaded_tiles(driver, layer: str) -> int:
     return driver.execute_script(
         "const r = Bokeh.documents[0].get_model_by_name('layer-' + arguments[0]);"
-        "return Array.from(r.tile_source.tiles.values()).filter((t) => t.loaded).length;", layer)
+        "return Array.from(r.tile_source.tiles.values()).filter((t) => t.loaded).length;",
+        layer,
+    )
 
 
 def wait(predicate, timeout: float, what: str):
@@ -255,24 +269,41 @@ def misdrawn_tiles(paints: list[dict], tile: int, max_level: int) -> list[str]:
             size = tile * 2 ** (max_level - int(z))
             x0, x1 = int(tx) * size, (int(tx) + 1) * size
             y0, y1 = int(ty) * size, (int(ty) + 1) * size
-            want = np.array([ax0 + (ax1 - ax0) * x0, ay0 + (ay1 - ay0) * y1,  # left, top (y flips)
-                             (ax1 - ax0) * (x1 - x0), (ay1 - ay0) * (y0 - y1)])  # width, height
+            want = np.array(
+                [
+                    ax0 + (ax1 - ax0) * x0,
+                    ay0 + (ay1 - ay0) * y1,  # left, top (y flips)
+                    (ax1 - ax0) * (x1 - x0),
+                    (ay1 - ay0) * (y0 - y1),
+                ]
+            )  # width, height
             # Bokeh draws a tile at exactly its mapped extent: half a screen pixel is all rounding allows.
             if np.abs(np.array([dx, dy, dw, dh]) - want).max() > 0.5:
-                bad.append(f"paint {k} (frame {paint['frame']}): {layer} {z}/{tx}/{ty} drawn at "
-                           f"{np.round([dx, dy, dw, dh], 1).tolist()}, its extent is at {np.round(want, 1).tolist()}")
+                bad.append(
+                    f"paint {k} (frame {paint['frame']}): {layer} {z}/{tx}/{ty} drawn at "
+                    f"{np.round([dx, dy, dw, dh], 1).tolist()}, its extent is at {np.round(want, 1).tolist()}"
+                )
     return bad
 
 
 def deep_rect(driver, css: str) -> dict | None:
     """``getBoundingClientRect`` of the first element matching ``css``, shadow DOMs included."""
-    return driver.execute_script(FIND_DEEP + """
+    return driver.execute_script(
+        FIND_DEEP
+        + """
         if (!el) return null;
         const r = el.getBoundingClientRect();
         return {left: r.left, top: r.top, right: r.right, bottom: r.bottom,
-                width: window.innerWidth, height: window.innerHeight};""", css)
+                width: window.innerWidth, height: window.innerHeight};""",
+        css,
+    )
 
 
 def in_window(rect: dict | None) -> bool:
-    return rect is not None and rect["top"] >= 0 and rect["left"] >= 0 and \
-        rect["bottom"] <= rect["height"] and rect["right"] <= rect["width"]
+    return (
+        rect is not None
+        and rect["top"] >= 0
+        and rect["left"] >= 0
+        and rect["bottom"] <= rect["height"]
+        and rect["right"] <= rect["width"]
+    )

@@ -74,23 +74,34 @@ def test_map_in_a_headless_browser(scene_dir, tmp_path):
         ny, nx = pyramid.grid.shape
         gx, gy = np.meshgrid(np.linspace(-0.5, nx - 0.5, 21), np.linspace(-0.5, ny - 0.5, 17))
         points = np.stack([gx.ravel(), gy.ravel()], axis=1)
-        sky = np.array(driver.execute_script(
-            "return arguments[0].map((p) => MorpheusViewer.pixelToSky(p[0], p[1]))", points.tolist()))
+        sky = np.array(
+            driver.execute_script(
+                "return arguments[0].map((p) => MorpheusViewer.pixelToSky(p[0], p[1]))", points.tolist()
+            )
+        )
         truth = wcs.celestial.pixel_to_world(points[:, 0], points[:, 1])
         assert truth.separation(SkyCoord(sky[:, 0], sky[:, 1], unit="deg")).arcsec.max() < SKY_TOLERANCE_ARCSEC
-        back = np.array(driver.execute_script(
-            "return arguments[0].map((p) => MorpheusViewer.skyToPixel(p[0], p[1]))", sky.tolist()))
+        back = np.array(
+            driver.execute_script("return arguments[0].map((p) => MorpheusViewer.skyToPixel(p[0], p[1]))", sky.tolist())
+        )
         np.testing.assert_allclose(back, points, atol=1e-4)  # RA/Dec search lands on the pixel
 
         # Click the brightest object (drawn first): its id and dominant class appear.
-        data = driver.execute_script("const s = Bokeh.documents[0].get_model_by_name('catalog').data;"
-                                     "return [s.mx[0], s.my[0], s.name[0], s.dominant_class[0]]")
+        data = driver.execute_script(
+            "const s = Bokeh.documents[0].get_model_by_name('catalog').data;"
+            "return [s.mx[0], s.my[0], s.name[0], s.dominant_class[0]]"
+        )
         mx, my, name, dominant = data
         row = catalog[catalog["id"] == int(name)][0]
         assert dominant == row["dominant_class"]
         move(driver, *((np.array([mx, my]) - 0.5 - offset) / scale), click=True)
-        wait(lambda: driver.execute_script(
-            "return Bokeh.documents[0].get_model_by_name('catalog').selected.indices.length > 0"), 10, "a selection")
+        wait(
+            lambda: driver.execute_script(
+                "return Bokeh.documents[0].get_model_by_name('catalog').selected.indices.length > 0"
+            ),
+            10,
+            "a selection",
+        )
         shown = driver.execute_script("return Bokeh.documents[0].get_model_by_name('row').text")
         assert f'data-column="id">{row["id"]}<' in shown and f'data-column="dominant_class">{dominant}<' in shown
         text = wait(lambda: deep_text(driver, ".mv-table"), 10, "the row on the page")
@@ -100,20 +111,33 @@ def test_map_in_a_headless_browser(scene_dir, tmp_path):
 
         # Search by id and by RA/Dec select the object; the class filter hides the others.
         other = catalog[-1]
-        driver.execute_script("Bokeh.documents[0].get_model_by_name('find-id').value = arguments[0]",
-                              str(other["id"]))
-        wait(lambda: f'data-column="id">{other["id"]}<' in driver.execute_script(
-            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the searched object's row")
-        driver.execute_script("Bokeh.documents[0].get_model_by_name('find-sky').value = arguments[0]",
-                              f"{row['ra']:.7f} {row['dec']:.7f}")
-        wait(lambda: f'data-column="id">{row["id"]}<' in driver.execute_script(
-            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the object at the searched RA/Dec")
+        driver.execute_script("Bokeh.documents[0].get_model_by_name('find-id').value = arguments[0]", str(other["id"]))
+        wait(
+            lambda: (
+                f'data-column="id">{other["id"]}<'
+                in driver.execute_script("return Bokeh.documents[0].get_model_by_name('row').text")
+            ),
+            10,
+            "the searched object's row",
+        )
+        driver.execute_script(
+            "Bokeh.documents[0].get_model_by_name('find-sky').value = arguments[0]", f"{row['ra']:.7f} {row['dec']:.7f}"
+        )
+        wait(
+            lambda: (
+                f'data-column="id">{row["id"]}<'
+                in driver.execute_script("return Bokeh.documents[0].get_model_by_name('row').text")
+            ),
+            10,
+            "the object at the searched RA/Dec",
+        )
         driver.execute_script("Bokeh.documents[0].get_model_by_name('class-filter').active = [0]")  # spheroids
         time.sleep(0.5)
         shown_classes = driver.execute_script(
             "const d = Bokeh.documents[0]; const s = d.get_model_by_name('catalog');"
             "const keep = d.get_model_by_name('thin').indices; const sel = s.selected.indices;"
-            "return Array.from(keep).filter((i) => !sel.includes(i)).map((i) => s.data.dominant_class[i])")
+            "return Array.from(keep).filter((i) => !sel.includes(i)).map((i) => s.data.dominant_class[i])"
+        )
         assert shown_classes and set(shown_classes) == {"spheroid"}
 
         traffic = network(driver, server.url)
@@ -180,14 +204,23 @@ def test_first_paint_legend_and_details_in_the_window(scene_dir):
         # The legend: one entry per class layer, in the class image's colour (ramp from
         # black) and, but for background, the marker's; in the window.
         assert in_window(deep_rect(driver, ".mv-legend"))
-        entries = driver.execute_script(FIND_DEEP + """
+        entries = driver.execute_script(
+            FIND_DEEP
+            + """
             return Array.from(el.querySelectorAll('tr[data-layer]')).map((tr) => {
               const ring = tr.querySelector('.mv-ring');
               return [tr.dataset.layer, getComputedStyle(tr.querySelector('.mv-ramp')).backgroundImage,
                       ring ? getComputedStyle(ring).borderTopColor : null];
-            });""", ".mv-legend")
-        paper = {"spheroid": "rgb(255, 0, 0)", "disk": "rgb(0, 0, 255)", "irregular": "rgb(0, 255, 0)",
-                 "point_source": "rgb(255, 255, 0)", "background": "rgb(255, 255, 255)"}  # paper section 6
+            });""",
+            ".mv-legend",
+        )
+        paper = {
+            "spheroid": "rgb(255, 0, 0)",
+            "disk": "rgb(0, 0, 255)",
+            "irregular": "rgb(0, 255, 0)",
+            "point_source": "rgb(255, 255, 0)",
+            "background": "rgb(255, 255, 255)",
+        }  # paper section 6
         assert [layer for layer, _, _ in entries] == list(CLASSES)
         for layer, ramp, ring in entries:
             assert ramp == f"linear-gradient(to right, rgb(0, 0, 0), {paper[layer]})"
@@ -195,15 +228,23 @@ def test_first_paint_legend_and_details_in_the_window(scene_dir):
 
         # Click the brightest object: its row is in the window, the page does not scroll.
         offset, scale = screen_to_pixel(driver)
-        mx, my, name = driver.execute_script("const s = Bokeh.documents[0].get_model_by_name('catalog').data;"
-                                             "return [s.mx[0], s.my[0], s.name[0]]")
+        mx, my, name = driver.execute_script(
+            "const s = Bokeh.documents[0].get_model_by_name('catalog').data;return [s.mx[0], s.my[0], s.name[0]]"
+        )
         move(driver, *((np.array([mx, my]) - 0.5 - offset) / scale), click=True)
-        wait(lambda: f'data-column="id">{name}<' in driver.execute_script(
-            "return Bokeh.documents[0].get_model_by_name('row').text"), 10, "the clicked object's row")
+        wait(
+            lambda: (
+                f'data-column="id">{name}<'
+                in driver.execute_script("return Bokeh.documents[0].get_model_by_name('row').text")
+            ),
+            10,
+            "the clicked object's row",
+        )
         rect = wait(lambda: deep_rect(driver, ".mv-table"), 10, "the row on the page")
         assert in_window(rect), rect
-        assert driver.execute_script("const e = document.scrollingElement;"
-                                     "return e.scrollHeight <= e.clientHeight && e.scrollTop === 0")
+        assert driver.execute_script(
+            "const e = document.scrollingElement;return e.scrollHeight <= e.clientHeight && e.scrollTop === 0"
+        )
     finally:
         driver.quit()
         server.stop()
@@ -229,8 +270,12 @@ def test_network_check_counts_what_leaves_the_machine_not_the_browsers_own_loads
         # ... but the page loading anything from the internet, or a failed request to our
         # server, does.
         internet = ["https://cdn.example.invalid/bokeh.min.js", "http://192.0.2.1/tile.png"]
-        driver.execute_script("fetch(arguments[0]).catch(() => null); (new Image()).src = arguments[1];"
-                              "fetch(arguments[2]).catch(() => null)", *internet, server.url + "tiles/none/0/0/0.png")
+        driver.execute_script(
+            "fetch(arguments[0]).catch(() => null); (new Image()).src = arguments[1];"
+            "fetch(arguments[2]).catch(() => null)",
+            *internet,
+            server.url + "tiles/none/0/0/0.png",
+        )
         found = Traffic()
 
         def seen():

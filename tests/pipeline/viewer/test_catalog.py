@@ -22,8 +22,9 @@ def test_rows_brightest_first_at_pixel_centres(scene_dir):
     assert len(order) > 20 and shown["data"]["name"] == [str(v) for v in table["id"][order]]
     np.testing.assert_array_equal(shown["data"]["mx"], np.asarray(table["x"], dtype=np.float64)[order] + 0.5)
     np.testing.assert_array_equal(shown["data"]["my"], np.asarray(table["y"], dtype=np.float64)[order] + 0.5)
-    assert [c for c, _ in shown["columns"]] == [c for c, _ in catalog_columns(list(table.colnames),
-                                                                              ["H", "J", "V", "Z"])]
+    assert [c for c, _ in shown["columns"]] == [
+        c for c, _ in catalog_columns(list(table.colnames), ["H", "J", "V", "Z"])
+    ]
     assert map_catalog(RunLayout(Location(scene_dir / "nothing")), mosaic_wcs(scene_dir), ["H"], "H") is None
 
 

@@ -102,8 +102,10 @@ def test_bad_run_directory_exits_2_naming_it(tmp_path, capsys):
 
 def test_view_command_and_help():
     assert view_command("runs/demo") == f"{program()} view --run-dir runs/demo"
-    assert view_command("s3://b/run", {"endpoint_url": "http://h:9000"}) == \
-        f"{program()} view --run-dir s3://b/run --storage-option endpoint_url=http://h:9000"
+    assert (
+        view_command("s3://b/run", {"endpoint_url": "http://h:9000"})
+        == f"{program()} view --run-dir s3://b/run --storage-option endpoint_url=http://h:9000"
+    )
     args = _args("--run-dir", "s3://bucket/run", "--port", "0")
     assert args.run_dir == "s3://bucket/run" and args.host == "127.0.0.1" and args.export is None
 

@@ -24,8 +24,10 @@ MARKER = ".morpheus-export.json"
 def runs(tmp_path_factory) -> dict[str, Path]:
     """Two small finished runs: ``big`` has two zoom levels, ``small`` one and other classes."""
     folder = tmp_path_factory.mktemp("view-export")
-    return {"big": card_run(folder / "big", shape=(300, 280)),
-            "small": card_run(folder / "small", classes=("round", "long", "background"))}
+    return {
+        "big": card_run(folder / "big", shape=(300, 280)),
+        "small": card_run(folder / "small", classes=("round", "long", "background")),
+    }
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -41,8 +43,7 @@ def _tree(folder: Path) -> dict[str, bytes | str]:
         for name in dirs + files:
             path = Path(root) / name
             key = str(path.relative_to(folder))
-            out[key] = f"-> {os.readlink(path)}" if path.is_symlink() else "dir" if path.is_dir() else \
-                path.read_bytes()
+            out[key] = f"-> {os.readlink(path)}" if path.is_symlink() else "dir" if path.is_dir() else path.read_bytes()
     return out
 
 
@@ -93,8 +94,9 @@ def test_export_records_what_it_wrote_and_replaces_only_that(runs, tmp_path, cap
     assert record["complete"] and set(record["files"]) == written
     pyramid_tiles = {k for k, v in _tree(runs["big"] / "viewer" / "tiles").items() if v != "dir"}
     assert {f"tiles/{k}" for k in pyramid_tiles} == {f for f in written if f.startswith("tiles/")}
-    assert all((site / "tiles" / k).read_bytes() == (runs["big"] / "viewer/tiles" / k).read_bytes()
-               for k in pyramid_tiles)
+    assert all(
+        (site / "tiles" / k).read_bytes() == (runs["big"] / "viewer/tiles" / k).read_bytes() for k in pyramid_tiles
+    )
     assert any(f.startswith("tiles/compact/1/") for f in written)  # two levels, the classes of "big"
 
     # The user adds files beside and inside ours, then exports another run into the same folder.
@@ -115,15 +117,28 @@ def test_export_records_what_it_wrote_and_replaces_only_that(runs, tmp_path, cap
     assert tree["tiles/compact/1/keep.txt"] == b"and this" and tree["static/mine.css"] == b"body {}"
     assert _tree(tmp_path / "moved") == outside
     record = json.loads((site / MARKER).read_text())
-    ours = {k for k, v in tree.items() if v != "dir"} - {MARKER, "notes.txt", "tiles/README",
-                                                         "tiles/compact/1/keep.txt", "static/mine.css"}
+    ours = {k for k, v in tree.items() if v != "dir"} - {
+        MARKER,
+        "notes.txt",
+        "tiles/README",
+        "tiles/compact/1/keep.txt",
+        "static/mine.css",
+    }
     assert set(record["files"]) == ours
-    assert {f.split("/")[1] for f in ours if f.startswith("tiles/")} == {"bands", "colour", "round", "long",
-                                                                       "background", "segmentation", "coverage"}
+    assert {f.split("/")[1] for f in ours if f.startswith("tiles/")} == {
+        "bands",
+        "colour",
+        "round",
+        "long",
+        "background",
+        "segmentation",
+        "coverage",
+    }
     assert not any(f.startswith("tiles/compact/") for f in ours)
     # The previous run's folders are gone where nothing of the user's is left in them.
-    assert sorted(os.listdir(site / "tiles" / "compact")) == ["1"] and os.listdir(site / "tiles/compact/1") == \
-        ["keep.txt"]
+    assert sorted(os.listdir(site / "tiles" / "compact")) == ["1"] and os.listdir(site / "tiles/compact/1") == [
+        "keep.txt"
+    ]
     assert not (site / "tiles" / "bands" / "1").exists()
 
 

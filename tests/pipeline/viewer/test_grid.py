@@ -19,8 +19,9 @@ def test_levels_sizes_and_tile_counts():
 def test_every_level_covers_the_image_with_whole_tiles():
     for shape, tile in (((300, 420), 256), ((101, 131), 8), ((5000, 17), 64)):
         grid = Grid(shape, tile)
-        assert tile * 2 ** grid.max_level >= max(shape) and (grid.max_level == 0 or tile * 2 ** (grid.max_level - 1)
-                                                             < max(shape))
+        assert tile * 2**grid.max_level >= max(shape) and (
+            grid.max_level == 0 or tile * 2 ** (grid.max_level - 1) < max(shape)
+        )
         for z in range(grid.max_level + 1):
             f = 2 ** (grid.max_level - z)
             h, w = grid.level_shape(z)

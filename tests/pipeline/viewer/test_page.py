@@ -46,8 +46,10 @@ def _page_models(html: str) -> dict[str, dict]:
     return found
 
 
-_LEGEND_ENTRY = re.compile(r'<tr data-layer="([^"]+)" data-class="([^"]+)" data-colour="(#[0-9a-f]{6})" '
-                           r'data-marker="(#[0-9a-f]{6}|)">')
+_LEGEND_ENTRY = re.compile(
+    r'<tr data-layer="([^"]+)" data-class="([^"]+)" data-colour="(#[0-9a-f]{6})" '
+    r'data-marker="(#[0-9a-f]{6}|)">'
+)
 
 
 def _check_legend(run_dir: Path, pyramid, models: dict[str, dict]) -> list[tuple[str, str, str, str]]:
@@ -62,10 +64,14 @@ def _check_legend(run_dir: Path, pyramid, models: dict[str, dict]) -> list[tuple
     assert [layer for layer, *_ in entries] == class_layers and [c for _, c, *_ in entries] == list(pyramid.classes)
     mapper = models["CategoricalColorMapper"]
     for k, (layer, name, colour, marker) in enumerate(entries):
-        c = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+        c = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=float)
         z = pyramid.grid.max_level
-        pixels = np.concatenate([np.asarray(Image.open(path).convert("RGBA")).reshape(-1, 4)
-                                 for path in sorted((run_dir / "viewer" / "tiles" / layer / str(z)).rglob("*.png"))])
+        pixels = np.concatenate(
+            [
+                np.asarray(Image.open(path).convert("RGBA")).reshape(-1, 4)
+                for path in sorted((run_dir / "viewer" / "tiles" / layer / str(z)).rglob("*.png"))
+            ]
+        )
         v = pixels[pixels[:, 3] > 0, :3].astype(float)
         lit = c > 0  # each pixel is round(p * colour) for some p: its channels' intervals of p meet
         low = ((v[:, lit] - 0.5) / c[lit]).max(axis=1)
@@ -90,11 +96,21 @@ def test_pages_list_every_catalog_row_and_the_sky_model(scene_dir):
     assert [c for c, _ in config["columns"] if c.startswith("p_")] == [f"p_{c}" for c in CLASSES]
     assert pyramid.layers == ["bands", "colour", *CLASSES, "segmentation", "coverage"]
     assert [models[f"toggle-{name}"]["label"] for name in pyramid.layers] == [
-        "H, J, V colour composite (asinh)", "morphological colour (section 6)", "spheroid (p)", "disk (p)",
-        "irregular (p)", "point source (p)", "background (p)", "segmentation outlines (deblended objects)", "coverage"]
+        "H, J, V colour composite (asinh)",
+        "morphological colour (section 6)",
+        "spheroid (p)",
+        "disk (p)",
+        "irregular (p)",
+        "point source (p)",
+        "background (p)",
+        "segmentation outlines (deblended objects)",
+        "coverage",
+    ]
     assert models["class-filter"]["labels"] == ["spheroid", "disk", "irregular", "point source"]
-    assert models["CategoricalColorMapper"] == {"factors": list(CLASSES),
-                                                "palette": ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"]}
+    assert models["CategoricalColorMapper"] == {
+        "factors": list(CLASSES),
+        "palette": ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"],
+    }
     legend = _check_legend(scene_dir, pyramid, models)  # the paper's colours (section 6), as its tiles
     assert [colour for *_, colour, _ in legend] == ["#ff0000", "#0000ff", "#00ff00", "#ffff00", "#ffffff"]
 
@@ -118,11 +134,16 @@ def test_page_of_a_model_with_its_own_bands_and_classes(card_dir):
     assert [models[f"toggle-{c}"]["label"] for c in CARD_CLASSES] == ["compact (p)", "extended (p)", "background (p)"]
     assert not any(f"toggle-{c}" in models for c in CLASSES[:-1])
     assert models["class-filter"]["labels"] == ["compact", "extended"] and models["class-filter"]["active"] == [0, 1]
-    assert models["CategoricalColorMapper"] == {"factors": list(CARD_CLASSES),
-                                                "palette": ["#ff8000", "#00a0ff", "#ffffff"]}
+    assert models["CategoricalColorMapper"] == {
+        "factors": list(CARD_CLASSES),
+        "palette": ["#ff8000", "#00a0ff", "#ffffff"],
+    }
     legend = _check_legend(card_dir, pyramid, models)  # the run's palette, as its tiles
     assert [(name, colour, marker) for _, name, colour, marker in legend] == [
-        ("compact", "#ff8000", "#ff8000"), ("extended", "#00a0ff", "#00a0ff"), ("background", "#ffffff", "")]
+        ("compact", "#ff8000", "#ff8000"),
+        ("extended", "#00a0ff", "#00a0ff"),
+        ("background", "#ffffff", ""),
+    ]
     catalog_data = models["catalog"]["data"]
     assert "p_compact" in json.dumps(catalog_data) and "p_spheroid" not in json.dumps(catalog_data)
     server = MapServer(pyramid, page, port=0).start()

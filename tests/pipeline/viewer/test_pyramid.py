@@ -101,8 +101,9 @@ def test_every_tile_of_every_level_equals_the_reference_rendering(built, run_dir
     full = reference_planes(run_dir)
     grid, tiles = built.grid, run_dir / "viewer" / "tiles"
     for level in range(grid.max_level + 1):
-        reference = render(layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level),
-                           lupton=built.lupton)
+        reference = render(
+            layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level), lupton=built.lupton
+        )
         got = _mosaic_of_tiles(tiles, layer, grid, level)
         h, w = grid.level_shape(level)
         assert not got[h:, :, 3].any() and not got[:, w:, 3].any()  # beyond the image: transparent
@@ -126,16 +127,20 @@ def test_levels_and_tiles_equal_the_reference_around_an_unobserved_footprint(tmp
     assert (full[1] == 0).mean() > 0.1 and not np.isnan(full).any()
     work = zarr.open_group(str(run_dir / "viewer" / "work" / "levels.zarr"), mode="r")
     for level in (3, 1):
-        np.testing.assert_allclose(work[f"level{level}"][:].astype(np.float64), _block_mean(full, built.grid, level),
-                                   rtol=2e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            work[f"level{level}"][:].astype(np.float64), _block_mean(full, built.grid, level), rtol=2e-6, atol=1e-7
+        )
     grid = built.grid
     for layer in LAYERS:
         for level in range(grid.max_level + 1):
-            reference = render(layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level),
-                               lupton=built.lupton)
+            reference = render(
+                layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level), lupton=built.lupton
+            )
             h, w = grid.level_shape(level)
-            diff = np.abs(_visible(_mosaic_of_tiles(run_dir / "viewer" / "tiles", layer, grid, level)[:h, :w])
-                          - _visible(reference))
+            diff = np.abs(
+                _visible(_mosaic_of_tiles(run_dir / "viewer" / "tiles", layer, grid, level)[:h, :w])
+                - _visible(reference)
+            )
             if level == grid.max_level:
                 assert diff.max() == 0, (layer, level)
             else:  # float32-stored levels: a value on a rounding edge may move by one step (at
@@ -148,8 +153,14 @@ def test_colour_composite_equals_astropy_make_lupton_rgb(built, run_dir):
     h, j, v = (mosaic["image"][i].astype(np.float64) for i in range(3))
     cov = mosaic["coverage"][:].astype(bool)
     lup = built.lupton
-    expected = make_lupton_rgb(np.where(cov, h, 0), np.where(cov, j, 0), np.where(cov, v, 0),
-                               minimum=list(lup.minimum), stretch=lup.stretch, Q=lup.Q)
+    expected = make_lupton_rgb(
+        np.where(cov, h, 0),
+        np.where(cov, j, 0),
+        np.where(cov, v, 0),
+        minimum=list(lup.minimum),
+        stretch=lup.stretch,
+        Q=lup.Q,
+    )
     got = _mosaic_of_tiles(run_dir / "viewer" / "tiles", "bands", built.grid, built.grid.max_level)
     np.testing.assert_array_equal(got[: SHAPE[0], : SHAPE[1], :3][cov], expected[cov])
     np.testing.assert_array_equal(got[: SHAPE[0], : SHAPE[1], 3], np.where(cov, 255, 0))
@@ -295,20 +306,29 @@ def test_class_colours_and_layers():
     colours = class_colours(CARD_CLASSES)
     assert colours == {"compact": PALETTE[0], "extended": PALETTE[1], "background": (255, 255, 255)}
     assert not set(PALETTE) & set(CLASS_COLOURS.values())  # red always means spheroid
-    assert class_colours(("spheroid", "bar", "background")) == {"spheroid": (255, 0, 0), "bar": PALETTE[0],
-                                                               "background": (255, 255, 255)}
+    assert class_colours(("spheroid", "bar", "background")) == {
+        "spheroid": (255, 0, 0),
+        "bar": PALETTE[0],
+        "background": (255, 255, 255),
+    }
     many = tuple(f"c{i}" for i in range(20)) + ("background",)
     assert len(set(class_colours(many).values())) == len(many)  # distinct past the palette too
     assert list(LAYERS) == ["bands", "colour", *CLASSES, "segmentation", "coverage"] and plane_names() == PLANES
     assert plane_names(CARD_CLASSES)[7:10] == ("p_compact", "p_extended", "p_background")
     assert LAYERS["bands"] == "H, J, V colour composite (asinh)" and LAYERS["point_source"] == "point source (p)"
-    assert layer_labels(CARD_CLASSES, ("F444W", "F200W", "F090W"))["bands"] == \
-        "F444W, F200W, F090W colour composite (asinh)"
+    assert (
+        layer_labels(CARD_CLASSES, ("F444W", "F200W", "F090W"))["bands"]
+        == "F444W, F200W, F090W colour composite (asinh)"
+    )
     assert layer_labels(CARD_CLASSES, ("r", "r", "r"))["bands"] == "r (grey, asinh)"
     # Names that cannot be a tile folder (or are another layer's) are keyed by channel.
     odd = ("Sa-b", "coverage", "type 1", "background")
-    assert class_layers(odd) == {"class-0": "Sa-b", "class-1": "coverage", "class-2": "type 1",
-                                 "background": "background"}
+    assert class_layers(odd) == {
+        "class-0": "Sa-b",
+        "class-1": "coverage",
+        "class-2": "type 1",
+        "background": "background",
+    }
     planes = np.zeros((len(plane_names(odd)), 2, 2))
     planes[0] = planes[2] = 1.0  # inside the image, classified
     planes[7 + 1] = 0.5  # p of "coverage"
@@ -334,8 +354,13 @@ def test_every_tile_of_a_card_run_equals_the_reference_rendering(card_built, car
     full = reference_planes(card_dir, CARD_CLASSES, CARD_RGB)
     grid, tiles = card_built.grid, card_dir / "viewer" / "tiles"
     for level in range(grid.max_level + 1):
-        reference = render(layer, _block_mean(full, grid, level), factor=2 ** (grid.max_level - level),
-                           lupton=card_built.lupton, classes=CARD_CLASSES)
+        reference = render(
+            layer,
+            _block_mean(full, grid, level),
+            factor=2 ** (grid.max_level - level),
+            lupton=card_built.lupton,
+            classes=CARD_CLASSES,
+        )
         got = _mosaic_of_tiles(tiles, layer, grid, level)
         h, w = grid.level_shape(level)
         assert not got[h:, :, 3].any() and not got[:, w:, 3].any()
@@ -354,8 +379,9 @@ def test_card_run_class_layers_in_their_colours(card_built, card_dir):
     cls = zarr.open_group(str(card_dir / "classification.zarr"), mode="r")
     classified = cls["n"][:] > 0
     h, w = classified.shape
-    for k, (name, colour) in enumerate({"compact": (255, 128, 0), "extended": (0, 160, 255),
-                                        "background": (255, 255, 255)}.items()):
+    for k, (name, colour) in enumerate(
+        {"compact": (255, 128, 0), "extended": (0, 160, 255), "background": (255, 255, 255)}.items()
+    ):
         got = _mosaic_of_tiles(card_dir / "viewer" / "tiles", name, card_built.grid, card_built.grid.max_level)
         p = np.clip(cls["mean"][k].astype(np.float64), 0, 1)
         expected = np.round(p[..., None] * np.asarray(colour, dtype=np.float64)).astype(np.uint8)
@@ -367,7 +393,9 @@ def test_card_run_composite_equals_astropy_make_lupton_rgb(card_built, card_dir)
     mosaic = zarr.open_group(str(card_dir / "mosaic.zarr"), mode="r")
     cov = mosaic["coverage"][:].astype(bool)
     names = list(mosaic.attrs["bands"])
-    r, g, b = (np.where(cov, mosaic["image"][names.index(n)].astype(np.float64), 0) for n in ("F444W", "F200W", "F090W"))
+    r, g, b = (
+        np.where(cov, mosaic["image"][names.index(n)].astype(np.float64), 0) for n in ("F444W", "F200W", "F090W")
+    )
     lup = card_built.lupton
     expected = make_lupton_rgb(r, g, b, minimum=list(lup.minimum), stretch=lup.stretch, Q=lup.Q)
     got = _mosaic_of_tiles(card_dir / "viewer" / "tiles", "bands", card_built.grid, card_built.grid.max_level)

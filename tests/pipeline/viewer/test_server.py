@@ -82,13 +82,20 @@ def _assert_no_traceback(capfd) -> None:
 
 def test_bad_requests_get_4xx_and_no_traceback(server, card_dir, capfd):
     huge = "9" * 5000
-    for path, status in [(f"/tiles/compact/{huge}/0/0.png", 404), (f"/tiles/compact/0/{huge}/0.png", 404),
-                         (f"/tiles/compact/0/0/{huge}.png", 404), ("/tiles/compact/0/0/99999999999.png", 404),
-                         ("/tiles/compact/1/0/0.png", 404),  # a level beyond the grid's one
-                         ("/tiles/compact/0/1/0.png", 404), ("/tiles/compact/0/00/0.png", 404),
-                         ("/tiles/spheroid/0/0/0.png", 404),  # not a layer of this run
-                         ("/static/../index.html", 404), ("/../../etc/passwd", 404), ("/" + "a" * 60000, 404),
-                         ("http://[::1/", 400)]:  # urlsplit refuses the malformed IPv6 authority
+    for path, status in [
+        (f"/tiles/compact/{huge}/0/0.png", 404),
+        (f"/tiles/compact/0/{huge}/0.png", 404),
+        (f"/tiles/compact/0/0/{huge}.png", 404),
+        ("/tiles/compact/0/0/99999999999.png", 404),
+        ("/tiles/compact/1/0/0.png", 404),  # a level beyond the grid's one
+        ("/tiles/compact/0/1/0.png", 404),
+        ("/tiles/compact/0/00/0.png", 404),
+        ("/tiles/spheroid/0/0/0.png", 404),  # not a layer of this run
+        ("/static/../index.html", 404),
+        ("/../../etc/passwd", 404),
+        ("/" + "a" * 60000, 404),
+        ("http://[::1/", 400),
+    ]:  # urlsplit refuses the malformed IPv6 authority
         assert _get(server, path)[0] == status, path[:80]
     assert _get(server, "/", method="POST")[0] == 501
     assert _get(server, "/tiles/compact/0/0/0.png", method="HEAD") == (200, b"")
@@ -137,15 +144,31 @@ def test_clients_that_go_away_are_ignored_quietly(server, card_map, card_dir, ca
 
 def test_only_this_machines_host_names_are_served(server, card_dir, capfd):
     port = _port(server)
-    for host in ("localhost", f"localhost:{port}", "127.0.0.1", f"127.0.0.1:{port}", "[::1]", f"[::1]:{port}",
-                 "LOCALHOST:9000"):  # any port: an SSH tunnel from another local port
+    for host in (
+        "localhost",
+        f"localhost:{port}",
+        "127.0.0.1",
+        f"127.0.0.1:{port}",
+        "[::1]",
+        f"[::1]:{port}",
+        "LOCALHOST:9000",
+    ):  # any port: an SSH tunnel from another local port
         assert _get(server, "/", host=host)[0] == 200, host
-    for host in ("evil.example", f"evil.example:{port}", "localhost.evil.example", "127.0.0.1.nip.io",
-                 f"attacker.test:{port}", "", "localhost:abc", "[::1", "localhost@evil.example", None):
+    for host in (
+        "evil.example",
+        f"evil.example:{port}",
+        "localhost.evil.example",
+        "127.0.0.1.nip.io",
+        f"attacker.test:{port}",
+        "",
+        "localhost:abc",
+        "[::1",
+        "localhost@evil.example",
+        None,
+    ):
         status, body = _get(server, "/tiles/compact/0/0/0.png", host=host)
         assert status == 400 and b"host not served" in body, host
-    assert _raw(server, b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n").startswith(
-        b"HTTP/1.0 400")
+    assert _raw(server, b"GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n").startswith(b"HTTP/1.0 400")
     _assert_still_serving(server, card_dir)
     _assert_no_traceback(capfd)
 

@@ -25,8 +25,14 @@ CHUNK = 32
 #: Boxes of the image: all of it; crossing chunk faces (y = 32, 64; x = 32, 64, 96) at odd
 #: offsets; one row through objects; two corners; objects cut by the image's last row (the
 #: outline's halo beyond the image).
-BOXES = [Box(0, 101, 0, 131), Box(30, 70, 31, 97), Box(64, 65, 0, 131), Box(96, 101, 0, 5), Box(0, 1, 130, 131),
-         Box(95, 101, 70, 90)]
+BOXES = [
+    Box(0, 101, 0, 131),
+    Box(30, 70, 31, 97),
+    Box(64, 65, 0, 131),
+    Box(96, 101, 0, 5),
+    Box(0, 1, 130, 131),
+    Box(95, 101, 70, 90),
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +42,10 @@ def run_dir(tmp_path_factory) -> Path:
 
 def test_sources_of_a_run(run_dir):
     sources, attrs = open_sources(Location(run_dir))
-    assert sources.mosaic.path == run_dir / "mosaic.zarr" and sources.classification.path == run_dir / \
-        "classification.zarr"
+    assert (
+        sources.mosaic.path == run_dir / "mosaic.zarr"
+        and sources.classification.path == run_dir / "classification.zarr"
+    )
     assert sources.segmentation is not None and sources.segmentation.path == run_dir / "segmentation.zarr"
     assert sources.rgb == (0, 1, 2) and sources.composite == ("H", "J", "V")
     assert sources.shape == SHAPE and sources.classes == CLASSES
@@ -76,8 +84,9 @@ def test_a_model_with_its_own_bands_and_classes(tmp_path):
     assert sources.classes == CARD_CLASSES and sources.rgb == (5, 3, 0)  # F444W, F200W, F090W by wavelength
     assert sources.composite == ("F444W", "F200W", "F090W")
     box = Box(10, 50, 20, 75)
-    np.testing.assert_array_equal(read_full_resolution(sources, box),
-                                  reference_planes(run, CARD_CLASSES, sources.rgb)[:, 10:50, 20:75])
+    np.testing.assert_array_equal(
+        read_full_resolution(sources, box), reference_planes(run, CARD_CLASSES, sources.rgb)[:, 10:50, 20:75]
+    )
 
 
 def test_missing_stores_are_named(run_dir, tmp_path):
