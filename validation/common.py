@@ -31,7 +31,7 @@ import numpy as np
 from astropy.table import Table
 from scipy.signal import fftconvolve
 
-from morpheus_core import BANDS, CLASSES, catalog
+from morpheus_core import BANDS, CLASSES, catalog, object_sums
 from morpheus_core.passbands import DEPTH_5SIGMA_AB, PSF_FWHM_ARCSEC, ZERO_POINTS_AB
 from morpheus_core.profiles import gaussian_psf, point_source_image
 from morpheus_core.simulate import SNR_APERTURE_RADIUS_ARCSEC
@@ -148,7 +148,7 @@ def classify(images: np.ndarray, classifier: Any, *, stride: int = 1) -> Any:
 
 #: Eq. 16 exactly as the catalog computes it (weights max(flux, 0), uniform weights
 #: when no pixel has positive flux, fractions normalised to sum to one).
-flux_weighted_classes = catalog.flux_weighted_fractions
+flux_weighted_classes = object_sums.flux_weighted_fractions
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,8 +2,8 @@
 
 :func:`internal_catalog` (one row per object of the deblended map) and
 :func:`value_added_catalog` (one row per source of an external catalog) sum each
-chunk of the deblended map (:func:`morpheus_core.catalog.object_sums`), merge the
-sums exactly (sums, minima, arg-maxima: :func:`~morpheus_core.catalog.merge_object_sums`)
+chunk of the deblended map (:func:`morpheus_core.object_sums.object_sums`), merge the
+sums exactly (sums, minima, arg-maxima: :func:`~morpheus_core.object_sums.merge_object_sums`)
 and turn them into columns with :func:`~morpheus_core.catalog.object_catalog`: class
 fractions (Eq. 16), ``background_min`` and the detection flag from the rank-vote
 images as the released code, ``p_mean_<class>`` from the mean images,
@@ -28,9 +28,10 @@ import zarr
 from astropy.table import MaskedColumn, Table, hstack
 
 from morpheus_core import CLASSES
-from morpheus_core.catalog import aperture_mask, detection_flag, merge_object_sums, object_catalog, object_sums
+from morpheus_core.catalog import aperture_mask, detection_flag, object_catalog
 from morpheus_core.deblend import object_label
 from morpheus_core.flags import flag_bit, object_flags
+from morpheus_core.object_sums import merge_object_sums, object_sums
 from morpheus_core.tiling import Box
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
@@ -93,9 +94,9 @@ def internal_catalog(
     head["sub_id"] = sub
     head["sub_id"].description = "child number within the segment (0: segment not deblended)"
     head["detection_flag"] = flags
-    head["detection_flag"].description = (
-        "rank-vote background at the brightest pixel: 1 =0, 2 between 0 and 1, 3 =1; 0: not classified"
-    )
+    head[
+        "detection_flag"
+    ].description = "rank-vote background at the brightest pixel: 1 =0, 2 between 0 and 1, 3 =1; 0: not classified"
     head["segment_flag"] = segment_flag_column(objects["segment_flag"].to_numpy())
     table = hstack([head, body], join_type="exact")
     if photometry and len(ids):
@@ -216,9 +217,9 @@ def value_added_catalog(
     head["dec_input"].unit = "deg"
     head["dec_input"].description = "input declination"
     head["detection_flag"] = flags
-    head["detection_flag"].description = (
-        "rank-vote background at the source: 1 =0, 2 between 0 and 1, 3 =1; 0: not in the classified area"
-    )
+    head[
+        "detection_flag"
+    ].description = "rank-vote background at the source: 1 =0, 2 between 0 and 1, 3 =1; 0: not in the classified area"
     head["object_id"] = owner
     head["object_id"].description = (
         "pixel value of the source's object in the value-added map "
@@ -440,10 +441,14 @@ def _catalog_body(sums: pd.DataFrame, context: StageContext, missing: np.ndarray
         fractions=("mean",),
     )
     for c in classes:
-        body[f"p_{c}"].description = (
+        body[
+            f"p_{c}"
+        ].description = (
             f"flux-weighted {c} fraction of the rank-vote images (paper Eq. 16, as the released code), classes sum to 1"
         )
-        body[f"p_mean_{c}"].description = (
+        body[
+            f"p_mean_{c}"
+        ].description = (
             f"flux-weighted {c} fraction of the mean images (Eq. 16 on the mean probabilities), classes sum to 1"
         )
         body[f"sigma_{c}"].description = (
@@ -451,7 +456,7 @@ def _catalog_body(sums: pd.DataFrame, context: StageContext, missing: np.ndarray
             "probability (variance images: describes p_mean)"
         )
     body["background_min"].description = "minimum rank-vote background over the object's pixels"
-    body["agreement"].description = (
-        f"agreement of the rank-vote fractions p, 1 - H(p)/log({len(classes)}) (paper Eq. 17)"
-    )
+    body[
+        "agreement"
+    ].description = f"agreement of the rank-vote fractions p, 1 - H(p)/log({len(classes)}) (paper Eq. 17)"
     return body

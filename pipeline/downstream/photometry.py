@@ -13,7 +13,7 @@ second-moment shape, Gini, AB magnitudes) and sets its quality bits
 2. **Measure** (one task per chunk owning objects): an object belongs to the chunk
    holding its first pixel (as the deblending groups segments), so each object is
    measured once. The task reads the objects' bounding boxes with a margin, places
-   each object's measurement box (:func:`morpheus_core.photometry.measurement_boxes`),
+   each object's measurement box (:func:`morpheus_core.photometry_boxes.measurement_boxes`),
    reads the union of the boxes (bands, weight or rms maps, labels) and measures there.
 
 Per band, the error array is the weight map's ``1/sqrt(w)`` or the rms map when the
@@ -41,7 +41,8 @@ from astropy.table import Table
 
 from morpheus_core.flags import CENSOR_REACH, FLAG_DESCRIPTION, object_flags
 from morpheus_core.noise import rms_from_map, rms_from_weight, sky_noise, sky_pixels, total_error
-from morpheus_core.photometry import measure_objects, measurement_boxes
+from morpheus_core.photometry import measure_objects
+from morpheus_core.photometry_boxes import measurement_boxes
 from morpheus_core.photometry_columns import photometry_table
 from morpheus_core.tiling import Box
 from pipeline.downstream.context import StageContext

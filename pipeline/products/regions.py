@@ -33,7 +33,7 @@ from astropy.wcs import WCS
 
 from morpheus_core import CLASSES
 from morpheus_core.colour import class_colours
-from morpheus_core.photometry import KRON_PARAMS
+from morpheus_core.photutils_catalog import KRON_PARAMS
 from pipeline.rundir.location import atomic_path
 
 __all__ = ["KRON_SCALE", "SIGMA_SCALE", "catalog_regions", "write_regions"]

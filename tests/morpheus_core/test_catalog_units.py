@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from astropy import units as u
 
-from morpheus_core.catalog import image_unit, merge_object_sums, object_catalog, object_sums
+from morpheus_core.catalog import image_unit, object_catalog
+from morpheus_core.object_sums import merge_object_sums, object_sums
 
 
 @pytest.mark.parametrize(

@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 
 from morpheus_core import CLASSES
-from morpheus_core.catalog import (
-    agreement,
-    aperture_mask,
-    detection_flag,
-    merge_object_sums,
-    object_catalog,
-    object_sums,
-)
+from morpheus_core.catalog import agreement, aperture_mask, detection_flag, object_catalog
 from morpheus_core.colour import HUES, colour_image
 from morpheus_core.deblend import deblend, number_children, object_label, split_by_markers, split_by_peaks
+from morpheus_core.object_sums import merge_object_sums, object_sums
 from morpheus_core.segmentation import label_segments, segment_sources, watershed_markers
 
 
@@ -262,7 +256,8 @@ def test_colour_image_follows_section_6():
 def test_flux_weighted_fractions_equal_the_catalog_on_one_object():
     # validation/ and the catalog use one Eq. 16: compare it with a
     # direct float64 evaluation and with object_sums + object_catalog.
-    from morpheus_core.catalog import flux_weighted_fractions, object_catalog, object_sums
+    from morpheus_core.catalog import object_catalog
+    from morpheus_core.object_sums import flux_weighted_fractions, object_sums
 
     rng = np.random.default_rng(4)
     cube = rng.random((5, 20, 24))

@@ -12,7 +12,8 @@ from astropy import units as u
 from photutils.segmentation import SegmentationImage, SourceCatalog
 from scipy import ndimage as ndi
 
-from morpheus_core.photometry import BOX_COLUMNS, measure_band, measure_objects, measurement_boxes
+from morpheus_core.photometry import measure_band, measure_objects
+from morpheus_core.photometry_boxes import BOX_COLUMNS, measurement_boxes
 from morpheus_core.photometry_columns import SHAPE_COLUMNS, column_info, photometry_table
 
 from .photometry_scene import CHUNK, SHAPE, make_scene

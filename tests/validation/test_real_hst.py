@@ -17,11 +17,11 @@ from astropy.table import Table
 from scipy.spatial import cKDTree
 
 from morpheus_core import CLASSES
-from morpheus_core.catalog import flux_weighted_fractions
 from morpheus_core.deblend import Deblended, deblend
 from morpheus_core.engine import classify_image
 from morpheus_core.magnitudes import ab_zeropoint
 from morpheus_core.noise import rms_from_weight, sky_noise, sky_pixels
+from morpheus_core.object_sums import flux_weighted_fractions
 from morpheus_core.photometry import measure_objects
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.stats import Classification, finalize

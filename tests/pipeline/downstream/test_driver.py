@@ -13,9 +13,10 @@ import zarr
 from astropy.io import fits
 from astropy.table import Table
 
-from morpheus_core.catalog import detection_flag, merge_object_sums, object_catalog, object_sums
+from morpheus_core.catalog import detection_flag, object_catalog
 from morpheus_core.colour import colour_image
 from morpheus_core.deblend import deblend
+from morpheus_core.object_sums import merge_object_sums, object_sums
 from morpheus_core.segmentation import label_segments, segment_sources
 from morpheus_core.simulate import make_wcs
 from pipeline.downstream.driver import run_downstream

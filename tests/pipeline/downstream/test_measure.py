@@ -8,7 +8,8 @@ import pytest
 from astropy.table import Table
 
 from morpheus_core import BANDS, CLASSES
-from morpheus_core.catalog import merge_object_sums, object_catalog, object_sums
+from morpheus_core.catalog import object_catalog
+from morpheus_core.object_sums import merge_object_sums, object_sums
 from morpheus_core.simulate import make_wcs
 from pipeline.downstream.measure import internal_catalog, value_added_catalog
 from pipeline.inputs.markers import read_markers
