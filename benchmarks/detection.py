@@ -61,6 +61,24 @@ On a shared 2-core CPU the nine default mosaics (711k windows) took ~20 minutes 
 classify once; reruns from the cache take ~40 s. Results: docs/validation.md.
 
 ``--quick``: one 160x160 sky and one noise mosaic at stride 4 (a smoke test, a minute).
+
+``--features edge,censored``: the features of real mosaics. ``edge``: NaN blocks in
+every band (``render_sky(nan_regions=...)``, 6 per 320x320 pixels, skies and noise
+mosaics), whose borders stand for the footprint edge; ``censored``: zero-censored
+cores (``censored_regions``, 8 per 320x320 pixels on the skies: a disc of radius
+1-2.5 px zeroed in one band at the rounded centre of a source drawn with probability
+proportional to its H flux, so mostly the bright ones), with 12 point sources per
+320x320 pixels instead of 4 so that stars are among them. The network then sees the
+mosaic's coverage as the pipeline does (:func:`morpheus_core.windows.observed_pixels`:
+finite and non-zero in every band), so a censored core leaves its pixels within 5 px
+unclassified. Besides the table above (sources with ``in_coverage``), a second table
+gives for bright true sources (``snr_H >= 20``) the completeness (a) farther than
+``EDGE_BAND`` px from every NaN pixel, (b) within it, (c) of censored cores (centre
+finite in every band but not in coverage), matched within 3 px or reached by a
+detected object within ``CENSORED_REACH`` px; and the detections within ``EDGE_BAND``
+px of the NaN footprint: on the noise mosaics (all false, per arcmin^2 of that band)
+and on the skies without a true source within 3 px. The default run and its cache
+keys are unchanged; the featured mosaics are cached under keys ending ``-nanK-censM``.
 """
 
 from __future__ import annotations
@@ -91,6 +109,15 @@ MEAN_THRESHOLDS = (0.1, 0.3, 0.5)
 #: Candidate ``npixels`` for photutils, smallest first.
 NPIXELS_LADDER = (1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 70, 80, 100, 150, 200)
 PHOTUTILS_NSIGMA = 1.5
+#: ``--features``: NaN blocks, censored cores and point sources per 320x320 pixels.
+NAN_PER_320, CENSORED_PER_320, STARS_PER_320 = 6, 8, 12
+#: Width of the band along the NaN footprint counted as "near the edge" (pixels).
+EDGE_BAND = 30
+#: "Bright" true sources: ``snr_H`` at least this.
+BRIGHT_SNR = 20.0
+#: A censored core counts as reached when a detected object has a pixel this close to
+#: its centre: the censored disc (radius <= 2.5 px) plus the 5 px it leaves unclassified.
+CENSORED_REACH = 8.0
 
 
 def machine() -> str:
@@ -103,8 +130,17 @@ def machine() -> str:
 # --------------------------------------------------------------------------- skies
 
 
-def render(kind: str, seed: int, size: int, n_galaxies: int | None, n_stars: int | None, noise_fwhm: float = 0.0):
-    """A sky (``kind="sky"``) or a pure-noise mosaic (``"noise"``), no NaN or censored regions.
+def render(
+    kind: str,
+    seed: int,
+    size: int,
+    n_galaxies: int | None,
+    n_stars: int | None,
+    noise_fwhm: float = 0.0,
+    nan_regions: int = 0,
+    censored_regions: int = 0,
+):
+    """A sky (``kind="sky"``) or a pure-noise mosaic (``"noise"``), by default no NaN or censored regions.
 
     ``noise_fwhm > 0`` (noise mosaics only): white variates convolved with a Gaussian of
     that FWHM (pixels), scaled to the simulator's noise in the 0.25"-radius SNR aperture
@@ -119,12 +155,13 @@ def render(kind: str, seed: int, size: int, n_galaxies: int | None, n_stars: int
         seed=seed,
         n_galaxies=n_galaxies,
         n_stars=n_stars,
-        nan_regions=0,
-        censored_regions=0,
+        nan_regions=nan_regions,
+        censored_regions=censored_regions,
         noise_sigma=0.0 if noise_fwhm > 0 else None,
     )
     if noise_fwhm > 0:
         images = correlated_noise((size, size), seed, noise_fwhm)
+        images[:, ~np.isfinite(sky.images).all(axis=0)] = np.nan  # the same NaN blocks
         sky = SimpleNamespace(images=images, truth=sky.truth)
     return sky
 
@@ -177,8 +214,8 @@ class Classified:
 class Classifier:
     """The released network, loaded on first use; classifications cached on disk."""
 
-    def __init__(self, cache: Path, stride: int, batch: int) -> None:
-        self.cache, self.stride, self.batch = cache, stride, batch
+    def __init__(self, cache: Path, stride: int, batch: int, observed: bool = False) -> None:
+        self.cache, self.stride, self.batch, self.observed = cache, stride, batch, observed
         self._clf = None
 
     def _network(self):
@@ -202,7 +239,14 @@ class Classifier:
 
         clf = self._network()
         t0 = time.perf_counter()
-        res = finalize(classify_image(np.asarray(images, np.float32), clf, stride=self.stride, batch_size=self.batch))
+        kw = {}
+        if self.observed:  # as the pipeline: NaN and exact zeros (censored) are not observed
+            from morpheus_core.windows import observed_pixels
+
+            kw["coverage"] = observed_pixels(images)
+        res = finalize(
+            classify_image(np.asarray(images, np.float32), clf, stride=self.stride, batch_size=self.batch, **kw)
+        )
         seconds = time.perf_counter() - t0
         _, h, w = images.shape
         windows = len(range(0, h - 39, self.stride)) * len(range(0, w - 39, self.stride))
@@ -246,6 +290,7 @@ def morpheus_rule(background: str, sources: str, threshold: float):
 def photutils_rule(sigma_pix: float, fwhm_px: float, filtered_sigma: bool, npixels: int):
     """photutils: PSF-matched Gaussian filter, ``detect_sources`` at 1.5 sigma, ``deblend_sources``."""
     from astropy.convolution import convolve
+    from astropy.utils.exceptions import AstropyUserWarning
     from photutils.segmentation import deblend_sources, detect_sources, make_2dgaussian_kernel
     from photutils.utils.exceptions import NoDetectionsWarning
 
@@ -255,11 +300,15 @@ def photutils_rule(sigma_pix: float, fwhm_px: float, filtered_sigma: bool, npixe
     threshold = PHOTUTILS_NSIGMA * sigma
 
     def detect(flux: np.ndarray, cls: Classified | None = None) -> tuple[np.ndarray, None]:
-        conv = convolve(flux, kernel)
+        with warnings.catch_warnings():
+            # NaN stays inside NaN blocks wider than the kernel; those pixels are masked below.
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            conv = convolve(flux, kernel)  # interpolates over NaN pixels
+        unobserved = ~np.isfinite(flux)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoDetectionsWarning)  # a blank noise mosaic is no news
             # Positional n_pixels / npixels: the keyword was renamed in photutils 3.0.
-            segm = detect_sources(conv, threshold, npixels)
+            segm = detect_sources(conv, threshold, npixels, mask=unobserved if unobserved.any() else None)
         if segm is None:
             return np.zeros(flux.shape, np.int32), None
         segm = deblend_sources(conv, segm, npixels, progress_bar=False)
@@ -307,6 +356,21 @@ def greedy_match(truth: np.ndarray, det: np.ndarray, radius: float) -> np.ndarra
 
 
 @dataclass
+class FeatureTally:
+    """``--features`` figures of one rule: bools per bright true source, counts of detections."""
+
+    far: list = field(default_factory=list)
+    near: list = field(default_factory=list)
+    censored: list = field(default_factory=list)
+    censored_reached: list = field(default_factory=list)
+    censored_star: list = field(default_factory=list)
+    sky_edge_detections: int = 0
+    sky_edge_spurious: int = 0
+    noise_edge_detections: int = 0
+    noise_edge_area_arcmin2: float = 0.0
+
+
+@dataclass
 class Tally:
     """Accumulated figures of one rule over all mosaics."""
 
@@ -323,6 +387,7 @@ class Tally:
     unmarked: int = 0
     largest_unmarked: int = 0
     seconds: float = 0.0
+    features: FeatureTally | None = None
 
     @property
     def false_rate(self) -> float:
@@ -369,6 +434,105 @@ def score_noise(tally: Tally, objects: np.ndarray, flux: np.ndarray, pixel_scale
     region = objects[EDGE : h - EDGE, EDGE : w - EDGE]
     tally.noise_pixels += region.size
     tally.noise_source_pixels += int((region > 0).sum())
+
+
+def edge_distance(finite: np.ndarray) -> np.ndarray:
+    """Distance (pixels) of every pixel to the nearest non-finite one: 0 on those, inf when there are none."""
+    if finite.all():
+        return np.full(finite.shape, np.inf)
+    return ndi.distance_transform_edt(finite)
+
+
+def at(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """``values`` at the pixels nearest to the ``(N, 2)`` positions ``xy``."""
+    h, w = values.shape
+    ix = np.clip(np.round(xy[:, 0]).astype(int), 0, w - 1)
+    iy = np.clip(np.round(xy[:, 1]).astype(int), 0, h - 1)
+    return values[iy, ix]
+
+
+def score_features_sky(ft: FeatureTally, objects: np.ndarray, flux: np.ndarray, images: np.ndarray, truth) -> None:
+    """Add one sky's completeness near and far from the NaN edge and on censored cores to ``ft``."""
+    finite = np.isfinite(images).all(axis=0)
+    dist = edge_distance(finite)
+    xy = np.column_stack([np.asarray(truth["x"]), np.asarray(truth["y"])])
+    covered = np.asarray(truth["in_coverage"], bool)
+    censored = ~covered & at(finite, xy)  # centre finite in every band, yet not covered: zeroed
+    counted = (covered | censored) & inside(xy, flux.shape)
+    det = centroids(objects, flux)
+    found = np.zeros(len(xy), bool)
+    found[counted] = greedy_match(xy[counted], det, MATCH_RADIUS)
+    bright = counted & (np.asarray(truth["snr_H"]) >= BRIGHT_SNR)
+    d = at(dist, xy)
+    ft.far += found[bright & covered & (d > EDGE_BAND)].tolist()
+    ft.near += found[bright & covered & (d <= EDGE_BAND)].tolist()
+    cens = bright & censored
+    if (objects > 0).any():
+        reached = at(ndi.distance_transform_edt(objects == 0), xy) <= CENSORED_REACH
+    else:
+        reached = np.zeros(len(xy), bool)
+    ft.censored += found[cens].tolist()
+    ft.censored_reached += reached[cens].tolist()
+    ft.censored_star += (np.asarray(truth["morph_class"]) == "point_source")[cens].tolist()
+    det = det[inside(det, flux.shape)]
+    det = det[at(dist, det) <= EDGE_BAND] if len(det) else det
+    ft.sky_edge_detections += len(det)
+    if len(det):
+        ft.sky_edge_spurious += int(np.sum(~np.isfinite(cKDTree(xy).query(det, distance_upper_bound=MATCH_RADIUS)[0])))
+
+
+def score_features_noise(ft: FeatureTally, objects: np.ndarray, flux: np.ndarray, pixel_scale: float) -> None:
+    """Add one noise mosaic's detections within ``EDGE_BAND`` px of its NaN pixels to ``ft``."""
+    h, w = flux.shape
+    finite = np.isfinite(flux)
+    dist = edge_distance(finite)
+    det = centroids(objects, flux)
+    det = det[inside(det, flux.shape)]
+    ft.noise_edge_detections += int((at(dist, det) <= EDGE_BAND).sum()) if len(det) else 0
+    band = (dist <= EDGE_BAND) & finite
+    ft.noise_edge_area_arcmin2 += int(band[EDGE : h - EDGE, EDGE : w - EDGE].sum()) * (pixel_scale / 60.0) ** 2
+
+
+def features_table(rules: list[Rule], tallies: dict[str, Tally]) -> tuple[list[str], list[list[str]]]:
+    """The ``--features`` table: one row per rule."""
+
+    def share(found: list) -> str:
+        return f"{100 * np.mean(found):.0f}% ({int(np.sum(found))}/{len(found)})" if found else "-"
+
+    header = [
+        "rule",
+        f"bright, > {EDGE_BAND} px from NaN",
+        f"bright, <= {EDGE_BAND} px from NaN",
+        f"censored core, match < {MATCH_RADIUS:g} px",
+        f"censored core, object within {CENSORED_REACH:g} px",
+        "censored stars: match / object",
+        f"sky detections <= {EDGE_BAND} px from NaN",
+        f"of which no true source < {MATCH_RADIUS:g} px",
+        f"noise: false <= {EDGE_BAND} px from NaN /arcmin^2",
+    ]
+    rows = []
+    for rule in rules:
+        ft = tallies[rule.name].features
+        star = np.asarray(ft.censored_star, bool)
+        stars = (
+            f"{int(np.asarray(ft.censored, bool)[star].sum())} / "
+            f"{int(np.asarray(ft.censored_reached, bool)[star].sum())} of {int(star.sum())}"
+        )
+        rate = ft.noise_edge_detections / ft.noise_edge_area_arcmin2 if ft.noise_edge_area_arcmin2 else math.nan
+        rows.append(
+            [
+                rule.name,
+                share(ft.far),
+                share(ft.near),
+                share(ft.censored),
+                share(ft.censored_reached),
+                stars,
+                str(ft.sky_edge_detections),
+                str(ft.sky_edge_spurious),
+                f"{rate:.1f} ({ft.noise_edge_detections})",
+            ]
+        )
+    return header, rows
 
 
 # --------------------------------------------------------------------------- table
@@ -485,11 +649,25 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to FILE")
     parser.add_argument("--classify-only", action="store_true", help="fill the cache and stop")
     parser.add_argument("--quick", action="store_true", help="one 160x160 sky and noise mosaic at stride 4")
+    parser.add_argument(
+        "--features",
+        default="",
+        help="comma-separated features of real mosaics: edge (NaN blocks), censored (zeroed cores); "
+        "adds a table of completeness near them (default: none, the skies above)",
+    )
     args = parser.parse_args()
+    features = {f for f in args.features.split(",") if f}
+    if features - {"edge", "censored"}:
+        parser.error(f"--features takes edge and/or censored, got {args.features!r}")
     if args.quick:
         args.seeds, args.noise_seeds, args.size, args.stride = args.seeds[:1], args.noise_seeds[:1], 160, 4
     if args.size < 2 * EDGE + 40:
         parser.error(f"--size must be at least {2 * EDGE + 40}, got {args.size}")
+    per_320 = args.size**2 / 320**2
+    nan_regions = max(1, round(NAN_PER_320 * per_320)) if "edge" in features else 0
+    censored_regions = max(1, round(CENSORED_PER_320 * per_320)) if "censored" in features else 0
+    if censored_regions and args.n_stars is None:
+        args.n_stars = max(1, round(STARS_PER_320 * per_320))
 
     from morpheus_core.runtime import configure_threads
 
@@ -506,16 +684,20 @@ def main() -> None:
         f'(0.06"/px), stride {args.stride}, n_galaxies {args.n_galaxies or "default"}, '
         f"n_stars {args.n_stars or 'default'}; noise mosaics "
         f"{f'correlated, FWHM {args.noise_fwhm:g} px' if args.noise_fwhm > 0 else 'white'}"
+        + (f"; NaN blocks {nan_regions}, censored cores {censored_regions} per mosaic" if features else "")
     )
-    classify = Classifier(args.cache, args.stride, args.batch)
+    classify = Classifier(args.cache, args.stride, args.batch, observed=bool(features))
     mosaics = {}
     for kind, seeds in (("sky", args.seeds), ("noise", args.noise_seeds)):
         for seed in seeds:
             fwhm = args.noise_fwhm if kind == "noise" else 0.0
-            sky = render(kind, seed, args.size, args.n_galaxies, args.n_stars, fwhm)
+            cens = censored_regions if kind == "sky" else 0  # censored cores sit on sources
+            sky = render(kind, seed, args.size, args.n_galaxies, args.n_stars, fwhm, nan_regions, cens)
             key = f"{kind}-seed{seed}-{args.size}x{args.size}" + (f"-fwhm{fwhm:g}" if fwhm > 0 else "")
             if kind == "sky" and (args.n_galaxies is not None or args.n_stars is not None):
                 key += f"-g{args.n_galaxies}-s{args.n_stars}"
+            if features:
+                key += f"-nan{nan_regions}-cens{cens}"
             cls = classify(key, sky.images)
             print(
                 f"  {key}: {len(sky.truth)} sources, {cls.windows} windows, "
@@ -534,15 +716,19 @@ def main() -> None:
     rules += [Rule(f"mixed: mean <= {t} (c)", morpheus_rule("rank", "mean", t)) for t in MEAN_THRESHOLDS]
 
     def run(rule: Rule) -> Tally:
-        tally = Tally()
+        tally = Tally(features=FeatureTally() if features else None)
         t0 = time.perf_counter()
         for (kind, _), (sky, cls) in mosaics.items():
             flux = sky.images[0].astype(np.float64)
             objects, markers = rule.detect(flux, cls)
             if kind == "sky":
                 score_sky(tally, objects, markers, flux, sky.truth, cls.n > 0)
+                if features:
+                    score_features_sky(tally.features, objects, flux, sky.images, sky.truth)
             else:
                 score_noise(tally, objects, flux, pixel_scale)
+                if features:
+                    score_features_noise(tally.features, objects, flux, pixel_scale)
         tally.seconds = time.perf_counter() - t0
         return tally
 
@@ -550,7 +736,7 @@ def main() -> None:
     target = tallies[rules[0].name].false_rate
     # photutils: for each threshold, the smallest npixels whose false rate <= the paper rule's.
     extra = [
-        render("noise", 2000 + i, args.size, None, None, args.noise_fwhm).images[0].astype(np.float64)
+        render("noise", 2000 + i, args.size, None, None, args.noise_fwhm, nan_regions).images[0].astype(np.float64)
         for i in range(args.extra_noise)
     ]
     for filtered, label in ((False, "1.5 sigma_pix"), (True, "1.5 sigma_filtered")):
@@ -590,6 +776,13 @@ def main() -> None:
         f"skies: seeds {args.seeds} ({len(paper.found)} true sources counted); noise mosaics "
         f"({kind_noise}): seeds {args.noise_seeds} ({paper.noise_area_arcmin2:.3f} arcmin^2 counted); "
         f'{args.size}x{args.size} px at 0.06"/px, stride {args.stride}'
+        + (
+            f"; features {', '.join(sorted(features))}: {nan_regions} NaN blocks per mosaic, "
+            f"{censored_regions} censored cores and {args.n_stars} point sources per sky, "
+            "classified on the observed pixels (finite and non-zero in every band)"
+            if features
+            else ""
+        )
     )
     legend = (
         f"Completeness: greedy one-to-one match, nearest first, within {MATCH_RADIUS:g} px of a "
@@ -606,6 +799,20 @@ def main() -> None:
     for note in notes:
         print(f"  {note}")
     print_table(header, rows)
+    if features:
+        f_header, f_rows = features_table(rules, tallies)
+        f_legend = (
+            f"Features of real mosaics ({', '.join(sorted(features))}): completeness of bright true sources "
+            f"(snr_H >= {BRIGHT_SNR:g}, >= {EDGE} px from the image edges) whose centre is farther than / within "
+            f"{EDGE_BAND} px of a NaN pixel (in coverage), and of those whose core is censored (zeroed in one "
+            f"band; the network leaves 5 px around it unclassified): matched within {MATCH_RADIUS:g} px "
+            f"(the same one-to-one match), or reached by a detected object within {CENSORED_REACH:g} px of "
+            f"the centre. Detections (>= {EDGE} px from the image edges) within {EDGE_BAND} px of a NaN pixel: "
+            f"on the skies, and those with no true source within {MATCH_RADIUS:g} px; on the noise mosaics "
+            f"(all false), per arcmin^2 of finite pixels within {EDGE_BAND} px of NaN (count in brackets)."
+        )
+        print(f_legend)
+        print_table(f_header, f_rows)
     classify_s = sum(cls.seconds for _, cls in mosaics.values())
     windows = sum(cls.windows for _, cls in mosaics.values())
     print(
@@ -620,6 +827,8 @@ def main() -> None:
             + "".join(f"\n- {note}" for note in notes)
             + "\n"
         )
+        if features:
+            text += f"\n{f_legend}\n\n" + markdown(f_header, f_rows)
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text)
         print(f"-> {args.markdown}")
