@@ -3,7 +3,7 @@
 :class:`morpheus_core.testing.SkyStandInClassifier` is meant to give scale
 tests a classification that looks like the real one at no cost. This script classifies
 the demo mosaic (:func:`morpheus_core.simulate.render_sky` with the shape and seed of
-:func:`pipeline.inputs.mosaics.generate_demo`) with both, same engine settings side by side
+:func:`pipeline.inputs.demo_mosaics.generate_demo`) with both, same engine settings side by side
 (stride, batch), then runs the paper's Algorithm 1 (rank-vote background, threshold 0)
 and Algorithm 2 (deblending on H) on each, and prints one column per network:
 
@@ -49,9 +49,9 @@ SNR_SPLIT = 20.0
 
 
 def demo_sky(crop: int | None):
-    """The demo mosaic's sky (same shape and seed as ``pipeline.inputs.mosaics.generate_demo``)."""
+    """The demo mosaic's sky (same shape and seed as ``pipeline.inputs.demo_mosaics.generate_demo``)."""
     from morpheus_core.simulate import render_sky
-    from pipeline.inputs.mosaics import generate_demo
+    from pipeline.inputs.demo_mosaics import generate_demo
 
     params = inspect.signature(generate_demo).parameters
     shape, seed = params["shape"].default, params["seed"].default

@@ -13,9 +13,9 @@ list; ``tests/test_layering.py`` keeps it so):
 - :mod:`pipeline.inputs`: band files, mosaics, model cards, checks and ingest;
 - :mod:`pipeline.products`: FITS, catalog and PNG files;
 - :mod:`pipeline.classify`, :mod:`pipeline.downstream`: the classification, and the
-  segmentation, deblending, catalog and colour image;
+  segmentation, deblending, catalog and colour image (also again on a finished run);
 - :mod:`pipeline.viewer`, :mod:`pipeline.training`: the interactive map; training;
-- :mod:`pipeline.run`: a run from start to end, ``resubmit``, the downstream again;
+- :mod:`pipeline.run`: a run from start to end, ``resubmit``;
 - :mod:`pipeline.cli`: the command line (``python -m pipeline``).
 """
 

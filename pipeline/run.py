@@ -30,11 +30,12 @@ from pipeline.classify.job import ClassificationJob
 from pipeline.cluster.client import owned_client
 from pipeline.cluster.info import gpu_resources
 from pipeline.downstream.driver import DownstreamSummary, run_downstream
+from pipeline.downstream.redo import SettingsFor, settings_for
 from pipeline.errors import RunError
 from pipeline.inputs.grid import BandSet, validate_bands
 from pipeline.inputs.ingest import ingest
 from pipeline.inputs.model_cards import card_for, pixel_scale_arcsec
-from pipeline.inputs.mosaics import photometry_inputs, resolve_mosaic
+from pipeline.inputs.mosaic_files import photometry_inputs, resolve_mosaic
 from pipeline.inputs.photometry_maps import with_photometry
 from pipeline.inputs.preflight import (
     check_card,
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
     from morpheus_core.cards import ModelCard
     from pipeline.rundir.lock import HeldLock
 
-__all__ = ["Claim", "RunSummary", "SettingsFor", "claim_lock", "redo_downstream", "resubmit", "run"]
+__all__ = ["Claim", "RunSummary", "claim_lock", "resubmit", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -354,18 +355,6 @@ def _finish(summary: RunSummary, job: ClassificationJob, todo: list[Tile], t_sta
         echo(line)
 
 
-#: Downstream settings, or a function of the recorded mosaic (name, mosaics file) that
-#: makes them (a TOML mosaic may set its own threshold).
-SettingsFor = DownstreamSettings | Callable[[str, Path | None], DownstreamSettings] | None
-
-
-def _settings_for(downstream: SettingsFor, recorded: dict[str, Any]) -> DownstreamSettings | None:
-    if not callable(downstream):
-        return downstream
-    mosaics_file = Path(recorded["mosaics_file"]) if recorded.get("mosaics_file") else None
-    return downstream(recorded["mosaic"], mosaics_file)
-
-
 def resubmit(
     run_dir: Path | str,
     *,
@@ -385,7 +374,7 @@ def resubmit(
     failed tiles are cleared once it is held.
     """
     manifest = read_manifest(as_location(run_dir, overrides.get("storage_options")))
-    downstream = _settings_for(downstream, manifest["config"])
+    downstream = settings_for(downstream, manifest["config"])
     config = RunSettings.from_json({**manifest["config"], "run_dir": str(run_dir), "restart": False, **overrides})
     take = claim or claim_lock("resubmit")
 
@@ -398,66 +387,3 @@ def resubmit(
             yield lock
 
     return run(config, client=client, echo=echo, downstream=downstream, claim=claim_and_clear)
-
-
-def redo_downstream(
-    run_dir: Path | str | Location,
-    downstream: SettingsFor = None,
-    *,
-    reuse_segmentation: bool = False,
-    storage_options: dict[str, Any] | None = None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    tls: bool = True,
-    scheduler_security: Path | None = None,
-    client: Any = None,
-    echo: Any = print,
-) -> DownstreamSummary:
-    """Segmentation, deblending and the catalog again on a finished classification
-    (the ``segment`` and ``catalog`` commands; ``catalog`` reuses matching maps).
-
-    ``run_dir`` is a :class:`~pipeline.rundir.location.Location`, or a path or URL with its
-    ``storage_options``. Checks the run, its classification and a markers file before
-    starting a cluster (a local one, with TLS unless ``tls`` is false, or ``scheduler``,
-    reached with ``scheduler_security``), which it closes again; ``client`` uses one given.
-
-    Raises
-    ------
-    InputError
-        No run, an unfinished or damaged classification (:mod:`pipeline.rundir.verified`),
-        or a bad markers file.
-    """
-    from pipeline.inputs.ingest import read_wcs
-    from pipeline.inputs.markers import read_markers
-    from pipeline.rundir.verified import finished_classification, record_unrecorded, refuse_damaged_classification
-
-    location = as_location(run_dir, storage_options)
-    manifest = read_manifest(location)
-    # Every file of the classification against its checksums before anything reads it
-    # (the graph checks their sizes again).
-    check = refuse_damaged_classification(location, manifest["run_id"])
-    finished_classification(location)
-    if check is not None and not check.recorded:  # merged before checksums were recorded
-        echo(record_unrecorded(location, manifest["run_id"]))
-    settings = _settings_for(downstream, manifest["config"]) or DownstreamSettings()
-    if settings.markers:  # refuse a bad markers file before starting a cluster
-        mosaic = RunLayout(location).mosaic.open_group(mode="r")
-        read_markers(settings.markers, wcs=read_wcs(mosaic), shape=tuple(mosaic.attrs["shape"]))
-    cluster = {
-        "scheduler": scheduler,
-        "n_workers": workers,
-        "gpu": "never",
-        "tls": tls,
-        "scheduler_security": scheduler_security,
-    }
-    with owned_client(cluster, client=client, echo=echo) as (client, _):
-        return run_downstream(
-            location,
-            settings,
-            client=client,
-            echo=echo,
-            run_id=manifest["run_id"],
-            model=manifest.get("model", ""),
-            precision=manifest["config"].get("precision", "float32"),
-            reuse_segmentation=reuse_segmentation,
-        )

@@ -1,7 +1,7 @@
 """Running a list of Dask tasks on a client, or on the threaded scheduler without one.
 
 Every downstream stage (:mod:`pipeline.downstream.segment`, :mod:`pipeline.downstream.labels`,
-:mod:`pipeline.downstream.deblend`, :mod:`pipeline.downstream.measure`, :mod:`pipeline.downstream.colour`) builds a
+:mod:`pipeline.downstream.deblend`, :mod:`pipeline.downstream.catalog_sums`, :mod:`pipeline.downstream.colour`) builds a
 list of delayed chunk tasks and runs it here.
 """
 

@@ -2,7 +2,7 @@
 
 Each takes the run directory's lock (and opens ``pipeline.log``) only once it knows
 the folder is one it may use (:meth:`CommandLog.claim <pipeline.cli.logs.CommandLog.claim>`);
-the work is :mod:`pipeline.run`'s.
+the work is :mod:`pipeline.run`'s (``segment`` and ``catalog``: :mod:`pipeline.downstream.redo`'s).
 """
 
 from __future__ import annotations
@@ -47,14 +47,13 @@ def write_command(args: argparse.Namespace, run_dir: Path | str, log: CommandLog
     RunError
         A failure during the run.
     """
-    from pipeline import run as runner
-
     _storage_note(args, run_dir)
     storage_options = storage_options_from(args.storage_option)
     claim = log.claim(args.command)
     if args.command in ("segment", "catalog"):
-        _redo_downstream(args, run_dir, storage_options, claim, runner)
+        _redo_downstream(args, run_dir, storage_options, claim)
         return
+    from pipeline import run as runner
 
     def settings_for(mosaic: str, mosaics_file: Path | None):
         return downstream_settings(args, mosaic, mosaics_file)
@@ -70,9 +69,10 @@ def write_command(args: argparse.Namespace, run_dir: Path | str, log: CommandLog
 
 
 def _redo_downstream(
-    args: argparse.Namespace, run_dir: Path | str, storage_options: dict[str, Any], claim: Any, runner: Any
+    args: argparse.Namespace, run_dir: Path | str, storage_options: dict[str, Any], claim: Any
 ) -> None:
     """``segment`` or ``catalog``: the options not given are the last downstream run's."""
+    from pipeline.downstream import redo
     from pipeline.rundir.location import Location
     from pipeline.rundir.manifest import read_manifest
 
@@ -83,7 +83,7 @@ def _redo_downstream(
         return downstream_settings(args, mosaic, mosaics_file, location=location, echo=print)
 
     with claim(location):
-        summary = runner.redo_downstream(
+        summary = redo.redo_downstream(
             run_dir,
             settings_for,
             reuse_segmentation=args.command == "catalog",
@@ -94,6 +94,6 @@ def _redo_downstream(
 
 
 def _cluster_keywords(given: dict[str, Any]) -> dict[str, Any]:
-    """:func:`pipeline.run.redo_downstream`'s cluster keywords from the options given."""
+    """:func:`pipeline.downstream.redo.redo_downstream`'s cluster keywords from the options given."""
     given.pop("verbose", None)  # applied to the environment by the entry point
     return given

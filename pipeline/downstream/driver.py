@@ -17,8 +17,9 @@ invariant that makes its chunked result equal the whole-image one):
    :func:`pipeline.downstream.labels.label_chunks`.
 3. **Deblending** (Algorithm 2) per segment, bounded by ``max_segment_pixels``:
    :func:`pipeline.downstream.deblend.deblend_segments` (:mod:`pipeline.downstream.large_segments`).
-4. **Catalog** sums per chunk, merged exactly: :func:`pipeline.downstream.measure.internal_catalog`
-   or, with ``markers``, :func:`pipeline.downstream.measure.value_added_catalog`.
+4. **Catalog** sums per chunk, merged exactly (:mod:`pipeline.downstream.catalog_sums`):
+   :func:`pipeline.downstream.measure.internal_catalog` or, with ``markers``,
+   :func:`pipeline.downstream.measure.value_added_catalog`.
 5. **Colour image** per chunk: :func:`pipeline.downstream.colour.colour_chunks`.
 
 Every stage reads the run through one :class:`~pipeline.downstream.context.StageContext`

@@ -1,15 +1,16 @@
 """Stage 4 of the downstream graph: the catalog, from sums per chunk merged exactly.
 
 :func:`internal_catalog` (one row per object of the deblended map) and
-:func:`value_added_catalog` (one row per source of an external catalog) sum each
-chunk of the deblended map (:func:`morpheus_core.object_sums.object_sums`), merge the
-sums exactly (sums, minima, arg-maxima: :func:`~morpheus_core.object_sums.merge_object_sums`)
-and turn them into columns with :func:`~morpheus_core.catalog.object_catalog`: class
-fractions (Eq. 16), ``background_min`` and the detection flag from the rank-vote
-images as the released code, ``p_mean_<class>`` from the mean images,
-``sigma_<class>`` from the variance images. In value-added mode, sources whose
-segment is smaller than the aperture, or that have no segment, are measured in a
-0.36" radius aperture as in the paper's section 8.
+:func:`value_added_catalog` (one row per source of an external catalog) take the
+per-object sums of the deblended map, merged exactly from those of its chunks
+(:func:`pipeline.downstream.catalog_sums.catalog_sums`; apertures:
+:func:`~pipeline.downstream.catalog_sums.aperture_sums`), and turn them into columns
+with :func:`~morpheus_core.catalog.object_catalog`: class fractions (Eq. 16),
+``background_min`` and the detection flag from the rank-vote images as the released
+code, ``p_mean_<class>`` from the mean images, ``sigma_<class>`` from the variance
+images. In value-added mode, sources whose segment is smaller than the aperture, or
+that have no segment, are measured in a 0.36" radius aperture as in the paper's
+section 8.
 
 Invariant: the merged sums, hence the catalog, equal those of the whole image
 (to floating-point summation order).
@@ -17,33 +18,24 @@ Invariant: the merged sums, hence the catalog, equal those of the whole image
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
-import dask
 import numpy as np
 import pandas as pd
 import zarr
 from astropy.table import MaskedColumn, Table, hstack
 
-from morpheus_core import CLASSES
 from morpheus_core.catalog import aperture_mask, detection_flag, object_catalog
 from morpheus_core.deblend import object_label
 from morpheus_core.flags import flag_bit, object_flags
-from morpheus_core.object_sums import merge_object_sums, object_sums
-from morpheus_core.tiling import Box
+from pipeline.downstream.catalog_sums import aperture_sums, catalog_sums
 from pipeline.downstream.context import StageContext
 from pipeline.downstream.large_segments import segment_flag_column
 from pipeline.downstream.photometry import object_photometry
-from pipeline.rundir.location import Location
 from pipeline.settings.downstream import APERTURE_ARCSEC
-from pipeline.tasks import run_tasks
 
 __all__ = ["internal_catalog", "value_added_catalog"]
-
-#: Value-added sources measured per aperture task (sorted so that a group's sources lie close).
-_APERTURE_GROUP = 64
 
 
 def internal_catalog(
@@ -75,7 +67,7 @@ def internal_catalog(
         photometry's and ``flags``; ``meta`` says where the errors, zero points and
         background came from.
     """
-    sums = _catalog_sums(client, context)
+    sums = catalog_sums(client, context)
     ids = objects.index.to_numpy(dtype=np.int64)
     parent = objects["parent_id"].to_numpy(dtype=np.int64)
     sub = objects["sub_id"].to_numpy(dtype=np.int64)
@@ -157,8 +149,8 @@ def value_added_catalog(
         ``object_id``, ``aperture``, ``segment_flag``, then the measured columns,
         then the photometry's and ``flags``.
     """
-    classes, shape = context.classes, context.shape
-    sums = _catalog_sums(client, context)
+    classes = context.classes
+    sums = catalog_sums(client, context)
     n_rows = len(markers["id"])
     seg = context.segmentation.open_group(mode="r")
     cls = context.classification.open_group(mode="r")
@@ -181,29 +173,11 @@ def value_added_catalog(
     # Aperture sums in groups of sources, sorted so that a group's sources lie close.
     rows = np.flatnonzero(use_aperture)
     rows = rows[np.lexsort((markers["x"][rows], markers["y"][rows] // 256))]
-    aperture_sums = merge_object_sums(
-        run_tasks(
-            client,
-            [
-                dask.delayed(_aperture_block)(
-                    context.classification,
-                    context.mosaic,
-                    group,
-                    np.stack([markers["x"][group], markers["y"][group]], 1),
-                    radius,
-                    context.flux_index,
-                    list(context.bands),
-                    shape,
-                    classes,
-                )
-                for group in (rows[s : s + _APERTURE_GROUP] for s in range(0, len(rows), _APERTURE_GROUP))
-            ],
-        )
-    )
+    aperture = aperture_sums(client, context, rows, np.stack([markers["x"][rows], markers["y"][rows]], 1), radius)
     # One row per source: its segment's sums, or its aperture's; nothing when unclassified.
     index = pd.RangeIndex(n_rows)
     combined = sums.reindex(np.where(classified, owner, 0)).set_axis(index)
-    combined.loc[use_aperture] = aperture_sums.reindex(index).loc[use_aperture]
+    combined.loc[use_aperture] = aperture.reindex(index).loc[use_aperture]
     missing = combined["area"].isna().to_numpy()
     combined = combined.fillna({"area": 0}).fillna(0.0).astype({"area": np.int64, "peak_index": np.int64})
     body = _catalog_body(combined, context, missing)
@@ -297,28 +271,6 @@ def _value_added_photometry(
     return out
 
 
-def _catalog_sums(client: Any, context: StageContext) -> pd.DataFrame:
-    """Per-object sums of the deblended map, chunk by chunk, merged exactly."""
-    return merge_object_sums(
-        run_tasks(
-            client,
-            [
-                dask.delayed(_sums_block)(
-                    context.classification,
-                    context.mosaic,
-                    context.segmentation,
-                    b,
-                    context.flux_index,
-                    list(context.bands),
-                    context.width,
-                    context.classes,
-                )
-                for b in context.boxes
-            ],
-        )
-    )
-
-
 def _marker_segment_flag(
     seg: zarr.Group, oversize: Sequence[int], iy: np.ndarray, ix: np.ndarray, inside: np.ndarray
 ) -> np.ndarray:
@@ -327,98 +279,6 @@ def _marker_segment_flag(
     if len(oversize) and inside.any():
         flag[inside] = np.isin(seg["segments"].get_coordinate_selection((iy[inside], ix[inside])), oversize)
     return flag
-
-
-def _read_piece(class_store: Location, mosaic_store: Location, box: Box) -> dict[str, np.ndarray]:
-    cls = class_store.open_group(mode="r")
-    mosaic = mosaic_store.open_group(mode="r")
-    sl = box.slices
-    return {
-        "rank": cls["rank"][(slice(None), *sl)],
-        "mean": cls["mean"][(slice(None), *sl)],
-        "variance": cls["variance"][(slice(None), *sl)],
-        "n": cls["n"][sl],
-        "bands": mosaic["image"][(slice(None), *sl)],
-    }
-
-
-def _piece_sums(
-    labels: np.ndarray,
-    piece: dict[str, np.ndarray],
-    flux_index: int,
-    band_names: list[str],
-    origin: tuple[int, int],
-    width: int,
-    classes: tuple[str, ...] = CLASSES,
-) -> pd.DataFrame:
-    """Per-object sums of one piece: Eq. 16 on the rank-vote images, plus the mean images' fractions."""
-    return object_sums(
-        labels,
-        flux=piece["bands"][flux_index],
-        mean=piece["rank"],
-        variance=piece["variance"],
-        bands=piece["bands"],
-        band_names=band_names,
-        classes=classes,
-        origin=origin,
-        width=width,
-        fractions={"mean": piece["mean"]},
-    )
-
-
-def _sums_block(
-    class_store: Location,
-    mosaic_store: Location,
-    seg_store: Location,
-    box: Box,
-    flux_index: int,
-    band_names: list[str],
-    width: int,
-    classes: tuple[str, ...] = CLASSES,
-) -> pd.DataFrame:
-    """Task: per-object sums over one chunk of the deblended map."""
-    labels = seg_store.open_group(mode="r")["deblended"][box.slices]
-    if not (labels > 0).any():
-        zeros = np.zeros((len(classes), *labels.shape))
-        return _piece_sums(
-            labels,
-            {"rank": zeros, "mean": zeros, "variance": zeros, "bands": np.zeros((len(band_names), *labels.shape))},
-            flux_index,
-            band_names,
-            box.origin,
-            width,
-            classes,
-        )
-    piece = _read_piece(class_store, mosaic_store, box)
-    return _piece_sums(labels, piece, flux_index, band_names, box.origin, width, classes)
-
-
-def _aperture_block(
-    class_store: Location,
-    mosaic_store: Location,
-    rows: np.ndarray,
-    xy: np.ndarray,
-    radius: float,
-    flux_index: int,
-    band_names: list[str],
-    shape: tuple[int, int],
-    classes: tuple[str, ...] = CLASSES,
-) -> pd.DataFrame:
-    """Task: aperture sums for a group of catalogued sources (one read for the group)."""
-    r = int(math.ceil(radius)) + 1
-    read = Box(
-        max(0, int(np.floor(xy[:, 1].min())) - r),
-        min(shape[0], int(np.ceil(xy[:, 1].max())) + r + 1),
-        max(0, int(np.floor(xy[:, 0].min())) - r),
-        min(shape[1], int(np.ceil(xy[:, 0].max())) + r + 1),
-    )
-    piece = _read_piece(class_store, mosaic_store, read)
-    frames = []
-    for row, (x, y) in zip(rows, xy):
-        disc = aperture_mask(read.shape, x - read.x0, y - read.y0, radius) & (piece["n"] > 0)
-        frame = _piece_sums(disc.astype(np.int64), piece, flux_index, band_names, read.origin, shape[1], classes)
-        frames.append(frame.set_axis(pd.Index([int(row)] * len(frame), name="id")))
-    return pd.concat(frames)
 
 
 def _catalog_body(sums: pd.DataFrame, context: StageContext, missing: np.ndarray) -> Table:

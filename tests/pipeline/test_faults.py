@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.downstream.redo import redo_downstream
 from pipeline.errors import InputError
-from pipeline.run import redo_downstream, resubmit, run
+from pipeline.run import resubmit, run
 from pipeline.rundir.ledger import Ledger
 from pipeline.rundir.status import status
 from tests.faults import inject

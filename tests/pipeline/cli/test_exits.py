@@ -29,6 +29,7 @@ def _failing(monkeypatch, tmp_path, command, raised):
     """Make ``command``'s work raise ``raised`` (after claiming the run directory where
     the command claims one, so that its log file is open); returns its argv."""
     import pipeline.cli.view
+    import pipeline.downstream.redo
     import pipeline.run
     import pipeline.rundir.status
     import pipeline.training.run
@@ -46,8 +47,8 @@ def _failing(monkeypatch, tmp_path, command, raised):
     target = {
         "run": (pipeline.run, "run"),
         "resubmit": (pipeline.run, "resubmit"),
-        "segment": (pipeline.run, "redo_downstream"),
-        "catalog": (pipeline.run, "redo_downstream"),
+        "segment": (pipeline.downstream.redo, "redo_downstream"),
+        "catalog": (pipeline.downstream.redo, "redo_downstream"),
         "status": (pipeline.rundir.status, "status"),
         "train": (pipeline.training.run, "run_training"),
         "view": (pipeline.cli.view, "prepare"),

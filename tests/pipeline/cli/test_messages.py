@@ -105,7 +105,7 @@ def test_a_mosaic_store_of_another_tile_is_refused_in_option_words(finished, tmp
     from pipeline.errors import InputError
     from pipeline.inputs.grid import validate_bands
     from pipeline.inputs.ingest import ingest
-    from pipeline.inputs.mosaics import resolve_mosaic
+    from pipeline.inputs.mosaic_files import resolve_mosaic
 
     run_dir, toml = finished
     shutil.copytree(run_dir / "mosaic.zarr", tmp_path / "mosaic.zarr")

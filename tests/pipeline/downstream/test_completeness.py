@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from pipeline.inputs.mosaics import generate_demo
+from pipeline.inputs.demo_mosaics import generate_demo
 from pipeline.run import run
 from pipeline.settings import RunSettings
 

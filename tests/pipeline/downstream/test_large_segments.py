@@ -14,10 +14,10 @@ import zarr
 from astropy.table import Table
 from scipy import ndimage as ndi
 
+import pipeline.downstream.catalog_sums
 import pipeline.downstream.colour
 import pipeline.downstream.deblend
 import pipeline.downstream.labels
-import pipeline.downstream.measure
 import pipeline.downstream.segment
 from morpheus_core.deblend import number_children, split_by_peaks
 from morpheus_core.segmentation import label_segments, segment_sources
@@ -184,7 +184,7 @@ KERNELS = {
     pipeline.downstream.labels: ("_label_block", "_face_pairs_block", "_relabel_block"),
     pipeline.downstream.deblend: ("_split_by_peaks_block", "_split_by_markers_block", "_deblended_block"),
     pipeline.downstream.colour: ("_colour_block",),
-    pipeline.downstream.measure: ("_sums_block", "_aperture_block"),
+    pipeline.downstream.catalog_sums: ("_sums_block", "_aperture_block"),
 }
 
 

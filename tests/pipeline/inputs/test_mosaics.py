@@ -1,4 +1,5 @@
-"""Tests for pipeline.inputs.mosaics: the registry of named mosaics and the demo files."""
+"""Tests for pipeline.inputs.mosaics, mosaic_files and demo_mosaics: the registry of named mosaics, their
+files resolved, and the demo files."""
 
 from __future__ import annotations
 
@@ -13,18 +14,11 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from pipeline.errors import InputError, RunError
+from pipeline.inputs.demo_mosaics import generate_demo
 from pipeline.inputs.grid import validate_bands
 from pipeline.inputs.ingest import ingest, read_wcs
-from pipeline.inputs.mosaics import (
-    DEMO,
-    GOODS_S,
-    MOSAICS,
-    Mosaic,
-    default_data_dir,
-    generate_demo,
-    known_mosaics,
-    resolve_mosaic,
-)
+from pipeline.inputs.mosaic_files import resolve_mosaic
+from pipeline.inputs.mosaics import DEMO, GOODS_S, MOSAICS, Mosaic, default_data_dir, known_mosaics
 
 HLF_NAMES = (
     "hlsp_hlf_hst_wfc3-60mas_goodss_f160w_v2.0_sci.fits",

@@ -12,7 +12,8 @@ from morpheus_core.magnitudes import photflam_zeropoint
 from pipeline.errors import InputError
 from pipeline.inputs.grid import validate_bands
 from pipeline.inputs.ingest import ingest
-from pipeline.inputs.mosaics import known_mosaics, photometry_inputs
+from pipeline.inputs.mosaic_files import photometry_inputs
+from pipeline.inputs.mosaics import known_mosaics
 from pipeline.inputs.photometry_maps import with_photometry
 from tests.pipeline.inputs.band_images import BANDS, SHAPE, make_wcs, random_image, write_band
 
