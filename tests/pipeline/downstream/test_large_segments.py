@@ -119,7 +119,7 @@ def test_value_added_sources_on_an_oversize_segment(tmp_path, scene):
     # several sources on an oversize segment: not split, each measured in the aperture
     assert list(table["object_id"][:2]) == [0, 0] and list(table["aperture"][:2]) == [1, 1]
     # one source on an oversize segment owns it whole, as Algorithm 2 gives
-    seg = zarr.open_group(str(run_dir / "segmentation.zarr"), mode="r")
+    seg = zarr.open_group(str(run_dir / "segmentation_value_added.zarr"), mode="r")
     segments, deblended = seg["segments"][:], seg["deblended"][:]
     on_pair = segments == segments[110, 96]
     assert table["object_id"][2] == 3 and table["aperture"][2] == 0 and table["area"][2] == on_pair.sum()
