@@ -61,7 +61,8 @@ def test_a_value_added_catalog_is_written_beside_the_internal_one(catalog_run, t
     assert {p.name: p.read_bytes() for p in layout.catalog.path.iterdir() if p.name in internal} == internal
     named = {p.path for p in [*layout.catalog_files(), *layout.catalog_files("value_added")]}
     assert set(layout.catalog.path.iterdir()) == named
-    outputs = json.loads(layout.downstream_record.path.read_text())["outputs"]
+    # the value-added run's record is its own; the internal run's stays as it was
+    outputs = json.loads(layout.downstream_record_of("value_added").path.read_text())["outputs"]
     assert {f"catalog/value_added.{s}" for s in ("parquet", "csv", "fits", "mrt", "reg")} <= set(outputs)
     assert not [o for o in outputs if o.startswith("catalog/catalog.") or o == "catalog/objects.reg"]
     # the map keeps showing the internal catalog
