@@ -33,8 +33,9 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from photutils.utils import calc_total_error
 
+from morpheus_core.catalog import image_unit
+
 __all__ = [
-    "ELECTRON_RATE_UNITS",
     "SkyNoise",
     "effective_gain",
     "rms_from_map",
@@ -44,8 +45,8 @@ __all__ = [
     "total_error",
 ]
 
-#: ``BUNIT`` values (lower case, spaces removed) read as electrons per second.
-ELECTRON_RATE_UNITS: frozenset[str] = frozenset({"electrons/s", "electron/s", "e-/s", "e/s", "electrons/sec"})
+#: Electrons per second, as :func:`morpheus_core.catalog.image_unit` writes it.
+_ELECTRON_RATE = "electron / s"
 
 
 @dataclass(frozen=True)
@@ -206,13 +207,13 @@ def effective_gain(header: Mapping[str, Any]) -> float | None:
     Returns
     -------
     float or None
-        ``EXPTIME`` (s) when ``BUNIT`` is electrons per second (:data:`ELECTRON_RATE_UNITS`)
+        ``EXPTIME`` (s) when ``BUNIT`` is electrons per second in any spelling
+        :func:`morpheus_core.catalog.image_unit` reads
         and ``EXPTIME > 0``; None otherwise (then the error is background-only).
     """
-    unit = str(header.get("BUNIT", "")).replace(" ", "").lower()
     exptime = header.get("EXPTIME")
     if (
-        unit in ELECTRON_RATE_UNITS
+        image_unit([header.get("BUNIT")]) == _ELECTRON_RATE
         and isinstance(exptime, (int, float))
         and not isinstance(exptime, bool)
         and np.isfinite(exptime)
